@@ -1,0 +1,15 @@
+//! `engine`: the pure logic of driver. Manifests and their validation, the
+//! node graph, plans, and site-config discovery. Reads local files; never
+//! touches the network (that is `actions`' job).
+
+pub mod catalog;
+pub mod graph;
+pub mod manifest;
+pub mod output;
+pub mod plan;
+pub mod site_config;
+pub mod yaml;
+
+pub use graph::ManifestGraph;
+pub use manifest::{InvalidManifest, Manifest};
+pub use plan::{Plan, Verb};

@@ -1,0 +1,126 @@
+//! Diagnostics for manifests: one `Problem` per thing wrong, all of them
+//! gathered into one `InvalidManifest` so a user fixes everything in one go.
+
+use std::sync::Arc;
+
+use miette::{Diagnostic, LabeledSpan, NamedSource, SourceSpan};
+
+use crate::yaml::Span;
+
+/// Where a manifest's text came from, shared by every problem that points into it.
+#[derive(Clone, Debug)]
+pub struct Source {
+    /// A path, `builtin:NAME`, or `--manifest-json`.
+    pub origin: String,
+    pub text: Arc<String>,
+}
+
+impl Source {
+    pub fn new(origin: impl Into<String>, text: impl Into<String>) -> Self {
+        Source {
+            origin: origin.into(),
+            text: Arc::new(text.into()),
+        }
+    }
+
+    /// 1-based line and column of a byte offset.
+    pub fn line_col(&self, offset: usize) -> (usize, usize) {
+        let offset = offset.min(self.text.len());
+        let before = &self.text.as_bytes()[..offset];
+        let line = before.iter().filter(|&&b| b == b'\n').count() + 1;
+        let line_start = before
+            .iter()
+            .rposition(|&b| b == b'\n')
+            .map_or(0, |p| p + 1);
+        let col = self.text[line_start..offset].chars().count() + 1;
+        (line, col)
+    }
+}
+
+/// One thing wrong with a manifest, pointing at the YAML it is about.
+#[derive(Debug, thiserror::Error, Diagnostic)]
+#[error("{message}")]
+pub struct Problem {
+    pub message: String,
+    /// Where the problem is, 1-based; `None` when it is about the whole document.
+    pub line: Option<usize>,
+    pub column: Option<usize>,
+    #[help]
+    pub help: Option<String>,
+    #[source_code]
+    source_code: NamedSource<Arc<String>>,
+    #[label(collection)]
+    labels: Vec<LabeledSpan>,
+}
+
+impl Problem {
+    pub(crate) fn new(
+        src: &Source,
+        message: String,
+        span: Option<Span>,
+        label: &str,
+        help: Option<String>,
+    ) -> Self {
+        let (line, column) = match span {
+            Some(s) => {
+                let (l, c) = src.line_col(s.offset);
+                (Some(l), Some(c))
+            }
+            None => (None, None),
+        };
+        let labels = span
+            .map(|s| LabeledSpan::new_with_span(Some(label.to_string()), SourceSpan::from(s)))
+            .into_iter()
+            .collect();
+        Problem {
+            message,
+            line,
+            column,
+            help,
+            source_code: NamedSource::new(src.origin.clone(), src.text.clone()),
+            labels,
+        }
+    }
+
+    /// Adds a second pointer, e.g. "first defined here".
+    pub(crate) fn with_label(mut self, span: Span, label: &str) -> Self {
+        self.labels.push(LabeledSpan::new_with_span(
+            Some(label.to_string()),
+            SourceSpan::from(span),
+        ));
+        self
+    }
+
+    /// `file:line:col: message`, the one-line form for logs and plain terminals.
+    pub fn short(&self, origin: &str) -> String {
+        match (self.line, self.column) {
+            (Some(l), Some(c)) => format!("{origin}:{l}:{c}: {}", self.message),
+            _ => format!("{origin}: {}", self.message),
+        }
+    }
+}
+
+/// A manifest that failed validation, with every problem found.
+#[derive(Debug, thiserror::Error, Diagnostic)]
+#[error("{origin}: invalid manifest ({} problem{})", problems.len(), if problems.len() == 1 { "" } else { "s" })]
+#[diagnostic(code(driver::manifest::invalid))]
+pub struct InvalidManifest {
+    pub origin: String,
+    #[related]
+    pub problems: Vec<Problem>,
+}
+
+/// Suggests the closest of `candidates` to a misspelt `word`.
+pub fn did_you_mean<'a>(word: &str, candidates: &[&'a str]) -> Option<&'a str> {
+    // Short words need the edit distance (jaro-winkler scores "vn"/"vm" low);
+    // long ones the similarity score.
+    let close = |c: &str| {
+        strsim::damerau_levenshtein(word, c) <= 1 + word.len() / 5
+            || strsim::jaro_winkler(word, c) > 0.85
+    };
+    candidates
+        .iter()
+        .filter(|c| close(c))
+        .max_by(|a, b| strsim::jaro_winkler(word, a).total_cmp(&strsim::jaro_winkler(word, b)))
+        .copied()
+}

@@ -1,0 +1,78 @@
+//! The `--json-output` document: a superset of the original driver's
+//! `{verb, success, duration_seconds, nodes[], context, error}`. Fields may
+//! be added; these are never renamed, because parent drivers and CI parse them.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+use crate::plan::Plan;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum NodeStatus {
+    /// Only in dry runs: what would be done.
+    Planned,
+    Pending,
+    Running,
+    Completed,
+    Failed,
+    Skipped,
+    Destroyed,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct NodeOutput {
+    pub name: String,
+    pub status: NodeStatus,
+    pub vm_id: Option<u32>,
+    pub ip: Option<String>,
+    /// Seconds.
+    pub duration: Option<f64>,
+    pub error: Option<String>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct RunOutput {
+    pub verb: String,
+    pub success: bool,
+    pub duration_seconds: f64,
+    pub nodes: Vec<NodeOutput>,
+    /// `{name}_ip`, `{name}_vm_id`, ...
+    pub context: BTreeMap<String, serde_json::Value>,
+    pub error: Option<String>,
+    pub manifest: Option<String>,
+    pub host: String,
+    pub dry_run: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub plan: Option<Plan>,
+    /// Validation problems, when the manifest was refused.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub problems: Vec<ProblemOutput>,
+}
+
+/// A validation problem as JSON: where it is and what to do.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ProblemOutput {
+    pub origin: String,
+    pub message: String,
+    pub line: Option<usize>,
+    pub column: Option<usize>,
+    pub help: Option<String>,
+}
+
+impl ProblemOutput {
+    pub fn all(invalid: &crate::manifest::InvalidManifest) -> Vec<ProblemOutput> {
+        invalid
+            .problems
+            .iter()
+            .map(|p| ProblemOutput {
+                origin: invalid.origin.clone(),
+                message: p.message.clone(),
+                line: p.line,
+                column: p.column,
+                help: p.help.clone(),
+            })
+            .collect()
+    }
+}

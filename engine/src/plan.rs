@@ -1,0 +1,414 @@
+//! Plans: what a verb will do to each node, in which order, on which host.
+//!
+//! A plan has phases (create; verify; destroy), each a list of steps, one per
+//! node, with the steps it must wait for. Every node of the manifest has a
+//! step, so a dry run shows the whole tree; steps below a nested PVE are
+//! marked as run by the driver on that PVE (`Runner::Delegated`) and this
+//! driver's executor only runs `Runner::Local` steps: the `delegate` action
+//! of their PVE node covers them.
+
+use std::time::Duration;
+
+use serde::Serialize;
+
+use crate::graph::ManifestGraph;
+use crate::manifest::{ExecMode, NodeKind};
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Verb {
+    Create,
+    Destroy,
+    Test,
+}
+
+impl Verb {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Verb::Create => "create",
+            Verb::Destroy => "destroy",
+            Verb::Test => "test",
+        }
+    }
+}
+
+/// One typed action the runner performs on a node. Names follow the
+/// original's `verb_noun` phase names.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Action {
+    /// Clone the image's template (or create) with the resolved preset.
+    Provision,
+    StartVm,
+    /// Wait for the guest agent to report the primary IPv4.
+    WaitIp,
+    WaitSsh,
+    /// Pull mode: wait for the guest to report its spec applied.
+    AwaitPull,
+    /// PVE lifecycle: upload this driver and the site-config subset.
+    Bootstrap,
+    CopySecrets,
+    ConfigureBridge,
+    CreateApiToken,
+    DownloadImages,
+    /// Run this verb for the subtree on the node's own driver.
+    Delegate,
+    VerifySsh,
+    ShutdownVm,
+    DestroyVm,
+}
+
+impl Action {
+    pub fn name(self) -> &'static str {
+        match self {
+            Action::Provision => "provision",
+            Action::StartVm => "start_vm",
+            Action::WaitIp => "wait_ip",
+            Action::WaitSsh => "wait_ssh",
+            Action::AwaitPull => "await_pull",
+            Action::Bootstrap => "bootstrap",
+            Action::CopySecrets => "copy_secrets",
+            Action::ConfigureBridge => "configure_bridge",
+            Action::CreateApiToken => "create_api_token",
+            Action::DownloadImages => "download_images",
+            Action::Delegate => "delegate",
+            Action::VerifySsh => "verify_ssh",
+            Action::ShutdownVm => "shutdown_vm",
+            Action::DestroyVm => "destroy_vm",
+        }
+    }
+
+    /// Default time limit, from the original's timeout tables.
+    pub fn default_timeout(self, verb: Verb) -> Duration {
+        let secs = match self {
+            Action::Provision => 300,
+            Action::StartVm => 60,
+            Action::WaitIp => 300,
+            Action::WaitSsh | Action::VerifySsh => 60,
+            Action::AwaitPull => 600,
+            Action::Bootstrap => 600,
+            Action::CopySecrets => 60,
+            Action::ConfigureBridge => 120,
+            Action::CreateApiToken => 60,
+            Action::DownloadImages => 300,
+            Action::Delegate => match verb {
+                Verb::Destroy => 600,
+                _ => 1200,
+            },
+            Action::ShutdownVm => 120,
+            Action::DestroyVm => 120,
+        };
+        Duration::from_secs(secs)
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum PhaseKind {
+    Create,
+    Verify,
+    Destroy,
+}
+
+impl PhaseKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            PhaseKind::Create => "create",
+            PhaseKind::Verify => "verify",
+            PhaseKind::Destroy => "destroy",
+        }
+    }
+}
+
+/// Who runs a step.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase", tag = "kind")]
+pub enum Runner {
+    /// This driver.
+    Local,
+    /// The driver on `via`, the local PVE node this driver delegates to (which
+    /// may delegate further down: the step's `host` is the node's own PVE).
+    Delegated { via: String },
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct Step {
+    /// Index into the manifest's nodes.
+    pub node: usize,
+    pub name: String,
+    pub kind: NodeKind,
+    /// Where the guest lives: the target host or its parent PVE node.
+    pub host: String,
+    pub depth: usize,
+    pub vmid: Option<u32>,
+    pub preset: Option<String>,
+    pub image: Option<String>,
+    pub mode: ExecMode,
+    pub runner: Runner,
+    pub actions: Vec<Action>,
+    /// Steps (indices into this phase's `steps`) that must finish first.
+    pub after: Vec<usize>,
+    /// For a delegating node: how many nodes its driver is handed.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub delegated_nodes: Option<usize>,
+}
+
+impl Step {
+    pub fn is_local(&self) -> bool {
+        self.runner == Runner::Local
+    }
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct Phase {
+    pub kind: PhaseKind,
+    pub steps: Vec<Step>,
+}
+
+/// What this driver hands to the driver on a nested PVE node.
+#[derive(Clone, Debug, Serialize)]
+pub struct Delegation {
+    pub node: String,
+    pub nodes: usize,
+    pub depth: usize,
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct Plan {
+    pub verb: Verb,
+    pub manifest: String,
+    pub host: String,
+    pub nodes: usize,
+    pub phases: Vec<Phase>,
+    /// Subtrees handed to nested drivers, outermost first.
+    pub delegations: Vec<Delegation>,
+}
+
+impl Plan {
+    pub fn build(verb: Verb, graph: &ManifestGraph<'_>, host: &str) -> Plan {
+        let sizes = graph.subtree_sizes();
+        let phases = match verb {
+            Verb::Create => vec![create_phase(graph, host, &sizes)],
+            Verb::Destroy => vec![destroy_phase(graph, host, &sizes)],
+            Verb::Test => {
+                let mut p = vec![create_phase(graph, host, &sizes)];
+                if graph.manifest.settings.verify_ssh {
+                    p.push(verify_phase(graph, host));
+                }
+                p.push(destroy_phase(graph, host, &sizes));
+                p
+            }
+        };
+        let delegations = graph
+            .create_order()
+            .iter()
+            .copied()
+            .filter(|&i| graph.delegates(i))
+            .map(|i| Delegation {
+                node: graph.node(i).name.clone(),
+                nodes: sizes[i],
+                depth: graph.depth(i),
+            })
+            .collect();
+        Plan {
+            verb,
+            manifest: graph.manifest.name.clone(),
+            host: host.to_string(),
+            nodes: graph.len(),
+            phases,
+            delegations,
+        }
+    }
+
+    /// Steps that run in this process, over all phases.
+    pub fn local_steps(&self) -> usize {
+        self.phases
+            .iter()
+            .flat_map(|p| &p.steps)
+            .filter(|s| s.is_local())
+            .count()
+    }
+}
+
+fn step(graph: &ManifestGraph<'_>, i: usize, host: &str, actions: Vec<Action>) -> Step {
+    let n = graph.node(i);
+    let root = graph.local_root(i);
+    let runner = if root == i {
+        Runner::Local
+    } else {
+        Runner::Delegated {
+            via: graph.node(root).name.clone(),
+        }
+    };
+    Step {
+        node: i,
+        name: n.name.clone(),
+        kind: n.kind,
+        host: match graph.parent(i) {
+            Some(p) => graph.node(p).name.clone(),
+            None => host.to_string(),
+        },
+        depth: graph.depth(i),
+        vmid: n.vmid,
+        preset: n.preset.clone(),
+        image: n.image.clone(),
+        mode: n.mode(graph.manifest.default_mode()),
+        runner,
+        actions,
+        after: Vec::new(),
+        delegated_nodes: None,
+    }
+}
+
+/// Fills `after` from node-level dependencies, given each node's step index.
+fn link(steps: &mut [Step], slot: &[usize], deps: impl Fn(usize) -> Vec<usize>) {
+    for s in steps.iter_mut() {
+        let mut after: Vec<usize> = deps(s.node).into_iter().map(|d| slot[d]).collect();
+        after.sort_unstable();
+        after.dedup();
+        s.after = after;
+    }
+}
+
+fn create_phase(graph: &ManifestGraph<'_>, host: &str, sizes: &[usize]) -> Phase {
+    let settings = &graph.manifest.settings;
+    let mut slot = vec![0; graph.len()];
+    let mut steps = Vec::with_capacity(graph.len());
+    for (k, &i) in graph.create_order().iter().enumerate() {
+        slot[i] = k;
+        let n = graph.node(i);
+        let mut actions = vec![Action::Provision, Action::StartVm, Action::WaitIp];
+        let pull = n.mode(graph.manifest.default_mode()) == ExecMode::Pull;
+        if pull {
+            actions.push(Action::AwaitPull);
+        } else if settings.verify_ssh || n.kind == NodeKind::Pve {
+            // A PVE node is set up over SSH, so it must answer SSH either way.
+            actions.push(Action::WaitSsh);
+        }
+        if n.kind == NodeKind::Pve {
+            actions.extend([
+                Action::Bootstrap,
+                Action::CopySecrets,
+                Action::ConfigureBridge,
+                Action::CreateApiToken,
+                Action::DownloadImages,
+            ]);
+        }
+        let mut s = step(graph, i, host, actions);
+        if graph.delegates(i) {
+            s.actions.push(Action::Delegate);
+            s.delegated_nodes = Some(sizes[i]);
+        }
+        steps.push(s);
+    }
+    link(&mut steps, &slot, |i| graph.create_deps(i).collect());
+    Phase {
+        kind: PhaseKind::Create,
+        steps,
+    }
+}
+
+fn verify_phase(graph: &ManifestGraph<'_>, host: &str) -> Phase {
+    let steps = graph
+        .create_order()
+        .iter()
+        .map(|&i| step(graph, i, host, vec![Action::VerifySsh]))
+        .collect();
+    Phase {
+        kind: PhaseKind::Verify,
+        steps,
+    }
+}
+
+fn destroy_phase(graph: &ManifestGraph<'_>, host: &str, sizes: &[usize]) -> Phase {
+    let mut slot = vec![0; graph.len()];
+    let mut steps = Vec::with_capacity(graph.len());
+    for (k, i) in graph.destroy_order().enumerate() {
+        slot[i] = k;
+        let mut actions = Vec::with_capacity(3);
+        let delegates = graph.delegates(i);
+        if delegates {
+            actions.push(Action::Delegate);
+        }
+        actions.extend([Action::ShutdownVm, Action::DestroyVm]);
+        let mut s = step(graph, i, host, actions);
+        if delegates {
+            s.delegated_nodes = Some(sizes[i]);
+        }
+        steps.push(s);
+    }
+    link(&mut steps, &slot, |i| graph.create_dependents(i).collect());
+    Phase {
+        kind: PhaseKind::Destroy,
+        steps,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::manifest::{load, Source};
+
+    const N3: &str = "schema_version: 2\nname: n3\npattern: tiered\nnodes:\n\
+        - {name: root-pve, type: pve, vmid: 99011}\n\
+        - {name: leaf-pve, type: pve, parent: root-pve, vmid: 99021}\n\
+        - {name: edge, type: vm, parent: leaf-pve, vmid: 99031}\n";
+
+    #[test]
+    fn create_plan_delegates_below_the_first_pve() {
+        let m = load(Source::new("t", N3)).unwrap().manifest;
+        let g = ManifestGraph::new(&m);
+        let p = Plan::build(Verb::Create, &g, "father");
+        let steps = &p.phases[0].steps;
+        assert_eq!(steps[0].name, "root-pve");
+        assert!(steps[0].is_local());
+        assert_eq!(steps[0].host, "father");
+        assert_eq!(*steps[0].actions.last().unwrap(), Action::Delegate);
+        assert_eq!(steps[0].delegated_nodes, Some(2));
+        assert_eq!(steps[2].host, "leaf-pve");
+        assert_eq!(
+            steps[2].runner,
+            Runner::Delegated {
+                via: "root-pve".into()
+            }
+        );
+        assert_eq!(steps[1].after, vec![0]);
+        assert_eq!(p.local_steps(), 1);
+        assert_eq!(p.delegations.len(), 2);
+        assert_eq!(p.delegations[1].node, "leaf-pve");
+    }
+
+    #[test]
+    fn destroy_plan_is_reversed_and_delegates_first() {
+        let m = load(Source::new("t", N3)).unwrap().manifest;
+        let g = ManifestGraph::new(&m);
+        let p = Plan::build(Verb::Destroy, &g, "father");
+        let steps = &p.phases[0].steps;
+        let names: Vec<_> = steps.iter().map(|s| s.name.as_str()).collect();
+        assert_eq!(names, ["edge", "leaf-pve", "root-pve"]);
+        assert_eq!(steps[2].actions[0], Action::Delegate);
+        assert_eq!(steps[2].after, vec![1]);
+        assert_eq!(steps[0].actions, [Action::ShutdownVm, Action::DestroyVm]);
+    }
+
+    #[test]
+    fn test_plan_has_three_phases() {
+        let m = load(Source::new("t", N3)).unwrap().manifest;
+        let g = ManifestGraph::new(&m);
+        let p = Plan::build(Verb::Test, &g, "sim");
+        let kinds: Vec<_> = p.phases.iter().map(|p| p.kind).collect();
+        assert_eq!(kinds, [PhaseKind::Create, PhaseKind::Verify, PhaseKind::Destroy]);
+    }
+
+    #[test]
+    fn pull_nodes_wait_for_the_guest_instead_of_ssh() {
+        let y = "schema_version: 2\nname: p\nnodes:\n- {name: e, type: vm, execution: {mode: pull}}\n";
+        let m = load(Source::new("t", y)).unwrap().manifest;
+        let g = ManifestGraph::new(&m);
+        let p = Plan::build(Verb::Create, &g, "h");
+        assert_eq!(
+            p.phases[0].steps[0].actions,
+            [Action::Provision, Action::StartVm, Action::WaitIp, Action::AwaitPull]
+        );
+    }
+}

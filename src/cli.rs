@@ -1,0 +1,173 @@
+//! The command line: verbs, flags and their help text.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+pub const VERSION: &str = concat!(env!("CARGO_PKG_VERSION"), " (", env!("DRIVER_COMMIT"), ")");
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "driver",
+    version = VERSION,
+    about = "Build, test and tear down trees of Proxmox VE guests described by a YAML manifest",
+    long_about = "driver reads a manifest (a tree of VMs, containers and nested PVE hosts), \
+plans it as a graph and walks it against a Proxmox VE host: `create` builds the tree, \
+`destroy` tears it down, `test` does create -> verify SSH -> destroy and writes a report. \
+Subtrees under a nested PVE node are handed to a copy of driver running on that node.",
+    after_help = "Examples:\n  \
+driver test -M n2-quick -H sim            full round trip on the built-in simulator\n  \
+driver create -M n2-quick -H father --dry-run\n  \
+driver validate my-manifest.yaml\n  \
+driver graph -M n3-deep --format mermaid\n\n\
+Exit codes: 0 success, 1 the run failed, 2 invalid usage or input."
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+
+    /// More logging on stderr (-v info, -vv debug, -vvv trace); RUST_LOG overrides.
+    #[arg(short, long, global = true, action = clap::ArgAction::Count)]
+    pub verbose: u8,
+
+    /// Site-config folder (default: $HOMESTAK_SITE_CONFIG, ../site-config,
+    /// /usr/local/etc/homestak, /opt/homestak/site-config, then the built-in example).
+    #[arg(long, global = true, value_name = "PATH")]
+    pub site_config: Option<PathBuf>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Build the manifest's tree on a PVE host (parents before children, siblings in parallel).
+    Create(RunArgs),
+    /// Tear the tree down (children before parents). Asks first unless --yes.
+    Destroy(RunArgs),
+    /// Create, verify SSH to every node, destroy; writes a report to reports/.
+    Test(RunArgs),
+    /// Check manifests and report every problem with its file, line and column.
+    Validate(ValidateArgs),
+    /// Print the manifest's node graph as text, Graphviz DOT or Mermaid.
+    Graph(GraphArgs),
+    /// List things driver knows about.
+    List {
+        #[command(subcommand)]
+        what: ListWhat,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ListWhat {
+    /// Manifests that -M can name: the site-config's, then the built-in ones.
+    Manifests {
+        /// Print JSON instead of a table.
+        #[arg(long)]
+        json_output: bool,
+    },
+}
+
+/// Which manifest to use (exactly one).
+#[derive(Debug, Args, Clone)]
+#[group(required = true, multiple = false)]
+pub struct ManifestArgs {
+    /// Manifest by name: site-config manifests/NAME.yaml, else the built-in NAME.
+    #[arg(short = 'M', long = "manifest", value_name = "NAME")]
+    pub name: Option<String>,
+    /// Manifest from a YAML (or JSON) file.
+    #[arg(long, value_name = "PATH")]
+    pub manifest_file: Option<PathBuf>,
+    /// Manifest given inline as JSON (what a parent driver passes when delegating).
+    #[arg(long, value_name = "JSON")]
+    pub manifest_json: Option<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct RunArgs {
+    #[command(flatten)]
+    pub manifest: ManifestArgs,
+
+    /// Target PVE host: site-config nodes/HOST.yaml (or hosts/HOST.yaml); `sim` is the simulator.
+    #[arg(short = 'H', long, value_name = "HOST")]
+    pub host: String,
+
+    /// Print the plan (every node, host, vmid, actions, delegations) and change nothing.
+    #[arg(long)]
+    pub dry_run: bool,
+
+    /// Print only JSON on stdout (for parent tools); logs stay on stderr.
+    #[arg(long)]
+    pub json_output: bool,
+
+    /// Do not ask for confirmation before destroying.
+    #[arg(short, long)]
+    pub yes: bool,
+
+    /// Override a node's vmid (repeatable): --vm-id edge=99990
+    #[arg(long = "vm-id", value_name = "NAME=ID", value_parser = parse_vm_id)]
+    pub vm_ids: Vec<(String, u32)>,
+
+    /// Time limit for the whole run, in seconds.
+    #[arg(short, long, value_name = "SECONDS")]
+    pub timeout: Option<u64>,
+
+    /// Skip the checks run before the verb (site-config, API, storage, bridge).
+    #[arg(long)]
+    pub skip_preflight: bool,
+}
+
+#[derive(Debug, Args)]
+#[group(id = "which", multiple = false)]
+pub struct ValidateArgs {
+    /// Manifest files to check.
+    #[arg(value_name = "FILE", group = "which")]
+    pub files: Vec<PathBuf>,
+    /// Manifest by name (site-config, then built-in).
+    #[arg(short = 'M', long = "manifest", value_name = "NAME", group = "which")]
+    pub name: Option<String>,
+    /// Manifest given inline as JSON.
+    #[arg(long, value_name = "JSON", group = "which")]
+    pub manifest_json: Option<String>,
+    /// Check every manifest `driver list manifests` shows.
+    #[arg(long, group = "which")]
+    pub all: bool,
+    /// Print the manifest as schema v2 JSON (converts v1 manifests).
+    #[arg(long)]
+    pub to_v2: bool,
+    /// Print the result as JSON on stdout.
+    #[arg(long)]
+    pub json_output: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct GraphArgs {
+    #[command(flatten)]
+    pub manifest: ManifestArgs,
+    /// Output format.
+    #[arg(long, value_enum, default_value_t = GraphFormat::Text)]
+    pub format: GraphFormat,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum GraphFormat {
+    /// An indented tree with each node's type, vmid and image.
+    Text,
+    /// Graphviz DOT (`driver graph --format dot | dot -Tsvg`).
+    Dot,
+    /// A Mermaid flowchart (renders on GitHub).
+    Mermaid,
+}
+
+fn parse_vm_id(s: &str) -> Result<(String, u32), String> {
+    let (name, id) = s
+        .split_once('=')
+        .ok_or_else(|| format!("expected NAME=ID, got '{s}'"))?;
+    let id: u32 = id
+        .parse()
+        .map_err(|_| format!("'{id}' is not a vmid (a whole number of 100 or more)"))?;
+    if id < 100 {
+        return Err(format!("vmid {id} is below 100 (PVE reserves 0-99)"));
+    }
+    if name.is_empty() {
+        return Err("the node name before '=' is empty".into());
+    }
+    Ok((name.to_string(), id))
+}

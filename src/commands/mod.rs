@@ -1,0 +1,81 @@
+//! One module per verb. Each turns parsed arguments into calls on the
+//! library crates and hands the results to a renderer.
+
+pub mod graph;
+pub mod list;
+pub mod run;
+pub mod validate;
+
+use std::path::Path;
+
+use engine::catalog::{self, CatalogError, ManifestRef};
+use engine::manifest::{self, Loaded};
+use engine::site_config::{self, Probe, SiteConfigDir};
+
+use crate::cli::ManifestArgs;
+
+/// Why a command did not succeed, and so its exit code.
+pub enum Failure {
+    /// Bad arguments or invalid input (exit 2).
+    Usage(Option<miette::Report>),
+    /// The run itself failed (exit 1).
+    Run(Option<miette::Report>),
+}
+
+impl Failure {
+    pub fn usage(r: impl Into<miette::Report>) -> Self {
+        Failure::Usage(Some(r.into()))
+    }
+
+    pub fn exit_code(&self) -> u8 {
+        match self {
+            Failure::Usage(_) => 2,
+            Failure::Run(_) => 1,
+        }
+    }
+
+    /// What to print on stderr; `None` when it was already reported.
+    pub fn report(&self) -> Option<&miette::Report> {
+        match self {
+            Failure::Usage(r) | Failure::Run(r) => r.as_ref(),
+        }
+    }
+}
+
+pub fn discover_site(flag: Option<&Path>) -> Result<SiteConfigDir, Failure> {
+    let site = site_config::discover(&Probe::from_env(flag.map(Path::to_path_buf)))
+        .map_err(|e| Failure::usage(miette::miette!("{e}")))?;
+    tracing::info!("site-config: {site}");
+    Ok(site)
+}
+
+pub fn catalog_failure(e: CatalogError) -> Failure {
+    let help = e.help();
+    let report = match help {
+        Some(h) => miette::miette!(help = h, "{e}"),
+        None => miette::miette!("{e}"),
+    };
+    Failure::usage(report)
+}
+
+impl ManifestArgs {
+    pub fn to_ref(&self) -> ManifestRef {
+        match (&self.name, &self.manifest_file, &self.manifest_json) {
+            (Some(n), _, _) => ManifestRef::Name(n.clone()),
+            (_, Some(f), _) => ManifestRef::File(f.clone()),
+            (_, _, Some(j)) => ManifestRef::Json(j.clone()),
+            // clap's required group guarantees one of them.
+            _ => ManifestRef::Name(String::new()),
+        }
+    }
+}
+
+/// Finds, reads and validates a manifest; deprecation notes go to stderr.
+pub fn load_manifest(r: &ManifestRef, site: &SiteConfigDir) -> Result<Loaded, Failure> {
+    let source = catalog::resolve(r, site).map_err(catalog_failure)?;
+    let loaded = manifest::load(source).map_err(Failure::usage)?;
+    for w in &loaded.warnings {
+        eprintln!("warning: {w}");
+    }
+    Ok(loaded)
+}

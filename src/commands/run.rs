@@ -1,0 +1,162 @@
+//! `create`, `destroy` and `test`: load, plan, and (for now) print the plan.
+
+use std::io::IsTerminal;
+use std::path::Path;
+use std::time::Instant;
+
+use engine::manifest::{InvalidManifest, Loaded};
+use engine::output::{NodeOutput, NodeStatus, ProblemOutput, RunOutput};
+use engine::{ManifestGraph, Plan, Verb};
+
+use super::{discover_site, load_manifest, Failure};
+use crate::cli::RunArgs;
+use crate::render;
+
+pub fn run(verb: Verb, args: &RunArgs, site_flag: Option<&Path>) -> Result<(), Failure> {
+    let started = Instant::now();
+    let site = discover_site(site_flag)?;
+    let mut loaded = match load_manifest(&args.manifest.to_ref(), &site) {
+        Ok(l) => l,
+        Err(f) => return Err(json_failure(verb, args, started, f)),
+    };
+    apply_vm_ids(&mut loaded, &args.vm_ids).map_err(|f| json_failure(verb, args, started, f))?;
+
+    let graph = ManifestGraph::new(&loaded.manifest);
+    let plan = Plan::build(verb, &graph, &args.host);
+
+    if args.dry_run {
+        if args.json_output {
+            let out = dry_run_output(&plan, &graph, started);
+            render::json::print(&out);
+        } else {
+            print!("{}", render::plan::text(&plan));
+        }
+        return Ok(());
+    }
+
+    if verb == Verb::Destroy && !args.yes {
+        confirm_destroy(&plan)?;
+    }
+    let msg = format!(
+        "cannot {} yet: this build of driver plans manifests but has no executor",
+        verb.as_str()
+    );
+    let help = "run with --dry-run to see the plan";
+    if args.json_output {
+        let mut out = base_output(verb, args, started);
+        out.error = Some(msg.clone());
+        render::json::print(&out);
+    }
+    Err(Failure::Run(Some(miette::miette!(help = help, "{msg}"))))
+}
+
+/// `--vm-id NAME=ID` overrides, checked like the manifest itself.
+fn apply_vm_ids(loaded: &mut Loaded, overrides: &[(String, u32)]) -> Result<(), Failure> {
+    for (name, id) in overrides {
+        let nodes = &mut loaded.manifest.nodes;
+        let Some(i) = nodes.iter().position(|n| &n.name == name) else {
+            let names: Vec<&str> = nodes.iter().map(|n| n.name.as_str()).collect();
+            let hint = engine::manifest::did_you_mean(name, &names)
+                .map(|m| format!("did you mean '{m}'? "))
+                .unwrap_or_default();
+            return Err(Failure::usage(miette::miette!(
+                help = format!("{hint}nodes: {}", names.join(", ")),
+                "--vm-id names node '{name}', which is not in manifest '{}'",
+                loaded.manifest.name
+            )));
+        };
+        if let Some(other) = nodes.iter().find(|n| n.name != *name && n.vmid == Some(*id)) {
+            return Err(Failure::usage(miette::miette!(
+                "--vm-id {name}={id}: vmid {id} is already used by '{}'",
+                other.name
+            )));
+        }
+        nodes[i].vmid = Some(*id);
+    }
+    Ok(())
+}
+
+fn confirm_destroy(plan: &Plan) -> Result<(), Failure> {
+    let stdin = std::io::stdin();
+    if !stdin.is_terminal() {
+        return Err(Failure::usage(miette::miette!(
+            help = "pass --yes to destroy without asking",
+            "refusing to destroy {} node(s) of '{}' on {} without confirmation (stdin is not a terminal)",
+            plan.nodes,
+            plan.manifest,
+            plan.host
+        )));
+    }
+    eprint!(
+        "Destroy {} node(s) of '{}' on {}? [y/N] ",
+        plan.nodes, plan.manifest, plan.host
+    );
+    let mut answer = String::new();
+    let _ = stdin.read_line(&mut answer);
+    if matches!(answer.trim(), "y" | "Y" | "yes") {
+        Ok(())
+    } else {
+        Err(Failure::Usage(Some(miette::miette!("destroy cancelled"))))
+    }
+}
+
+fn base_output(verb: Verb, args: &RunArgs, started: Instant) -> RunOutput {
+    RunOutput {
+        verb: verb.as_str().into(),
+        success: false,
+        duration_seconds: started.elapsed().as_secs_f64(),
+        nodes: Vec::new(),
+        context: Default::default(),
+        error: None,
+        manifest: None,
+        host: args.host.clone(),
+        dry_run: args.dry_run,
+        plan: None,
+        problems: Vec::new(),
+    }
+}
+
+fn dry_run_output(plan: &Plan, graph: &ManifestGraph<'_>, started: Instant) -> RunOutput {
+    let nodes = graph
+        .create_order()
+        .iter()
+        .map(|&i| NodeOutput {
+            name: graph.node(i).name.clone(),
+            status: NodeStatus::Planned,
+            vm_id: graph.node(i).vmid,
+            ip: None,
+            duration: None,
+            error: None,
+        })
+        .collect();
+    RunOutput {
+        verb: plan.verb.as_str().into(),
+        success: true,
+        duration_seconds: started.elapsed().as_secs_f64(),
+        nodes,
+        context: Default::default(),
+        error: None,
+        manifest: Some(plan.manifest.clone()),
+        host: plan.host.clone(),
+        dry_run: true,
+        plan: Some(plan.clone()),
+        problems: Vec::new(),
+    }
+}
+
+/// With `--json-output`, a failure before the run still prints a JSON document.
+fn json_failure(verb: Verb, args: &RunArgs, started: Instant, f: Failure) -> Failure {
+    if !args.json_output {
+        return f;
+    }
+    let mut out = base_output(verb, args, started);
+    let Failure::Usage(Some(report)) = f else {
+        return f;
+    };
+    out.error = Some(report.to_string());
+    if let Some(invalid) = report.downcast_ref::<InvalidManifest>() {
+        out.problems = ProblemOutput::all(invalid);
+    }
+    render::json::print(&out);
+    Failure::Usage(Some(report))
+}

@@ -1,0 +1,127 @@
+//! `driver validate`: check manifests and report every problem.
+
+use std::path::Path;
+
+use engine::catalog::{self, ManifestRef};
+use engine::manifest::{self, InvalidManifest};
+use engine::output::ProblemOutput;
+use engine::ManifestGraph;
+use serde::Serialize;
+
+use super::{catalog_failure, discover_site, Failure};
+use crate::cli::ValidateArgs;
+use crate::render;
+
+#[derive(Serialize)]
+struct Checked {
+    origin: String,
+    valid: bool,
+    name: Option<String>,
+    nodes: Option<usize>,
+    depth: Option<usize>,
+    schema_version: Option<u32>,
+    problems: Vec<ProblemOutput>,
+    warnings: Vec<String>,
+}
+
+#[derive(Serialize)]
+struct ValidateOutput {
+    valid: bool,
+    manifests: Vec<Checked>,
+}
+
+pub fn run(args: &ValidateArgs, site_flag: Option<&Path>) -> Result<(), Failure> {
+    let site = discover_site(site_flag)?;
+    let refs: Vec<ManifestRef> = if args.all {
+        catalog::list(&site)
+            .into_iter()
+            .map(|e| match e.path {
+                Some(p) => ManifestRef::File(p),
+                None => ManifestRef::Name(e.name),
+            })
+            .collect()
+    } else if let Some(n) = &args.name {
+        vec![ManifestRef::Name(n.clone())]
+    } else if let Some(j) = &args.manifest_json {
+        vec![ManifestRef::Json(j.clone())]
+    } else {
+        args.files.iter().cloned().map(ManifestRef::File).collect()
+    };
+    if refs.is_empty() {
+        return Err(Failure::usage(miette::miette!(
+            help = "e.g. `driver validate my.yaml`, `driver validate -M n2-quick` or `driver validate --all`",
+            "nothing to validate"
+        )));
+    }
+    if args.to_v2 && refs.len() != 1 {
+        return Err(Failure::usage(miette::miette!(
+            "--to-v2 prints one manifest; name exactly one"
+        )));
+    }
+
+    let mut results = Vec::new();
+    let mut reports: Vec<miette::Report> = Vec::new();
+    for r in &refs {
+        let source = catalog::resolve(r, &site).map_err(catalog_failure)?;
+        let origin = source.origin.clone();
+        match manifest::load(source) {
+            Ok(loaded) => {
+                let g = ManifestGraph::new(&loaded.manifest);
+                if args.to_v2 {
+                    println!(
+                        "{}",
+                        serde_json::to_string_pretty(&loaded.manifest).unwrap_or_default()
+                    );
+                } else if !args.json_output {
+                    println!(
+                        "ok  {origin}: '{}', {} node{}, depth {}",
+                        loaded.manifest.name,
+                        g.len(),
+                        if g.len() == 1 { "" } else { "s" },
+                        g.max_depth() + 1
+                    );
+                }
+                for w in &loaded.warnings {
+                    eprintln!("warning: {w}");
+                }
+                results.push(Checked {
+                    origin,
+                    valid: true,
+                    name: Some(loaded.manifest.name.clone()),
+                    nodes: Some(g.len()),
+                    depth: Some(g.max_depth() + 1),
+                    schema_version: Some(loaded.source_version),
+                    problems: Vec::new(),
+                    warnings: loaded.warnings.clone(),
+                });
+            }
+            Err(invalid) => {
+                results.push(Checked {
+                    origin,
+                    valid: false,
+                    name: None,
+                    nodes: None,
+                    depth: None,
+                    schema_version: None,
+                    problems: ProblemOutput::all(&invalid),
+                    warnings: Vec::new(),
+                });
+                reports.push(miette::Report::new::<InvalidManifest>(invalid));
+            }
+        }
+    }
+    let valid = reports.is_empty();
+    if args.json_output {
+        render::json::print(&ValidateOutput {
+            valid,
+            manifests: results,
+        });
+    }
+    if valid {
+        return Ok(());
+    }
+    for r in &reports {
+        eprintln!("{r:?}");
+    }
+    Err(Failure::Usage(None))
+}
