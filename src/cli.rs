@@ -115,7 +115,7 @@ pub struct RunArgs {
 }
 
 #[derive(Debug, Args)]
-#[group(id = "which", multiple = false)]
+#[command(group(clap::ArgGroup::new("which").multiple(false)))]
 pub struct ValidateArgs {
     /// Manifest files to check.
     #[arg(value_name = "FILE", group = "which")]
@@ -144,6 +144,9 @@ pub struct GraphArgs {
     /// Output format.
     #[arg(long, value_enum, default_value_t = GraphFormat::Text)]
     pub format: GraphFormat,
+    /// Show only what is below this PVE node: the manifest its own driver is handed.
+    #[arg(long, value_name = "NODE")]
+    pub subtree: Option<String>,
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
@@ -154,6 +157,8 @@ pub enum GraphFormat {
     Dot,
     /// A Mermaid flowchart (renders on GitHub).
     Mermaid,
+    /// The (sub)manifest as schema v2 JSON, as passed with --manifest-json.
+    Json,
 }
 
 fn parse_vm_id(s: &str) -> Result<(String, u32), String> {

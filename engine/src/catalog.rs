@@ -183,7 +183,14 @@ mod tests {
 
     #[test]
     fn names_cannot_escape() {
-        for bad in ["../../etc/passwd", "/etc/passwd", "a/b", ".hidden", "", "x\0y"] {
+        for bad in [
+            "../../etc/passwd",
+            "/etc/passwd",
+            "a/b",
+            ".hidden",
+            "",
+            "x\0y",
+        ] {
             assert!(!is_plain_name(bad), "{bad:?}");
             let e = resolve(&ManifestRef::Name(bad.into()), &SiteConfigDir::builtin()).unwrap_err();
             assert!(matches!(e, CatalogError::BadName(_)), "{bad:?}: {e}");
@@ -212,7 +219,11 @@ mod tests {
         assert!(l.iter().any(|e| e.name == "extra"));
         match resolve(&ManifestRef::Name("n3-deap".into()), &site).unwrap_err() {
             e @ CatalogError::NotFound { .. } => {
-                assert!(e.help().unwrap().contains("did you mean 'n3-deep'"), "{:?}", e.help())
+                assert!(
+                    e.help().unwrap().contains("did you mean 'n3-deep'"),
+                    "{:?}",
+                    e.help()
+                )
             }
             e => panic!("{e}"),
         }

@@ -287,7 +287,10 @@ mod tests {
     fn create_order_is_parents_first_breadth_first() {
         let m = graph_of(TREE);
         let g = ManifestGraph::new(&m);
-        assert_eq!(names(&m, g.create_order().to_vec()), ["a", "e", "b", "c", "f", "d"]);
+        assert_eq!(
+            names(&m, g.create_order().to_vec()),
+            ["a", "e", "b", "c", "f", "d"]
+        );
         assert_eq!(names(&m, g.destroy_order()), ["d", "f", "c", "b", "e", "a"]);
     }
 
@@ -324,9 +327,13 @@ mod tests {
 
     #[test]
     fn deep_chain_does_not_overflow() {
-        let mut y = String::from("schema_version: 2\nname: deep\nnodes:\n- {name: n0, type: pve}\n");
+        let mut y =
+            String::from("schema_version: 2\nname: deep\nnodes:\n- {name: n0, type: pve}\n");
         for i in 1..20_000 {
-            y.push_str(&format!("- {{name: n{i}, type: pve, parent: n{}}}\n", i - 1));
+            y.push_str(&format!(
+                "- {{name: n{i}, type: pve, parent: n{}}}\n",
+                i - 1
+            ));
         }
         let m = graph_of(&y);
         let g = ManifestGraph::new(&m);

@@ -33,7 +33,7 @@ pub struct NodeOutput {
 }
 
 #[derive(Debug, Serialize)]
-pub struct RunOutput {
+pub struct RunOutput<'m> {
     pub verb: String,
     pub success: bool,
     pub duration_seconds: f64,
@@ -45,7 +45,7 @@ pub struct RunOutput {
     pub host: String,
     pub dry_run: bool,
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub plan: Option<Plan>,
+    pub plan: Option<Plan<'m>>,
     /// Validation problems, when the manifest was refused.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub problems: Vec<ProblemOutput>,

@@ -123,28 +123,30 @@ impl PhaseKind {
 /// Who runs a step.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "lowercase", tag = "kind")]
-pub enum Runner {
+pub enum Runner<'m> {
     /// This driver.
     Local,
     /// The driver on `via`, the local PVE node this driver delegates to (which
     /// may delegate further down: the step's `host` is the node's own PVE).
-    Delegated { via: String },
+    Delegated { via: &'m str },
 }
 
+/// Strings are borrowed from the manifest and the target host name: a plan
+/// of 100k nodes should not copy them all.
 #[derive(Clone, Debug, Serialize)]
-pub struct Step {
+pub struct Step<'m> {
     /// Index into the manifest's nodes.
     pub node: usize,
-    pub name: String,
+    pub name: &'m str,
     pub kind: NodeKind,
     /// Where the guest lives: the target host or its parent PVE node.
-    pub host: String,
+    pub host: &'m str,
     pub depth: usize,
     pub vmid: Option<u32>,
-    pub preset: Option<String>,
-    pub image: Option<String>,
+    pub preset: Option<&'m str>,
+    pub image: Option<&'m str>,
     pub mode: ExecMode,
-    pub runner: Runner,
+    pub runner: Runner<'m>,
     pub actions: Vec<Action>,
     /// Steps (indices into this phase's `steps`) that must finish first.
     pub after: Vec<usize>,
@@ -153,39 +155,39 @@ pub struct Step {
     pub delegated_nodes: Option<usize>,
 }
 
-impl Step {
+impl Step<'_> {
     pub fn is_local(&self) -> bool {
         self.runner == Runner::Local
     }
 }
 
 #[derive(Clone, Debug, Serialize)]
-pub struct Phase {
+pub struct Phase<'m> {
     pub kind: PhaseKind,
-    pub steps: Vec<Step>,
+    pub steps: Vec<Step<'m>>,
 }
 
 /// What this driver hands to the driver on a nested PVE node.
 #[derive(Clone, Debug, Serialize)]
-pub struct Delegation {
-    pub node: String,
+pub struct Delegation<'m> {
+    pub node: &'m str,
     pub nodes: usize,
     pub depth: usize,
 }
 
 #[derive(Clone, Debug, Serialize)]
-pub struct Plan {
+pub struct Plan<'m> {
     pub verb: Verb,
-    pub manifest: String,
-    pub host: String,
+    pub manifest: &'m str,
+    pub host: &'m str,
     pub nodes: usize,
-    pub phases: Vec<Phase>,
+    pub phases: Vec<Phase<'m>>,
     /// Subtrees handed to nested drivers, outermost first.
-    pub delegations: Vec<Delegation>,
+    pub delegations: Vec<Delegation<'m>>,
 }
 
-impl Plan {
-    pub fn build(verb: Verb, graph: &ManifestGraph<'_>, host: &str) -> Plan {
+impl<'m> Plan<'m> {
+    pub fn build(verb: Verb, graph: &ManifestGraph<'m>, host: &'m str) -> Plan<'m> {
         let sizes = graph.subtree_sizes();
         let phases = match verb {
             Verb::Create => vec![create_phase(graph, host, &sizes)],
@@ -205,15 +207,15 @@ impl Plan {
             .copied()
             .filter(|&i| graph.delegates(i))
             .map(|i| Delegation {
-                node: graph.node(i).name.clone(),
+                node: &graph.node(i).name,
                 nodes: sizes[i],
                 depth: graph.depth(i),
             })
             .collect();
         Plan {
             verb,
-            manifest: graph.manifest.name.clone(),
-            host: host.to_string(),
+            manifest: &graph.manifest.name,
+            host,
             nodes: graph.len(),
             phases,
             delegations,
@@ -230,28 +232,28 @@ impl Plan {
     }
 }
 
-fn step(graph: &ManifestGraph<'_>, i: usize, host: &str, actions: Vec<Action>) -> Step {
+fn step<'m>(graph: &ManifestGraph<'m>, i: usize, host: &'m str, actions: Vec<Action>) -> Step<'m> {
     let n = graph.node(i);
     let root = graph.local_root(i);
     let runner = if root == i {
         Runner::Local
     } else {
         Runner::Delegated {
-            via: graph.node(root).name.clone(),
+            via: &graph.node(root).name,
         }
     };
     Step {
         node: i,
-        name: n.name.clone(),
+        name: &n.name,
         kind: n.kind,
         host: match graph.parent(i) {
-            Some(p) => graph.node(p).name.clone(),
-            None => host.to_string(),
+            Some(p) => &graph.node(p).name,
+            None => host,
         },
         depth: graph.depth(i),
         vmid: n.vmid,
-        preset: n.preset.clone(),
-        image: n.image.clone(),
+        preset: n.preset.as_deref(),
+        image: n.image.as_deref(),
         mode: n.mode(graph.manifest.default_mode()),
         runner,
         actions,
@@ -261,7 +263,7 @@ fn step(graph: &ManifestGraph<'_>, i: usize, host: &str, actions: Vec<Action>) -
 }
 
 /// Fills `after` from node-level dependencies, given each node's step index.
-fn link(steps: &mut [Step], slot: &[usize], deps: impl Fn(usize) -> Vec<usize>) {
+fn link(steps: &mut [Step<'_>], slot: &[usize], deps: impl Fn(usize) -> Vec<usize>) {
     for s in steps.iter_mut() {
         let mut after: Vec<usize> = deps(s.node).into_iter().map(|d| slot[d]).collect();
         after.sort_unstable();
@@ -270,7 +272,7 @@ fn link(steps: &mut [Step], slot: &[usize], deps: impl Fn(usize) -> Vec<usize>) 
     }
 }
 
-fn create_phase(graph: &ManifestGraph<'_>, host: &str, sizes: &[usize]) -> Phase {
+fn create_phase<'m>(graph: &ManifestGraph<'m>, host: &'m str, sizes: &[usize]) -> Phase<'m> {
     let settings = &graph.manifest.settings;
     let mut slot = vec![0; graph.len()];
     let mut steps = Vec::with_capacity(graph.len());
@@ -308,7 +310,7 @@ fn create_phase(graph: &ManifestGraph<'_>, host: &str, sizes: &[usize]) -> Phase
     }
 }
 
-fn verify_phase(graph: &ManifestGraph<'_>, host: &str) -> Phase {
+fn verify_phase<'m>(graph: &ManifestGraph<'m>, host: &'m str) -> Phase<'m> {
     let steps = graph
         .create_order()
         .iter()
@@ -320,7 +322,7 @@ fn verify_phase(graph: &ManifestGraph<'_>, host: &str) -> Phase {
     }
 }
 
-fn destroy_phase(graph: &ManifestGraph<'_>, host: &str, sizes: &[usize]) -> Phase {
+fn destroy_phase<'m>(graph: &ManifestGraph<'m>, host: &'m str, sizes: &[usize]) -> Phase<'m> {
     let mut slot = vec![0; graph.len()];
     let mut steps = Vec::with_capacity(graph.len());
     for (k, i) in graph.destroy_order().enumerate() {
@@ -366,12 +368,7 @@ mod tests {
         assert_eq!(*steps[0].actions.last().unwrap(), Action::Delegate);
         assert_eq!(steps[0].delegated_nodes, Some(2));
         assert_eq!(steps[2].host, "leaf-pve");
-        assert_eq!(
-            steps[2].runner,
-            Runner::Delegated {
-                via: "root-pve".into()
-            }
-        );
+        assert_eq!(steps[2].runner, Runner::Delegated { via: "root-pve" });
         assert_eq!(steps[1].after, vec![0]);
         assert_eq!(p.local_steps(), 1);
         assert_eq!(p.delegations.len(), 2);
@@ -384,7 +381,7 @@ mod tests {
         let g = ManifestGraph::new(&m);
         let p = Plan::build(Verb::Destroy, &g, "father");
         let steps = &p.phases[0].steps;
-        let names: Vec<_> = steps.iter().map(|s| s.name.as_str()).collect();
+        let names: Vec<_> = steps.iter().map(|s| s.name).collect();
         assert_eq!(names, ["edge", "leaf-pve", "root-pve"]);
         assert_eq!(steps[2].actions[0], Action::Delegate);
         assert_eq!(steps[2].after, vec![1]);
@@ -397,18 +394,27 @@ mod tests {
         let g = ManifestGraph::new(&m);
         let p = Plan::build(Verb::Test, &g, "sim");
         let kinds: Vec<_> = p.phases.iter().map(|p| p.kind).collect();
-        assert_eq!(kinds, [PhaseKind::Create, PhaseKind::Verify, PhaseKind::Destroy]);
+        assert_eq!(
+            kinds,
+            [PhaseKind::Create, PhaseKind::Verify, PhaseKind::Destroy]
+        );
     }
 
     #[test]
     fn pull_nodes_wait_for_the_guest_instead_of_ssh() {
-        let y = "schema_version: 2\nname: p\nnodes:\n- {name: e, type: vm, execution: {mode: pull}}\n";
+        let y =
+            "schema_version: 2\nname: p\nnodes:\n- {name: e, type: vm, execution: {mode: pull}}\n";
         let m = load(Source::new("t", y)).unwrap().manifest;
         let g = ManifestGraph::new(&m);
         let p = Plan::build(Verb::Create, &g, "h");
         assert_eq!(
             p.phases[0].steps[0].actions,
-            [Action::Provision, Action::StartVm, Action::WaitIp, Action::AwaitPull]
+            [
+                Action::Provision,
+                Action::StartVm,
+                Action::WaitIp,
+                Action::AwaitPull
+            ]
         );
     }
 }

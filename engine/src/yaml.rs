@@ -11,22 +11,39 @@ use yaml_rust2::parser::{Event, MarkedEventReceiver, Parser};
 use yaml_rust2::scanner::{Marker, TScalarStyle};
 use yaml_rust2::Yaml;
 
-/// A byte range in the source text.
+/// A byte range in the source text. 32-bit, because a 100k-node manifest
+/// has over a million of them (sources over 4 GiB are clamped).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Span {
-    pub offset: usize,
-    pub len: usize,
+    offset: u32,
+    len: u32,
 }
 
 impl Span {
     pub fn new(offset: usize, len: usize) -> Self {
-        Span { offset, len }
+        let clamp = |v: usize| u32::try_from(v).unwrap_or(u32::MAX);
+        Span {
+            offset: clamp(offset),
+            len: clamp(len),
+        }
+    }
+
+    pub fn offset(self) -> usize {
+        self.offset as usize
+    }
+
+    pub fn len(self) -> usize {
+        self.len as usize
+    }
+
+    pub fn is_empty(self) -> bool {
+        self.len == 0
     }
 }
 
 impl From<Span> for miette::SourceSpan {
     fn from(s: Span) -> Self {
-        (s.offset, s.len).into()
+        (s.offset(), s.len()).into()
     }
 }
 
@@ -84,6 +101,26 @@ impl Node {
             .rev()
             .find(|(k, _)| k.as_str() == Some(key))
             .map(|(_, v)| v)
+    }
+
+    /// Moves a value out of a mapping (leaving null in its place), so big
+    /// subtrees can be consumed and freed piece by piece.
+    pub fn take(&mut self, key: &str) -> Option<Node> {
+        let Value::Map(entries) = &mut self.value else {
+            return None;
+        };
+        let (_, v) = entries
+            .iter_mut()
+            .rev()
+            .find(|(k, _)| k.as_str() == Some(key))?;
+        let span = v.span;
+        Some(std::mem::replace(
+            v,
+            Node {
+                value: Value::Null,
+                span,
+            },
+        ))
     }
 }
 
@@ -258,26 +295,37 @@ impl MarkedEventReceiver for Builder<'_> {
                     Some(Frame::Seq {
                         start,
                         anchor,
-                        items,
-                    }) => (
-                        Node {
-                            value: Value::Seq(items),
-                            span: Span::new(start, at.saturating_sub(start).max(1)),
-                        },
-                        anchor,
-                    ),
+                        mut items,
+                    }) => {
+                        items.shrink_to_fit();
+                        (
+                            Node {
+                                value: Value::Seq(items),
+                                span: Span::new(start, at.saturating_sub(start).max(1)),
+                            },
+                            anchor,
+                        )
+                    }
                     Some(Frame::Map {
                         start,
                         anchor,
-                        entries,
+                        mut entries,
                         ..
-                    }) => (
-                        Node {
-                            value: Value::Map(entries),
-                            span: Span::new(start, at.saturating_sub(start).max(1)),
-                        },
-                        anchor,
-                    ),
+                    }) => {
+                        entries.shrink_to_fit();
+                        // A block mapping's start mark lands after its first
+                        // key; the key itself is where a reader looks.
+                        let start = entries
+                            .first()
+                            .map_or(start, |(k, _)| k.span.offset().min(start));
+                        (
+                            Node {
+                                value: Value::Map(entries),
+                                span: Span::new(start, at.saturating_sub(start).max(1)),
+                            },
+                            anchor,
+                        )
+                    }
                     None => return,
                 };
                 self.push_value(node, anchor);
@@ -314,8 +362,9 @@ mod tests {
         let Value::Seq(items) = &b.value else {
             panic!("b is {:?}", b.value)
         };
-        assert_eq!(&src[items[0].span.offset..][..items[0].span.len], "x");
-        assert_eq!(&src[items[1].span.offset..][..items[1].span.len], "'y'");
+        let text = |n: &Node| &src[n.span.offset()..][..n.span.len()];
+        assert_eq!(text(&items[0]), "x");
+        assert_eq!(text(&items[1]), "'y'");
         assert_eq!(n.get("a").unwrap().value, Value::Int(1));
         assert_eq!(n.get("c").unwrap().value, Value::Bool(true));
     }
@@ -331,7 +380,7 @@ mod tests {
         let src = "d: \"héllo wörld\"\nname: zz\n";
         let n = parse(src).unwrap();
         let s = n.get("name").unwrap().span;
-        assert_eq!(&src[s.offset..s.offset + s.len], "zz");
+        assert_eq!(&src[s.offset()..s.offset() + s.len()], "zz");
     }
 
     #[test]

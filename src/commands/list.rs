@@ -32,7 +32,12 @@ pub fn manifests(json: bool, site_flag: Option<&Path>) -> Result<(), Failure> {
         return Ok(());
     }
     println!("site-config: {site}");
-    let width = entries.iter().map(|e| e.name.len()).max().unwrap_or(4).max(4);
+    let width = entries
+        .iter()
+        .map(|e| e.name.len())
+        .max()
+        .unwrap_or(4)
+        .max(4);
     for e in &entries {
         let note = if e.shadows_builtin {
             "  (replaces the built-in one)"

@@ -65,7 +65,10 @@ fn apply_vm_ids(loaded: &mut Loaded, overrides: &[(String, u32)]) -> Result<(), 
                 loaded.manifest.name
             )));
         };
-        if let Some(other) = nodes.iter().find(|n| n.name != *name && n.vmid == Some(*id)) {
+        if let Some(other) = nodes
+            .iter()
+            .find(|n| n.name != *name && n.vmid == Some(*id))
+        {
             return Err(Failure::usage(miette::miette!(
                 "--vm-id {name}={id}: vmid {id} is already used by '{}'",
                 other.name
@@ -76,7 +79,7 @@ fn apply_vm_ids(loaded: &mut Loaded, overrides: &[(String, u32)]) -> Result<(), 
     Ok(())
 }
 
-fn confirm_destroy(plan: &Plan) -> Result<(), Failure> {
+fn confirm_destroy(plan: &Plan<'_>) -> Result<(), Failure> {
     let stdin = std::io::stdin();
     if !stdin.is_terminal() {
         return Err(Failure::usage(miette::miette!(
@@ -100,7 +103,7 @@ fn confirm_destroy(plan: &Plan) -> Result<(), Failure> {
     }
 }
 
-fn base_output(verb: Verb, args: &RunArgs, started: Instant) -> RunOutput {
+fn base_output(verb: Verb, args: &RunArgs, started: Instant) -> RunOutput<'static> {
     RunOutput {
         verb: verb.as_str().into(),
         success: false,
@@ -116,7 +119,11 @@ fn base_output(verb: Verb, args: &RunArgs, started: Instant) -> RunOutput {
     }
 }
 
-fn dry_run_output(plan: &Plan, graph: &ManifestGraph<'_>, started: Instant) -> RunOutput {
+fn dry_run_output<'m>(
+    plan: &Plan<'m>,
+    graph: &ManifestGraph<'m>,
+    started: Instant,
+) -> RunOutput<'m> {
     let nodes = graph
         .create_order()
         .iter()
@@ -136,8 +143,8 @@ fn dry_run_output(plan: &Plan, graph: &ManifestGraph<'_>, started: Instant) -> R
         nodes,
         context: Default::default(),
         error: None,
-        manifest: Some(plan.manifest.clone()),
-        host: plan.host.clone(),
+        manifest: Some(plan.manifest.to_string()),
+        host: plan.host.to_string(),
         dry_run: true,
         plan: Some(plan.clone()),
         problems: Vec::new(),

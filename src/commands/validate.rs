@@ -5,7 +5,7 @@ use std::path::Path;
 use engine::catalog::{self, ManifestRef};
 use engine::manifest::{self, InvalidManifest};
 use engine::output::ProblemOutput;
-use engine::ManifestGraph;
+use engine::{ManifestGraph, Plan, Verb};
 use serde::Serialize;
 
 use super::{catalog_failure, discover_site, Failure};
@@ -19,6 +19,7 @@ struct Checked {
     name: Option<String>,
     nodes: Option<usize>,
     depth: Option<usize>,
+    delegations: Option<usize>,
     schema_version: Option<u32>,
     problems: Vec<ProblemOutput>,
     warnings: Vec<String>,
@@ -67,6 +68,8 @@ pub fn run(args: &ValidateArgs, site_flag: Option<&Path>) -> Result<(), Failure>
         match manifest::load(source) {
             Ok(loaded) => {
                 let g = ManifestGraph::new(&loaded.manifest);
+                // Planning is part of validity: what cannot be planned cannot run.
+                let plan = Plan::build(Verb::Create, &g, "(validate)");
                 if args.to_v2 {
                     println!(
                         "{}",
@@ -74,11 +77,13 @@ pub fn run(args: &ValidateArgs, site_flag: Option<&Path>) -> Result<(), Failure>
                     );
                 } else if !args.json_output {
                     println!(
-                        "ok  {origin}: '{}', {} node{}, depth {}",
+                        "ok  {origin}: '{}', {} node{}, depth {}, {} delegated subtree{}",
                         loaded.manifest.name,
                         g.len(),
                         if g.len() == 1 { "" } else { "s" },
-                        g.max_depth() + 1
+                        g.max_depth() + 1,
+                        plan.delegations.len(),
+                        if plan.delegations.len() == 1 { "" } else { "s" },
                     );
                 }
                 for w in &loaded.warnings {
@@ -90,6 +95,7 @@ pub fn run(args: &ValidateArgs, site_flag: Option<&Path>) -> Result<(), Failure>
                     name: Some(loaded.manifest.name.clone()),
                     nodes: Some(g.len()),
                     depth: Some(g.max_depth() + 1),
+                    delegations: Some(plan.delegations.len()),
                     schema_version: Some(loaded.source_version),
                     problems: Vec::new(),
                     warnings: loaded.warnings.clone(),
@@ -102,6 +108,7 @@ pub fn run(args: &ValidateArgs, site_flag: Option<&Path>) -> Result<(), Failure>
                     name: None,
                     nodes: None,
                     depth: None,
+                    delegations: None,
                     schema_version: None,
                     problems: ProblemOutput::all(&invalid),
                     warnings: Vec::new(),

@@ -69,14 +69,21 @@ fn quote(s: &str) -> String {
 }
 
 pub fn dot(g: &ManifestGraph<'_>) -> String {
-    let mut s = format!("digraph \"{}\" {{\n  rankdir=TB;\n", quote(&g.manifest.name));
+    let mut s = format!(
+        "digraph \"{}\" {{\n  rankdir=TB;\n",
+        quote(&g.manifest.name)
+    );
     for i in 0..g.len() {
         let shape = match g.node(i).kind {
             NodeKind::Pve => "box3d",
             NodeKind::Vm => "box",
             NodeKind::Ct => "component",
         };
-        let _ = writeln!(s, "  n{i} [label=\"{}\", shape={shape}];", quote(&summary(g, i)));
+        let _ = writeln!(
+            s,
+            "  n{i} [label=\"{}\", shape={shape}];",
+            quote(&summary(g, i))
+        );
     }
     for i in 0..g.len() {
         if let Some(p) = g.parent(i) {

@@ -19,7 +19,13 @@ const TOP_KEYS_V2: [&str; 7] = [
     "nodes",
     "settings",
 ];
-const TOP_KEYS_V1: [&str; 5] = ["schema_version", "name", "description", "levels", "settings"];
+const TOP_KEYS_V1: [&str; 5] = [
+    "schema_version",
+    "name",
+    "description",
+    "levels",
+    "settings",
+];
 const NODE_KEYS: [&str; 10] = [
     "name",
     "type",
@@ -43,7 +49,12 @@ const LEVEL_KEYS: [&str; 9] = [
     "post_scenario",
     "post_scenario_args",
 ];
-const SETTINGS_KEYS: [&str; 4] = ["verify_ssh", "cleanup_on_failure", "timeout_buffer", "on_error"];
+const SETTINGS_KEYS: [&str; 4] = [
+    "verify_ssh",
+    "cleanup_on_failure",
+    "timeout_buffer",
+    "on_error",
+];
 const MAX_VMID: i64 = 999_999_999;
 
 /// A manifest that passed validation, with what is needed to point into it later.
@@ -66,7 +77,7 @@ pub fn load(source: Source) -> Result<Loaded, InvalidManifest> {
         warnings: Vec::new(),
     };
     let result = match yaml::parse(&source.text) {
-        Ok(root) => c.manifest(&root),
+        Ok(root) => c.manifest(root),
         Err(e) => {
             c.problems.push(Problem::new(
                 &source,
@@ -218,9 +229,9 @@ impl<'a> Checker<'a> {
         }
     }
 
-    fn manifest(&mut self, root: &Node) -> Option<(Manifest, Vec<NodeLocation>, u32)> {
+    fn manifest(&mut self, mut root: Node) -> Option<(Manifest, Vec<NodeLocation>, u32)> {
         let Some(top) = root.as_map() else {
-            let span = if root.span.len == 0 {
+            let span = if root.span.is_empty() {
                 Span::new(0, self.src.text.len().min(1))
             } else {
                 root.span
@@ -242,7 +253,7 @@ impl<'a> Checker<'a> {
                 self.problems.push(Problem::new(
                     self.src,
                     "Manifest missing required field: schema_version".into(),
-                    Some(Span::new(root.span.offset, 0)),
+                    Some(Span::new(root.span.offset(), 0)),
                     "expected here",
                     Some("add `schema_version: 2` at the top".into()),
                 ));
@@ -253,22 +264,24 @@ impl<'a> Checker<'a> {
                     2
                 }
             }
-            Some(v) => match v.value {
-                Value::Int(i) if SUPPORTED_SCHEMA_VERSIONS.contains(&i) => i,
-                Value::Int(i) => {
-                    self.problem(
+            Some(v) => {
+                match v.value {
+                    Value::Int(i) if SUPPORTED_SCHEMA_VERSIONS.contains(&i) => i,
+                    Value::Int(i) => {
+                        self.problem(
                         format!("Unsupported manifest schema version: {i}. Supported versions: [1, 2]"),
                         v.span,
                         "unsupported",
                         None,
                     );
-                    return None;
+                        return None;
+                    }
+                    _ => {
+                        self.wrong_type("schema_version", "an integer", v);
+                        return None;
+                    }
                 }
-                _ => {
-                    self.wrong_type("schema_version", "an integer", v);
-                    return None;
-                }
-            },
+            }
         };
 
         let keys: &[&str] = if version == 1 {
@@ -277,6 +290,7 @@ impl<'a> Checker<'a> {
             &TOP_KEYS_V2
         };
         self.check_keys(top, keys, "manifest");
+        let root = &mut root;
 
         let name = match self.string(root, "name", "manifest") {
             Some((n, span)) if n.trim().is_empty() => {
@@ -288,7 +302,7 @@ impl<'a> Checker<'a> {
                 if root.get("name").is_none() {
                     self.problem(
                         "Manifest missing required field: name".into(),
-                        Span::new(root.span.offset, 0),
+                        Span::new(root.span.offset(), 0),
                         "expected here",
                         None,
                     );
@@ -369,7 +383,13 @@ impl<'a> Checker<'a> {
                 ),
             }
         }
-        if let Some(e) = self.choice(node, "on_error", "settings", &OnError::NAMES, OnError::parse) {
+        if let Some(e) = self.choice(
+            node,
+            "on_error",
+            "settings",
+            &OnError::NAMES,
+            OnError::parse,
+        ) {
             s.on_error = e;
         }
         s
@@ -396,27 +416,28 @@ impl<'a> Checker<'a> {
         e
     }
 
-    /// The list under `key`, or a problem if it is missing, not a list or empty.
-    fn list<'n>(&mut self, root: &'n Node, key: &str, missing: &str, empty: &str) -> &'n [Node] {
-        match root.get(key) {
+    /// Takes the list under `key` out of `root` (so each item is freed once
+    /// converted), or reports it missing, not a list or empty.
+    fn list(&mut self, root: &mut Node, key: &str, missing: &str, empty: &str) -> Vec<Node> {
+        match root.take(key) {
             None => {
                 self.problem(
                     missing.into(),
-                    Span::new(root.span.offset, 0),
+                    Span::new(root.span.offset(), 0),
                     "expected here",
                     None,
                 );
-                &[]
+                Vec::new()
             }
-            Some(n) => match &n.value {
+            Some(n) => match n.value {
                 Value::Seq(items) if items.is_empty() => {
                     self.problem(empty.into(), n.span, "empty", None);
-                    &[]
+                    Vec::new()
                 }
                 Value::Seq(items) => items,
                 _ => {
-                    self.wrong_type(&format!("'{key}'"), "a list", n);
-                    &[]
+                    self.wrong_type(&format!("'{key}'"), "a list", &n);
+                    Vec::new()
                 }
             },
         }
@@ -445,7 +466,7 @@ impl<'a> Checker<'a> {
         }
     }
 
-    fn nodes(&mut self, root: &Node) -> Vec<Parsed> {
+    fn nodes(&mut self, root: &mut Node) -> Vec<Parsed> {
         let items = self.list(
             root,
             "nodes",
@@ -453,7 +474,8 @@ impl<'a> Checker<'a> {
             "Manifest v2 must have at least one node",
         );
         let mut out = Vec::with_capacity(items.len());
-        for (i, n) in items.iter().enumerate() {
+        for (i, n) in items.into_iter().enumerate() {
+            let n = &n;
             let Some(map) = self.mapping(n, &format!("Node {i}")) else {
                 continue;
             };
@@ -587,14 +609,18 @@ impl<'a> Checker<'a> {
                     names.push(s.to_string());
                     spans.push(item.span);
                 }
-                None => self.wrong_type(&format!("an entry of depends_on of {who}"), "a string", item),
+                None => self.wrong_type(
+                    &format!("an entry of depends_on of {who}"),
+                    "a string",
+                    item,
+                ),
             }
         }
         (names, spans)
     }
 
     /// Schema v1: a chain of levels, each inside the one before.
-    fn levels(&mut self, root: &Node) -> Vec<Parsed> {
+    fn levels(&mut self, root: &mut Node) -> Vec<Parsed> {
         let items = self.list(
             root,
             "levels",
@@ -603,7 +629,8 @@ impl<'a> Checker<'a> {
         );
         let mut out: Vec<Parsed> = Vec::with_capacity(items.len());
         let last = items.len().saturating_sub(1);
-        for (i, l) in items.iter().enumerate() {
+        for (i, l) in items.into_iter().enumerate() {
+            let l = &l;
             let Some(map) = self.mapping(l, &format!("Level {i}")) else {
                 continue;
             };
@@ -650,7 +677,11 @@ impl<'a> Checker<'a> {
                 continue;
             };
             let parent = out.last().map(|p| p.spec.name.clone());
-            let kind = if i < last { NodeKind::Pve } else { NodeKind::Vm };
+            let kind = if i < last {
+                NodeKind::Pve
+            } else {
+                NodeKind::Vm
+            };
             out.push(Parsed {
                 kind: Some(kind),
                 loc: NodeLocation {
@@ -693,7 +724,10 @@ impl<'a> Checker<'a> {
                         format!("Duplicate node name: '{}'", p.spec.name),
                         Some(span),
                         "defined again here",
-                        Some("node names must be unique: they become hostnames and context keys".into()),
+                        Some(
+                            "node names must be unique: they become hostnames and context keys"
+                                .into(),
+                        ),
                     )
                     .with_label(first_span, "first defined here");
                     self.problems.push(pr);
@@ -729,14 +763,19 @@ impl<'a> Checker<'a> {
         }
 
         for p in nodes {
-            let Some(parent) = &p.spec.parent else { continue };
+            let Some(parent) = &p.spec.parent else {
+                continue;
+            };
             let span = p.parent_span.unwrap_or(p.loc.node);
             match index.get(parent.as_str()) {
                 None => {
                     let names: Vec<&str> = index.keys().copied().collect();
                     let help = did_you_mean(parent, &names).map(|m| format!("did you mean '{m}'?"));
                     self.problem(
-                        format!("Node '{}' references unknown parent '{parent}'", p.spec.name),
+                        format!(
+                            "Node '{}' references unknown parent '{parent}'",
+                            p.spec.name
+                        ),
                         span,
                         "no node has this name",
                         help,

@@ -7,6 +7,8 @@
 
 mod load;
 mod problem;
+#[cfg(test)]
+mod tests;
 
 use serde::{Deserialize, Serialize};
 

@@ -63,7 +63,7 @@ impl Problem {
     ) -> Self {
         let (line, column) = match span {
             Some(s) => {
-                let (l, c) = src.line_col(s.offset);
+                let (l, c) = src.line_col(s.offset());
                 (Some(l), Some(c))
             }
             None => (None, None),

@@ -1,0 +1,21 @@
+#!/usr/bin/env bash
+# Installs what the test suite needs; safe to run again (skips what is there).
+# Root installs system packages with apt; a non-root user is told the command.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+say() { echo "install-test-deps: $*" >&2; }
+
+if ! cargo nextest --version >/dev/null 2>&1; then
+  say "installing cargo-nextest (cargo install cargo-nextest --locked)"
+  cargo install cargo-nextest --locked
+fi
+
+if ! command -v git >/dev/null 2>&1; then
+  if [[ $(id -u) -eq 0 ]]; then
+    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq git
+  else
+    say "git is missing: sudo apt-get install git"; exit 1
+  fi
+fi
+say "ok"
