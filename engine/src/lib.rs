@@ -3,11 +3,14 @@
 //! touches the network (that is `actions`' job).
 
 pub mod catalog;
+pub mod clock;
+pub mod executor;
 pub mod graph;
 pub mod manifest;
 pub mod output;
 pub mod plan;
 pub mod site_config;
+pub mod state;
 pub mod yaml;
 
 pub use graph::ManifestGraph;

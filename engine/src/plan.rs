@@ -9,12 +9,12 @@
 
 use std::time::Duration;
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::graph::ManifestGraph;
 use crate::manifest::{ExecMode, NodeKind};
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Verb {
     Create,
@@ -34,7 +34,7 @@ impl Verb {
 
 /// One typed action the runner performs on a node. Names follow the
 /// original's `verb_noun` phase names.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Action {
     /// Clone the image's template (or create) with the resolved preset.
@@ -102,7 +102,7 @@ impl Action {
     }
 }
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum PhaseKind {
     Create,
@@ -229,6 +229,39 @@ impl<'m> Plan<'m> {
             .flat_map(|p| &p.steps)
             .filter(|s| s.is_local())
             .count()
+    }
+}
+
+/// Destroy steps for just `nodes` (children first), without delegation: what
+/// a rollback undoes. A nested PVE's own guests go with its VM.
+pub fn rollback_phase<'m>(graph: &ManifestGraph<'m>, host: &'m str, nodes: &[usize]) -> Phase<'m> {
+    let mut wanted = vec![false; graph.len()];
+    for &i in nodes {
+        wanted[i] = true;
+    }
+    let mut slot = vec![usize::MAX; graph.len()];
+    let mut steps = Vec::new();
+    for i in graph.destroy_order().filter(|&i| wanted[i]) {
+        slot[i] = steps.len();
+        steps.push(step(
+            graph,
+            i,
+            host,
+            vec![Action::ShutdownVm, Action::DestroyVm],
+        ));
+    }
+    for s in steps.iter_mut() {
+        let mut after: Vec<usize> = graph
+            .create_dependents(s.node)
+            .filter(|&d| wanted[d])
+            .map(|d| slot[d])
+            .collect();
+        after.sort_unstable();
+        s.after = after;
+    }
+    Phase {
+        kind: PhaseKind::Destroy,
+        steps,
     }
 }
 

@@ -1,0 +1,973 @@
+//! The executor: runs a plan's local steps through a `NodeRunner`.
+//!
+//! It knows nothing about PVE. It starts every step whose dependencies are
+//! done, up to `parallelism` at once (and `clones_per_host` provisions per
+//! host, since PVE serializes clones on its storage locks), applies the
+//! `on_error` policy, honours stop requests (Ctrl-C) at safe points between
+//! actions, and records every transition durably *before* the side effect it
+//! describes. Events flow out to whatever renders them.
+
+mod state_handle;
+#[cfg(test)]
+mod tests;
+
+use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::future::Future;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use serde::Serialize;
+use tokio::sync::{mpsc, watch, Semaphore};
+use tokio::task::JoinSet;
+
+pub use state_handle::{StateHandle, Writer};
+
+use crate::graph::ManifestGraph;
+use crate::manifest::{NodeSpec, OnError};
+use crate::output::NodeStatus;
+use crate::plan::{rollback_phase, Action, Phase, PhaseKind, Plan, Verb};
+use crate::state::{RunState, StateStore};
+
+/// Default number of steps running at once.
+pub const DEFAULT_PARALLELISM: usize = 8;
+/// Default number of concurrent provisions (clones) per PVE host.
+pub const DEFAULT_CLONES_PER_HOST: usize = 4;
+
+/// What a renderer (progress view, log, NDJSON stream) is told.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+#[serde(tag = "event", rename_all = "snake_case")]
+pub enum Event {
+    RunStarted {
+        verb: Verb,
+        manifest: String,
+        host: String,
+        run_id: String,
+        nodes: usize,
+    },
+    PhaseStarted {
+        phase: PhaseKind,
+        steps: usize,
+    },
+    StepStarted {
+        node: String,
+        phase: PhaseKind,
+    },
+    ActionStarted {
+        node: String,
+        phase: PhaseKind,
+        action: Action,
+        timeout_seconds: u64,
+    },
+    ActionFinished {
+        node: String,
+        phase: PhaseKind,
+        action: Action,
+        seconds: f64,
+        error: Option<String>,
+    },
+    StepFinished {
+        node: String,
+        phase: PhaseKind,
+        status: NodeStatus,
+        seconds: f64,
+        error: Option<String>,
+    },
+    /// A line of output from an action (e.g. a child driver, ansible).
+    Log {
+        node: String,
+        line: String,
+    },
+    Stopping {
+        reason: String,
+    },
+    RunFinished {
+        success: bool,
+        seconds: f64,
+    },
+}
+
+pub type EventSink = mpsc::UnboundedSender<Event>;
+
+/// One action for the runner to perform.
+pub struct ActionCall {
+    pub verb: Verb,
+    pub phase: PhaseKind,
+    pub action: Action,
+    pub node: NodeSpec,
+    /// The PVE host the guest lives on.
+    pub host: String,
+    /// What earlier actions or runs learned about the guest.
+    pub vm_id: Option<u32>,
+    pub ip: Option<String>,
+    /// This action was in flight when an earlier run stopped: the runner
+    /// must check what it left (e.g. a clone that may or may not exist).
+    pub resumed: bool,
+    pub timeout: Duration,
+    pub facts: Facts,
+}
+
+/// Lets a runner record what it learns, durably, before acting on it
+/// (e.g. the vmid it is about to clone into).
+#[derive(Clone)]
+pub struct Facts {
+    state: StateHandle,
+    node: usize,
+    name: String,
+    events: Option<EventSink>,
+}
+
+impl Facts {
+    pub async fn vm_id(&self, id: u32) -> Result<(), ActionError> {
+        self.state
+            .update(self.node, |n| n.vm_id = Some(id))
+            .await
+            .map_err(ActionError::state)?;
+        self.state
+            .set_context(format!("{}_vm_id", self.name), id.into())
+            .await
+            .map_err(ActionError::state)
+    }
+
+    pub async fn ip(&self, ip: &str) -> Result<(), ActionError> {
+        self.state
+            .update(self.node, |n| n.ip = Some(ip.to_string()))
+            .await
+            .map_err(ActionError::state)?;
+        self.state
+            .set_context(format!("{}_ip", self.name), ip.into())
+            .await
+            .map_err(ActionError::state)
+    }
+
+    /// Passes a line of output on to the renderers.
+    pub fn log(&self, line: impl Into<String>) {
+        if let Some(e) = &self.events {
+            let _ = e.send(Event::Log {
+                node: self.name.clone(),
+                line: line.into(),
+            });
+        }
+    }
+}
+
+/// What an action produced.
+#[derive(Clone, Debug, Default)]
+pub struct ActionOutput {
+    pub vm_id: Option<u32>,
+    pub ip: Option<String>,
+    /// Extra context keys (e.g. merged from a child driver).
+    pub context: Vec<(String, serde_json::Value)>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("{message}")]
+pub struct ActionError {
+    pub message: String,
+}
+
+impl ActionError {
+    pub fn new(message: impl Into<String>) -> Self {
+        ActionError {
+            message: message.into(),
+        }
+    }
+
+    fn state(e: String) -> Self {
+        ActionError::new(format!("cannot record state: {e}"))
+    }
+}
+
+/// The side of the world the executor drives (PVE, SSH, a simulator, or a
+/// scripted stand-in in tests).
+pub trait NodeRunner: Send + Sync + 'static {
+    fn run(
+        &self,
+        call: ActionCall,
+    ) -> impl Future<Output = Result<ActionOutput, ActionError>> + Send;
+
+    /// Resume: is the guest of a node an earlier run completed still there?
+    fn exists(
+        &self,
+        node: &NodeSpec,
+        host: &str,
+        vm_id: Option<u32>,
+    ) -> impl Future<Output = Result<bool, ActionError>> + Send;
+}
+
+#[derive(Clone, Debug)]
+pub struct RunOptions {
+    pub parallelism: usize,
+    pub clones_per_host: usize,
+    pub on_error: OnError,
+    /// `test`: leave what was created when something failed.
+    pub keep: bool,
+    /// The whole run's time limit (`--timeout`).
+    pub timeout: Option<Duration>,
+    /// Per-action overrides of the default timeouts.
+    pub timeouts: HashMap<Action, Duration>,
+    pub run_id: String,
+}
+
+impl Default for RunOptions {
+    fn default() -> Self {
+        RunOptions {
+            parallelism: DEFAULT_PARALLELISM,
+            clones_per_host: DEFAULT_CLONES_PER_HOST,
+            on_error: OnError::Stop,
+            keep: false,
+            timeout: None,
+            timeouts: HashMap::new(),
+            run_id: new_run_id(),
+        }
+    }
+}
+
+/// A run id: time plus pid, unique enough to tell runs apart in state.
+pub fn new_run_id() -> String {
+    format!(
+        "{}-{}",
+        crate::clock::stamp(std::time::SystemTime::now()),
+        std::process::id()
+    )
+}
+
+/// How a stop was asked for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Stop {
+    /// Keep going.
+    None,
+    /// Start nothing new; let running steps reach a safe point (first Ctrl-C).
+    Graceful,
+    /// Drop everything now (second Ctrl-C); state stays consistent because
+    /// intents were recorded before their effects.
+    Abort,
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct ActionTiming {
+    pub phase: PhaseKind,
+    pub action: Action,
+    pub seconds: f64,
+    pub error: Option<String>,
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct NodeResult {
+    pub name: String,
+    pub status: NodeStatus,
+    pub vm_id: Option<u32>,
+    pub ip: Option<String>,
+    pub duration: Option<f64>,
+    pub error: Option<String>,
+    pub actions: Vec<ActionTiming>,
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct RunResult {
+    pub success: bool,
+    pub duration: f64,
+    pub nodes: Vec<NodeResult>,
+    pub context: BTreeMap<String, serde_json::Value>,
+    pub error: Option<String>,
+    /// Stopped by a signal or the run's time limit.
+    pub interrupted: bool,
+    /// Whether a rollback ran (and so the nodes it destroyed are `destroyed`).
+    pub rolled_back: bool,
+}
+
+/// Outcome of one step.
+enum StepEnd {
+    Done,
+    Failed(String),
+    /// Stopped at a safe point before finishing.
+    Interrupted,
+}
+
+struct Ctx<R> {
+    runner: Arc<R>,
+    state: StateHandle,
+    events: Option<EventSink>,
+    verb: Verb,
+    phase: PhaseKind,
+    stop: Arc<AtomicBool>,
+    /// Provisions running at once on this driver's host (every local guest
+    /// lives there; nested hosts have their own driver and limit).
+    clones: Arc<Semaphore>,
+    target_host: String,
+    timeouts: HashMap<Action, Duration>,
+    deadline: Option<Instant>,
+    run_id: String,
+    timings: Arc<std::sync::Mutex<Vec<Vec<ActionTiming>>>>,
+}
+
+impl<R> Ctx<R> {
+    fn emit(&self, e: Event) {
+        if let Some(s) = &self.events {
+            let _ = s.send(e);
+        }
+    }
+
+    fn timeout(&self, a: Action) -> Duration {
+        let t = self
+            .timeouts
+            .get(&a)
+            .copied()
+            .unwrap_or_else(|| a.default_timeout(self.verb));
+        match self.deadline {
+            Some(d) => t.min(d.saturating_duration_since(Instant::now())),
+            None => t,
+        }
+    }
+}
+
+/// Data one step task owns (tasks outlive the plan's borrows).
+struct StepJob {
+    slot: usize,
+    node: usize,
+    spec: NodeSpec,
+    host: String,
+    actions: Vec<Action>,
+}
+
+pub struct Executor<'g, 'm, R> {
+    graph: &'g ManifestGraph<'m>,
+    runner: Arc<R>,
+    options: RunOptions,
+    events: Option<EventSink>,
+}
+
+impl<'g, 'm, R: NodeRunner> Executor<'g, 'm, R> {
+    pub fn new(
+        graph: &'g ManifestGraph<'m>,
+        runner: Arc<R>,
+        options: RunOptions,
+        events: Option<EventSink>,
+    ) -> Self {
+        Executor {
+            graph,
+            runner,
+            options,
+            events,
+        }
+    }
+
+    fn emit(&self, e: Event) {
+        if let Some(s) = &self.events {
+            let _ = s.send(e);
+        }
+    }
+
+    /// Runs `plan` with the state `store` holds. `stop` is watched for
+    /// Ctrl-C; the final state is snapshotted before this returns.
+    pub async fn run(
+        &self,
+        plan: &Plan<'m>,
+        store: StateStore,
+        previous: Option<RunState>,
+        mut stop: watch::Receiver<Stop>,
+    ) -> RunResult {
+        let started = Instant::now();
+        let o = &self.options;
+        let state = RunState::for_manifest(
+            self.graph.manifest,
+            plan.host,
+            &o.run_id,
+            plan.verb.as_str(),
+            previous,
+        );
+        let (handle, writer) = StateHandle::start(store, state);
+        let mut error: Option<String> = None;
+        if let Err(e) = handle.snapshot().await {
+            error = Some(format!("cannot write state: {e}"));
+        }
+        self.emit(Event::RunStarted {
+            verb: plan.verb,
+            manifest: plan.manifest.to_string(),
+            host: plan.host.to_string(),
+            run_id: o.run_id.clone(),
+            nodes: plan.nodes,
+        });
+        let deadline = o.timeout.map(|t| started + t);
+        let timings = Arc::new(std::sync::Mutex::new(vec![Vec::new(); self.graph.len()]));
+        let mut interrupted = false;
+        let mut rolled_back = false;
+
+        // `test`: a failed create (or verify) still goes on to destroy.
+        let mut create_failed = false;
+        for phase in &plan.phases {
+            if error.is_some() && !create_failed {
+                break;
+            }
+            let test_destroy = plan.verb == Verb::Test && phase.kind == PhaseKind::Destroy;
+            if (phase.kind == PhaseKind::Verify && create_failed)
+                || (test_destroy && create_failed && o.keep)
+            {
+                continue;
+            }
+            let only_existing;
+            let phase = if test_destroy {
+                only_existing = filtered(phase, &self.existing(&handle));
+                &only_existing
+            } else {
+                phase
+            };
+            // Destroy phases are best effort: one guest that will not go must
+            // not keep the others alive.
+            let policy = match phase.kind {
+                PhaseKind::Destroy => OnError::Continue,
+                _ => o.on_error,
+            };
+            let ctx = self.ctx(&handle, plan.verb, phase.kind, deadline, &timings);
+            let out = self
+                .run_phase(&ctx, phase, policy, &mut stop, deadline)
+                .await;
+            if let Some(e) = out.error {
+                error.get_or_insert(e);
+                create_failed = plan.verb == Verb::Test && phase.kind != PhaseKind::Destroy;
+            }
+            if out.interrupted {
+                interrupted = true;
+                break;
+            }
+        }
+        let mut error = error;
+
+        if error.is_some() && o.on_error == OnError::Rollback && plan.verb == Verb::Create {
+            let created: Vec<usize> = handle.read(|st| {
+                (0..self.graph.len())
+                    .filter(|&i| st.nodes[i].created_by.as_deref() == Some(o.run_id.as_str()))
+                    .collect()
+            });
+            if !created.is_empty() && !matches!(*stop.borrow(), Stop::Abort) {
+                self.emit(Event::Stopping {
+                    reason: format!("rolling back {} node(s) this run created", created.len()),
+                });
+                // A rollback must run even after a graceful stop.
+                let (_keep, mut calm) = watch::channel(Stop::None);
+                let phase = rollback_phase(self.graph, plan.host, &created);
+                let ctx = self.ctx(&handle, Verb::Destroy, PhaseKind::Destroy, None, &timings);
+                let out = self
+                    .run_phase(&ctx, &phase, OnError::Continue, &mut calm, None)
+                    .await;
+                rolled_back = true;
+                if let Some(e) = out.error {
+                    error = error.map(|first| format!("{first}; rollback also failed: {e}"));
+                }
+            }
+        }
+
+        if let Err(e) = handle.snapshot().await {
+            error.get_or_insert(format!("cannot write state: {e}"));
+        }
+        let final_state = handle.read(Clone::clone);
+        handle.close();
+        let _ = writer.join();
+
+        let timings = std::mem::take(&mut *timings.lock().unwrap_or_else(|p| p.into_inner()));
+        let nodes = final_state
+            .nodes
+            .iter()
+            .zip(timings.into_iter().chain(std::iter::repeat_with(Vec::new)))
+            .map(|(n, actions)| NodeResult {
+                name: n.name.clone(),
+                status: n.status,
+                vm_id: n.vm_id,
+                ip: n.ip.clone(),
+                // Time spent on this node in this run.
+                duration: (!actions.is_empty()).then(|| actions.iter().map(|a| a.seconds).sum()),
+                error: n.error.clone(),
+                actions,
+            })
+            .collect();
+        let success = error.is_none();
+        let seconds = started.elapsed().as_secs_f64();
+        self.emit(Event::RunFinished { success, seconds });
+        RunResult {
+            success,
+            duration: seconds,
+            nodes,
+            context: final_state.context,
+            error,
+            interrupted,
+            rolled_back,
+        }
+    }
+
+    /// Nodes whose guest may exist, per state.
+    fn existing(&self, handle: &StateHandle) -> Vec<usize> {
+        handle.read(|st| {
+            (0..self.graph.len())
+                .filter(|&i| st.nodes[i].may_exist() || st.nodes[i].status == NodeStatus::Completed)
+                .collect()
+        })
+    }
+
+    fn ctx(
+        &self,
+        handle: &StateHandle,
+        verb: Verb,
+        phase: PhaseKind,
+        deadline: Option<Instant>,
+        timings: &Arc<std::sync::Mutex<Vec<Vec<ActionTiming>>>>,
+    ) -> Arc<Ctx<R>> {
+        let clones = Arc::new(Semaphore::new(self.options.clones_per_host.max(1)));
+        let target_host = handle.read(|st| st.host.clone());
+        Arc::new(Ctx {
+            target_host,
+            runner: self.runner.clone(),
+            state: handle.clone(),
+            events: self.events.clone(),
+            verb,
+            phase,
+            stop: Arc::new(AtomicBool::new(false)),
+            clones,
+            timeouts: self.options.timeouts.clone(),
+            deadline,
+            run_id: self.options.run_id.clone(),
+            timings: timings.clone(),
+        })
+    }
+
+    async fn run_phase(
+        &self,
+        ctx: &Arc<Ctx<R>>,
+        phase: &Phase<'m>,
+        policy: OnError,
+        stop: &mut watch::Receiver<Stop>,
+        deadline: Option<Instant>,
+    ) -> PhaseOutcome {
+        let steps = &phase.steps;
+        self.emit(Event::PhaseStarted {
+            phase: phase.kind,
+            steps: steps.iter().filter(|s| s.is_local()).count(),
+        });
+        let local: Vec<bool> = steps.iter().map(|s| s.is_local()).collect();
+        let mut indegree = vec![0usize; steps.len()];
+        let mut dependents: Vec<Vec<usize>> = vec![Vec::new(); steps.len()];
+        for (k, s) in steps.iter().enumerate() {
+            if !local[k] {
+                continue;
+            }
+            for &a in &s.after {
+                if local[a] {
+                    indegree[k] += 1;
+                    dependents[a].push(k);
+                }
+            }
+        }
+        let mut ready: VecDeque<usize> = (0..steps.len())
+            .filter(|&k| local[k] && indegree[k] == 0)
+            .collect();
+        let mut blocked = vec![false; steps.len()];
+        let mut set: JoinSet<(usize, StepEnd)> = JoinSet::new();
+        let mut out = PhaseOutcome::default();
+        let mut stopping = matches!(*stop.borrow(), Stop::Graceful | Stop::Abort);
+        if stopping {
+            out.interrupted = true;
+            out.error.get_or_insert("stopped before it started".into());
+        }
+        let sleep_until = |d: Option<Instant>| async move {
+            match d {
+                Some(d) => tokio::time::sleep_until(d.into()).await,
+                None => std::future::pending().await,
+            }
+        };
+
+        loop {
+            while !stopping && set.len() < self.options.parallelism.max(1) {
+                let Some(k) = ready.pop_front() else { break };
+                let s = &steps[k];
+                // Resume: a completed node whose guest is still there is kept.
+                if phase.kind == PhaseKind::Create && self.keep_completed(ctx, s.node).await {
+                    for &d in &dependents[k] {
+                        indegree[d] -= 1;
+                        if indegree[d] == 0 && !blocked[d] {
+                            ready.push_back(d);
+                        }
+                    }
+                    continue;
+                }
+                let job = StepJob {
+                    slot: k,
+                    node: s.node,
+                    spec: self.graph.node(s.node).clone(),
+                    host: s.host.to_string(),
+                    actions: s.actions.clone(),
+                };
+                set.spawn(run_step(ctx.clone(), job));
+            }
+            if set.is_empty() {
+                break;
+            }
+            tokio::select! {
+                joined = set.join_next() => {
+                    let Some(joined) = joined else { break };
+                    let Ok((k, end)) = joined else { continue };
+                    match end {
+                        StepEnd::Done => {
+                            for &d in &dependents[k] {
+                                indegree[d] -= 1;
+                                if indegree[d] == 0 && !blocked[d] {
+                                    ready.push_back(d);
+                                }
+                            }
+                        }
+                        StepEnd::Interrupted => {}
+                        StepEnd::Failed(e) => {
+                            let name = &steps[k].name;
+                            out.error.get_or_insert(format!("{name}: {e}"));
+                            match policy {
+                                OnError::Continue => {
+                                    self.skip_dependents(ctx, steps, &dependents, k, &mut blocked).await;
+                                }
+                                OnError::Stop | OnError::Rollback => {
+                                    if !stopping {
+                                        stopping = true;
+                                        ctx.stop.store(true, Ordering::SeqCst);
+                                        self.emit(Event::Stopping {
+                                            reason: format!("{name} failed (on_error: {})", policy_name(policy)),
+                                        });
+                                    }
+                                }
+                            }
+                        }
+                    }
+                }
+                changed = stop.changed() => {
+                    if changed.is_err() {
+                        // The sender is gone: no more stop requests can come.
+                        *stop = watch::channel(Stop::None).1;
+                        continue;
+                    }
+                    let s = *stop.borrow();
+                    match s {
+                        Stop::None => {}
+                        Stop::Graceful => {
+                            stopping = true;
+                            out.interrupted = true;
+                            out.error.get_or_insert("interrupted".into());
+                            ctx.stop.store(true, Ordering::SeqCst);
+                            self.emit(Event::Stopping { reason: "interrupted: finishing running actions".into() });
+                        }
+                        Stop::Abort => {
+                            out.interrupted = true;
+                            out.error.get_or_insert("aborted".into());
+                            self.emit(Event::Stopping { reason: "aborted".into() });
+                            set.abort_all();
+                            while set.join_next().await.is_some() {}
+                            break;
+                        }
+                    }
+                }
+                _ = sleep_until(deadline), if !stopping => {
+                    stopping = true;
+                    out.interrupted = true;
+                    out.error.get_or_insert(format!(
+                        "timed out: the run's time limit ({}) ran out",
+                        crate::clock::human(self.options.timeout.unwrap_or_default())
+                    ));
+                    ctx.stop.store(true, Ordering::SeqCst);
+                    self.emit(Event::Stopping { reason: "time limit reached".into() });
+                }
+            }
+        }
+        out
+    }
+
+    /// Resume check for the create phase.
+    async fn keep_completed(&self, ctx: &Arc<Ctx<R>>, node: usize) -> bool {
+        let Some(st) = ctx.state.node(node) else {
+            return false;
+        };
+        if st.status != NodeStatus::Completed {
+            return false;
+        }
+        let spec = self.graph.node(node);
+        let host = host_of(self.graph, node, &ctx.target_host);
+        match self.runner.exists(spec, host, st.vm_id).await {
+            Ok(true) => {
+                ctx.emit(Event::StepFinished {
+                    node: spec.name.clone(),
+                    phase: PhaseKind::Create,
+                    status: NodeStatus::Completed,
+                    seconds: 0.0,
+                    error: None,
+                });
+                true
+            }
+            _ => {
+                // Gone (or unknown): build it again from the start.
+                let _ = ctx
+                    .state
+                    .update(node, |n| {
+                        n.status = NodeStatus::Pending;
+                        n.done.clear();
+                        n.action = None;
+                        n.ip = None;
+                    })
+                    .await;
+                false
+            }
+        }
+    }
+
+    /// `continue`: everything that waits on a failed step, and every node
+    /// inside a failed PVE node, is skipped.
+    async fn skip_dependents(
+        &self,
+        ctx: &Arc<Ctx<R>>,
+        steps: &[crate::plan::Step<'m>],
+        dependents: &[Vec<usize>],
+        failed: usize,
+        blocked: &mut [bool],
+    ) {
+        let mut queue: VecDeque<usize> = dependents[failed].iter().copied().collect();
+        let mut skip_nodes = self.graph.descendants(steps[failed].node);
+        while let Some(k) = queue.pop_front() {
+            if blocked[k] {
+                continue;
+            }
+            blocked[k] = true;
+            skip_nodes.push(steps[k].node);
+            skip_nodes.extend(self.graph.descendants(steps[k].node));
+            queue.extend(dependents[k].iter().copied());
+        }
+        let reason = format!("skipped: {} failed", steps[failed].name);
+        for i in skip_nodes {
+            let r = reason.clone();
+            let _ = ctx
+                .state
+                .update(i, |n| {
+                    if matches!(n.status, NodeStatus::Pending | NodeStatus::Running) {
+                        n.status = NodeStatus::Skipped;
+                        n.error = Some(r);
+                    }
+                })
+                .await;
+        }
+    }
+}
+
+#[derive(Default)]
+struct PhaseOutcome {
+    error: Option<String>,
+    interrupted: bool,
+}
+
+fn policy_name(p: OnError) -> &'static str {
+    match p {
+        OnError::Stop => "stop",
+        OnError::Rollback => "rollback",
+        OnError::Continue => "continue",
+    }
+}
+
+/// Where node `i`'s guest lives: its parent PVE node, or the target host.
+fn host_of<'a>(g: &'a ManifestGraph<'_>, i: usize, target: &'a str) -> &'a str {
+    match g.parent(i) {
+        Some(p) => &g.node(p).name,
+        None => target,
+    }
+}
+
+fn filtered<'m>(phase: &Phase<'m>, nodes: &[usize]) -> Phase<'m> {
+    let mut keep = vec![false; phase.steps.iter().map(|s| s.node + 1).max().unwrap_or(0)];
+    for &n in nodes {
+        if n < keep.len() {
+            keep[n] = true;
+        }
+    }
+    let mut slot = vec![usize::MAX; phase.steps.len()];
+    let mut steps = Vec::new();
+    for (k, s) in phase.steps.iter().enumerate() {
+        if keep[s.node] {
+            slot[k] = steps.len();
+            steps.push(s.clone());
+        }
+    }
+    for s in steps.iter_mut() {
+        s.after = s
+            .after
+            .iter()
+            .filter(|&&a| slot[a] != usize::MAX)
+            .map(|&a| slot[a])
+            .collect();
+    }
+    Phase {
+        kind: phase.kind,
+        steps,
+    }
+}
+
+async fn run_step<R: NodeRunner>(ctx: Arc<Ctx<R>>, job: StepJob) -> (usize, StepEnd) {
+    let name = job.spec.name.clone();
+    let step_started = Instant::now();
+    ctx.emit(Event::StepStarted {
+        node: name.clone(),
+        phase: ctx.phase,
+    });
+    let end = run_actions(&ctx, &job).await;
+    let (status, error) = match &end {
+        StepEnd::Done => (
+            match ctx.phase {
+                PhaseKind::Destroy => NodeStatus::Destroyed,
+                _ => NodeStatus::Completed,
+            },
+            None,
+        ),
+        StepEnd::Failed(e) => (NodeStatus::Failed, Some(e.clone())),
+        StepEnd::Interrupted => (NodeStatus::Pending, Some("interrupted".to_string())),
+    };
+    let err = error.clone();
+    let _ = ctx
+        .state
+        .update(job.node, |n| {
+            n.status = status;
+            n.error = err;
+            n.completed_at = Some(crate::clock::now());
+            if status == NodeStatus::Destroyed {
+                n.done.clear();
+                n.action = None;
+                n.ip = None;
+                n.created_by = None;
+            }
+        })
+        .await;
+    ctx.emit(Event::StepFinished {
+        node: name,
+        phase: ctx.phase,
+        status,
+        seconds: step_started.elapsed().as_secs_f64(),
+        error,
+    });
+    (job.slot, end)
+}
+
+async fn run_actions<R: NodeRunner>(ctx: &Arc<Ctx<R>>, job: &StepJob) -> StepEnd {
+    let Some(before) = ctx.state.node(job.node) else {
+        return StepEnd::Failed("node missing from state".into());
+    };
+    for &action in &job.actions {
+        // The safe point: between actions.
+        if ctx.stop.load(Ordering::SeqCst) {
+            return StepEnd::Interrupted;
+        }
+        let resumable = ctx.phase == PhaseKind::Create;
+        if resumable && before.done.contains(&action) {
+            continue;
+        }
+        let resumed =
+            resumable && before.action == Some(action) && before.status != NodeStatus::Completed;
+        let _permit = match action {
+            Action::Provision => ctx.clones.clone().acquire_owned().await.ok(),
+            _ => None,
+        };
+        let run_id = ctx.run_id.clone();
+        let phase = ctx.phase;
+        // The intent goes to disk before the action touches anything.
+        let recorded = ctx
+            .state
+            .update(job.node, |n| {
+                n.status = NodeStatus::Running;
+                n.action = Some(action);
+                n.error = None;
+                if n.started_at.is_none() || (phase == PhaseKind::Create && n.done.is_empty()) {
+                    n.started_at = Some(crate::clock::now());
+                }
+                if action == Action::Provision {
+                    n.created_by = Some(run_id);
+                }
+            })
+            .await;
+        if let Err(e) = recorded {
+            return StepEnd::Failed(format!("cannot record state: {e}"));
+        }
+        let current = ctx.state.node(job.node).unwrap_or_else(|| before.clone());
+        let timeout = ctx.timeout(action);
+        ctx.emit(Event::ActionStarted {
+            node: job.spec.name.clone(),
+            phase,
+            action,
+            timeout_seconds: timeout.as_secs(),
+        });
+        let call = ActionCall {
+            verb: ctx.verb,
+            phase,
+            action,
+            node: job.spec.clone(),
+            host: job.host.clone(),
+            vm_id: current.vm_id.or(job.spec.vmid),
+            ip: current.ip.clone(),
+            resumed,
+            timeout,
+            facts: Facts {
+                state: ctx.state.clone(),
+                node: job.node,
+                name: job.spec.name.clone(),
+                events: ctx.events.clone(),
+            },
+        };
+        let started = Instant::now();
+        let result = match tokio::time::timeout(timeout, ctx.runner.run(call)).await {
+            Ok(r) => r,
+            Err(_) => Err(ActionError::new(format!(
+                "{} timed out after {}",
+                action.name(),
+                crate::clock::human(timeout)
+            ))),
+        };
+        let seconds = started.elapsed().as_secs_f64();
+        let error = result.as_ref().err().map(|e| e.message.clone());
+        if let Ok(mut t) = ctx.timings.lock() {
+            if let Some(list) = t.get_mut(job.node) {
+                list.push(ActionTiming {
+                    phase,
+                    action,
+                    seconds,
+                    error: error.clone(),
+                });
+            }
+        }
+        ctx.emit(Event::ActionFinished {
+            node: job.spec.name.clone(),
+            phase,
+            action,
+            seconds,
+            error: error.clone(),
+        });
+        match result {
+            Ok(out) => {
+                let facts = Facts {
+                    state: ctx.state.clone(),
+                    node: job.node,
+                    name: job.spec.name.clone(),
+                    events: None,
+                };
+                if let Some(id) = out.vm_id {
+                    if let Err(e) = facts.vm_id(id).await {
+                        return StepEnd::Failed(e.message);
+                    }
+                }
+                if let Some(ip) = &out.ip {
+                    if let Err(e) = facts.ip(ip).await {
+                        return StepEnd::Failed(e.message);
+                    }
+                }
+                for (k, v) in out.context {
+                    if let Err(e) = ctx.state.set_context(k, v).await {
+                        return StepEnd::Failed(format!("cannot record state: {e}"));
+                    }
+                }
+                if phase == PhaseKind::Create {
+                    let r = ctx.state.update(job.node, |n| n.done.push(action)).await;
+                    if let Err(e) = r {
+                        return StepEnd::Failed(format!("cannot record state: {e}"));
+                    }
+                }
+            }
+            Err(e) => return StepEnd::Failed(format!("{}: {}", action.name(), e.message)),
+        }
+    }
+    StepEnd::Done
+}

@@ -1,0 +1,438 @@
+//! Per-(manifest, host) run state, kept so a crashed or interrupted run can be
+//! resumed or cleaned up.
+//!
+//! Layout in the state directory, for manifest `m` on host `h`:
+//! - `m@h.json`: the last snapshot, replaced atomically (temp file, fsync, rename);
+//! - `m@h.journal`: one JSON record per line appended since that snapshot;
+//!   each record is flushed (and fsynced) before the side effect it describes
+//!   starts, with concurrent records committed together (group commit);
+//! - `m@h.lock`: held with an exclusive lock for the whole run, and holding
+//!   the holder's pid so a second run can say who has it.
+//!
+//! Loading reads the snapshot and replays the journal; a torn last line (a
+//! crash in the middle of a write) is ignored.
+
+use std::collections::BTreeMap;
+use std::fs::{self, File, OpenOptions, TryLockError};
+use std::io::{self, BufRead, Write};
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+use crate::manifest::Manifest;
+use crate::output::NodeStatus;
+use crate::plan::Action;
+
+pub const STATE_VERSION: u32 = 1;
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct NodeState {
+    pub name: String,
+    pub status: NodeStatus,
+    pub vm_id: Option<u32>,
+    pub ip: Option<String>,
+    pub started_at: Option<String>,
+    pub completed_at: Option<String>,
+    pub error: Option<String>,
+    /// The action running, or the last one started; written before it starts.
+    #[serde(default)]
+    pub action: Option<Action>,
+    /// Create actions finished, in order (resume skips them).
+    #[serde(default)]
+    pub done: Vec<Action>,
+    /// The run that started provisioning this node: rollback destroys what
+    /// its own run created, nothing else.
+    #[serde(default)]
+    pub created_by: Option<String>,
+}
+
+impl NodeState {
+    pub fn pending(name: &str) -> Self {
+        NodeState {
+            name: name.to_string(),
+            status: NodeStatus::Pending,
+            vm_id: None,
+            ip: None,
+            started_at: None,
+            completed_at: None,
+            error: None,
+            action: None,
+            done: Vec::new(),
+            created_by: None,
+        }
+    }
+
+    /// Did anything of this node possibly come into existence?
+    pub fn may_exist(&self) -> bool {
+        self.created_by.is_some() || self.vm_id.is_some() && self.status != NodeStatus::Destroyed
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct RunState {
+    pub version: u32,
+    pub manifest: String,
+    pub host: String,
+    /// The run that last wrote this state.
+    pub run_id: String,
+    pub verb: String,
+    pub updated_at: String,
+    /// In manifest order; nodes no longer in the manifest are kept at the end.
+    pub nodes: Vec<NodeState>,
+    #[serde(default)]
+    pub context: BTreeMap<String, serde_json::Value>,
+}
+
+impl RunState {
+    /// Fresh state for `manifest`, carrying over what `previous` knew about
+    /// nodes of the same name.
+    pub fn for_manifest(
+        manifest: &Manifest,
+        host: &str,
+        run_id: &str,
+        verb: &str,
+        previous: Option<RunState>,
+    ) -> RunState {
+        let mut old: BTreeMap<String, NodeState> = previous
+            .map(|p| p.nodes.into_iter().map(|n| (n.name.clone(), n)).collect())
+            .unwrap_or_default();
+        let mut nodes: Vec<NodeState> = manifest
+            .nodes
+            .iter()
+            .map(|n| {
+                old.remove(&n.name)
+                    .unwrap_or_else(|| NodeState::pending(&n.name))
+            })
+            .collect();
+        // Guests of nodes since removed from the manifest may still exist.
+        nodes.extend(old.into_values().filter(NodeState::may_exist));
+        RunState {
+            version: STATE_VERSION,
+            manifest: manifest.name.clone(),
+            host: host.to_string(),
+            run_id: run_id.to_string(),
+            verb: verb.to_string(),
+            updated_at: crate::clock::now(),
+            nodes,
+            context: BTreeMap::new(),
+        }
+    }
+
+    pub fn node(&self, name: &str) -> Option<&NodeState> {
+        self.nodes.iter().find(|n| n.name == name)
+    }
+}
+
+/// One journal line.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Record {
+    Node(NodeState),
+    Context {
+        key: String,
+        value: serde_json::Value,
+    },
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum StateError {
+    #[error("another driver run (pid {pid}) is using the state of manifest '{manifest}' on host '{host}' ({path})")]
+    Locked {
+        pid: String,
+        manifest: String,
+        host: String,
+        path: PathBuf,
+    },
+    #[error("state file {path}: {source}")]
+    Io {
+        path: PathBuf,
+        #[source]
+        source: io::Error,
+    },
+    #[error("state file {path} is not valid: {message}")]
+    Corrupt { path: PathBuf, message: String },
+}
+
+fn io_err(path: &Path) -> impl FnOnce(io::Error) -> StateError + '_ {
+    move |source| StateError::Io {
+        path: path.to_path_buf(),
+        source,
+    }
+}
+
+/// Where state lives unless `--state-dir` says otherwise:
+/// `$DRIVER_STATE_DIR`, `$XDG_STATE_HOME/driver`, `~/.local/state/driver`.
+pub fn default_dir() -> PathBuf {
+    let env = |k: &str| {
+        std::env::var_os(k)
+            .filter(|v| !v.is_empty())
+            .map(PathBuf::from)
+    };
+    if let Some(d) = env("DRIVER_STATE_DIR") {
+        return d;
+    }
+    if let Some(d) = env("XDG_STATE_HOME") {
+        return d.join("driver");
+    }
+    if let Some(h) = env("HOME") {
+        return h.join(".local/state/driver");
+    }
+    PathBuf::from(".driver-state")
+}
+
+fn file_part(s: &str) -> String {
+    s.chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.') {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect()
+}
+
+/// The files of one (manifest, host) state, held locked while this exists.
+#[derive(Debug)]
+pub struct StateStore {
+    snapshot: PathBuf,
+    journal_path: PathBuf,
+    journal: File,
+    fsync: bool,
+    _lock: File,
+}
+
+impl StateStore {
+    /// The snapshot path for (manifest, host) in `dir`.
+    pub fn path(dir: &Path, manifest: &str, host: &str) -> PathBuf {
+        dir.join(format!("{}@{}.json", file_part(manifest), file_part(host)))
+    }
+
+    /// Reads the state without taking the lock (for `driver status`).
+    pub fn peek(dir: &Path, manifest: &str, host: &str) -> Result<Option<RunState>, StateError> {
+        let snapshot = Self::path(dir, manifest, host);
+        load(&snapshot, &snapshot.with_extension("journal"))
+    }
+
+    /// Takes the lock and loads what a previous run left. `fsync: false`
+    /// trades durability across power loss (not across a crash of this
+    /// process) for speed, e.g. on tmpfs or in benchmarks.
+    pub fn open(
+        dir: &Path,
+        manifest: &str,
+        host: &str,
+        fsync: bool,
+    ) -> Result<(StateStore, Option<RunState>), StateError> {
+        fs::create_dir_all(dir).map_err(io_err(dir))?;
+        let snapshot = Self::path(dir, manifest, host);
+        let lock_path = snapshot.with_extension("lock");
+        let mut lock = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .open(&lock_path)
+            .map_err(io_err(&lock_path))?;
+        match lock.try_lock() {
+            Ok(()) => {}
+            Err(TryLockError::WouldBlock) => {
+                let pid = fs::read_to_string(&lock_path).unwrap_or_default();
+                return Err(StateError::Locked {
+                    pid: pid.trim().to_string(),
+                    manifest: manifest.to_string(),
+                    host: host.to_string(),
+                    path: lock_path,
+                });
+            }
+            Err(TryLockError::Error(e)) => return Err(io_err(&lock_path)(e)),
+        }
+        lock.set_len(0).map_err(io_err(&lock_path))?;
+        write!(lock, "{}", std::process::id()).map_err(io_err(&lock_path))?;
+
+        let journal_path = snapshot.with_extension("journal");
+        let previous = load(&snapshot, &journal_path)?;
+        let journal = OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&journal_path)
+            .map_err(io_err(&journal_path))?;
+        Ok((
+            StateStore {
+                snapshot,
+                journal_path,
+                journal,
+                fsync,
+                _lock: lock,
+            },
+            previous,
+        ))
+    }
+
+    /// Appends records as one write, then fsyncs: when this returns they survive a crash.
+    pub fn append(&mut self, records: &[Record]) -> Result<(), StateError> {
+        let mut buf = Vec::with_capacity(records.len() * 256);
+        for r in records {
+            // Records are plain data: serialization cannot fail.
+            if serde_json::to_writer(&mut buf, r).is_ok() {
+                buf.push(b'\n');
+            }
+        }
+        self.journal
+            .write_all(&buf)
+            .map_err(io_err(&self.journal_path))?;
+        if self.fsync {
+            self.journal
+                .sync_data()
+                .map_err(io_err(&self.journal_path))?;
+        }
+        Ok(())
+    }
+
+    /// Replaces the snapshot atomically and empties the journal.
+    pub fn snapshot(&mut self, state: &RunState) -> Result<(), StateError> {
+        let tmp = self
+            .snapshot
+            .with_extension(format!("json.tmp.{}", std::process::id()));
+        let data = serde_json::to_vec_pretty(state).map_err(|e| StateError::Corrupt {
+            path: self.snapshot.clone(),
+            message: e.to_string(),
+        })?;
+        {
+            let mut f = File::create(&tmp).map_err(io_err(&tmp))?;
+            f.write_all(&data).map_err(io_err(&tmp))?;
+            f.sync_all().map_err(io_err(&tmp))?;
+        }
+        fs::rename(&tmp, &self.snapshot).map_err(io_err(&self.snapshot))?;
+        if let Some(dir) = self.snapshot.parent() {
+            // Make the rename itself durable.
+            if let Ok(d) = File::open(dir) {
+                let _ = d.sync_all();
+            }
+        }
+        self.journal
+            .set_len(0)
+            .map_err(io_err(&self.journal_path))?;
+        Ok(())
+    }
+}
+
+fn load(snapshot: &Path, journal: &Path) -> Result<Option<RunState>, StateError> {
+    let mut state: Option<RunState> = match fs::read(snapshot) {
+        Ok(bytes) => Some(
+            serde_json::from_slice(&bytes).map_err(|e| StateError::Corrupt {
+                path: snapshot.to_path_buf(),
+                message: e.to_string(),
+            })?,
+        ),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => None,
+        Err(e) => return Err(io_err(snapshot)(e)),
+    };
+    let file = match File::open(journal) {
+        Ok(f) => f,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(state),
+        Err(e) => return Err(io_err(journal)(e)),
+    };
+    let Some(st) = state.as_mut() else {
+        // A journal without a snapshot: runs always snapshot first, so this
+        // is a leftover with nothing to apply to.
+        return Ok(None);
+    };
+    for line in io::BufReader::new(file).lines() {
+        let line = line.map_err(io_err(journal))?;
+        let Ok(record) = serde_json::from_str::<Record>(&line) else {
+            tracing::warn!("{}: ignoring a torn journal line", journal.display());
+            continue;
+        };
+        match record {
+            Record::Node(n) => match st.nodes.iter_mut().find(|x| x.name == n.name) {
+                Some(x) => *x = n,
+                None => st.nodes.push(n),
+            },
+            Record::Context { key, value } => {
+                st.context.insert(key, value);
+            }
+        }
+    }
+    Ok(state)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::manifest::{load as load_manifest, Source};
+
+    fn manifest() -> Manifest {
+        load_manifest(Source::new(
+            "m",
+            "schema_version: 2\nname: m\nnodes:\n  - {name: a, type: vm}\n  - {name: b, type: vm}\n",
+        ))
+        .unwrap()
+        .manifest
+    }
+
+    #[test]
+    fn snapshot_journal_replay_and_torn_line() {
+        let dir = tempfile::tempdir().unwrap();
+        let m = manifest();
+        let (mut store, prev) = StateStore::open(dir.path(), "m", "h", true).unwrap();
+        assert!(prev.is_none());
+        let mut st = RunState::for_manifest(&m, "h", "run1", "create", None);
+        store.snapshot(&st).unwrap();
+        st.nodes[0].status = NodeStatus::Running;
+        st.nodes[0].vm_id = Some(100);
+        store.append(&[Record::Node(st.nodes[0].clone())]).unwrap();
+        store
+            .append(&[Record::Context {
+                key: "a_vm_id".into(),
+                value: 100.into(),
+            }])
+            .unwrap();
+        drop(store);
+        // A crash in the middle of a write leaves half a line.
+        let j = StateStore::path(dir.path(), "m", "h").with_extension("journal");
+        let mut f = OpenOptions::new().append(true).open(&j).unwrap();
+        f.write_all(b"{\"node\":{\"name\":\"b\",\"sta").unwrap();
+
+        let (_store, prev) = StateStore::open(dir.path(), "m", "h", true).unwrap();
+        let prev = prev.unwrap();
+        assert_eq!(prev.nodes[0].vm_id, Some(100));
+        assert_eq!(prev.nodes[0].status, NodeStatus::Running);
+        assert_eq!(prev.nodes[1].status, NodeStatus::Pending);
+        assert_eq!(prev.context["a_vm_id"], 100);
+    }
+
+    #[test]
+    fn second_open_names_the_holder() {
+        let dir = tempfile::tempdir().unwrap();
+        let (_held, _) = StateStore::open(dir.path(), "m", "h", false).unwrap();
+        match StateStore::open(dir.path(), "m", "h", false) {
+            Err(StateError::Locked { pid, .. }) => assert_eq!(pid, std::process::id().to_string()),
+            other => panic!("expected Locked, got {other:?}"),
+        }
+        // Another host is another state.
+        StateStore::open(dir.path(), "m", "other", false).unwrap();
+    }
+
+    #[test]
+    fn carried_over_and_orphaned_nodes() {
+        let m = manifest();
+        let mut prev = RunState::for_manifest(&m, "h", "r0", "create", None);
+        prev.nodes[0].vm_id = Some(101);
+        prev.nodes.push(NodeState {
+            vm_id: Some(555),
+            created_by: Some("r0".into()),
+            ..NodeState::pending("gone")
+        });
+        prev.nodes.push(NodeState::pending("never-made"));
+        let st = RunState::for_manifest(&m, "h", "r1", "create", Some(prev));
+        let names: Vec<&str> = st.nodes.iter().map(|n| n.name.as_str()).collect();
+        assert_eq!(names, ["a", "b", "gone"]);
+        assert_eq!(st.nodes[0].vm_id, Some(101));
+    }
+
+    #[test]
+    fn file_names_are_sanitized() {
+        let p = StateStore::path(Path::new("/s"), "n2-quick", "10.0.0.1/x");
+        assert_eq!(p, PathBuf::from("/s/n2-quick@10.0.0.1_x.json"));
+    }
+}
