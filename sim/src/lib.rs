@@ -1,1 +1,42 @@
+//! `pvesim`: a Proxmox VE simulator, so every driver verb runs on a machine without Proxmox.
+//!
+//! It is an HTTPS server answering the PVE REST API under `/api2/json/...` with PVE's JSON
+//! shapes, status codes (and reason phrases) and error wording: API tokens and tickets, tasks
+//! with real-format UPIDs that take simulated time, QEMU and LXC guests with locks, the guest
+//! agent, storage and network listings. Each guest gets its own loopback address in
+//! `127.77.0.0/16`, reported by its agent once it has "booted". Faults (failed tasks, lock
+//! timeouts, an agent that never answers, slow API, HTTP 5xx) can be injected at start
+//! ([`SimConfig::faults`]) or at run time ([`SimHandle::inject`] or `POST /sim/faults`).
+//!
+//! ```no_run
+//! # async fn demo() -> Result<(), sim::SimError> {
+//! let handle = sim::PveSim::start(sim::SimConfig::default()).await?;
+//! println!("{} pinned {}", handle.url(), handle.fingerprint());
+//! let token = handle.token(); // `Authorization: PVEAPIToken={token}`
+//! # let _ = token;
+//! handle.shutdown().await;
+//! # Ok(()) }
+//! ```
+//!
+//! Module map: [`config`] (what a simulator is started with), [`faults`] (what can go wrong on
+//! purpose), `tls` (certificates and the pinned fingerprint), `server` (HTTP/TLS plumbing, auth,
+//! fault middleware), `api` (the PVE endpoints), `model` (guests, tasks, tokens and their
+//! persistence), `schema` (PVE-style parameter checks), `tasks` (UPIDs and simulated time).
 
+mod api;
+pub mod config;
+mod error;
+pub mod faults;
+mod handle;
+mod model;
+mod net;
+mod params;
+mod schema;
+mod server;
+mod tasks;
+mod tls;
+
+pub use config::{ApiToken, SimConfig, Timings};
+pub use error::SimError;
+pub use faults::{Fault, FaultId, FaultKind, Op};
+pub use handle::{serve_until_signal, GuestInfo, GuestKind, PveSim, SimHandle, TaskInfo};

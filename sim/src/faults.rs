@@ -1,0 +1,296 @@
+//! Faults on purpose: what tests and benchmarks make go wrong. A [`Fault`] is a kind plus an
+//! optional target (operation, vmid, guest name, URL path) and an optional count (how many
+//! times it fires before it retires itself). They are given at start ([`crate::SimConfig`]), by
+//! [`crate::SimHandle::inject`], or over HTTP (`POST /sim/faults` with the same JSON).
+//!
+//! JSON form: `{"kind":"task_failure","op":"clone","vmid":123,"message":"...","count":1}`.
+
+use serde::{Deserialize, Serialize};
+
+/// Identifies an injected fault, to remove it later.
+pub type FaultId = u64;
+
+/// The guest operations a fault can aim at.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Op {
+    Create,
+    Clone,
+    Config,
+    Resize,
+    Start,
+    Stop,
+    Shutdown,
+    Delete,
+}
+
+impl Op {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Op::Create => "create",
+            Op::Clone => "clone",
+            Op::Config => "config",
+            Op::Resize => "resize",
+            Op::Start => "start",
+            Op::Stop => "stop",
+            Op::Shutdown => "shutdown",
+            Op::Delete => "delete",
+        }
+    }
+}
+
+/// What goes wrong.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum FaultKind {
+    /// The operation's task ends with `TASK ERROR: {message}` (a PVE-worded default per
+    /// operation when `message` is absent). Changes of a failed task are rolled back.
+    TaskFailure {
+        #[serde(default)]
+        message: Option<String>,
+    },
+    /// The operation cannot take the guest's config lock:
+    /// `can't lock file '/var/lock/qemu-server/lock-{vmid}.conf' - got timeout`.
+    LockTimeout,
+    /// The guest agent never starts: `QEMU guest agent is not running` forever (lxc: no
+    /// addresses).
+    AgentNeverAnswers,
+    /// The guest ignores ACPI shutdown: a shutdown waits for its timeout, then fails with
+    /// `VM quit/powerdown failed - got timeout` (unless `forceStop=1`).
+    ShutdownIgnored,
+    /// Every matching API request waits this long (real milliseconds, not scaled).
+    SlowApi { delay_ms: u64 },
+    /// Matching API requests answer this HTTP status (e.g. 500, 502, 503, 595).
+    HttpError {
+        status: u16,
+        #[serde(default)]
+        message: Option<String>,
+    },
+}
+
+/// A fault and where it applies. Unset target fields match everything.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Fault {
+    #[serde(flatten)]
+    pub kind: FaultKind,
+    /// Guest operation (task faults and lock timeouts).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub op: Option<Op>,
+    /// Guest vmid (for clone: the new vmid or the source).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub vmid: Option<u32>,
+    /// Guest name (for clone and create: the new name).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    /// Substring of the request path (`slow_api`, `http_error`), e.g. `/status/current`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub path: Option<String>,
+    /// HTTP method (`slow_api`, `http_error`), e.g. `GET`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub method: Option<String>,
+    /// Fires this many times, then retires; `None` = until removed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub count: Option<u32>,
+}
+
+impl Fault {
+    pub fn new(kind: FaultKind) -> Self {
+        Fault {
+            kind,
+            op: None,
+            vmid: None,
+            name: None,
+            path: None,
+            method: None,
+            count: None,
+        }
+    }
+
+    /// A failed task for `op` with the default PVE-worded message.
+    pub fn task_failure(op: Op) -> Self {
+        Fault::new(FaultKind::TaskFailure { message: None }).on(op)
+    }
+
+    pub fn lock_timeout(op: Op) -> Self {
+        Fault::new(FaultKind::LockTimeout).on(op)
+    }
+
+    pub fn agent_never_answers() -> Self {
+        Fault::new(FaultKind::AgentNeverAnswers)
+    }
+
+    pub fn slow_api(delay_ms: u64) -> Self {
+        Fault::new(FaultKind::SlowApi { delay_ms })
+    }
+
+    pub fn http_error(status: u16) -> Self {
+        Fault::new(FaultKind::HttpError {
+            status,
+            message: None,
+        })
+    }
+
+    pub fn on(mut self, op: Op) -> Self {
+        self.op = Some(op);
+        self
+    }
+
+    pub fn for_vmid(mut self, vmid: u32) -> Self {
+        self.vmid = Some(vmid);
+        self
+    }
+
+    pub fn for_name(mut self, name: &str) -> Self {
+        self.name = Some(name.to_string());
+        self
+    }
+
+    pub fn for_path(mut self, path: &str) -> Self {
+        self.path = Some(path.to_string());
+        self
+    }
+
+    pub fn for_method(mut self, method: &str) -> Self {
+        self.method = Some(method.to_ascii_uppercase());
+        self
+    }
+
+    pub fn times(mut self, count: u32) -> Self {
+        self.count = Some(count);
+        self
+    }
+}
+
+/// The active faults, with ids, in injection order.
+#[derive(Debug, Default)]
+pub(crate) struct FaultSet {
+    next_id: FaultId,
+    active: Vec<(FaultId, Fault)>,
+}
+
+/// What a guest operation is, for matching.
+pub(crate) struct GuestCtx<'a> {
+    pub op: Op,
+    pub vmids: &'a [u32],
+    pub name: Option<&'a str>,
+}
+
+impl FaultSet {
+    pub fn add(&mut self, fault: Fault) -> FaultId {
+        self.next_id += 1;
+        self.active.push((self.next_id, fault));
+        self.next_id
+    }
+
+    pub fn remove(&mut self, id: FaultId) -> bool {
+        let before = self.active.len();
+        self.active.retain(|(i, _)| *i != id);
+        before != self.active.len()
+    }
+
+    pub fn clear(&mut self) {
+        self.active.clear();
+    }
+
+    pub fn list(&self) -> Vec<(FaultId, Fault)> {
+        self.active.clone()
+    }
+
+    /// The first fault that matches `pred`, counted as fired.
+    fn take(&mut self, pred: impl Fn(&Fault) -> bool) -> Option<Fault> {
+        let i = self.active.iter().position(|(_, f)| pred(f))?;
+        let fault = self.active[i].1.clone();
+        if let Some(c) = self.active[i].1.count.as_mut() {
+            *c = c.saturating_sub(1);
+            if *c == 0 {
+                self.active.remove(i);
+            }
+        }
+        Some(fault)
+    }
+
+    fn guest_matches(f: &Fault, ctx: &GuestCtx<'_>) -> bool {
+        f.op.is_none_or(|o| o == ctx.op)
+            && f.vmid.is_none_or(|v| ctx.vmids.contains(&v))
+            && f.name
+                .as_deref()
+                .is_none_or(|n| ctx.name.is_some_and(|m| m == n))
+    }
+
+    /// A task failure or lock timeout aimed at this operation, if any (fires it).
+    pub fn guest_fault(&mut self, ctx: &GuestCtx<'_>) -> Option<FaultKind> {
+        self.take(|f| {
+            matches!(
+                f.kind,
+                FaultKind::TaskFailure { .. } | FaultKind::LockTimeout
+            ) && Self::guest_matches(f, ctx)
+        })
+        .map(|f| f.kind)
+    }
+
+    /// Whether the agent of this guest is switched off (does not consume counts).
+    pub fn agent_dead(&self, vmid: u32, name: &str) -> bool {
+        self.active.iter().any(|(_, f)| {
+            f.kind == FaultKind::AgentNeverAnswers
+                && f.vmid.is_none_or(|v| v == vmid)
+                && f.name.as_deref().is_none_or(|n| n == name)
+        })
+    }
+
+    pub fn shutdown_ignored(&mut self, vmid: u32, name: &str) -> bool {
+        self.take(|f| {
+            f.kind == FaultKind::ShutdownIgnored
+                && f.vmid.is_none_or(|v| v == vmid)
+                && f.name.as_deref().is_none_or(|n| n == name)
+        })
+        .is_some()
+    }
+
+    fn http_matches(f: &Fault, method: &str, path: &str) -> bool {
+        f.path.as_deref().is_none_or(|p| path.contains(p))
+            && f.method
+                .as_deref()
+                .is_none_or(|m| m.eq_ignore_ascii_case(method))
+    }
+
+    /// Total delay of the slow-API faults matching this request.
+    pub fn api_delay_ms(&mut self, method: &str, path: &str) -> u64 {
+        let mut total = 0;
+        self.fire_slow(method, path, &mut total);
+        total
+    }
+
+    // Slow-API faults all apply (their delays add up), each counted once per request.
+    fn fire_slow(&mut self, method: &str, path: &str, total: &mut u64) {
+        let mut fired = Vec::new();
+        for (id, f) in &self.active {
+            if let FaultKind::SlowApi { delay_ms } = f.kind {
+                if Self::http_matches(f, method, path) {
+                    *total += delay_ms;
+                    fired.push(*id);
+                }
+            }
+        }
+        for id in fired {
+            if let Some(i) = self.active.iter().position(|(i, _)| *i == id) {
+                if let Some(c) = self.active[i].1.count.as_mut() {
+                    *c = c.saturating_sub(1);
+                    if *c == 0 {
+                        self.active.remove(i);
+                    }
+                }
+            }
+        }
+    }
+
+    /// An HTTP error to answer instead of handling this request, if any (fires it).
+    pub fn http_error(&mut self, method: &str, path: &str) -> Option<(u16, Option<String>)> {
+        self.take(|f| {
+            matches!(f.kind, FaultKind::HttpError { .. }) && Self::http_matches(f, method, path)
+        })
+        .and_then(|f| match f.kind {
+            FaultKind::HttpError { status, message } => Some((status, message)),
+            _ => None,
+        })
+    }
+}

@@ -1,0 +1,512 @@
+//! Starting, watching and stopping a simulator: [`PveSim::start`] gives a [`SimHandle`] with
+//! the URL, the certificate fingerprint to pin, the CA, the API token, snapshots of guests and
+//! tasks, fault injection and the time scale. [`serve_until_signal`] runs one until Ctrl-C
+//! (what `driver sim serve` does).
+
+use std::collections::BTreeMap;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use serde::{Deserialize, Serialize};
+use serde_json::{json, Value};
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+
+use crate::config::{ApiToken, SimConfig};
+use crate::error::SimError;
+use crate::faults::{Fault, FaultId};
+use crate::model::{self, mac_for, Guest, Shared, State, TokenEntry};
+use crate::params::percent_decode;
+use crate::tls;
+
+/// QEMU VM or LXC container.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum GuestKind {
+    Qemu,
+    Lxc,
+}
+
+/// A snapshot of one guest.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct GuestInfo {
+    pub vmid: u32,
+    pub kind: GuestKind,
+    pub name: String,
+    pub node: String,
+    pub running: bool,
+    pub template: bool,
+    /// Its loopback address (what its agent reports once booted).
+    pub ip: Ipv4Addr,
+    /// PVE's `lock` property (`clone`, `create`, ...).
+    pub lock: Option<String>,
+    /// Whether the guest agent answers now.
+    pub agent_up: bool,
+    /// The config as `GET .../config` shows it.
+    pub config: BTreeMap<String, Value>,
+    /// SSH public keys given through cloud-init `sshkeys` (decoded) or LXC `ssh-public-keys`.
+    pub authorized_keys: Vec<String>,
+}
+
+/// A snapshot of one task.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct TaskInfo {
+    pub upid: String,
+    pub task_type: String,
+    pub id: String,
+    pub user: String,
+    pub running: bool,
+    /// `OK` or the error, once stopped.
+    pub exitstatus: Option<String>,
+    pub log: Vec<String>,
+}
+
+pub(crate) fn guest_info(node: &str, g: &Guest, st: &State) -> GuestInfo {
+    let mut keys: Vec<String> = Vec::new();
+    let sources = [
+        g.config
+            .get("sshkeys")
+            .and_then(Value::as_str)
+            .and_then(|s| percent_decode(s, false)),
+        g.authorized_keys.clone(),
+    ];
+    for text in sources.into_iter().flatten() {
+        keys.extend(
+            text.lines()
+                .map(str::trim)
+                .filter(|l| !l.is_empty())
+                .map(str::to_string),
+        );
+    }
+    GuestInfo {
+        vmid: g.vmid,
+        kind: g.kind,
+        name: g.name(),
+        node: node.to_string(),
+        running: g.running,
+        template: g.template(),
+        ip: g.ip,
+        lock: g.lock_prop(),
+        agent_up: g.running
+            && g.agent_configured()
+            && g.agent_up()
+            && !st.faults.agent_dead(g.vmid, &g.name()),
+        config: g.config.clone(),
+        authorized_keys: keys,
+    }
+}
+
+/// The simulator's entry point.
+pub struct PveSim;
+
+/// A running simulator. Dropping it stops the server (without saving); prefer
+/// [`SimHandle::shutdown`].
+pub struct SimHandle {
+    shared: Arc<Shared>,
+    addr: SocketAddr,
+    ca_pem: String,
+    cert_pem: String,
+    stop: watch::Sender<bool>,
+    server: Option<JoinHandle<()>>,
+}
+
+const TOKEN_FILE: &str = "pvesim.token";
+const FINGERPRINT_FILE: &str = "pvesim.fingerprint";
+const INFO_FILE: &str = "pvesim.json";
+
+fn is_loopback(ip: IpAddr) -> bool {
+    match ip {
+        IpAddr::V4(v4) => v4.is_loopback(),
+        IpAddr::V6(v6) => v6.is_loopback() || v6.to_ipv4_mapped().is_some_and(|v| v.is_loopback()),
+    }
+}
+
+fn valid_node_name(n: &str) -> bool {
+    !n.is_empty()
+        && n.len() <= 63
+        && n.chars().all(|c| c.is_ascii_alphanumeric() || c == '-')
+        && !n.starts_with('-')
+        && !n.ends_with('-')
+}
+
+/// The template guests a fresh simulator starts with: the images the driver's manifests name.
+fn seed(st: &mut State) {
+    let qemu = [
+        (9000, "debian-12", "3G"),
+        (9001, "debian-13", "3G"),
+        (9002, "debian-13-pve", "8G"),
+        (9003, "pve-9", "16G"),
+    ];
+    for (vmid, name, size) in qemu {
+        let config: BTreeMap<String, Value> = [
+            ("name", json!(name)),
+            ("template", json!(1)),
+            ("cores", json!(2)),
+            ("sockets", json!(1)),
+            ("memory", json!("2048")),
+            ("cpu", json!("host")),
+            ("agent", json!("1")),
+            ("ostype", json!("l26")),
+            ("scsihw", json!("virtio-scsi-single")),
+            (
+                "scsi0",
+                json!(format!("local-lvm:base-{vmid}-disk-0,discard=on,iothread=1,size={size}")),
+            ),
+            ("ide2", json!(format!("local-lvm:vm-{vmid}-cloudinit,media=cdrom"))),
+            ("net0", json!(format!("virtio={},bridge=vmbr0", mac_for(vmid, 0)))),
+            ("serial0", json!("socket")),
+            ("vga", json!("serial0")),
+            ("boot", json!("order=scsi0")),
+            ("description", json!(format!("pvesim template for image {name}"))),
+            ("smbios1", json!(format!("uuid={}", model::random_uuid()))),
+            ("vmgenid", json!(model::random_uuid())),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_string(), v))
+        .collect();
+        insert_seed(st, vmid, GuestKind::Qemu, config);
+    }
+    for (vmid, name) in [(9100, "debian-12"), (9101, "debian-13")] {
+        let config: BTreeMap<String, Value> = [
+            ("hostname", json!(name)),
+            ("template", json!(1)),
+            ("ostype", json!("debian")),
+            ("arch", json!("amd64")),
+            ("cores", json!(1)),
+            ("memory", json!(512)),
+            ("swap", json!(512)),
+            ("rootfs", json!(format!("local-lvm:base-{vmid}-disk-0,size=4G"))),
+            (
+                "net0",
+                json!(format!("name=eth0,bridge=vmbr0,hwaddr={},ip=dhcp,type=veth", mac_for(vmid, 0))),
+            ),
+            ("unprivileged", json!(1)),
+            ("features", json!("nesting=1")),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_string(), v))
+        .collect();
+        insert_seed(st, vmid, GuestKind::Lxc, config);
+    }
+}
+
+fn insert_seed(st: &mut State, vmid: u32, kind: GuestKind, config: BTreeMap<String, Value>) {
+    if let Some(ip) = crate::net::allocate(vmid, &st.ips()) {
+        st.guests.insert(
+            vmid,
+            Guest {
+                vmid,
+                kind,
+                config,
+                running: false,
+                ip,
+                started_at: None,
+                agent_ready_at: None,
+                busy: None,
+                authorized_keys: None,
+            },
+        );
+    }
+}
+
+fn read_token(dir: &Path) -> Option<ApiToken> {
+    std::fs::read_to_string(dir.join(TOKEN_FILE))
+        .ok()?
+        .trim()
+        .parse()
+        .ok()
+}
+
+impl PveSim {
+    /// Starts a simulator on `config.bind` (loopback only) and returns once it accepts
+    /// connections. Must be called inside a tokio runtime.
+    pub async fn start(config: SimConfig) -> Result<SimHandle, SimError> {
+        if !is_loopback(config.bind.ip()) {
+            return Err(SimError::NonLoopbackBind(config.bind));
+        }
+        if !valid_node_name(&config.node_name) {
+            return Err(SimError::BadNodeName(config.node_name));
+        }
+        let dir = config.state_dir.clone();
+        if let Some(d) = &dir {
+            std::fs::create_dir_all(d).map_err(|e| SimError::io(d, e))?;
+        }
+        let mut state = match &dir {
+            Some(d) => model::load(d)?.unwrap_or_default(),
+            None => State::default(),
+        };
+        if state.guests.is_empty() && state.tokens.is_empty() && config.seed_templates {
+            seed(&mut state);
+        }
+        let token = config
+            .token
+            .clone()
+            .or_else(|| dir.as_deref().and_then(read_token))
+            .unwrap_or_else(|| ApiToken::random("root@pam", "driver"));
+        state.tokens.insert(
+            token.full_id(),
+            TokenEntry {
+                secret: token.secret.clone(),
+                privsep: false,
+                comment: Some("pvesim".to_string()),
+                expire: 0,
+            },
+        );
+        for f in &config.faults {
+            state.faults.add(f.clone());
+        }
+
+        let tls = tls::material(dir.as_deref(), config.bind.ip(), &config.node_name)?;
+        let listener = tokio::net::TcpListener::bind(config.bind)
+            .await
+            .map_err(|source| SimError::Bind {
+                addr: config.bind,
+                source,
+            })?;
+        let addr = listener.local_addr().map_err(|source| SimError::Bind {
+            addr: config.bind,
+            source,
+        })?;
+
+        let shared = Arc::new(Shared::new(
+            state,
+            config.time_scale,
+            config.timings,
+            config.node_name.clone(),
+            dir.clone(),
+            config.root_password.clone(),
+            tls.fingerprint.clone(),
+            token.clone(),
+        ));
+        let handle_url = url_of(addr);
+        if let Some(d) = &dir {
+            tls::write_file(&d.join(FINGERPRINT_FILE), &format!("{}\n", tls.fingerprint))?;
+            tls::write_private(&d.join(TOKEN_FILE), &format!("{}\n", token.to_token_string()))?;
+            let info = json!({
+                "url": handle_url,
+                "api_url": format!("{handle_url}/api2/json"),
+                "node": config.node_name,
+                "fingerprint": tls.fingerprint,
+                "token_id": token.full_id(),
+                "token_file": d.join(TOKEN_FILE),
+                "ca_file": d.join("pve-root-ca.pem"),
+                "cert_file": d.join("pve-ssl.pem"),
+                "pid": std::process::id(),
+            });
+            let text = serde_json::to_string_pretty(&info).unwrap_or_default();
+            tls::write_file(&d.join(INFO_FILE), &format!("{text}\n"))?;
+            shared.persist(&shared.lock());
+        }
+
+        let (stop, stop_rx) = watch::channel(false);
+        let acceptor = tokio_rustls::TlsAcceptor::from(tls.server_config.clone());
+        let server = tokio::spawn(crate::server::serve(
+            listener,
+            acceptor,
+            shared.clone(),
+            stop_rx,
+        ));
+        tracing::info!(url = %handle_url, node = %config.node_name, fingerprint = %tls.fingerprint, "pvesim listening");
+        Ok(SimHandle {
+            shared,
+            addr,
+            ca_pem: tls.ca_pem,
+            cert_pem: tls.cert_pem,
+            stop,
+            server: Some(server),
+        })
+    }
+}
+
+fn url_of(addr: SocketAddr) -> String {
+    match addr.ip() {
+        IpAddr::V6(ip) => format!("https://[{ip}]:{}", addr.port()),
+        IpAddr::V4(ip) => format!("https://{ip}:{}", addr.port()),
+    }
+}
+
+impl SimHandle {
+    /// The address it listens on (with the real port when started on port 0).
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// `https://IP:PORT`.
+    pub fn url(&self) -> String {
+        url_of(self.addr)
+    }
+
+    /// `https://IP:PORT/api2/json`.
+    pub fn api_url(&self) -> String {
+        format!("{}/api2/json", self.url())
+    }
+
+    pub fn node(&self) -> &str {
+        &self.shared.node
+    }
+
+    /// SHA-256 fingerprint of the server certificate, `AA:BB:...` (what clients pin).
+    pub fn fingerprint(&self) -> &str {
+        &self.shared.fingerprint
+    }
+
+    /// The CA that signed the server certificate (PEM), for clients that verify by CA.
+    pub fn ca_pem(&self) -> &str {
+        &self.ca_pem
+    }
+
+    /// The server certificate (PEM).
+    pub fn cert_pem(&self) -> &str {
+        &self.cert_pem
+    }
+
+    /// The API token the simulator accepts.
+    pub fn token(&self) -> ApiToken {
+        self.shared.token.clone()
+    }
+
+    /// Where state, certificates, `pvesim.fingerprint` and `pvesim.token` are written.
+    pub fn state_dir(&self) -> Option<&Path> {
+        self.shared.state_dir.as_deref()
+    }
+
+    /// `{state_dir}/pvesim.token` and `{state_dir}/pvesim.fingerprint`, when there is a folder.
+    pub fn token_file(&self) -> Option<PathBuf> {
+        self.state_dir().map(|d| d.join(TOKEN_FILE))
+    }
+
+    pub fn fingerprint_file(&self) -> Option<PathBuf> {
+        self.state_dir().map(|d| d.join(FINGERPRINT_FILE))
+    }
+
+    /// All guests, by vmid.
+    pub fn guests(&self) -> Vec<GuestInfo> {
+        let st = self.shared.lock();
+        st.guests
+            .values()
+            .map(|g| guest_info(&self.shared.node, g, &st))
+            .collect()
+    }
+
+    /// Guests that are not templates (what a driver run creates).
+    pub fn non_template_guests(&self) -> Vec<GuestInfo> {
+        self.guests().into_iter().filter(|g| !g.template).collect()
+    }
+
+    pub fn guest(&self, vmid: u32) -> Option<GuestInfo> {
+        let st = self.shared.lock();
+        st.guests
+            .get(&vmid)
+            .map(|g| guest_info(&self.shared.node, g, &st))
+    }
+
+    /// Tasks, oldest first.
+    pub fn tasks(&self) -> Vec<TaskInfo> {
+        let st = self.shared.lock();
+        st.task_order
+            .iter()
+            .filter_map(|u| st.tasks.get(u))
+            .map(|t| TaskInfo {
+                upid: t.upid.clone(),
+                task_type: t.ttype.clone(),
+                id: t.id.clone(),
+                user: t.user.clone(),
+                running: t.running,
+                exitstatus: t.exitstatus.clone(),
+                log: t.log.clone(),
+            })
+            .collect()
+    }
+
+    /// Activates a fault now; returns its id.
+    pub fn inject(&self, fault: Fault) -> FaultId {
+        tracing::info!(?fault, "pvesim: fault injected");
+        self.shared.lock().faults.add(fault)
+    }
+
+    pub fn remove_fault(&self, id: FaultId) -> bool {
+        self.shared.lock().faults.remove(id)
+    }
+
+    pub fn clear_faults(&self) {
+        self.shared.lock().faults.clear();
+    }
+
+    /// Active faults with their ids (counted-down ones that fired out are gone).
+    pub fn faults(&self) -> Vec<(FaultId, Fault)> {
+        self.shared.lock().faults.list()
+    }
+
+    pub fn time_scale(&self) -> f64 {
+        self.shared.time_scale()
+    }
+
+    pub fn set_time_scale(&self, scale: f64) {
+        self.shared.set_time_scale(scale);
+    }
+
+    /// Stops accepting, closes connections and saves the state.
+    pub async fn shutdown(mut self) {
+        let _ = self.stop.send(true);
+        if let Some(server) = self.server.take() {
+            let _ = server.await;
+        }
+        let st = self.shared.lock();
+        self.shared.persist(&st);
+        self.shared.close();
+    }
+}
+
+impl Drop for SimHandle {
+    fn drop(&mut self) {
+        if let Some(server) = self.server.take() {
+            let _ = self.stop.send(true);
+            server.abort();
+        }
+        self.shared.close();
+    }
+}
+
+/// Runs a simulator until Ctrl-C or SIGTERM on a runtime of its own; `on_ready` sees the
+/// handle once it listens (to print the URL, fingerprint and file locations).
+pub fn serve_until_signal(
+    config: SimConfig,
+    on_ready: impl FnOnce(&SimHandle),
+) -> Result<(), SimError> {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .map_err(SimError::Runtime)?;
+    rt.block_on(async move {
+        let handle = PveSim::start(config).await?;
+        on_ready(&handle);
+        wait_for_signal().await;
+        tracing::info!("pvesim: stopping");
+        handle.shutdown().await;
+        Ok(())
+    })
+}
+
+async fn wait_for_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{signal, SignalKind};
+        match signal(SignalKind::terminate()) {
+            Ok(mut term) => {
+                tokio::select! {
+                    _ = tokio::signal::ctrl_c() => {}
+                    _ = term.recv() => {}
+                }
+            }
+            Err(_) => {
+                let _ = tokio::signal::ctrl_c().await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
+}

@@ -1,0 +1,521 @@
+//! The simulated world: guests (QEMU VMs and LXC containers) with their PVE config, power
+//! state, loopback address and config lock; API tokens and tickets; tasks; active faults.
+//! One mutex guards it all (held only for short, non-async sections). With a state folder
+//! the lasting part (guests, tokens, finished tasks) is saved as `state.json` after every
+//! change, atomically, so `driver sim serve --state-dir D` survives restarts.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
+use std::net::Ipv4Addr;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Mutex, MutexGuard};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use crate::config::{scale, ApiToken, Timings};
+use crate::error::SimError;
+use crate::faults::FaultSet;
+use crate::handle::GuestKind;
+use crate::tasks::{format_upid, Task};
+
+/// How many finished tasks are kept (PVE keeps an index of recent ones too).
+const TASKS_KEPT: usize = 5000;
+const STATE_FILE: &str = "state.json";
+
+pub(crate) fn now_unix() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
+}
+
+fn random_bytes<const N: usize>() -> [u8; N] {
+    use ring::rand::SecureRandom;
+    let mut b = [0u8; N];
+    // SystemRandom only fails if the OS has no entropy source; fall back to the clock then,
+    // which is fine for a simulator's tokens.
+    if ring::rand::SystemRandom::new().fill(&mut b).is_err() {
+        let t = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map(|d| d.as_nanos())
+            .unwrap_or(0);
+        for (i, x) in b.iter_mut().enumerate() {
+            *x = (t >> ((i % 16) * 8)) as u8 ^ (i as u8).wrapping_mul(31);
+        }
+    }
+    b
+}
+
+/// A random UUID (v4), the form PVE gives token secrets.
+pub(crate) fn random_uuid() -> String {
+    let mut b = random_bytes::<16>();
+    b[6] = (b[6] & 0x0f) | 0x40;
+    b[8] = (b[8] & 0x3f) | 0x80;
+    let h: Vec<String> = b.iter().map(|x| format!("{x:02x}")).collect();
+    format!(
+        "{}-{}-{}-{}-{}",
+        h[0..4].concat(),
+        h[4..6].concat(),
+        h[6..8].concat(),
+        h[8..10].concat(),
+        h[10..16].concat()
+    )
+}
+
+pub(crate) fn random_hex(n: usize) -> String {
+    random_bytes::<32>()
+        .iter()
+        .map(|x| format!("{x:02X}"))
+        .collect::<String>()
+        .chars()
+        .take(n)
+        .collect()
+}
+
+/// One guest.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub(crate) struct Guest {
+    pub vmid: u32,
+    pub kind: GuestKind,
+    /// PVE config keys as `GET .../config` shows them (integers and booleans as numbers).
+    pub config: BTreeMap<String, Value>,
+    pub running: bool,
+    pub ip: Ipv4Addr,
+    /// Unix time of the last start (uptime).
+    pub started_at: Option<u64>,
+    /// When the agent starts answering; `None` while running means "already up".
+    #[serde(skip)]
+    pub agent_ready_at: Option<Instant>,
+    /// The task type holding this guest's config lock file (not PVE's `lock` property).
+    #[serde(skip)]
+    pub busy: Option<String>,
+    /// SSH keys given at creation outside the config (LXC `ssh-public-keys`).
+    #[serde(default)]
+    pub authorized_keys: Option<String>,
+}
+
+impl Guest {
+    pub fn name(&self) -> String {
+        let key = match self.kind {
+            GuestKind::Qemu => "name",
+            GuestKind::Lxc => "hostname",
+        };
+        self.config
+            .get(key)
+            .and_then(Value::as_str)
+            .map(str::to_string)
+            .unwrap_or_else(|| match self.kind {
+                GuestKind::Qemu => format!("VM {}", self.vmid),
+                GuestKind::Lxc => format!("CT{}", self.vmid),
+            })
+    }
+
+    pub fn template(&self) -> bool {
+        self.config.get("template").is_some_and(truthy)
+    }
+
+    pub fn lock_prop(&self) -> Option<String> {
+        self.config
+            .get("lock")
+            .and_then(Value::as_str)
+            .map(str::to_string)
+    }
+
+    pub fn uptime(&self) -> u64 {
+        match (self.running, self.started_at) {
+            (true, Some(t)) => now_unix().saturating_sub(t),
+            _ => 0,
+        }
+    }
+
+    pub fn cores(&self) -> u64 {
+        let c = self.config.get("cores").and_then(as_u64).unwrap_or(1);
+        let s = self.config.get("sockets").and_then(as_u64).unwrap_or(1);
+        c * s
+    }
+
+    /// Memory in MiB (qemu `memory` may be `[current=]N`).
+    pub fn memory_mb(&self) -> u64 {
+        match self.config.get("memory") {
+            Some(Value::String(s)) => s
+                .split(',')
+                .find_map(|p| {
+                    let v = p.strip_prefix("current=").unwrap_or(p);
+                    v.parse().ok()
+                })
+                .unwrap_or(512),
+            Some(v) => as_u64(v).unwrap_or(512),
+            None => 512,
+        }
+    }
+
+    /// Disk keys with their `size=` in bytes.
+    pub fn disks(&self) -> Vec<(String, u64)> {
+        self.config
+            .iter()
+            .filter(|(k, _)| crate::schema::is_disk_key(self.kind, k))
+            .filter_map(|(k, v)| {
+                let s = v.as_str()?;
+                if s.contains("media=cdrom") {
+                    return None;
+                }
+                Some((k.clone(), disk_size(s).unwrap_or(0)))
+            })
+            .collect()
+    }
+
+    pub fn maxdisk(&self) -> u64 {
+        self.disks()
+            .iter()
+            .find(|(k, _)| {
+                matches!(k.as_str(), "scsi0" | "virtio0" | "sata0" | "ide0" | "rootfs")
+            })
+            .or(self.disks().first())
+            .map(|(_, s)| *s)
+            .unwrap_or(0)
+    }
+
+    /// Whether the guest agent answers now (configured, running, booted, not faulted).
+    pub fn agent_configured(&self) -> bool {
+        match self.kind {
+            GuestKind::Lxc => true,
+            GuestKind::Qemu => self.config.get("agent").is_some_and(|v| match v {
+                Value::String(s) => s.split(',').any(|p| {
+                    let p = p.strip_prefix("enabled=").unwrap_or(p);
+                    matches!(p, "1" | "yes" | "on" | "true")
+                }),
+                other => truthy(other),
+            }),
+        }
+    }
+
+    pub fn agent_up(&self) -> bool {
+        self.running && self.agent_ready_at.is_none_or(|t| Instant::now() >= t)
+    }
+
+    pub fn mac(&self, index: u32) -> Option<String> {
+        let net = self.config.get(&format!("net{index}"))?.as_str()?;
+        net.split(',').find_map(|p| {
+            let (k, v) = p.split_once('=')?;
+            let is_mac = v.len() == 17 && v.chars().filter(|c| *c == ':').count() == 5;
+            (k == "hwaddr" || (is_mac && k != "bridge")).then(|| v.to_ascii_lowercase())
+        })
+    }
+}
+
+pub(crate) fn truthy(v: &Value) -> bool {
+    match v {
+        Value::Bool(b) => *b,
+        Value::Number(n) => n.as_f64().is_some_and(|f| f != 0.0),
+        Value::String(s) => matches!(s.as_str(), "1" | "true" | "yes" | "on"),
+        _ => false,
+    }
+}
+
+pub(crate) fn as_u64(v: &Value) -> Option<u64> {
+    match v {
+        Value::Number(n) => n.as_u64(),
+        Value::String(s) => s.parse().ok(),
+        _ => None,
+    }
+}
+
+/// Bytes of a size like `32G`, `512M`, `10.5G`, `1T`, `4096` (bytes... PVE's default unit
+/// in `size=` is bytes only for raw numbers; we follow that).
+pub(crate) fn parse_size(s: &str) -> Option<u64> {
+    let s = s.trim();
+    let (num, mult) = match s.chars().last()? {
+        'K' | 'k' => (&s[..s.len() - 1], 1u64 << 10),
+        'M' | 'm' => (&s[..s.len() - 1], 1 << 20),
+        'G' | 'g' => (&s[..s.len() - 1], 1 << 30),
+        'T' | 't' => (&s[..s.len() - 1], 1 << 40),
+        _ => (s, 1),
+    };
+    let f: f64 = num.parse().ok()?;
+    if !f.is_finite() || f < 0.0 {
+        return None;
+    }
+    Some((f * mult as f64) as u64)
+}
+
+/// The `size=` of a disk property string, in bytes.
+pub(crate) fn disk_size(prop: &str) -> Option<u64> {
+    prop.split(',')
+        .find_map(|p| p.strip_prefix("size="))
+        .and_then(parse_size)
+}
+
+/// A size in PVE's own notation: the largest unit that divides evenly.
+pub(crate) fn format_size(bytes: u64) -> String {
+    for (unit, m) in [('T', 1u64 << 40), ('G', 1 << 30), ('M', 1 << 20), ('K', 1 << 10)] {
+        if bytes >= m && bytes % m == 0 {
+            return format!("{}{unit}", bytes / m);
+        }
+    }
+    bytes.to_string()
+}
+
+/// An API token PVE knows (its secret is stored, like PVE's `token.cfg` shadow).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub(crate) struct TokenEntry {
+    pub secret: String,
+    #[serde(default)]
+    pub privsep: bool,
+    #[serde(default)]
+    pub comment: Option<String>,
+    #[serde(default)]
+    pub expire: u64,
+}
+
+/// A login ticket from `POST /access/ticket`.
+#[derive(Debug, Clone)]
+pub(crate) struct Ticket {
+    pub user: String,
+    pub csrf: String,
+    pub issued: Instant,
+}
+
+/// The lasting part of the state, as written to `state.json`.
+#[derive(Debug, Default, Serialize, Deserialize)]
+struct Persisted {
+    version: u32,
+    node: String,
+    guests: BTreeMap<u32, Guest>,
+    tokens: BTreeMap<String, TokenEntry>,
+    tasks: Vec<Task>,
+    next_pid: u32,
+}
+
+#[derive(Debug, Default)]
+pub(crate) struct State {
+    pub guests: BTreeMap<u32, Guest>,
+    /// `user@realm!name` → token.
+    pub tokens: BTreeMap<String, TokenEntry>,
+    pub tickets: HashMap<String, Ticket>,
+    pub tasks: HashMap<String, Task>,
+    pub task_order: VecDeque<String>,
+    pub faults: FaultSet,
+    pub next_pid: u32,
+}
+
+impl State {
+    pub fn ips(&self) -> BTreeSet<Ipv4Addr> {
+        self.guests.values().map(|g| g.ip).collect()
+    }
+
+    pub fn new_task(&mut self, node: &str, ttype: &str, id: &str, user: &str) -> String {
+        self.next_pid = self.next_pid.wrapping_add(1).max(0x1000);
+        let pid = self.next_pid;
+        let starttime = now_unix();
+        // pstart is the process start in clock ticks since boot; any increasing number will do.
+        let pstart = (pid.wrapping_mul(37)) & 0x0fff_ffff;
+        let upid = format_upid(node, pid, pstart, starttime, ttype, id, user);
+        let task = Task {
+            upid: upid.clone(),
+            node: node.to_string(),
+            pid,
+            pstart,
+            starttime,
+            ttype: ttype.to_string(),
+            id: id.to_string(),
+            user: user.to_string(),
+            running: true,
+            exitstatus: None,
+            endtime: None,
+            log: Vec::new(),
+        };
+        self.tasks.insert(upid.clone(), task);
+        self.task_order.push_back(upid.clone());
+        while self.task_order.len() > TASKS_KEPT {
+            let Some(old) = self.task_order.front().cloned() else {
+                break;
+            };
+            if self.tasks.get(&old).is_some_and(|t| t.running) {
+                break;
+            }
+            self.task_order.pop_front();
+            self.tasks.remove(&old);
+        }
+        upid
+    }
+
+    pub fn task_log(&mut self, upid: &str, line: impl Into<String>) {
+        if let Some(t) = self.tasks.get_mut(upid) {
+            t.log.push(line.into());
+        }
+    }
+
+    /// Ends a task: `OK`, or an error message (logged as `TASK ERROR: ...`).
+    pub fn finish_task(&mut self, upid: &str, exit: String) {
+        if let Some(t) = self.tasks.get_mut(upid) {
+            if exit == "OK" {
+                t.log.push("TASK OK".to_string());
+            } else {
+                for line in exit.lines() {
+                    t.log.push(format!("TASK ERROR: {line}"));
+                }
+            }
+            t.running = false;
+            t.exitstatus = Some(exit.lines().next().unwrap_or("").to_string());
+            t.endtime = Some(now_unix());
+        }
+    }
+}
+
+/// What every request handler and task shares.
+pub(crate) struct Shared {
+    state: Mutex<State>,
+    time_scale_bits: AtomicU64,
+    pub timings: Timings,
+    pub node: String,
+    pub state_dir: Option<PathBuf>,
+    pub root_password: Option<String>,
+    pub fingerprint: String,
+    pub started: Instant,
+    pub token: ApiToken,
+    /// Set once the handle is shut down or dropped: late tasks of this instance must not
+    /// overwrite the state file a new instance may already own.
+    closed: std::sync::atomic::AtomicBool,
+}
+
+impl Shared {
+    pub fn new(
+        state: State,
+        time_scale: f64,
+        timings: Timings,
+        node: String,
+        state_dir: Option<PathBuf>,
+        root_password: Option<String>,
+        fingerprint: String,
+        token: ApiToken,
+    ) -> Self {
+        Shared {
+            state: Mutex::new(state),
+            time_scale_bits: AtomicU64::new(time_scale.to_bits()),
+            timings,
+            node,
+            state_dir,
+            root_password,
+            fingerprint,
+            started: Instant::now(),
+            token,
+            closed: std::sync::atomic::AtomicBool::new(false),
+        }
+    }
+
+    /// The state; a panic in another holder does not make it unusable.
+    pub fn lock(&self) -> MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    pub fn time_scale(&self) -> f64 {
+        f64::from_bits(self.time_scale_bits.load(Ordering::Relaxed))
+    }
+
+    pub fn set_time_scale(&self, s: f64) {
+        let s = if s.is_finite() && s > 0.0 { s } else { 0.0 };
+        self.time_scale_bits.store(s.to_bits(), Ordering::Relaxed);
+    }
+
+    pub fn scaled(&self, d: Duration) -> Duration {
+        scale(d, self.time_scale())
+    }
+
+    pub fn close(&self) {
+        self.closed.store(true, Ordering::SeqCst);
+    }
+
+    /// PVE's lock-timeout wording for a guest's config lock file.
+    pub fn lock_message(&self, vmid: u32) -> String {
+        let kind = self.lock().guests.get(&vmid).map(|g| g.kind);
+        lock_message(kind.unwrap_or(GuestKind::Qemu), vmid)
+    }
+
+    /// Saves the lasting state when there is a state folder (errors are logged: a request
+    /// that changed the simulation has already happened).
+    pub fn persist(&self, st: &State) {
+        let Some(dir) = &self.state_dir else { return };
+        if self.closed.load(Ordering::SeqCst) {
+            return;
+        }
+        let p = Persisted {
+            version: 1,
+            node: self.node.clone(),
+            guests: st.guests.clone(),
+            tokens: st.tokens.clone(),
+            tasks: st
+                .task_order
+                .iter()
+                .filter_map(|u| st.tasks.get(u))
+                .filter(|t| !t.running)
+                .cloned()
+                .collect(),
+            next_pid: st.next_pid,
+        };
+        let result = serde_json::to_vec_pretty(&p)
+            .map_err(|e| SimError::Tls(e.to_string()))
+            .and_then(|bytes| crate::tls::atomic_write(&dir.join(STATE_FILE), &bytes, true));
+        if let Err(e) = result {
+            tracing::warn!("pvesim: cannot save state: {e}");
+        }
+    }
+}
+
+pub(crate) fn lock_message(kind: GuestKind, vmid: u32) -> String {
+    match kind {
+        GuestKind::Qemu => {
+            format!("can't lock file '/var/lock/qemu-server/lock-{vmid}.conf' - got timeout")
+        }
+        GuestKind::Lxc => format!("can't lock file '/run/lock/lxc/pve-config-{vmid}.lock' - got timeout"),
+    }
+}
+
+/// Loads `state.json` from the folder, if there is one.
+pub(crate) fn load(dir: &std::path::Path) -> Result<Option<State>, SimError> {
+    let path = dir.join(STATE_FILE);
+    let bytes = match std::fs::read(&path) {
+        Ok(b) => b,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(SimError::io(path, e)),
+    };
+    let p: Persisted =
+        serde_json::from_slice(&bytes).map_err(|source| SimError::BadState { path, source })?;
+    let mut st = State {
+        guests: p.guests,
+        tokens: p.tokens,
+        next_pid: p.next_pid,
+        ..State::default()
+    };
+    for t in p.tasks {
+        st.task_order.push_back(t.upid.clone());
+        st.tasks.insert(t.upid.clone(), t);
+    }
+    Ok(Some(st))
+}
+
+/// A deterministic MAC for a guest's NIC, in Proxmox's `BC:24:11` range.
+pub(crate) fn mac_for(vmid: u32, index: u32) -> String {
+    let v = vmid.wrapping_mul(32).wrapping_add(index);
+    format!(
+        "BC:24:11:{:02X}:{:02X}:{:02X}",
+        (v >> 16) & 0xff,
+        (v >> 8) & 0xff,
+        v & 0xff
+    )
+}
+
+/// SHA-1 of the config, as PVE's `digest`.
+pub(crate) fn digest(config: &BTreeMap<String, Value>) -> String {
+    let mut text = String::new();
+    for (k, v) in config {
+        let v = match v {
+            Value::String(s) => s.clone(),
+            other => other.to_string(),
+        };
+        text.push_str(&format!("{k}: {v}\n"));
+    }
+    let d = ring::digest::digest(&ring::digest::SHA1_FOR_LEGACY_USE_ONLY, text.as_bytes());
+    d.as_ref().iter().map(|b| format!("{b:02x}")).collect()
+}

@@ -1,0 +1,262 @@
+//! HTTP over TLS, the way pveproxy answers: accepts connections on the loopback listener,
+//! decodes requests (path, query, form or JSON body), applies the slow-API and HTTP-error
+//! faults, authenticates (API token or ticket + CSRF token, 401s delayed like PVE's), hands
+//! `/api2/json/...` to [`crate::api`] and `/sim/...` to the admin endpoints, and writes PVE's
+//! JSON envelope with the message's first line as the HTTP reason phrase.
+
+use std::convert::Infallible;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full, Limited};
+use hyper::body::Incoming;
+use hyper::{Request, Response, StatusCode};
+use hyper_util::rt::TokioIo;
+use serde_json::{json, Value};
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+use tokio::task::JoinSet;
+use tokio_rustls::TlsAcceptor;
+
+use crate::error::ApiError;
+use crate::model::Shared;
+use crate::params::{percent_decode, Params};
+
+/// Largest request body read (PVE's own limit for API calls is 64 KiB of parameters; uploads
+/// are not simulated).
+const MAX_BODY: usize = 1 << 20;
+const API_PREFIX: &str = "/api2/json";
+
+/// A decoded API request.
+pub(crate) struct ApiRequest {
+    pub method: String,
+    /// Path below `/api2/json`, e.g. `/nodes/pve/qemu`.
+    pub rel: String,
+    pub segs: Vec<String>,
+    pub params: Params,
+    /// Who is asking: `user@realm` (ticket) or `user@realm!token`.
+    pub user: String,
+}
+
+pub(crate) async fn serve(
+    listener: TcpListener,
+    acceptor: TlsAcceptor,
+    shared: Arc<Shared>,
+    mut stop: watch::Receiver<bool>,
+) {
+    let mut conns = JoinSet::new();
+    loop {
+        while conns.try_join_next().is_some() {}
+        tokio::select! {
+            _ = stop.changed() => break,
+            accepted = listener.accept() => {
+                let (tcp, peer) = match accepted {
+                    Ok(x) => x,
+                    Err(e) => {
+                        tracing::warn!("pvesim: accept failed: {e}");
+                        tokio::time::sleep(Duration::from_millis(50)).await;
+                        continue;
+                    }
+                };
+                let acceptor = acceptor.clone();
+                let shared = shared.clone();
+                conns.spawn(async move {
+                    let tls = match tokio::time::timeout(Duration::from_secs(10), acceptor.accept(tcp)).await {
+                        Ok(Ok(s)) => s,
+                        Ok(Err(e)) => {
+                            tracing::debug!(%peer, "pvesim: TLS handshake failed: {e}");
+                            return;
+                        }
+                        Err(_) => return,
+                    };
+                    let service = hyper::service::service_fn(move |req| {
+                        let shared = shared.clone();
+                        async move { Ok::<_, Infallible>(handle(shared, req).await) }
+                    });
+                    if let Err(e) = hyper::server::conn::http1::Builder::new()
+                        .serve_connection(TokioIo::new(tls), service)
+                        .await
+                    {
+                        tracing::debug!(%peer, "pvesim: connection ended: {e}");
+                    }
+                });
+            }
+        }
+    }
+    conns.shutdown().await;
+}
+
+/// PVE's JSON envelope. Errors carry `message` (newline-terminated, as PVE's `die` text)
+/// and `errors` per parameter.
+pub(crate) fn respond(result: Result<Value, ApiError>) -> Response<Full<Bytes>> {
+    let (status, reason, body) = match result {
+        Ok(data) => (200, None, json!({ "data": data })),
+        Err(e) => {
+            let mut message = e.message.clone();
+            if !message.ends_with('\n') {
+                message.push('\n');
+            }
+            let mut body = json!({ "data": null, "message": message });
+            if !e.errors.is_empty() {
+                body["errors"] = json!(e.errors);
+            }
+            let reason = e.message.lines().next().unwrap_or("").to_string();
+            (e.status, Some(reason), body)
+        }
+    };
+    let bytes = serde_json::to_vec(&body).unwrap_or_else(|_| b"{\"data\":null}".to_vec());
+    let mut resp = Response::new(Full::new(Bytes::from(bytes)));
+    *resp.status_mut() = StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    let h = resp.headers_mut();
+    h.insert(
+        hyper::header::CONTENT_TYPE,
+        hyper::header::HeaderValue::from_static("application/json;charset=UTF-8"),
+    );
+    h.insert(
+        hyper::header::SERVER,
+        hyper::header::HeaderValue::from_static("pve-api-daemon/3.0"),
+    );
+    h.insert(
+        hyper::header::CACHE_CONTROL,
+        hyper::header::HeaderValue::from_static("max-age=0"),
+    );
+    h.insert(
+        hyper::header::PRAGMA,
+        hyper::header::HeaderValue::from_static("no-cache"),
+    );
+    if let Some(reason) = reason {
+        // PVE's status line says what went wrong ("500 can't lock file ..."); keep only bytes
+        // a status line may carry.
+        let clean: String = reason
+            .chars()
+            .map(|c| if c.is_ascii_graphic() || c == ' ' { c } else { '?' })
+            .take(200)
+            .collect();
+        if let Ok(r) = hyper::ext::ReasonPhrase::try_from(clean.into_bytes()) {
+            resp.extensions_mut().insert(r);
+        }
+    }
+    resp
+}
+
+async fn handle(shared: Arc<Shared>, req: Request<Incoming>) -> Response<Full<Bytes>> {
+    let method = req.method().as_str().to_ascii_uppercase();
+    let raw_path = req.uri().path().to_string();
+    let query = req.uri().query().unwrap_or("").to_string();
+    let headers = req.headers().clone();
+
+    let mut params = Params::default();
+    if let Err(e) = params.add_form(&query) {
+        return respond(Err(e));
+    }
+    let body = match Limited::new(req.into_body(), MAX_BODY).collect().await {
+        Ok(b) => b.to_bytes(),
+        Err(_) => return respond(Err(ApiError::new(413, "request entity too large"))),
+    };
+    if !body.is_empty() {
+        let ctype = headers
+            .get(hyper::header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("application/x-www-form-urlencoded");
+        let parsed = if ctype.starts_with("application/json") {
+            params.add_json(&body)
+        } else {
+            match std::str::from_utf8(&body) {
+                Ok(text) => params.add_form(text),
+                Err(_) => Err(ApiError::new(400, "request body is not valid UTF-8")),
+            }
+        };
+        if let Err(e) = parsed {
+            return respond(Err(e));
+        }
+    }
+
+    let Some(segs) = raw_path
+        .split('/')
+        .filter(|s| !s.is_empty())
+        .map(|s| percent_decode(s, false))
+        .collect::<Option<Vec<String>>>()
+    else {
+        return respond(Err(ApiError::new(400, "malformed URL path")));
+    };
+
+    if segs.first().map(String::as_str) == Some("sim") {
+        let auth = crate::api::access::authenticate(&shared, &method, &segs, &headers);
+        return match auth {
+            Ok(_) => respond(crate::api::admin::route(&shared, &method, &segs[1..], &body)),
+            Err(e) => respond(Err(e)),
+        };
+    }
+    if segs.len() < 2 || segs[0] != "api2" || segs[1] != "json" {
+        return respond(Err(ApiError::new(
+            501,
+            format!("no such file '{raw_path}'"),
+        )));
+    }
+    let segs: Vec<String> = segs[2..].to_vec();
+    let rel = format!("/{}", segs.join("/"));
+
+    // Faults that act like a slow or failing proxy come before anything else.
+    let delay_ms = shared
+        .lock()
+        .faults
+        .api_delay_ms(&method, &format!("{API_PREFIX}{rel}"));
+    if delay_ms > 0 {
+        tokio::time::sleep(Duration::from_millis(delay_ms)).await;
+    }
+
+    let user = match crate::api::access::authenticate(&shared, &method, &segs, &headers) {
+        Ok(u) => u,
+        Err(e) => {
+            if e.status == 401 {
+                let d = shared.scaled(shared.timings.unauthorized_delay);
+                if !d.is_zero() {
+                    tokio::time::sleep(d).await;
+                }
+            }
+            tracing::debug!(%method, %rel, "pvesim: {}", e.message);
+            return respond(Err(e));
+        }
+    };
+
+    let injected = shared
+        .lock()
+        .faults
+        .http_error(&method, &format!("{API_PREFIX}{rel}"));
+    if let Some((status, message)) = injected {
+        let message = message.unwrap_or_else(|| default_http_message(status));
+        return respond(Err(ApiError::new(status, message)));
+    }
+
+    let mut req = ApiRequest {
+        method,
+        rel,
+        segs,
+        params,
+        user,
+    };
+    let result = crate::api::route(&shared, &mut req).await;
+    match &result {
+        Ok(_) => tracing::debug!(method = %req.method, path = %req.rel, "pvesim: 200"),
+        Err(e) => {
+            tracing::debug!(method = %req.method, path = %req.rel, "pvesim: {} {}", e.status, e.message)
+        }
+    }
+    respond(result)
+}
+
+fn default_http_message(status: u16) -> String {
+    match status {
+        595 => "Connection refused".to_string(),
+        596 => "Connection timed out".to_string(),
+        502 => "Bad Gateway".to_string(),
+        503 => "Service Unavailable".to_string(),
+        500 => "Internal Server Error (injected by pvesim)".to_string(),
+        s => StatusCode::from_u16(s)
+            .ok()
+            .and_then(|c| c.canonical_reason())
+            .unwrap_or("injected error")
+            .to_string(),
+    }
+}

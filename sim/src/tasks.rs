@@ -1,0 +1,244 @@
+//! Tasks: PVE's UPIDs and task records (status + log), and the runner that makes an
+//! operation take simulated time, hold guests' config locks, honour injected faults and end
+//! with `TASK OK` or `TASK ERROR: ...`.
+
+use std::time::{Duration, Instant};
+
+use serde::{Deserialize, Serialize};
+
+use crate::model::{Shared, State};
+
+/// One task as `GET /nodes/{node}/tasks/{upid}/status` and `.../log` show it.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub(crate) struct Task {
+    pub upid: String,
+    pub node: String,
+    pub pid: u32,
+    pub pstart: u32,
+    pub starttime: u64,
+    #[serde(rename = "type")]
+    pub ttype: String,
+    pub id: String,
+    pub user: String,
+    pub running: bool,
+    pub exitstatus: Option<String>,
+    pub endtime: Option<u64>,
+    pub log: Vec<String>,
+}
+
+impl Task {
+    pub fn status_json(&self) -> serde_json::Value {
+        let mut v = serde_json::json!({
+            "upid": self.upid,
+            "node": self.node,
+            "pid": self.pid,
+            "pstart": self.pstart,
+            "starttime": self.starttime,
+            "type": self.ttype,
+            "id": self.id,
+            "user": self.user,
+            "status": if self.running { "running" } else { "stopped" },
+        });
+        if let (Some(exit), Some(obj)) = (&self.exitstatus, v.as_object_mut()) {
+            obj.insert("exitstatus".into(), exit.clone().into());
+        }
+        v
+    }
+
+    pub fn list_json(&self) -> serde_json::Value {
+        let mut v = serde_json::json!({
+            "upid": self.upid,
+            "node": self.node,
+            "pid": self.pid,
+            "pstart": self.pstart,
+            "starttime": self.starttime,
+            "type": self.ttype,
+            "id": self.id,
+            "user": self.user,
+        });
+        if let Some(obj) = v.as_object_mut() {
+            if let Some(end) = self.endtime {
+                obj.insert("endtime".into(), end.into());
+            }
+            if let Some(exit) = &self.exitstatus {
+                obj.insert("status".into(), exit.clone().into());
+            }
+        }
+        v
+    }
+}
+
+/// `UPID:{node}:{pid}:{pstart}:{starttime}:{type}:{id}:{user}:` with PVE's hex widths.
+pub(crate) fn format_upid(
+    node: &str,
+    pid: u32,
+    pstart: u32,
+    starttime: u64,
+    ttype: &str,
+    id: &str,
+    user: &str,
+) -> String {
+    format!("UPID:{node}:{pid:08X}:{pstart:08X}:{starttime:08X}:{ttype}:{id}:{user}:")
+}
+
+/// Checks a UPID's syntax as PVE does (`unable to parse worker upid`).
+pub(crate) fn parse_upid(upid: &str) -> Option<(String, u32)> {
+    let parts: Vec<&str> = upid.split(':').collect();
+    if parts.len() != 9 || parts[0] != "UPID" || !parts[8].is_empty() {
+        return None;
+    }
+    let hex = |s: &str| s.len() >= 8 && s.chars().all(|c| c.is_ascii_hexdigit());
+    if !(hex(parts[2]) && hex(parts[3]) && hex(parts[4])) || parts[5].is_empty() {
+        return None;
+    }
+    let pid = u32::from_str_radix(parts[2], 16).ok()?;
+    Some((parts[1].to_string(), pid))
+}
+
+/// The effect of a task, applied under the state lock when its time is up. It returns extra
+/// log lines, or the error the task ends with.
+pub(crate) type Apply = Box<dyn FnOnce(&mut State, &Shared) -> Result<Vec<String>, String> + Send>;
+/// Undoes what the request reserved (e.g. the new guest of a clone) when the task fails.
+pub(crate) type Rollback = Box<dyn FnOnce(&mut State, &Shared) + Send>;
+
+/// An operation to run as a task.
+pub(crate) struct Job {
+    pub ttype: &'static str,
+    pub id: String,
+    pub user: String,
+    /// Guests whose config lock the worker takes (waiting up to `lock_wait`).
+    pub lock: Vec<u32>,
+    /// Guests already marked busy by the request (a clone's new vmid); released at the end.
+    pub held: Vec<u32>,
+    /// `(simulated duration, log line)` steps before the effect.
+    pub steps: Vec<(Duration, String)>,
+    /// Injected failure: the task ends with this message instead of applying.
+    pub fail: Option<String>,
+    /// Injected lock timeout on this vmid.
+    pub lock_fault: Option<u32>,
+    pub apply: Apply,
+    pub rollback: Rollback,
+}
+
+impl Job {
+    pub fn new(ttype: &'static str, id: impl Into<String>, user: &str, apply: Apply) -> Self {
+        Job {
+            ttype,
+            id: id.into(),
+            user: user.to_string(),
+            lock: Vec::new(),
+            held: Vec::new(),
+            steps: Vec::new(),
+            fail: None,
+            lock_fault: None,
+            apply,
+            rollback: Box::new(|_, _| {}),
+        }
+    }
+}
+
+/// Registers the task and runs it: inline when the time scale is 0 (so it has stopped before
+/// its UPID is returned), else in the background. Returns the UPID.
+pub(crate) async fn submit(shared: &std::sync::Arc<Shared>, job: Job) -> String {
+    let upid = {
+        let mut st = shared.lock();
+        st.new_task(&shared.node, job.ttype, &job.id, &job.user)
+    };
+    if shared.time_scale() > 0.0 {
+        let shared = shared.clone();
+        let u = upid.clone();
+        tokio::spawn(async move { run(&shared, &u, job).await });
+    } else {
+        run(shared, &upid, job).await;
+    }
+    upid
+}
+
+async fn sleep_scaled(shared: &Shared, d: Duration) {
+    let real = shared.scaled(d);
+    if !real.is_zero() {
+        tokio::time::sleep(real).await;
+    }
+}
+
+/// Waits for the config lock of `vmid` and takes it; `false` on timeout.
+pub(crate) async fn acquire(shared: &Shared, vmid: u32, holder: &str) -> bool {
+    let deadline = Instant::now() + shared.scaled(shared.timings.lock_wait);
+    loop {
+        {
+            let mut st = shared.lock();
+            match st.guests.get_mut(&vmid) {
+                None => return true, // nothing to lock; the effect reports the missing guest
+                Some(g) if g.busy.is_none() => {
+                    g.busy = Some(holder.to_string());
+                    return true;
+                }
+                Some(_) => {}
+            }
+        }
+        if Instant::now() >= deadline {
+            return false;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+async fn run(shared: &Shared, upid: &str, job: Job) {
+    let Job {
+        ttype,
+        lock,
+        mut held,
+        steps,
+        fail,
+        lock_fault,
+        apply,
+        rollback,
+        ..
+    } = job;
+    let mut error = None;
+    for vmid in lock {
+        if lock_fault == Some(vmid) {
+            sleep_scaled(shared, shared.timings.lock_wait).await;
+            error = Some(shared.lock_message(vmid));
+            break;
+        }
+        if acquire(shared, vmid, ttype).await {
+            held.push(vmid);
+        } else {
+            error = Some(shared.lock_message(vmid));
+            break;
+        }
+    }
+    if error.is_none() {
+        for (d, line) in steps {
+            sleep_scaled(shared, d).await;
+            shared.lock().task_log(upid, line);
+        }
+    }
+    let mut st = shared.lock();
+    let result = match (error, fail) {
+        (Some(e), _) | (None, Some(e)) => {
+            rollback(&mut st, shared);
+            Err(e)
+        }
+        (None, None) => apply(&mut st, shared),
+    };
+    for vmid in held {
+        if let Some(g) = st.guests.get_mut(&vmid) {
+            g.busy = None;
+        }
+    }
+    match result {
+        Ok(lines) => {
+            for l in lines {
+                st.task_log(upid, l);
+            }
+            st.finish_task(upid, "OK".to_string());
+        }
+        Err(e) => {
+            tracing::info!(upid, error = %e, "task failed");
+            st.finish_task(upid, e);
+        }
+    }
+    shared.persist(&st);
+}
