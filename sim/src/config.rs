@@ -147,13 +147,18 @@ impl FromStr for ApiToken {
 
     /// Parses `USER@REALM!TOKENID=SECRET`.
     fn from_str(s: &str) -> Result<Self, SimError> {
-        let bad = || SimError::BadToken(
-            "expected USER@REALM!TOKENID=SECRET, e.g. root@pam!driver=0b6e...".to_string(),
-        );
+        let bad = || {
+            SimError::BadToken(
+                "expected USER@REALM!TOKENID=SECRET, e.g. root@pam!driver=0b6e...".to_string(),
+            )
+        };
         let (id, secret) = s.split_once('=').ok_or_else(bad)?;
         let (user, token_id) = id.split_once('!').ok_or_else(bad)?;
         let (name, realm) = user.split_once('@').ok_or_else(bad)?;
-        let token_ok = token_id.chars().next().is_some_and(|c| c.is_ascii_alphabetic())
+        let token_ok = token_id
+            .chars()
+            .next()
+            .is_some_and(|c| c.is_ascii_alphabetic())
             && token_id.len() > 1
             && token_id
                 .chars()

@@ -8,7 +8,9 @@ use std::path::PathBuf;
 /// Why the simulator could not start (or save its state).
 #[derive(Debug, thiserror::Error)]
 pub enum SimError {
-    #[error("refusing to bind {0}: pvesim only listens on loopback addresses (127.0.0.0/8 or ::1)")]
+    #[error(
+        "refusing to bind {0}: pvesim only listens on loopback addresses (127.0.0.0/8 or ::1)"
+    )]
     NonLoopbackBind(SocketAddr),
     #[error("cannot bind {addr}: {source}")]
     Bind {

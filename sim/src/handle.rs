@@ -151,14 +151,25 @@ fn seed(st: &mut State) {
             ("scsihw", json!("virtio-scsi-single")),
             (
                 "scsi0",
-                json!(format!("local-lvm:base-{vmid}-disk-0,discard=on,iothread=1,size={size}")),
+                json!(format!(
+                    "local-lvm:base-{vmid}-disk-0,discard=on,iothread=1,size={size}"
+                )),
             ),
-            ("ide2", json!(format!("local-lvm:vm-{vmid}-cloudinit,media=cdrom"))),
-            ("net0", json!(format!("virtio={},bridge=vmbr0", mac_for(vmid, 0)))),
+            (
+                "ide2",
+                json!(format!("local-lvm:vm-{vmid}-cloudinit,media=cdrom")),
+            ),
+            (
+                "net0",
+                json!(format!("virtio={},bridge=vmbr0", mac_for(vmid, 0))),
+            ),
             ("serial0", json!("socket")),
             ("vga", json!("serial0")),
             ("boot", json!("order=scsi0")),
-            ("description", json!(format!("pvesim template for image {name}"))),
+            (
+                "description",
+                json!(format!("pvesim template for image {name}")),
+            ),
             ("smbios1", json!(format!("uuid={}", model::random_uuid()))),
             ("vmgenid", json!(model::random_uuid())),
         ]
@@ -176,10 +187,16 @@ fn seed(st: &mut State) {
             ("cores", json!(1)),
             ("memory", json!(512)),
             ("swap", json!(512)),
-            ("rootfs", json!(format!("local-lvm:base-{vmid}-disk-0,size=4G"))),
+            (
+                "rootfs",
+                json!(format!("local-lvm:base-{vmid}-disk-0,size=4G")),
+            ),
             (
                 "net0",
-                json!(format!("name=eth0,bridge=vmbr0,hwaddr={},ip=dhcp,type=veth", mac_for(vmid, 0))),
+                json!(format!(
+                    "name=eth0,bridge=vmbr0,hwaddr={},ip=dhcp,type=veth",
+                    mac_for(vmid, 0)
+                )),
             ),
             ("unprivileged", json!(1)),
             ("features", json!("nesting=1")),
@@ -282,7 +299,10 @@ impl PveSim {
         let handle_url = url_of(addr);
         if let Some(d) = &dir {
             tls::write_file(&d.join(FINGERPRINT_FILE), &format!("{}\n", tls.fingerprint))?;
-            tls::write_private(&d.join(TOKEN_FILE), &format!("{}\n", token.to_token_string()))?;
+            tls::write_private(
+                &d.join(TOKEN_FILE),
+                &format!("{}\n", token.to_token_string()),
+            )?;
             let info = json!({
                 "url": handle_url,
                 "api_url": format!("{handle_url}/api2/json"),

@@ -170,7 +170,10 @@ impl Guest {
         self.disks()
             .iter()
             .find(|(k, _)| {
-                matches!(k.as_str(), "scsi0" | "virtio0" | "sata0" | "ide0" | "rootfs")
+                matches!(
+                    k.as_str(),
+                    "scsi0" | "virtio0" | "sata0" | "ide0" | "rootfs"
+                )
             })
             .or(self.disks().first())
             .map(|(_, s)| *s)
@@ -249,7 +252,12 @@ pub(crate) fn disk_size(prop: &str) -> Option<u64> {
 
 /// A size in PVE's own notation: the largest unit that divides evenly.
 pub(crate) fn format_size(bytes: u64) -> String {
-    for (unit, m) in [('T', 1u64 << 40), ('G', 1 << 30), ('M', 1 << 20), ('K', 1 << 10)] {
+    for (unit, m) in [
+        ('T', 1u64 << 40),
+        ('G', 1 << 30),
+        ('M', 1 << 20),
+        ('K', 1 << 10),
+    ] {
         if bytes >= m && bytes % m == 0 {
             return format!("{}{unit}", bytes / m);
         }
@@ -468,7 +476,9 @@ pub(crate) fn lock_message(kind: GuestKind, vmid: u32) -> String {
         GuestKind::Qemu => {
             format!("can't lock file '/var/lock/qemu-server/lock-{vmid}.conf' - got timeout")
         }
-        GuestKind::Lxc => format!("can't lock file '/run/lock/lxc/pve-config-{vmid}.lock' - got timeout"),
+        GuestKind::Lxc => {
+            format!("can't lock file '/run/lock/lxc/pve-config-{vmid}.lock' - got timeout")
+        }
     }
 }
 

@@ -104,7 +104,8 @@ impl Params {
 
     /// An integer parameter already checked by the schema.
     pub fn int(&self, k: &str) -> Option<i64> {
-        self.get(k).and_then(|v| v.trim_start_matches('+').parse().ok())
+        self.get(k)
+            .and_then(|v| v.trim_start_matches('+').parse().ok())
     }
 }
 

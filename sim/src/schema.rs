@@ -149,8 +149,17 @@ pub(crate) fn lxc_prop(key: &str) -> Option<Ty> {
         "tty" => Ty::Int(Some(0), Some(6)),
         "hostname" => Ty::Fmt("dns-name"),
         "ostype" => Ty::Enum(&[
-            "debian", "devuan", "ubuntu", "centos", "fedora", "opensuse", "archlinux", "alpine",
-            "gentoo", "nixos", "unmanaged",
+            "debian",
+            "devuan",
+            "ubuntu",
+            "centos",
+            "fedora",
+            "opensuse",
+            "archlinux",
+            "alpine",
+            "gentoo",
+            "nixos",
+            "unmanaged",
         ]),
         "lock" => Ty::Enum(&[
             "backup",
@@ -167,7 +176,10 @@ pub(crate) fn lxc_prop(key: &str) -> Option<Ty> {
         "description" | "features" | "hookscript" | "nameserver" | "searchdomain" | "startup"
         | "tags" | "timezone" | "rootfs" | "entrypoint" | "env" => Ty::Str,
         _ => {
-            let p = indexed(key, &[("net", 31), ("mp", 255), ("unused", 255), ("dev", 255)])?;
+            let p = indexed(
+                key,
+                &[("net", 31), ("mp", 255), ("unused", 255), ("dev", 255)],
+            )?;
             match p {
                 "net" => Ty::Fmt("lxc-net"),
                 _ => Ty::Str,
@@ -317,8 +329,12 @@ fn check_format(f: &str, key: &str, v: &str) -> Result<(), String> {
             let n = v.strip_prefix("current=").unwrap_or(v);
             match n.parse::<u64>() {
                 Ok(m) if m >= 16 => Ok(()),
-                Ok(_) => Err(format!("format error\n{key}.current: value must have a minimum value of 16")),
-                Err(_) => Err(format!("format error\n{key}.current: type check ('integer') failed - got '{n}'")),
+                Ok(_) => Err(format!(
+                    "format error\n{key}.current: value must have a minimum value of 16"
+                )),
+                Err(_) => Err(format!(
+                    "format error\n{key}.current: type check ('integer') failed - got '{n}'"
+                )),
             }
         }
         "qemu-agent" => {
@@ -346,17 +362,22 @@ fn check_format(f: &str, key: &str, v: &str) -> Result<(), String> {
         "qemu-net" => {
             let pairs = kv_pairs(v);
             let has_model = pairs.iter().any(|(k, val)| {
-                NIC_MODELS.contains(k) || (*k == "model" && val.is_some_and(|m| NIC_MODELS.contains(&m)))
+                NIC_MODELS.contains(k)
+                    || (*k == "model" && val.is_some_and(|m| NIC_MODELS.contains(&m)))
             });
             if !has_model {
-                return Err(format!("format error\n{key}.model: property is missing and it is not optional"));
+                return Err(format!(
+                    "format error\n{key}.model: property is missing and it is not optional"
+                ));
             }
             Ok(())
         }
         "lxc-net" => {
             let pairs = kv_pairs(v);
             if !pairs.iter().any(|(k, val)| *k == "name" && val.is_some()) {
-                return Err(format!("format error\n{key}.name: property is missing and it is not optional"));
+                return Err(format!(
+                    "format error\n{key}.name: property is missing and it is not optional"
+                ));
             }
             for (k, val) in pairs {
                 if k == "ip" {
@@ -588,16 +609,29 @@ mod tests {
         assert_eq!(e, "type check ('integer') failed - got 'banana'");
         let e = check(qemu_prop("cores").unwrap(), "cores", "0").unwrap_err();
         assert_eq!(e, "value must have a minimum value of 1");
-        assert_eq!(check(qemu_prop("onboot").unwrap(), "onboot", "yes").unwrap(), Value::from(1));
+        assert_eq!(
+            check(qemu_prop("onboot").unwrap(), "onboot", "yes").unwrap(),
+            Value::from(1)
+        );
         assert!(check(qemu_prop("sshkeys").unwrap(), "sshkeys", "ssh-ed25519 AAAA").is_err());
-        assert!(check(qemu_prop("sshkeys").unwrap(), "sshkeys", "ssh-ed25519%20AAAA").is_ok());
+        assert!(check(
+            qemu_prop("sshkeys").unwrap(),
+            "sshkeys",
+            "ssh-ed25519%20AAAA"
+        )
+        .is_ok());
         assert!(qemu_prop("net32").is_none());
         assert!(qemu_prop("net31").is_some());
         assert!(qemu_prop("banana").is_none());
         assert!(check(Ty::DiskSize, "size", "+10G").is_ok());
         assert!(check(Ty::DiskSize, "size", "10X").is_err());
         assert!(check(qemu_prop("ipconfig0").unwrap(), "ipconfig0", "ip=dhcp").is_ok());
-        assert!(check(qemu_prop("ipconfig0").unwrap(), "ipconfig0", "ip=10.0.0.5/24,gw=10.0.0.1").is_ok());
+        assert!(check(
+            qemu_prop("ipconfig0").unwrap(),
+            "ipconfig0",
+            "ip=10.0.0.5/24,gw=10.0.0.1"
+        )
+        .is_ok());
         assert!(check(qemu_prop("ipconfig0").unwrap(), "ipconfig0", "ip=banana").is_err());
     }
 }

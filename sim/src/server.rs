@@ -130,7 +130,13 @@ pub(crate) fn respond(result: Result<Value, ApiError>) -> Response<Full<Bytes>> 
         // a status line may carry.
         let clean: String = reason
             .chars()
-            .map(|c| if c.is_ascii_graphic() || c == ' ' { c } else { '?' })
+            .map(|c| {
+                if c.is_ascii_graphic() || c == ' ' {
+                    c
+                } else {
+                    '?'
+                }
+            })
             .take(200)
             .collect();
         if let Ok(r) = hyper::ext::ReasonPhrase::try_from(clean.into_bytes()) {
@@ -184,7 +190,12 @@ async fn handle(shared: Arc<Shared>, req: Request<Incoming>) -> Response<Full<By
     if segs.first().map(String::as_str) == Some("sim") {
         let auth = crate::api::access::authenticate(&shared, &method, &segs, &headers);
         return match auth {
-            Ok(_) => respond(crate::api::admin::route(&shared, &method, &segs[1..], &body)),
+            Ok(_) => respond(crate::api::admin::route(
+                &shared,
+                &method,
+                &segs[1..],
+                &body,
+            )),
             Err(e) => respond(Err(e)),
         };
     }

@@ -53,7 +53,11 @@ fn ca_params() -> Result<CertificateParams, SimError> {
 }
 
 /// Builds (or loads from `dir`) the CA and server certificate for `ip` and `node`.
-pub(crate) fn material(dir: Option<&Path>, ip: IpAddr, node: &str) -> Result<TlsMaterial, SimError> {
+pub(crate) fn material(
+    dir: Option<&Path>,
+    ip: IpAddr,
+    node: &str,
+) -> Result<TlsMaterial, SimError> {
     let names = format!("{ip} localhost {node}");
     let ca_key = match dir.map(|d| d.join(CA_KEY_FILE)).filter(|p| p.exists()) {
         Some(p) => {
@@ -79,9 +83,8 @@ pub(crate) fn material(dir: Option<&Path>, ip: IpAddr, node: &str) -> Result<Tls
     let (cert_pem, key_pem) = match reuse {
         Some(pair) => pair,
         None => {
-            let mut p =
-                CertificateParams::new(vec!["localhost".to_string(), node.to_string()])
-                    .map_err(tls_err)?;
+            let mut p = CertificateParams::new(vec!["localhost".to_string(), node.to_string()])
+                .map_err(tls_err)?;
             p.subject_alt_names.push(SanType::IpAddress(ip));
             p.distinguished_name.push(DnType::CommonName, node);
             p.distinguished_name

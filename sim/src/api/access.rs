@@ -217,7 +217,11 @@ pub(crate) fn ticket(shared: &Arc<Shared>, req: &ApiRequest) -> ApiResult<Value>
 }
 
 fn privileges_of(shared: &Shared, who: &str) -> BTreeMap<String, Value> {
-    let full: Value = PRIVILEGES.iter().map(|p| (p.to_string(), json!(1))).collect::<serde_json::Map<_, _>>().into();
+    let full: Value = PRIVILEGES
+        .iter()
+        .map(|p| (p.to_string(), json!(1)))
+        .collect::<serde_json::Map<_, _>>()
+        .into();
     match who.split_once('!') {
         None if who == "root@pam" => BTreeMap::from([("/".to_string(), full)]),
         None => BTreeMap::new(),
@@ -330,7 +334,10 @@ pub(crate) fn add_token(
     let full = format!("{user}!{id}");
     let entry = TokenEntry {
         secret: random_uuid(),
-        privsep: req.params.get("privsep").is_none_or(|_| params.flag("privsep")),
+        privsep: req
+            .params
+            .get("privsep")
+            .is_none_or(|_| params.flag("privsep")),
         comment: req.params.get("comment").map(str::to_string),
         expire: params.int("expire").unwrap_or(0).max(0) as u64,
     };

@@ -27,7 +27,12 @@ fn faults_json(shared: &Shared) -> Value {
     )
 }
 
-pub(crate) fn route(shared: &Arc<Shared>, method: &str, segs: &[String], body: &[u8]) -> ApiResult<Value> {
+pub(crate) fn route(
+    shared: &Arc<Shared>,
+    method: &str,
+    segs: &[String],
+    body: &[u8],
+) -> ApiResult<Value> {
     let s: Vec<&str> = segs.iter().map(String::as_str).collect();
     match (method, s.as_slice()) {
         ("GET", ["state"]) => {
@@ -35,7 +40,10 @@ pub(crate) fn route(shared: &Arc<Shared>, method: &str, segs: &[String], body: &
                 let st = shared.lock();
                 st.guests
                     .values()
-                    .map(|g| serde_json::to_value(guest_info(&shared.node, g, &st)).unwrap_or(Value::Null))
+                    .map(|g| {
+                        serde_json::to_value(guest_info(&shared.node, g, &st))
+                            .unwrap_or(Value::Null)
+                    })
                     .collect()
             };
             Ok(json!({

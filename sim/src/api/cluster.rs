@@ -38,8 +38,7 @@ fn uptime(shared: &Shared) -> u64 {
 fn mem_used(shared: &Shared) -> u64 {
     let st = shared.lock();
     2 * GIB
-        + st
-            .guests
+        + st.guests
             .values()
             .filter(|g| g.running)
             .map(|g| g.memory_mb() << 20)
@@ -119,9 +118,7 @@ pub(crate) fn nextid(shared: &Arc<Shared>, req: &ApiRequest) -> ApiResult<Value>
     }
     let free = (100u32..1_000_000)
         .find(|id| !st.guests.contains_key(id))
-        .ok_or_else(|| {
-            ApiError::internal("unable to get any free VMID in range [100, 1000000]")
-        })?;
+        .ok_or_else(|| ApiError::internal("unable to get any free VMID in range [100, 1000000]"))?;
     Ok(json!(free.to_string()))
 }
 

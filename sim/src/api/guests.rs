@@ -78,7 +78,12 @@ fn parse_vmid(raw: &str) -> ApiResult<u32> {
         Ok(v) => v
             .as_u64()
             .and_then(|n| u32::try_from(n).ok())
-            .ok_or_else(|| ApiError::param("vmid", format!("type check ('integer') failed - got '{raw}'"))),
+            .ok_or_else(|| {
+                ApiError::param(
+                    "vmid",
+                    format!("type check ('integer') failed - got '{raw}'"),
+                )
+            }),
         Err(e) => Err(ApiError::param("vmid", e)),
     }
 }
@@ -117,21 +122,36 @@ pub(crate) async fn route(
                 ("GET", [], _) => {
                     guest(&shared.lock(), shared, kind, vmid)?;
                     let names: &[&str] = match kind {
-                        GuestKind::Qemu => &["config", "status", "agent", "resize", "clone", "pending"],
-                        GuestKind::Lxc => &["config", "status", "interfaces", "resize", "clone", "pending"],
+                        GuestKind::Qemu => {
+                            &["config", "status", "agent", "resize", "clone", "pending"]
+                        }
+                        GuestKind::Lxc => &[
+                            "config",
+                            "status",
+                            "interfaces",
+                            "resize",
+                            "clone",
+                            "pending",
+                        ],
                     };
-                    Ok(Value::Array(names.iter().map(|n| json!({"subdir": n})).collect()))
+                    Ok(Value::Array(
+                        names.iter().map(|n| json!({"subdir": n})).collect(),
+                    ))
                 }
                 ("DELETE", [], _) => delete(shared, req, kind, vmid).await,
                 ("GET", ["config"], _) => get_config(shared, req, kind, vmid),
                 ("GET", ["pending"], _) => pending(shared, kind, vmid),
-                ("POST", ["config"], GuestKind::Qemu) => set_config(shared, req, kind, vmid, true).await,
+                ("POST", ["config"], GuestKind::Qemu) => {
+                    set_config(shared, req, kind, vmid, true).await
+                }
                 ("PUT", ["config"], _) => set_config(shared, req, kind, vmid, false).await,
                 ("PUT", ["resize"], _) => resize(shared, req, kind, vmid).await,
                 ("POST", ["clone"], _) => clone(shared, req, kind, vmid).await,
                 ("GET", ["status"], _) => {
                     guest(&shared.lock(), shared, kind, vmid)?;
-                    Ok(json!([{"subdir": "current"}, {"subdir": "start"}, {"subdir": "stop"}, {"subdir": "shutdown"}, {"subdir": "reboot"}]))
+                    Ok(
+                        json!([{"subdir": "current"}, {"subdir": "start"}, {"subdir": "stop"}, {"subdir": "shutdown"}, {"subdir": "reboot"}]),
+                    )
                 }
                 ("GET", ["status", "current"], _) => status_current(shared, kind, vmid),
                 ("POST", ["status", action @ ("start" | "stop" | "shutdown" | "reboot")], _) => {
@@ -222,13 +242,22 @@ fn status_current(shared: &Arc<Shared>, kind: GuestKind, vmid: u32) -> ApiResult
 }
 
 /// `GET .../config`: the config with `digest`; `cipassword` masked as PVE does.
-fn get_config(shared: &Arc<Shared>, req: &ApiRequest, kind: GuestKind, vmid: u32) -> ApiResult<Value> {
+fn get_config(
+    shared: &Arc<Shared>,
+    req: &ApiRequest,
+    kind: GuestKind,
+    vmid: u32,
+) -> ApiResult<Value> {
     checked(shared, req, Some(vmid), specs::CONFIG_GET, None)?;
     let st = shared.lock();
     let g = guest(&st, shared, kind, vmid)?;
     let mut map = serde_json::Map::new();
     for (k, v) in &g.config {
-        let v = if k == "cipassword" { json!("**********") } else { v.clone() };
+        let v = if k == "cipassword" {
+            json!("**********")
+        } else {
+            v.clone()
+        };
         map.insert(k.clone(), v);
     }
     map.insert("digest".into(), json!(digest(&g.config)));
@@ -301,11 +330,20 @@ fn materialize(
             let is_new = what.parse::<f64>().is_ok() || what == "cloudinit";
             if is_new {
                 if storage != "local-lvm" && storage != "local" {
-                    return Err(ApiError::internal(format!("storage '{storage}' does not exist")));
+                    return Err(ApiError::internal(format!(
+                        "storage '{storage}' does not exist"
+                    )));
                 }
                 if storage == "local" {
-                    let what = if kind == GuestKind::Qemu { "vm images" } else { "container directories" };
-                    return Err(ApiError::param("storage", format!("storage '{storage}' does not support {what}")));
+                    let what = if kind == GuestKind::Qemu {
+                        "vm images"
+                    } else {
+                        "container directories"
+                    };
+                    return Err(ApiError::param(
+                        "storage",
+                        format!("storage '{storage}' does not support {what}"),
+                    ));
                 }
                 if what == "cloudinit" {
                     return Ok(json!(format!("{storage}:vm-{vmid}-cloudinit,media=cdrom")));
@@ -315,14 +353,25 @@ fn materialize(
                 let n = (0..)
                     .find(|n| {
                         let name = format!("vm-{vmid}-disk-{n}");
-                        !config.values().chain(st.guests.get(&vmid).map(|g| g.config.values()).into_iter().flatten())
+                        !config
+                            .values()
+                            .chain(
+                                st.guests
+                                    .get(&vmid)
+                                    .map(|g| g.config.values())
+                                    .into_iter()
+                                    .flatten(),
+                            )
                             .any(|v| v.as_str().is_some_and(|s| s.contains(&name)))
                     })
                     .unwrap_or(0);
                 log.push(format!("  Logical volume \"vm-{vmid}-disk-{n}\" created."));
                 let mut out = format!("{storage}:vm-{vmid}-disk-{n}");
                 if !rest.is_empty() {
-                    let kept: Vec<&str> = rest.split(',').filter(|p| !p.starts_with("size=")).collect();
+                    let kept: Vec<&str> = rest
+                        .split(',')
+                        .filter(|p| !p.starts_with("size="))
+                        .collect();
                     if !kept.is_empty() {
                         out.push(',');
                         out.push_str(&kept.join(","));
@@ -412,7 +461,11 @@ fn clone_config(src: &Guest, newid: u32, full: bool) -> (BTreeMap<String, Value>
                 log.push(format!("  Logical volume \"{name}\" created."));
                 format!("{base}/{name}")
             };
-            let vol = if rest.is_empty() { vol } else { format!("{vol},{rest}") };
+            let vol = if rest.is_empty() {
+                vol
+            } else {
+                format!("{vol},{rest}")
+            };
             cfg.insert(k.clone(), json!(vol));
             continue;
         }
@@ -440,9 +493,15 @@ fn human(bytes: u64) -> String {
     format!("{gib:.1} GiB")
 }
 
-fn new_guest(st: &State, kind: GuestKind, vmid: u32, config: BTreeMap<String, Value>) -> ApiResult<Guest> {
-    let ip = crate::net::allocate(vmid, &st.ips())
-        .ok_or_else(|| ApiError::internal("pvesim: no free loopback address left in 127.77.0.0/16"))?;
+fn new_guest(
+    st: &State,
+    kind: GuestKind,
+    vmid: u32,
+    config: BTreeMap<String, Value>,
+) -> ApiResult<Guest> {
+    let ip = crate::net::allocate(vmid, &st.ips()).ok_or_else(|| {
+        ApiError::internal("pvesim: no free loopback address left in 127.77.0.0/16")
+    })?;
     Ok(Guest {
         vmid,
         kind,
@@ -480,27 +539,57 @@ async fn create(shared: &Arc<Shared>, req: &ApiRequest, kind: GuestKind) -> ApiR
         .and_then(|v| u32::try_from(v).ok())
         .ok_or_else(|| ApiError::param("vmid", schema::MISSING))?;
     let start = values.remove("start").is_some_and(|v| v == json!(1));
-    for k in ["pool", "storage", "unique", "force", "archive", "bwlimit", "live-restore", "ha-managed", "restore", "ignore-unpack-errors"] {
+    for k in [
+        "pool",
+        "storage",
+        "unique",
+        "force",
+        "archive",
+        "bwlimit",
+        "live-restore",
+        "ha-managed",
+        "restore",
+        "ignore-unpack-errors",
+    ] {
         values.remove(k);
     }
     let password = values.remove("password");
-    let keys = values.remove("ssh-public-keys").and_then(|v| v.as_str().map(str::to_string));
+    let keys = values
+        .remove("ssh-public-keys")
+        .and_then(|v| v.as_str().map(str::to_string));
     if kind == GuestKind::Lxc {
-        let tmpl = values.remove("ostemplate").and_then(|v| v.as_str().map(str::to_string)).unwrap_or_default();
+        let tmpl = values
+            .remove("ostemplate")
+            .and_then(|v| v.as_str().map(str::to_string))
+            .unwrap_or_default();
         if !VZTMPL.contains(&tmpl.as_str()) {
-            return Err(ApiError::internal(format!("volume '{tmpl}' does not exist")));
+            return Err(ApiError::internal(format!(
+                "volume '{tmpl}' does not exist"
+            )));
         }
-        let ostype = if tmpl.contains("debian") { "debian" } else { "unmanaged" };
+        let ostype = if tmpl.contains("debian") {
+            "debian"
+        } else {
+            "unmanaged"
+        };
         values.entry("ostype".into()).or_insert(json!(ostype));
         values.entry("arch".into()).or_insert(json!("amd64"));
-        values.entry("rootfs".into()).or_insert(json!("local-lvm:4"));
-        values.entry("hostname".into()).or_insert(json!(format!("CT{vmid}")));
+        values
+            .entry("rootfs".into())
+            .or_insert(json!("local-lvm:4"));
+        values
+            .entry("hostname".into())
+            .or_insert(json!(format!("CT{vmid}")));
         values.entry("memory".into()).or_insert(json!(512));
         values.entry("swap".into()).or_insert(json!(512));
         let _ = password; // PVE sets it inside the container; it is not config.
     }
     let name = values
-        .get(if kind == GuestKind::Qemu { "name" } else { "hostname" })
+        .get(if kind == GuestKind::Qemu {
+            "name"
+        } else {
+            "hostname"
+        })
         .and_then(Value::as_str)
         .map(str::to_string);
     let f = fault(shared, Op::Create, &[vmid], name.as_deref());
@@ -516,9 +605,15 @@ async fn create(shared: &Arc<Shared>, req: &ApiRequest, kind: GuestKind) -> ApiR
             config.insert(k, v);
         }
         if kind == GuestKind::Qemu {
-            config.entry("smbios1".into()).or_insert(json!(format!("uuid={}", crate::model::random_uuid())));
-            config.entry("vmgenid".into()).or_insert(json!(crate::model::random_uuid()));
-            config.entry("meta".into()).or_insert(json!(format!("creation-qemu=10.0.2,ctime={}", now_unix())));
+            config
+                .entry("smbios1".into())
+                .or_insert(json!(format!("uuid={}", crate::model::random_uuid())));
+            config
+                .entry("vmgenid".into())
+                .or_insert(json!(crate::model::random_uuid()));
+            config
+                .entry("meta".into())
+                .or_insert(json!(format!("creation-qemu=10.0.2,ctime={}", now_unix())));
         }
         config.insert("lock".into(), json!("create"));
         let mut g = new_guest(&st, kind, vmid, config)?;
@@ -534,7 +629,10 @@ async fn create(shared: &Arc<Shared>, req: &ApiRequest, kind: GuestKind) -> ApiR
         &req.user,
         Box::new(move |st, shared| {
             let Some(g) = st.guests.get_mut(&vmid) else {
-                return Err(format!("unable to create {} {vmid} - lost config", type_str(kind)));
+                return Err(format!(
+                    "unable to create {} {vmid} - lost config",
+                    type_str(kind)
+                ));
             };
             g.config.remove("lock");
             let mut lines = Vec::new();
@@ -551,7 +649,10 @@ async fn create(shared: &Arc<Shared>, req: &ApiRequest, kind: GuestKind) -> ApiR
     job.steps = vec![(shared.timings.create, log.join("\n"))];
     job.steps.retain(|(_, l)| !l.is_empty());
     if job.steps.is_empty() {
-        job.steps.push((shared.timings.create, format!("{} {vmid} created", type_str(kind))));
+        job.steps.push((
+            shared.timings.create,
+            format!("{} {vmid} created", type_str(kind)),
+        ));
     }
     job.rollback = Box::new(move |st, _| {
         st.guests.remove(&vmid);
@@ -567,7 +668,13 @@ async fn create(shared: &Arc<Shared>, req: &ApiRequest, kind: GuestKind) -> ApiR
 
 /// Takes a guest's config lock for a synchronous change (PVE waits up to 10 s, then
 /// answers `can't lock file ... - got timeout`).
-async fn sync_lock(shared: &Arc<Shared>, kind: GuestKind, vmid: u32, holder: &str, forced: bool) -> ApiResult<()> {
+async fn sync_lock(
+    shared: &Arc<Shared>,
+    kind: GuestKind,
+    vmid: u32,
+    holder: &str,
+    forced: bool,
+) -> ApiResult<()> {
     if forced {
         let d = shared.scaled(shared.timings.lock_wait);
         if !d.is_zero() {
@@ -589,7 +696,12 @@ fn unlock(st: &mut State, vmid: u32) {
 }
 
 /// `POST .../clone`.
-async fn clone(shared: &Arc<Shared>, req: &ApiRequest, kind: GuestKind, vmid: u32) -> ApiResult<Value> {
+async fn clone(
+    shared: &Arc<Shared>,
+    req: &ApiRequest,
+    kind: GuestKind,
+    vmid: u32,
+) -> ApiResult<Value> {
     let spec = match kind {
         GuestKind::Qemu => specs::CLONE_QEMU,
         GuestKind::Lxc => specs::CLONE_LXC,
@@ -600,8 +712,15 @@ async fn clone(shared: &Arc<Shared>, req: &ApiRequest, kind: GuestKind, vmid: u3
         .and_then(Value::as_u64)
         .and_then(|v| u32::try_from(v).ok())
         .ok_or_else(|| ApiError::param("newid", schema::MISSING))?;
-    let name_key = if kind == GuestKind::Qemu { "name" } else { "hostname" };
-    let new_name = values.get(name_key).and_then(Value::as_str).map(str::to_string);
+    let name_key = if kind == GuestKind::Qemu {
+        "name"
+    } else {
+        "hostname"
+    };
+    let new_name = values
+        .get(name_key)
+        .and_then(Value::as_str)
+        .map(str::to_string);
     if let Some(t) = values.get("target").and_then(Value::as_str) {
         if t != shared.node {
             return Err(ApiError::internal(format!("no such cluster node '{t}'")));
@@ -615,14 +734,23 @@ async fn clone(shared: &Arc<Shared>, req: &ApiRequest, kind: GuestKind, vmid: u3
     if let Some(l) = src_lock {
         return Err(ApiError::internal(locked_error(kind, &l)));
     }
-    let full = values.get("full").map(|v| *v == json!(1)).unwrap_or(!is_template) || !is_template;
+    let full = values
+        .get("full")
+        .map(|v| *v == json!(1))
+        .unwrap_or(!is_template)
+        || !is_template;
     if let Some(s) = values.get("storage").and_then(Value::as_str) {
         if !full {
-            return Err(ApiError::internal("parameter 'storage' not allowed for linked clones"));
+            return Err(ApiError::internal(
+                "parameter 'storage' not allowed for linked clones",
+            ));
         }
         crate::api::cluster::storage_get(s)?;
         if s == "local" {
-            return Err(ApiError::param("storage", format!("storage '{s}' does not support vm images")));
+            return Err(ApiError::param(
+                "storage",
+                format!("storage '{s}' does not support vm images"),
+            ));
         }
     }
     let f = fault(shared, Op::Clone, &[newid, vmid], new_name.as_deref());
@@ -647,13 +775,19 @@ async fn clone(shared: &Arc<Shared>, req: &ApiRequest, kind: GuestKind, vmid: u3
                 GuestKind::Qemu => format!("Copy-of-VM-{src_name}"),
                 GuestKind::Lxc => src_name.clone(),
             };
-            cfg.insert(name_key.into(), json!(new_name.clone().unwrap_or(default_name)));
+            cfg.insert(
+                name_key.into(),
+                json!(new_name.clone().unwrap_or(default_name)),
+            );
             if let Some(d) = values.get("description") {
                 cfg.insert("description".into(), d.clone());
             }
             if kind == GuestKind::Qemu {
                 cfg.insert("vmgenid".into(), json!(crate::model::random_uuid()));
-                cfg.insert("smbios1".into(), json!(format!("uuid={}", crate::model::random_uuid())));
+                cfg.insert(
+                    "smbios1".into(),
+                    json!(format!("uuid={}", crate::model::random_uuid())),
+                );
             }
             cfg.insert("lock".into(), json!("clone"));
             let mut g = new_guest(&st, kind, newid, cfg)?;
@@ -683,12 +817,21 @@ async fn clone(shared: &Arc<Shared>, req: &ApiRequest, kind: GuestKind, vmid: u3
             None => Err(format!("clone failed: {} {newid} vanished", type_str(kind))),
         }),
     );
-    job.held = if holds_src { vec![newid, vmid] } else { vec![newid] };
-    let duration = if full { shared.timings.clone_full } else { shared.timings.clone_linked };
+    job.held = if holds_src {
+        vec![newid, vmid]
+    } else {
+        vec![newid]
+    };
+    let duration = if full {
+        shared.timings.clone_full
+    } else {
+        shared.timings.clone_linked
+    };
     let per = duration / (log.len().max(1) as u32);
     job.steps = log.into_iter().map(|l| (per, l)).collect();
     if job.steps.is_empty() {
-        job.steps.push((duration, format!("clone {vmid} -> {newid}")));
+        job.steps
+            .push((duration, format!("clone {vmid} -> {newid}")));
     }
     job.rollback = Box::new(move |st, _| {
         st.guests.remove(&newid);
@@ -719,7 +862,9 @@ async fn set_config(
                 .collect()
         })
         .unwrap_or_default();
-    let want_digest = values.remove("digest").and_then(|v| v.as_str().map(str::to_string));
+    let want_digest = values
+        .remove("digest")
+        .and_then(|v| v.as_str().map(str::to_string));
     let skiplock = values.remove("skiplock").is_some_and(|v| v == json!(1));
     for k in ["revert", "force", "background_delay"] {
         values.remove(k);
@@ -746,7 +891,9 @@ async fn set_config(
         let g = guest(&st, shared, kind, vmid)?;
         if let Some(d) = &want_digest {
             if *d != digest(&g.config) {
-                return Err(ApiError::internal("checksum mismatch (file change by other user?)"));
+                return Err(ApiError::internal(
+                    "checksum mismatch (file change by other user?)",
+                ));
             }
         }
         g.name()
@@ -755,7 +902,13 @@ async fn set_config(
     let summary: Vec<String> = values
         .iter()
         .map(|(k, v)| {
-            let v = if k == "cipassword" { "<hidden>".to_string() } else { v.as_str().map(str::to_string).unwrap_or_else(|| v.to_string()) };
+            let v = if k == "cipassword" {
+                "<hidden>".to_string()
+            } else {
+                v.as_str()
+                    .map(str::to_string)
+                    .unwrap_or_else(|| v.to_string())
+            };
             format!("-{k} {v}")
         })
         .chain(delete.iter().map(|d| format!("-delete {d}")))
@@ -790,7 +943,10 @@ async fn set_config(
             Box::new(move |st, _| change(st).map_err(|e| e.message)),
         );
         job.lock = vec![vmid];
-        job.steps = vec![(shared.timings.config, format!("update VM {vmid}: {}", summary.join(" ")))];
+        job.steps = vec![(
+            shared.timings.config,
+            format!("update VM {vmid}: {}", summary.join(" ")),
+        )];
         arm(&mut job, f, kind, Op::Config, vmid);
         return Ok(json!(submit(shared, job).await));
     }
@@ -809,10 +965,23 @@ async fn set_config(
 }
 
 /// `PUT .../resize`: `size` absolute (`32G`) or relative (`+10G`); never shrinks.
-async fn resize(shared: &Arc<Shared>, req: &ApiRequest, kind: GuestKind, vmid: u32) -> ApiResult<Value> {
+async fn resize(
+    shared: &Arc<Shared>,
+    req: &ApiRequest,
+    kind: GuestKind,
+    vmid: u32,
+) -> ApiResult<Value> {
     let values = checked(shared, req, Some(vmid), specs::RESIZE, None)?;
-    let disk = values.get("disk").and_then(Value::as_str).unwrap_or("").to_string();
-    let size = values.get("size").and_then(Value::as_str).unwrap_or("").to_string();
+    let disk = values
+        .get("disk")
+        .and_then(Value::as_str)
+        .unwrap_or("")
+        .to_string();
+    let size = values
+        .get("size")
+        .and_then(Value::as_str)
+        .unwrap_or("")
+        .to_string();
     let valid_disk = match kind {
         GuestKind::Qemu => schema::is_disk_key(kind, &disk),
         GuestKind::Lxc => disk == "rootfs" || schema::is_disk_key(kind, &disk),
@@ -829,7 +998,12 @@ async fn resize(shared: &Arc<Shared>, req: &ApiRequest, kind: GuestKind, vmid: u
     let (cur, name, prop) = {
         let st = shared.lock();
         let g = guest(&st, shared, kind, vmid)?;
-        let Some(prop) = g.config.get(&disk).and_then(Value::as_str).map(str::to_string) else {
+        let Some(prop) = g
+            .config
+            .get(&disk)
+            .and_then(Value::as_str)
+            .map(str::to_string)
+        else {
             return Err(ApiError::internal(format!("disk '{disk}' does not exist")));
         };
         if prop.contains("media=cdrom") {
@@ -847,7 +1021,11 @@ async fn resize(shared: &Arc<Shared>, req: &ApiRequest, kind: GuestKind, vmid: u
         parse_size(amount) // bytes, as PVE reads a bare number
     }
     .ok_or_else(|| ApiError::param("size", "value does not match the regex pattern"))?;
-    let new = if relative { cur.saturating_add(amount) } else { amount };
+    let new = if relative {
+        cur.saturating_add(amount)
+    } else {
+        amount
+    };
     if new < cur {
         return Err(ApiError::internal("shrinking disks is not supported"));
     }
@@ -867,13 +1045,23 @@ async fn resize(shared: &Arc<Shared>, req: &ApiRequest, kind: GuestKind, vmid: u
             let Some(g) = st.guests.get_mut(&vmid) else {
                 return Err(format!("{} {vmid} does not exist", type_str(kind)));
             };
-            let Some(p) = g.config.get(&disk).and_then(Value::as_str).map(str::to_string) else {
+            let Some(p) = g
+                .config
+                .get(&disk)
+                .and_then(Value::as_str)
+                .map(str::to_string)
+            else {
                 return Err(format!("disk '{disk}' does not exist"));
             };
-            let mut parts: Vec<String> = p.split(',').filter(|x| !x.starts_with("size=")).map(str::to_string).collect();
+            let mut parts: Vec<String> = p
+                .split(',')
+                .filter(|x| !x.starts_with("size="))
+                .map(str::to_string)
+                .collect();
             parts.push(format!("size={}", format_size(new)));
             g.config.insert(disk.clone(), json!(parts.join(",")));
-            Ok(vec!["  Logical volume pve/resize successfully resized.".replace("resize", &format!("vm-{vmid}-disk"))])
+            Ok(vec!["  Logical volume pve/resize successfully resized."
+                .replace("resize", &format!("vm-{vmid}-disk"))])
         }),
     );
     job.lock = vec![vmid];
@@ -883,7 +1071,13 @@ async fn resize(shared: &Arc<Shared>, req: &ApiRequest, kind: GuestKind, vmid: u
 }
 
 /// `POST .../status/{start|stop|shutdown|reboot}`.
-async fn power(shared: &Arc<Shared>, req: &ApiRequest, kind: GuestKind, vmid: u32, action: &str) -> ApiResult<Value> {
+async fn power(
+    shared: &Arc<Shared>,
+    req: &ApiRequest,
+    kind: GuestKind,
+    vmid: u32,
+    action: &str,
+) -> ApiResult<Value> {
     let spec = match action {
         "start" => specs::START,
         "stop" => specs::STOP,
@@ -897,13 +1091,18 @@ async fn power(shared: &Arc<Shared>, req: &ApiRequest, kind: GuestKind, vmid: u3
     let (running, name, has_cloudinit) = {
         let st = shared.lock();
         let g = guest(&st, shared, kind, vmid)?;
-        let ci = g.config.values().any(|v| v.as_str().is_some_and(|s| s.contains("-cloudinit")));
+        let ci = g
+            .config
+            .values()
+            .any(|v| v.as_str().is_some_and(|s| s.contains("-cloudinit")));
         (g.running, g.name(), ci)
     };
     // LXC checks the power state before forking its worker.
     if kind == GuestKind::Lxc {
         match action {
-            "start" if running => return Err(ApiError::internal(format!("CT {vmid} already running"))),
+            "start" if running => {
+                return Err(ApiError::internal(format!("CT {vmid} already running")))
+            }
             "stop" | "shutdown" | "reboot" if !running => {
                 return Err(ApiError::internal(format!("CT {vmid} not running")))
             }
@@ -916,15 +1115,22 @@ async fn power(shared: &Arc<Shared>, req: &ApiRequest, kind: GuestKind, vmid: u3
         _ => Op::Shutdown,
     };
     let f = fault(shared, op, &[vmid], Some(&name));
-    let ignored = action == "shutdown" && running && shared.lock().faults.shutdown_ignored(vmid, &name);
+    let ignored =
+        action == "shutdown" && running && shared.lock().faults.shutdown_ignored(vmid, &name);
     let ts = type_str(kind);
     let (duration, line) = match action {
-        "start" if has_cloudinit => (shared.timings.start, "generating cloud-init ISO".to_string()),
+        "start" if has_cloudinit => (
+            shared.timings.start,
+            "generating cloud-init ISO".to_string(),
+        ),
         "start" => (shared.timings.start, String::new()),
         "stop" => (shared.timings.stop, String::new()),
         "shutdown" if ignored => (Duration::from_secs(timeout), String::new()),
         "shutdown" => (shared.timings.shutdown, String::new()),
-        _ => (shared.timings.shutdown + shared.timings.start, String::new()),
+        _ => (
+            shared.timings.shutdown + shared.timings.start,
+            String::new(),
+        ),
     };
     let action_owned = action.to_string();
     let apply: tasks::Apply = Box::new(move |st, shared| {
@@ -965,7 +1171,9 @@ async fn power(shared: &Arc<Shared>, req: &ApiRequest, kind: GuestKind, vmid: u3
             "shutdown" if ignored => {
                 if force_stop {
                     halt(g);
-                    Ok(vec![format!("{ts} still running - terminating now with SIGTERM")])
+                    Ok(vec![format!(
+                        "{ts} still running - terminating now with SIGTERM"
+                    )])
                 } else {
                     Err(default_failure(kind, Op::Shutdown, vmid))
                 }
@@ -1002,7 +1210,12 @@ async fn power(shared: &Arc<Shared>, req: &ApiRequest, kind: GuestKind, vmid: u3
 }
 
 /// `DELETE .../{vmid}[?purge=1][&destroy-unreferenced-disks=1]`.
-async fn delete(shared: &Arc<Shared>, req: &ApiRequest, kind: GuestKind, vmid: u32) -> ApiResult<Value> {
+async fn delete(
+    shared: &Arc<Shared>,
+    req: &ApiRequest,
+    kind: GuestKind,
+    vmid: u32,
+) -> ApiResult<Value> {
     let values = checked(shared, req, Some(vmid), specs::DELETE, None)?;
     let skiplock = values.get("skiplock").is_some_and(|v| *v == json!(1));
     let force = values.get("force").is_some_and(|v| *v == json!(1));
@@ -1014,7 +1227,15 @@ async fn delete(shared: &Arc<Shared>, req: &ApiRequest, kind: GuestKind, vmid: u
             .iter()
             .filter(|(k, _)| schema::is_disk_key(kind, k))
             .filter_map(|(_, v)| v.as_str())
-            .map(|s| s.split(',').next().unwrap_or("").rsplit(['/', ':']).next().unwrap_or("").to_string())
+            .map(|s| {
+                s.split(',')
+                    .next()
+                    .unwrap_or("")
+                    .rsplit(['/', ':'])
+                    .next()
+                    .unwrap_or("")
+                    .to_string()
+            })
             .collect();
         (g.running, g.name(), disks)
     };
@@ -1049,7 +1270,8 @@ async fn delete(shared: &Arc<Shared>, req: &ApiRequest, kind: GuestKind, vmid: u
                     .collect();
                 let users = st.guests.values().filter(|o| o.vmid != vmid).any(|o| {
                     o.config.values().any(|v| {
-                        v.as_str().is_some_and(|s| base.iter().any(|b| s.starts_with(&format!("{b}/"))))
+                        v.as_str()
+                            .is_some_and(|s| base.iter().any(|b| s.starts_with(&format!("{b}/"))))
                     })
                 });
                 if users {
@@ -1066,17 +1288,25 @@ async fn delete(shared: &Arc<Shared>, req: &ApiRequest, kind: GuestKind, vmid: u
     job.lock = vec![vmid];
     job.steps = disks
         .iter()
-        .map(|d| (per, format!("  Logical volume \"{d}\" successfully removed.")))
+        .map(|d| {
+            (
+                per,
+                format!("  Logical volume \"{d}\" successfully removed."),
+            )
+        })
         .collect();
     if job.steps.is_empty() {
-        job.steps.push((shared.timings.delete, format!("destroying {ts} {vmid}")));
+        job.steps
+            .push((shared.timings.delete, format!("destroying {ts} {vmid}")));
     }
     arm(&mut job, f, kind, Op::Delete, vmid);
     Ok(json!(submit(shared, job).await))
 }
 
 fn interfaces_of(g: &Guest) -> Vec<Value> {
-    let mac = g.mac(0).unwrap_or_else(|| mac_for(g.vmid, 0).to_ascii_lowercase());
+    let mac = g
+        .mac(0)
+        .unwrap_or_else(|| mac_for(g.vmid, 0).to_ascii_lowercase());
     vec![
         json!({
             "name": "lo",
@@ -1097,17 +1327,35 @@ fn interfaces_of(g: &Guest) -> Vec<Value> {
 }
 
 /// `GET|POST .../agent/{command}`: PVE checks agent configured → VM running → agent up.
-fn agent(shared: &Arc<Shared>, req: &ApiRequest, vmid: u32, m: &str, cmd: &str) -> ApiResult<Value> {
+fn agent(
+    shared: &Arc<Shared>,
+    req: &ApiRequest,
+    vmid: u32,
+    m: &str,
+    cmd: &str,
+) -> ApiResult<Value> {
     let st = shared.lock();
     let g = guest(&st, shared, GuestKind::Qemu, vmid)?;
     let expected = match cmd {
-        "network-get-interfaces" | "get-osinfo" | "get-host-name" | "info" | "get-time"
-        | "get-fsinfo" | "get-vcpus" | "get-users" | "get-timezone" | "get-memory-blocks" => "GET",
-        "ping" | "shutdown" | "fstrim" | "fsfreeze-freeze" | "fsfreeze-thaw" | "fsfreeze-status" => "POST",
+        "network-get-interfaces"
+        | "get-osinfo"
+        | "get-host-name"
+        | "info"
+        | "get-time"
+        | "get-fsinfo"
+        | "get-vcpus"
+        | "get-users"
+        | "get-timezone"
+        | "get-memory-blocks" => "GET",
+        "ping" | "shutdown" | "fstrim" | "fsfreeze-freeze" | "fsfreeze-thaw"
+        | "fsfreeze-status" => "POST",
         _ => "",
     };
     if expected != m {
-        return Err(ApiError::new(501, format!("Method '{m} {}' not implemented", req.rel)));
+        return Err(ApiError::new(
+            501,
+            format!("Method '{m} {}' not implemented", req.rel),
+        ));
     }
     if !g.agent_configured() {
         return Err(ApiError::internal("No QEMU guest agent configured"));
@@ -1140,7 +1388,9 @@ fn interfaces(shared: &Arc<Shared>, vmid: u32) -> ApiResult<Value> {
     if !g.running || !g.agent_up() || st.faults.agent_dead(vmid, &g.name()) {
         return Ok(Value::Null);
     }
-    let mac = g.mac(0).unwrap_or_else(|| mac_for(vmid, 0).to_ascii_lowercase());
+    let mac = g
+        .mac(0)
+        .unwrap_or_else(|| mac_for(vmid, 0).to_ascii_lowercase());
     Ok(json!([
         {"name": "lo", "hwaddr": "00:00:00:00:00:00", "inet": "127.0.0.1/8", "inet6": "::1/128",
          "ip-addresses": [{"ip-address": "127.0.0.1", "ip-address-type": "inet", "prefix": 8}]},

@@ -72,7 +72,9 @@ pub(crate) async fn route(shared: &Arc<Shared>, req: &mut ApiRequest) -> ApiResu
             check_node(shared, node)?;
             Ok(subdirs(
                 "name",
-                &["qemu", "lxc", "status", "storage", "network", "tasks", "version"],
+                &[
+                    "qemu", "lxc", "status", "storage", "network", "tasks", "version",
+                ],
             ))
         }
         (_, ["nodes", node, rest @ ..]) => {
