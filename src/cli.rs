@@ -53,6 +53,11 @@ pub enum Command {
         #[command(subcommand)]
         what: ListWhat,
     },
+    /// The Proxmox VE simulator (pvesim).
+    Sim {
+        #[command(subcommand)]
+        what: crate::commands::sim::SimCommand,
+    },
 }
 
 #[derive(Debug, Subcommand)]

@@ -24,6 +24,7 @@ fn main() -> ExitCode {
         Command::List {
             what: ListWhat::Manifests { json_output },
         } => commands::list::manifests(*json_output, site),
+        Command::Sim { what } => commands::sim::run(what),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

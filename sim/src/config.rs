@@ -171,8 +171,9 @@ impl FromStr for ApiToken {
 }
 
 pub(crate) fn scale(d: Duration, time_scale: f64) -> Duration {
-    if !(time_scale > 0.0) || !time_scale.is_finite() {
+    if time_scale.is_nan() || time_scale <= 0.0 || !time_scale.is_finite() {
         return Duration::ZERO;
     }
-    Duration::from_secs_f64(d.as_secs_f64() * time_scale)
+    // Client-given durations (a shutdown `timeout`) times a large scale may not fit.
+    Duration::try_from_secs_f64(d.as_secs_f64() * time_scale).unwrap_or(Duration::MAX)
 }

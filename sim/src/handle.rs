@@ -287,12 +287,8 @@ impl PveSim {
         })?;
 
         let shared = Arc::new(Shared::new(
+            &config,
             state,
-            config.time_scale,
-            config.timings,
-            config.node_name.clone(),
-            dir.clone(),
-            config.root_password.clone(),
             tls.fingerprint.clone(),
             token.clone(),
         ));

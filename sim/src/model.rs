@@ -14,7 +14,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use crate::config::{scale, ApiToken, Timings};
+use crate::config::{scale, ApiToken, SimConfig, Timings};
 use crate::error::SimError;
 use crate::faults::FaultSet;
 use crate::handle::GuestKind;
@@ -133,7 +133,7 @@ impl Guest {
     pub fn cores(&self) -> u64 {
         let c = self.config.get("cores").and_then(as_u64).unwrap_or(1);
         let s = self.config.get("sockets").and_then(as_u64).unwrap_or(1);
-        c * s
+        c.saturating_mul(s)
     }
 
     /// Memory in MiB (qemu `memory` may be `[current=]N`).
@@ -389,23 +389,14 @@ pub(crate) struct Shared {
 }
 
 impl Shared {
-    pub fn new(
-        state: State,
-        time_scale: f64,
-        timings: Timings,
-        node: String,
-        state_dir: Option<PathBuf>,
-        root_password: Option<String>,
-        fingerprint: String,
-        token: ApiToken,
-    ) -> Self {
+    pub fn new(config: &SimConfig, state: State, fingerprint: String, token: ApiToken) -> Self {
         Shared {
             state: Mutex::new(state),
-            time_scale_bits: AtomicU64::new(time_scale.to_bits()),
-            timings,
-            node,
-            state_dir,
-            root_password,
+            time_scale_bits: AtomicU64::new(config.time_scale.to_bits()),
+            timings: config.timings,
+            node: config.node_name.clone(),
+            state_dir: config.state_dir.clone(),
+            root_password: config.root_password.clone(),
             fingerprint,
             started: Instant::now(),
             token,

@@ -32,7 +32,7 @@ fn int_min(min: i64) -> Ty {
 }
 
 /// Indexed keys: `net0`..`net31` etc. Returns the prefix and whether the index is in range.
-fn indexed<'a>(key: &'a str, prefixes: &[(&'static str, u32)]) -> Option<&'static str> {
+fn indexed(key: &str, prefixes: &[(&'static str, u32)]) -> Option<&'static str> {
     prefixes.iter().find_map(|(p, max)| {
         let rest = key.strip_prefix(p)?;
         let n: u32 = rest.parse().ok()?;

@@ -1222,3 +1222,83 @@ async fn refuses_non_loopback_binds() {
     assert!("root@pam!driver=abc".parse::<sim::ApiToken>().is_ok());
     assert!("root@pam=abc".parse::<sim::ApiToken>().is_err());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ignored_shutdown_times_out_unless_forced() {
+    let (h, c) = start(cfg()).await;
+    ok_task(
+        &c,
+        &c.post(
+            "/nodes/pve/qemu/9000/clone",
+            &[("newid", "400"), ("name", "stubborn")],
+        )
+        .await
+        .upid(),
+    )
+    .await;
+    ok_task(
+        &c,
+        &c.post("/nodes/pve/qemu/400/status/start", &[]).await.upid(),
+    )
+    .await;
+    h.inject(
+        Fault::new(FaultKind::ShutdownIgnored)
+            .for_vmid(400)
+            .times(2),
+    );
+    let st = c
+        .wait_task(
+            NODE,
+            &c.post("/nodes/pve/qemu/400/status/shutdown", &[("timeout", "5")])
+                .await
+                .upid(),
+            WAIT,
+        )
+        .await;
+    assert_eq!(st["exitstatus"], "VM quit/powerdown failed - got timeout");
+    assert!(h.guest(400).unwrap().running);
+    let upid = c
+        .post(
+            "/nodes/pve/qemu/400/status/shutdown",
+            &[("timeout", "5"), ("forceStop", "1")],
+        )
+        .await
+        .upid();
+    ok_task(&c, &upid).await;
+    assert!(!h.guest(400).unwrap().running);
+    // A stopped VM's stop is a no-op task, as in PVE.
+    ok_task(
+        &c,
+        &c.post("/nodes/pve/qemu/400/status/stop", &[]).await.upid(),
+    )
+    .await;
+
+    // Time scale over the admin endpoint; a huge client timeout never overflows.
+    assert_eq!(
+        c.request(
+            "PUT",
+            "/sim/time-scale",
+            Some(("application/json", r#"{"time_scale": 1e12}"#.into()))
+        )
+        .await
+        .ok()["time_scale"],
+        1e12
+    );
+    assert_eq!(h.time_scale(), 1e12);
+    let r = c
+        .request(
+            "PUT",
+            "/sim/time-scale",
+            Some(("application/json", r#"{"time_scale": -1}"#.into())),
+        )
+        .await;
+    assert_eq!(r.status, 400);
+    h.set_time_scale(0.0);
+    let state = c.get("/sim/state").await.ok().clone();
+    assert!(state["guests"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|g| g["vmid"] == 400 && g["running"] == false));
+    h.shutdown().await;
+}

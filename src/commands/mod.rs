@@ -4,6 +4,7 @@
 pub mod graph;
 pub mod list;
 pub mod run;
+pub mod sim;
 pub mod validate;
 
 use std::path::Path;

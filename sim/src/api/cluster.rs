@@ -37,12 +37,11 @@ fn uptime(shared: &Shared) -> u64 {
 
 fn mem_used(shared: &Shared) -> u64 {
     let st = shared.lock();
-    2 * GIB
-        + st.guests
-            .values()
-            .filter(|g| g.running)
-            .map(|g| g.memory_mb() << 20)
-            .sum::<u64>()
+    st.guests
+        .values()
+        .filter(|g| g.running)
+        .map(|g| g.memory_mb().saturating_mul(1 << 20))
+        .fold(2 * GIB, u64::saturating_add)
 }
 
 pub(crate) fn nodes(shared: &Arc<Shared>) -> Value {
@@ -232,7 +231,7 @@ fn used_lvm(shared: &Shared) -> u64 {
         .values()
         .flat_map(|g| g.disks())
         .map(|(_, s)| s)
-        .sum::<u64>()
+        .fold(0, u64::saturating_add)
 }
 
 fn storage_entry(shared: &Shared, id: &str) -> Value {

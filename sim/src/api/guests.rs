@@ -182,7 +182,7 @@ fn list(shared: &Arc<Shared>, kind: GuestKind) -> Value {
         st.guests
             .values()
             .filter(|g| g.kind == kind)
-            .map(|g| list_entry(g))
+            .map(list_entry)
             .collect(),
     )
 }
@@ -1015,12 +1015,9 @@ async fn resize(
         Some(s) => (true, s),
         None => (false, size.as_str()),
     };
-    let amount = if amount.ends_with(['K', 'M', 'G', 'T']) {
-        parse_size(amount)
-    } else {
-        parse_size(amount) // bytes, as PVE reads a bare number
-    }
-    .ok_or_else(|| ApiError::param("size", "value does not match the regex pattern"))?;
+    // A bare number is bytes, as PVE reads it.
+    let amount = parse_size(amount)
+        .ok_or_else(|| ApiError::param("size", "value does not match the regex pattern"))?;
     let new = if relative {
         cur.saturating_add(amount)
     } else {

@@ -68,7 +68,7 @@ pub(crate) async fn route(shared: &Arc<Shared>, req: &mut ApiRequest) -> ApiResu
         ("GET", ["cluster", "status"]) => Ok(cluster::cluster_status(shared)),
         ("GET", ["nodes"]) => Ok(cluster::nodes(shared)),
         ("GET", ["storage"]) => Ok(cluster::storage_config()),
-        ("GET", ["nodes", node, rest @ ..]) if rest.is_empty() => {
+        ("GET", ["nodes", node]) => {
             check_node(shared, node)?;
             Ok(subdirs(
                 "name",

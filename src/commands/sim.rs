@@ -1,0 +1,122 @@
+//! `driver sim serve`: runs pvesim (the Proxmox VE simulator in the `sim` crate) in the
+//! foreground until Ctrl-C, and prints where to reach it and what to pin.
+
+use std::net::{IpAddr, SocketAddr};
+use std::path::PathBuf;
+
+use clap::{Args, Subcommand};
+
+use super::Failure;
+
+#[derive(Debug, Subcommand)]
+pub enum SimCommand {
+    /// Serve the PVE API simulator over HTTPS on a loopback address until Ctrl-C.
+    Serve(ServeArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct ServeArgs {
+    /// Loopback address to listen on: IP:PORT, or IP for port 8006 (127.0.0.0/8 or ::1).
+    #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:8006", value_parser = parse_bind)]
+    pub bind: SocketAddr,
+    /// PVE node name the simulator answers for (/nodes/NAME).
+    #[arg(long = "node", value_name = "NAME", default_value = "pve")]
+    pub node: String,
+    /// Simulated time: 0 = every task finishes at once, 1 = realistic durations.
+    #[arg(long, value_name = "F", default_value_t = 1.0)]
+    pub time_scale: f64,
+    /// Folder for state, certificates, pvesim.fingerprint and pvesim.token
+    /// (default: pvesim-IP-PORT in the temp folder). Reused on restart.
+    #[arg(long, value_name = "DIR")]
+    pub state_dir: Option<PathBuf>,
+    /// API token to accept, USER@REALM!TOKENID=SECRET (default: the state folder's, else a
+    /// new random one for root@pam!driver). Prefer the PVESIM_TOKEN variable over argv.
+    #[arg(
+        long,
+        value_name = "TOKEN",
+        env = "PVESIM_TOKEN",
+        hide_env_values = true
+    )]
+    pub token: Option<String>,
+    /// A fault active from the start, as JSON (repeatable), e.g.
+    /// '{"kind":"task_failure","op":"clone"}' or '{"kind":"slow_api","delay_ms":500}'.
+    #[arg(long = "fault", value_name = "JSON")]
+    pub faults: Vec<String>,
+}
+
+fn parse_bind(s: &str) -> Result<SocketAddr, String> {
+    if let Ok(a) = s.parse::<SocketAddr>() {
+        return Ok(a);
+    }
+    s.parse::<IpAddr>()
+        .map(|ip| SocketAddr::new(ip, 8006))
+        .map_err(|_| format!("'{s}' is not IP:PORT or IP"))
+}
+
+pub fn run(cmd: &SimCommand) -> Result<(), Failure> {
+    let SimCommand::Serve(args) = cmd;
+    if !(args.time_scale.is_finite() && args.time_scale >= 0.0) {
+        return Err(Failure::usage(miette::miette!(
+            "--time-scale must be 0 or more, got {}",
+            args.time_scale
+        )));
+    }
+    let token = match &args.token {
+        Some(t) => Some(
+            t.parse::<sim::ApiToken>()
+                .map_err(|e| Failure::usage(miette::miette!("--token: {e}")))?,
+        ),
+        None => None,
+    };
+    let mut faults = Vec::new();
+    for f in &args.faults {
+        let fault: sim::Fault = serde_json::from_str(f)
+            .map_err(|e| Failure::usage(miette::miette!("--fault '{f}': {e}")))?;
+        faults.push(fault);
+    }
+    let state_dir = args.state_dir.clone().unwrap_or_else(|| {
+        let ip = args.bind.ip().to_string().replace(':', "_");
+        std::env::temp_dir().join(format!("pvesim-{ip}-{}", args.bind.port()))
+    });
+    let config = sim::SimConfig {
+        bind: args.bind,
+        node_name: args.node.clone(),
+        token,
+        // Ticket login stays off unless a password is given out of band (never on argv).
+        root_password: std::env::var("PVESIM_ROOT_PASSWORD").ok(),
+        time_scale: args.time_scale,
+        state_dir: Some(state_dir),
+        faults,
+        ..sim::SimConfig::default()
+    };
+    sim::serve_until_signal(config, |h| {
+        let dir = h
+            .state_dir()
+            .map(|d| d.display().to_string())
+            .unwrap_or_default();
+        println!("pvesim listening on {} (node {})", h.url(), h.node());
+        println!("  API:         {}", h.api_url());
+        println!("  fingerprint: {}", h.fingerprint());
+        if let Some(f) = h.fingerprint_file() {
+            println!("               (also in {})", f.display());
+        }
+        if let Some(f) = h.token_file() {
+            println!(
+                "  token:       {} (USER@REALM!ID=SECRET in {})",
+                h.token().full_id(),
+                f.display()
+            );
+        }
+        println!("  CA:          {dir}/pve-root-ca.pem");
+        println!("  state:       {dir}");
+        println!("  time scale:  {}", h.time_scale());
+        println!("Ctrl-C stops it.");
+    })
+    .map_err(|e| match e {
+        // Bad flags are usage errors (exit 2); anything else is a failed run (exit 1).
+        sim::SimError::NonLoopbackBind(_)
+        | sim::SimError::BadNodeName(_)
+        | sim::SimError::BadToken(_) => Failure::usage(miette::miette!("{e}")),
+        e => Failure::Run(Some(miette::miette!("{e}"))),
+    })
+}
