@@ -169,7 +169,9 @@ pub(crate) fn atomic_write(path: &Path, bytes: &[u8], private: bool) -> Result<(
     let _ = private;
     let mut f = opts.open(&tmp).map_err(|e| SimError::io(&tmp, e))?;
     f.write_all(bytes).map_err(|e| SimError::io(&tmp, e))?;
-    f.sync_all().map_err(|e| SimError::io(&tmp, e))?;
+    // No fsync: the rename keeps readers from seeing half a file, and a simulator's state
+    // need not survive a power cut. Saving runs under the state lock after every change, so
+    // it must stay cheap.
     drop(f);
     std::fs::rename(&tmp, path).map_err(|e| SimError::io(path, e))
 }

@@ -1302,3 +1302,41 @@ async fn ignored_shutdown_times_out_unless_forced() {
         .any(|g| g["vmid"] == 400 && g["running"] == false));
     h.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fifty_parallel_clones_at_scale_zero_with_state_dir() {
+    let dir = tempfile::tempdir().unwrap();
+    let (h, c) = start(SimConfig {
+        state_dir: Some(dir.path().to_path_buf()),
+        ..cfg()
+    })
+    .await;
+    let t0 = Instant::now();
+    let mut joins = Vec::new();
+    for i in 0..50u32 {
+        let c = c.clone();
+        joins.push(tokio::spawn(async move {
+            let id = (500 + i).to_string();
+            let name = format!("vm{i}");
+            let upid = c
+                .post(
+                    "/nodes/pve/qemu/9000/clone",
+                    &[("newid", &id), ("name", &name)],
+                )
+                .await
+                .upid();
+            c.wait_task(NODE, &upid, WAIT).await["exitstatus"]
+                .as_str()
+                .unwrap()
+                .to_string()
+        }));
+    }
+    for j in joins {
+        assert_eq!(j.await.unwrap(), "OK");
+    }
+    assert_eq!(h.non_template_guests().len(), 50);
+    let ips: std::collections::BTreeSet<_> = h.non_template_guests().iter().map(|g| g.ip).collect();
+    assert_eq!(ips.len(), 50, "every guest has its own address");
+    assert!(t0.elapsed() < Duration::from_secs(10), "{:?}", t0.elapsed());
+    h.shutdown().await;
+}
