@@ -37,6 +37,8 @@ pub(crate) struct ApiRequest {
     pub params: Params,
     /// Who is asking: `user@realm` (ticket) or `user@realm!token`.
     pub user: String,
+    /// Members PVE puts beside `data` on success (e.g. `total` of a task log).
+    pub extra: serde_json::Map<String, Value>,
 }
 
 pub(crate) async fn serve(
@@ -90,8 +92,19 @@ pub(crate) async fn serve(
 /// PVE's JSON envelope. Errors carry `message` (newline-terminated, as PVE's `die` text)
 /// and `errors` per parameter.
 pub(crate) fn respond(result: Result<Value, ApiError>) -> Response<Full<Bytes>> {
+    respond_with(result, serde_json::Map::new())
+}
+
+fn respond_with(
+    result: Result<Value, ApiError>,
+    extra: serde_json::Map<String, Value>,
+) -> Response<Full<Bytes>> {
     let (status, reason, body) = match result {
-        Ok(data) => (200, None, json!({ "data": data })),
+        Ok(data) => {
+            let mut body = extra;
+            body.insert("data".into(), data);
+            (200, None, Value::Object(body))
+        }
         Err(e) => {
             let mut message = e.message.clone();
             if !message.ends_with('\n') {
@@ -246,6 +259,7 @@ async fn handle(shared: Arc<Shared>, req: Request<Incoming>) -> Response<Full<By
         segs,
         params,
         user,
+        extra: serde_json::Map::new(),
     };
     let result = crate::api::route(&shared, &mut req).await;
     match &result {
@@ -254,7 +268,8 @@ async fn handle(shared: Arc<Shared>, req: Request<Incoming>) -> Response<Full<By
             tracing::debug!(method = %req.method, path = %req.rel, "pvesim: {} {}", e.status, e.message)
         }
     }
-    respond(result)
+    let extra = std::mem::take(&mut req.extra);
+    respond_with(result, extra)
 }
 
 fn default_http_message(status: u16) -> String {

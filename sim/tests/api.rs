@@ -64,6 +64,14 @@ async fn qemu_clone_config_resize_start_agent_shutdown_delete() {
         "{log:?}"
     );
     assert_eq!(log.last().map(String::as_str), Some("TASK OK"));
+    let page = c
+        .get(&format!(
+            "/nodes/pve/tasks/{}/log?start=0&limit=1",
+            encode(&upid)
+        ))
+        .await;
+    assert_eq!(page.ok().as_array().unwrap().len(), 1);
+    assert_eq!(page.body["total"], log.len());
 
     // Cloud-init keys the way PVE wants them: URL-encoded inside the form (double encoding).
     let key = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIJ+x/y test@host";

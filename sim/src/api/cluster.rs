@@ -385,7 +385,7 @@ pub(crate) fn task_status(shared: &Arc<Shared>, upid: &str) -> ApiResult<Value> 
 
 /// `GET /nodes/{node}/tasks/{upid}/log[?start=N][&limit=N]`: `[{"n":1,"t":"..."}]`, with
 /// `total` beside `data` as PVE sends it.
-pub(crate) fn task_log(shared: &Arc<Shared>, req: &ApiRequest, upid: &str) -> ApiResult<Value> {
+pub(crate) fn task_log(shared: &Arc<Shared>, req: &mut ApiRequest, upid: &str) -> ApiResult<Value> {
     let mut params = req.params.clone();
     params.insert("upid", upid);
     params.insert("node", shared.node.clone());
@@ -401,6 +401,7 @@ pub(crate) fn task_log(shared: &Arc<Shared>, req: &ApiRequest, upid: &str) -> Ap
         .take(if limit == 0 { usize::MAX } else { limit })
         .map(|(i, t)| json!({"n": i + 1, "t": t}))
         .collect();
+    req.extra.insert("total".into(), json!(task.log.len()));
     Ok(Value::Array(lines))
 }
 
