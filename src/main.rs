@@ -19,6 +19,7 @@ fn main() -> ExitCode {
         Command::Create(a) => commands::run::run(engine::Verb::Create, a, site),
         Command::Destroy(a) => commands::run::run(engine::Verb::Destroy, a, site),
         Command::Test(a) => commands::run::run(engine::Verb::Test, a, site),
+        Command::Status(a) => commands::status::run(a, site),
         Command::Validate(a) => commands::validate::run(a, site),
         Command::Graph(a) => commands::graph::run(a, site),
         Command::List {

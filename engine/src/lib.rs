@@ -9,6 +9,7 @@ pub mod graph;
 pub mod manifest;
 pub mod output;
 pub mod plan;
+pub mod report;
 pub mod site_config;
 pub mod state;
 pub mod yaml;

@@ -1,9 +1,11 @@
 //! One module per verb. Each turns parsed arguments into calls on the
 //! library crates and hands the results to a renderer.
 
+pub mod execute;
 pub mod graph;
 pub mod list;
 pub mod run;
+pub mod status;
 pub mod validate;
 
 use std::path::Path;
@@ -20,6 +22,8 @@ pub enum Failure {
     Usage(Option<miette::Report>),
     /// The run itself failed (exit 1).
     Run(Option<miette::Report>),
+    /// Stopped by Ctrl-C / SIGTERM (exit 130).
+    Interrupted(Option<miette::Report>),
 }
 
 impl Failure {
@@ -31,13 +35,14 @@ impl Failure {
         match self {
             Failure::Usage(_) => 2,
             Failure::Run(_) => 1,
+            Failure::Interrupted(_) => 130,
         }
     }
 
     /// What to print on stderr; `None` when it was already reported.
     pub fn report(&self) -> Option<&miette::Report> {
         match self {
-            Failure::Usage(r) | Failure::Run(r) => r.as_ref(),
+            Failure::Usage(r) | Failure::Run(r) | Failure::Interrupted(r) => r.as_ref(),
         }
     }
 }
