@@ -18,4 +18,13 @@ if ! command -v git >/dev/null 2>&1; then
     say "git is missing: sudo apt-get install git"; exit 1
   fi
 fi
+# Python tools in a venv at the repo root: fakepve (an independent fake of the PVE API).
+if [[ ! -x .venv/bin/python ]]; then
+  say "creating .venv"
+  python3 -m venv .venv
+fi
+if ! .venv/bin/python -c 'import fakepve, cryptography' 2>/dev/null; then
+  say "installing fakepve into .venv"
+  .venv/bin/pip install -q 'fakepve[crypto]'
+fi
 say "ok"

@@ -1,1 +1,6 @@
+//! `actions`: everything in driver that touches the world. The PVE API
+//! client and guest operations (`pve`), and the `NodeRunner` that the
+//! engine's executor drives (`runner`).
 
+pub mod pve;
+pub mod runner;
