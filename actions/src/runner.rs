@@ -64,7 +64,11 @@ impl PveRunner {
     }
 
     /// The guest of `node`: by its recorded vmid, else by name.
-    async fn locate(&self, node: &NodeSpec, vm_id: Option<u32>) -> Result<Option<Guest>, ActionError> {
+    async fn locate(
+        &self,
+        node: &NodeSpec,
+        vm_id: Option<u32>,
+    ) -> Result<Option<Guest>, ActionError> {
         let guests = self.client.guests().await.map_err(err)?;
         Ok(guests
             .into_iter()
@@ -80,7 +84,10 @@ impl PveRunner {
         let kind = kind_of(node);
         let size = (self.size_for)(node).map_err(ActionError::new)?;
         let image = node.image.as_deref().ok_or_else(|| {
-            ActionError::new(format!("node '{}' has no image: set `image:` in the manifest", node.name))
+            ActionError::new(format!(
+                "node '{}' has no image: set `image:` in the manifest",
+                node.name
+            ))
         })?;
         let guests = self.client.guests().await.map_err(err)?;
         let template = guests
@@ -96,33 +103,40 @@ impl PveRunner {
                     "no {} template named '{image}' on node {} (templates: {})",
                     kind.segment(),
                     self.client.node(),
-                    if names.is_empty() { "none".to_string() } else { names.join(", ") }
+                    if names.is_empty() {
+                        "none".to_string()
+                    } else {
+                        names.join(", ")
+                    }
                 ))
             })?
             .vmid;
 
         // A guest already there with this node's name and id is ours (an
         // earlier run, or a clone that was in flight when it stopped).
-        let existing = call.vm_id.and_then(|id| guests.iter().find(|g| g.vmid == id));
+        let existing = call
+            .vm_id
+            .and_then(|id| guests.iter().find(|g| g.vmid == id));
         let vmid = match existing {
             Some(g) if g.name == node.name => {
                 tracing::info!("{}: adopting existing guest {}", node.name, g.vmid);
                 g.vmid
             }
-            Some(g) => {
-                return Err(ActionError::new(format!(
-                    "vmid {} is taken by '{}' on {}: choose another vmid for '{}' (or --vm-id {}=ID)",
-                    g.vmid,
-                    g.name,
-                    self.client.node(),
-                    node.name,
-                    node.name
-                )))
-            }
+            Some(g) => return Err(ActionError::new(format!(
+                "vmid {} is taken by '{}' on {}: choose another vmid for '{}' (or --vm-id {}=ID)",
+                g.vmid,
+                g.name,
+                self.client.node(),
+                node.name,
+                node.name
+            ))),
             None => self.clone_new(call, kind, template).await?,
         };
 
-        let mut params = vec![("cores", size.cores.to_string()), ("memory", size.memory_mb.to_string())];
+        let mut params = vec![
+            ("cores", size.cores.to_string()),
+            ("memory", size.memory_mb.to_string()),
+        ];
         match kind {
             GuestKind::Qemu => {
                 params.push(("net0", format!("virtio,bridge={}", self.setup.bridge)));
@@ -137,14 +151,23 @@ impl PveRunner {
                 }
             }
             GuestKind::Lxc => {
-                params.push(("net0", format!("name=eth0,bridge={},ip=dhcp", self.setup.bridge)));
+                params.push((
+                    "net0",
+                    format!("name=eth0,bridge={},ip=dhcp", self.setup.bridge),
+                ));
             }
         }
-        self.client.set_config(kind, vmid, &params).await.map_err(err)?;
+        self.client
+            .set_config(kind, vmid, &params)
+            .await
+            .map_err(err)?;
         let disk = node.disk.unwrap_or(size.disk_gb);
         let disk_key = self.boot_disk(kind, vmid).await?;
         if let Some(key) = disk_key {
-            self.client.resize(kind, vmid, &key, disk).await.map_err(err)?;
+            self.client
+                .resize(kind, vmid, &key, disk)
+                .await
+                .map_err(err)?;
         }
         Ok(ActionOutput {
             vm_id: Some(vmid),
@@ -154,7 +177,12 @@ impl PveRunner {
 
     /// Picks a vmid (explicit, or the cluster's next free one), records it,
     /// then clones. Two runs racing for the same free id: the loser asks again.
-    async fn clone_new(&self, call: &ActionCall, kind: GuestKind, template: u32) -> Result<u32, ActionError> {
+    async fn clone_new(
+        &self,
+        call: &ActionCall,
+        kind: GuestKind,
+        template: u32,
+    ) -> Result<u32, ActionError> {
         let explicit = call.vm_id;
         let mut tries = 0;
         loop {
@@ -168,12 +196,26 @@ impl PveRunner {
             call.facts.vm_id(id).await?;
             match self
                 .client
-                .clone_guest(kind, template, id, &call.node.name, self.setup.full_clone, call.timeout)
+                .clone_guest(
+                    kind,
+                    template,
+                    id,
+                    &call.node.name,
+                    self.setup.full_clone,
+                    call.timeout,
+                )
                 .await
             {
                 Ok(()) => return Ok(id),
-                Err(e) if explicit.is_none() && tries < 5 && e.to_string().contains("already exists") => {
-                    tracing::info!("{}: vmid {id} was taken meanwhile; asking for another", call.node.name);
+                Err(e)
+                    if explicit.is_none()
+                        && tries < 5
+                        && e.to_string().contains("already exists") =>
+                {
+                    tracing::info!(
+                        "{}: vmid {id} was taken meanwhile; asking for another",
+                        call.node.name
+                    );
                 }
                 Err(e) => return Err(err(e)),
             }
@@ -181,13 +223,20 @@ impl PveRunner {
     }
 
     async fn boot_disk(&self, kind: GuestKind, vmid: u32) -> Result<Option<String>, ActionError> {
-        let path = format!("/nodes/{}/{}/{vmid}/config", self.client.node(), kind.segment());
+        let path = format!(
+            "/nodes/{}/{}/{vmid}/config",
+            self.client.node(),
+            kind.segment()
+        );
         let cfg = self.client.get(&path).await.map_err(err)?;
         let keys: &[&str] = match kind {
             GuestKind::Qemu => &["scsi0", "virtio0", "sata0", "ide0"],
             GuestKind::Lxc => &["rootfs"],
         };
-        Ok(keys.iter().find(|k| cfg.get(**k).is_some()).map(|k| k.to_string()))
+        Ok(keys
+            .iter()
+            .find(|k| cfg.get(**k).is_some())
+            .map(|k| k.to_string()))
     }
 
     async fn vmid_of(&self, call: &ActionCall) -> Result<Option<u32>, ActionError> {
@@ -250,7 +299,12 @@ impl NodeRunner for PveRunner {
         }
     }
 
-    async fn exists(&self, node: &NodeSpec, _host: &str, vm_id: Option<u32>) -> Result<bool, ActionError> {
+    async fn exists(
+        &self,
+        node: &NodeSpec,
+        _host: &str,
+        vm_id: Option<u32>,
+    ) -> Result<bool, ActionError> {
         Ok(self
             .locate(node, vm_id)
             .await?
@@ -261,7 +315,10 @@ impl NodeRunner for PveRunner {
 impl PveRunner {
     async fn required_vmid(&self, call: &ActionCall) -> Result<u32, ActionError> {
         self.vmid_of(call).await?.ok_or_else(|| {
-            ActionError::new(format!("'{}' has no guest yet (provision did not record a vmid)", call.node.name))
+            ActionError::new(format!(
+                "'{}' has no guest yet (provision did not record a vmid)",
+                call.node.name
+            ))
         })
     }
 }

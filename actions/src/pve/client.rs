@@ -225,7 +225,12 @@ impl PveClient {
         }
     }
 
-    async fn once(&self, method: &Method, path: &str, params: &[(&str, String)]) -> Result<Value, Failure> {
+    async fn once(
+        &self,
+        method: &Method,
+        path: &str,
+        params: &[(&str, String)],
+    ) -> Result<Value, Failure> {
         let url = format!("{}{}", self.api, path);
         let encoded = {
             let mut s = form_urlencoded::Serializer::new(String::new());
@@ -258,9 +263,8 @@ impl PveClient {
         })?;
         let status = resp.status();
         let body = resp.bytes().await.map_err(|e| Failure::Lost(chain(&e)))?;
-        let json: Value = serde_json::from_slice(&body).unwrap_or_else(|_| {
-            Value::String(String::from_utf8_lossy(&body).trim().to_string())
-        });
+        let json: Value = serde_json::from_slice(&body)
+            .unwrap_or_else(|_| Value::String(String::from_utf8_lossy(&body).trim().to_string()));
         if status.is_success() {
             Ok(json.get("data").cloned().unwrap_or(Value::Null))
         } else {
@@ -332,7 +336,10 @@ impl PveClient {
                 if exit == "OK" || exit.starts_with("WARNINGS") {
                     return Ok(());
                 }
-                let log = self.task_log_tail(&node, upid, 10).await.unwrap_or_default();
+                let log = self
+                    .task_log_tail(&node, upid, 10)
+                    .await
+                    .unwrap_or_default();
                 return Err(PveError::TaskFailed {
                     upid: upid.to_string(),
                     exitstatus: exit,
@@ -350,7 +357,12 @@ impl PveClient {
         }
     }
 
-    async fn task_log_tail(&self, node: &str, upid: &str, lines: usize) -> Result<Vec<String>, PveError> {
+    async fn task_log_tail(
+        &self,
+        node: &str,
+        upid: &str,
+        lines: usize,
+    ) -> Result<Vec<String>, PveError> {
         let path = format!("/nodes/{node}/tasks/{}/log", encode_path(upid));
         let log = self.get_with(&path, &[("limit", "1000".into())]).await?;
         let all: Vec<String> = log

@@ -70,9 +70,17 @@ impl PveClient {
                 };
                 out.push(Guest {
                     vmid,
-                    name: g.get("name").and_then(Value::as_str).unwrap_or("").to_string(),
+                    name: g
+                        .get("name")
+                        .and_then(Value::as_str)
+                        .unwrap_or("")
+                        .to_string(),
                     kind,
-                    status: g.get("status").and_then(Value::as_str).unwrap_or("").to_string(),
+                    status: g
+                        .get("status")
+                        .and_then(Value::as_str)
+                        .unwrap_or("")
+                        .to_string(),
                     template: truthy(g.get("template")),
                 });
             }
@@ -118,7 +126,12 @@ impl PveClient {
     }
 
     /// Sets config keys (synchronously, as PUT does in PVE).
-    pub async fn set_config(&self, kind: GuestKind, vmid: u32, params: &[(&str, String)]) -> Result<(), PveError> {
+    pub async fn set_config(
+        &self,
+        kind: GuestKind,
+        vmid: u32,
+        params: &[(&str, String)],
+    ) -> Result<(), PveError> {
         if params.is_empty() {
             return Ok(());
         }
@@ -128,7 +141,13 @@ impl PveClient {
     }
 
     /// Grows a disk to `size_gb` (PVE refuses to shrink).
-    pub async fn resize(&self, kind: GuestKind, vmid: u32, disk: &str, size_gb: u32) -> Result<(), PveError> {
+    pub async fn resize(
+        &self,
+        kind: GuestKind,
+        vmid: u32,
+        disk: &str,
+        size_gb: u32,
+    ) -> Result<(), PveError> {
         let path = format!("{}/resize", self.guest_path(kind, vmid));
         let params = [("disk", disk.to_string()), ("size", format!("{size_gb}G"))];
         self.run_task(Method::PUT, &path, &params, Duration::from_secs(300))
@@ -145,7 +164,12 @@ impl PveClient {
         }
     }
 
-    pub async fn start(&self, kind: GuestKind, vmid: u32, timeout: Duration) -> Result<(), PveError> {
+    pub async fn start(
+        &self,
+        kind: GuestKind,
+        vmid: u32,
+        timeout: Duration,
+    ) -> Result<(), PveError> {
         if self.status(kind, vmid).await?.as_deref() == Some("running") {
             return Ok(());
         }
@@ -155,7 +179,12 @@ impl PveClient {
 
     /// Asks the guest to shut down; if it has not stopped within `timeout`,
     /// stops it hard.
-    pub async fn shutdown(&self, kind: GuestKind, vmid: u32, timeout: Duration) -> Result<(), PveError> {
+    pub async fn shutdown(
+        &self,
+        kind: GuestKind,
+        vmid: u32,
+        timeout: Duration,
+    ) -> Result<(), PveError> {
         match self.status(kind, vmid).await?.as_deref() {
             None | Some("stopped") => return Ok(()),
             _ => {}
@@ -172,16 +201,34 @@ impl PveClient {
         }
     }
 
-    pub async fn stop(&self, kind: GuestKind, vmid: u32, timeout: Duration) -> Result<(), PveError> {
+    pub async fn stop(
+        &self,
+        kind: GuestKind,
+        vmid: u32,
+        timeout: Duration,
+    ) -> Result<(), PveError> {
         let path = format!("{}/status/stop", self.guest_path(kind, vmid));
-        self.run_task(Method::POST, &path, &[], timeout.max(Duration::from_secs(5)))
-            .await
+        self.run_task(
+            Method::POST,
+            &path,
+            &[],
+            timeout.max(Duration::from_secs(5)),
+        )
+        .await
     }
 
     /// Deletes the guest with its disks; a guest already gone is fine.
-    pub async fn delete_guest(&self, kind: GuestKind, vmid: u32, timeout: Duration) -> Result<(), PveError> {
+    pub async fn delete_guest(
+        &self,
+        kind: GuestKind,
+        vmid: u32,
+        timeout: Duration,
+    ) -> Result<(), PveError> {
         let path = self.guest_path(kind, vmid);
-        let params = [("purge", "1".to_string()), ("destroy-unreferenced-disks", "1".to_string())];
+        let params = [
+            ("purge", "1".to_string()),
+            ("destroy-unreferenced-disks", "1".to_string()),
+        ];
         match self.run_task(Method::DELETE, &path, &params, timeout).await {
             Err(e) if e.is_missing() => Ok(()),
             r => r,
@@ -194,7 +241,10 @@ impl PveClient {
     pub async fn guest_ipv4(&self, kind: GuestKind, vmid: u32) -> Result<Option<String>, PveError> {
         let (path, list_key) = match kind {
             GuestKind::Qemu => (
-                format!("{}/agent/network-get-interfaces", self.guest_path(kind, vmid)),
+                format!(
+                    "{}/agent/network-get-interfaces",
+                    self.guest_path(kind, vmid)
+                ),
                 Some("result"),
             ),
             GuestKind::Lxc => (format!("{}/interfaces", self.guest_path(kind, vmid)), None),
@@ -202,7 +252,8 @@ impl PveClient {
         let v = match self.get(&path).await {
             Ok(v) => v,
             Err(PveError::Api { message, .. })
-                if message.contains("guest agent is not running") || message.contains("not running") =>
+                if message.contains("guest agent is not running")
+                    || message.contains("not running") =>
             {
                 return Ok(None)
             }
@@ -216,7 +267,12 @@ impl PveClient {
     }
 
     /// Polls for the guest's IPv4 until `timeout`.
-    pub async fn wait_ipv4(&self, kind: GuestKind, vmid: u32, timeout: Duration) -> Result<String, PveError> {
+    pub async fn wait_ipv4(
+        &self,
+        kind: GuestKind,
+        vmid: u32,
+        timeout: Duration,
+    ) -> Result<String, PveError> {
         let deadline = Instant::now() + timeout;
         let mut wait = Duration::from_millis(100);
         loop {
