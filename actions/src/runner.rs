@@ -122,14 +122,16 @@ impl PveRunner {
                 tracing::info!("{}: adopting existing guest {}", node.name, g.vmid);
                 g.vmid
             }
-            Some(g) => return Err(ActionError::new(format!(
+            Some(g) => {
+                return Err(ActionError::new(format!(
                 "vmid {} is taken by '{}' on {}: choose another vmid for '{}' (or --vm-id {}=ID)",
                 g.vmid,
                 g.name,
                 self.client.node(),
                 node.name,
                 node.name
-            ))),
+            )))
+            }
             None => self.clone_new(call, kind, template).await?,
         };
 

@@ -4,6 +4,7 @@
 
 pub mod catalog;
 pub mod clock;
+pub mod delegation;
 pub mod executor;
 pub mod graph;
 pub mod manifest;

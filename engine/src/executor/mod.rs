@@ -17,7 +17,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use tokio::sync::{mpsc, watch, Semaphore};
 use tokio::task::JoinSet;
 
@@ -35,7 +35,7 @@ pub const DEFAULT_PARALLELISM: usize = 8;
 pub const DEFAULT_CLONES_PER_HOST: usize = 4;
 
 /// What a renderer (progress view, log, NDJSON stream) is told.
-#[derive(Clone, Debug, PartialEq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "event", rename_all = "snake_case")]
 pub enum Event {
     RunStarted {
@@ -150,6 +150,9 @@ pub struct ActionOutput {
     pub ip: Option<String>,
     /// Extra context keys (e.g. merged from a child driver).
     pub context: Vec<(String, serde_json::Value)>,
+    /// Outcomes of nodes a child driver handled (delegation), recorded in
+    /// this run's state under their own names.
+    pub nodes: Vec<crate::output::NodeOutput>,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
@@ -982,6 +985,24 @@ async fn run_actions<R: NodeRunner>(
         });
         match result {
             Ok(out) => {
+                for child in &out.nodes {
+                    let Some(i) = ctx.state.index_of(&child.name) else {
+                        continue;
+                    };
+                    let c = child.clone();
+                    let r = ctx
+                        .state
+                        .update(i, |n| {
+                            n.status = c.status;
+                            n.vm_id = c.vm_id.or(n.vm_id);
+                            n.ip = c.ip.or(n.ip.take());
+                            n.error = c.error;
+                        })
+                        .await;
+                    if let Err(e) = r {
+                        return StepEnd::Failed(format!("cannot record state: {e}"));
+                    }
+                }
                 for (k, v) in out.context {
                     if let Err(e) = ctx.state.set_context(k, v).await {
                         return StepEnd::Failed(format!("cannot record state: {e}"));
