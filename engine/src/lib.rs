@@ -7,6 +7,7 @@ pub mod graph;
 pub mod manifest;
 pub mod output;
 pub mod plan;
+pub mod secrets;
 pub mod site_config;
 pub mod yaml;
 
