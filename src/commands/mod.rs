@@ -1,9 +1,11 @@
 //! One module per verb. Each turns parsed arguments into calls on the
 //! library crates and hands the results to a renderer.
 
+pub mod config;
 pub mod graph;
 pub mod list;
 pub mod run;
+pub mod secrets;
 pub mod validate;
 
 use std::path::Path;

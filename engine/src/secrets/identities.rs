@@ -165,6 +165,14 @@ impl Identities {
             .map(|(_, s)| s)
     }
 
+    /// Where the identity for a recipient (as text) came from, for messages.
+    pub fn source_of(&self, recipient: &str) -> String {
+        Recipient::parse(recipient)
+            .ok()
+            .and_then(|r| self.source_for(&r).map(ToString::to_string))
+            .unwrap_or_else(|| "unknown".into())
+    }
+
     /// The distinct places identities came from, for messages.
     pub fn sources(&self) -> Vec<String> {
         let mut v: Vec<String> = Vec::new();
