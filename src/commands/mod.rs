@@ -72,10 +72,24 @@ impl ManifestArgs {
     }
 }
 
+/// Checks a manifest's `preset` / `spec` / `image` references against the site-config.
+pub fn check_site_refs(loaded: &Loaded, site: &SiteConfigDir) -> Result<(), Failure> {
+    let opened = site_config::SiteConfig::open(site.clone()).map_err(config::config_failure)?;
+    let problems = site_config::refs::check_references(loaded, &opened);
+    if problems.is_empty() {
+        return Ok(());
+    }
+    Err(Failure::usage(manifest::InvalidManifest {
+        origin: loaded.source.origin.clone(),
+        problems,
+    }))
+}
+
 /// Finds, reads and validates a manifest; deprecation notes go to stderr.
 pub fn load_manifest(r: &ManifestRef, site: &SiteConfigDir) -> Result<Loaded, Failure> {
     let source = catalog::resolve(r, site).map_err(catalog_failure)?;
     let loaded = manifest::load(source).map_err(Failure::usage)?;
+    check_site_refs(&loaded, site)?;
     for w in &loaded.warnings {
         eprintln!("warning: {w}");
     }
