@@ -96,7 +96,9 @@ fn what_age_encrypts_opens_with_ours() {
         let enc = run(&mut cmd, &data_key);
         assert_eq!(enc.starts_with(b"-----BEGIN AGE"), armor);
         assert_eq!(
-            age::decrypt(&enc, &[id.clone()]).unwrap().expose(),
+            age::decrypt(&enc, std::slice::from_ref(&id))
+                .unwrap()
+                .expose(),
             &data_key
         );
     }

@@ -470,7 +470,9 @@ mod tests {
             let data: Vec<u8> = (0..size).map(|i| (i % 251) as u8).collect();
             let enc = encrypt_armored(&data, &[a.recipient(), b.recipient()]).unwrap();
             assert_eq!(
-                decrypt(enc.as_bytes(), &[b.clone()]).unwrap().expose(),
+                decrypt(enc.as_bytes(), std::slice::from_ref(&b))
+                    .unwrap()
+                    .expose(),
                 &data
             );
             let bin = encrypt(&data, &[a.recipient()]).unwrap();
@@ -496,7 +498,10 @@ mod tests {
         let mut bad = bin.clone();
         let last = bad.len() - 1;
         bad[last] ^= 1;
-        assert_eq!(decrypt(&bad, &[a.clone()]).unwrap_err(), AgeError::Payload);
+        assert_eq!(
+            decrypt(&bad, std::slice::from_ref(&a)).unwrap_err(),
+            AgeError::Payload
+        );
         // The MAC line: change one character of it.
         let text_end = bin.windows(4).position(|w| w == b"--- ").unwrap() + 5;
         let mut bad = bin.clone();
