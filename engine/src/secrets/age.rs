@@ -68,8 +68,14 @@ pub struct Recipient([u8; 32]);
 impl Recipient {
     pub fn parse(s: &str) -> Result<Self, AgeError> {
         let s = s.trim();
+        // A private key pasted where a recipient belongs must not be echoed back.
+        let shown = if s.to_ascii_uppercase().starts_with("AGE-SECRET-KEY-") {
+            "(an age secret key, not shown)".to_string()
+        } else {
+            s.to_string()
+        };
         let bad = |why: String| AgeError::BadRecipient {
-            recipient: s.to_string(),
+            recipient: shown.clone(),
             why,
         };
         let (hrp, data) = bech32::decode(s).map_err(|e| bad(e.to_string()))?;
@@ -507,6 +513,13 @@ mod tests {
         let mut bad = bin.clone();
         bad[text_end] = if bad[text_end] == b'A' { b'B' } else { b'A' };
         assert_eq!(decrypt(&bad, &[a]).unwrap_err(), AgeError::HeaderMac);
+    }
+
+    #[test]
+    fn a_secret_key_given_as_recipient_is_not_echoed() {
+        let e = Recipient::parse(TEST_KEY).unwrap_err().to_string();
+        assert!(!e.contains("YQMYYAHG"), "{e}");
+        assert!(e.contains("secret key"), "{e}");
     }
 
     #[test]
