@@ -55,6 +55,16 @@ pub enum Command {
         #[command(subcommand)]
         what: ListWhat,
     },
+    /// Show the site-config in use, or resolve an env into tfvars / ansible vars.
+    Config {
+        #[command(subcommand)]
+        what: crate::commands::config::ConfigCmd,
+    },
+    /// Check, encrypt or decrypt the SOPS (age) secrets file, natively.
+    Secrets {
+        #[command(subcommand)]
+        what: crate::commands::secrets::SecretsCmd,
+    },
 }
 
 #[derive(Debug, Subcommand)]

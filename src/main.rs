@@ -25,6 +25,8 @@ fn main() -> ExitCode {
         Command::List {
             what: ListWhat::Manifests { json_output },
         } => commands::list::manifests(*json_output, site),
+        Command::Config { what } => commands::config::run(what, site),
+        Command::Secrets { what } => commands::secrets::run(what, site),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

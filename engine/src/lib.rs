@@ -11,6 +11,7 @@ pub mod manifest;
 pub mod output;
 pub mod plan;
 pub mod report;
+pub mod secrets;
 pub mod site_config;
 pub mod state;
 pub mod yaml;
