@@ -44,6 +44,8 @@ pub enum Command {
     Destroy(RunArgs),
     /// Create, verify SSH to every node, destroy; writes a report to reports/.
     Test(RunArgs),
+    /// Show what the last run of a manifest on a host left: each node's status, vmid, IP, error.
+    Status(StatusArgs),
     /// Check manifests and report every problem with its file, line and column.
     Validate(ValidateArgs),
     /// Print the manifest's node graph as text, Graphviz DOT or Mermaid.
@@ -52,6 +54,16 @@ pub enum Command {
     List {
         #[command(subcommand)]
         what: ListWhat,
+    },
+    /// Show the site-config in use, or resolve an env into tfvars / ansible vars.
+    Config {
+        #[command(subcommand)]
+        what: crate::commands::config::ConfigCmd,
+    },
+    /// Check, encrypt or decrypt the SOPS (age) secrets file, natively.
+    Secrets {
+        #[command(subcommand)]
+        what: crate::commands::secrets::SecretsCmd,
     },
     /// The Proxmox VE simulator (pvesim).
     Sim {
@@ -117,6 +129,68 @@ pub struct RunArgs {
     /// Skip the checks run before the verb (site-config, API, storage, bridge).
     #[arg(long)]
     pub skip_preflight: bool,
+
+    /// Steps running at once.
+    #[arg(long, value_name = "N", default_value_t = engine::executor::DEFAULT_PARALLELISM)]
+    pub parallelism: usize,
+
+    /// Provisions (clones) at once on one PVE host; PVE serializes clones on storage locks.
+    #[arg(long, value_name = "N", default_value_t = engine::executor::DEFAULT_CLONES_PER_HOST)]
+    pub clones_per_host: usize,
+
+    /// When a node fails: stop (start nothing new), rollback (then destroy what this run
+    /// created), continue (skip what depends on it). Default: the manifest's settings.on_error.
+    #[arg(long, value_enum, value_name = "POLICY")]
+    pub on_error: Option<OnErrorArg>,
+
+    /// test: keep what was created when something fails (to look at it); destroy it later.
+    #[arg(long)]
+    pub keep: bool,
+
+    /// Where run state is kept [default: $DRIVER_STATE_DIR, $XDG_STATE_HOME/driver, ~/.local/state/driver].
+    #[arg(long, value_name = "PATH")]
+    pub state_dir: Option<PathBuf>,
+
+    /// Stream progress events as NDJSON on stdout (what a parent driver relays); with
+    /// --json-output the result is the last line.
+    #[arg(long)]
+    pub events: bool,
+
+    /// Where `test` writes its reports.
+    #[arg(long, value_name = "PATH", default_value = "reports")]
+    pub reports_dir: PathBuf,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum OnErrorArg {
+    Stop,
+    Rollback,
+    Continue,
+}
+
+impl From<OnErrorArg> for engine::manifest::OnError {
+    fn from(a: OnErrorArg) -> Self {
+        match a {
+            OnErrorArg::Stop => engine::manifest::OnError::Stop,
+            OnErrorArg::Rollback => engine::manifest::OnError::Rollback,
+            OnErrorArg::Continue => engine::manifest::OnError::Continue,
+        }
+    }
+}
+
+#[derive(Debug, Args)]
+pub struct StatusArgs {
+    #[command(flatten)]
+    pub manifest: ManifestArgs,
+    /// The PVE host the manifest was run on.
+    #[arg(short = 'H', long, value_name = "HOST")]
+    pub host: String,
+    /// Where run state is kept (as for create).
+    #[arg(long, value_name = "PATH")]
+    pub state_dir: Option<PathBuf>,
+    /// Print the state as JSON.
+    #[arg(long)]
+    pub json_output: bool,
 }
 
 #[derive(Debug, Args)]

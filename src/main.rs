@@ -19,11 +19,14 @@ fn main() -> ExitCode {
         Command::Create(a) => commands::run::run(engine::Verb::Create, a, site),
         Command::Destroy(a) => commands::run::run(engine::Verb::Destroy, a, site),
         Command::Test(a) => commands::run::run(engine::Verb::Test, a, site),
+        Command::Status(a) => commands::status::run(a, site),
         Command::Validate(a) => commands::validate::run(a, site),
         Command::Graph(a) => commands::graph::run(a, site),
         Command::List {
             what: ListWhat::Manifests { json_output },
         } => commands::list::manifests(*json_output, site),
+        Command::Config { what } => commands::config::run(what, site),
+        Command::Secrets { what } => commands::secrets::run(what, site),
         Command::Sim { what } => commands::sim::run(what),
     };
     match result {

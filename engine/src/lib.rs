@@ -4,11 +4,14 @@
 
 pub mod catalog;
 pub mod clock;
+pub mod delegation;
 pub mod executor;
 pub mod graph;
 pub mod manifest;
 pub mod output;
 pub mod plan;
+pub mod report;
+pub mod secrets;
 pub mod site_config;
 pub mod state;
 pub mod yaml;

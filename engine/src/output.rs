@@ -21,6 +21,20 @@ pub enum NodeStatus {
     Destroyed,
 }
 
+impl NodeStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            NodeStatus::Planned => "planned",
+            NodeStatus::Pending => "pending",
+            NodeStatus::Running => "running",
+            NodeStatus::Completed => "completed",
+            NodeStatus::Failed => "failed",
+            NodeStatus::Skipped => "skipped",
+            NodeStatus::Destroyed => "destroyed",
+        }
+    }
+}
+
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct NodeOutput {
     pub name: String,
@@ -74,5 +88,40 @@ impl ProblemOutput {
                 help: p.help.clone(),
             })
             .collect()
+    }
+}
+
+impl RunOutput<'static> {
+    /// The `--json-output` document of a finished run.
+    pub fn from_result(
+        verb: &str,
+        manifest: &str,
+        host: &str,
+        r: &crate::executor::RunResult,
+    ) -> Self {
+        RunOutput {
+            verb: verb.to_string(),
+            success: r.success,
+            duration_seconds: r.duration,
+            nodes: r
+                .nodes
+                .iter()
+                .map(|n| NodeOutput {
+                    name: n.name.clone(),
+                    status: n.status,
+                    vm_id: n.vm_id,
+                    ip: n.ip.clone(),
+                    duration: n.duration,
+                    error: n.error.clone(),
+                })
+                .collect(),
+            context: r.context.clone(),
+            error: r.error.clone(),
+            manifest: Some(manifest.to_string()),
+            host: host.to_string(),
+            dry_run: false,
+            plan: None,
+            problems: Vec::new(),
+        }
     }
 }

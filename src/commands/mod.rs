@@ -1,10 +1,14 @@
 //! One module per verb. Each turns parsed arguments into calls on the
 //! library crates and hands the results to a renderer.
 
+pub mod config;
+pub mod execute;
 pub mod graph;
 pub mod list;
 pub mod run;
+pub mod secrets;
 pub mod sim;
+pub mod status;
 pub mod validate;
 
 use std::path::Path;
@@ -21,6 +25,8 @@ pub enum Failure {
     Usage(Option<miette::Report>),
     /// The run itself failed (exit 1).
     Run(Option<miette::Report>),
+    /// Stopped by Ctrl-C / SIGTERM (exit 130).
+    Interrupted(Option<miette::Report>),
 }
 
 impl Failure {
@@ -32,13 +38,14 @@ impl Failure {
         match self {
             Failure::Usage(_) => 2,
             Failure::Run(_) => 1,
+            Failure::Interrupted(_) => 130,
         }
     }
 
     /// What to print on stderr; `None` when it was already reported.
     pub fn report(&self) -> Option<&miette::Report> {
         match self {
-            Failure::Usage(r) | Failure::Run(r) => r.as_ref(),
+            Failure::Usage(r) | Failure::Run(r) | Failure::Interrupted(r) => r.as_ref(),
         }
     }
 }
@@ -71,10 +78,24 @@ impl ManifestArgs {
     }
 }
 
+/// Checks a manifest's `preset` / `spec` / `image` references against the site-config.
+pub fn check_site_refs(loaded: &Loaded, site: &SiteConfigDir) -> Result<(), Failure> {
+    let opened = site_config::SiteConfig::open(site.clone()).map_err(config::config_failure)?;
+    let problems = site_config::refs::check_references(loaded, &opened);
+    if problems.is_empty() {
+        return Ok(());
+    }
+    Err(Failure::usage(manifest::InvalidManifest {
+        origin: loaded.source.origin.clone(),
+        problems,
+    }))
+}
+
 /// Finds, reads and validates a manifest; deprecation notes go to stderr.
 pub fn load_manifest(r: &ManifestRef, site: &SiteConfigDir) -> Result<Loaded, Failure> {
     let source = catalog::resolve(r, site).map_err(catalog_failure)?;
     let loaded = manifest::load(source).map_err(Failure::usage)?;
+    check_site_refs(&loaded, site)?;
     for w in &loaded.warnings {
         eprintln!("warning: {w}");
     }

@@ -5,6 +5,7 @@ use std::path::Path;
 use engine::catalog::{self, ManifestRef};
 use engine::manifest::{self, InvalidManifest};
 use engine::output::ProblemOutput;
+use engine::site_config;
 use engine::{ManifestGraph, Plan, Verb};
 use serde::Serialize;
 
@@ -60,12 +61,29 @@ pub fn run(args: &ValidateArgs, site_flag: Option<&Path>) -> Result<(), Failure>
         )));
     }
 
+    // Unknown presets, specs and images are problems of the manifest too.
+    let site_refs =
+        Some(site_config::SiteConfig::open(site.clone()).map_err(super::config::config_failure)?);
     let mut results = Vec::new();
     let mut reports: Vec<miette::Report> = Vec::new();
     for r in &refs {
         let source = catalog::resolve(r, &site).map_err(catalog_failure)?;
         let origin = source.origin.clone();
-        match manifest::load(source) {
+        let checked = manifest::load(source).and_then(|loaded| {
+            let problems = site_refs
+                .as_ref()
+                .map(|s| site_config::refs::check_references(&loaded, s))
+                .unwrap_or_default();
+            if problems.is_empty() {
+                Ok(loaded)
+            } else {
+                Err(InvalidManifest {
+                    origin: loaded.source.origin.clone(),
+                    problems,
+                })
+            }
+        });
+        match checked {
             Ok(loaded) => {
                 let g = ManifestGraph::new(&loaded.manifest);
                 // Planning is part of validity: what cannot be planned cannot run.

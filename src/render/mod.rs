@@ -4,3 +4,5 @@
 pub mod graph;
 pub mod json;
 pub mod plan;
+pub mod progress;
+pub mod summary;

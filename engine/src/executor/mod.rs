@@ -17,7 +17,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use tokio::sync::{mpsc, watch, Semaphore};
 use tokio::task::JoinSet;
 
@@ -35,7 +35,7 @@ pub const DEFAULT_PARALLELISM: usize = 8;
 pub const DEFAULT_CLONES_PER_HOST: usize = 4;
 
 /// What a renderer (progress view, log, NDJSON stream) is told.
-#[derive(Clone, Debug, PartialEq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "event", rename_all = "snake_case")]
 pub enum Event {
     RunStarted {
@@ -122,20 +122,12 @@ impl Facts {
         self.state
             .update(self.node, |n| n.vm_id = Some(id))
             .await
-            .map_err(ActionError::state)?;
-        self.state
-            .set_context(format!("{}_vm_id", self.name), id.into())
-            .await
             .map_err(ActionError::state)
     }
 
     pub async fn ip(&self, ip: &str) -> Result<(), ActionError> {
         self.state
             .update(self.node, |n| n.ip = Some(ip.to_string()))
-            .await
-            .map_err(ActionError::state)?;
-        self.state
-            .set_context(format!("{}_ip", self.name), ip.into())
             .await
             .map_err(ActionError::state)
     }
@@ -158,6 +150,9 @@ pub struct ActionOutput {
     pub ip: Option<String>,
     /// Extra context keys (e.g. merged from a child driver).
     pub context: Vec<(String, serde_json::Value)>,
+    /// Outcomes of nodes a child driver handled (delegation), recorded in
+    /// this run's state under their own names.
+    pub nodes: Vec<crate::output::NodeOutput>,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
@@ -480,6 +475,16 @@ impl<'g, 'm, R: NodeRunner> Executor<'g, 'm, R> {
                 actions,
             })
             .collect();
+        // `{name}_vm_id` and `{name}_ip` come from the nodes themselves.
+        let mut context = final_state.context.clone();
+        for n in &final_state.nodes {
+            if let Some(id) = n.vm_id {
+                context.insert(format!("{}_vm_id", n.name), id.into());
+            }
+            if let Some(ip) = &n.ip {
+                context.insert(format!("{}_ip", n.name), ip.clone().into());
+            }
+        }
         let success = error.is_none();
         let seconds = started.elapsed().as_secs_f64();
         self.emit(Event::RunFinished { success, seconds });
@@ -487,7 +492,7 @@ impl<'g, 'm, R: NodeRunner> Executor<'g, 'm, R> {
             success,
             duration: seconds,
             nodes,
-            context: final_state.context,
+            context,
             error,
             interrupted,
             rolled_back,
@@ -800,6 +805,33 @@ fn filtered<'m>(phase: &Phase<'m>, nodes: &[usize]) -> Phase<'m> {
     }
 }
 
+/// What a finished action leaves to record. It is written together with the
+/// next transition (the next action's intent, or the step's end): one durable
+/// write per action. If the process dies in between, resume re-runs that
+/// action as `resumed`, which actions must tolerate anyway.
+#[derive(Default)]
+struct Pending {
+    done: Option<Action>,
+    vm_id: Option<u32>,
+    ip: Option<String>,
+}
+
+impl Pending {
+    fn apply(&self, phase: PhaseKind, n: &mut crate::state::NodeState) {
+        if let Some(a) = self.done {
+            if phase == PhaseKind::Create && !n.done.contains(&a) {
+                n.done.push(a);
+            }
+        }
+        if let Some(id) = self.vm_id {
+            n.vm_id = Some(id);
+        }
+        if let Some(ip) = &self.ip {
+            n.ip = Some(ip.clone());
+        }
+    }
+}
+
 async fn run_step<R: NodeRunner>(ctx: Arc<Ctx<R>>, job: StepJob) -> (usize, StepEnd) {
     let name = job.spec.name.clone();
     let step_started = Instant::now();
@@ -807,7 +839,8 @@ async fn run_step<R: NodeRunner>(ctx: Arc<Ctx<R>>, job: StepJob) -> (usize, Step
         node: name.clone(),
         phase: ctx.phase,
     });
-    let end = run_actions(&ctx, &job).await;
+    let mut pending = Pending::default();
+    let end = run_actions(&ctx, &job, &mut pending).await;
     let (status, error) = match &end {
         StepEnd::Done => (
             match ctx.phase {
@@ -820,23 +853,31 @@ async fn run_step<R: NodeRunner>(ctx: Arc<Ctx<R>>, job: StepJob) -> (usize, Step
         StepEnd::Interrupted => (NodeStatus::Pending, Some("interrupted".to_string())),
     };
     let err = error.clone();
-    let _ = ctx
+    let phase = ctx.phase;
+    let recorded = ctx
         .state
         .update(job.node, |n| {
+            pending.apply(phase, n);
             n.status = status;
             n.error = err;
             n.completed_at = Some(crate::clock::now());
             if status == NodeStatus::Destroyed {
                 n.done.clear();
                 n.action = None;
-                n.ip = None;
                 n.created_by = None;
             }
         })
         .await;
+    let (end, status, error) = match recorded {
+        Ok(()) => (end, status, error),
+        Err(e) => {
+            let e = format!("cannot record state: {e}");
+            (StepEnd::Failed(e.clone()), NodeStatus::Failed, Some(e))
+        }
+    };
     ctx.emit(Event::StepFinished {
         node: name,
-        phase: ctx.phase,
+        phase,
         status,
         seconds: step_started.elapsed().as_secs_f64(),
         error,
@@ -844,16 +885,21 @@ async fn run_step<R: NodeRunner>(ctx: Arc<Ctx<R>>, job: StepJob) -> (usize, Step
     (job.slot, end)
 }
 
-async fn run_actions<R: NodeRunner>(ctx: &Arc<Ctx<R>>, job: &StepJob) -> StepEnd {
+async fn run_actions<R: NodeRunner>(
+    ctx: &Arc<Ctx<R>>,
+    job: &StepJob,
+    pending: &mut Pending,
+) -> StepEnd {
     let Some(before) = ctx.state.node(job.node) else {
         return StepEnd::Failed("node missing from state".into());
     };
+    let phase = ctx.phase;
     for &action in &job.actions {
         // The safe point: between actions.
         if ctx.stop.load(Ordering::SeqCst) {
             return StepEnd::Interrupted;
         }
-        let resumable = ctx.phase == PhaseKind::Create;
+        let resumable = phase == PhaseKind::Create;
         if resumable && before.done.contains(&action) {
             continue;
         }
@@ -864,11 +910,11 @@ async fn run_actions<R: NodeRunner>(ctx: &Arc<Ctx<R>>, job: &StepJob) -> StepEnd
             _ => None,
         };
         let run_id = ctx.run_id.clone();
-        let phase = ctx.phase;
         // The intent goes to disk before the action touches anything.
         let recorded = ctx
             .state
             .update(job.node, |n| {
+                pending.apply(phase, n);
                 n.status = NodeStatus::Running;
                 n.action = Some(action);
                 n.error = None;
@@ -880,6 +926,7 @@ async fn run_actions<R: NodeRunner>(ctx: &Arc<Ctx<R>>, job: &StepJob) -> StepEnd
                 }
             })
             .await;
+        *pending = Pending::default();
         if let Err(e) = recorded {
             return StepEnd::Failed(format!("cannot record state: {e}"));
         }
@@ -938,20 +985,22 @@ async fn run_actions<R: NodeRunner>(ctx: &Arc<Ctx<R>>, job: &StepJob) -> StepEnd
         });
         match result {
             Ok(out) => {
-                let facts = Facts {
-                    state: ctx.state.clone(),
-                    node: job.node,
-                    name: job.spec.name.clone(),
-                    events: None,
-                };
-                if let Some(id) = out.vm_id {
-                    if let Err(e) = facts.vm_id(id).await {
-                        return StepEnd::Failed(e.message);
-                    }
-                }
-                if let Some(ip) = &out.ip {
-                    if let Err(e) = facts.ip(ip).await {
-                        return StepEnd::Failed(e.message);
+                for child in &out.nodes {
+                    let Some(i) = ctx.state.index_of(&child.name) else {
+                        continue;
+                    };
+                    let c = child.clone();
+                    let r = ctx
+                        .state
+                        .update(i, |n| {
+                            n.status = c.status;
+                            n.vm_id = c.vm_id.or(n.vm_id);
+                            n.ip = c.ip.or(n.ip.take());
+                            n.error = c.error;
+                        })
+                        .await;
+                    if let Err(e) = r {
+                        return StepEnd::Failed(format!("cannot record state: {e}"));
                     }
                 }
                 for (k, v) in out.context {
@@ -959,12 +1008,11 @@ async fn run_actions<R: NodeRunner>(ctx: &Arc<Ctx<R>>, job: &StepJob) -> StepEnd
                         return StepEnd::Failed(format!("cannot record state: {e}"));
                     }
                 }
-                if phase == PhaseKind::Create {
-                    let r = ctx.state.update(job.node, |n| n.done.push(action)).await;
-                    if let Err(e) = r {
-                        return StepEnd::Failed(format!("cannot record state: {e}"));
-                    }
-                }
+                *pending = Pending {
+                    done: Some(action),
+                    vm_id: out.vm_id,
+                    ip: out.ip,
+                };
             }
             Err(e) => return StepEnd::Failed(format!("{}: {}", action.name(), e.message)),
         }

@@ -116,6 +116,10 @@ impl StateHandle {
             .unwrap_or_else(|_| Err("the state writer stopped".into()))
     }
 
+    pub fn index_of(&self, name: &str) -> Option<usize> {
+        self.lock().nodes.iter().position(|n| n.name == name)
+    }
+
     pub fn node(&self, i: usize) -> Option<NodeState> {
         self.lock().nodes.get(i).cloned()
     }

@@ -117,6 +117,18 @@ impl NodeRunner for Scripted {
         }
         match call.action {
             Action::WaitIp => out.ip = Some(format!("127.0.0.{}", call.node.name.len())),
+            // A child driver reports the nodes inside this PVE node.
+            Action::Delegate => {
+                out.nodes = vec![crate::output::NodeOutput {
+                    name: "a".into(),
+                    status: NodeStatus::Completed,
+                    vm_id: Some(777),
+                    ip: Some("127.77.0.7".into()),
+                    duration: Some(1.0),
+                    error: None,
+                }];
+                out.context.push(("a_ip".into(), "127.77.0.7".into()));
+            }
             Action::DestroyVm => {
                 self.world().guests.remove(&call.node.name);
             }
@@ -240,8 +252,15 @@ async fn siblings_overlap_and_parents_come_first() {
     let (xs, xe) = span("x");
     let (ys, ye) = span("y");
     assert!(xs < ye && ys < xe, "x and y did not overlap");
-    // Only local nodes run here; `a` is inside p and goes by delegation.
+    // Only local nodes run here; `a` is inside p and goes by delegation,
+    // and what the child driver reported about it is merged in.
     assert!(w.calls.iter().all(|c| c.node != "a"));
+    assert_eq!(status(&res, "a"), NodeStatus::Completed);
+    assert_eq!(
+        res.nodes.iter().find(|n| n.name == "a").unwrap().vm_id,
+        Some(777)
+    );
+    assert_eq!(res.context["a_ip"], "127.77.0.7");
     let p_actions: Vec<Action> = w
         .calls
         .iter()

@@ -54,7 +54,7 @@ pub struct Problem {
 }
 
 impl Problem {
-    pub(crate) fn new(
+    pub fn new(
         src: &Source,
         message: String,
         span: Option<Span>,

@@ -3,6 +3,7 @@
 //! Discovery order, as the original: `--site-config`, `$HOMESTAK_SITE_CONFIG`,
 //! `../site-config`, `/usr/local/etc/homestak`, `/opt/homestak/site-config`,
 //! then the built-in example shipped with driver (so a fresh clone works).
+//! `explain` tells what each step found, for `driver config show`.
 
 use std::fmt;
 use std::path::{Path, PathBuf};
@@ -126,6 +127,78 @@ pub fn discover(probe: &Probe) -> Result<SiteConfigDir, DiscoveryError> {
     Ok(SiteConfigDir::builtin())
 }
 
+/// One step of discovery as `driver config show` reports it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ProbeStep {
+    pub origin: Origin,
+    pub path: Option<PathBuf>,
+    pub outcome: ProbeOutcome,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ProbeOutcome {
+    Chosen,
+    NotSet,
+    NotFound,
+    /// An earlier step was chosen, so this one was not looked at.
+    NotReached,
+}
+
+impl fmt::Display for ProbeOutcome {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            ProbeOutcome::Chosen => "chosen",
+            ProbeOutcome::NotSet => "not set",
+            ProbeOutcome::NotFound => "not found",
+            ProbeOutcome::NotReached => "not checked (an earlier one was chosen)",
+        })
+    }
+}
+
+/// Every discovery step and what it found, in order (the chosen one marked).
+pub fn explain(probe: &Probe) -> Vec<ProbeStep> {
+    let chosen = discover(probe).ok().map(|d| d.origin);
+    let mut steps = Vec::new();
+    let mut reached = true;
+    let mut push = |origin: Origin, path: Option<PathBuf>, exists: bool, set: bool| {
+        let outcome = if !reached {
+            ProbeOutcome::NotReached
+        } else if Some(origin) == chosen {
+            reached = false;
+            ProbeOutcome::Chosen
+        } else if !set {
+            ProbeOutcome::NotSet
+        } else if exists {
+            ProbeOutcome::Chosen
+        } else {
+            ProbeOutcome::NotFound
+        };
+        steps.push(ProbeStep {
+            origin,
+            path,
+            outcome,
+        });
+    };
+    for (p, origin) in [(&probe.flag, Origin::Flag), (&probe.env, Origin::Env)] {
+        push(
+            origin,
+            p.clone(),
+            p.as_ref().is_some_and(|p| p.is_dir()),
+            p.is_some(),
+        );
+    }
+    for (p, origin) in [
+        (probe.cwd.join("..").join("site-config"), Origin::Sibling),
+        (probe.usr_local_etc.clone(), Origin::UsrLocalEtc),
+        (probe.opt.clone(), Origin::Opt),
+    ] {
+        let exists = p.is_dir();
+        push(origin, Some(p), exists, true);
+    }
+    push(Origin::Builtin, None, true, true);
+    steps
+}
+
 fn normalize(p: &Path) -> PathBuf {
     p.canonicalize().unwrap_or_else(|_| p.to_path_buf())
 }
@@ -170,5 +243,32 @@ mod tests {
                 path: root.join("missing")
             }
         );
+    }
+
+    #[test]
+    fn explain_marks_the_chosen_step() {
+        let t = tempfile::tempdir().unwrap();
+        let root = t.path();
+        std::fs::create_dir_all(root.join("work")).unwrap();
+        std::fs::create_dir_all(root.join("etc")).unwrap();
+        let steps = explain(&probe(root));
+        let outcomes: Vec<(Origin, ProbeOutcome)> =
+            steps.iter().map(|s| (s.origin, s.outcome)).collect();
+        assert_eq!(
+            outcomes,
+            vec![
+                (Origin::Flag, ProbeOutcome::NotSet),
+                (Origin::Env, ProbeOutcome::NotSet),
+                (Origin::Sibling, ProbeOutcome::NotFound),
+                (Origin::UsrLocalEtc, ProbeOutcome::Chosen),
+                (Origin::Opt, ProbeOutcome::NotReached),
+                (Origin::Builtin, ProbeOutcome::NotReached),
+            ]
+        );
+        let steps = explain(&Probe {
+            usr_local_etc: root.join("none"),
+            ..probe(root)
+        });
+        assert_eq!(steps.last().map(|s| s.outcome), Some(ProbeOutcome::Chosen));
     }
 }

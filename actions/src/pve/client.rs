@@ -1,0 +1,445 @@
+//! The Proxmox VE REST client: API-token auth, TLS trust, PVE's error
+//! shapes turned into typed errors, task (UPID) following, and retries that
+//! are safe (reads, requests never sent, lock timeouts: never a write that
+//! may have happened).
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::time::{Duration, Instant};
+
+use reqwest::{Method, StatusCode};
+use serde_json::Value;
+
+use super::tls::{self, TlsTrust};
+
+/// Where a PVE API is and how to log in.
+#[derive(Clone)]
+pub struct PveTarget {
+    /// `https://host:8006`
+    pub endpoint: String,
+    /// The PVE node name (`pvesh get /nodes`).
+    pub node: String,
+    /// `user@realm!tokenid`
+    pub token_id: String,
+    pub token_secret: String,
+    pub trust: TlsTrust,
+}
+
+impl fmt::Debug for PveTarget {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("PveTarget")
+            .field("endpoint", &self.endpoint)
+            .field("node", &self.node)
+            .field("token_id", &self.token_id)
+            .field("token_secret", &"[redacted]")
+            .field("trust", &self.trust)
+            .finish()
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum PveError {
+    #[error("cannot reach the PVE API at {endpoint}: {message}")]
+    Connect { endpoint: String, message: String },
+    #[error("{endpoint} refused the API token {token_id} ({status}): {message}")]
+    Unauthorized {
+        endpoint: String,
+        token_id: String,
+        status: u16,
+        message: String,
+    },
+    #[error("PVE {method} {path} failed ({status}): {message}{}", fields(errors))]
+    Api {
+        method: String,
+        path: String,
+        status: u16,
+        message: String,
+        errors: BTreeMap<String, String>,
+    },
+    #[error("PVE task {upid} failed: {exitstatus}{}", log_tail(log))]
+    TaskFailed {
+        upid: String,
+        exitstatus: String,
+        /// The last lines of the task log.
+        log: Vec<String>,
+    },
+    #[error("PVE task {upid} still running after {}", engine::clock::human(*timeout))]
+    TaskTimeout { upid: String, timeout: Duration },
+    #[error("unexpected answer from PVE {path}: {message}")]
+    Shape { path: String, message: String },
+    #[error(transparent)]
+    Tls(#[from] tls::TlsError),
+}
+
+fn fields(errors: &BTreeMap<String, String>) -> String {
+    errors
+        .iter()
+        .map(|(k, v)| format!("\n  {k}: {v}"))
+        .collect()
+}
+
+fn log_tail(log: &[String]) -> String {
+    if log.is_empty() {
+        return String::new();
+    }
+    format!("\n  task log (last lines):\n    {}", log.join("\n    "))
+}
+
+impl PveError {
+    /// PVE could not take a guest's config lock: the operation did not
+    /// happen, so trying again is safe.
+    pub fn is_lock_timeout(&self) -> bool {
+        let text = match self {
+            PveError::Api { message, .. } => message.as_str(),
+            PveError::TaskFailed { exitstatus, .. } => exitstatus.as_str(),
+            _ => return false,
+        };
+        text.contains("can't lock file") && text.contains("got timeout")
+    }
+
+    /// "does not exist" answers (PVE says 500 for a missing guest config).
+    pub fn is_missing(&self) -> bool {
+        matches!(self, PveError::Api { message, .. } if message.contains("does not exist"))
+    }
+}
+
+/// An authenticated connection to one PVE API.
+#[derive(Clone)]
+pub struct PveClient {
+    endpoint: String,
+    api: String,
+    node: String,
+    token_id: String,
+    /// The whole `Authorization` value; never logged.
+    auth: String,
+    http: reqwest::Client,
+    /// Attempts for retryable failures, and the first backoff.
+    attempts: u32,
+    backoff: Duration,
+}
+
+impl fmt::Debug for PveClient {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("PveClient")
+            .field("endpoint", &self.endpoint)
+            .field("node", &self.node)
+            .field("token_id", &self.token_id)
+            .finish_non_exhaustive()
+    }
+}
+
+/// What a retry decision needs to know about a failure.
+enum Failure {
+    /// The request never reached the server.
+    NotSent(String),
+    /// Sent, but the answer was lost (reset, timeout).
+    Lost(String),
+    Status(StatusCode, Value),
+}
+
+impl PveClient {
+    pub fn new(target: &PveTarget) -> Result<Self, PveError> {
+        if target.trust == TlsTrust::Insecure {
+            tracing::warn!(
+                "TLS certificate of {} is not verified (insecure: true in its config)",
+                target.endpoint
+            );
+        }
+        let tls = tls::client_config(&target.trust)?;
+        let http = reqwest::Client::builder()
+            .tls_backend_preconfigured(tls)
+            .connect_timeout(Duration::from_secs(10))
+            .timeout(Duration::from_secs(60))
+            .build()
+            .map_err(|e| PveError::Connect {
+                endpoint: target.endpoint.clone(),
+                message: chain(&e),
+            })?;
+        let endpoint = target.endpoint.trim_end_matches('/').to_string();
+        Ok(PveClient {
+            api: format!("{endpoint}/api2/json"),
+            endpoint,
+            node: target.node.clone(),
+            token_id: target.token_id.clone(),
+            auth: format!("PVEAPIToken={}={}", target.token_id, target.token_secret),
+            http,
+            attempts: 4,
+            backoff: Duration::from_millis(200),
+        })
+    }
+
+    pub fn node(&self) -> &str {
+        &self.node
+    }
+
+    pub fn endpoint(&self) -> &str {
+        &self.endpoint
+    }
+
+    pub async fn get(&self, path: &str) -> Result<Value, PveError> {
+        self.request(Method::GET, path, &[]).await
+    }
+
+    pub async fn get_with(&self, path: &str, params: &[(&str, String)]) -> Result<Value, PveError> {
+        self.request(Method::GET, path, params).await
+    }
+
+    pub async fn post(&self, path: &str, params: &[(&str, String)]) -> Result<Value, PveError> {
+        self.request(Method::POST, path, params).await
+    }
+
+    pub async fn put(&self, path: &str, params: &[(&str, String)]) -> Result<Value, PveError> {
+        self.request(Method::PUT, path, params).await
+    }
+
+    /// One API call, with the retries that cannot repeat a write.
+    pub async fn request(
+        &self,
+        method: Method,
+        path: &str,
+        params: &[(&str, String)],
+    ) -> Result<Value, PveError> {
+        let mut wait = self.backoff;
+        let mut attempt = 1;
+        loop {
+            let failure = match self.once(&method, path, params).await {
+                Ok(v) => return Ok(v),
+                Err(f) => f,
+            };
+            let read = method == Method::GET;
+            let err = self.to_error(&method, path, failure.as_ref());
+            let retry = match &failure {
+                Failure::NotSent(_) => true,
+                Failure::Lost(_) => read,
+                Failure::Status(s, _) => {
+                    (read && matches!(s.as_u16(), 502..=504)) || err.is_lock_timeout()
+                }
+            };
+            if !retry || attempt >= self.attempts {
+                return Err(err);
+            }
+            tracing::debug!("{method} {path}: {err}; retrying in {wait:?}");
+            tokio::time::sleep(wait).await;
+            wait *= 2;
+            attempt += 1;
+        }
+    }
+
+    async fn once(
+        &self,
+        method: &Method,
+        path: &str,
+        params: &[(&str, String)],
+    ) -> Result<Value, Failure> {
+        let url = format!("{}{}", self.api, path);
+        let encoded = {
+            let mut s = form_urlencoded::Serializer::new(String::new());
+            for (k, v) in params {
+                s.append_pair(k, v);
+            }
+            s.finish()
+        };
+        let body = matches!(*method, Method::POST | Method::PUT);
+        let url = if body || encoded.is_empty() {
+            url
+        } else {
+            format!("{url}?{encoded}")
+        };
+        let mut req = self
+            .http
+            .request(method.clone(), &url)
+            .header("Authorization", &self.auth);
+        if body {
+            req = req
+                .header("Content-Type", "application/x-www-form-urlencoded")
+                .body(encoded);
+        }
+        let resp = req.send().await.map_err(|e| {
+            if e.is_connect() {
+                Failure::NotSent(chain(&e))
+            } else {
+                Failure::Lost(chain(&e))
+            }
+        })?;
+        let status = resp.status();
+        let body = resp.bytes().await.map_err(|e| Failure::Lost(chain(&e)))?;
+        let json: Value = serde_json::from_slice(&body)
+            .unwrap_or_else(|_| Value::String(String::from_utf8_lossy(&body).trim().to_string()));
+        if status.is_success() {
+            Ok(json.get("data").cloned().unwrap_or(Value::Null))
+        } else {
+            Err(Failure::Status(status, json))
+        }
+    }
+
+    fn to_error(&self, method: &Method, path: &str, f: FailureRef<'_>) -> PveError {
+        match f {
+            FailureRef::NotSent(m) | FailureRef::Lost(m) => PveError::Connect {
+                endpoint: self.endpoint.clone(),
+                message: m.to_string(),
+            },
+            FailureRef::Status(status, body) => {
+                let message = body
+                    .get("message")
+                    .and_then(Value::as_str)
+                    .map(|m| m.trim_end().to_string())
+                    .or_else(|| body.as_str().map(str::to_string))
+                    .filter(|m| !m.is_empty())
+                    .or_else(|| status.canonical_reason().map(str::to_string))
+                    .unwrap_or_default();
+                if status == StatusCode::UNAUTHORIZED {
+                    return PveError::Unauthorized {
+                        endpoint: self.endpoint.clone(),
+                        token_id: self.token_id.clone(),
+                        status: status.as_u16(),
+                        message,
+                    };
+                }
+                let errors = body
+                    .get("errors")
+                    .and_then(Value::as_object)
+                    .map(|o| {
+                        o.iter()
+                            .map(|(k, v)| {
+                                let v = v.as_str().map_or_else(|| v.to_string(), str::to_string);
+                                (k.clone(), v.trim_end().to_string())
+                            })
+                            .collect()
+                    })
+                    .unwrap_or_default();
+                PveError::Api {
+                    method: method.to_string(),
+                    path: path.to_string(),
+                    status: status.as_u16(),
+                    message,
+                    errors,
+                }
+            }
+        }
+    }
+
+    /// Follows a task until it stops; fails with its exit status and the
+    /// last lines of its log.
+    pub async fn wait_task(&self, upid: &str, timeout: Duration) -> Result<(), PveError> {
+        let node = upid.split(':').nth(1).unwrap_or(&self.node).to_string();
+        let path = format!("/nodes/{node}/tasks/{}/status", encode_path(upid));
+        let deadline = Instant::now() + timeout;
+        let mut wait = Duration::from_millis(50);
+        loop {
+            let st = self.get(&path).await?;
+            if st.get("status").and_then(Value::as_str) == Some("stopped") {
+                let exit = st
+                    .get("exitstatus")
+                    .and_then(Value::as_str)
+                    .unwrap_or("unknown")
+                    .to_string();
+                if exit == "OK" || exit.starts_with("WARNINGS") {
+                    return Ok(());
+                }
+                let log = self
+                    .task_log_tail(&node, upid, 10)
+                    .await
+                    .unwrap_or_default();
+                return Err(PveError::TaskFailed {
+                    upid: upid.to_string(),
+                    exitstatus: exit,
+                    log,
+                });
+            }
+            if Instant::now() >= deadline {
+                return Err(PveError::TaskTimeout {
+                    upid: upid.to_string(),
+                    timeout,
+                });
+            }
+            tokio::time::sleep(wait).await;
+            wait = (wait * 2).min(Duration::from_secs(2));
+        }
+    }
+
+    async fn task_log_tail(
+        &self,
+        node: &str,
+        upid: &str,
+        lines: usize,
+    ) -> Result<Vec<String>, PveError> {
+        let path = format!("/nodes/{node}/tasks/{}/log", encode_path(upid));
+        let log = self.get_with(&path, &[("limit", "1000".into())]).await?;
+        let all: Vec<String> = log
+            .as_array()
+            .map(|a| {
+                a.iter()
+                    .filter_map(|l| l.get("t").and_then(Value::as_str).map(str::to_string))
+                    .collect()
+            })
+            .unwrap_or_default();
+        Ok(all[all.len().saturating_sub(lines)..].to_vec())
+    }
+
+    /// Runs a call that answers with a UPID and waits for the task. A task
+    /// that failed to take the guest's lock is started again (it did nothing).
+    pub async fn run_task(
+        &self,
+        method: Method,
+        path: &str,
+        params: &[(&str, String)],
+        timeout: Duration,
+    ) -> Result<(), PveError> {
+        let deadline = Instant::now() + timeout;
+        let mut wait = self.backoff;
+        loop {
+            let upid = self.request(method.clone(), path, params).await?;
+            let Some(upid) = upid.as_str() else {
+                // Some calls finish synchronously and answer null.
+                return Ok(());
+            };
+            let left = deadline.saturating_duration_since(Instant::now());
+            match self.wait_task(upid, left).await {
+                Err(e) if e.is_lock_timeout() && Instant::now() + wait < deadline => {
+                    tracing::debug!("{path}: {e}; starting it again");
+                    tokio::time::sleep(wait).await;
+                    wait *= 2;
+                }
+                r => return r,
+            }
+        }
+    }
+}
+
+/// Borrowed view of a failure, for building the error without moving it.
+enum FailureRef<'a> {
+    NotSent(&'a str),
+    Lost(&'a str),
+    Status(StatusCode, &'a Value),
+}
+
+impl Failure {
+    fn as_ref(&self) -> FailureRef<'_> {
+        match self {
+            Failure::NotSent(m) => FailureRef::NotSent(m),
+            Failure::Lost(m) => FailureRef::Lost(m),
+            Failure::Status(s, v) => FailureRef::Status(*s, v),
+        }
+    }
+}
+
+/// UPIDs contain ':' and '@', which are fine in a path segment, but a
+/// '/' or '%' would not be.
+fn encode_path(s: &str) -> String {
+    s.replace('%', "%25").replace('/', "%2F")
+}
+
+/// An error with its causes, e.g. the TLS reason behind a connect failure.
+fn chain(e: &dyn std::error::Error) -> String {
+    let mut s = e.to_string();
+    let mut cur = e.source();
+    while let Some(c) = cur {
+        let m = c.to_string();
+        if !s.contains(&m) {
+            s.push_str(": ");
+            s.push_str(&m);
+        }
+        cur = c.source();
+    }
+    s
+}

@@ -1,0 +1,346 @@
+//! Guest operations on a PVE node, for VMs (qemu) and containers (lxc):
+//! list, next free id, clone, configure, resize, start, agent IP, shutdown,
+//! stop, delete. Each waits for its task.
+
+use std::time::{Duration, Instant};
+
+use reqwest::Method;
+use serde_json::Value;
+
+use super::client::{PveClient, PveError};
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum GuestKind {
+    Qemu,
+    Lxc,
+}
+
+impl GuestKind {
+    pub fn segment(self) -> &'static str {
+        match self {
+            GuestKind::Qemu => "qemu",
+            GuestKind::Lxc => "lxc",
+        }
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Guest {
+    pub vmid: u32,
+    pub name: String,
+    pub kind: GuestKind,
+    /// `running`, `stopped`, ...
+    pub status: String,
+    pub template: bool,
+}
+
+fn as_u32(v: &Value) -> Option<u32> {
+    v.as_u64()
+        .or_else(|| v.as_str().and_then(|s| s.parse().ok()))
+        .and_then(|n| u32::try_from(n).ok())
+}
+
+fn truthy(v: Option<&Value>) -> bool {
+    match v {
+        Some(Value::Bool(b)) => *b,
+        Some(Value::Number(n)) => n.as_u64() == Some(1),
+        Some(Value::String(s)) => s == "1",
+        _ => false,
+    }
+}
+
+impl PveClient {
+    fn guest_path(&self, kind: GuestKind, vmid: u32) -> String {
+        format!("/nodes/{}/{}/{vmid}", self.node(), kind.segment())
+    }
+
+    /// Every VM and container on this node.
+    pub async fn guests(&self) -> Result<Vec<Guest>, PveError> {
+        let mut out = Vec::new();
+        for kind in [GuestKind::Qemu, GuestKind::Lxc] {
+            let path = format!("/nodes/{}/{}", self.node(), kind.segment());
+            let list = self.get(&path).await?;
+            let items = list.as_array().ok_or_else(|| PveError::Shape {
+                path: path.clone(),
+                message: "expected a list".into(),
+            })?;
+            for g in items {
+                let Some(vmid) = g.get("vmid").and_then(as_u32) else {
+                    continue;
+                };
+                out.push(Guest {
+                    vmid,
+                    name: g
+                        .get("name")
+                        .and_then(Value::as_str)
+                        .unwrap_or("")
+                        .to_string(),
+                    kind,
+                    status: g
+                        .get("status")
+                        .and_then(Value::as_str)
+                        .unwrap_or("")
+                        .to_string(),
+                    template: truthy(g.get("template")),
+                });
+            }
+        }
+        out.sort_by_key(|g| g.vmid);
+        Ok(out)
+    }
+
+    pub async fn find_guest(&self, vmid: u32) -> Result<Option<Guest>, PveError> {
+        Ok(self.guests().await?.into_iter().find(|g| g.vmid == vmid))
+    }
+
+    /// A free vmid from the cluster.
+    pub async fn next_id(&self) -> Result<u32, PveError> {
+        let v = self.get("/cluster/nextid").await?;
+        as_u32(&v).ok_or_else(|| PveError::Shape {
+            path: "/cluster/nextid".into(),
+            message: format!("not a vmid: {v}"),
+        })
+    }
+
+    /// Clones `template` into `newid` named `name` and waits for the task.
+    pub async fn clone_guest(
+        &self,
+        kind: GuestKind,
+        template: u32,
+        newid: u32,
+        name: &str,
+        full: bool,
+        timeout: Duration,
+    ) -> Result<(), PveError> {
+        let path = format!("{}/clone", self.guest_path(kind, template));
+        let name_key = match kind {
+            GuestKind::Qemu => "name",
+            GuestKind::Lxc => "hostname",
+        };
+        let params = [
+            ("newid", newid.to_string()),
+            (name_key, name.to_string()),
+            ("full", u8::from(full).to_string()),
+        ];
+        self.run_task(Method::POST, &path, &params, timeout).await
+    }
+
+    /// Sets config keys (synchronously, as PUT does in PVE).
+    pub async fn set_config(
+        &self,
+        kind: GuestKind,
+        vmid: u32,
+        params: &[(&str, String)],
+    ) -> Result<(), PveError> {
+        if params.is_empty() {
+            return Ok(());
+        }
+        let path = format!("{}/config", self.guest_path(kind, vmid));
+        self.run_task(Method::PUT, &path, params, Duration::from_secs(120))
+            .await
+    }
+
+    /// Grows a disk to `size_gb` (PVE refuses to shrink).
+    pub async fn resize(
+        &self,
+        kind: GuestKind,
+        vmid: u32,
+        disk: &str,
+        size_gb: u32,
+    ) -> Result<(), PveError> {
+        let path = format!("{}/resize", self.guest_path(kind, vmid));
+        let params = [("disk", disk.to_string()), ("size", format!("{size_gb}G"))];
+        self.run_task(Method::PUT, &path, &params, Duration::from_secs(300))
+            .await
+    }
+
+    /// `running`, `stopped`, ..., or `None` when the guest does not exist.
+    pub async fn status(&self, kind: GuestKind, vmid: u32) -> Result<Option<String>, PveError> {
+        let path = format!("{}/status/current", self.guest_path(kind, vmid));
+        match self.get(&path).await {
+            Ok(v) => Ok(v.get("status").and_then(Value::as_str).map(str::to_string)),
+            Err(e) if e.is_missing() => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
+    pub async fn start(
+        &self,
+        kind: GuestKind,
+        vmid: u32,
+        timeout: Duration,
+    ) -> Result<(), PveError> {
+        if self.status(kind, vmid).await?.as_deref() == Some("running") {
+            return Ok(());
+        }
+        let path = format!("{}/status/start", self.guest_path(kind, vmid));
+        self.run_task(Method::POST, &path, &[], timeout).await
+    }
+
+    /// Asks the guest to shut down; if it has not stopped within `timeout`,
+    /// stops it hard.
+    pub async fn shutdown(
+        &self,
+        kind: GuestKind,
+        vmid: u32,
+        timeout: Duration,
+    ) -> Result<(), PveError> {
+        match self.status(kind, vmid).await?.as_deref() {
+            None | Some("stopped") => return Ok(()),
+            _ => {}
+        }
+        let path = format!("{}/status/shutdown", self.guest_path(kind, vmid));
+        let secs = timeout.as_secs().max(1) / 2;
+        let params = [("timeout", secs.max(1).to_string())];
+        match self
+            .run_task(Method::POST, &path, &params, Duration::from_secs(secs + 10))
+            .await
+        {
+            Ok(()) if self.status(kind, vmid).await?.as_deref() != Some("running") => Ok(()),
+            Ok(()) | Err(_) => self.stop(kind, vmid, timeout / 2).await,
+        }
+    }
+
+    pub async fn stop(
+        &self,
+        kind: GuestKind,
+        vmid: u32,
+        timeout: Duration,
+    ) -> Result<(), PveError> {
+        let path = format!("{}/status/stop", self.guest_path(kind, vmid));
+        self.run_task(
+            Method::POST,
+            &path,
+            &[],
+            timeout.max(Duration::from_secs(5)),
+        )
+        .await
+    }
+
+    /// Deletes the guest with its disks; a guest already gone is fine.
+    pub async fn delete_guest(
+        &self,
+        kind: GuestKind,
+        vmid: u32,
+        timeout: Duration,
+    ) -> Result<(), PveError> {
+        let path = self.guest_path(kind, vmid);
+        let params = [
+            ("purge", "1".to_string()),
+            ("destroy-unreferenced-disks", "1".to_string()),
+        ];
+        match self.run_task(Method::DELETE, &path, &params, timeout).await {
+            Err(e) if e.is_missing() => Ok(()),
+            r => r,
+        }
+    }
+
+    /// The guest's first non-loopback IPv4, from the guest agent (VMs) or
+    /// the container's interfaces; `None` while it has none (or the agent is
+    /// not up yet).
+    pub async fn guest_ipv4(&self, kind: GuestKind, vmid: u32) -> Result<Option<String>, PveError> {
+        let (path, list_key) = match kind {
+            GuestKind::Qemu => (
+                format!(
+                    "{}/agent/network-get-interfaces",
+                    self.guest_path(kind, vmid)
+                ),
+                Some("result"),
+            ),
+            GuestKind::Lxc => (format!("{}/interfaces", self.guest_path(kind, vmid)), None),
+        };
+        let v = match self.get(&path).await {
+            Ok(v) => v,
+            Err(PveError::Api { message, .. })
+                if message.contains("guest agent is not running")
+                    || message.contains("not running") =>
+            {
+                return Ok(None)
+            }
+            Err(e) => return Err(e),
+        };
+        let ifaces = match list_key {
+            Some(k) => v.get(k).cloned().unwrap_or(Value::Null),
+            None => v,
+        };
+        Ok(first_ipv4(&ifaces))
+    }
+
+    /// Polls for the guest's IPv4 until `timeout`.
+    pub async fn wait_ipv4(
+        &self,
+        kind: GuestKind,
+        vmid: u32,
+        timeout: Duration,
+    ) -> Result<String, PveError> {
+        let deadline = Instant::now() + timeout;
+        let mut wait = Duration::from_millis(100);
+        loop {
+            if let Some(ip) = self.guest_ipv4(kind, vmid).await? {
+                return Ok(ip);
+            }
+            if Instant::now() + wait > deadline {
+                return Err(PveError::Shape {
+                    path: format!("{}/{vmid}", kind.segment()),
+                    message: format!(
+                        "no IPv4 address reported within {}",
+                        engine::clock::human(timeout)
+                    ),
+                });
+            }
+            tokio::time::sleep(wait).await;
+            wait = (wait * 2).min(Duration::from_secs(3));
+        }
+    }
+}
+
+/// The first IPv4 of an interface other than `lo` that is not link-local
+/// (a simulated guest's address is in 127.0.0.0/8 on its `eth0`), from either PVE shape:
+/// agent `[{"ip-addresses": [{"ip-address-type": "ipv4", "ip-address": ..}]}]`
+/// or lxc `[{"inet": "10.0.0.5/24"}]`.
+fn first_ipv4(ifaces: &Value) -> Option<String> {
+    let usable = |ip: &str| {
+        let ip = ip.split('/').next().unwrap_or(ip);
+        match ip.parse::<std::net::Ipv4Addr>() {
+            Ok(a) if !a.is_link_local() && !a.is_unspecified() => Some(a.to_string()),
+            _ => None,
+        }
+    };
+    for iface in ifaces.as_array()? {
+        if iface.get("name").and_then(Value::as_str) == Some("lo") {
+            continue;
+        }
+        if let Some(addrs) = iface.get("ip-addresses").and_then(Value::as_array) {
+            for a in addrs {
+                if a.get("ip-address-type").and_then(Value::as_str) == Some("ipv4") {
+                    if let Some(ip) = a.get("ip-address").and_then(Value::as_str).and_then(usable) {
+                        return Some(ip);
+                    }
+                }
+            }
+        }
+        if let Some(ip) = iface.get("inet").and_then(Value::as_str).and_then(usable) {
+            return Some(ip);
+        }
+    }
+    None
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ipv4_from_agent_and_lxc_shapes() {
+        let agent = serde_json::json!([
+            {"name": "lo", "ip-addresses": [{"ip-address-type": "ipv4", "ip-address": "127.0.0.1"}]},
+            {"name": "eth0", "ip-addresses": [
+                {"ip-address-type": "ipv6", "ip-address": "fe80::1"},
+                {"ip-address-type": "ipv4", "ip-address": "10.0.12.155", "prefix": 24}]}
+        ]);
+        assert_eq!(first_ipv4(&agent).as_deref(), Some("10.0.12.155"));
+        let lxc = serde_json::json!([{"name": "lo", "inet": "127.0.0.1/8"}, {"name": "eth0", "inet": "10.0.0.5/24"}]);
+        assert_eq!(first_ipv4(&lxc).as_deref(), Some("10.0.0.5"));
+        assert_eq!(first_ipv4(&serde_json::json!([])), None);
+    }
+}

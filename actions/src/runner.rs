@@ -1,0 +1,326 @@
+//! `PveRunner`: the engine's `NodeRunner` for a PVE host reached through its
+//! API. Provisioning is native (clone a template named like the node's
+//! image, then configure, resize, start, wait for the agent's IP).
+
+use std::sync::Arc;
+
+use engine::executor::{ActionCall, ActionError, ActionOutput, NodeRunner};
+use engine::manifest::{NodeKind, NodeSpec};
+use engine::plan::Action;
+
+use crate::pve::{Guest, GuestKind, PveClient, PveError};
+
+/// A guest's size, from its preset (and `disk:` override).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Sizing {
+    pub cores: u32,
+    pub memory_mb: u32,
+    pub disk_gb: u32,
+}
+
+/// Resolves a node's size (the site-config's presets).
+pub type SizeFor = Arc<dyn Fn(&NodeSpec) -> Result<Sizing, String> + Send + Sync>;
+
+/// How new guests are set up, from the site-config.
+#[derive(Clone, Debug)]
+pub struct GuestSetup {
+    pub bridge: String,
+    /// cloud-init user.
+    pub ci_user: String,
+    /// Public keys for cloud-init.
+    pub ssh_keys: Vec<String>,
+    /// Full clones (independent disks) rather than linked ones.
+    pub full_clone: bool,
+}
+
+pub struct PveRunner {
+    client: PveClient,
+    setup: GuestSetup,
+    size_for: SizeFor,
+}
+
+fn kind_of(n: &NodeSpec) -> GuestKind {
+    match n.kind {
+        NodeKind::Ct => GuestKind::Lxc,
+        NodeKind::Vm | NodeKind::Pve => GuestKind::Qemu,
+    }
+}
+
+fn err(e: PveError) -> ActionError {
+    ActionError::new(e.to_string())
+}
+
+impl PveRunner {
+    pub fn new(client: PveClient, setup: GuestSetup, size_for: SizeFor) -> Self {
+        PveRunner {
+            client,
+            setup,
+            size_for,
+        }
+    }
+
+    pub fn client(&self) -> &PveClient {
+        &self.client
+    }
+
+    /// The guest of `node`: by its recorded vmid, else by name.
+    async fn locate(
+        &self,
+        node: &NodeSpec,
+        vm_id: Option<u32>,
+    ) -> Result<Option<Guest>, ActionError> {
+        let guests = self.client.guests().await.map_err(err)?;
+        Ok(guests
+            .into_iter()
+            .filter(|g| !g.template)
+            .find(|g| match vm_id {
+                Some(id) => g.vmid == id,
+                None => g.name == node.name,
+            }))
+    }
+
+    async fn provision(&self, call: &ActionCall) -> Result<ActionOutput, ActionError> {
+        let node = &call.node;
+        let kind = kind_of(node);
+        let size = (self.size_for)(node).map_err(ActionError::new)?;
+        let image = node.image.as_deref().ok_or_else(|| {
+            ActionError::new(format!(
+                "node '{}' has no image: set `image:` in the manifest",
+                node.name
+            ))
+        })?;
+        let guests = self.client.guests().await.map_err(err)?;
+        let template = guests
+            .iter()
+            .find(|g| g.template && g.kind == kind && g.name == image)
+            .ok_or_else(|| {
+                let names: Vec<&str> = guests
+                    .iter()
+                    .filter(|g| g.template && g.kind == kind)
+                    .map(|g| g.name.as_str())
+                    .collect();
+                ActionError::new(format!(
+                    "no {} template named '{image}' on node {} (templates: {})",
+                    kind.segment(),
+                    self.client.node(),
+                    if names.is_empty() {
+                        "none".to_string()
+                    } else {
+                        names.join(", ")
+                    }
+                ))
+            })?
+            .vmid;
+
+        // A guest already there with this node's name and id is ours (an
+        // earlier run, or a clone that was in flight when it stopped).
+        let existing = call
+            .vm_id
+            .and_then(|id| guests.iter().find(|g| g.vmid == id));
+        let vmid = match existing {
+            Some(g) if g.name == node.name => {
+                tracing::info!("{}: adopting existing guest {}", node.name, g.vmid);
+                g.vmid
+            }
+            Some(g) => {
+                return Err(ActionError::new(format!(
+                "vmid {} is taken by '{}' on {}: choose another vmid for '{}' (or --vm-id {}=ID)",
+                g.vmid,
+                g.name,
+                self.client.node(),
+                node.name,
+                node.name
+            )))
+            }
+            None => self.clone_new(call, kind, template).await?,
+        };
+
+        let mut params = vec![
+            ("cores", size.cores.to_string()),
+            ("memory", size.memory_mb.to_string()),
+        ];
+        match kind {
+            GuestKind::Qemu => {
+                params.push(("net0", format!("virtio,bridge={}", self.setup.bridge)));
+                params.push(("ipconfig0", "ip=dhcp".into()));
+                params.push(("agent", "1".into()));
+                params.push(("ciuser", self.setup.ci_user.clone()));
+                if !self.setup.ssh_keys.is_empty() {
+                    // PVE wants the keys URL-encoded inside the form value.
+                    let keys = self.setup.ssh_keys.join("\n");
+                    let enc: String = form_urlencoded::byte_serialize(keys.as_bytes()).collect();
+                    params.push(("sshkeys", enc.replace('+', "%20")));
+                }
+            }
+            GuestKind::Lxc => {
+                params.push((
+                    "net0",
+                    format!("name=eth0,bridge={},ip=dhcp", self.setup.bridge),
+                ));
+            }
+        }
+        self.client
+            .set_config(kind, vmid, &params)
+            .await
+            .map_err(err)?;
+        let disk = node.disk.unwrap_or(size.disk_gb);
+        let disk_key = self.boot_disk(kind, vmid).await?;
+        if let Some(key) = disk_key {
+            self.client
+                .resize(kind, vmid, &key, disk)
+                .await
+                .map_err(err)?;
+        }
+        Ok(ActionOutput {
+            vm_id: Some(vmid),
+            ..ActionOutput::default()
+        })
+    }
+
+    /// Picks a vmid (explicit, or the cluster's next free one), records it,
+    /// then clones. Two runs racing for the same free id: the loser asks again.
+    async fn clone_new(
+        &self,
+        call: &ActionCall,
+        kind: GuestKind,
+        template: u32,
+    ) -> Result<u32, ActionError> {
+        let explicit = call.vm_id;
+        let mut tries = 0;
+        loop {
+            tries += 1;
+            let id = match explicit {
+                Some(id) => id,
+                None => self.client.next_id().await.map_err(err)?,
+            };
+            // Durable before the clone starts: a crash from here on leaves a
+            // vmid in state that destroy and resume can find.
+            call.facts.vm_id(id).await?;
+            match self
+                .client
+                .clone_guest(
+                    kind,
+                    template,
+                    id,
+                    &call.node.name,
+                    self.setup.full_clone,
+                    call.timeout,
+                )
+                .await
+            {
+                Ok(()) => return Ok(id),
+                Err(e)
+                    if explicit.is_none()
+                        && tries < 5
+                        && e.to_string().contains("already exists") =>
+                {
+                    tracing::info!(
+                        "{}: vmid {id} was taken meanwhile; asking for another",
+                        call.node.name
+                    );
+                }
+                Err(e) => return Err(err(e)),
+            }
+        }
+    }
+
+    async fn boot_disk(&self, kind: GuestKind, vmid: u32) -> Result<Option<String>, ActionError> {
+        let path = format!(
+            "/nodes/{}/{}/{vmid}/config",
+            self.client.node(),
+            kind.segment()
+        );
+        let cfg = self.client.get(&path).await.map_err(err)?;
+        let keys: &[&str] = match kind {
+            GuestKind::Qemu => &["scsi0", "virtio0", "sata0", "ide0"],
+            GuestKind::Lxc => &["rootfs"],
+        };
+        Ok(keys
+            .iter()
+            .find(|k| cfg.get(**k).is_some())
+            .map(|k| k.to_string()))
+    }
+
+    async fn vmid_of(&self, call: &ActionCall) -> Result<Option<u32>, ActionError> {
+        Ok(match call.vm_id {
+            Some(id) => Some(id),
+            None => self.locate(&call.node, None).await?.map(|g| g.vmid),
+        })
+    }
+}
+
+impl NodeRunner for PveRunner {
+    async fn run(&self, call: ActionCall) -> Result<ActionOutput, ActionError> {
+        let kind = kind_of(&call.node);
+        let t = call.timeout;
+        match call.action {
+            Action::Provision => self.provision(&call).await,
+            Action::StartVm => {
+                let id = self.required_vmid(&call).await?;
+                self.client.start(kind, id, t).await.map_err(err)?;
+                Ok(ActionOutput::default())
+            }
+            Action::WaitIp => {
+                let id = self.required_vmid(&call).await?;
+                let ip = self.client.wait_ipv4(kind, id, t).await.map_err(err)?;
+                call.facts.log(format!("IPv4 {ip}"));
+                Ok(ActionOutput {
+                    ip: Some(ip),
+                    ..ActionOutput::default()
+                })
+            }
+            Action::ShutdownVm => {
+                if let Some(id) = self.vmid_of(&call).await? {
+                    self.client.shutdown(kind, id, t).await.map_err(err)?;
+                }
+                Ok(ActionOutput::default())
+            }
+            Action::DestroyVm => {
+                match self.vmid_of(&call).await? {
+                    Some(id) => {
+                        // Only delete what is this node's: a vmid reused by
+                        // someone else since is left alone.
+                        if let Some(g) = self.client.find_guest(id).await.map_err(err)? {
+                            if g.name != call.node.name || g.template {
+                                return Err(ActionError::new(format!(
+                                    "vmid {id} now belongs to '{}', not '{}': not deleting it",
+                                    g.name, call.node.name
+                                )));
+                            }
+                            self.client.delete_guest(kind, id, t).await.map_err(err)?;
+                        }
+                    }
+                    None => call.facts.log("no guest found: nothing to delete"),
+                }
+                Ok(ActionOutput::default())
+            }
+            other => Err(ActionError::new(format!(
+                "{} is not available in this build of driver yet",
+                other.name()
+            ))),
+        }
+    }
+
+    async fn exists(
+        &self,
+        node: &NodeSpec,
+        _host: &str,
+        vm_id: Option<u32>,
+    ) -> Result<bool, ActionError> {
+        Ok(self
+            .locate(node, vm_id)
+            .await?
+            .is_some_and(|g| g.name == node.name))
+    }
+}
+
+impl PveRunner {
+    async fn required_vmid(&self, call: &ActionCall) -> Result<u32, ActionError> {
+        self.vmid_of(call).await?.ok_or_else(|| {
+            ActionError::new(format!(
+                "'{}' has no guest yet (provision did not record a vmid)",
+                call.node.name
+            ))
+        })
+    }
+}

@@ -1,0 +1,205 @@
+//! Host resolution: `-H NAME` is `nodes/NAME.yaml` (a PVE node with an API),
+//! else `hosts/NAME.yaml` (a machine reached over SSH only, before PVE is
+//! installed: `is_host_only`). Values merge `site.yaml` defaults, then the
+//! node file, then `secrets.yaml` (`api_token` there is a key into
+//! `secrets.api_tokens`).
+
+use crate::secrets::Secret;
+use crate::yaml::Node;
+
+use super::{ConfigError, Entity, SiteConfig, SiteSecrets};
+
+/// A resolved target host.
+#[derive(Clone, Debug)]
+pub struct HostConfig {
+    /// The name `-H` used (the file name).
+    pub name: String,
+    /// The file it came from, for messages.
+    pub file: String,
+    /// From `hosts/`: SSH only, no API fields.
+    pub is_host_only: bool,
+    /// `simulated: true`: driver runs its PVE simulator for this host.
+    pub simulated: bool,
+    /// The PVE node name (`node:` in the file, else the file name).
+    pub node_name: String,
+    pub api_endpoint: Option<String>,
+    /// The key into `secrets.api_tokens` (`api_token:` in the file, else the name).
+    pub api_token_key: Option<String>,
+    /// The token itself, when secrets were given and hold it.
+    pub api_token: Option<Secret<String>>,
+    pub ssh_host: Option<String>,
+    pub ssh_user: String,
+    pub ssh_port: u16,
+    pub datastore: Option<String>,
+    pub bridge: String,
+    /// FK to `hosts/` (the physical machine under a PVE node).
+    pub host: Option<String>,
+    /// FK to `nodes/` (for a nested PVE node).
+    pub parent_node: Option<String>,
+}
+
+fn s(n: &Node, k: &str) -> Option<String> {
+    n.get(k).and_then(Node::as_str).map(str::to_string)
+}
+
+fn port(n: Option<&Node>) -> Option<u16> {
+    match n.map(|n| &n.value) {
+        Some(crate::yaml::Value::Int(i)) => u16::try_from(*i).ok(),
+        _ => None,
+    }
+}
+
+/// `https://10.0.0.5:8006` → `10.0.0.5`.
+fn url_host(url: &str) -> Option<String> {
+    let rest = url.split_once("://").map_or(url, |(_, r)| r);
+    let authority = rest.split(['/', '?', '#']).next()?;
+    let host = match authority.strip_prefix('[') {
+        Some(v6) => v6.split(']').next()?,
+        None => authority.rsplit_once(':').map_or(authority, |(h, _)| h),
+    };
+    (!host.is_empty()).then(|| host.to_string())
+}
+
+impl SiteConfig {
+    /// Every name `-H` accepts: nodes first, then host-only machines.
+    pub fn host_names(&self) -> Vec<String> {
+        let mut v = self.names(Entity::Node);
+        for h in self.names(Entity::Host) {
+            if !v.contains(&h) {
+                v.push(h);
+            }
+        }
+        v
+    }
+
+    /// Resolves `-H name`. With `secrets`, the API token is looked up too; a
+    /// node file that names a token key missing from the secrets is an error.
+    pub fn host(
+        &self,
+        name: &str,
+        secrets: Option<&SiteSecrets>,
+    ) -> Result<HostConfig, ConfigError> {
+        let site_user = self
+            .default_str("ssh_user")
+            .or_else(|| self.default_str("host_user"))
+            .unwrap_or("root")
+            .to_string();
+        let site_bridge = self.default_str("bridge").unwrap_or("vmbr0").to_string();
+
+        if let Some(node) = self.try_find(Entity::Node, name)? {
+            let d = &node.doc;
+            let api_endpoint = s(d, "api_endpoint");
+            let explicit_key = s(d, "api_token");
+            let key = explicit_key.clone().unwrap_or_else(|| name.to_string());
+            let api_token = match secrets {
+                Some(sec) => match sec.get(&["api_tokens", &key]) {
+                    Some(t) => Some(t),
+                    None if explicit_key.is_some() => {
+                        return Err(ConfigError::MissingSecret {
+                            file: node.file.clone(),
+                            key: format!("api_tokens.{key}"),
+                            secrets: sec.file.clone(),
+                            wanted_by: format!("api_token: {key}"),
+                        })
+                    }
+                    None => {
+                        tracing::warn!("{}: no api_tokens.{key} in {}", node.file, sec.file);
+                        None
+                    }
+                },
+                None => None,
+            };
+            let ssh_host = s(d, "ip").or_else(|| {
+                let ep = api_endpoint.as_deref()?;
+                if ep.contains("localhost") || ep.contains("127.0.0.1") {
+                    Some("127.0.0.1".into())
+                } else {
+                    url_host(ep)
+                }
+            });
+            return Ok(HostConfig {
+                name: name.to_string(),
+                file: node.file.clone(),
+                is_host_only: false,
+                simulated: matches!(
+                    d.get("simulated").map(|n| &n.value),
+                    Some(crate::yaml::Value::Bool(true))
+                ),
+                node_name: s(d, "node").unwrap_or_else(|| name.to_string()),
+                api_endpoint,
+                api_token_key: Some(key),
+                api_token,
+                ssh_host,
+                ssh_user: s(d, "ssh_user").unwrap_or(site_user),
+                ssh_port: port(d.get("ssh_port")).unwrap_or(22),
+                datastore: s(d, "datastore")
+                    .or_else(|| self.default_str("datastore").map(str::to_string)),
+                bridge: s(d, "bridge").unwrap_or(site_bridge),
+                host: s(d, "host"),
+                parent_node: s(d, "parent_node"),
+            });
+        }
+
+        if let Some(host) = self.try_find(Entity::Host, name)? {
+            let d = &host.doc;
+            let access = d.get("access");
+            let ssh_host = s(d, "ip").or_else(|| {
+                let addr = d
+                    .get("network")?
+                    .get("interfaces")?
+                    .get(&site_bridge)
+                    .or_else(|| d.get("network")?.get("interfaces")?.get("vmbr0"))?
+                    .get("address")?
+                    .as_str()?;
+                Some(addr.split('/').next().unwrap_or(addr).to_string())
+            });
+            return Ok(HostConfig {
+                name: name.to_string(),
+                file: host.file.clone(),
+                is_host_only: true,
+                simulated: false,
+                node_name: name.to_string(),
+                api_endpoint: None,
+                api_token_key: None,
+                api_token: None,
+                ssh_host,
+                ssh_user: access
+                    .and_then(|a| s(a, "ssh_user").or_else(|| s(a, "host_user")))
+                    .unwrap_or(site_user),
+                ssh_port: port(access.and_then(|a| a.get("ssh_port"))).unwrap_or(22),
+                datastore: None,
+                bridge: site_bridge,
+                host: Some(name.to_string()),
+                parent_node: None,
+            });
+        }
+
+        let mut looked_in = self.candidates(Entity::Node, name);
+        looked_in.extend(self.candidates(Entity::Host, name));
+        Err(ConfigError::NotFound {
+            noun: "host",
+            name: name.to_string(),
+            looked_in,
+            available: self.host_names(),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::url_host;
+
+    #[test]
+    fn host_of_url() {
+        assert_eq!(
+            url_host("https://10.0.12.61:8006").as_deref(),
+            Some("10.0.12.61")
+        );
+        assert_eq!(url_host("https://pve.lan/api").as_deref(), Some("pve.lan"));
+        assert_eq!(
+            url_host("https://[fe80::1]:8006").as_deref(),
+            Some("fe80::1")
+        );
+        assert_eq!(url_host(""), None);
+    }
+}

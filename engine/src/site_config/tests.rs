@@ -1,0 +1,102 @@
+//! Site-config loading against the built-in example.
+
+use super::*;
+use crate::catalog;
+use crate::manifest::{self, Source};
+
+#[test]
+fn builtin_example_loads_and_lists() {
+    let site = SiteConfig::builtin();
+    assert!(site.is_builtin());
+    assert_eq!(
+        site.names(Entity::Preset),
+        [
+            "vm-large",
+            "vm-medium",
+            "vm-small",
+            "vm-xlarge",
+            "vm-xsmall"
+        ]
+    );
+    assert_eq!(
+        site.names(Entity::Posture),
+        ["dev", "local", "prod", "stage"]
+    );
+    assert_eq!(site.names(Entity::Spec), ["base", "pve"]);
+    assert_eq!(site.host_names(), ["sim", "srv1"]);
+    assert_eq!(site.default_str("bridge"), Some("vmbr0"));
+}
+
+#[test]
+fn builtin_secrets_open_with_the_test_key_only() {
+    let site = SiteConfig::builtin();
+    let none = IdentityEnv::default();
+    let ids = site.identities(&none).unwrap();
+    let secrets = site.secrets(&ids).unwrap().expect("example has secrets");
+    assert!(
+        secrets.encrypted,
+        "the example's secrets.yaml is sops-encrypted"
+    );
+    assert!(secrets.get(&["api_tokens", "sim"]).is_some());
+    let host = site.host("sim", Some(&secrets)).unwrap();
+    assert!(host.simulated && !host.is_host_only);
+    assert_eq!(host.api_endpoint.as_deref(), Some("https://127.0.0.1:8006"));
+    assert_eq!(host.datastore.as_deref(), Some("local"));
+    assert!(host.api_token.is_some());
+    // On disk the example is not special: no test key is added.
+    let disk = SiteConfig::at(
+        &std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../site-config-example"),
+    )
+    .unwrap();
+    let e = disk.secrets(&disk.identities(&none).unwrap()).unwrap_err();
+    assert!(e.to_string().contains("no age identity"), "{e}");
+}
+
+#[test]
+fn builtin_manifests_reference_only_what_the_example_has() {
+    let site = SiteConfig::builtin();
+    for (name, text) in catalog::BUILTIN {
+        let loaded = manifest::load(Source::new(format!("builtin:{name}"), *text)).unwrap();
+        let problems = refs::check_references(&loaded, &site);
+        assert!(
+            problems.is_empty(),
+            "{name}: {:?}",
+            problems
+                .iter()
+                .map(|p| p.message.clone())
+                .collect::<Vec<_>>()
+        );
+    }
+}
+
+#[test]
+fn unknown_references_point_at_the_field_and_name_the_file() {
+    let site = SiteConfig::builtin();
+    let src = "schema_version: 2\nname: t\nnodes:\n  - name: a\n    type: vm\n    preset: vm-smal\n    spec: nope\n    image: debian-12\n";
+    let loaded = manifest::load(Source::new("t.yaml", src)).unwrap();
+    let problems = refs::check_references(&loaded, &site);
+    assert_eq!(problems.len(), 2);
+    let p = &problems[0];
+    assert!(
+        p.message.contains("unknown preset 'vm-smal'"),
+        "{}",
+        p.message
+    );
+    assert!(p.message.contains("presets/vm-smal.yaml"), "{}", p.message);
+    assert_eq!((p.line, p.column), (Some(6), Some(13)));
+    assert!(p
+        .help
+        .as_deref()
+        .unwrap_or("")
+        .contains("did you mean 'vm-small'"));
+    assert!(problems[1].message.contains("specs/nope.yaml"));
+}
+
+#[test]
+fn names_cannot_escape_the_folder() {
+    let site = SiteConfig::builtin();
+    assert!(matches!(
+        site.find(Entity::Preset, "../secrets"),
+        Err(ConfigError::BadName { .. })
+    ));
+}

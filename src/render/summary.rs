@@ -1,0 +1,46 @@
+//! The human summary printed when a run ends.
+
+use std::fmt::Write;
+
+use engine::output::RunOutput;
+
+pub fn text(out: &RunOutput<'_>) -> String {
+    let mut s = String::new();
+    let w = out
+        .nodes
+        .iter()
+        .map(|n| n.name.len())
+        .max()
+        .unwrap_or(4)
+        .max(4);
+    let _ = writeln!(
+        s,
+        "\n  {:w$}  {:10}  {:9}  {:15}  {:>8}",
+        "node", "status", "vmid", "ip", "seconds"
+    );
+    for n in &out.nodes {
+        let _ = writeln!(
+            s,
+            "  {:w$}  {:10}  {:9}  {:15}  {:>8}{}",
+            n.name,
+            n.status.as_str(),
+            n.vm_id.map_or("-".into(), |v| v.to_string()),
+            n.ip.as_deref().unwrap_or("-"),
+            n.duration.map_or("-".into(), |d| format!("{d:.1}")),
+            n.error
+                .as_ref()
+                .map(|e| format!("  {e}"))
+                .unwrap_or_default(),
+        );
+    }
+    let _ = writeln!(
+        s,
+        "\n{} {} '{}' on {} in {:.1} s",
+        if out.success { "ok:" } else { "FAILED:" },
+        out.verb,
+        out.manifest.as_deref().unwrap_or("?"),
+        out.host,
+        out.duration_seconds
+    );
+    s
+}
