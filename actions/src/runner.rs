@@ -120,6 +120,12 @@ impl PveRunner {
         let vmid = match existing {
             Some(g) if g.name == node.name => {
                 tracing::info!("{}: adopting existing guest {}", node.name, g.vmid);
+                call.facts
+                    .log(format!("adopting guest {} left by an earlier run", g.vmid));
+                self.client
+                    .wait_unlocked(kind, g.vmid, call.timeout)
+                    .await
+                    .map_err(err)?;
                 g.vmid
             }
             Some(g) => {

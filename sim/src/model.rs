@@ -493,6 +493,14 @@ pub(crate) fn load(dir: &std::path::Path) -> Result<Option<State>, SimError> {
         st.task_order.push_back(t.upid.clone());
         st.tasks.insert(t.upid.clone(), t);
     }
+    for g in st.guests.values_mut() {
+        // A clone or create running when the simulator's process ended (it
+        // lives inside a driver that can be killed) did not survive it; a
+        // real PVE server would have finished it meanwhile, so finish it.
+        if matches!(g.lock_prop().as_deref(), Some("clone" | "create")) {
+            g.config.remove("lock");
+        }
+    }
     Ok(Some(st))
 }
 

@@ -12,26 +12,49 @@ use engine::state::{self, StateStore};
 use engine::{ManifestGraph, Plan, Verb};
 use tokio::sync::{mpsc, watch};
 
-use super::Failure;
+use engine::site_config::{SiteConfig, SiteConfigDir};
+
+use super::config::config_failure;
+use super::{target, Failure};
 use crate::cli::{RunArgs, VERSION};
 use crate::render;
 use crate::render::progress::{Bars, Lines, Ndjson, Render};
 
-/// Runs `plan` through `runner` and reports the outcome.
-pub fn execute<R: NodeRunner>(
-    runner: Arc<R>,
+/// Connects to the host (starting the simulator for a simulated one), runs
+/// the preflight checks, then the plan, and reports the outcome.
+pub fn execute(
     verb: Verb,
     args: &RunArgs,
     loaded: &Loaded,
     graph: &ManifestGraph<'_>,
     plan: &Plan<'_>,
+    site_dir: &SiteConfigDir,
 ) -> Result<(), Failure> {
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
         .build()
         .map_err(|e| Failure::Run(Some(miette::miette!("cannot start the runtime: {e}"))))?;
-    rt.block_on(run(runner, verb, args, loaded, graph, plan))
+    rt.block_on(async {
+        let site = SiteConfig::open(site_dir.clone()).map_err(config_failure)?;
+        let (host, secrets) = target::resolve_host(&site, &args.host)?;
+        let state_dir = args.state_dir.clone().unwrap_or_else(state::default_dir);
+        let t =
+            target::connect(&site, host, secrets.as_ref(), &loaded.manifest, &state_dir).await?;
+        let outcome = match args.skip_preflight {
+            true => Ok(()),
+            false => target::report_preflight(&target::preflight(&t).await),
+        };
+        let outcome = match outcome {
+            Ok(()) => run(t.runner.clone(), verb, args, loaded, graph, plan).await,
+            Err(f) => Err(f),
+        };
+        if let Some(sim) = t.sim {
+            // Its state is saved as it changes; this just stops serving.
+            sim.shutdown().await;
+        }
+        outcome
+    })
 }
 
 async fn run<R: NodeRunner>(

@@ -9,6 +9,7 @@ pub mod run;
 pub mod secrets;
 pub mod sim;
 pub mod status;
+pub mod target;
 pub mod validate;
 
 use std::path::Path;

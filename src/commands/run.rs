@@ -37,17 +37,7 @@ pub fn run(verb: Verb, args: &RunArgs, site_flag: Option<&Path>) -> Result<(), F
     if verb == Verb::Destroy && !args.yes {
         confirm_destroy(&plan)?;
     }
-    let msg = format!(
-        "cannot {} yet: this build of driver plans manifests but has no executor",
-        verb.as_str()
-    );
-    let help = "run with --dry-run to see the plan";
-    if args.json_output {
-        let mut out = base_output(verb, args, started);
-        out.error = Some(msg.clone());
-        render::json::print(&out);
-    }
-    Err(Failure::Run(Some(miette::miette!(help = help, "{msg}"))))
+    super::execute::execute(verb, args, &loaded, &graph, &plan, &site)
 }
 
 /// `--vm-id NAME=ID` overrides, checked like the manifest itself.

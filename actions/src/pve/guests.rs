@@ -154,6 +154,37 @@ impl PveClient {
             .await
     }
 
+    /// Waits while the guest's config holds a `lock` (e.g. a clone task of
+    /// an earlier run still going on the host).
+    pub async fn wait_unlocked(
+        &self,
+        kind: GuestKind,
+        vmid: u32,
+        timeout: Duration,
+    ) -> Result<(), PveError> {
+        let path = format!("{}/config", self.guest_path(kind, vmid));
+        let deadline = Instant::now() + timeout;
+        let mut wait = Duration::from_millis(100);
+        loop {
+            let cfg = self.get(&path).await?;
+            let Some(lock) = cfg.get("lock").and_then(Value::as_str) else {
+                return Ok(());
+            };
+            if Instant::now() + wait > deadline {
+                return Err(PveError::Shape {
+                    path,
+                    message: format!(
+                        "guest {vmid} is still locked ({lock}) after {}; if no task runs for it on the \
+                         host, unlock it there with `qm unlock {vmid}`",
+                        engine::clock::human(timeout)
+                    ),
+                });
+            }
+            tokio::time::sleep(wait).await;
+            wait = (wait * 2).min(Duration::from_secs(3));
+        }
+    }
+
     /// `running`, `stopped`, ..., or `None` when the guest does not exist.
     pub async fn status(&self, kind: GuestKind, vmid: u32) -> Result<Option<String>, PveError> {
         let path = format!("{}/status/current", self.guest_path(kind, vmid));

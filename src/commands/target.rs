@@ -1,0 +1,257 @@
+//! The PVE host a verb runs against: from the site-config's host entry to a
+//! connected `PveRunner`, starting the built-in simulator for a host marked
+//! `simulated: true` (its state kept beside the run state, so `create` and a
+//! later `destroy` see the same guests).
+
+use std::collections::HashMap;
+use std::path::Path;
+use std::sync::Arc;
+
+use actions::preflight::{self, Check, Wants};
+use actions::pve::{tls, PveClient, PveTarget, TlsTrust};
+use actions::runner::{GuestSetup, PveRunner, Sizing};
+use engine::site_config::resolve::Resolver;
+use engine::site_config::HostConfig;
+use engine::site_config::{SiteConfig, SiteSecrets};
+use engine::Manifest;
+
+use super::config::{config_failure, open_secrets};
+use super::Failure;
+
+/// A connected host; keeps the simulator (if any) alive while it lives.
+pub struct Target {
+    pub host: HostConfig,
+    pub client: PveClient,
+    pub runner: Arc<PveRunner>,
+    pub sim: Option<sim::SimHandle>,
+}
+
+fn run_err(msg: String, help: Option<String>) -> Failure {
+    Failure::Run(Some(match help {
+        Some(h) => miette::miette!(help = h, "{msg}"),
+        None => miette::miette!("{msg}"),
+    }))
+}
+
+/// Opens the site-config and its secrets, and resolves `-H host`.
+pub fn resolve_host(
+    site: &SiteConfig,
+    name: &str,
+) -> Result<(HostConfig, Option<SiteSecrets>), Failure> {
+    let secrets = open_secrets(site).map_err(config_failure)?;
+    let host = site.host(name, secrets.as_ref()).map_err(config_failure)?;
+    if host.is_host_only {
+        return Err(Failure::usage(miette::miette!(
+            help = format!(
+                "create nodes/{name}.yaml with api_endpoint and api_token once PVE runs there"
+            ),
+            "'{name}' ({}) is a machine without PVE yet: create, destroy and test need a PVE node",
+            host.file
+        )));
+    }
+    Ok((host, secrets))
+}
+
+/// The trust a node file asks for: `fingerprint:`, `ca_file:`, or `insecure: true`.
+fn trust_of(site: &SiteConfig, host: &HostConfig) -> Result<TlsTrust, Failure> {
+    let node = site
+        .try_find(engine::site_config::Entity::Node, &host.name)
+        .map_err(config_failure)?;
+    let doc = node.as_ref().map(|n| &n.doc);
+    let get = |k: &str| {
+        doc.and_then(|d| d.get(k))
+            .and_then(|v| v.as_str())
+            .map(str::to_string)
+    };
+    if let Some(fp) = get("fingerprint") {
+        return tls::parse_fingerprint(&fp)
+            .map(TlsTrust::Fingerprint)
+            .map_err(|e| Failure::usage(miette::miette!("{}: {e}", host.file)));
+    }
+    if let Some(ca) = get("ca_file") {
+        return Ok(TlsTrust::CaFile(ca.into()));
+    }
+    let insecure = doc
+        .and_then(|d| d.get("insecure"))
+        .is_some_and(|v| v.value == engine::yaml::Value::Bool(true));
+    if insecure {
+        return Ok(TlsTrust::Insecure);
+    }
+    Err(Failure::usage(miette::miette!(
+        help = "add `fingerprint: AB:CD:...` (from `pvenode cert info` on the host), `ca_file: PATH`, \
+                or, knowingly, `insecure: true`",
+        "{} says nothing about how to trust the host's TLS certificate",
+        host.file
+    )))
+}
+
+/// Simulator settings from the environment, for demos and tests:
+/// `PVESIM_TIME_SCALE=1` (realistic durations; default 0, instant) and
+/// `PVESIM_FAULTS='[{"kind": "task_failure", "op": "clone"}]'`.
+fn sim_env<T: serde::de::DeserializeOwned>(var: &str) -> Result<Option<T>, Failure> {
+    match std::env::var(var) {
+        Ok(v) if !v.trim().is_empty() => serde_json::from_str(&v)
+            .map(Some)
+            .map_err(|e| Failure::usage(miette::miette!("${var} is not valid: {e}"))),
+        _ => Ok(None),
+    }
+}
+
+/// Connects to the host (starting the simulator for a simulated one).
+pub async fn connect(
+    site: &SiteConfig,
+    host: HostConfig,
+    secrets: Option<&SiteSecrets>,
+    manifest: &Manifest,
+    state_dir: &Path,
+) -> Result<Target, Failure> {
+    let (target, sim) = if host.simulated {
+        let dir = state_dir.join(format!("pvesim-{}", host.name));
+        let config = sim::SimConfig {
+            node_name: host.node_name.clone(),
+            state_dir: Some(dir),
+            time_scale: sim_env("PVESIM_TIME_SCALE")?.unwrap_or(0.0),
+            faults: sim_env("PVESIM_FAULTS")?.unwrap_or_default(),
+            ..sim::SimConfig::default()
+        };
+        let h = sim::PveSim::start(config)
+            .await
+            .map_err(|e| run_err(format!("cannot start the PVE simulator: {e}"), None))?;
+        let token = h.token();
+        let fp = tls::parse_fingerprint(h.fingerprint())
+            .map_err(|e| run_err(format!("simulator fingerprint: {e}"), None))?;
+        tracing::info!("simulated PVE '{}' at {}", host.name, h.url());
+        (
+            PveTarget {
+                endpoint: h.url(),
+                node: h.node().to_string(),
+                token_id: token.full_id(),
+                token_secret: token.secret.clone(),
+                trust: TlsTrust::Fingerprint(fp),
+            },
+            Some(h),
+        )
+    } else {
+        let endpoint = host.api_endpoint.clone().ok_or_else(|| {
+            Failure::usage(miette::miette!(
+                help = "add `api_endpoint: https://HOST:8006`",
+                "{} has no api_endpoint",
+                host.file
+            ))
+        })?;
+        let token = host.api_token.as_ref().ok_or_else(|| {
+            Failure::usage(miette::miette!(
+                help = format!(
+                    "add `api_tokens: {{{}: USER@REALM!TOKENID=SECRET}}` to secrets.yaml (and check that \
+                     it decrypts: `driver secrets check`)",
+                    host.api_token_key.as_deref().unwrap_or(&host.name)
+                ),
+                "no API token for '{}'",
+                host.name
+            ))
+        })?;
+        let (id, secret) = token.expose().split_once('=').ok_or_else(|| {
+            Failure::usage(miette::miette!(
+                "the API token for '{}' is not in the form USER@REALM!TOKENID=SECRET",
+                host.name
+            ))
+        })?;
+        (
+            PveTarget {
+                endpoint,
+                node: host.node_name.clone(),
+                token_id: id.to_string(),
+                token_secret: secret.to_string(),
+                trust: trust_of(site, &host)?,
+            },
+            None,
+        )
+    };
+    let client = PveClient::new(&target).map_err(|e| run_err(e.to_string(), None))?;
+    let (setup, size_for) = resolve_guests(site, secrets, &host, manifest)?;
+    let runner = PveRunner::new(client.clone(), setup, size_for);
+    Ok(Target {
+        host,
+        client,
+        runner: Arc::new(runner),
+        sim,
+    })
+}
+
+/// Sizes (from presets) and guest setup (bridge, user, keys) for the
+/// manifest's nodes, resolved once, up front, as the original's ConfigResolver does.
+fn resolve_guests(
+    site: &SiteConfig,
+    secrets: Option<&SiteSecrets>,
+    host: &HostConfig,
+    manifest: &Manifest,
+) -> Result<(GuestSetup, actions::runner::SizeFor), Failure> {
+    let nodes: Vec<&engine::manifest::NodeSpec> = manifest.nodes.iter().collect();
+    let vars = Resolver::new(site, secrets)
+        .resolve_manifest_nodes(&host.name, &nodes)
+        .map_err(config_failure)?;
+    let n = |x: i64| u32::try_from(x).unwrap_or(0);
+    let table: HashMap<String, Sizing> = vars
+        .vms
+        .iter()
+        .map(|v| {
+            let size = Sizing {
+                cores: n(v.cores).max(1),
+                memory_mb: n(v.memory).max(128),
+                disk_gb: n(v.disk).max(1),
+            };
+            (v.name.clone(), size)
+        })
+        .collect();
+    let setup = GuestSetup {
+        bridge: host.bridge.clone(),
+        ci_user: site
+            .default_str("vm_user")
+            .unwrap_or("homestak")
+            .to_string(),
+        ssh_keys: vars.ssh_keys.clone(),
+        full_clone: true,
+    };
+    let size_for: actions::runner::SizeFor = Arc::new(move |node| {
+        table
+            .get(&node.name)
+            .copied()
+            .ok_or_else(|| format!("no size resolved for '{}'", node.name))
+    });
+    Ok((setup, size_for))
+}
+
+/// The preflight checks of a connected host.
+pub async fn preflight(t: &Target) -> Vec<Check> {
+    let storage = t
+        .host
+        .datastore
+        .clone()
+        .unwrap_or_else(|| "local-lvm".into());
+    let wants = Wants {
+        host: &t.host.name,
+        storage: &storage,
+        bridge: &t.host.bridge,
+    };
+    preflight::api_checks(&t.client, &wants).await
+}
+
+/// Prints failed checks; an error when any failed.
+pub fn report_preflight(checks: &[Check]) -> Result<(), Failure> {
+    let failed: Vec<&Check> = checks.iter().filter(|c| !c.ok).collect();
+    if failed.is_empty() {
+        return Ok(());
+    }
+    for c in &failed {
+        eprintln!("preflight: {}: {}", c.name, c.detail);
+        if let Some(fix) = &c.fix {
+            eprintln!("    fix: {fix}");
+        }
+    }
+    Err(Failure::Run(Some(miette::miette!(
+        help = "fix what is listed above, or pass --skip-preflight to go ahead anyway",
+        "preflight failed ({} of {} checks)",
+        failed.len(),
+        checks.len()
+    ))))
+}

@@ -1,0 +1,267 @@
+//! Real runs of the `driver` binary against the built-in simulator (host
+//! `sim`): create/destroy leave it empty, injected PVE failures are reported
+//! in PVE's words, a SIGKILLed run resumes without duplicates, two runs
+//! cannot share a state, and preflight names its fixes.
+
+mod common;
+
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use common::{repo, Driver};
+use serde_json::Value;
+
+/// Two API-only nodes (no SSH step), one with an explicit vmid.
+const API_ONLY: &str = "schema_version: 2
+name: api-only
+settings: {verify_ssh: false}
+nodes:
+  - {name: edge, type: vm, spec: base, preset: vm-small, image: debian-12, vmid: 99001}
+  - {name: edge2, type: vm, spec: base, preset: vm-xsmall, image: debian-12}
+";
+
+struct SimRun {
+    d: Driver,
+    state: tempfile::TempDir,
+    manifest: std::path::PathBuf,
+}
+
+impl SimRun {
+    fn new(manifest: &str) -> SimRun {
+        let d = Driver::new();
+        let path = d.site_path().join("m.yaml");
+        std::fs::write(&path, manifest).unwrap();
+        // The built-in site-config (with host `sim`), not an empty one.
+        SimRun {
+            d,
+            state: tempfile::tempdir().unwrap(),
+            manifest: path,
+        }
+    }
+
+    fn cmd(&self, verb: &str, extra: &[&str]) -> Command {
+        let mut c = Command::new(common::BIN);
+        c.env_remove("HOMESTAK_SITE_CONFIG")
+            .env_remove("PVESIM_FAULTS")
+            .env_remove("PVESIM_TIME_SCALE")
+            .env("DRIVER_STATE_DIR", self.state.path())
+            .current_dir(self.d.site_path())
+            .args([
+                verb,
+                "--manifest-file",
+                self.manifest.to_str().unwrap(),
+                "-H",
+                "sim",
+            ])
+            .args(extra);
+        c
+    }
+
+    fn run(&self, verb: &str, extra: &[&str]) -> common::Run {
+        common::Run::from(self.cmd(verb, extra).stdin(Stdio::null()).output().unwrap())
+    }
+
+    /// Non-template guests in the simulator's saved state: (vmid, name).
+    fn sim_guests(&self) -> Vec<(u64, String)> {
+        sim_guests(&self.state.path().join("pvesim-sim"))
+    }
+}
+
+fn sim_guests(dir: &Path) -> Vec<(u64, String)> {
+    let text = std::fs::read_to_string(dir.join("state.json")).unwrap_or_else(|_| "{}".into());
+    let v: Value = serde_json::from_str(&text).unwrap();
+    let mut out: Vec<(u64, String)> = v["guests"]
+        .as_object()
+        .map(|g| {
+            g.values()
+                .filter(|x| x["config"]["template"].as_u64() != Some(1))
+                .map(|x| {
+                    let name = x["config"]["name"]
+                        .as_str()
+                        .or_else(|| x["config"]["hostname"].as_str())
+                        .unwrap_or("")
+                        .to_string();
+                    (x["vmid"].as_u64().unwrap_or(0), name)
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    out.sort();
+    out
+}
+
+#[test]
+fn create_then_destroy_leaves_the_simulator_empty() {
+    let r = SimRun::new(API_ONLY);
+    let out = r.run("create", &["--json-output"]).ok();
+    let v = out.json();
+    assert_eq!(v["success"], true, "{v}");
+    assert_eq!(v["nodes"][0]["status"], "completed");
+    assert_eq!(v["context"]["edge_vm_id"], 99001);
+    let ip = v["context"]["edge_ip"].as_str().unwrap();
+    assert!(ip.starts_with("127.77."), "{ip}");
+    let guests = r.sim_guests();
+    assert_eq!(guests.len(), 2, "{guests:?}");
+    assert!(guests.contains(&(99001, "edge".to_string())));
+
+    let status = r.run("status", &[]).ok();
+    assert!(
+        status.stdout.contains("edge   completed  99001"),
+        "{}",
+        status.stdout
+    );
+
+    let out = r.run("destroy", &["--yes", "--json-output"]).ok();
+    assert_eq!(out.json()["nodes"][1]["status"], "destroyed");
+    assert!(r.sim_guests().is_empty(), "{:?}", r.sim_guests());
+}
+
+#[test]
+fn a_failed_clone_is_reported_in_pves_words_with_the_task_log() {
+    let r = SimRun::new(API_ONLY);
+    let out = common::Run::from(
+        r.cmd("create", &["--json-output"])
+            .env(
+                "PVESIM_FAULTS",
+                r#"[{"kind": "task_failure", "op": "clone", "name": "edge"}]"#,
+            )
+            .output()
+            .unwrap(),
+    )
+    .code(1);
+    let v = out.json();
+    assert_eq!(v["success"], false);
+    let err = v["error"].as_str().unwrap();
+    assert!(
+        err.starts_with("edge: provision: PVE task UPID:sim:"),
+        "{err}"
+    );
+    assert!(err.contains("clone failed"), "{err}");
+    assert!(err.contains("task log (last lines)"), "{err}");
+    assert!(err.contains("TASK ERROR: clone failed"), "{err}");
+    // on_error stop: the other node may or may not have finished; none is left half-made
+    // without a trace in state.
+    let st = r.run("status", &["--json-output"]).ok().json();
+    let edge = st["nodes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|n| n["name"] == "edge")
+        .unwrap();
+    assert_eq!(edge["status"], "failed");
+    // Clean up what there is, from state.
+    r.run("destroy", &["--yes"]).ok();
+    assert!(r.sim_guests().is_empty(), "{:?}", r.sim_guests());
+}
+
+#[test]
+fn sigkill_mid_clone_then_resume_and_destroy_leave_nothing_behind() {
+    let r = SimRun::new(API_ONLY);
+    // Realistic durations: a full clone takes seconds, long enough to kill it mid-way.
+    let mut child = r
+        .cmd("create", &[])
+        .env("PVESIM_TIME_SCALE", "0.5")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let journal = r.state.path().join("api-only@sim.journal");
+    let deadline = Instant::now() + Duration::from_secs(20);
+    // Wait until the state says a clone is in flight for edge (vmid recorded).
+    loop {
+        let text = std::fs::read_to_string(&journal).unwrap_or_default();
+        if text.lines().any(|l| {
+            l.contains("\"name\":\"edge\"")
+                && l.contains("\"action\":\"provision\"")
+                && l.contains("\"vm_id\":99001")
+        }) {
+            break;
+        }
+        assert!(Instant::now() < deadline, "no provision recorded: {text}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    std::thread::sleep(Duration::from_millis(300));
+
+    // While it runs, a second run of the same manifest on the same host is refused.
+    let second = r.run("create", &[]).code(1);
+    assert!(
+        second.stderr.contains(&format!("pid {}", child.id())),
+        "{}",
+        second.stderr
+    );
+
+    child.kill().unwrap(); // SIGKILL
+    child.wait().unwrap();
+
+    let st = r.run("status", &["--json-output"]).ok().json();
+    let edge = st["nodes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|n| n["name"] == "edge")
+        .unwrap()
+        .clone();
+    assert_eq!(edge["status"], "running", "{st}");
+    assert_eq!(edge["action"], "provision");
+
+    // Resume: finishes, adopting what the killed run left, no duplicates.
+    let out = r.run("create", &["--json-output"]).ok().json();
+    assert_eq!(out["success"], true, "{out}");
+    let guests = r.sim_guests();
+    let names: Vec<&str> = guests.iter().map(|g| g.1.as_str()).collect();
+    assert_eq!(
+        names.iter().filter(|n| **n == "edge").count(),
+        1,
+        "{guests:?}"
+    );
+    assert_eq!(
+        names.iter().filter(|n| **n == "edge2").count(),
+        1,
+        "{guests:?}"
+    );
+
+    r.run("destroy", &["--yes"]).ok();
+    assert!(r.sim_guests().is_empty(), "{:?}", r.sim_guests());
+}
+
+#[test]
+fn preflight_failure_names_the_fix() {
+    let d = Driver::new();
+    // A site-config on disk: the example plus a simulated host whose bridge does not exist.
+    let site = d.site_path().join("site-config");
+    copy_dir(&repo().join("site-config-example"), &site);
+    std::fs::write(
+        site.join("nodes/simbad.yaml"),
+        "simulated: true\napi_endpoint: https://127.0.0.1:8006\napi_token: sim\ndatastore: local-lvm\nbridge: vmbr7\n",
+    )
+    .unwrap();
+    let state = tempfile::tempdir().unwrap();
+    let out = common::Run::from(
+        Command::new(common::BIN)
+            .env("HOMESTAK_SITE_CONFIG", &site)
+            .env("SOPS_AGE_KEY_FILE", site.join("age-test-key.txt"))
+            .env("DRIVER_STATE_DIR", state.path())
+            .args(["create", "-M", "n1-push", "-H", "simbad"])
+            .output()
+            .unwrap(),
+    )
+    .code(1);
+    assert!(out.stderr.contains("preflight failed"), "{}", out.stderr);
+    assert!(out.stderr.contains("no bridge 'vmbr7'"), "{}", out.stderr);
+    assert!(out.stderr.contains("set `bridge:`"), "{}", out.stderr);
+}
+
+fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for e in std::fs::read_dir(from).unwrap() {
+        let e = e.unwrap();
+        let dest = to.join(e.file_name());
+        if e.file_type().unwrap().is_dir() {
+            copy_dir(&e.path(), &dest);
+        } else {
+            std::fs::copy(e.path(), dest).unwrap();
+        }
+    }
+}
