@@ -46,6 +46,9 @@ pub enum Command {
     Test(RunArgs),
     /// Show what the last run of a manifest on a host left: each node's status, vmid, IP, error.
     Status(StatusArgs),
+    /// Check a host before running on it (site-config, secrets, API and token, node, storage,
+    /// bridge, nested virtualization); each failed check names its fix.
+    Preflight(PreflightArgs),
     /// Check manifests and report every problem with its file, line and column.
     Validate(ValidateArgs),
     /// Print the manifest's node graph as text, Graphviz DOT or Mermaid.
@@ -176,6 +179,22 @@ impl From<OnErrorArg> for engine::manifest::OnError {
             OnErrorArg::Continue => engine::manifest::OnError::Continue,
         }
     }
+}
+
+#[derive(Debug, Args)]
+pub struct PreflightArgs {
+    /// The PVE host to check.
+    #[arg(short = 'H', long, value_name = "HOST")]
+    pub host: String,
+    /// Also check what this manifest needs (e.g. nested virtualization for a tiered one).
+    #[arg(short = 'M', long = "manifest", value_name = "NAME")]
+    pub manifest: Option<String>,
+    /// Where run state (and a simulated host's state) is kept.
+    #[arg(long, value_name = "PATH")]
+    pub state_dir: Option<PathBuf>,
+    /// Print the checks as JSON.
+    #[arg(long)]
+    pub json_output: bool,
 }
 
 #[derive(Debug, Args)]

@@ -20,6 +20,7 @@ fn main() -> ExitCode {
         Command::Destroy(a) => commands::run::run(engine::Verb::Destroy, a, site),
         Command::Test(a) => commands::run::run(engine::Verb::Test, a, site),
         Command::Status(a) => commands::status::run(a, site),
+        Command::Preflight(a) => commands::preflight::run(a, site),
         Command::Validate(a) => commands::validate::run(a, site),
         Command::Graph(a) => commands::graph::run(a, site),
         Command::List {

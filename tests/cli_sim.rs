@@ -265,3 +265,45 @@ fn copy_dir(from: &Path, to: &Path) {
         }
     }
 }
+
+#[test]
+fn preflight_alone_checks_the_simulated_host() {
+    let state = tempfile::tempdir().unwrap();
+    let out = common::Run::from(
+        Command::new(common::BIN)
+            .env_remove("HOMESTAK_SITE_CONFIG")
+            .env("DRIVER_STATE_DIR", state.path())
+            .args(["preflight", "-H", "sim", "-M", "n2-quick", "--json-output"])
+            .output()
+            .unwrap(),
+    )
+    .ok();
+    let checks = out.json();
+    let names: Vec<&str> = checks
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        names,
+        [
+            "site-config",
+            "secrets",
+            "api",
+            "token",
+            "node",
+            "storage",
+            "bridge",
+            "nested"
+        ]
+    );
+    assert!(
+        checks.as_array().unwrap().iter().all(|c| c["ok"] == true),
+        "{checks}"
+    );
+    assert!(
+        checks[3]["detail"].as_str().unwrap().contains("privileges"),
+        "{checks}"
+    );
+}

@@ -74,7 +74,6 @@ impl FakePve {
             trust: TlsTrust::Fingerprint(self.fingerprint),
         }
     }
-
 }
 
 impl Drop for FakePve {

@@ -5,6 +5,7 @@ pub mod config;
 pub mod execute;
 pub mod graph;
 pub mod list;
+pub mod preflight;
 pub mod run;
 pub mod secrets;
 pub mod sim;

@@ -1,0 +1,120 @@
+//! `driver preflight -H HOST`: the checks every verb runs first, on their own.
+
+use std::path::Path;
+
+use actions::preflight::Check;
+use engine::catalog::ManifestRef;
+use engine::manifest::Pattern;
+use engine::site_config::SiteConfig;
+use engine::state;
+
+use super::config::{config_failure, open_secrets};
+use super::{discover_site, load_manifest, target, Failure};
+use crate::cli::PreflightArgs;
+use crate::render;
+
+fn check(name: &'static str, ok: bool, detail: String, fix: Option<String>) -> Check {
+    Check {
+        name,
+        ok,
+        detail,
+        fix,
+    }
+}
+
+pub fn run(args: &PreflightArgs, site_flag: Option<&Path>) -> Result<(), Failure> {
+    let dir = discover_site(site_flag)?;
+    let mut checks = vec![check("site-config", true, dir.to_string(), None)];
+    let site = SiteConfig::open(dir.clone()).map_err(config_failure)?;
+    match open_secrets(&site) {
+        Ok(Some(s)) => checks.push(check(
+            "secrets",
+            true,
+            match &s.opened_by {
+                Some((_, from)) => format!("{} decrypted (identity from {from})", s.file),
+                None => format!("{} (not encrypted)", s.file),
+            },
+            None,
+        )),
+        Ok(None) => checks.push(check("secrets", true, "no secrets.yaml".into(), None)),
+        Err(e) => checks.push(check(
+            "secrets",
+            false,
+            e.to_string(),
+            Some(e.help().unwrap_or_else(|| {
+                "point SOPS_AGE_KEY_FILE at the age key the file is encrypted to".into()
+            })),
+        )),
+    }
+    let manifest = match &args.manifest {
+        Some(m) => Some(load_manifest(&ManifestRef::Name(m.clone()), &dir)?.manifest),
+        None => None,
+    };
+    let state_dir = args.state_dir.clone().unwrap_or_else(state::default_dir);
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| Failure::Run(Some(miette::miette!("cannot start the runtime: {e}"))))?;
+    let api = rt.block_on(async {
+        let (host, secrets) = target::resolve_host(&site, &args.host)?;
+        let simulated = host.simulated;
+        let empty = engine::Manifest {
+            schema_version: 2,
+            name: "preflight".into(),
+            description: None,
+            pattern: Pattern::Flat,
+            execution: Default::default(),
+            settings: Default::default(),
+            nodes: Vec::new(),
+        };
+        let m = manifest.as_ref().unwrap_or(&empty);
+        let t = target::connect(&site, host, secrets.as_ref(), m, &state_dir).await?;
+        let mut out = target::preflight(&t).await;
+        if m.pattern == Pattern::Tiered {
+            out.push(if simulated {
+                check(
+                    "nested",
+                    true,
+                    "simulated host: nested PVE nodes run nested simulators".into(),
+                    None,
+                )
+            } else {
+                check(
+                    "nested",
+                    false,
+                    "not checked: it needs a shell on the host".into(),
+                    Some("on the host, `cat /sys/module/kvm_intel/parameters/nested` (or kvm_amd) must say Y".into()),
+                )
+            });
+        }
+        if let Some(sim) = t.sim {
+            sim.shutdown().await;
+        }
+        Ok::<_, Failure>(out)
+    })?;
+    checks.extend(api);
+
+    if args.json_output {
+        render::json::print(&checks);
+    } else {
+        for c in &checks {
+            println!(
+                "{} {:12} {}",
+                if c.ok { "ok  " } else { "FAIL" },
+                c.name,
+                c.detail
+            );
+            if let Some(fix) = c.fix.as_ref().filter(|_| !c.ok) {
+                println!("     {:12} fix: {fix}", "");
+            }
+        }
+    }
+    let failed = checks.iter().filter(|c| !c.ok).count();
+    if failed == 0 {
+        Ok(())
+    } else {
+        Err(Failure::Run(Some(miette::miette!(
+            "{failed} preflight check(s) failed"
+        ))))
+    }
+}
