@@ -10,4 +10,6 @@
 //! - [`process`]: running a local tool with streamed output and a time limit
 //!   (shared by ansible and tofu).
 
+pub mod ansible;
+pub mod process;
 pub mod ssh;
