@@ -13,3 +13,4 @@
 pub mod ansible;
 pub mod process;
 pub mod ssh;
+pub mod tofu;
