@@ -11,6 +11,7 @@
 //!   (shared by ansible and tofu).
 
 pub mod ansible;
+pub mod download;
 pub mod process;
 pub mod ssh;
 pub mod tofu;
