@@ -1,8 +1,8 @@
 //! Release-image download (the seed's DownloadGitHubReleaseAction).
 //!
-//! 1. The tag: CLI `--packer-release` > site.yaml `defaults.packer_release`
-//!    > `latest` (a real tag the packer release process moves), see
-//!    [`resolve_tag`].
+//! 1. The tag: CLI `--packer-release`, else site.yaml
+//!    `defaults.packer_release`, else `latest` (a real tag the packer release
+//!    process moves), see [`resolve_tag`].
 //! 2. Skip when the image is already in the destination directory.
 //! 3. The release's asset list (GitHub's REST shape, from a configurable
 //!    API base so tests use a local server): the image itself, or split

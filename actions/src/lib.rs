@@ -1,7 +1,7 @@
 //! `actions`: everything that touches the world.
 //!
-//! - [`ssh`]: SSH client (libssh2) — wait, exec, PTY streaming, SFTP
-//!   upload, jump hosts, host-key policy.
+//! - [`ssh`]: SSH client (libssh2) — wait with backoff, exec, PTY
+//!   streaming, stdin, SFTP upload, jump hosts, host-key policy.
 //! - [`ansible`]: `ansible-playbook` with a generated inventory and an
 //!   extra-vars file; failed task and host reported.
 //! - [`tofu`]: the seed's TofuApply/TofuDestroy with per env-node state
@@ -9,9 +9,43 @@
 //! - [`download`]: release-image download (split parts, resume, checksums).
 //! - [`process`]: running a local tool with streamed output and a time limit
 //!   (shared by ansible and tofu).
+//!
+//! These are building blocks for the node runner: each error type converts
+//! into the engine's [`engine::executor::ActionError`] with its message.
 
 pub mod ansible;
 pub mod download;
 pub mod process;
 pub mod ssh;
 pub mod tofu;
+
+macro_rules! into_action_error {
+    ($($t:ty),* $(,)?) => {$(
+        impl From<$t> for engine::executor::ActionError {
+            fn from(e: $t) -> Self {
+                engine::executor::ActionError::new(e.to_string())
+            }
+        }
+    )*};
+}
+
+into_action_error!(
+    ssh::SshError,
+    ansible::AnsibleError,
+    tofu::TofuError,
+    download::DownloadError,
+    process::ProcessError,
+);
+
+#[cfg(test)]
+mod tests {
+    use engine::executor::ActionError;
+
+    #[test]
+    fn errors_become_action_errors_with_their_message() {
+        let e: ActionError = crate::ssh::SshError::Invalid("no stdin with a PTY".into()).into();
+        assert_eq!(e.message, "invalid request: no stdin with a PTY");
+        let e: ActionError = crate::tofu::TofuError::BadTfvars.into();
+        assert_eq!(e.message, "tfvars must be a JSON object");
+    }
+}

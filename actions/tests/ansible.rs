@@ -213,13 +213,29 @@ async fn unreachable_host_and_changed_key_are_reported() {
         "- hosts: all\n  gather_facts: false\n  tasks:\n    - name: ping it\n      ansible.builtin.ping:\n",
     )
     .expect("playbook");
-    // The pinned key is not the server's: ssh refuses, ansible says unreachable.
+    // The pinned key is not the server's.
     let other = common::keygen(&work.path().join("other"));
     let mut h = host("guest-x", &sshd);
     h.ssh.host_keys = HostKeyCheck::pinned(actions::ssh::HostKey::parse(&other).expect("key"));
     let mut run = PlaybookRun::new(&playbook, vec![h], json!({}));
     run.program = Some(ansible_playbook());
     run.timeout = Duration::from_secs(120);
+    // Our pre-playbook SSH wait refuses it at once, naming the host.
+    let e = ansible::run_playbook(&run, |_| {})
+        .await
+        .expect_err("refused");
+    match &e {
+        AnsibleError::Ssh { host, source } => {
+            assert_eq!(host, "guest-x");
+            assert!(
+                matches!(**source, actions::ssh::SshError::HostKeyChanged { .. }),
+                "{source:?}"
+            );
+        }
+        other => panic!("{other:?}"),
+    }
+    // Without it, ansible's own ssh refuses: the host is unreachable.
+    run.ssh_wait = None;
     let e = ansible::run_playbook(&run, |_| {})
         .await
         .expect_err("refused");
@@ -231,13 +247,49 @@ async fn unreachable_host_and_changed_key_are_reported() {
         } => {
             assert_eq!(task, "ping it");
             assert_eq!(host, "guest-x");
-            assert!(
-                message.to_uppercase().contains("HOST KEY") || message.contains("host key"),
-                "{message}"
-            );
+            assert!(message.to_uppercase().contains("HOST KEY"), "{message}");
         }
         other => panic!("{other:?}"),
     }
+}
+
+#[tokio::test]
+async fn accept_new_keys_seen_by_our_client_are_the_ones_ansible_checks() {
+    let sshd = Sshd::start();
+    let work = tempfile::tempdir().expect("tempdir");
+    let playbook = work.path().join("ping.yml");
+    std::fs::write(
+        &playbook,
+        "- hosts: all\n  gather_facts: false\n  tasks:\n    - name: ping it\n      ansible.builtin.ping:\n",
+    )
+    .expect("playbook");
+    // A fresh guest: nothing pinned, accept-new (strict ansible ssh would
+    // otherwise refuse the unknown key).
+    let mut h = host("fresh", &sshd);
+    h.ssh.host_keys = HostKeyCheck {
+        policy: actions::ssh::HostKeyPolicy::Strict,
+        known_hosts: None,
+        pinned: None,
+    };
+    let mut run = PlaybookRun::new(&playbook, vec![h.clone()], json!({}));
+    run.program = Some(ansible_playbook());
+    run.timeout = Duration::from_secs(120);
+    let e = ansible::run_playbook(&run, |_| {})
+        .await
+        .expect_err("strict, unknown key");
+    let AnsibleError::Ssh { source, .. } = &e else {
+        panic!("{e:?}")
+    };
+    assert!(
+        matches!(**source, actions::ssh::SshError::HostKeyUnknown { .. }),
+        "{source:?}"
+    );
+    h.ssh.host_keys = HostKeyCheck::accept_new(None);
+    run.hosts = vec![h];
+    let out = ansible::run_playbook(&run, |_| {})
+        .await
+        .expect("accept-new");
+    assert_eq!(out.recap[0].ok, 1);
 }
 
 #[tokio::test]
