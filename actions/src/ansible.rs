@@ -60,8 +60,9 @@ impl InventoryHost {
     }
 }
 
-/// One `ansible-playbook` run.
-#[derive(Clone, Debug)]
+/// One `ansible-playbook` run. Its `Debug` shows the extra vars' names
+/// only: their values may be secrets.
+#[derive(Clone)]
 pub struct PlaybookRun {
     pub playbook: PathBuf,
     pub hosts: Vec<InventoryHost>,
@@ -81,6 +82,27 @@ pub struct PlaybookRun {
     /// its host-key policy) before starting; the host keys seen are then
     /// the ones ansible's ssh must find. `None`: no pre-wait.
     pub ssh_wait: Option<Duration>,
+}
+
+impl std::fmt::Debug for PlaybookRun {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let var_names: Vec<&String> = self
+            .extra_vars
+            .as_object()
+            .map(|o| o.keys().collect())
+            .unwrap_or_default();
+        f.debug_struct("PlaybookRun")
+            .field("playbook", &self.playbook)
+            .field("hosts", &self.hosts)
+            .field("extra_vars", &var_names)
+            .field("timeout", &self.timeout)
+            .field("program", &self.program)
+            .field("working_dir", &self.working_dir)
+            .field("limit", &self.limit)
+            .field("tags", &self.tags)
+            .field("ssh_wait", &self.ssh_wait)
+            .finish_non_exhaustive()
+    }
 }
 
 impl PlaybookRun {
@@ -799,6 +821,17 @@ h2                         : ok=0    changed=0    unreachable=1    failed=0    s
         let p = parsed();
         let ok = p.verdict(Some(0), &[]).expect("ok");
         assert_eq!(ok.tolerated_failures.len(), 3);
+    }
+
+    #[test]
+    fn debug_does_not_show_var_values() {
+        let run = PlaybookRun::new(
+            "site.yml",
+            vec![],
+            json!({"api_token": "hunter2", "timezone": "UTC"}),
+        );
+        let d = format!("{run:?}");
+        assert!(d.contains("api_token") && !d.contains("hunter2"), "{d}");
     }
 
     #[test]
