@@ -2,6 +2,7 @@
 //! API. Provisioning is native (clone a template named like the node's
 //! image, then configure, resize, start, wait for the agent's IP).
 
+use std::path::PathBuf;
 use std::sync::Arc;
 
 use engine::executor::{ActionCall, ActionError, ActionOutput, NodeRunner};
@@ -9,6 +10,7 @@ use engine::manifest::{NodeKind, NodeSpec};
 use engine::plan::Action;
 
 use crate::pve::{Guest, GuestKind, PveClient, PveError};
+use crate::ssh::{self, HostKeyCheck, SshAuth, SshTarget};
 
 /// A guest's size, from its preset (and `disk:` override).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -33,10 +35,22 @@ pub struct GuestSetup {
     pub full_clone: bool,
 }
 
+/// How the runner reaches guests over SSH.
+#[derive(Clone, Debug)]
+pub struct SshSetup {
+    pub user: String,
+    pub port: u16,
+    pub auth: SshAuth,
+    /// Fresh guests' keys are accepted once and recorded here; a changed
+    /// key is refused afterwards.
+    pub known_hosts: PathBuf,
+}
+
 pub struct PveRunner {
     client: PveClient,
     setup: GuestSetup,
     size_for: SizeFor,
+    ssh: Option<SshSetup>,
 }
 
 fn kind_of(n: &NodeSpec) -> GuestKind {
@@ -56,7 +70,30 @@ impl PveRunner {
             client,
             setup,
             size_for,
+            ssh: None,
         }
+    }
+
+    pub fn with_ssh(mut self, ssh: SshSetup) -> Self {
+        self.ssh = Some(ssh);
+        self
+    }
+
+    /// The SSH target of a guest, from its recorded IP.
+    fn ssh_target(&self, call: &ActionCall) -> Result<(SshTarget, &SshSetup), ActionError> {
+        let ssh = self.ssh.as_ref().ok_or_else(|| {
+            ActionError::new("no SSH setup for this host (no key to reach guests with)")
+        })?;
+        let ip = call.ip.as_deref().ok_or_else(|| {
+            ActionError::new(format!(
+                "'{}' has no IP address yet (wait_ip did not record one)",
+                call.node.name
+            ))
+        })?;
+        let target = SshTarget::new(ip, &ssh.user, ssh.auth.clone())
+            .port(ssh.port)
+            .host_keys(HostKeyCheck::accept_new(Some(ssh.known_hosts.clone())));
+        Ok((target, ssh))
     }
 
     pub fn client(&self) -> &PveClient {
@@ -295,9 +332,35 @@ impl NodeRunner for PveRunner {
                             }
                             self.client.delete_guest(kind, id, t).await.map_err(err)?;
                         }
+                        // The address is free again: forget the old guest's key.
+                        if let (Some(ssh), Some(ip)) = (&self.ssh, call.ip.as_deref()) {
+                            if let Err(e) = ssh::known_hosts::forget(&ssh.known_hosts, ip, ssh.port)
+                            {
+                                tracing::warn!("cannot update {}: {e}", ssh.known_hosts.display());
+                            }
+                        }
                     }
                     None => call.facts.log("no guest found: nothing to delete"),
                 }
+                Ok(ActionOutput::default())
+            }
+            Action::WaitSsh => {
+                let (target, _) = self.ssh_target(&call)?;
+                let conn = ssh::wait_for_ssh(&target, t).await?;
+                for hop in conn.accepted_keys() {
+                    call.facts.log(format!(
+                        "accepted new host key {} for {}",
+                        hop.key.fingerprint(),
+                        hop.host
+                    ));
+                }
+                Ok(ActionOutput::default())
+            }
+            Action::VerifySsh => {
+                let (target, _) = self.ssh_target(&call)?;
+                let conn = ssh::connect(&target).await?;
+                let out = conn.exec("hostname", t).await?.check()?;
+                call.facts.log(format!("ssh ok: {}", out.stdout.trim()));
                 Ok(ActionOutput::default())
             }
             other => Err(ActionError::new(format!(

@@ -9,7 +9,8 @@ use std::sync::Arc;
 
 use actions::preflight::{self, Check, Wants};
 use actions::pve::{tls, PveClient, PveTarget, TlsTrust};
-use actions::runner::{GuestSetup, PveRunner, Sizing};
+use actions::runner::{GuestSetup, PveRunner, Sizing, SshSetup};
+use actions::ssh::SshAuth;
 use engine::site_config::resolve::Resolver;
 use engine::site_config::HostConfig;
 use engine::site_config::{SiteConfig, SiteSecrets};
@@ -168,14 +169,71 @@ pub async fn connect(
         )
     };
     let client = PveClient::new(&target).map_err(|e| run_err(e.to_string(), None))?;
-    let (setup, size_for) = resolve_guests(site, secrets, &host, manifest)?;
-    let runner = PveRunner::new(client.clone(), setup, size_for);
+    let (mut setup, size_for) = resolve_guests(site, secrets, &host, manifest)?;
+    let (key, public) = driver_key(site, state_dir)?;
+    setup.ssh_keys.push(public);
+    let ssh = SshSetup {
+        user: setup.ci_user.clone(),
+        port: GUEST_SSH_PORT,
+        auth: SshAuth::key_file(key),
+        known_hosts: state_dir.join(format!("known_hosts@{}", host.name)),
+    };
+    let runner = PveRunner::new(client.clone(), setup, size_for).with_ssh(ssh);
     Ok(Target {
         host,
         client,
         runner: Arc::new(runner),
         sim,
     })
+}
+
+/// Guests answer SSH on the standard port (the simulator's guests too).
+const GUEST_SSH_PORT: u16 = 22;
+
+/// The key driver reaches guests with: site.yaml `defaults.ssh_key`, else one
+/// of its own made once in the state folder. Returns (private key path,
+/// public key line) — the public key goes into every guest's cloud-init.
+fn driver_key(
+    site: &SiteConfig,
+    state_dir: &Path,
+) -> Result<(std::path::PathBuf, String), Failure> {
+    let key = match site.default_str("ssh_key") {
+        Some(k) => std::path::PathBuf::from(shellexpand_home(k)),
+        None => {
+            let dir = state_dir.join("ssh");
+            let key = dir.join("id_ed25519");
+            if !key.exists() {
+                std::fs::create_dir_all(&dir)
+                    .map_err(|e| run_err(format!("cannot create {}: {e}", dir.display()), None))?;
+                let made = std::process::Command::new("ssh-keygen")
+                    .args(["-q", "-t", "ed25519", "-N", "", "-C", "driver", "-f"])
+                    .arg(&key)
+                    .status();
+                if !made.is_ok_and(|s| s.success()) {
+                    return Err(run_err(
+                        format!("cannot make an SSH key at {}", key.display()),
+                        Some("install ssh-keygen (apt-get install openssh-client), or set `ssh_key:` in site.yaml".into()),
+                    ));
+                }
+            }
+            key
+        }
+    };
+    let pub_path = key.with_extension("pub");
+    let public = std::fs::read_to_string(&pub_path).map_err(|e| {
+        run_err(
+            format!("cannot read the public key {}: {e}", pub_path.display()),
+            Some("the private key needs its .pub beside it".into()),
+        )
+    })?;
+    Ok((key, public.trim().to_string()))
+}
+
+fn shellexpand_home(p: &str) -> String {
+    match (p.strip_prefix("~/"), std::env::var("HOME")) {
+        (Some(rest), Ok(home)) => format!("{home}/{rest}"),
+        _ => p.to_string(),
+    }
 }
 
 /// Sizes (from presets) and guest setup (bridge, user, keys) for the

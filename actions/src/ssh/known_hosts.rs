@@ -171,6 +171,33 @@ pub fn known_hosts_name(host: &str, port: u16) -> String {
     }
 }
 
+/// Removes `host`'s entries (plain, unhashed ones) from a known_hosts file:
+/// a guest that was destroyed frees its address, and the next guest there
+/// has a new key that must not be taken for an attack.
+pub fn forget(file: &Path, host: &str, port: u16) -> io::Result<()> {
+    let name = known_hosts_name(host, port);
+    let text = match fs::read_to_string(file) {
+        Ok(t) => t,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
+        Err(e) => return Err(e),
+    };
+    let kept: Vec<&str> = text
+        .lines()
+        .filter(|l| {
+            let hosts = l.split_whitespace().next().unwrap_or("");
+            !hosts.split(',').any(|h| h == name)
+        })
+        .collect();
+    if kept.len() == text.lines().count() {
+        return Ok(());
+    }
+    let mut out = kept.join("\n");
+    if !out.is_empty() {
+        out.push('\n');
+    }
+    fs::write(file, out)
+}
+
 /// Where a known key came from, for error messages.
 #[derive(Clone, Debug)]
 enum Source {
