@@ -18,6 +18,7 @@
 
 pub mod ansible;
 pub mod download;
+pub mod nested;
 pub mod preflight;
 pub mod process;
 pub mod pve;

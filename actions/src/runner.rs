@@ -9,6 +9,7 @@ use engine::executor::{ActionCall, ActionError, ActionOutput, NodeRunner};
 use engine::manifest::{NodeKind, NodeSpec};
 use engine::plan::Action;
 
+use crate::nested::{self, Nesting};
 use crate::pve::{Guest, GuestKind, PveClient, PveError};
 use crate::ssh::{self, HostKeyCheck, SshAuth, SshTarget};
 
@@ -51,6 +52,7 @@ pub struct PveRunner {
     setup: GuestSetup,
     size_for: SizeFor,
     ssh: Option<SshSetup>,
+    nesting: Option<Nesting>,
 }
 
 fn kind_of(n: &NodeSpec) -> GuestKind {
@@ -71,6 +73,60 @@ impl PveRunner {
             setup,
             size_for,
             ssh: None,
+            nesting: None,
+        }
+    }
+
+    /// Lets `pve` nodes become nested (simulated) PVE hosts.
+    pub fn with_nesting(mut self, nesting: Nesting) -> Self {
+        self.nesting = Some(nesting);
+        self
+    }
+
+    fn nesting(&self, call: &ActionCall) -> Result<&Nesting, ActionError> {
+        self.nesting.as_ref().ok_or_else(|| {
+            ActionError::new(format!(
+                "{} of pve node '{}': making a PVE host out of a guest is only available on the \
+                 simulator in this build of driver",
+                call.action.name(),
+                call.node.name
+            ))
+        })
+    }
+
+    /// Runs one nested-host step over SSH.
+    async fn nested(&self, call: &ActionCall) -> Result<ActionOutput, ActionError> {
+        let n = self.nesting(call)?;
+        let (target, _) = self.ssh_target(call)?;
+        let conn = nested::connect(&target).await?;
+        match call.action {
+            Action::Bootstrap => n.bootstrap(&conn, call).await?,
+            Action::CopySecrets => n.copy_secrets(&conn).await?,
+            Action::CreateApiToken => n.create_api_token(&conn, call).await?,
+            Action::ConfigureBridge => n.configure_bridge(&conn, call).await?,
+            Action::DownloadImages => n.download_images(&conn, call).await?,
+            Action::Delegate => {
+                let out = n.delegate(&conn, call).await?;
+                if call.phase == engine::plan::PhaseKind::Destroy {
+                    n.stop_nested(&conn).await?;
+                }
+                return Ok(out);
+            }
+            _ => {}
+        }
+        Ok(ActionOutput::default())
+    }
+
+    /// Before a nested host goes down, its simulator is stopped (best effort).
+    async fn stop_nested_quietly(&self, call: &ActionCall) {
+        if call.node.kind != NodeKind::Pve {
+            return;
+        }
+        let (Some(n), Ok((target, _))) = (&self.nesting, self.ssh_target(call)) else {
+            return;
+        };
+        if let Ok(conn) = nested::connect(&target).await {
+            let _ = n.stop_nested(&conn).await;
         }
     }
 
@@ -312,7 +368,31 @@ impl NodeRunner for PveRunner {
                     ..ActionOutput::default()
                 })
             }
+            Action::Bootstrap
+            | Action::CopySecrets
+            | Action::CreateApiToken
+            | Action::ConfigureBridge
+            | Action::DownloadImages => self.nested(&call).await,
+            Action::Delegate => {
+                if call.phase == engine::plan::PhaseKind::Destroy {
+                    // A nested PVE that is gone or down takes its guests with it.
+                    let running = match self.vmid_of(&call).await? {
+                        Some(id) => {
+                            self.client.status(kind, id).await.map_err(err)?.as_deref()
+                                == Some("running")
+                        }
+                        None => false,
+                    };
+                    if !running {
+                        call.facts
+                            .log("nested PVE is not running: its guests go with it");
+                        return Ok(ActionOutput::default());
+                    }
+                }
+                self.nested(&call).await
+            }
             Action::ShutdownVm => {
+                self.stop_nested_quietly(&call).await;
                 if let Some(id) = self.vmid_of(&call).await? {
                     self.client.shutdown(kind, id, t).await.map_err(err)?;
                 }

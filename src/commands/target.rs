@@ -7,6 +7,7 @@ use std::collections::HashMap;
 use std::path::Path;
 use std::sync::Arc;
 
+use actions::nested::Nesting;
 use actions::preflight::{self, Check, Wants};
 use actions::pve::{tls, PveClient, PveTarget, TlsTrust};
 use actions::runner::{GuestSetup, PveRunner, Sizing, SshSetup};
@@ -170,21 +171,88 @@ pub async fn connect(
     };
     let client = PveClient::new(&target).map_err(|e| run_err(e.to_string(), None))?;
     let (mut setup, size_for) = resolve_guests(site, secrets, &host, manifest)?;
-    let (key, public) = driver_key(site, state_dir)?;
+    let (key_path, public) = driver_key(site, state_dir)?;
     setup.ssh_keys.push(public);
     let ssh = SshSetup {
         user: setup.ci_user.clone(),
         port: GUEST_SSH_PORT,
-        auth: SshAuth::key_file(key),
+        auth: SshAuth::key_file(key_path.clone()),
         known_hosts: state_dir.join(format!("known_hosts@{}", host.name)),
     };
-    let runner = PveRunner::new(client.clone(), setup, size_for).with_ssh(ssh);
+    let mut runner = PveRunner::new(client.clone(), setup, size_for).with_ssh(ssh);
+    if let Some(guest_net) = sim_guest_net(site, &host)? {
+        runner = runner.with_nesting(Nesting {
+            binary: std::env::current_exe()
+                .map_err(|e| run_err(format!("cannot find this driver's binary: {e}"), None))?,
+            version: format!("driver {}", crate::cli::VERSION),
+            site_files: child_site_files(site)?,
+            ssh_key: key_path,
+            guest_net,
+            guest_ssh_port: GUEST_SSH_PORT,
+            timeout_buffer: manifest.settings.timeout_buffer,
+        });
+    }
     Ok(Target {
         host,
         client,
         runner: Arc::new(runner),
         sim,
     })
+}
+
+/// The guest network of the simulator a host is: the built-in one for a
+/// `simulated: true` host, or `pvesim_guest_net: "127.78"` that a parent
+/// driver writes for a nested simulated PVE. `None` for a real PVE.
+fn sim_guest_net(site: &SiteConfig, host: &HostConfig) -> Result<Option<[u8; 2]>, Failure> {
+    if host.simulated {
+        return Ok(Some(OUTER_GUEST_NET));
+    }
+    let node = site
+        .try_find(engine::site_config::Entity::Node, &host.name)
+        .map_err(config_failure)?;
+    let Some(net) = node
+        .as_ref()
+        .and_then(|n| n.doc.get("pvesim_guest_net"))
+        .and_then(|v| v.as_str().map(str::to_string))
+    else {
+        return Ok(None);
+    };
+    let parts: Vec<u8> = net.split('.').filter_map(|p| p.parse().ok()).collect();
+    match parts[..] {
+        [127, b] => Ok(Some([127, b])),
+        _ => Err(Failure::usage(miette::miette!(
+            "{}: pvesim_guest_net '{net}' must be 127.N",
+            host.file
+        ))),
+    }
+}
+
+/// The built-in simulator's guests live in 127.77.0.0/16.
+const OUTER_GUEST_NET: [u8; 2] = [127, 77];
+
+/// The non-secret part of the site-config, for a nested PVE's own driver:
+/// site.yaml and the presets, specs, postures, images and templates.
+fn child_site_files(site: &SiteConfig) -> Result<Vec<(String, String)>, Failure> {
+    use engine::site_config::Entity;
+    let mut files = Vec::new();
+    if let Some(t) = site.read_text("site.yaml").map_err(config_failure)? {
+        files.push(("site.yaml".to_string(), t));
+    }
+    for kind in [
+        Entity::Preset,
+        Entity::Spec,
+        Entity::Posture,
+        Entity::Image,
+        Entity::Template,
+    ] {
+        for name in site.names(kind) {
+            let found = site.find(kind, &name).map_err(config_failure)?;
+            if let Some(t) = site.read_text(&found.rel).map_err(config_failure)? {
+                files.push((found.rel.clone(), t));
+            }
+        }
+    }
+    Ok(files)
 }
 
 /// Guests answer SSH on the standard port (the simulator's guests too).

@@ -104,6 +104,8 @@ pub struct ActionCall {
     /// must check what it left (e.g. a clone that may or may not exist).
     pub resumed: bool,
     pub timeout: Duration,
+    /// For `delegate`: the manifest of the nodes below this one, as JSON.
+    pub subtree: Option<String>,
     pub facts: Facts,
 }
 
@@ -130,6 +132,13 @@ impl Facts {
             .update(self.node, |n| n.ip = Some(ip.to_string()))
             .await
             .map_err(ActionError::state)
+    }
+
+    /// Passes an event from a child driver on to the renderers.
+    pub fn relay(&self, e: Event) {
+        if let Some(s) = &self.events {
+            let _ = s.send(e);
+        }
     }
 
     /// Passes a line of output on to the renderers.
@@ -323,6 +332,7 @@ struct StepJob {
     spec: NodeSpec,
     host: String,
     actions: Vec<Action>,
+    subtree: Option<String>,
 }
 
 pub struct Executor<'g, 'm, R> {
@@ -599,6 +609,10 @@ impl<'g, 'm, R: NodeRunner> Executor<'g, 'm, R> {
                     spec: self.graph.node(s.node).clone(),
                     host: s.host.to_string(),
                     actions: s.actions.clone(),
+                    subtree: s
+                        .actions
+                        .contains(&Action::Delegate)
+                        .then(|| self.graph.subtree_manifest(s.node).to_json()),
                 };
                 set.spawn(run_step(ctx.clone(), job));
             }
@@ -948,6 +962,7 @@ async fn run_actions<R: NodeRunner>(
             ip: current.ip.clone(),
             resumed,
             timeout,
+            subtree: job.subtree.clone(),
             facts: Facts {
                 state: ctx.state.clone(),
                 node: job.node,

@@ -372,6 +372,11 @@ impl SiteConfig {
         v
     }
 
+    /// The text of a file of the site-config (`rel` to its root), if there.
+    pub fn read_text(&self, rel: &str) -> Result<Option<String>, ConfigError> {
+        self.files.read(rel)
+    }
+
     /// Where `find` would look for `name`, as shown to users.
     pub fn candidates(&self, kind: Entity, name: &str) -> Vec<String> {
         kind.dirs()

@@ -1,0 +1,335 @@
+//! Nested PVE nodes on the simulator: turning a `pve` guest into a PVE host
+//! (bootstrap, secrets, API token, bridge, images) and handing it its
+//! subtree (delegation to a copy of this driver running on it, over SSH).
+//!
+//! On a simulated host a `pve` guest becomes a host by running a nested
+//! pvesim bound to the guest's own address, started by this very driver
+//! binary uploaded to it. Each step checks first, so a resumed run redoes
+//! only what is missing. Everything the child needs is written as files in
+//! the guest (never put in a command line): its site-config subset,
+//! secrets limited to its own API token and SSH key, and the subtree.
+
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use engine::delegation::ChildStream;
+use engine::executor::{ActionCall, ActionError, ActionOutput};
+use engine::manifest::Manifest;
+use engine::plan::PhaseKind;
+use reqwest::Method;
+use serde_json::Value;
+
+use crate::pve::{tls, PveClient, PveTarget, TlsTrust};
+use crate::ssh::{self, Connection, StreamOptions};
+
+/// What the runner needs to make nested hosts.
+#[derive(Clone, Debug)]
+pub struct Nesting {
+    /// This driver's binary, uploaded to each nested PVE.
+    pub binary: PathBuf,
+    /// Its `--version` line: an uploaded copy that says the same is kept.
+    pub version: String,
+    /// Non-secret site-config files for the child (path in the site-config, text).
+    pub site_files: Vec<(String, String)>,
+    /// The key pair the child reaches its own guests with.
+    pub ssh_key: PathBuf,
+    /// The guest network (first two octets) of the simulator this host is;
+    /// a nested simulator takes the next one, so addresses never collide.
+    pub guest_net: [u8; 2],
+    pub guest_ssh_port: u16,
+    /// Seconds taken off the child's time budget (the manifest's `timeout_buffer`).
+    pub timeout_buffer: u64,
+}
+
+const SHORT: Duration = Duration::from_secs(60);
+
+fn fail(msg: impl Into<String>) -> ActionError {
+    ActionError::new(msg)
+}
+
+fn node_ip(call: &ActionCall) -> Result<&str, ActionError> {
+    call.ip
+        .as_deref()
+        .ok_or_else(|| fail(format!("'{}' has no IP address yet", call.node.name)))
+}
+
+impl Nesting {
+    fn child_net(&self) -> String {
+        format!(
+            "{}.{}",
+            self.guest_net[0],
+            self.guest_net[1].saturating_add(1)
+        )
+    }
+
+    /// Upload this driver (unless the same version is there), the
+    /// site-config subset, and start the nested simulator.
+    pub async fn bootstrap(&self, conn: &Connection, call: &ActionCall) -> Result<(), ActionError> {
+        let ip = node_ip(call)?;
+        let have = conn
+            .exec("./driver --version 2>/dev/null || true", SHORT)
+            .await?;
+        if have.stdout.trim() != self.version.trim() {
+            call.facts.log("uploading driver");
+            conn.upload_file(&self.binary, "driver", 0o755, Duration::from_secs(600))
+                .await?;
+        }
+        let mut dirs: Vec<String> = vec!["site-config/nodes".into(), "state/ssh".into()];
+        for (rel, _) in &self.site_files {
+            if let Some((dir, _)) = rel.rsplit_once('/') {
+                dirs.push(format!("site-config/{dir}"));
+            }
+        }
+        dirs.sort();
+        dirs.dedup();
+        // Names come from our own site-config listing (plain names only).
+        conn.exec(&format!("mkdir -p {}", dirs.join(" ")), SHORT)
+            .await?
+            .check()?;
+        for (rel, text) in &self.site_files {
+            conn.upload_bytes(text.clone(), &format!("site-config/{rel}"), 0o644, SHORT)
+                .await?;
+        }
+        let start = format!(
+            "if [ -f pvesim.pid ] && kill -0 \"$(cat pvesim.pid)\" 2>/dev/null; then echo running; else \
+             nohup ./driver sim serve --bind {ip}:8006 --node {node} --state-dir pvesim \
+             --guest-net {net} --guest-ssh-port {port} > pvesim.log 2>&1 < /dev/null & \
+             echo $! > pvesim.pid; echo started; fi",
+            node = call.node.name,
+            net = self.child_net(),
+            port = self.guest_ssh_port,
+        );
+        let out = conn.exec(&start, SHORT).await?.check()?;
+        call.facts
+            .log(format!("nested PVE simulator {}", out.stdout.trim()));
+        // Ready when its API answers.
+        let deadline = Instant::now() + SHORT;
+        loop {
+            if let Ok(client) = self.root_client(conn, call).await {
+                if client.get("/version").await.is_ok() {
+                    return Ok(());
+                }
+            }
+            if Instant::now() > deadline {
+                let log = conn.exec("tail -n 20 pvesim.log", SHORT).await?;
+                return Err(fail(format!(
+                    "the nested PVE on {} did not come up within {}; its log:\n{}",
+                    call.node.name,
+                    engine::clock::human(SHORT),
+                    log.stdout
+                )));
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+
+    /// A client of the nested PVE with its root token (read from its files).
+    async fn root_client(
+        &self,
+        conn: &Connection,
+        call: &ActionCall,
+    ) -> Result<PveClient, ActionError> {
+        let ip = node_ip(call)?;
+        let token = conn.exec("cat pvesim/pvesim.token", SHORT).await?.check()?;
+        let fp = conn
+            .exec("cat pvesim/pvesim.fingerprint", SHORT)
+            .await?
+            .check()?;
+        let (id, secret) = token
+            .stdout
+            .trim()
+            .split_once('=')
+            .ok_or_else(|| fail("the nested PVE's token file is not USER@REALM!ID=SECRET"))?;
+        let fp = tls::parse_fingerprint(fp.stdout.trim()).map_err(|e| fail(e.to_string()))?;
+        PveClient::new(&PveTarget {
+            endpoint: format!("https://{ip}:8006"),
+            node: call.node.name.clone(),
+            token_id: id.to_string(),
+            token_secret: secret.to_string(),
+            trust: TlsTrust::Fingerprint(fp),
+        })
+        .map_err(|e| fail(e.to_string()))
+    }
+
+    /// The child's SSH key pair (its only secret besides its API token).
+    pub async fn copy_secrets(&self, conn: &Connection) -> Result<(), ActionError> {
+        let key = std::fs::read(&self.ssh_key)
+            .map_err(|e| fail(format!("cannot read {}: {e}", self.ssh_key.display())))?;
+        let public_path = self.ssh_key.with_extension("pub");
+        let public = std::fs::read(&public_path)
+            .map_err(|e| fail(format!("cannot read {}: {e}", public_path.display())))?;
+        conn.upload_bytes(key, "state/ssh/id_ed25519", 0o600, SHORT)
+            .await?;
+        conn.upload_bytes(public, "state/ssh/id_ed25519.pub", 0o644, SHORT)
+            .await?;
+        Ok(())
+    }
+
+    /// An API token for the child driver, written with the node's config.
+    pub async fn create_api_token(
+        &self,
+        conn: &Connection,
+        call: &ActionCall,
+    ) -> Result<(), ActionError> {
+        let ip = node_ip(call)?;
+        let root = self.root_client(conn, call).await?;
+        let path = "/access/users/root@pam/token/driver";
+        // A token's secret is shown once: replace an old one.
+        let _ = root.request(Method::DELETE, path, &[]).await;
+        let made = root
+            .post(
+                path,
+                &[
+                    ("privsep", "0".into()),
+                    ("comment", "driver (nested)".into()),
+                ],
+            )
+            .await
+            .map_err(|e| fail(e.to_string()))?;
+        let value = made
+            .get("value")
+            .and_then(Value::as_str)
+            .ok_or_else(|| fail("the nested PVE answered no token value"))?;
+        let fp = conn
+            .exec("cat pvesim/pvesim.fingerprint", SHORT)
+            .await?
+            .check()?;
+        let node = &call.node.name;
+        let node_file = format!(
+            "# Written by the parent driver: this host is a nested PVE (a simulator).\n\
+             api_endpoint: https://{ip}:8006\nfingerprint: \"{fp}\"\napi_token: {node}\n\
+             datastore: local\nbridge: vmbr0\nip: {ip}\npvesim_guest_net: \"{net}\"\n",
+            fp = fp.stdout.trim(),
+            net = self.child_net(),
+        );
+        conn.upload_bytes(
+            node_file,
+            &format!("site-config/nodes/{node}.yaml"),
+            0o644,
+            SHORT,
+        )
+        .await?;
+        let secrets = format!("api_tokens:\n  {node}: \"root@pam!driver={value}\"\n");
+        conn.upload_bytes(secrets, "site-config/secrets.yaml", 0o600, SHORT)
+            .await?;
+        Ok(())
+    }
+
+    pub async fn configure_bridge(
+        &self,
+        conn: &Connection,
+        call: &ActionCall,
+    ) -> Result<(), ActionError> {
+        let root = self.root_client(conn, call).await?;
+        let nets = root
+            .get(&format!("/nodes/{}/network", call.node.name))
+            .await
+            .map_err(|e| fail(e.to_string()))?;
+        let found = nets.as_array().is_some_and(|a| {
+            a.iter()
+                .any(|i| i.get("iface").and_then(Value::as_str) == Some("vmbr0"))
+        });
+        if found {
+            Ok(())
+        } else {
+            Err(fail(format!(
+                "no bridge vmbr0 on the nested PVE {}",
+                call.node.name
+            )))
+        }
+    }
+
+    /// The images the node's own guests need are there as templates.
+    pub async fn download_images(
+        &self,
+        conn: &Connection,
+        call: &ActionCall,
+    ) -> Result<(), ActionError> {
+        let Some(sub) = call.subtree.as_deref() else {
+            return Ok(());
+        };
+        let m: Manifest = serde_json::from_str(sub).map_err(|e| fail(format!("subtree: {e}")))?;
+        let root = self.root_client(conn, call).await?;
+        let guests = root.guests().await.map_err(|e| fail(e.to_string()))?;
+        for n in m.nodes.iter().filter(|n| n.parent.is_none()) {
+            let Some(image) = &n.image else { continue };
+            if !guests.iter().any(|g| g.template && &g.name == image) {
+                return Err(fail(format!(
+                    "image '{image}' (for {}) is not on the nested PVE {}",
+                    n.name, call.node.name
+                )));
+            }
+        }
+        Ok(())
+    }
+
+    /// Runs this verb for the subtree on the child driver and relays its
+    /// events; the child's node outcomes and context come back.
+    pub async fn delegate(
+        &self,
+        conn: &Connection,
+        call: &ActionCall,
+    ) -> Result<ActionOutput, ActionError> {
+        let sub = call
+            .subtree
+            .as_deref()
+            .ok_or_else(|| fail("nothing to delegate (no subtree)"))?;
+        conn.upload_bytes(sub.as_bytes().to_vec(), "subtree.json", 0o644, SHORT)
+            .await?;
+        let verb = match call.phase {
+            PhaseKind::Destroy => "destroy --yes",
+            _ => "create",
+        };
+        let budget = call
+            .timeout
+            .as_secs()
+            .saturating_sub(self.timeout_buffer)
+            .max(60);
+        let cmd = format!(
+            "DRIVER_STATE_DIR=./state HOMESTAK_SITE_CONFIG=./site-config ./driver {verb} \
+             --manifest-file subtree.json -H {node} --json-output --events --timeout {budget}",
+            node = call.node.name
+        );
+        let stream = Arc::new(Mutex::new(ChildStream::new(call.node.name.clone())));
+        let (s, facts) = (stream.clone(), call.facts.clone());
+        let status = conn
+            .exec_streaming(&cmd, StreamOptions::pty(), call.timeout, move |_, line| {
+                let relayed = s.lock().map(|mut st| st.feed(line)).unwrap_or(None);
+                if let Some(e) = relayed {
+                    facts.relay(e);
+                }
+            })
+            .await?;
+        let stream = Arc::try_unwrap(stream)
+            .map_err(|_| fail("child output still in use"))?
+            .into_inner()
+            .unwrap_or_else(|p| p.into_inner());
+        match stream.finish() {
+            Ok(r) => Ok(ActionOutput {
+                context: r.context.into_iter().collect(),
+                nodes: r.nodes,
+                ..ActionOutput::default()
+            }),
+            Err((e, _)) => Err(fail(match status.code {
+                Some(0) | None => e.to_string(),
+                Some(code) => format!("{e} (child driver exited with {code})"),
+            })),
+        }
+    }
+
+    /// Stops the nested simulator (before its guest is shut down).
+    pub async fn stop_nested(&self, conn: &Connection) -> Result<(), ActionError> {
+        conn.exec(
+            "if [ -f pvesim.pid ]; then kill \"$(cat pvesim.pid)\" 2>/dev/null; rm -f pvesim.pid; fi; true",
+            SHORT,
+        )
+        .await?;
+        Ok(())
+    }
+}
+
+/// Connects to a guest for one of these steps.
+pub async fn connect(target: &ssh::SshTarget) -> Result<Connection, ActionError> {
+    Ok(ssh::connect(target).await?)
+}
