@@ -33,6 +33,7 @@ mod net;
 mod params;
 mod schema;
 mod server;
+pub(crate) mod ssh;
 mod tasks;
 mod tls;
 
