@@ -268,6 +268,27 @@ async fn exec_runs_in_the_guest_folder_with_output_and_exit_codes() {
     .await;
     assert_eq!(env, format!("debian {} 100\npath\n", g.ip));
 
+    // A client's signal reaches the command; a background process holding stdout open does
+    // not hold the session.
+    let mut ch = s.channel_open_session().await.unwrap();
+    ch.exec(true, "echo ready; exec sleep 30").await.unwrap();
+    let mut code = None;
+    while let Some(msg) = tokio::time::timeout(WAIT, ch.wait())
+        .await
+        .expect("signal ends it")
+    {
+        match msg {
+            ChannelMsg::Data { .. } => ch.signal(russh::Sig::INT).await.unwrap(),
+            ChannelMsg::ExitStatus { exit_status } => code = Some(exit_status),
+            _ => {}
+        }
+    }
+    assert_eq!(code, Some(128 + 2));
+    let t0 = Instant::now();
+    let out = run(&s, "sleep 20 & echo started", None, false).await;
+    assert_eq!((out.stdout.as_str(), out.code), ("started\n", Some(0)));
+    assert!(t0.elapsed() < Duration::from_secs(5), "{:?}", t0.elapsed());
+
     // stdin, then EOF, reach the command.
     let out = run(&s, "tr a-z A-Z", Some(b"piped in\n"), false).await;
     assert_eq!((out.stdout.as_str(), out.code), ("PIPED IN\n", Some(0)));
@@ -869,4 +890,87 @@ async fn a_fixed_port_on_every_guest_and_taken_addresses_move_aside() {
     };
     let err = sim::PveSim::start(bad).await.err().expect("refused");
     assert!(err.to_string().contains("127.0.0.0/8"), "{err}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ssh_listens_from_the_boot_moment_like_the_agent() {
+    // Only booting takes time here.
+    let z = Duration::ZERO;
+    let timings = sim::Timings {
+        create: z,
+        clone_full: z,
+        clone_linked: z,
+        config: z,
+        resize: z,
+        start: z,
+        agent_delay: Duration::from_millis(800),
+        stop: z,
+        shutdown: z,
+        delete: z,
+        lock_wait: Duration::from_secs(1),
+        unauthorized_delay: z,
+    };
+    let (h, c) = start(SimConfig {
+        time_scale: 1.0,
+        timings,
+        ..cfg()
+    })
+    .await;
+    let k = key(13);
+    ok_task(
+        &c,
+        &c.post(
+            "/nodes/pve/qemu/9000/clone",
+            &[("newid", "112"), ("name", "slow")],
+        )
+        .await
+        .upid(),
+    )
+    .await;
+    ok_task(
+        &c,
+        &c.post(
+            "/nodes/pve/qemu/112/config",
+            &[("sshkeys", &encode(&public(&k)))],
+        )
+        .await
+        .upid(),
+    )
+    .await;
+    start_vm(&c, 112).await;
+    // Started but still booting: the port is taken, yet nothing answers, and no agent.
+    let g = h.guest(112).unwrap();
+    assert!(g.running && !g.agent_up && !g.ssh_up, "{g:?}");
+    let addr = g.ssh_addr().unwrap();
+    assert!(refused(addr).await);
+    let deadline = Instant::now() + WAIT;
+    while refused(addr).await {
+        assert!(Instant::now() < deadline, "SSH never came up");
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    let g = h.guest(112).unwrap();
+    assert!(g.agent_up && g.ssh_up, "{g:?}");
+    let s = login_guest(&g, "root", &k).await;
+    assert_eq!(sh(&s, "echo booted").await, "booted\n");
+
+    // A reboot closes the server and brings it back after the boot delay, same host key.
+    ok_task(
+        &c,
+        &c.post("/nodes/pve/qemu/112/status/reboot", &[])
+            .await
+            .upid(),
+    )
+    .await;
+    let g2 = h.guest(112).unwrap();
+    assert!(!g2.ssh_up, "{g2:?}");
+    let deadline = Instant::now() + WAIT;
+    while !h.guest(112).unwrap().ssh_up {
+        assert!(
+            Instant::now() < deadline,
+            "SSH never came back after the reboot"
+        );
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    assert_eq!(h.guest(112).unwrap().host_key, g.host_key);
+    h.shutdown().await;
 }

@@ -398,13 +398,16 @@ impl GuestSsh {
             s.listening.store(false, Ordering::SeqCst);
             let _ = s.stop.send(true);
         }
-        let mine = |t: &str| t.starts_with(&format!("{}.", self.sim_id));
-        if graceful {
+        let prefix = format!("{}.", self.sim_id);
+        let mine = |t: &str| t.starts_with(&prefix);
+        if graceful && self.ever_booted() {
             for s in &servers {
                 s.groups.signal_all(libc::SIGTERM);
             }
+            procs::signal_tagged(&mine, libc::SIGTERM);
+            // Signal 0 only asks whether they are still there.
             let deadline = Instant::now() + TERM_GRACE;
-            while procs::signal_tagged(&mine, libc::SIGTERM) > 0 && Instant::now() < deadline {
+            while procs::signal_tagged(&mine, 0) > 0 && Instant::now() < deadline {
                 tokio::time::sleep(Duration::from_millis(50)).await;
             }
         }
@@ -421,12 +424,19 @@ impl GuestSsh {
         self.kill_all_now(&servers);
     }
 
+    fn ever_booted(&self) -> bool {
+        self.boots.load(Ordering::SeqCst) > 0
+    }
+
     fn kill_all_now(&self, servers: &[Server]) {
         for s in servers {
             s.groups.signal_all(libc::SIGKILL);
         }
-        let prefix = format!("{}.", self.sim_id);
-        procs::signal_tagged(&|t| t.starts_with(&prefix), libc::SIGKILL);
+        // A simulator whose guests never booted ran nothing: no need to look through /proc.
+        if self.ever_booted() {
+            let prefix = format!("{}.", self.sim_id);
+            procs::signal_tagged(&|t| t.starts_with(&prefix), libc::SIGKILL);
+        }
         if self.temp_root {
             match std::fs::remove_dir_all(&self.root) {
                 Ok(()) => {}
