@@ -1,5 +1,5 @@
 //! What a simulator is started with: address, node name, API token, time scale, timings,
-//! state folder and initial faults. Everything has a default that works on a bare machine.
+//! state folder, initial faults and the guests' network (address plan, SSH port). Everything has a default that works on a bare machine.
 
 use std::fmt;
 use std::net::SocketAddr;
@@ -37,6 +37,16 @@ pub struct SimConfig {
     pub faults: Vec<Fault>,
     /// Seed the template guests (qemu 9000..9003, lxc 9100..9101) when the state is new.
     pub seed_templates: bool,
+    /// The port every running guest's SSH server listens on, on the guest's own address.
+    /// 22 as on a real guest (binding it needs root or `CAP_NET_BIND_SERVICE`; without them a
+    /// start task fails and says so). 0: each guest gets a free port of its own, shown in
+    /// [`crate::GuestInfo::ssh_port`] (for tests that run many simulators side by side).
+    pub guest_ssh_port: u16,
+    /// The `/16` guests get their addresses in, as its first two octets (`[127, 78]` =
+    /// `127.78.0.0/16`); must be inside `127.0.0.0/8` and not `127.0.x.x`. `None`:
+    /// `127.77.0.0/16`, or for a simulator bound on an address in `127.N.0.0/16` with N >= 77
+    /// (a nested host inside a guest), `127.(N+1).0.0/16`, so nested address plans never collide.
+    pub guest_net: Option<[u8; 2]>,
 }
 
 impl Default for SimConfig {
@@ -51,6 +61,8 @@ impl Default for SimConfig {
             state_dir: None,
             faults: Vec::new(),
             seed_templates: true,
+            guest_ssh_port: 22,
+            guest_net: None,
         }
     }
 }
@@ -74,6 +86,14 @@ pub struct Timings {
     pub lock_wait: Duration,
     /// PVE delays every 401 by 3 seconds.
     pub unauthorized_delay: Duration,
+}
+
+impl SimConfig {
+    /// The guest net in effect: [`SimConfig::guest_net`], else derived from the bind address.
+    pub fn effective_guest_net(&self) -> [u8; 2] {
+        self.guest_net
+            .unwrap_or_else(|| crate::net::derived_net(self.bind.ip()))
+    }
 }
 
 impl Default for Timings {

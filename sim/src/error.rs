@@ -19,6 +19,11 @@ pub enum SimError {
     },
     #[error("invalid API token: {0}")]
     BadToken(String),
+    #[error(
+        "invalid guest net {}.{}: guests live in a /16 inside 127.0.0.0/8 other than 127.0.x.x, e.g. 127.78",
+        .0[0], .0[1]
+    )]
+    BadGuestNet([u8; 2]),
     #[error("invalid node name '{0}': use letters, digits and '-' (a DNS label)")]
     BadNodeName(String),
     #[error("{path}: {source}")]

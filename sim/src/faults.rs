@@ -3,7 +3,8 @@
 //! times it fires before it retires itself). They are given at start ([`crate::SimConfig`]), by
 //! [`crate::SimHandle::inject`], or over HTTP (`POST /sim/faults` with the same JSON).
 //!
-//! JSON form: `{"kind":"task_failure","op":"clone","vmid":123,"message":"...","count":1}`.
+//! JSON form: `{"kind":"task_failure","op":"clone","vmid":123,"message":"...","count":1}`,
+//! `{"kind":"ssh_refused","vmid":123}`.
 
 use serde::{Deserialize, Serialize};
 
@@ -58,6 +59,9 @@ pub enum FaultKind {
     /// The guest ignores ACPI shutdown: a shutdown waits for its timeout, then fails with
     /// `VM quit/powerdown failed - got timeout` (unless `forceStop=1`).
     ShutdownIgnored,
+    /// The guest's SSH server does not listen (connections are refused) while the fault is
+    /// active; it listens again once the fault is removed. Counts are not consumed.
+    SshRefused,
     /// Every matching API request waits this long (real milliseconds, not scaled).
     SlowApi { delay_ms: u64 },
     /// Matching API requests answer this HTTP status (e.g. 500, 502, 503, 595).
@@ -117,6 +121,12 @@ impl Fault {
 
     pub fn agent_never_answers() -> Self {
         Fault::new(FaultKind::AgentNeverAnswers)
+    }
+
+    /// The SSH server of matching guests (all, or [`Fault::for_vmid`] / [`Fault::for_name`])
+    /// refuses connections.
+    pub fn ssh_refused() -> Self {
+        Fault::new(FaultKind::SshRefused)
     }
 
     pub fn slow_api(delay_ms: u64) -> Self {
@@ -232,6 +242,15 @@ impl FaultSet {
     pub fn agent_dead(&self, vmid: u32, name: &str) -> bool {
         self.active.iter().any(|(_, f)| {
             f.kind == FaultKind::AgentNeverAnswers
+                && f.vmid.is_none_or(|v| v == vmid)
+                && f.name.as_deref().is_none_or(|n| n == name)
+        })
+    }
+
+    /// Whether the SSH server of this guest must not listen (does not consume counts).
+    pub fn ssh_refused(&self, vmid: u32, name: &str) -> bool {
+        self.active.iter().any(|(_, f)| {
+            f.kind == FaultKind::SshRefused
                 && f.vmid.is_none_or(|v| v == vmid)
                 && f.name.as_deref().is_none_or(|n| n == name)
         })

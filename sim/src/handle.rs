@@ -17,7 +17,6 @@ use crate::config::{ApiToken, SimConfig};
 use crate::error::SimError;
 use crate::faults::{Fault, FaultId};
 use crate::model::{self, mac_for, Guest, Shared, State, TokenEntry};
-use crate::params::percent_decode;
 use crate::tls;
 
 /// QEMU VM or LXC container.
@@ -45,8 +44,40 @@ pub struct GuestInfo {
     pub agent_up: bool,
     /// The config as `GET .../config` shows it.
     pub config: BTreeMap<String, Value>,
-    /// SSH public keys given through cloud-init `sshkeys` (decoded) or LXC `ssh-public-keys`.
+    /// SSH public keys given through cloud-init `sshkeys` (decoded) or LXC `ssh-public-keys`:
+    /// the keys its SSH server accepts.
     pub authorized_keys: Vec<String>,
+    /// The user those keys log in as: `ciuser` (QEMU; default `root`); `root` is accepted too.
+    pub ssh_user: String,
+    /// The port its SSH server has bound on [`GuestInfo::ip`] while it runs (the configured
+    /// [`crate::SimConfig::guest_ssh_port`], or its own free port when that is 0).
+    pub ssh_port: Option<u16>,
+    /// Whether its SSH server accepts connections now (booted, no `ssh_refused` fault).
+    pub ssh_up: bool,
+    /// Its SSH host key, `ssh-ed25519 AAAA... root@NAME` (a `known_hosts` entry is
+    /// `IP KEY`), made at its first boot and kept until the guest is destroyed.
+    pub host_key: Option<String>,
+    /// The host key's `SHA256:...` fingerprint, as OpenSSH shows it.
+    pub host_key_fingerprint: Option<String>,
+    /// Its folder: filesystem root and `HOME` of its commands, root of its SFTP.
+    pub dir: PathBuf,
+}
+
+impl GuestInfo {
+    /// Where to reach its SSH server (`ip:ssh_port`), while it runs.
+    pub fn ssh_addr(&self) -> Option<SocketAddr> {
+        self.ssh_port.map(|p| SocketAddr::from((self.ip, p)))
+    }
+
+    /// Its `known_hosts` line (`IP KEY`, or `[IP]:PORT KEY` off port 22).
+    pub fn known_hosts_line(&self) -> Option<String> {
+        let key = self.host_key.as_deref()?;
+        let key = key.split_whitespace().take(2).collect::<Vec<_>>().join(" ");
+        Some(match self.ssh_port {
+            Some(22) | None => format!("{} {key}", self.ip),
+            Some(p) => format!("[{}]:{p} {key}", self.ip),
+        })
+    }
 }
 
 /// A snapshot of one task.
@@ -62,28 +93,13 @@ pub struct TaskInfo {
     pub log: Vec<String>,
 }
 
-pub(crate) fn guest_info(node: &str, g: &Guest, st: &State) -> GuestInfo {
-    let mut keys: Vec<String> = Vec::new();
-    let sources = [
-        g.config
-            .get("sshkeys")
-            .and_then(Value::as_str)
-            .and_then(|s| percent_decode(s, false)),
-        g.authorized_keys.clone(),
-    ];
-    for text in sources.into_iter().flatten() {
-        keys.extend(
-            text.lines()
-                .map(str::trim)
-                .filter(|l| !l.is_empty())
-                .map(str::to_string),
-        );
-    }
+pub(crate) fn guest_info(shared: &Shared, g: &Guest, st: &State) -> GuestInfo {
+    let ssh = shared.ssh.endpoint(g.vmid);
     GuestInfo {
         vmid: g.vmid,
         kind: g.kind,
         name: g.name(),
-        node: node.to_string(),
+        node: shared.node.clone(),
         running: g.running,
         template: g.template(),
         ip: g.ip,
@@ -93,7 +109,16 @@ pub(crate) fn guest_info(node: &str, g: &Guest, st: &State) -> GuestInfo {
             && g.agent_up()
             && !st.faults.agent_dead(g.vmid, &g.name()),
         config: g.config.clone(),
-        authorized_keys: keys,
+        authorized_keys: g.authorized_key_lines(),
+        ssh_user: g.ssh_user(),
+        ssh_port: ssh.as_ref().map(|e| e.port),
+        ssh_up: ssh.as_ref().is_some_and(|e| e.listening),
+        host_key: g.host_key.clone(),
+        host_key_fingerprint: g
+            .host_key
+            .as_deref()
+            .and_then(crate::ssh::fingerprint_of_line),
+        dir: shared.ssh.guest_dir(g.vmid),
     }
 }
 
@@ -131,7 +156,7 @@ fn valid_node_name(n: &str) -> bool {
 }
 
 /// The template guests a fresh simulator starts with: the images the driver's manifests name.
-fn seed(st: &mut State) {
+fn seed(st: &mut State, net: [u8; 2]) {
     let qemu = [
         (9000, "debian-12", "3G"),
         (9001, "debian-13", "3G"),
@@ -176,7 +201,7 @@ fn seed(st: &mut State) {
         .into_iter()
         .map(|(k, v)| (k.to_string(), v))
         .collect();
-        insert_seed(st, vmid, GuestKind::Qemu, config);
+        insert_seed(st, net, vmid, GuestKind::Qemu, config);
     }
     for (vmid, name) in [(9100, "debian-12"), (9101, "debian-13")] {
         let config: BTreeMap<String, Value> = [
@@ -204,12 +229,18 @@ fn seed(st: &mut State) {
         .into_iter()
         .map(|(k, v)| (k.to_string(), v))
         .collect();
-        insert_seed(st, vmid, GuestKind::Lxc, config);
+        insert_seed(st, net, vmid, GuestKind::Lxc, config);
     }
 }
 
-fn insert_seed(st: &mut State, vmid: u32, kind: GuestKind, config: BTreeMap<String, Value>) {
-    if let Some(ip) = crate::net::allocate(vmid, &st.ips()) {
+fn insert_seed(
+    st: &mut State,
+    net: [u8; 2],
+    vmid: u32,
+    kind: GuestKind,
+    config: BTreeMap<String, Value>,
+) {
+    if let Some(ip) = crate::net::allocate(net, vmid, &st.ips()) {
         st.guests.insert(
             vmid,
             Guest {
@@ -222,6 +253,7 @@ fn insert_seed(st: &mut State, vmid: u32, kind: GuestKind, config: BTreeMap<Stri
                 agent_ready_at: None,
                 busy: None,
                 authorized_keys: None,
+                host_key: None,
             },
         );
     }
@@ -245,6 +277,10 @@ impl PveSim {
         if !valid_node_name(&config.node_name) {
             return Err(SimError::BadNodeName(config.node_name));
         }
+        let net = config.effective_guest_net();
+        if !crate::net::valid_net(net) {
+            return Err(SimError::BadGuestNet(net));
+        }
         let dir = config.state_dir.clone();
         if let Some(d) = &dir {
             std::fs::create_dir_all(d).map_err(|e| SimError::io(d, e))?;
@@ -254,7 +290,7 @@ impl PveSim {
             None => State::default(),
         };
         if state.guests.is_empty() && state.tokens.is_empty() && config.seed_templates {
-            seed(&mut state);
+            seed(&mut state, net);
         }
         let token = config
             .token
@@ -286,12 +322,16 @@ impl PveSim {
             source,
         })?;
 
-        let shared = Arc::new(Shared::new(
-            &config,
-            state,
-            tls.fingerprint.clone(),
-            token.clone(),
-        ));
+        let shared = Arc::new_cyclic(|me| {
+            Shared::new(
+                &config,
+                state,
+                tls.fingerprint.clone(),
+                token.clone(),
+                me.clone(),
+            )
+        });
+        restore_guest_ssh(&shared);
         let handle_url = url_of(addr);
         if let Some(d) = &dir {
             tls::write_file(&d.join(FINGERPRINT_FILE), &format!("{}\n", tls.fingerprint))?;
@@ -308,6 +348,9 @@ impl PveSim {
                 "token_file": d.join(TOKEN_FILE),
                 "ca_file": d.join("pve-root-ca.pem"),
                 "cert_file": d.join("pve-ssl.pem"),
+                "guest_ssh_port": config.guest_ssh_port,
+                "guest_net": format!("{}.{}.0.0/16", net[0], net[1]),
+                "guests_dir": shared.ssh.root(),
                 "pid": std::process::id(),
             });
             let text = serde_json::to_string_pretty(&info).unwrap_or_default();
@@ -333,6 +376,24 @@ impl PveSim {
             server: Some(server),
         })
     }
+}
+
+/// After a restart from a state folder, guests that were running get their SSH servers back
+/// (they have long booted; a guest whose server cannot come back says so in the log).
+fn restore_guest_ssh(shared: &Shared) {
+    let mut st = shared.lock();
+    let running: Vec<u32> = st
+        .guests
+        .values()
+        .filter(|g| g.running && !g.template())
+        .map(|g| g.vmid)
+        .collect();
+    for vmid in running {
+        if let Err(e) = shared.ssh.boot(&mut st, vmid) {
+            tracing::error!(vmid, "pvesim: {e}");
+        }
+    }
+    shared.persist(&st);
 }
 
 fn url_of(addr: SocketAddr) -> String {
@@ -396,12 +457,29 @@ impl SimHandle {
         self.state_dir().map(|d| d.join(FINGERPRINT_FILE))
     }
 
+    /// The port guests' SSH servers listen on (0: each its own, see
+    /// [`GuestInfo::ssh_port`]).
+    pub fn guest_ssh_port(&self) -> u16 {
+        self.shared.ssh.port()
+    }
+
+    /// The `/16` guest addresses are in, as its first two octets (`[127, 77]`).
+    pub fn guest_net(&self) -> [u8; 2] {
+        self.shared.ssh.net()
+    }
+
+    /// The folder holding every guest's folder (`{state_dir}/guests`, or a temp folder that
+    /// is removed when the simulator stops).
+    pub fn guests_dir(&self) -> &Path {
+        self.shared.ssh.root()
+    }
+
     /// All guests, by vmid.
     pub fn guests(&self) -> Vec<GuestInfo> {
         let st = self.shared.lock();
         st.guests
             .values()
-            .map(|g| guest_info(&self.shared.node, g, &st))
+            .map(|g| guest_info(&self.shared, g, &st))
             .collect()
     }
 
@@ -414,7 +492,7 @@ impl SimHandle {
         let st = self.shared.lock();
         st.guests
             .get(&vmid)
-            .map(|g| guest_info(&self.shared.node, g, &st))
+            .map(|g| guest_info(&self.shared, g, &st))
     }
 
     /// Tasks, oldest first.
@@ -468,9 +546,12 @@ impl SimHandle {
         if let Some(server) = self.server.take() {
             let _ = server.await;
         }
-        let st = self.shared.lock();
-        self.shared.persist(&st);
+        {
+            let st = self.shared.lock();
+            self.shared.persist(&st);
+        }
         self.shared.close();
+        self.shared.ssh.close_all(true).await;
     }
 }
 
@@ -481,6 +562,7 @@ impl Drop for SimHandle {
             server.abort();
         }
         self.shared.close();
+        self.shared.ssh.close_all_now();
     }
 }
 

@@ -4,9 +4,11 @@
 //! shapes, status codes (and reason phrases) and error wording: API tokens and tickets, tasks
 //! with real-format UPIDs that take simulated time, QEMU and LXC guests with locks, the guest
 //! agent, storage and network listings. Each guest gets its own loopback address in
-//! `127.77.0.0/16`, reported by its agent once it has "booted". Faults (failed tasks, lock
-//! timeouts, an agent that never answers, slow API, HTTP 5xx) can be injected at start
-//! ([`SimConfig::faults`]) or at run time ([`SimHandle::inject`] or `POST /sim/faults`).
+//! `127.77.0.0/16`, reported by its agent once it has "booted", and while it runs an SSH server
+//! there ([`GuestInfo::ssh_addr`], host key in [`GuestInfo::host_key`]) whose commands and SFTP
+//! work in the guest's own folder. Faults (failed tasks, lock timeouts, an agent that never
+//! answers, SSH refused, slow API, HTTP 5xx) can be injected at start ([`SimConfig::faults`])
+//! or at run time ([`SimHandle::inject`] or `POST /sim/faults`).
 //!
 //! ```no_run
 //! # async fn demo() -> Result<(), sim::SimError> {
@@ -21,7 +23,8 @@
 //! Module map: [`config`] (what a simulator is started with), [`faults`] (what can go wrong on
 //! purpose), `tls` (certificates and the pinned fingerprint), `server` (HTTP/TLS plumbing, auth,
 //! fault middleware), `api` (the PVE endpoints), `model` (guests, tasks, tokens and their
-//! persistence), `schema` (PVE-style parameter checks), `tasks` (UPIDs and simulated time).
+//! persistence), `schema` (PVE-style parameter checks), `tasks` (UPIDs and simulated time),
+//! `ssh` (guest SSH servers, guest folders and processes), `net` (guest address plans).
 
 mod api;
 pub mod config;
@@ -33,6 +36,7 @@ mod net;
 mod params;
 mod schema;
 mod server;
+mod ssh;
 mod tasks;
 mod tls;
 

@@ -31,7 +31,7 @@ pub(crate) fn now_unix() -> u64 {
         .unwrap_or(0)
 }
 
-fn random_bytes<const N: usize>() -> [u8; N] {
+pub(crate) fn random_bytes<const N: usize>() -> [u8; N] {
     use ring::rand::SecureRandom;
     let mut b = [0u8; N];
     // SystemRandom only fails if the OS has no entropy source; fall back to the clock then,
@@ -94,6 +94,10 @@ pub(crate) struct Guest {
     /// SSH keys given at creation outside the config (LXC `ssh-public-keys`).
     #[serde(default)]
     pub authorized_keys: Option<String>,
+    /// The public half of its SSH host key (`ssh-ed25519 AAAA...`), made at its first boot;
+    /// the private half is in the guest's folder.
+    #[serde(default)]
+    pub host_key: Option<String>,
 }
 
 impl Guest {
@@ -196,6 +200,52 @@ impl Guest {
 
     pub fn agent_up(&self) -> bool {
         self.running && self.agent_ready_at.is_none_or(|t| Instant::now() >= t)
+    }
+
+    /// The `authorized_keys` lines cloud-init installs: `sshkeys` (stored URL-encoded, as PVE
+    /// does) and LXC's `ssh-public-keys`.
+    pub fn authorized_key_lines(&self) -> Vec<String> {
+        let sources = [
+            self.config
+                .get("sshkeys")
+                .and_then(Value::as_str)
+                .and_then(|s| crate::params::percent_decode(s, false)),
+            self.authorized_keys.clone(),
+        ];
+        sources
+            .into_iter()
+            .flatten()
+            .flat_map(|text| {
+                text.lines()
+                    .map(str::trim)
+                    .filter(|l| !l.is_empty())
+                    .map(str::to_string)
+                    .collect::<Vec<_>>()
+            })
+            .collect()
+    }
+
+    /// The user cloud-init creates for those keys: `ciuser` (QEMU), else `root`.
+    pub fn ssh_user(&self) -> String {
+        match self.kind {
+            GuestKind::Qemu => self
+                .config
+                .get("ciuser")
+                .and_then(Value::as_str)
+                .filter(|u| !u.is_empty())
+                .unwrap_or("root")
+                .to_string(),
+            GuestKind::Lxc => "root".to_string(),
+        }
+    }
+
+    /// Users that may log in with the authorized keys: the cloud-init user and `root`.
+    pub fn login_users(&self) -> Vec<String> {
+        let mut users = vec![self.ssh_user()];
+        if users[0] != "root" {
+            users.push("root".to_string());
+        }
+        users
     }
 
     pub fn mac(&self, index: u32) -> Option<String> {
@@ -383,14 +433,30 @@ pub(crate) struct Shared {
     pub fingerprint: String,
     pub started: Instant,
     pub token: ApiToken,
+    /// The guests' SSH servers and folders.
+    pub ssh: crate::ssh::GuestSsh,
     /// Set once the handle is shut down or dropped: late tasks of this instance must not
     /// overwrite the state file a new instance may already own.
     closed: std::sync::atomic::AtomicBool,
 }
 
 impl Shared {
-    pub fn new(config: &SimConfig, state: State, fingerprint: String, token: ApiToken) -> Self {
+    /// `me` is the `Arc` this will live in (see `Arc::new_cyclic`): guest SSH servers reach
+    /// the state through it without keeping the simulator alive.
+    pub fn new(
+        config: &SimConfig,
+        state: State,
+        fingerprint: String,
+        token: ApiToken,
+        me: std::sync::Weak<Shared>,
+    ) -> Self {
         Shared {
+            ssh: crate::ssh::GuestSsh::new(
+                config.guest_ssh_port,
+                config.effective_guest_net(),
+                config.state_dir.as_deref(),
+                me,
+            ),
             state: Mutex::new(state),
             time_scale_bits: AtomicU64::new(config.time_scale.to_bits()),
             timings: config.timings,

@@ -38,6 +38,14 @@ pub struct ServeArgs {
         hide_env_values = true
     )]
     pub token: Option<String>,
+    /// Port of every guest's SSH server, on the guest's own address (ports below 1024 need
+    /// root or CAP_NET_BIND_SERVICE; 0 = a free port per guest).
+    #[arg(long, value_name = "PORT", default_value_t = 22)]
+    pub guest_ssh_port: u16,
+    /// The /16 guests get addresses in, e.g. 127.78 (default: 127.77, or for a simulator bound
+    /// on 127.N.x.y with N >= 77, as inside a guest, 127.(N+1)).
+    #[arg(long, value_name = "127.N", value_parser = parse_guest_net)]
+    pub guest_net: Option<[u8; 2]>,
     /// A fault active from the start, as JSON (repeatable), e.g.
     /// '{"kind":"task_failure","op":"clone"}' or '{"kind":"slow_api","delay_ms":500}'.
     #[arg(long = "fault", value_name = "JSON")]
@@ -51,6 +59,20 @@ fn parse_bind(s: &str) -> Result<SocketAddr, String> {
     s.parse::<IpAddr>()
         .map(|ip| SocketAddr::new(ip, 8006))
         .map_err(|_| format!("'{s}' is not IP:PORT or IP"))
+}
+
+/// `127.78`, `127.78.0.0` or `127.78.0.0/16`.
+fn parse_guest_net(s: &str) -> Result<[u8; 2], String> {
+    let bad = || format!("'{s}' is not a guest net like 127.78 (or 127.78.0.0/16)");
+    let addr = s.strip_suffix("/16").unwrap_or(s);
+    let octets: Vec<u8> = addr
+        .split('.')
+        .map(|o| o.parse::<u8>().map_err(|_| bad()))
+        .collect::<Result<_, _>>()?;
+    match octets.as_slice() {
+        [a, b] | [a, b, 0, 0] => Ok([*a, *b]),
+        _ => Err(bad()),
+    }
 }
 
 pub fn run(cmd: &SimCommand) -> Result<(), Failure> {
@@ -87,6 +109,8 @@ pub fn run(cmd: &SimCommand) -> Result<(), Failure> {
         time_scale: args.time_scale,
         state_dir: Some(state_dir),
         faults,
+        guest_ssh_port: args.guest_ssh_port,
+        guest_net: args.guest_net,
         ..sim::SimConfig::default()
     };
     sim::serve_until_signal(config, |h| {
@@ -110,13 +134,22 @@ pub fn run(cmd: &SimCommand) -> Result<(), Failure> {
         println!("  CA:          {dir}/pve-root-ca.pem");
         println!("  state:       {dir}");
         println!("  time scale:  {}", h.time_scale());
+        let net = h.guest_net();
+        println!(
+            "  guests:      {}.{}.0.0/16, SSH on port {} (folders in {})",
+            net[0],
+            net[1],
+            h.guest_ssh_port(),
+            h.guests_dir().display()
+        );
         println!("Ctrl-C stops it.");
     })
     .map_err(|e| match e {
         // Bad flags are usage errors (exit 2); anything else is a failed run (exit 1).
         sim::SimError::NonLoopbackBind(_)
         | sim::SimError::BadNodeName(_)
-        | sim::SimError::BadToken(_) => Failure::usage(miette::miette!("{e}")),
+        | sim::SimError::BadToken(_)
+        | sim::SimError::BadGuestNet(_) => Failure::usage(miette::miette!("{e}")),
         e => Failure::Run(Some(miette::miette!("{e}"))),
     })
 }

@@ -41,8 +41,7 @@ pub(crate) fn route(
                 st.guests
                     .values()
                     .map(|g| {
-                        serde_json::to_value(guest_info(&shared.node, g, &st))
-                            .unwrap_or(Value::Null)
+                        serde_json::to_value(guest_info(shared, g, &st)).unwrap_or(Value::Null)
                     })
                     .collect()
             };

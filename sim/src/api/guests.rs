@@ -20,6 +20,7 @@ use crate::model::{
 };
 use crate::schema::{self, specs, validate, ParamSpec};
 use crate::server::ApiRequest;
+use crate::ssh::Halt;
 use crate::tasks::{self, submit, Job};
 
 fn type_str(kind: GuestKind) -> &'static str {
@@ -494,14 +495,21 @@ fn human(bytes: u64) -> String {
 }
 
 fn new_guest(
+    shared: &Shared,
     st: &State,
     kind: GuestKind,
     vmid: u32,
     config: BTreeMap<String, Value>,
 ) -> ApiResult<Guest> {
-    let ip = crate::net::allocate(vmid, &st.ips()).ok_or_else(|| {
-        ApiError::internal("pvesim: no free loopback address left in 127.77.0.0/16")
+    let net = shared.ssh.net();
+    let ip = crate::net::allocate(net, vmid, &st.ips()).ok_or_else(|| {
+        ApiError::internal(format!(
+            "pvesim: no free loopback address left in {}.{}.0.0/16",
+            net[0], net[1]
+        ))
     })?;
+    // A folder left by an earlier guest with this vmid (and its host key) is not this one's.
+    shared.ssh.prepare_new(vmid);
     Ok(Guest {
         vmid,
         kind,
@@ -512,6 +520,7 @@ fn new_guest(
         agent_ready_at: None,
         busy: None,
         authorized_keys: None,
+        host_key: None,
     })
 }
 
@@ -616,7 +625,7 @@ async fn create(shared: &Arc<Shared>, req: &ApiRequest, kind: GuestKind) -> ApiR
                 .or_insert(json!(format!("creation-qemu=10.0.2,ctime={}", now_unix())));
         }
         config.insert("lock".into(), json!("create"));
-        let mut g = new_guest(&st, kind, vmid, config)?;
+        let mut g = new_guest(shared, &st, kind, vmid, config)?;
         g.busy = Some(task_type(kind, "create").to_string());
         g.authorized_keys = keys;
         st.guests.insert(vmid, g);
@@ -640,6 +649,17 @@ async fn create(shared: &Arc<Shared>, req: &ApiRequest, kind: GuestKind) -> ApiR
                 g.running = true;
                 g.started_at = Some(now_unix());
                 g.agent_ready_at = Some(Instant::now() + shared.scaled(shared.timings.agent_delay));
+                if let Err(e) = shared.ssh.boot(st, vmid) {
+                    if let Some(g) = st.guests.get_mut(&vmid) {
+                        g.running = false;
+                        g.started_at = None;
+                        g.agent_ready_at = None;
+                    }
+                    return Err(format!(
+                        "{} {vmid} created, but start failed: {e}",
+                        type_str(kind)
+                    ));
+                }
                 lines.push(format!("{} {vmid} started", type_str(kind)));
             }
             Ok(lines)
@@ -790,7 +810,7 @@ async fn clone(
                 );
             }
             cfg.insert("lock".into(), json!("clone"));
-            let mut g = new_guest(&st, kind, newid, cfg)?;
+            let mut g = new_guest(shared, &st, kind, newid, cfg)?;
             g.authorized_keys = src.authorized_keys.clone();
             g.busy = Some(task_type(kind, "clone").to_string());
             st.guests.insert(newid, g);
@@ -1147,7 +1167,8 @@ async fn power(
             g.started_at = None;
             g.agent_ready_at = None;
         };
-        match action_owned.as_str() {
+        // What the guest's SSH server and processes go through, once the guest has changed.
+        let (lines, down, up) = match action_owned.as_str() {
             "start" => {
                 if g.template() {
                     return Err(match kind {
@@ -1159,34 +1180,48 @@ async fn power(
                     return Err(format!("{ts} {vmid} already running"));
                 }
                 boot(g);
-                Ok(Vec::new())
+                (Vec::new(), None, true)
             }
             "stop" => {
                 halt(g);
-                Ok(Vec::new())
+                (Vec::new(), Some(Halt::Kill), false)
             }
             "shutdown" if ignored => {
                 if force_stop {
                     halt(g);
-                    Ok(vec![format!(
-                        "{ts} still running - terminating now with SIGTERM"
-                    )])
+                    (
+                        vec![format!("{ts} still running - terminating now with SIGTERM")],
+                        Some(Halt::Kill),
+                        false,
+                    )
                 } else {
-                    Err(default_failure(kind, Op::Shutdown, vmid))
+                    return Err(default_failure(kind, Op::Shutdown, vmid));
                 }
             }
             "shutdown" => {
                 halt(g);
-                Ok(Vec::new())
+                (Vec::new(), Some(Halt::Shutdown), false)
             }
             _ => {
                 if !g.running {
                     return Err(format!("{ts} {vmid} not running"));
                 }
                 boot(g);
-                Ok(Vec::new())
+                (Vec::new(), Some(Halt::Shutdown), true)
+            }
+        };
+        if let Some(how) = down {
+            shared.ssh.halt(vmid, how);
+        }
+        if up {
+            if let Err(e) = shared.ssh.boot(st, vmid) {
+                if let Some(g) = st.guests.get_mut(&vmid) {
+                    halt(g);
+                }
+                return Err(e.to_string());
             }
         }
+        Ok(lines)
     });
     let mut job = Job::new(task_type(kind, action), vmid.to_string(), &req.user, apply);
     job.lock = vec![vmid];
@@ -1249,7 +1284,7 @@ async fn delete(
         task_type(kind, "delete"),
         vmid.to_string(),
         &req.user,
-        Box::new(move |st, _| {
+        Box::new(move |st, shared| {
             let Some(g) = st.guests.get(&vmid) else {
                 return Err(format!("{ts} {vmid} does not exist"));
             };
@@ -1279,6 +1314,7 @@ async fn delete(
                 }
             }
             st.guests.remove(&vmid);
+            shared.ssh.forget(vmid);
             Ok(Vec::new())
         }),
     );

@@ -330,6 +330,11 @@ pub async fn start(cfg: SimConfig) -> (SimHandle, Client) {
     (h, c)
 }
 
+/// Guest SSH servers on ports of their own (0), so simulators of tests running side by side
+/// never compete for an address and nothing needs root.
 pub fn config() -> SimConfig {
-    SimConfig::default()
+    SimConfig {
+        guest_ssh_port: 0,
+        ..SimConfig::default()
+    }
 }
