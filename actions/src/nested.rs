@@ -40,6 +40,8 @@ pub struct Nesting {
     pub guest_ssh_port: u16,
     /// Seconds taken off the child's time budget (the manifest's `timeout_buffer`).
     pub timeout_buffer: u64,
+    /// The simulator's time scale, which nested simulators keep.
+    pub time_scale: f64,
 }
 
 const SHORT: Duration = Duration::from_secs(60);
@@ -94,11 +96,12 @@ impl Nesting {
         let start = format!(
             "if [ -f pvesim.pid ] && kill -0 \"$(cat pvesim.pid)\" 2>/dev/null; then echo running; else \
              nohup ./driver sim serve --bind {ip}:8006 --node {node} --state-dir pvesim \
-             --guest-net {net} --guest-ssh-port {port} > pvesim.log 2>&1 < /dev/null & \
+             --guest-net {net} --guest-ssh-port {port} --time-scale {scale} > pvesim.log 2>&1 < /dev/null & \
              echo $! > pvesim.pid; echo started; fi",
             node = call.node.name,
             net = self.child_net(),
             port = self.guest_ssh_port,
+            scale = self.time_scale,
         );
         let out = conn.exec(&start, SHORT).await?.check()?;
         call.facts
@@ -174,7 +177,8 @@ impl Nesting {
     ) -> Result<(), ActionError> {
         let ip = node_ip(call)?;
         let root = self.root_client(conn, call).await?;
-        let path = "/access/users/root@pam/token/driver";
+        // Not `driver`: that is the root token this client logs in with.
+        let path = "/access/users/root@pam/token/child";
         // A token's secret is shown once: replace an old one.
         let _ = root.request(Method::DELETE, path, &[]).await;
         let made = root
@@ -199,9 +203,11 @@ impl Nesting {
         let node_file = format!(
             "# Written by the parent driver: this host is a nested PVE (a simulator).\n\
              api_endpoint: https://{ip}:8006\nfingerprint: \"{fp}\"\napi_token: {node}\n\
-             datastore: local\nbridge: vmbr0\nip: {ip}\npvesim_guest_net: \"{net}\"\n",
+             datastore: local\nbridge: vmbr0\nip: {ip}\npvesim_guest_net: \"{net}\"\n\
+             pvesim_time_scale: {scale}\n",
             fp = fp.stdout.trim(),
             net = self.child_net(),
+            scale = self.time_scale,
         );
         conn.upload_bytes(
             node_file,
@@ -210,7 +216,7 @@ impl Nesting {
             SHORT,
         )
         .await?;
-        let secrets = format!("api_tokens:\n  {node}: \"root@pam!driver={value}\"\n");
+        let secrets = format!("api_tokens:\n  {node}: \"root@pam!child={value}\"\n");
         conn.upload_bytes(secrets, "site-config/secrets.yaml", 0o600, SHORT)
             .await?;
         Ok(())
@@ -275,6 +281,14 @@ impl Nesting {
             .subtree
             .as_deref()
             .ok_or_else(|| fail("nothing to delegate (no subtree)"))?;
+        if call.phase == PhaseKind::Destroy {
+            let ready = format!("test -f site-config/nodes/{}.yaml", call.node.name);
+            if !conn.exec(&ready, SHORT).await?.status.success() {
+                call.facts
+                    .log("no driver was set up here: nothing was delegated to destroy");
+                return Ok(ActionOutput::default());
+            }
+        }
         conn.upload_bytes(sub.as_bytes().to_vec(), "subtree.json", 0o644, SHORT)
             .await?;
         let verb = match call.phase {

@@ -107,12 +107,13 @@ pub async fn connect(
     manifest: &Manifest,
     state_dir: &Path,
 ) -> Result<Target, Failure> {
+    let scale: f64 = sim_env("PVESIM_TIME_SCALE")?.unwrap_or(0.0);
     let (target, sim) = if host.simulated {
         let dir = state_dir.join(format!("pvesim-{}", host.name));
         let config = sim::SimConfig {
             node_name: host.node_name.clone(),
             state_dir: Some(dir),
-            time_scale: sim_env("PVESIM_TIME_SCALE")?.unwrap_or(0.0),
+            time_scale: scale,
             faults: sim_env("PVESIM_FAULTS")?.unwrap_or_default(),
             ..sim::SimConfig::default()
         };
@@ -180,7 +181,7 @@ pub async fn connect(
         known_hosts: state_dir.join(format!("known_hosts@{}", host.name)),
     };
     let mut runner = PveRunner::new(client.clone(), setup, size_for).with_ssh(ssh);
-    if let Some(guest_net) = sim_guest_net(site, &host)? {
+    if let Some((guest_net, time_scale)) = sim_of(site, &host, scale)? {
         runner = runner.with_nesting(Nesting {
             binary: std::env::current_exe()
                 .map_err(|e| run_err(format!("cannot find this driver's binary: {e}"), None))?,
@@ -190,6 +191,7 @@ pub async fn connect(
             guest_net,
             guest_ssh_port: GUEST_SSH_PORT,
             timeout_buffer: manifest.settings.timeout_buffer,
+            time_scale,
         });
     }
     Ok(Target {
@@ -200,26 +202,39 @@ pub async fn connect(
     })
 }
 
-/// The guest network of the simulator a host is: the built-in one for a
-/// `simulated: true` host, or `pvesim_guest_net: "127.78"` that a parent
-/// driver writes for a nested simulated PVE. `None` for a real PVE.
-fn sim_guest_net(site: &SiteConfig, host: &HostConfig) -> Result<Option<[u8; 2]>, Failure> {
+/// The guest network and time scale of the simulator a host is: the
+/// built-in one for a `simulated: true` host, or `pvesim_guest_net: "127.78"`
+/// (and `pvesim_time_scale`) that a parent driver writes for a nested
+/// simulated PVE. `None` for a real PVE.
+fn sim_of(
+    site: &SiteConfig,
+    host: &HostConfig,
+    scale: f64,
+) -> Result<Option<([u8; 2], f64)>, Failure> {
     if host.simulated {
-        return Ok(Some(OUTER_GUEST_NET));
+        return Ok(Some((OUTER_GUEST_NET, scale)));
     }
     let node = site
         .try_find(engine::site_config::Entity::Node, &host.name)
         .map_err(config_failure)?;
-    let Some(net) = node
-        .as_ref()
-        .and_then(|n| n.doc.get("pvesim_guest_net"))
+    let doc = node.as_ref().map(|n| &n.doc);
+    let Some(net) = doc
+        .and_then(|d| d.get("pvesim_guest_net"))
         .and_then(|v| v.as_str().map(str::to_string))
     else {
         return Ok(None);
     };
+    let scale = match doc
+        .and_then(|d| d.get("pvesim_time_scale"))
+        .map(|v| &v.value)
+    {
+        Some(engine::yaml::Value::Float(f)) => *f,
+        Some(engine::yaml::Value::Int(i)) => *i as f64,
+        _ => 0.0,
+    };
     let parts: Vec<u8> = net.split('.').filter_map(|p| p.parse().ok()).collect();
     match parts[..] {
-        [127, b] => Ok(Some([127, b])),
+        [127, b] => Ok(Some(([127, b], scale))),
         _ => Err(Failure::usage(miette::miette!(
             "{}: pvesim_guest_net '{net}' must be 127.N",
             host.file

@@ -355,7 +355,9 @@ pub(crate) fn upload(
         mtime: None,
     })
     .map_err(fail)?;
-    let mut buf = vec![0u8; 64 * 1024];
+    // Large writes let libssh2 keep many SFTP packets in flight (far faster
+    // than a round trip per 32 KiB on big files such as the driver binary).
+    let mut buf = vec![0u8; 4 * 1024 * 1024];
     loop {
         let n = data.read(&mut buf).map_err(|e| SshError::Sftp {
             target: target.to_string(),
