@@ -307,3 +307,99 @@ fn preflight_alone_checks_the_simulated_host() {
         "{checks}"
     );
 }
+
+/// `driver test` with the built-in site-config and host `sim`, in a fresh state folder.
+fn sim_test(manifest: &str, extra: &[&str]) -> (common::Run, tempfile::TempDir) {
+    let state = tempfile::tempdir().unwrap();
+    let mut c = Command::new(common::BIN);
+    c.env_remove("HOMESTAK_SITE_CONFIG")
+        .env_remove("PVESIM_FAULTS")
+        .env_remove("PVESIM_TIME_SCALE")
+        .env("DRIVER_STATE_DIR", state.path())
+        .current_dir(state.path())
+        .args(["test", "-M", manifest, "-H", "sim", "--json-output"])
+        .args(extra);
+    (common::Run::from(c.output().unwrap()), state)
+}
+
+#[test]
+fn n1_basic_test_passes_end_to_end_with_real_ssh() {
+    let (out, state) = sim_test("n1-basic", &[]);
+    let out = out.ok();
+    let v = out.json();
+    assert_eq!(v["success"], true, "{v}");
+    assert_eq!(v["verb"], "test");
+    assert_eq!(v["nodes"][0]["status"], "destroyed");
+    assert!(out.stderr.contains("edge: wait_ssh done"), "{}", out.stderr);
+    assert!(
+        out.stderr.contains("edge| ssh ok:"),
+        "SSH verified: {}",
+        out.stderr
+    );
+    // A report pair in reports/.
+    let reports: Vec<String> = std::fs::read_dir(state.path().join("reports"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    assert!(
+        reports.iter().any(|r| r.ends_with(".passed.md")),
+        "{reports:?}"
+    );
+    assert!(
+        reports.iter().any(|r| r.ends_with(".passed.json")),
+        "{reports:?}"
+    );
+    assert!(sim_guests(&state.path().join("pvesim-sim")).is_empty());
+}
+
+#[test]
+fn n3_deep_test_passes_through_two_nested_drivers() {
+    let (out, state) = sim_test("n3-deep", &[]);
+    let out = out.ok();
+    let v = out.json();
+    assert_eq!(v["success"], true, "{v}");
+    let nodes = v["nodes"].as_array().unwrap();
+    let names: Vec<&str> = nodes.iter().map(|n| n["name"].as_str().unwrap()).collect();
+    assert_eq!(names, ["root-pve", "leaf-pve", "edge"]);
+    for n in nodes {
+        assert_eq!(n["status"], "destroyed", "{n}");
+        assert!(n["vm_id"].is_u64(), "{n}");
+    }
+    // Each level's guests live in their own simulator's network.
+    assert!(v["context"]["root-pve_ip"]
+        .as_str()
+        .unwrap()
+        .starts_with("127.77."));
+    assert!(v["context"]["leaf-pve_ip"]
+        .as_str()
+        .unwrap()
+        .starts_with("127.78."));
+    assert!(v["context"]["edge_ip"]
+        .as_str()
+        .unwrap()
+        .starts_with("127.79."));
+    // Events of the innermost node came up through both drivers, with its path.
+    assert!(
+        out.stderr.contains("root-pve/leaf-pve/edge: wait_ssh done"),
+        "{}",
+        out.stderr
+    );
+    assert!(sim_guests(&state.path().join("pvesim-sim")).is_empty());
+    // No process (a nested simulator, a guest command) was left running in a guest folder.
+    let root = state.path().canonicalize().unwrap();
+    let leftover: Vec<String> = std::fs::read_dir("/proc")
+        .unwrap()
+        .filter_map(|e| {
+            let e = e.ok()?;
+            let cwd = std::fs::read_link(e.path().join("cwd")).ok()?;
+            cwd.starts_with(&root).then(|| {
+                format!(
+                    "pid {} in {}",
+                    e.file_name().to_string_lossy(),
+                    cwd.display()
+                )
+            })
+        })
+        .collect();
+    assert!(leftover.is_empty(), "{leftover:?}");
+}
