@@ -129,6 +129,11 @@ pub struct RunArgs {
     #[arg(short, long, value_name = "SECONDS")]
     pub timeout: Option<u64>,
 
+    /// Time limit of one kind of action, in seconds (repeatable), over site.yaml's
+    /// `defaults.timeouts` and the built-in ones: --action-timeout wait_ip=600
+    #[arg(long = "action-timeout", value_name = "ACTION=SECONDS", value_parser = parse_action_timeout)]
+    pub action_timeouts: Vec<(engine::plan::Action, u64)>,
+
     /// Skip the checks run before the verb (site-config, API, storage, bridge).
     #[arg(long)]
     pub skip_preflight: bool,
@@ -257,6 +262,20 @@ pub enum GraphFormat {
     Mermaid,
     /// The (sub)manifest as schema v2 JSON, as passed with --manifest-json.
     Json,
+}
+
+fn parse_action_timeout(s: &str) -> Result<(engine::plan::Action, u64), String> {
+    let (name, secs) = s
+        .split_once('=')
+        .ok_or_else(|| format!("expected ACTION=SECONDS, got '{s}'"))?;
+    let action = engine::plan::Action::from_name(name).ok_or_else(|| {
+        let names: Vec<&str> = engine::plan::Action::ALL.iter().map(|a| a.name()).collect();
+        format!("unknown action '{name}' (actions: {})", names.join(", "))
+    })?;
+    let secs: u64 = secs
+        .parse()
+        .map_err(|_| format!("'{secs}' is not a number of seconds"))?;
+    Ok((action, secs))
 }
 
 fn parse_vm_id(s: &str) -> Result<(String, u32), String> {

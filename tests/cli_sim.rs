@@ -403,3 +403,70 @@ fn n3_deep_test_passes_through_two_nested_drivers() {
         .collect();
     assert!(leftover.is_empty(), "{leftover:?}");
 }
+
+/// A leaf three levels down never gets an IP: the failure comes back with its
+/// full path under every on_error policy, and nothing is left behind.
+#[test]
+fn deep_leaf_without_ip_under_each_on_error_policy() {
+    for policy in ["stop", "rollback", "continue"] {
+        let state = tempfile::tempdir().unwrap();
+        let run = |args: &[&str]| {
+            common::Run::from(
+                Command::new(common::BIN)
+                    .env_remove("HOMESTAK_SITE_CONFIG")
+                    .env_remove("PVESIM_TIME_SCALE")
+                    .env(
+                        "PVESIM_FAULTS",
+                        r#"[{"kind": "agent_never_answers", "name": "edge"}]"#,
+                    )
+                    .env("DRIVER_STATE_DIR", state.path())
+                    .current_dir(state.path())
+                    .args(args)
+                    .output()
+                    .unwrap(),
+            )
+        };
+        let out = run(&[
+            "create",
+            "-M",
+            "n3-deep",
+            "-H",
+            "sim",
+            "--json-output",
+            "--on-error",
+            policy,
+            "--action-timeout",
+            "wait_ip=2",
+        ])
+        .code(1);
+        let v = out.json();
+        assert_eq!(
+            v["error"],
+            "root-pve/leaf-pve/edge: wait_ip: no IPv4 address from guest 99031 after 2 s",
+            "{policy}: {v}"
+        );
+        let status = |n: &str| {
+            v["nodes"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .find(|x| x["name"] == n)
+                .unwrap()["status"]
+                .clone()
+        };
+        if policy == "rollback" {
+            for n in ["root-pve", "leaf-pve", "edge"] {
+                assert_eq!(status(n), "destroyed", "{policy}/{n}: {v}");
+            }
+        } else {
+            assert_eq!(status("edge"), "failed", "{policy}: {v}");
+            assert_eq!(status("root-pve"), "failed", "{policy}: {v}");
+            // What stop and continue leave, destroy takes down, through the nested drivers.
+            run(&["destroy", "-M", "n3-deep", "-H", "sim", "--yes"]).ok();
+        }
+        assert!(
+            sim_guests(&state.path().join("pvesim-sim")).is_empty(),
+            "{policy}"
+        );
+    }
+}

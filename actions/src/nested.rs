@@ -42,9 +42,21 @@ pub struct Nesting {
     pub timeout_buffer: u64,
     /// The simulator's time scale, which nested simulators keep.
     pub time_scale: f64,
+    /// `--action-timeout` values given to this driver, passed on to children.
+    pub action_timeouts: Vec<(engine::plan::Action, u64)>,
+    /// Simulator faults (JSON list, `$PVESIM_FAULTS`) for nested simulators too:
+    /// a fault aimed at a node name only acts where that node is.
+    pub faults: Option<String>,
 }
 
 const SHORT: Duration = Duration::from_secs(60);
+
+/// Shell test (opening an `if`) that `pvesim.pid` names a live simulator of
+/// this guest: PIDs are reused (quickly, where pid_max is small), so the pid
+/// alone could name a stranger we must neither trust nor kill.
+const OURS_ALIVE: &str = "pid=\"$(cat pvesim.pid 2>/dev/null)\"; if [ -n \"$pid\" ] && \
+    [ \"$(readlink /proc/$pid/cwd 2>/dev/null)\" = \"$(pwd -P)\" ] && \
+    grep -q 'sim' /proc/$pid/cmdline 2>/dev/null; then";
 
 fn fail(msg: impl Into<String>) -> ActionError {
     ActionError::new(msg)
@@ -93,20 +105,50 @@ impl Nesting {
             conn.upload_bytes(text.clone(), &format!("site-config/{rel}"), 0o644, SHORT)
                 .await?;
         }
-        let start = format!(
-            "if [ -f pvesim.pid ] && kill -0 \"$(cat pvesim.pid)\" 2>/dev/null; then echo running; else \
-             nohup ./driver sim serve --bind {ip}:8006 --node {node} --state-dir pvesim \
-             --guest-net {net} --guest-ssh-port {port} --time-scale {scale} > pvesim.log 2>&1 < /dev/null & \
-             echo $! > pvesim.pid; echo started; fi",
+        if let Some(f) = &self.faults {
+            conn.upload_bytes(f.clone(), "pvesim-faults.json", 0o644, SHORT)
+                .await?;
+        }
+        // The nested PVE's "service": started at every boot of its guest (the
+        // simulator runs `etc/rc.local`), and now.
+        let rc_local = format!(
+            "#!/bin/sh\n# Written by driver: this guest is a nested PVE (a simulator).\n\
+             {alive} echo running; exit 0; fi\n\
+             [ -f pvesim-faults.json ] && export PVESIM_FAULTS=\"$(cat pvesim-faults.json)\"\n\
+             nohup ./driver sim serve --bind \"$PVESIM_GUEST_IP:8006\" --node {node} --state-dir pvesim \
+             --guest-net {net} --guest-ssh-port {port} --time-scale {scale} > pvesim.log 2>&1 < /dev/null &\n\
+             echo $! > pvesim.pid\necho started\n",
+            alive = OURS_ALIVE,
             node = call.node.name,
             net = self.child_net(),
             port = self.guest_ssh_port,
             scale = self.time_scale,
         );
+        conn.exec("mkdir -p etc", SHORT).await?.check()?;
+        conn.upload_bytes(rc_local, "etc/rc.local", 0o755, SHORT)
+            .await?;
+        let start = format!("PVESIM_GUEST_IP={ip} sh etc/rc.local");
         let out = conn.exec(&start, SHORT).await?.check()?;
         call.facts
             .log(format!("nested PVE simulator {}", out.stdout.trim()));
-        // Ready when its API answers.
+        self.wait_api(conn, call).await
+    }
+
+    /// Makes sure the nested simulator runs (its guest may have been
+    /// restarted) and answers.
+    async fn ensure_running(
+        &self,
+        conn: &Connection,
+        call: &ActionCall,
+    ) -> Result<(), ActionError> {
+        let ip = node_ip(call)?;
+        let start = format!("[ -f etc/rc.local ] && PVESIM_GUEST_IP={ip} sh etc/rc.local; true");
+        conn.exec(&start, SHORT).await?.check()?;
+        self.wait_api(conn, call).await
+    }
+
+    /// Waits until the nested PVE's API answers.
+    async fn wait_api(&self, conn: &Connection, call: &ActionCall) -> Result<(), ActionError> {
         let deadline = Instant::now() + SHORT;
         loop {
             if let Ok(client) = self.root_client(conn, call).await {
@@ -289,6 +331,7 @@ impl Nesting {
                 return Ok(ActionOutput::default());
             }
         }
+        self.ensure_running(conn, call).await?;
         conn.upload_bytes(sub.as_bytes().to_vec(), "subtree.json", 0o644, SHORT)
             .await?;
         let verb = match call.phase {
@@ -300,9 +343,20 @@ impl Nesting {
             .as_secs()
             .saturating_sub(self.timeout_buffer)
             .max(60);
+        let extra: String = self
+            .action_timeouts
+            .iter()
+            .map(|(a, s)| format!(" --action-timeout {}={s}", a.name()))
+            .collect();
+        // The child passes simulator faults on to its own nested simulators.
+        let faults = if self.faults.is_some() {
+            "PVESIM_FAULTS=\"$(cat pvesim-faults.json)\" "
+        } else {
+            ""
+        };
         let cmd = format!(
-            "DRIVER_STATE_DIR=./state HOMESTAK_SITE_CONFIG=./site-config ./driver {verb} \
-             --manifest-file subtree.json -H {node} --json-output --events --timeout {budget}",
+            "{faults}DRIVER_STATE_DIR=./state HOMESTAK_SITE_CONFIG=./site-config ./driver {verb} \
+             --manifest-file subtree.json -H {node} --json-output --events --timeout {budget}{extra}",
             node = call.node.name
         );
         let stream = Arc::new(Mutex::new(ChildStream::new(call.node.name.clone())));
@@ -325,7 +379,9 @@ impl Nesting {
                 nodes: r.nodes,
                 ..ActionOutput::default()
             }),
-            Err((e, _)) => Err(fail(match status.code {
+            // The child's own error names the failed node's path.
+            Err((e, Some(partial))) => Err(ActionError::from_child(e.to_string(), partial.nodes)),
+            Err((e, None)) => Err(fail(match status.code {
                 Some(0) | None => e.to_string(),
                 Some(code) => format!("{e} (child driver exited with {code})"),
             })),
@@ -334,11 +390,8 @@ impl Nesting {
 
     /// Stops the nested simulator (before its guest is shut down).
     pub async fn stop_nested(&self, conn: &Connection) -> Result<(), ActionError> {
-        conn.exec(
-            "if [ -f pvesim.pid ]; then kill \"$(cat pvesim.pid)\" 2>/dev/null; rm -f pvesim.pid; fi; true",
-            SHORT,
-        )
-        .await?;
+        let stop = format!("{OURS_ALIVE} kill \"$pid\"; fi; rm -f pvesim.pid; true");
+        conn.exec(&stop, SHORT).await?;
         Ok(())
     }
 }

@@ -59,6 +59,27 @@ pub enum Action {
 }
 
 impl Action {
+    pub const ALL: [Action; 14] = [
+        Action::Provision,
+        Action::StartVm,
+        Action::WaitIp,
+        Action::WaitSsh,
+        Action::AwaitPull,
+        Action::Bootstrap,
+        Action::CopySecrets,
+        Action::ConfigureBridge,
+        Action::CreateApiToken,
+        Action::DownloadImages,
+        Action::Delegate,
+        Action::VerifySsh,
+        Action::ShutdownVm,
+        Action::DestroyVm,
+    ];
+
+    pub fn from_name(name: &str) -> Option<Action> {
+        Self::ALL.into_iter().find(|a| a.name() == name)
+    }
+
     pub fn name(self) -> &'static str {
         match self {
             Action::Provision => "provision",

@@ -1,5 +1,6 @@
 //! Running a plan for real: state, signals, progress, JSON output, reports.
 
+use std::collections::HashMap;
 use std::io::IsTerminal;
 use std::sync::Arc;
 use std::time::Duration;
@@ -7,6 +8,7 @@ use std::time::Duration;
 use engine::executor::{Event, Executor, NodeRunner, RunOptions, Stop};
 use engine::manifest::Loaded;
 use engine::output::RunOutput;
+use engine::plan::Action;
 use engine::report::{self, Report};
 use engine::state::{self, StateStore};
 use engine::{ManifestGraph, Plan, Verb};
@@ -39,14 +41,24 @@ pub fn execute(
         let site = SiteConfig::open(site_dir.clone()).map_err(config_failure)?;
         let (host, secrets) = target::resolve_host(&site, &args.host)?;
         let state_dir = args.state_dir.clone().unwrap_or_else(state::default_dir);
-        let t =
-            target::connect(&site, host, secrets.as_ref(), &loaded.manifest, &state_dir).await?;
+        let t = target::connect(
+            &site,
+            host,
+            secrets.as_ref(),
+            &loaded.manifest,
+            &state_dir,
+            &args.action_timeouts,
+        )
+        .await?;
         let outcome = match args.skip_preflight {
             true => Ok(()),
             false => target::report_preflight(&target::preflight(&t).await),
         };
         let outcome = match outcome {
-            Ok(()) => run(t.runner.clone(), verb, args, loaded, graph, plan).await,
+            Ok(()) => {
+                let timeouts = action_timeouts(&site, args)?;
+                run(t.runner.clone(), verb, args, loaded, graph, plan, timeouts).await
+            }
             Err(f) => Err(f),
         };
         if let Some(sim) = t.sim {
@@ -57,6 +69,41 @@ pub fn execute(
     })
 }
 
+/// Per-action time limits: `--action-timeout` over site.yaml's
+/// `defaults.timeouts` (e.g. `{wait_ip: 600}`); the rest keep their defaults.
+fn action_timeouts(
+    site: &SiteConfig,
+    args: &RunArgs,
+) -> Result<HashMap<Action, Duration>, Failure> {
+    let mut out = HashMap::new();
+    if let Some(map) = site
+        .defaults()
+        .and_then(|d| d.get("timeouts"))
+        .and_then(|t| t.as_map())
+    {
+        for (k, v) in map {
+            let name = k.as_str().unwrap_or_default();
+            let action = Action::from_name(name).ok_or_else(|| {
+                Failure::usage(miette::miette!(
+                    "{}: defaults.timeouts names an unknown action '{name}'",
+                    site.describe("site.yaml")
+                ))
+            })?;
+            let engine::yaml::Value::Int(secs) = v.value else {
+                return Err(Failure::usage(miette::miette!(
+                    "{}: defaults.timeouts.{name} must be a number of seconds",
+                    site.describe("site.yaml")
+                )));
+            };
+            out.insert(action, Duration::from_secs(secs.max(1) as u64));
+        }
+    }
+    for (a, secs) in &args.action_timeouts {
+        out.insert(*a, Duration::from_secs(*secs));
+    }
+    Ok(out)
+}
+
 async fn run<R: NodeRunner>(
     runner: Arc<R>,
     verb: Verb,
@@ -64,6 +111,7 @@ async fn run<R: NodeRunner>(
     loaded: &Loaded,
     graph: &ManifestGraph<'_>,
     plan: &Plan<'_>,
+    timeouts: HashMap<Action, Duration>,
 ) -> Result<(), Failure> {
     let m = &loaded.manifest;
     let dir = args.state_dir.clone().unwrap_or_else(state::default_dir);
@@ -93,6 +141,7 @@ async fn run<R: NodeRunner>(
         on_error: args.on_error.map_or(m.settings.on_error, Into::into),
         keep: args.keep,
         timeout: args.timeout.map(Duration::from_secs),
+        timeouts,
         ..RunOptions::default()
     };
     let executor = Executor::new(graph, runner, options, Some(ev_tx));

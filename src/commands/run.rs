@@ -21,6 +21,10 @@ pub fn run(verb: Verb, args: &RunArgs, site_flag: Option<&Path>) -> Result<(), F
     };
     apply_vm_ids(&mut loaded, &args.vm_ids).map_err(|f| json_failure(verb, args, started, f))?;
 
+    // `--on-error` goes into the manifest, so nested drivers get it with their subtree.
+    if let Some(p) = args.on_error {
+        loaded.manifest.settings.on_error = p.into();
+    }
     let graph = ManifestGraph::new(&loaded.manifest);
     let plan = Plan::build(verb, &graph, &args.host);
 

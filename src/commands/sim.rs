@@ -90,7 +90,12 @@ pub fn run(cmd: &SimCommand) -> Result<(), Failure> {
         ),
         None => None,
     };
-    let mut faults = Vec::new();
+    let mut faults: Vec<sim::Fault> = match std::env::var("PVESIM_FAULTS") {
+        // Faults a parent driver passes down to nested simulators (a JSON list).
+        Ok(v) if !v.trim().is_empty() => serde_json::from_str(&v)
+            .map_err(|e| Failure::usage(miette::miette!("$PVESIM_FAULTS: {e}")))?,
+        _ => Vec::new(),
+    };
     for f in &args.faults {
         let fault: sim::Fault = serde_json::from_str(f)
             .map_err(|e| Failure::usage(miette::miette!("--fault '{f}': {e}")))?;

@@ -106,6 +106,7 @@ pub async fn connect(
     secrets: Option<&SiteSecrets>,
     manifest: &Manifest,
     state_dir: &Path,
+    action_timeouts: &[(engine::plan::Action, u64)],
 ) -> Result<Target, Failure> {
     let scale: f64 = sim_env("PVESIM_TIME_SCALE")?.unwrap_or(0.0);
     let (target, sim) = if host.simulated {
@@ -192,6 +193,10 @@ pub async fn connect(
             guest_ssh_port: GUEST_SSH_PORT,
             timeout_buffer: manifest.settings.timeout_buffer,
             time_scale,
+            action_timeouts: action_timeouts.to_vec(),
+            faults: std::env::var("PVESIM_FAULTS")
+                .ok()
+                .filter(|f| !f.trim().is_empty()),
         });
     }
     Ok(Target {

@@ -67,6 +67,8 @@ pub enum PveError {
     TaskTimeout { upid: String, timeout: Duration },
     #[error("unexpected answer from PVE {path}: {message}")]
     Shape { path: String, message: String },
+    #[error("no IPv4 address from guest {vmid} after {}", engine::clock::human(*waited))]
+    NoAddress { vmid: u32, waited: Duration },
     #[error(transparent)]
     Tls(#[from] tls::TlsError),
 }

@@ -311,12 +311,9 @@ impl PveClient {
                 return Ok(ip);
             }
             if Instant::now() + wait > deadline {
-                return Err(PveError::Shape {
-                    path: format!("{}/{vmid}", kind.segment()),
-                    message: format!(
-                        "no IPv4 address reported within {}",
-                        engine::clock::human(timeout)
-                    ),
+                return Err(PveError::NoAddress {
+                    vmid,
+                    waited: timeout,
                 });
             }
             tokio::time::sleep(wait).await;

@@ -164,16 +164,28 @@ pub struct ActionOutput {
     pub nodes: Vec<crate::output::NodeOutput>,
 }
 
-#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[derive(Clone, Debug, PartialEq, thiserror::Error)]
 #[error("{message}")]
 pub struct ActionError {
     pub message: String,
+    /// What a child driver reported about its nodes before it failed.
+    pub nodes: Vec<crate::output::NodeOutput>,
 }
 
 impl ActionError {
     pub fn new(message: impl Into<String>) -> Self {
         ActionError {
             message: message.into(),
+            nodes: Vec::new(),
+        }
+    }
+
+    /// An error whose message already names the failed node by its path
+    /// (`leaf-pve/edge: ...`): a failure reported up from a child driver.
+    pub fn from_child(message: impl Into<String>, nodes: Vec<crate::output::NodeOutput>) -> Self {
+        ActionError {
+            message: message.into(),
+            nodes,
         }
     }
 
@@ -635,7 +647,9 @@ impl<'g, 'm, R: NodeRunner> Executor<'g, 'm, R> {
                         StepEnd::Interrupted => {}
                         StepEnd::Failed(e) => {
                             let name = &steps[k].name;
-                            out.error.get_or_insert(format!("{name}: {e}"));
+                            // A child's failure already names its path (`name/child: ...`).
+                            let msg = if e.starts_with(&format!("{name}/")) { e } else { format!("{name}: {e}") };
+                            out.error.get_or_insert(msg);
                             match policy {
                                 OnError::Continue => {
                                     self.skip_dependents(ctx, steps, &dependents, k, &mut blocked).await;
@@ -998,26 +1012,30 @@ async fn run_actions<R: NodeRunner>(
             seconds,
             error: error.clone(),
         });
+        let child_nodes = match &result {
+            Ok(out) => out.nodes.clone(),
+            Err(e) => e.nodes.clone(),
+        };
+        for child in &child_nodes {
+            let Some(i) = ctx.state.index_of(&child.name) else {
+                continue;
+            };
+            let c = child.clone();
+            let r = ctx
+                .state
+                .update(i, |n| {
+                    n.status = c.status;
+                    n.vm_id = c.vm_id.or(n.vm_id);
+                    n.ip = c.ip.or(n.ip.take());
+                    n.error = c.error;
+                })
+                .await;
+            if let Err(e) = r {
+                return StepEnd::Failed(format!("cannot record state: {e}"));
+            }
+        }
         match result {
             Ok(out) => {
-                for child in &out.nodes {
-                    let Some(i) = ctx.state.index_of(&child.name) else {
-                        continue;
-                    };
-                    let c = child.clone();
-                    let r = ctx
-                        .state
-                        .update(i, |n| {
-                            n.status = c.status;
-                            n.vm_id = c.vm_id.or(n.vm_id);
-                            n.ip = c.ip.or(n.ip.take());
-                            n.error = c.error;
-                        })
-                        .await;
-                    if let Err(e) = r {
-                        return StepEnd::Failed(format!("cannot record state: {e}"));
-                    }
-                }
                 for (k, v) in out.context {
                     if let Err(e) = ctx.state.set_context(k, v).await {
                         return StepEnd::Failed(format!("cannot record state: {e}"));
@@ -1028,6 +1046,12 @@ async fn run_actions<R: NodeRunner>(
                     vm_id: out.vm_id,
                     ip: out.ip,
                 };
+            }
+            Err(e)
+                if action == Action::Delegate
+                    && e.message.starts_with(&format!("{}/", job.spec.name)) =>
+            {
+                return StepEnd::Failed(e.message)
             }
             Err(e) => return StepEnd::Failed(format!("{}: {}", action.name(), e.message)),
         }

@@ -495,6 +495,51 @@ async fn accept(l: Option<&TcpListener>) -> std::io::Result<(tokio::net::TcpStre
 
 /// One guest's server: waits for the boot moment, then accepts connections until stopped,
 /// closing its socket while an `ssh_refused` fault is active.
+/// Runs the guest's boot script (`etc/rc.local` in its folder), if it has one,
+/// once per boot, as a VM starts its services: a nested PVE's own simulator
+/// thus comes back when its host's simulator is restarted. Output goes to
+/// `rc.local.log`; the process belongs to the guest (stopped with it).
+fn run_boot_script(ctx: &GuestCtx) {
+    let script = ctx.dir.join("etc/rc.local");
+    if !script.is_file() {
+        return;
+    }
+    let log = match std::fs::File::create(ctx.dir.join("rc.local.log")) {
+        Ok(f) => f,
+        Err(e) => {
+            tracing::warn!(vmid = ctx.vmid, "pvesim: cannot log the boot script: {e}");
+            return;
+        }
+    };
+    let log2 = match log.try_clone() {
+        Ok(f) => f,
+        Err(_) => return,
+    };
+    let mut cmd = tokio::process::Command::new("sh");
+    cmd.arg("etc/rc.local")
+        .current_dir(&ctx.dir)
+        .env("HOME", &ctx.dir)
+        .env("PVESIM_GUEST_IP", ctx.ip.to_string())
+        .env("PVESIM_GUEST_VMID", ctx.vmid.to_string())
+        .env(procs::TAGS_VAR, &ctx.tags)
+        .stdin(std::process::Stdio::null())
+        .stdout(log)
+        .stderr(log2)
+        .process_group(0)
+        .kill_on_drop(false);
+    match cmd.spawn() {
+        Ok(mut child) => {
+            if let Some(pid) = child.id() {
+                ctx.groups.insert(pid as i32);
+            }
+            tokio::spawn(async move {
+                let _ = child.wait().await;
+            });
+        }
+        Err(e) => tracing::warn!(vmid = ctx.vmid, "pvesim: boot script failed to start: {e}"),
+    }
+}
+
 async fn serve_guest(
     ctx: Arc<GuestCtx>,
     config: Arc<russh::server::Config>,
@@ -514,6 +559,7 @@ async fn serve_guest(
             _ = stop.changed() => return,
         }
     }
+    run_boot_script(&ctx);
     loop {
         if *stop.borrow() {
             break;
