@@ -12,13 +12,15 @@ use std::time::{Duration, Instant};
 use common::{repo, Driver};
 use serde_json::Value;
 
-/// Two API-only nodes (no SSH step), one with an explicit vmid.
+/// API-only nodes (no SSH step): a VM with an explicit vmid, one without,
+/// and a container (through PVE's lxc endpoints).
 const API_ONLY: &str = "schema_version: 2
 name: api-only
 settings: {verify_ssh: false}
 nodes:
   - {name: edge, type: vm, spec: base, preset: vm-small, image: debian-12, vmid: 99001}
   - {name: edge2, type: vm, spec: base, preset: vm-xsmall, image: debian-12}
+  - {name: box, type: ct, spec: base, preset: vm-xsmall, image: debian-12, vmid: 99005}
 ";
 
 struct SimRun {
@@ -102,8 +104,16 @@ fn create_then_destroy_leaves_the_simulator_empty() {
     let ip = v["context"]["edge_ip"].as_str().unwrap();
     assert!(ip.starts_with("127.77."), "{ip}");
     let guests = r.sim_guests();
-    assert_eq!(guests.len(), 2, "{guests:?}");
+    assert_eq!(guests.len(), 3, "{guests:?}");
     assert!(guests.contains(&(99001, "edge".to_string())));
+    assert!(guests.contains(&(99005, "box".to_string())), "{guests:?}");
+    assert!(
+        v["context"]["box_ip"]
+            .as_str()
+            .unwrap()
+            .starts_with("127.77."),
+        "{v}"
+    );
 
     let status = r.run("status", &[]).ok();
     assert!(
@@ -295,7 +305,8 @@ fn preflight_alone_checks_the_simulated_host() {
             "node",
             "storage",
             "bridge",
-            "nested"
+            "nested",
+            "tofu-locks"
         ]
     );
     assert!(

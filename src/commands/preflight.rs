@@ -93,6 +93,31 @@ pub fn run(args: &PreflightArgs, site_flag: Option<&Path>) -> Result<(), Failure
         Ok::<_, Failure>(out)
     })?;
     checks.extend(api);
+    // The original's provider lockfile fix: cached lockfiles under .states/
+    // go stale when provider versions change, and make `tofu init` fail.
+    match actions::tofu::clear_stale_lockfiles(Path::new(".states")) {
+        Ok(removed) if removed.is_empty() => checks.push(check(
+            "tofu-locks",
+            true,
+            "no cached provider lockfiles".into(),
+            None,
+        )),
+        Ok(removed) => checks.push(check(
+            "tofu-locks",
+            true,
+            format!(
+                "cleared {} cached provider lockfile(s) under .states/",
+                removed.len()
+            ),
+            None,
+        )),
+        Err(e) => checks.push(check(
+            "tofu-locks",
+            false,
+            format!("cannot clear provider lockfiles under .states/: {e}"),
+            Some("remove .states/*/data/.terraform.lock.hcl by hand".into()),
+        )),
+    }
 
     if args.json_output {
         render::json::print(&checks);
