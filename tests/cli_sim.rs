@@ -481,3 +481,26 @@ fn deep_leaf_without_ip_under_each_on_error_policy() {
         );
     }
 }
+
+/// Fifty guests made and destroyed twice in the same state: destroyed guests'
+/// host keys are forgotten (all at once, in parallel), so the new guests at
+/// the same addresses are not refused as "changed".
+#[test]
+fn wide_manifest_twice_in_a_row() {
+    let state = tempfile::tempdir().unwrap();
+    for _ in 0..2 {
+        let out = common::Run::from(
+            Command::new(common::BIN)
+                .env_remove("HOMESTAK_SITE_CONFIG")
+                .env_remove("PVESIM_FAULTS")
+                .env_remove("PVESIM_TIME_SCALE")
+                .env("DRIVER_STATE_DIR", state.path())
+                .current_dir(state.path())
+                .args(["test", "-M", "wide-50", "-H", "sim", "--json-output"])
+                .output()
+                .unwrap(),
+        )
+        .ok();
+        assert_eq!(out.json()["nodes"].as_array().unwrap().len(), 50);
+    }
+}

@@ -175,6 +175,10 @@ pub fn known_hosts_name(host: &str, port: u16) -> String {
 /// a guest that was destroyed frees its address, and the next guest there
 /// has a new key that must not be taken for an attack.
 pub fn forget(file: &Path, host: &str, port: u16) -> io::Result<()> {
+    // Read-modify-write: two guests destroyed at once must not undo each
+    // other's removal (a kept stale key would be refused as "changed").
+    static REWRITE: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    let _guard = REWRITE.lock().unwrap_or_else(|p| p.into_inner());
     let name = known_hosts_name(host, port);
     let text = match fs::read_to_string(file) {
         Ok(t) => t,
