@@ -504,3 +504,48 @@ fn wide_manifest_twice_in_a_row() {
         assert_eq!(out.json()["nodes"].as_array().unwrap().len(), 50);
     }
 }
+
+/// Two runs racing for the same free vmid: the loser's clone fails with PVE's
+/// "already exists"; an id PVE picked is asked for again, an explicit one is not.
+#[test]
+fn a_lost_vmid_race_is_retried_only_for_picked_ids() {
+    let race = r#"[{"kind": "task_failure", "op": "clone", "message": "unable to create VM 100: config file already exists", "count": 1}]"#;
+    let picked = SimRun::new(
+        "schema_version: 2\nname: race\nsettings: {verify_ssh: false}\nnodes:\n  - {name: a1, type: vm, preset: vm-xsmall, image: debian-12}\n",
+    );
+    let out = common::Run::from(
+        picked
+            .cmd("create", &["--json-output"])
+            .env("PVESIM_FAULTS", race)
+            .output()
+            .unwrap(),
+    )
+    .ok();
+    assert_eq!(out.json()["success"], true);
+    assert!(
+        out.stderr.contains("taken meanwhile") || out.stderr.contains("a1: provision done"),
+        "{}",
+        out.stderr
+    );
+    assert_eq!(picked.sim_guests().len(), 1, "{:?}", picked.sim_guests());
+
+    let explicit = SimRun::new(
+        "schema_version: 2\nname: race\nsettings: {verify_ssh: false}\nnodes:\n  - {name: a1, type: vm, preset: vm-xsmall, image: debian-12, vmid: 100}\n",
+    );
+    let out = common::Run::from(
+        explicit
+            .cmd("create", &["--json-output"])
+            .env("PVESIM_FAULTS", race)
+            .output()
+            .unwrap(),
+    )
+    .code(1);
+    assert!(
+        out.json()["error"]
+            .as_str()
+            .unwrap()
+            .contains("already exists"),
+        "{}",
+        out.stdout
+    );
+}
