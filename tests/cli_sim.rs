@@ -523,7 +523,8 @@ fn a_lost_vmid_race_is_retried_only_for_picked_ids() {
     .ok();
     assert_eq!(out.json()["success"], true);
     assert!(
-        out.stderr.contains("taken meanwhile") || out.stderr.contains("a1: provision done"),
+        out.stderr
+            .contains("a1| vmid 100 was taken meanwhile; asking PVE for another"),
         "{}",
         out.stderr
     );

@@ -313,10 +313,9 @@ impl PveRunner {
                         && tries < 5
                         && e.to_string().contains("already exists") =>
                 {
-                    tracing::info!(
-                        "{}: vmid {id} was taken meanwhile; asking for another",
-                        call.node.name
-                    );
+                    call.facts.log(format!(
+                        "vmid {id} was taken meanwhile; asking PVE for another"
+                    ));
                 }
                 Err(e) => return Err(err(e)),
             }
