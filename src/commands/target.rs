@@ -173,6 +173,13 @@ pub async fn connect(
     };
     let client = PveClient::new(&target).map_err(|e| run_err(e.to_string(), None))?;
     let (mut setup, size_for) = resolve_guests(site, secrets, &host, manifest)?;
+    // `full_clone: false` in the node's file makes linked clones (faster, sharing the template's disk).
+    let node_doc = site
+        .try_find(engine::site_config::Entity::Node, &host.name)
+        .map_err(config_failure)?;
+    if let Some(v) = node_doc.as_ref().and_then(|n| n.doc.get("full_clone")) {
+        setup.full_clone = v.value != engine::yaml::Value::Bool(false);
+    }
     let (key_path, public) = driver_key(site, state_dir)?;
     setup.ssh_keys.push(public);
     let ssh = SshSetup {
