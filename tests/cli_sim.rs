@@ -23,6 +23,18 @@ nodes:
   - {name: box, type: ct, spec: base, preset: vm-xsmall, image: debian-12, vmid: 99005}
 ";
 
+/// A `driver` command on the built-in site-config (host `sim`) with its state
+/// (and the simulator's) in `state`, and no simulator settings from outside.
+fn sim_driver(state: &Path) -> Command {
+    let mut c = Command::new(common::BIN);
+    c.env_remove("HOMESTAK_SITE_CONFIG")
+        .env_remove("PVESIM_FAULTS")
+        .env_remove("PVESIM_TIME_SCALE")
+        .env("DRIVER_STATE_DIR", state)
+        .current_dir(state);
+    c
+}
+
 struct SimRun {
     d: Driver,
     state: tempfile::TempDir,
@@ -43,20 +55,15 @@ impl SimRun {
     }
 
     fn cmd(&self, verb: &str, extra: &[&str]) -> Command {
-        let mut c = Command::new(common::BIN);
-        c.env_remove("HOMESTAK_SITE_CONFIG")
-            .env_remove("PVESIM_FAULTS")
-            .env_remove("PVESIM_TIME_SCALE")
-            .env("DRIVER_STATE_DIR", self.state.path())
-            .current_dir(self.d.site_path())
-            .args([
-                verb,
-                "--manifest-file",
-                self.manifest.to_str().unwrap(),
-                "-H",
-                "sim",
-            ])
-            .args(extra);
+        let mut c = sim_driver(self.state.path());
+        c.args([
+            verb,
+            "--manifest-file",
+            self.manifest.to_str().unwrap(),
+            "-H",
+            "sim",
+        ])
+        .args(extra);
         c
     }
 
@@ -280,9 +287,7 @@ fn copy_dir(from: &Path, to: &Path) {
 fn preflight_alone_checks_the_simulated_host() {
     let state = tempfile::tempdir().unwrap();
     let out = common::Run::from(
-        Command::new(common::BIN)
-            .env_remove("HOMESTAK_SITE_CONFIG")
-            .env("DRIVER_STATE_DIR", state.path())
+        sim_driver(state.path())
             .args(["preflight", "-H", "sim", "-M", "n2-quick", "--json-output"])
             .output()
             .unwrap(),
@@ -322,13 +327,8 @@ fn preflight_alone_checks_the_simulated_host() {
 /// `driver test` with the built-in site-config and host `sim`, in a fresh state folder.
 fn sim_test(manifest: &str, extra: &[&str]) -> (common::Run, tempfile::TempDir) {
     let state = tempfile::tempdir().unwrap();
-    let mut c = Command::new(common::BIN);
-    c.env_remove("HOMESTAK_SITE_CONFIG")
-        .env_remove("PVESIM_FAULTS")
-        .env_remove("PVESIM_TIME_SCALE")
-        .env("DRIVER_STATE_DIR", state.path())
-        .current_dir(state.path())
-        .args(["test", "-M", manifest, "-H", "sim", "--json-output"])
+    let mut c = sim_driver(state.path());
+    c.args(["test", "-M", manifest, "-H", "sim", "--json-output"])
         .args(extra);
     (common::Run::from(c.output().unwrap()), state)
 }
@@ -423,15 +423,11 @@ fn deep_leaf_without_ip_under_each_on_error_policy() {
         let state = tempfile::tempdir().unwrap();
         let run = |args: &[&str]| {
             common::Run::from(
-                Command::new(common::BIN)
-                    .env_remove("HOMESTAK_SITE_CONFIG")
-                    .env_remove("PVESIM_TIME_SCALE")
+                sim_driver(state.path())
                     .env(
                         "PVESIM_FAULTS",
                         r#"[{"kind": "agent_never_answers", "name": "edge"}]"#,
                     )
-                    .env("DRIVER_STATE_DIR", state.path())
-                    .current_dir(state.path())
                     .args(args)
                     .output()
                     .unwrap(),
@@ -490,12 +486,7 @@ fn wide_manifest_twice_in_a_row() {
     let state = tempfile::tempdir().unwrap();
     for _ in 0..2 {
         let out = common::Run::from(
-            Command::new(common::BIN)
-                .env_remove("HOMESTAK_SITE_CONFIG")
-                .env_remove("PVESIM_FAULTS")
-                .env_remove("PVESIM_TIME_SCALE")
-                .env("DRIVER_STATE_DIR", state.path())
-                .current_dir(state.path())
+            sim_driver(state.path())
                 .args(["test", "-M", "wide-50", "-H", "sim", "--json-output"])
                 .output()
                 .unwrap(),
