@@ -541,3 +541,72 @@ fn a_lost_vmid_race_is_retried_only_for_picked_ids() {
         out.stdout
     );
 }
+
+/// Ctrl-C: the action in flight finishes, nothing new starts, state is saved,
+/// exit 130; running the command again resumes.
+#[test]
+fn sigint_stops_at_a_safe_point_and_exits_130() {
+    let state = tempfile::tempdir().unwrap();
+    let mut child = sim_driver(state.path())
+        .env("PVESIM_TIME_SCALE", "0.3")
+        .args(["create", "-M", "n1-basic", "-H", "sim"])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let journal = state.path().join("n1-basic@sim.journal");
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !std::fs::read_to_string(&journal)
+        .unwrap_or_default()
+        .contains("\"action\":\"provision\"")
+    {
+        assert!(Instant::now() < deadline, "provision never started");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let kill = Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(kill.success());
+    let out = child.wait_with_output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(130), "{err}");
+    assert!(
+        err.contains("stopping: letting running actions finish"),
+        "{err}"
+    );
+    let st = sim_driver(state.path())
+        .args(["status", "-M", "n1-basic", "-H", "sim", "--json-output"])
+        .output()
+        .unwrap();
+    let st: Value = serde_json::from_slice(&st.stdout).unwrap();
+    let edge = &st["nodes"][0];
+    assert_eq!(edge["status"], "pending", "{st}");
+    assert_eq!(
+        edge["done"],
+        serde_json::json!(["provision"]),
+        "the clone in flight finished: {st}"
+    );
+    // Resume, then clean up.
+    let again = common::Run::from(
+        sim_driver(state.path())
+            .args(["create", "-M", "n1-basic", "-H", "sim"])
+            .output()
+            .unwrap(),
+    )
+    .ok();
+    assert!(
+        !again.stderr.contains("edge: provision ..."),
+        "provision is not redone: {}",
+        again.stderr
+    );
+    common::Run::from(
+        sim_driver(state.path())
+            .args(["destroy", "-M", "n1-basic", "-H", "sim", "--yes"])
+            .output()
+            .unwrap(),
+    )
+    .ok();
+    assert!(sim_guests(&state.path().join("pvesim-sim")).is_empty());
+}
