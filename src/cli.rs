@@ -125,6 +125,11 @@ pub struct RunArgs {
     #[arg(long = "vm-id", value_name = "NAME=ID", value_parser = parse_vm_id)]
     pub vm_ids: Vec<(String, u32)>,
 
+    /// Go only N levels deep: 1 = just the nodes on the host (no delegation), 2 = also
+    /// what is inside them, ...
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
+    pub depth: Option<u32>,
+
     /// Time limit for the whole run, in seconds.
     #[arg(short, long, value_name = "SECONDS")]
     pub timeout: Option<u64>,

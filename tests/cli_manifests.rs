@@ -214,7 +214,7 @@ fn dry_run_prints_the_whole_plan() {
         "driver on leaf-pve",
         "provision -> start_vm -> wait_ip -> wait_ssh -> bootstrap",
         "delegate (2 nodes to root-pve)",
-        "root-pve (depth 0): 2 nodes via `driver create --manifest-json <subtree> -H root-pve",
+        "root-pve (depth 0): 2 nodes via `driver create --manifest-file subtree.json -H root-pve",
         "leaf-pve (depth 1): 1 node",
         "Dry run: nothing was changed.",
     ] {

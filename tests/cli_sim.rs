@@ -610,3 +610,98 @@ fn sigint_stops_at_a_safe_point_and_exits_130() {
     .ok();
     assert!(sim_guests(&state.path().join("pvesim-sim")).is_empty());
 }
+
+/// Pids of processes whose working directory is `dir` and whose command line contains `word`.
+fn pids_in(dir: &Path, word: &str) -> Vec<i32> {
+    let Ok(dir) = dir.canonicalize() else {
+        return Vec::new();
+    };
+    std::fs::read_dir("/proc")
+        .unwrap()
+        .filter_map(|e| {
+            let e = e.ok()?;
+            let pid: i32 = e.file_name().to_str()?.parse().ok()?;
+            let cwd = std::fs::read_link(e.path().join("cwd")).ok()?;
+            let cmd = std::fs::read(e.path().join("cmdline")).ok()?;
+            let cmd = String::from_utf8_lossy(&cmd).replace('\0', " ");
+            (cwd == dir && cmd.contains(word)).then_some(pid)
+        })
+        .collect()
+}
+
+/// The driver on root-pve dies mid-delegation (as when the connection to it
+/// is lost): a clear error, state says where it stopped, and running create
+/// again resumes through both levels.
+#[test]
+fn a_child_driver_lost_mid_delegation_then_resume() {
+    let state = tempfile::tempdir().unwrap();
+    let child = sim_driver(state.path())
+        .env("PVESIM_TIME_SCALE", "0.2")
+        .args(["create", "-M", "n3-deep", "-H", "sim", "--json-output"])
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Wait for the driver on root-pve to be at work on leaf-pve's own children.
+    let root_guest = state.path().join("pvesim-sim/guests/99011");
+    let leaf_guest = root_guest.join("pvesim/guests/99021");
+    let deadline = Instant::now() + Duration::from_secs(120);
+    loop {
+        if !pids_in(&leaf_guest, "subtree.json").is_empty() {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the nested drivers never got going"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    for pid in pids_in(&root_guest, "subtree.json") {
+        Command::new("kill")
+            .args(["-KILL", &pid.to_string()])
+            .status()
+            .unwrap();
+    }
+    let out = common::Run::from(child.wait_with_output().unwrap()).code(1);
+    let v = out.json();
+    let err = v["error"].as_str().unwrap();
+    assert!(
+        err.contains("the driver on root-pve printed no result"),
+        "{err}"
+    );
+    let root = v["nodes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|n| n["name"] == "root-pve")
+        .unwrap()
+        .clone();
+    assert_eq!(root["status"], "failed", "{v}");
+
+    // Resume: root-pve's setup is kept, its driver picks up where it was.
+    let again = common::Run::from(
+        sim_driver(state.path())
+            .args(["create", "-M", "n3-deep", "-H", "sim", "--json-output"])
+            .output()
+            .unwrap(),
+    )
+    .ok();
+    let v = again.json();
+    for n in v["nodes"].as_array().unwrap() {
+        assert_eq!(n["status"], "completed", "{v}");
+    }
+    assert!(
+        !again.stderr.contains("root-pve: provision ..."),
+        "root-pve is not re-provisioned: {}",
+        again.stderr
+    );
+    common::Run::from(
+        sim_driver(state.path())
+            .args(["destroy", "-M", "n3-deep", "-H", "sim", "--yes"])
+            .output()
+            .unwrap(),
+    )
+    .ok();
+    assert!(sim_guests(&state.path().join("pvesim-sim")).is_empty());
+}

@@ -20,6 +20,12 @@ pub fn run(verb: Verb, args: &RunArgs, site_flag: Option<&Path>) -> Result<(), F
         Err(f) => return Err(json_failure(verb, args, started, f)),
     };
     apply_vm_ids(&mut loaded, &args.vm_ids).map_err(|f| json_failure(verb, args, started, f))?;
+    if let Some(levels) = args.depth {
+        let dropped = loaded.manifest.limit_depth(levels as usize);
+        if dropped > 0 {
+            eprintln!("--depth {levels}: leaving out the {dropped} node(s) deeper than that");
+        }
+    }
 
     // `--on-error` goes into the manifest, so nested drivers get it with their subtree.
     if let Some(p) = args.on_error {

@@ -34,7 +34,7 @@ pub fn text(plan: &Plan<'_>) -> String {
         for d in &plan.delegations {
             let _ = writeln!(
                 s,
-                "  {:indent$}{} (depth {}): {} node{} via `driver {} --manifest-json <subtree> -H {} --json-output --events`",
+                "  {:indent$}{} (depth {}): {} node{} via `driver {} --manifest-file subtree.json -H {} --json-output --events` over SSH",
                 "",
                 d.node,
                 d.depth,

@@ -453,3 +453,20 @@ fn line_col_counts_characters() {
     assert_eq!(s.line_col(3), (2, 1));
     assert_eq!(s.line_col(5), (2, 2));
 }
+
+#[test]
+fn limit_depth_keeps_the_top_levels() {
+    let mut m = load(Source::new(
+        "m",
+        with_nodes(
+            "  - {name: a, type: pve}\n  - {name: b, type: pve, parent: a}\n  - {name: c, type: vm, parent: b}\n  - {name: d, type: vm}\n",
+        ),
+    ))
+    .unwrap()
+    .manifest;
+    assert_eq!(m.limit_depth(2), 1);
+    let names: Vec<&str> = m.nodes.iter().map(|n| n.name.as_str()).collect();
+    assert_eq!(names, ["a", "b", "d"]);
+    assert_eq!(m.limit_depth(1), 1);
+    assert_eq!(m.nodes.len(), 2);
+}
