@@ -705,3 +705,58 @@ fn a_child_driver_lost_mid_delegation_then_resume() {
     .ok();
     assert!(sim_guests(&state.path().join("pvesim-sim")).is_empty());
 }
+
+/// A node's spec applied by its ansible playbook (site.yaml
+/// `defaults.playbooks`), with the spec's posture variables, over SSH to the
+/// simulated guest.
+#[test]
+fn configure_runs_the_specs_playbook_with_ansible() {
+    let root = repo();
+    let ansible = root.join(".venv/bin/ansible-playbook");
+    assert!(
+        ansible.exists(),
+        "ansible-playbook missing: run scripts/install-test-deps.sh (python3 -m venv .venv && .venv/bin/pip install ansible-core)"
+    );
+    let d = Driver::new();
+    let site = d.site_path().join("site-config");
+    copy_dir(&root.join("site-config-example"), &site);
+    let mut site_yaml = std::fs::read_to_string(site.join("site.yaml")).unwrap();
+    site_yaml.push_str("\n  playbooks:\n    base: playbooks/base.yml\n");
+    std::fs::write(site.join("site.yaml"), site_yaml).unwrap();
+    std::fs::create_dir_all(site.join("playbooks")).unwrap();
+    // Only the guest's own folder is touched: a simulated guest is not chrooted.
+    std::fs::write(
+        site.join("playbooks/base.yml"),
+        "- hosts: all\n  gather_facts: false\n  tasks:\n    - name: mark the guest configured\n      ansible.builtin.copy:\n        dest: configured.txt\n        content: \"timezone={{ timezone }} posture={{ posture_name }}\\n\"\n",
+    )
+    .unwrap();
+    let state = tempfile::tempdir().unwrap();
+    let out = common::Run::from(
+        Command::new(common::BIN)
+            .env("HOMESTAK_SITE_CONFIG", &site)
+            .env("SOPS_AGE_KEY_FILE", site.join("age-test-key.txt"))
+            .env("DRIVER_STATE_DIR", state.path())
+            .env("DRIVER_ANSIBLE_PLAYBOOK", &ansible)
+            .env_remove("PVESIM_FAULTS")
+            .env_remove("PVESIM_TIME_SCALE")
+            .current_dir(state.path())
+            .args(["create", "-M", "n1-basic", "-H", "sim"])
+            .output()
+            .unwrap(),
+    )
+    .ok();
+    assert!(
+        out.stderr.contains("edge: configure done"),
+        "{}",
+        out.stderr
+    );
+    assert!(
+        out.stderr.contains("TASK [mark the guest configured]"),
+        "{}",
+        out.stderr
+    );
+    let guest = state.path().join("pvesim-sim/guests/99001");
+    let marker = std::fs::read_to_string(guest.join("configured.txt"))
+        .unwrap_or_else(|e| panic!("no marker in {}: {e}\n{}", guest.display(), out.stderr));
+    assert_eq!(marker, "timezone=UTC posture=dev\n");
+}

@@ -9,6 +9,7 @@ use engine::executor::{ActionCall, ActionError, ActionOutput, NodeRunner};
 use engine::manifest::{NodeKind, NodeSpec};
 use engine::plan::Action;
 
+use crate::ansible;
 use crate::nested::{self, Nesting};
 use crate::pve::{Guest, GuestKind, PveClient, PveError};
 use crate::ssh::{self, HostKeyCheck, SshAuth, SshTarget};
@@ -34,6 +35,10 @@ pub struct GuestSetup {
     pub ssh_keys: Vec<String>,
     /// Full clones (independent disks) rather than linked ones.
     pub full_clone: bool,
+    /// Spec name → the ansible playbook that applies it, and its variables.
+    pub playbooks: std::collections::HashMap<String, (PathBuf, serde_json::Value)>,
+    /// The guests' python for ansible (site.yaml `ansible_python_interpreter`).
+    pub python: String,
 }
 
 /// How the runner reaches guests over SSH.
@@ -435,6 +440,7 @@ impl NodeRunner for PveRunner {
                 }
                 Ok(ActionOutput::default())
             }
+            Action::Configure => self.configure(&call).await,
             Action::VerifySsh => {
                 let (target, _) = self.ssh_target(&call)?;
                 let conn = ssh::connect(&target).await?;
@@ -463,6 +469,38 @@ impl NodeRunner for PveRunner {
 }
 
 impl PveRunner {
+    /// Applies the node's spec with its playbook, over our SSH settings
+    /// (the guest's key as accepted at wait_ssh).
+    async fn configure(&self, call: &ActionCall) -> Result<ActionOutput, ActionError> {
+        let Some(spec) = call.node.spec.as_deref() else {
+            return Ok(ActionOutput::default());
+        };
+        let Some((playbook, vars)) = self.setup.playbooks.get(spec) else {
+            call.facts.log(format!(
+                "spec '{spec}' has no playbook (site.yaml defaults.playbooks): nothing to apply"
+            ));
+            return Ok(ActionOutput::default());
+        };
+        let (target, _) = self.ssh_target(call)?;
+        let mut host = ansible::InventoryHost::new(call.node.name.clone(), target);
+        // Guests are Debian: its python3, rather than whatever interpreter
+        // discovery picks from PATH (a simulated guest shares the host's).
+        host.vars.insert(
+            "ansible_python_interpreter".into(),
+            self.setup.python.clone().into(),
+        );
+        let mut run = ansible::PlaybookRun::new(playbook.clone(), vec![host], vars.clone());
+        run.timeout = call.timeout;
+        run.program = std::env::var_os("DRIVER_ANSIBLE_PLAYBOOK").map(PathBuf::from);
+        run.working_dir = playbook.parent().map(PathBuf::from);
+        let facts = call.facts.clone();
+        let outcome = ansible::run_playbook(&run, move |line| facts.log(line)).await?;
+        for f in &outcome.tolerated_failures {
+            call.facts.log(format!("tolerated failure: {f:?}"));
+        }
+        Ok(ActionOutput::default())
+    }
+
     async fn required_vmid(&self, call: &ActionCall) -> Result<u32, ActionError> {
         self.vmid_of(call).await?.ok_or_else(|| {
             ActionError::new(format!(

@@ -43,6 +43,9 @@ pub enum Action {
     /// Wait for the guest agent to report the primary IPv4.
     WaitIp,
     WaitSsh,
+    /// Push mode: apply the node's spec with its ansible playbook (site.yaml
+    /// `defaults.playbooks.SPEC`); nothing to do when the spec has none.
+    Configure,
     /// Pull mode: wait for the guest to report its spec applied.
     AwaitPull,
     /// PVE lifecycle: upload this driver and the site-config subset.
@@ -59,11 +62,12 @@ pub enum Action {
 }
 
 impl Action {
-    pub const ALL: [Action; 14] = [
+    pub const ALL: [Action; 15] = [
         Action::Provision,
         Action::StartVm,
         Action::WaitIp,
         Action::WaitSsh,
+        Action::Configure,
         Action::AwaitPull,
         Action::Bootstrap,
         Action::CopySecrets,
@@ -86,6 +90,7 @@ impl Action {
             Action::StartVm => "start_vm",
             Action::WaitIp => "wait_ip",
             Action::WaitSsh => "wait_ssh",
+            Action::Configure => "configure",
             Action::AwaitPull => "await_pull",
             Action::Bootstrap => "bootstrap",
             Action::CopySecrets => "copy_secrets",
@@ -106,6 +111,7 @@ impl Action {
             Action::StartVm => 60,
             Action::WaitIp => 300,
             Action::WaitSsh | Action::VerifySsh => 60,
+            Action::Configure => 600,
             Action::AwaitPull => 600,
             Action::Bootstrap => 600,
             Action::CopySecrets => 60,
@@ -340,6 +346,14 @@ fn create_phase<'m>(graph: &ManifestGraph<'m>, host: &'m str, sizes: &[usize]) -
         } else if settings.verify_ssh || n.kind == NodeKind::Pve {
             // A PVE node is set up over SSH, so it must answer SSH either way.
             actions.push(Action::WaitSsh);
+        }
+        // A guest with a spec is configured over SSH (push mode); a PVE
+        // node's spec is what its bootstrap makes of it.
+        if !pull && n.spec.is_some() && n.kind != NodeKind::Pve {
+            if !actions.contains(&Action::WaitSsh) {
+                actions.push(Action::WaitSsh);
+            }
+            actions.push(Action::Configure);
         }
         if n.kind == NodeKind::Pve {
             actions.extend([

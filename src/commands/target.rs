@@ -364,6 +364,11 @@ fn resolve_guests(
             .to_string(),
         ssh_keys: vars.ssh_keys.clone(),
         full_clone: true,
+        playbooks: playbooks(site, secrets, manifest)?,
+        python: site
+            .default_str("ansible_python_interpreter")
+            .unwrap_or("/usr/bin/python3")
+            .to_string(),
     };
     let size_for: actions::runner::SizeFor = Arc::new(move |node| {
         table
@@ -372,6 +377,64 @@ fn resolve_guests(
             .ok_or_else(|| format!("no size resolved for '{}'", node.name))
     });
     Ok((setup, size_for))
+}
+
+/// The playbook of each spec the manifest uses, from site.yaml
+/// `defaults.playbooks: {SPEC: path/in/site-config.yml}`, with the ansible
+/// variables of the spec's posture (site defaults + posture, as the original).
+fn playbooks(
+    site: &SiteConfig,
+    secrets: Option<&SiteSecrets>,
+    manifest: &Manifest,
+) -> Result<HashMap<String, (std::path::PathBuf, serde_json::Value)>, Failure> {
+    use engine::site_config::Entity;
+    let mut out = HashMap::new();
+    let Some(map) = site
+        .defaults()
+        .and_then(|d| d.get("playbooks"))
+        .and_then(|p| p.as_map())
+    else {
+        return Ok(out);
+    };
+    let resolver = Resolver::new(site, secrets);
+    for (k, v) in map {
+        let (Some(spec), Some(rel)) = (k.as_str(), v.as_str()) else {
+            continue;
+        };
+        if !manifest
+            .nodes
+            .iter()
+            .any(|n| n.spec.as_deref() == Some(spec))
+        {
+            continue;
+        }
+        let Some(root) = &site.dir.path else {
+            return Err(Failure::usage(miette::miette!(
+                "defaults.playbooks needs a site-config on disk (the built-in example has no playbook files)"
+            )));
+        };
+        let path = root.join(rel);
+        if !path.is_file() {
+            return Err(Failure::usage(miette::miette!(
+                "{}: the playbook for spec '{spec}', {}, does not exist",
+                site.describe("site.yaml"),
+                path.display()
+            )));
+        }
+        let posture = site.find(Entity::Spec, spec).ok().and_then(|s| {
+            s.doc
+                .get("access")
+                .and_then(|a| a.get("posture"))
+                .and_then(|p| p.as_str().map(str::to_string))
+        });
+        let explicit = posture.is_some();
+        let vars = resolver
+            .ansible_for_posture(posture.as_deref().unwrap_or("dev"), explicit)
+            .map_err(config_failure)?;
+        let vars = serde_json::to_value(&vars).unwrap_or_default();
+        out.insert(spec.to_string(), (path, vars));
+    }
+    Ok(out)
 }
 
 /// The preflight checks of a connected host.
