@@ -491,6 +491,7 @@ impl PveRunner {
         );
         let mut run = ansible::PlaybookRun::new(playbook.clone(), vec![host], vars.clone());
         run.timeout = call.timeout;
+        run.ssh_wait = Some(ansible::DEFAULT_SSH_TIMEOUT);
         run.program = std::env::var_os("DRIVER_ANSIBLE_PLAYBOOK").map(PathBuf::from);
         run.working_dir = playbook.parent().map(PathBuf::from);
         let facts = call.facts.clone();

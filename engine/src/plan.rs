@@ -349,10 +349,8 @@ fn create_phase<'m>(graph: &ManifestGraph<'m>, host: &'m str, sizes: &[usize]) -
         }
         // A guest with a spec is configured over SSH (push mode); a PVE
         // node's spec is what its bootstrap makes of it.
+        // (It waits for SSH itself when there is a playbook to run.)
         if !pull && n.spec.is_some() && n.kind != NodeKind::Pve {
-            if !actions.contains(&Action::WaitSsh) {
-                actions.push(Action::WaitSsh);
-            }
             actions.push(Action::Configure);
         }
         if n.kind == NodeKind::Pve {
