@@ -760,3 +760,130 @@ fn configure_runs_the_specs_playbook_with_ansible() {
         .unwrap_or_else(|e| panic!("no marker in {}: {e}\n{}", guest.display(), out.stderr));
     assert_eq!(marker, "timezone=UTC posture=dev\n");
 }
+
+/// A node made by OpenTofu (`provisioner: tofu`): driver runs the seed's
+/// TofuApply/TofuDestroy (state isolated per env and node, TF_DATA_DIR in
+/// `data/`, tfvars from the resolver) through a stand-in `tofu` that does
+/// what a provider would to the simulator's API; the rest of the node's
+/// steps (start, IP, SSH) go through the API as usual.
+#[test]
+fn the_tofu_provisioner_runs_tofu_with_isolated_state() {
+    let d = Driver::new();
+    let site = d.site_path().join("site-config");
+    copy_dir(&repo().join("site-config-example"), &site);
+    let mut site_yaml = std::fs::read_to_string(site.join("site.yaml")).unwrap();
+    site_yaml.push_str("\n  tofu_env_dir: tofu/envs/generic\n");
+    std::fs::write(site.join("site.yaml"), site_yaml).unwrap();
+    std::fs::create_dir_all(site.join("tofu/envs/generic")).unwrap();
+    let manifest = d.site_path().join("tofu.yaml");
+    std::fs::write(
+        &manifest,
+        "schema_version: 2\nname: by-tofu\nnodes:\n  - {name: edge, type: vm, preset: vm-small, image: debian-12, vmid: 99070, provisioner: tofu}\n",
+    )
+    .unwrap();
+    let state = tempfile::tempdir().unwrap();
+    let log = state.path().join("tofu-calls.jsonl");
+    let out = common::Run::from(
+        Command::new(common::BIN)
+            .env("HOMESTAK_SITE_CONFIG", &site)
+            .env("SOPS_AGE_KEY_FILE", site.join("age-test-key.txt"))
+            .env("DRIVER_STATE_DIR", state.path())
+            .env("DRIVER_TOFU", repo().join("tests/support/tofu_standin.py"))
+            .env("TOFU_STANDIN_LOG", &log)
+            .env_remove("PVESIM_FAULTS")
+            .env_remove("PVESIM_TIME_SCALE")
+            .current_dir(state.path())
+            .args([
+                "test",
+                "--manifest-file",
+                manifest.to_str().unwrap(),
+                "-H",
+                "sim",
+                "--json-output",
+            ])
+            .output()
+            .unwrap(),
+    )
+    .ok();
+    assert_eq!(out.json()["nodes"][0]["vm_id"], 99070);
+    assert!(out.stderr.contains("edge: wait_ssh done"), "{}", out.stderr);
+    let calls: Vec<Value> = std::fs::read_to_string(&log)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let verbs: Vec<&str> = calls
+        .iter()
+        .map(|c| c["argv"][0].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        verbs,
+        ["init", "apply", "output", "init", "destroy"],
+        "{calls:#?}"
+    );
+    let states = state.path().join(".states/driver-edge");
+    let apply = &calls[1];
+    let argv: Vec<&str> = apply["argv"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| a.as_str().unwrap())
+        .collect();
+    assert!(
+        argv.contains(&format!("-state={}", states.join("terraform.tfstate").display()).as_str()),
+        "{argv:?}"
+    );
+    assert!(
+        argv.contains(&"-auto-approve") && argv.contains(&"-json"),
+        "{argv:?}"
+    );
+    assert_eq!(
+        apply["tf_data_dir"],
+        states.join("data").display().to_string()
+    );
+    assert!(
+        apply["cwd"]
+            .as_str()
+            .unwrap()
+            .ends_with("tofu/envs/generic"),
+        "{apply}"
+    );
+    // The seed's tfvars structure, field for field, with this run's API.
+    let vars = &apply["tfvars"];
+    for key in [
+        "node",
+        "api_endpoint",
+        "api_token",
+        "ssh_user",
+        "datastore",
+        "root_password",
+        "ssh_keys",
+        "spec_server",
+        "vms",
+    ] {
+        assert!(vars.get(key).is_some(), "tfvars lacks {key}: {vars}");
+    }
+    assert_eq!(vars["vms"][0]["name"], "edge");
+    assert_eq!(vars["vms"][0]["vmid"], 99070);
+    assert_eq!(vars["vms"][0]["cores"], 2);
+    assert_eq!(vars["vms"][0]["memory"], 2048);
+    assert!(
+        vars["api_endpoint"]
+            .as_str()
+            .unwrap()
+            .starts_with("https://127."),
+        "{vars}"
+    );
+    // The secret went in a file, never on tofu's command line.
+    let secret = vars["api_token"]
+        .as_str()
+        .unwrap()
+        .split('=')
+        .nth(1)
+        .unwrap()
+        .to_string();
+    assert!(calls
+        .iter()
+        .all(|c| !c["argv"].to_string().contains(&secret)));
+    assert!(sim_guests(&state.path().join("pvesim-sim")).is_empty());
+}

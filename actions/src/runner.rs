@@ -39,6 +39,22 @@ pub struct GuestSetup {
     pub playbooks: std::collections::HashMap<String, (PathBuf, serde_json::Value)>,
     /// The guests' python for ansible (site.yaml `ansible_python_interpreter`).
     pub python: String,
+    /// Nodes made with OpenTofu instead of the API, and how.
+    pub tofu: Option<TofuSetup>,
+}
+
+/// The seed's TofuApply/TofuDestroy as the provisioner of some nodes.
+#[derive(Clone, Debug)]
+pub struct TofuSetup {
+    /// The tofu configuration (the site's `defaults.tofu_env_dir`).
+    pub env_dir: PathBuf,
+    /// Where `.states/{env}-{node}/` go.
+    pub states_root: PathBuf,
+    pub env: String,
+    /// `tofu` to run; `None`: from `PATH`.
+    pub program: Option<PathBuf>,
+    /// Node name → its tfvars (the resolver's structure, one VM each).
+    pub tfvars: std::collections::HashMap<String, serde_json::Value>,
 }
 
 /// How the runner reaches guests over SSH.
@@ -357,7 +373,10 @@ impl NodeRunner for PveRunner {
         let kind = kind_of(&call.node);
         let t = call.timeout;
         match call.action {
-            Action::Provision => self.provision(&call).await,
+            Action::Provision => match self.tofu_for(&call.node) {
+                Some((tofu, vars)) => self.tofu_provision(&call, tofu, vars).await,
+                None => self.provision(&call).await,
+            },
             Action::StartVm => {
                 let id = self.required_vmid(&call).await?;
                 self.client.start(kind, id, t).await.map_err(err)?;
@@ -400,6 +419,15 @@ impl NodeRunner for PveRunner {
                 if let Some(id) = self.vmid_of(&call).await? {
                     self.client.shutdown(kind, id, t).await.map_err(err)?;
                 }
+                Ok(ActionOutput::default())
+            }
+            Action::DestroyVm if self.tofu_for(&call.node).is_some() => {
+                let Some((tofu, vars)) = self.tofu_for(&call.node) else {
+                    return Ok(ActionOutput::default());
+                };
+                let ws = tofu_workspace(tofu, &call.node.name);
+                let facts = call.facts.clone();
+                ws.destroy(vars, &mut move |l: &str| facts.log(l)).await?;
                 Ok(ActionOutput::default())
             }
             Action::DestroyVm => {
@@ -468,7 +496,54 @@ impl NodeRunner for PveRunner {
     }
 }
 
+fn tofu_workspace(t: &TofuSetup, node: &str) -> crate::tofu::TofuWorkspace {
+    let mut ws = crate::tofu::TofuWorkspace::new(&t.env_dir, &t.states_root, &t.env, node);
+    if let Some(p) = &t.program {
+        ws.program = p.clone();
+    }
+    ws
+}
+
 impl PveRunner {
+    fn tofu_for(&self, node: &NodeSpec) -> Option<(&TofuSetup, &serde_json::Value)> {
+        let t = self.setup.tofu.as_ref()?;
+        t.tfvars.get(&node.name).map(|v| (t, v))
+    }
+
+    /// TofuApply for one node; its vmid is recorded before tofu runs when
+    /// the tfvars name it, so a crash mid-apply leaves it findable.
+    async fn tofu_provision(
+        &self,
+        call: &ActionCall,
+        tofu: &TofuSetup,
+        vars: &serde_json::Value,
+    ) -> Result<ActionOutput, ActionError> {
+        let planned = vars["vms"][0]["vmid"]
+            .as_u64()
+            .and_then(|v| u32::try_from(v).ok());
+        if let Some(id) = planned {
+            call.facts.vm_id(id).await?;
+        }
+        let ws = tofu_workspace(tofu, &call.node.name);
+        let facts = call.facts.clone();
+        let outcome = ws.apply(vars, &mut move |l: &str| facts.log(l)).await?;
+        let key = format!("{}_vm_id", call.node.name);
+        let vm_id = outcome
+            .context
+            .iter()
+            .find(|(k, _)| *k == key)
+            .and_then(|(_, v)| v.as_u64())
+            .and_then(|v| u32::try_from(v).ok())
+            .or(planned)
+            .ok_or_else(|| {
+                ActionError::new(format!("tofu apply gave no vmid for '{}'", call.node.name))
+            })?;
+        Ok(ActionOutput {
+            vm_id: Some(vm_id),
+            ..ActionOutput::default()
+        })
+    }
+
     /// Applies the node's spec with its playbook, over our SSH settings
     /// (the guest's key as accepted at wait_ssh).
     async fn configure(&self, call: &ActionCall) -> Result<ActionOutput, ActionError> {

@@ -206,11 +206,19 @@ async fn sftp(h: &Handle<Pinned>) -> SftpSession {
         .expect("sftp session")
 }
 
+/// Whether `addr` refuses connections, allowing the closing server a moment
+/// (its listener is dropped by a task that may still be finishing).
 async fn refused(addr: SocketAddr) -> bool {
-    matches!(
-        tokio::net::TcpStream::connect(addr).await,
-        Err(e) if e.kind() == std::io::ErrorKind::ConnectionRefused
-    )
+    for _ in 0..40 {
+        if matches!(
+            tokio::net::TcpStream::connect(addr).await,
+            Err(e) if e.kind() == std::io::ErrorKind::ConnectionRefused
+        ) {
+            return true;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    false
 }
 
 fn canonical(p: &Path) -> String {

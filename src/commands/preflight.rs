@@ -95,7 +95,7 @@ pub fn run(args: &PreflightArgs, site_flag: Option<&Path>) -> Result<(), Failure
     checks.extend(api);
     // The original's provider lockfile fix: cached lockfiles under .states/
     // go stale when provider versions change, and make `tofu init` fail.
-    match actions::tofu::clear_stale_lockfiles(Path::new(".states")) {
+    match actions::tofu::clear_stale_lockfiles(&state_dir.join(".states")) {
         Ok(removed) if removed.is_empty() => checks.push(check(
             "tofu-locks",
             true,

@@ -173,6 +173,8 @@ pub async fn connect(
     };
     let client = PveClient::new(&target).map_err(|e| run_err(e.to_string(), None))?;
     let (mut setup, size_for) = resolve_guests(site, secrets, &host, manifest)?;
+    let (key_path, public) = driver_key(site, state_dir)?;
+    setup.tofu = tofu_setup(site, secrets, &host, manifest, &target, state_dir, &public)?;
     // `full_clone: false` in the node's file makes linked clones (faster, sharing the template's disk).
     let node_doc = site
         .try_find(engine::site_config::Entity::Node, &host.name)
@@ -180,7 +182,6 @@ pub async fn connect(
     if let Some(v) = node_doc.as_ref().and_then(|n| n.doc.get("full_clone")) {
         setup.full_clone = v.value != engine::yaml::Value::Bool(false);
     }
-    let (key_path, public) = driver_key(site, state_dir)?;
     setup.ssh_keys.push(public);
     let ssh = SshSetup {
         user: setup.ci_user.clone(),
@@ -369,6 +370,7 @@ fn resolve_guests(
             .default_str("ansible_python_interpreter")
             .unwrap_or("/usr/bin/python3")
             .to_string(),
+        tofu: None,
     };
     let size_for: actions::runner::SizeFor = Arc::new(move |node| {
         table
@@ -435,6 +437,74 @@ fn playbooks(
         out.insert(spec.to_string(), (path, vars));
     }
     Ok(out)
+}
+
+/// The nodes made with OpenTofu (`provisioner: tofu` on the node, or site.yaml
+/// `defaults.provisioner: tofu`), with their tfvars from the resolver; the
+/// API endpoint and token in them are those this run connected with.
+fn tofu_setup(
+    site: &SiteConfig,
+    secrets: Option<&SiteSecrets>,
+    host: &HostConfig,
+    manifest: &Manifest,
+    target: &PveTarget,
+    state_dir: &Path,
+    driver_public_key: &str,
+) -> Result<Option<actions::runner::TofuSetup>, Failure> {
+    use engine::manifest::Provisioner;
+    let site_default = match site.default_str("provisioner") {
+        None => Provisioner::Api,
+        Some(p) => Provisioner::parse(p).ok_or_else(|| {
+            Failure::usage(miette::miette!(
+                "{}: defaults.provisioner '{p}' is not one of api, tofu",
+                site.describe("site.yaml")
+            ))
+        })?,
+    };
+    let nodes: Vec<&engine::manifest::NodeSpec> = manifest
+        .nodes
+        .iter()
+        .filter(|n| {
+            n.parent.is_none() && n.provisioner.unwrap_or(site_default) == Provisioner::Tofu
+        })
+        .collect();
+    if nodes.is_empty() {
+        return Ok(None);
+    }
+    let env_dir = site.default_str("tofu_env_dir").ok_or_else(|| {
+        Failure::usage(miette::miette!(
+            help = "set `tofu_env_dir:` under defaults in site.yaml (e.g. ../tofu/envs/generic)",
+            "the tofu provisioner needs the tofu configuration to run"
+        ))
+    })?;
+    let env_dir = match &site.dir.path {
+        Some(root) => root.join(env_dir),
+        None => std::path::PathBuf::from(env_dir),
+    };
+    let resolver = Resolver::new(site, secrets);
+    let mut tfvars = HashMap::new();
+    for n in nodes {
+        let vars = resolver
+            .resolve_manifest_nodes(&host.name, &[n])
+            .map_err(config_failure)?;
+        let text = vars.to_json(engine::site_config::resolve::Reveal::Yes);
+        let mut v: serde_json::Value = serde_json::from_str(&text).unwrap_or_default();
+        v["api_endpoint"] = target.endpoint.clone().into();
+        v["api_token"] = format!("{}={}", target.token_id, target.token_secret).into();
+        v["node"] = target.node.clone().into();
+        // The guest must let this driver in (wait_ssh, configure).
+        if let Some(keys) = v["ssh_keys"].as_array_mut() {
+            keys.push(driver_public_key.into());
+        }
+        tfvars.insert(n.name.clone(), v);
+    }
+    Ok(Some(actions::runner::TofuSetup {
+        env_dir,
+        states_root: state_dir.join(".states"),
+        env: site.default_str("tofu_env").unwrap_or("driver").to_string(),
+        program: std::env::var_os("DRIVER_TOFU").map(std::path::PathBuf::from),
+        tfvars,
+    }))
 }
 
 /// The preflight checks of a connected host.

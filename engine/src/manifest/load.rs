@@ -26,7 +26,7 @@ const TOP_KEYS_V1: [&str; 5] = [
     "levels",
     "settings",
 ];
-const NODE_KEYS: [&str; 10] = [
+const NODE_KEYS: [&str; 11] = [
     "name",
     "type",
     "spec",
@@ -37,6 +37,7 @@ const NODE_KEYS: [&str; 10] = [
     "parent",
     "execution",
     "depends_on",
+    "provisioner",
 ];
 const LEVEL_KEYS: [&str; 9] = [
     "name",
@@ -535,6 +536,13 @@ impl<'a> Checker<'a> {
                 None => None,
             };
             let (depends_on, depends_spans) = self.depends_on(n, &who);
+            let provisioner = self.choice(
+                n,
+                "provisioner",
+                &who,
+                &Provisioner::NAMES,
+                Provisioner::parse,
+            );
             let Some((name, name_span)) = name else {
                 continue;
             };
@@ -560,6 +568,7 @@ impl<'a> Checker<'a> {
                     parent: parent.map(|p| p.0),
                     execution: mode.map(|mode| NodeExecution { mode }),
                     depends_on,
+                    provisioner,
                 },
                 depends_spans,
             });
@@ -704,6 +713,7 @@ impl<'a> Checker<'a> {
                     parent,
                     execution: None,
                     depends_on: Vec::new(),
+                    provisioner: None,
                 },
                 depends_spans: Vec::new(),
             });

@@ -159,6 +159,31 @@ pub struct NodeSpec {
     /// Our addition to the schema: sibling nodes that must be created first.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub depends_on: Vec<String>,
+    /// Our addition to the schema: how the guest is made (`api`, the default,
+    /// or `tofu`); site.yaml `defaults.provisioner` sets it for all nodes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub provisioner: Option<Provisioner>,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Provisioner {
+    /// Native: clone through the PVE API.
+    Api,
+    /// OpenTofu with the site's tofu configuration.
+    Tofu,
+}
+
+impl Provisioner {
+    pub const NAMES: [&'static str; 2] = ["api", "tofu"];
+
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "api" => Some(Provisioner::Api),
+            "tofu" => Some(Provisioner::Tofu),
+            _ => None,
+        }
+    }
 }
 
 impl NodeSpec {
