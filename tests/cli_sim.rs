@@ -887,3 +887,33 @@ fn the_tofu_provisioner_runs_tofu_with_isolated_state() {
         .all(|c| !c["argv"].to_string().contains(&secret)));
     assert!(sim_guests(&state.path().join("pvesim-sim")).is_empty());
 }
+
+/// A guest's SSH host key is recorded in its node's state when first seen
+/// and pinned from then on: a guest that comes back with another key is refused.
+#[test]
+fn host_keys_are_pinned_per_node_in_state() {
+    let state = tempfile::tempdir().unwrap();
+    let run =
+        |args: &[&str]| common::Run::from(sim_driver(state.path()).args(args).output().unwrap());
+    run(&["create", "-M", "n1-basic", "-H", "sim"]).ok();
+    let st = run(&["status", "-M", "n1-basic", "-H", "sim", "--json-output"])
+        .ok()
+        .json();
+    let key = st["nodes"][0]["host_key"].as_str().unwrap().to_string();
+    assert!(key.starts_with("ssh-ed25519 "), "{st}");
+
+    // The guest gets a new host key (as if rebuilt behind our back).
+    let guest = state.path().join("pvesim-sim/guests/99001/etc/ssh");
+    for e in std::fs::read_dir(&guest).unwrap() {
+        std::fs::remove_file(e.unwrap().path()).unwrap();
+    }
+    let out = run(&["test", "-M", "n1-basic", "-H", "sim", "--json-output"]).code(1);
+    let err = out.json()["error"].as_str().unwrap().to_string();
+    assert!(err.contains("HAS CHANGED"), "{err}");
+    // Destroying forgets the key with the guest.
+    run(&["destroy", "-M", "n1-basic", "-H", "sim", "--yes"]).ok();
+    let st = run(&["status", "-M", "n1-basic", "-H", "sim", "--json-output"])
+        .ok()
+        .json();
+    assert!(st["nodes"][0].get("host_key").is_none(), "{st}");
+}

@@ -167,9 +167,15 @@ impl PveRunner {
                 call.node.name
             ))
         })?;
+        // The key recorded when the guest was first reached is the only one
+        // accepted from then on; a fresh guest's is accepted (and recorded).
+        let check = match call.host_key.as_deref().and_then(ssh::HostKey::parse) {
+            Some(key) => HostKeyCheck::pinned(key),
+            None => HostKeyCheck::accept_new(Some(ssh.known_hosts.clone())),
+        };
         let target = SshTarget::new(ip, &ssh.user, ssh.auth.clone())
             .port(ssh.port)
-            .host_keys(HostKeyCheck::accept_new(Some(ssh.known_hosts.clone())));
+            .host_keys(check);
         Ok((target, ssh))
     }
 
@@ -465,6 +471,11 @@ impl NodeRunner for PveRunner {
                         hop.key.fingerprint(),
                         hop.host
                     ));
+                }
+                if let Some(key) = conn.host_key() {
+                    call.facts
+                        .host_key(&format!("{} {}", key.key_type, key.key))
+                        .await?;
                 }
                 Ok(ActionOutput::default())
             }

@@ -44,6 +44,10 @@ pub struct NodeState {
     /// its own run created, nothing else.
     #[serde(default)]
     pub created_by: Option<String>,
+    /// The guest's SSH host key (`type base64`), accepted when it was first
+    /// reached and pinned from then on: a changed key is refused.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub host_key: Option<String>,
 }
 
 impl NodeState {
@@ -59,6 +63,7 @@ impl NodeState {
             action: None,
             done: Vec::new(),
             created_by: None,
+            host_key: None,
         }
     }
 

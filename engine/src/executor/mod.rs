@@ -100,6 +100,8 @@ pub struct ActionCall {
     /// What earlier actions or runs learned about the guest.
     pub vm_id: Option<u32>,
     pub ip: Option<String>,
+    /// The guest's SSH host key as first accepted (`type base64`), to pin.
+    pub host_key: Option<String>,
     /// This action was in flight when an earlier run stopped: the runner
     /// must check what it left (e.g. a clone that may or may not exist).
     pub resumed: bool,
@@ -123,6 +125,14 @@ impl Facts {
     pub async fn vm_id(&self, id: u32) -> Result<(), ActionError> {
         self.state
             .update(self.node, |n| n.vm_id = Some(id))
+            .await
+            .map_err(ActionError::state)
+    }
+
+    /// Records the SSH host key a fresh guest was first reached with.
+    pub async fn host_key(&self, key: &str) -> Result<(), ActionError> {
+        self.state
+            .update(self.node, |n| n.host_key = Some(key.to_string()))
             .await
             .map_err(ActionError::state)
     }
@@ -893,6 +903,7 @@ async fn run_step<R: NodeRunner>(ctx: Arc<Ctx<R>>, job: StepJob) -> (usize, Step
                 n.done.clear();
                 n.action = None;
                 n.created_by = None;
+                n.host_key = None;
             }
         })
         .await;
@@ -974,6 +985,7 @@ async fn run_actions<R: NodeRunner>(
             host: job.host.clone(),
             vm_id: current.vm_id.or(job.spec.vmid),
             ip: current.ip.clone(),
+            host_key: current.host_key.clone(),
             resumed,
             timeout,
             subtree: job.subtree.clone(),
