@@ -375,9 +375,23 @@ impl PveRunner {
 }
 
 impl NodeRunner for PveRunner {
-    async fn run(&self, call: ActionCall) -> Result<ActionOutput, ActionError> {
+    async fn run(&self, mut call: ActionCall) -> Result<ActionOutput, ActionError> {
         let kind = kind_of(&call.node);
         let t = call.timeout;
+        if matches!(
+            call.action,
+            Action::Configure
+                | Action::VerifySsh
+                | Action::Bootstrap
+                | Action::CopySecrets
+                | Action::ConfigureBridge
+                | Action::CreateApiToken
+                | Action::DownloadImages
+                | Action::Delegate
+                | Action::ShutdownVm
+        ) {
+            self.refresh_ip(&mut call).await?;
+        }
         match call.action {
             Action::Provision => match self.tofu_for(&call.node) {
                 Some((tofu, vars)) => self.tofu_provision(&call, tofu, vars).await,
@@ -586,6 +600,30 @@ impl PveRunner {
             call.facts.log(format!("tolerated failure: {f:?}"));
         }
         Ok(ActionOutput::default())
+    }
+
+    /// A guest's address can change (a new DHCP lease after a restart): asks
+    /// its agent again before reaching it over SSH, so an address recorded
+    /// earlier never leads to whoever holds it now.
+    async fn refresh_ip(&self, call: &mut ActionCall) -> Result<(), ActionError> {
+        let Some(id) = call.vm_id else {
+            return Ok(());
+        };
+        let kind = kind_of(&call.node);
+        if self.client.status(kind, id).await.map_err(err)?.as_deref() != Some("running") {
+            return Ok(());
+        }
+        if let Some(ip) = self.client.guest_ipv4(kind, id).await.map_err(err)? {
+            if call.ip.as_deref() != Some(ip.as_str()) {
+                if let Some(old) = &call.ip {
+                    call.facts
+                        .log(format!("address changed from {old} to {ip}"));
+                }
+                call.facts.ip(&ip).await?;
+                call.ip = Some(ip);
+            }
+        }
+        Ok(())
     }
 
     async fn required_vmid(&self, call: &ActionCall) -> Result<u32, ActionError> {
