@@ -36,7 +36,8 @@ fn sim_driver(state: &Path) -> Command {
 }
 
 struct SimRun {
-    d: Driver,
+    /// Holds the folder the manifest is in.
+    _site: Driver,
     state: tempfile::TempDir,
     manifest: std::path::PathBuf,
 }
@@ -48,7 +49,7 @@ impl SimRun {
         std::fs::write(&path, manifest).unwrap();
         // The built-in site-config (with host `sim`), not an empty one.
         SimRun {
-            d,
+            _site: d,
             state: tempfile::tempdir().unwrap(),
             manifest: path,
         }
@@ -547,7 +548,7 @@ fn a_lost_vmid_race_is_retried_only_for_picked_ids() {
 #[test]
 fn sigint_stops_at_a_safe_point_and_exits_130() {
     let state = tempfile::tempdir().unwrap();
-    let mut child = sim_driver(state.path())
+    let child = sim_driver(state.path())
         .env("PVESIM_TIME_SCALE", "0.3")
         .args(["create", "-M", "n1-basic", "-H", "sim"])
         .stdin(Stdio::null())
@@ -635,7 +636,7 @@ fn pids_in(dir: &Path, word: &str) -> Vec<i32> {
 #[test]
 fn a_child_driver_lost_mid_delegation_then_resume() {
     let state = tempfile::tempdir().unwrap();
-    let child = sim_driver(state.path())
+    let mut child = sim_driver(state.path())
         .env("PVESIM_TIME_SCALE", "0.2")
         .args(["create", "-M", "n3-deep", "-H", "sim", "--json-output"])
         .stdin(Stdio::null())
@@ -650,6 +651,14 @@ fn a_child_driver_lost_mid_delegation_then_resume() {
     loop {
         if !pids_in(&leaf_guest, "subtree.json").is_empty() {
             break;
+        }
+        if let Ok(Some(status)) = child.try_wait() {
+            let out = child.wait_with_output().unwrap();
+            panic!(
+                "the first run ended ({status}) before the nested drivers got going:\n{}\n{}",
+                String::from_utf8_lossy(&out.stdout),
+                String::from_utf8_lossy(&out.stderr)
+            );
         }
         assert!(
             Instant::now() < deadline,
@@ -679,6 +688,16 @@ fn a_child_driver_lost_mid_delegation_then_resume() {
         .clone();
     assert_eq!(root["status"], "failed", "{v}");
 
+    // The driver one level further down lost its parent but not its work
+    // (as after a lost connection): let it finish before resuming.
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while !pids_in(&leaf_guest, "subtree.json").is_empty() {
+        assert!(
+            Instant::now() < deadline,
+            "the orphaned nested driver never finished"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
     // Resume: root-pve's setup is kept, its driver picks up where it was.
     let again = common::Run::from(
         sim_driver(state.path())
