@@ -46,6 +46,11 @@ pub enum Command {
     Test(RunArgs),
     /// Show what the last run of a manifest on a host left: each node's status, vmid, IP, error.
     Status(StatusArgs),
+    /// Release images (the packer builds PVE nodes and VMs are cloned from).
+    Images {
+        #[command(subcommand)]
+        what: ImagesCmd,
+    },
     /// Check a host before running on it (site-config, secrets, API and token, node, storage,
     /// bridge, nested virtualization); each failed check names its fix.
     Preflight(PreflightArgs),
@@ -189,6 +194,38 @@ impl From<OnErrorArg> for engine::manifest::OnError {
             OnErrorArg::Continue => engine::manifest::OnError::Continue,
         }
     }
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ImagesCmd {
+    /// Download an image from a release: split parts (.partaa, .partab, ...) are fetched
+    /// with resume, checked against published checksums and joined; skipped when the
+    /// image is already there.
+    Download(ImagesDownloadArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct ImagesDownloadArgs {
+    /// The image's file name in the release, e.g. debian-13-pve.qcow2
+    pub image: String,
+    /// Release tag [default: site.yaml defaults.packer_release, else latest]
+    #[arg(long, value_name = "TAG")]
+    pub release: Option<String>,
+    /// Where to put it.
+    #[arg(long, value_name = "DIR", default_value = ".")]
+    pub dest: PathBuf,
+    /// The repository whose releases hold the images.
+    #[arg(long, value_name = "OWNER/NAME", default_value = actions::download::DEFAULT_REPO)]
+    pub repo: String,
+    /// The releases API.
+    #[arg(long, value_name = "URL", default_value = actions::download::DEFAULT_API_BASE)]
+    pub api_base: String,
+    /// Download even if the image is there.
+    #[arg(long)]
+    pub force: bool,
+    /// Print the outcome as JSON.
+    #[arg(long)]
+    pub json_output: bool,
 }
 
 #[derive(Debug, Args)]

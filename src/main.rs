@@ -21,6 +21,9 @@ fn main() -> ExitCode {
         Command::Test(a) => commands::run::run(engine::Verb::Test, a, site),
         Command::Status(a) => commands::status::run(a, site),
         Command::Preflight(a) => commands::preflight::run(a, site),
+        Command::Images {
+            what: cli::ImagesCmd::Download(a),
+        } => commands::images::download(a, site),
         Command::Validate(a) => commands::validate::run(a, site),
         Command::Graph(a) => commands::graph::run(a, site),
         Command::List {
