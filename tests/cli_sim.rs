@@ -35,6 +35,29 @@ fn sim_driver(state: &Path) -> Command {
     c
 }
 
+/// The built-in example site-config copied to `dir/site-config`, with
+/// `defaults_extra` (indented YAML) appended to site.yaml's `defaults`.
+fn site_copy(dir: &Path, defaults_extra: &str) -> std::path::PathBuf {
+    let site = dir.join("site-config");
+    copy_dir(&repo().join("site-config-example"), &site);
+    if !defaults_extra.is_empty() {
+        let mut site_yaml = std::fs::read_to_string(site.join("site.yaml")).unwrap();
+        site_yaml.push('\n');
+        site_yaml.push_str(defaults_extra);
+        std::fs::write(site.join("site.yaml"), site_yaml).unwrap();
+    }
+    site
+}
+
+/// A `driver` command on the site-config at `site` (its secrets opened with
+/// the example's test key), with its state in `state`.
+fn site_driver(site: &Path, state: &Path) -> Command {
+    let mut c = sim_driver(state);
+    c.env("HOMESTAK_SITE_CONFIG", site)
+        .env("SOPS_AGE_KEY_FILE", site.join("age-test-key.txt"));
+    c
+}
+
 struct SimRun {
     /// Holds the folder the manifest is in.
     _site: Driver,
@@ -248,8 +271,7 @@ fn sigkill_mid_clone_then_resume_and_destroy_leave_nothing_behind() {
 fn preflight_failure_names_the_fix() {
     let d = Driver::new();
     // A site-config on disk: the example plus a simulated host whose bridge does not exist.
-    let site = d.site_path().join("site-config");
-    copy_dir(&repo().join("site-config-example"), &site);
+    let site = site_copy(d.site_path(), "");
     std::fs::write(
         site.join("nodes/simbad.yaml"),
         "simulated: true\napi_endpoint: https://127.0.0.1:8006\napi_token: sim\ndatastore: local-lvm\nbridge: vmbr7\n",
@@ -257,10 +279,7 @@ fn preflight_failure_names_the_fix() {
     .unwrap();
     let state = tempfile::tempdir().unwrap();
     let out = common::Run::from(
-        Command::new(common::BIN)
-            .env("HOMESTAK_SITE_CONFIG", &site)
-            .env("SOPS_AGE_KEY_FILE", site.join("age-test-key.txt"))
-            .env("DRIVER_STATE_DIR", state.path())
+        site_driver(&site, state.path())
             .args(["create", "-M", "n1-push", "-H", "simbad"])
             .output()
             .unwrap(),
@@ -737,11 +756,10 @@ fn configure_runs_the_specs_playbook_with_ansible() {
         "ansible-playbook missing: run scripts/install-test-deps.sh (python3 -m venv .venv && .venv/bin/pip install ansible-core)"
     );
     let d = Driver::new();
-    let site = d.site_path().join("site-config");
-    copy_dir(&root.join("site-config-example"), &site);
-    let mut site_yaml = std::fs::read_to_string(site.join("site.yaml")).unwrap();
-    site_yaml.push_str("\n  playbooks:\n    base: playbooks/base.yml\n");
-    std::fs::write(site.join("site.yaml"), site_yaml).unwrap();
+    let site = site_copy(
+        d.site_path(),
+        "  playbooks:\n    base: playbooks/base.yml\n",
+    );
     std::fs::create_dir_all(site.join("playbooks")).unwrap();
     // Only the guest's own folder is touched: a simulated guest is not chrooted.
     std::fs::write(
@@ -751,14 +769,8 @@ fn configure_runs_the_specs_playbook_with_ansible() {
     .unwrap();
     let state = tempfile::tempdir().unwrap();
     let out = common::Run::from(
-        Command::new(common::BIN)
-            .env("HOMESTAK_SITE_CONFIG", &site)
-            .env("SOPS_AGE_KEY_FILE", site.join("age-test-key.txt"))
-            .env("DRIVER_STATE_DIR", state.path())
+        site_driver(&site, state.path())
             .env("DRIVER_ANSIBLE_PLAYBOOK", &ansible)
-            .env_remove("PVESIM_FAULTS")
-            .env_remove("PVESIM_TIME_SCALE")
-            .current_dir(state.path())
             .args(["create", "-M", "n1-basic", "-H", "sim"])
             .output()
             .unwrap(),
@@ -788,11 +800,7 @@ fn configure_runs_the_specs_playbook_with_ansible() {
 #[test]
 fn the_tofu_provisioner_runs_tofu_with_isolated_state() {
     let d = Driver::new();
-    let site = d.site_path().join("site-config");
-    copy_dir(&repo().join("site-config-example"), &site);
-    let mut site_yaml = std::fs::read_to_string(site.join("site.yaml")).unwrap();
-    site_yaml.push_str("\n  tofu_env_dir: tofu/envs/generic\n");
-    std::fs::write(site.join("site.yaml"), site_yaml).unwrap();
+    let site = site_copy(d.site_path(), "  tofu_env_dir: tofu/envs/generic\n");
     std::fs::create_dir_all(site.join("tofu/envs/generic")).unwrap();
     let manifest = d.site_path().join("tofu.yaml");
     std::fs::write(
@@ -803,15 +811,9 @@ fn the_tofu_provisioner_runs_tofu_with_isolated_state() {
     let state = tempfile::tempdir().unwrap();
     let log = state.path().join("tofu-calls.jsonl");
     let out = common::Run::from(
-        Command::new(common::BIN)
-            .env("HOMESTAK_SITE_CONFIG", &site)
-            .env("SOPS_AGE_KEY_FILE", site.join("age-test-key.txt"))
-            .env("DRIVER_STATE_DIR", state.path())
+        site_driver(&site, state.path())
             .env("DRIVER_TOFU", repo().join("tests/support/tofu_standin.py"))
             .env("TOFU_STANDIN_LOG", &log)
-            .env_remove("PVESIM_FAULTS")
-            .env_remove("PVESIM_TIME_SCALE")
-            .current_dir(state.path())
             .args([
                 "test",
                 "--manifest-file",
