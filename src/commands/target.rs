@@ -55,11 +55,7 @@ pub fn resolve_host(
 }
 
 /// The trust a node file asks for: `fingerprint:`, `ca_file:`, or `insecure: true`.
-fn trust_of(site: &SiteConfig, host: &HostConfig) -> Result<TlsTrust, Failure> {
-    let node = site
-        .try_find(engine::site_config::Entity::Node, &host.name)
-        .map_err(config_failure)?;
-    let doc = node.as_ref().map(|n| &n.doc);
+fn trust_of(host: &HostConfig, doc: Option<&engine::yaml::Node>) -> Result<TlsTrust, Failure> {
     let get = |k: &str| {
         doc.and_then(|d| d.get(k))
             .and_then(|v| v.as_str())
@@ -109,6 +105,11 @@ pub async fn connect(
     action_timeouts: &[(engine::plan::Action, u64)],
 ) -> Result<Target, Failure> {
     let scale: f64 = sim_env("PVESIM_TIME_SCALE")?.unwrap_or(0.0);
+    // The host's node file, read once: TLS trust, simulator settings, clones.
+    let node_file = site
+        .try_find(engine::site_config::Entity::Node, &host.name)
+        .map_err(config_failure)?;
+    let doc = node_file.as_ref().map(|n| &n.doc);
     let (target, sim) = if host.simulated {
         let dir = state_dir.join(format!("pvesim-{}", host.name));
         let config = sim::SimConfig {
@@ -166,7 +167,7 @@ pub async fn connect(
                 node: host.node_name.clone(),
                 token_id: id.to_string(),
                 token_secret: secret.to_string(),
-                trust: trust_of(site, &host)?,
+                trust: trust_of(&host, doc)?,
             },
             None,
         )
@@ -176,10 +177,7 @@ pub async fn connect(
     let (key_path, public) = driver_key(site, state_dir)?;
     setup.tofu = tofu_setup(site, secrets, &host, manifest, &target, state_dir, &public)?;
     // `full_clone: false` in the node's file makes linked clones (faster, sharing the template's disk).
-    let node_doc = site
-        .try_find(engine::site_config::Entity::Node, &host.name)
-        .map_err(config_failure)?;
-    if let Some(v) = node_doc.as_ref().and_then(|n| n.doc.get("full_clone")) {
+    if let Some(v) = doc.and_then(|d| d.get("full_clone")) {
         setup.full_clone = v.value != engine::yaml::Value::Bool(false);
     }
     setup.ssh_keys.push(public);
@@ -190,7 +188,7 @@ pub async fn connect(
         known_hosts: state_dir.join(format!("known_hosts@{}", host.name)),
     };
     let mut runner = PveRunner::new(client.clone(), setup, size_for).with_ssh(ssh);
-    if let Some((guest_net, time_scale)) = sim_of(site, &host, scale)? {
+    if let Some((guest_net, time_scale)) = sim_of(&host, doc, scale)? {
         runner = runner.with_nesting(Nesting {
             binary: std::env::current_exe()
                 .map_err(|e| run_err(format!("cannot find this driver's binary: {e}"), None))?,
@@ -220,17 +218,13 @@ pub async fn connect(
 /// (and `pvesim_time_scale`) that a parent driver writes for a nested
 /// simulated PVE. `None` for a real PVE.
 fn sim_of(
-    site: &SiteConfig,
     host: &HostConfig,
+    doc: Option<&engine::yaml::Node>,
     scale: f64,
 ) -> Result<Option<([u8; 2], f64)>, Failure> {
     if host.simulated {
         return Ok(Some((OUTER_GUEST_NET, scale)));
     }
-    let node = site
-        .try_find(engine::site_config::Entity::Node, &host.name)
-        .map_err(config_failure)?;
-    let doc = node.as_ref().map(|n| &n.doc);
     let Some(net) = doc
         .and_then(|d| d.get("pvesim_guest_net"))
         .and_then(|v| v.as_str().map(str::to_string))
