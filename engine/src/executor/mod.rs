@@ -324,8 +324,18 @@ struct Ctx<R> {
     timeouts: HashMap<Action, Duration>,
     deadline: Option<Instant>,
     run_id: String,
-    timings: Arc<std::sync::Mutex<Vec<Vec<ActionTiming>>>>,
+    timings: Timings,
 }
+
+/// Per node: its actions in this run, and the time a child driver reported
+/// for it (a delegated node has no actions of ours).
+#[derive(Clone, Default)]
+struct NodeTimes {
+    actions: Vec<ActionTiming>,
+    reported: Option<f64>,
+}
+
+type Timings = Arc<std::sync::Mutex<Vec<NodeTimes>>>;
 
 impl<R> Ctx<R> {
     fn emit(&self, e: Event) {
@@ -416,7 +426,10 @@ impl<'g, 'm, R: NodeRunner> Executor<'g, 'm, R> {
             nodes: plan.nodes,
         });
         let deadline = o.timeout.map(|t| started + t);
-        let timings = Arc::new(std::sync::Mutex::new(vec![Vec::new(); self.graph.len()]));
+        let timings: Timings = Arc::new(std::sync::Mutex::new(vec![
+            NodeTimes::default();
+            self.graph.len()
+        ]));
         let mut interrupted = false;
         let mut rolled_back = false;
 
@@ -495,16 +508,25 @@ impl<'g, 'm, R: NodeRunner> Executor<'g, 'm, R> {
         let nodes = final_state
             .nodes
             .iter()
-            .zip(timings.into_iter().chain(std::iter::repeat_with(Vec::new)))
-            .map(|(n, actions)| NodeResult {
+            .zip(
+                timings
+                    .into_iter()
+                    .chain(std::iter::repeat_with(NodeTimes::default)),
+            )
+            .map(|(n, t)| NodeResult {
                 name: n.name.clone(),
                 status: n.status,
                 vm_id: n.vm_id,
                 ip: n.ip.clone(),
-                // Time spent on this node in this run.
-                duration: (!actions.is_empty()).then(|| actions.iter().map(|a| a.seconds).sum()),
+                // Time spent on this node in this run, by us or a child driver.
+                duration: match (t.actions.is_empty(), t.reported) {
+                    (true, r) => r,
+                    (false, r) => {
+                        Some(t.actions.iter().map(|a| a.seconds).sum::<f64>() + r.unwrap_or(0.0))
+                    }
+                },
                 error: n.error.clone(),
-                actions,
+                actions: t.actions,
             })
             .collect();
         // `{name}_vm_id` and `{name}_ip` come from the nodes themselves.
@@ -546,7 +568,7 @@ impl<'g, 'm, R: NodeRunner> Executor<'g, 'm, R> {
         verb: Verb,
         phase: PhaseKind,
         deadline: Option<Instant>,
-        timings: &Arc<std::sync::Mutex<Vec<Vec<ActionTiming>>>>,
+        timings: &Timings,
     ) -> Arc<Ctx<R>> {
         let clones = Arc::new(Semaphore::new(self.options.clones_per_host.max(1)));
         let target_host = handle.read(|st| st.host.clone());
@@ -1008,8 +1030,8 @@ async fn run_actions<R: NodeRunner>(
         let seconds = started.elapsed().as_secs_f64();
         let error = result.as_ref().err().map(|e| e.message.clone());
         if let Ok(mut t) = ctx.timings.lock() {
-            if let Some(list) = t.get_mut(job.node) {
-                list.push(ActionTiming {
+            if let Some(times) = t.get_mut(job.node) {
+                times.actions.push(ActionTiming {
                     phase,
                     action,
                     seconds,
@@ -1032,6 +1054,11 @@ async fn run_actions<R: NodeRunner>(
             let Some(i) = ctx.state.index_of(&child.name) else {
                 continue;
             };
+            if let (Some(d), Ok(mut t)) = (child.duration, ctx.timings.lock()) {
+                if let Some(times) = t.get_mut(i) {
+                    *times.reported.get_or_insert(0.0) += d;
+                }
+            }
             let c = child.clone();
             let r = ctx
                 .state
