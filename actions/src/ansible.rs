@@ -310,18 +310,6 @@ fn write_private(path: &Path, data: &[u8]) -> std::io::Result<()> {
     f.write_all(data)
 }
 
-/// Quotes for the shell-like splitting ansible applies to ssh args.
-fn sh_quote(s: &str) -> String {
-    if !s.is_empty()
-        && s.bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b"/._-=:,@+%".contains(&b))
-    {
-        s.to_string()
-    } else {
-        format!("'{}'", s.replace('\'', "'\\''"))
-    }
-}
-
 /// The pre-playbook SSH wait, all hosts at once; returns the host keys seen.
 async fn wait_for_hosts(
     hosts: &[InventoryHost],
@@ -480,7 +468,7 @@ fn write_run_files(
         let mut args = vec!["-F".to_string(), ssh_config.display().to_string()];
         for (k, v) in hop_options(t, None) {
             args.push("-o".into());
-            args.push(sh_quote(&format!("{k}={v}")));
+            args.push(crate::ssh::shell_quote(&format!("{k}={v}")));
         }
         if !matches!(t.auth, SshAuth::Agent { .. }) {
             args.push("-o".into());
@@ -837,13 +825,13 @@ h2                         : ok=0    changed=0    unreachable=1    failed=0    s
     #[test]
     fn quoting_for_ssh_args() {
         assert_eq!(
-            sh_quote("UserKnownHostsFile=/a/b"),
+            crate::ssh::shell_quote("UserKnownHostsFile=/a/b"),
             "UserKnownHostsFile=/a/b"
         );
         assert_eq!(
-            sh_quote("UserKnownHostsFile=/a /b"),
+            crate::ssh::shell_quote("UserKnownHostsFile=/a /b"),
             "'UserKnownHostsFile=/a /b'"
         );
-        assert_eq!(sh_quote("it's"), "'it'\\''s'");
+        assert_eq!(crate::ssh::shell_quote("it's"), "'it'\\''s'");
     }
 }

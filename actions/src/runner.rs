@@ -98,7 +98,7 @@ impl PveRunner {
         }
     }
 
-    /// Lets `pve` nodes become nested (simulated) PVE hosts.
+    /// Lets `pve` nodes become nested PVE hosts.
     pub fn with_nesting(mut self, nesting: Nesting) -> Self {
         self.nesting = Some(nesting);
         self
@@ -107,8 +107,7 @@ impl PveRunner {
     fn nesting(&self, call: &ActionCall) -> Result<&Nesting, ActionError> {
         self.nesting.as_ref().ok_or_else(|| {
             ActionError::new(format!(
-                "{} of pve node '{}': making a PVE host out of a guest is only available on the \
-                 simulator in this build of driver",
+                "{} of pve node '{}': this runner was set up without nested PVE hosts",
                 call.action.name(),
                 call.node.name
             ))
@@ -120,22 +119,15 @@ impl PveRunner {
         let n = self.nesting(call)?;
         let (target, _) = self.ssh_target(call)?;
         let conn = nested::connect(&target).await?;
-        match call.action {
-            Action::Bootstrap => n.bootstrap(&conn, call).await?,
-            Action::CopySecrets => n.copy_secrets(&conn).await?,
-            Action::CreateApiToken => n.create_api_token(&conn, call).await?,
-            Action::ConfigureBridge => n.configure_bridge(&conn, call).await?,
-            Action::DownloadImages => n.download_images(&conn, call).await?,
-            Action::Delegate => {
-                let out = n.delegate(&conn, call).await?;
-                if call.phase == engine::plan::PhaseKind::Destroy {
-                    n.stop_nested(&conn).await?;
-                }
-                return Ok(out);
-            }
-            _ => {}
+        if call.action != Action::Delegate {
+            n.setup_step(&conn, call).await?;
+            return Ok(ActionOutput::default());
         }
-        Ok(ActionOutput::default())
+        let out = n.delegate(&conn, call).await?;
+        if call.phase == engine::plan::PhaseKind::Destroy {
+            n.stop_nested(&conn).await?;
+        }
+        Ok(out)
     }
 
     /// Before a nested host goes down, its simulator is stopped (best effort).

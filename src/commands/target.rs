@@ -7,7 +7,7 @@ use std::collections::HashMap;
 use std::path::Path;
 use std::sync::Arc;
 
-use actions::nested::Nesting;
+use actions::nested::{InstalledPve, NestedHost, Nesting, SimulatedPve};
 use actions::preflight::{self, Check, Wants};
 use actions::pve::{tls, PveClient, PveTarget, TlsTrust};
 use actions::runner::{GuestSetup, PveRunner, Sizing, SshSetup};
@@ -187,24 +187,31 @@ pub async fn connect(
         auth: SshAuth::key_file(key_path.clone()),
         known_hosts: state_dir.join(format!("known_hosts@{}", host.name)),
     };
-    let mut runner = PveRunner::new(client.clone(), setup, size_for).with_ssh(ssh);
-    if let Some((guest_net, time_scale)) = sim_of(&host, doc, scale)? {
-        runner = runner.with_nesting(Nesting {
-            binary: std::env::current_exe()
-                .map_err(|e| run_err(format!("cannot find this driver's binary: {e}"), None))?,
-            version: format!("driver {}", crate::cli::VERSION),
-            site_files: child_site_files(site)?,
-            ssh_key: key_path,
+    let runner = PveRunner::new(client.clone(), setup, size_for).with_ssh(ssh);
+    let nested_host = match sim_of(&host, doc, scale)? {
+        Some((guest_net, time_scale)) => NestedHost::Simulated(SimulatedPve {
             guest_net,
             guest_ssh_port: GUEST_SSH_PORT,
-            timeout_buffer: manifest.settings.timeout_buffer,
             time_scale,
-            action_timeouts: action_timeouts.to_vec(),
             faults: std::env::var("PVESIM_FAULTS")
                 .ok()
                 .filter(|f| !f.trim().is_empty()),
-        });
-    }
+        }),
+        None => NestedHost::Installed(InstalledPve {
+            image_files: image_files(site)?,
+            ..InstalledPve::default()
+        }),
+    };
+    let runner = runner.with_nesting(Nesting {
+        binary: std::env::current_exe()
+            .map_err(|e| run_err(format!("cannot find this driver's binary: {e}"), None))?,
+        version: format!("driver {}", crate::cli::VERSION),
+        site_files: child_site_files(site)?,
+        ssh_key: key_path,
+        timeout_buffer: manifest.settings.timeout_buffer,
+        action_timeouts: action_timeouts.to_vec(),
+        host: nested_host,
+    });
     Ok(Target {
         host,
         client,
@@ -272,6 +279,20 @@ fn child_site_files(site: &SiteConfig) -> Result<Vec<(String, String)>, Failure>
             if let Some(t) = site.read_text(&found.rel).map_err(config_failure)? {
                 files.push((found.rel.clone(), t));
             }
+        }
+    }
+    Ok(files)
+}
+
+/// Image name → its release file (`images/NAME.yaml` `file:`), for nested
+/// PVE hosts that download their images.
+fn image_files(site: &SiteConfig) -> Result<std::collections::BTreeMap<String, String>, Failure> {
+    use engine::site_config::Entity;
+    let mut files = std::collections::BTreeMap::new();
+    for name in site.names(Entity::Image) {
+        let found = site.find(Entity::Image, &name).map_err(config_failure)?;
+        if let Some(file) = found.doc.get("file").and_then(engine::yaml::Node::as_str) {
+            files.insert(name, file.to_string());
         }
     }
     Ok(files)

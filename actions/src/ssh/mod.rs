@@ -808,3 +808,16 @@ fn authenticate(sess: &ssh2::Session, t: &SshTarget) -> Result<(), SshError> {
         Err(e) => Err(fail(e.message().to_string())),
     }
 }
+
+/// Quotes `s` for a POSIX shell (and for the shell-like splitting ansible
+/// applies to its ssh arguments); plain words stay as they are.
+pub fn shell_quote(s: &str) -> String {
+    if !s.is_empty()
+        && s.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"/._-=:,@+%".contains(&b))
+    {
+        s.to_string()
+    } else {
+        format!("'{}'", s.replace('\'', "'\\''"))
+    }
+}

@@ -1,0 +1,361 @@
+//! Nested PVE nodes: turning a `pve` guest into a PVE host (bootstrap,
+//! secrets, API token, bridge, images) and handing it its subtree
+//! (delegation to a copy of this driver running on it, over SSH).
+//!
+//! What is the same on every kind of host lives here: the driver binary and
+//! the site-config subset uploaded, the child's SSH key, the delegation
+//! itself. How the guest *is* a PVE host differs:
+//! - [`simulated`]: on a simulated host the guest runs a nested pvesim,
+//!   started by the uploaded driver;
+//! - [`installed`]: on a real host the guest runs Proxmox VE (installed in
+//!   its image) and is set up through PVE's own command line tools.
+//!
+//! Each step checks first, so a resumed run redoes only what is missing.
+//! Everything the child needs is written as files in the guest (never put
+//! in a command line): its site-config subset, secrets limited to its own
+//! API token and SSH key, and the subtree.
+
+pub mod installed;
+pub mod simulated;
+
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use engine::delegation::ChildStream;
+use engine::executor::{ActionCall, ActionError, ActionOutput};
+use engine::manifest::Manifest;
+use engine::plan::PhaseKind;
+
+use crate::ssh::{self, shell_quote, Connection, StreamOptions};
+
+pub use installed::InstalledPve;
+pub use simulated::SimulatedPve;
+
+/// What the runner needs to make nested hosts.
+#[derive(Clone, Debug)]
+pub struct Nesting {
+    /// This driver's binary, uploaded to each nested PVE.
+    pub binary: PathBuf,
+    /// Its `--version` line: an uploaded copy that says the same is kept.
+    pub version: String,
+    /// Non-secret site-config files for the child (path in the site-config, text).
+    pub site_files: Vec<(String, String)>,
+    /// The key pair the child reaches its own guests with.
+    pub ssh_key: PathBuf,
+    /// Seconds taken off the child's time budget (the manifest's `timeout_buffer`).
+    pub timeout_buffer: u64,
+    /// `--action-timeout` values given to this driver, passed on to children.
+    pub action_timeouts: Vec<(engine::plan::Action, u64)>,
+    /// How a guest becomes a PVE host here.
+    pub host: NestedHost,
+}
+
+#[derive(Clone, Debug)]
+pub enum NestedHost {
+    Simulated(SimulatedPve),
+    Installed(InstalledPve),
+}
+
+/// The guest one nested-host step works on.
+pub struct Guest<'a> {
+    pub name: &'a str,
+    pub ip: &'a str,
+    /// The manifest of the nodes below it (JSON).
+    pub subtree: Option<&'a str>,
+    /// The step's time limit (for its long commands, e.g. a download).
+    pub timeout: Duration,
+    /// Progress lines for the user.
+    pub log: &'a (dyn Fn(String) + Send + Sync),
+}
+
+impl<'a> Guest<'a> {
+    pub fn log(&self, line: impl Into<String>) {
+        (self.log)(line.into())
+    }
+
+    /// The images the guest's own top-level guests are cloned from.
+    fn images(&self) -> Result<Vec<(String, String)>, ActionError> {
+        let Some(sub) = self.subtree else {
+            return Ok(Vec::new());
+        };
+        let m: Manifest = serde_json::from_str(sub).map_err(|e| fail(format!("subtree: {e}")))?;
+        Ok(m.nodes
+            .iter()
+            .filter(|n| n.parent.is_none())
+            .filter_map(|n| Some((n.name.clone(), n.image.clone()?)))
+            .collect())
+    }
+}
+
+const SHORT: Duration = Duration::from_secs(60);
+
+fn fail(msg: impl Into<String>) -> ActionError {
+    ActionError::new(msg)
+}
+
+fn node_ip(call: &ActionCall) -> Result<&str, ActionError> {
+    call.ip
+        .as_deref()
+        .ok_or_else(|| fail(format!("'{}' has no IP address yet", call.node.name)))
+}
+
+/// The child's API token: `root@pam!driver-child` (not the parent's own).
+const CHILD_TOKEN: &str = "driver-child";
+
+impl Nesting {
+    /// The folder in the guest that holds the child driver and its files.
+    fn dir(&self) -> &str {
+        match &self.host {
+            NestedHost::Simulated(_) => ".",
+            NestedHost::Installed(i) => &i.dir,
+        }
+    }
+
+    /// `rel` inside [`dir`](Self::dir), for uploads.
+    fn path(&self, rel: &str) -> String {
+        format!("{}/{rel}", self.dir())
+    }
+
+    /// `cmd` run in [`dir`](Self::dir).
+    fn sh(&self, cmd: &str) -> String {
+        format!("cd {} && {cmd}", shell_quote(self.dir()))
+    }
+
+    /// Runs one create step of the PVE lifecycle on `guest`.
+    pub async fn setup_step(
+        &self,
+        conn: &Connection,
+        call: &ActionCall,
+    ) -> Result<(), ActionError> {
+        use engine::plan::Action;
+        let log = |line: String| call.facts.log(line);
+        let guest = Guest {
+            name: &call.node.name,
+            ip: node_ip(call)?,
+            subtree: call.subtree.as_deref(),
+            timeout: call.timeout,
+            log: &log,
+        };
+        match call.action {
+            Action::Bootstrap => self.bootstrap(conn, &guest).await,
+            Action::CopySecrets => self.copy_secrets(conn).await,
+            Action::CreateApiToken => self.create_api_token(conn, &guest).await,
+            Action::ConfigureBridge => self.configure_bridge(conn, &guest).await,
+            Action::DownloadImages => self.download_images(conn, &guest).await,
+            other => Err(fail(format!("{} is not a PVE setup step", other.name()))),
+        }
+    }
+
+    /// Uploads this driver (unless the same version is there) and the
+    /// site-config subset, then makes the guest's PVE answer.
+    pub async fn bootstrap(&self, conn: &Connection, guest: &Guest<'_>) -> Result<(), ActionError> {
+        let mut dirs: Vec<String> = vec!["site-config/nodes".into(), "state/ssh".into()];
+        for (rel, _) in &self.site_files {
+            if let Some((dir, _)) = rel.rsplit_once('/') {
+                dirs.push(format!("site-config/{dir}"));
+            }
+        }
+        dirs.sort();
+        dirs.dedup();
+        // Names come from our own site-config listing (plain names only).
+        let mkdir = format!(
+            "mkdir -p {} && cd {} && mkdir -p {}",
+            shell_quote(self.dir()),
+            shell_quote(self.dir()),
+            dirs.join(" ")
+        );
+        conn.exec(&mkdir, SHORT).await?.check()?;
+        let have = conn
+            .exec(&self.sh("./driver --version 2>/dev/null || true"), SHORT)
+            .await?;
+        if have.stdout.trim() != self.version.trim() {
+            guest.log("uploading driver");
+            conn.upload_file(
+                &self.binary,
+                &self.path("driver"),
+                0o755,
+                Duration::from_secs(600),
+            )
+            .await?;
+        }
+        for (rel, text) in &self.site_files {
+            conn.upload_bytes(
+                text.clone(),
+                &self.path(&format!("site-config/{rel}")),
+                0o644,
+                SHORT,
+            )
+            .await?;
+        }
+        match &self.host {
+            NestedHost::Simulated(s) => s.start(self, conn, guest).await,
+            NestedHost::Installed(i) => i.check_pve(self, conn, guest).await,
+        }
+    }
+
+    /// The child's SSH key pair (its only secret besides its API token).
+    pub async fn copy_secrets(&self, conn: &Connection) -> Result<(), ActionError> {
+        let key = std::fs::read(&self.ssh_key)
+            .map_err(|e| fail(format!("cannot read {}: {e}", self.ssh_key.display())))?;
+        let public_path = self.ssh_key.with_extension("pub");
+        let public = std::fs::read(&public_path)
+            .map_err(|e| fail(format!("cannot read {}: {e}", public_path.display())))?;
+        conn.upload_bytes(key, &self.path("state/ssh/id_ed25519"), 0o600, SHORT)
+            .await?;
+        conn.upload_bytes(public, &self.path("state/ssh/id_ed25519.pub"), 0o644, SHORT)
+            .await?;
+        Ok(())
+    }
+
+    /// A new API token for the child driver (a token's secret is shown only
+    /// once, so an old one is replaced), written with the child's node file.
+    pub async fn create_api_token(
+        &self,
+        conn: &Connection,
+        guest: &Guest<'_>,
+    ) -> Result<(), ActionError> {
+        let (token, node_file) = match &self.host {
+            NestedHost::Simulated(s) => s.api_token(self, conn, guest).await?,
+            NestedHost::Installed(i) => i.api_token(self, conn, guest).await?,
+        };
+        conn.upload_bytes(
+            node_file,
+            &self.path(&format!("site-config/nodes/{}.yaml", guest.name)),
+            0o644,
+            SHORT,
+        )
+        .await?;
+        let secrets = format!("api_tokens:\n  {}: \"{token}\"\n", guest.name);
+        conn.upload_bytes(
+            secrets,
+            &self.path("site-config/secrets.yaml"),
+            0o600,
+            SHORT,
+        )
+        .await?;
+        Ok(())
+    }
+
+    pub async fn configure_bridge(
+        &self,
+        conn: &Connection,
+        guest: &Guest<'_>,
+    ) -> Result<(), ActionError> {
+        match &self.host {
+            NestedHost::Simulated(s) => s.check_bridge(self, conn, guest).await,
+            NestedHost::Installed(i) => i.ensure_bridge(self, conn, guest).await,
+        }
+    }
+
+    /// The images the node's own guests are cloned from are there as templates.
+    pub async fn download_images(
+        &self,
+        conn: &Connection,
+        guest: &Guest<'_>,
+    ) -> Result<(), ActionError> {
+        match &self.host {
+            NestedHost::Simulated(s) => s.check_images(self, conn, guest).await,
+            NestedHost::Installed(i) => i.ensure_images(self, conn, guest).await,
+        }
+    }
+
+    /// Runs this verb for the subtree on the child driver and relays its
+    /// events; the child's node outcomes and context come back.
+    pub async fn delegate(
+        &self,
+        conn: &Connection,
+        call: &ActionCall,
+    ) -> Result<ActionOutput, ActionError> {
+        let sub = call
+            .subtree
+            .as_deref()
+            .ok_or_else(|| fail("nothing to delegate (no subtree)"))?;
+        if call.phase == PhaseKind::Destroy {
+            let ready = self.sh(&format!(
+                "test -f site-config/nodes/{}.yaml",
+                call.node.name
+            ));
+            if !conn.exec(&ready, SHORT).await?.status.success() {
+                call.facts
+                    .log("no driver was set up here: nothing was delegated to destroy");
+                return Ok(ActionOutput::default());
+            }
+        }
+        let env = match &self.host {
+            NestedHost::Simulated(s) => {
+                s.ensure_running(self, conn, node_ip(call)?, &call.node.name)
+                    .await?;
+                s.child_env()
+            }
+            NestedHost::Installed(_) => "",
+        };
+        conn.upload_bytes(
+            sub.as_bytes().to_vec(),
+            &self.path("subtree.json"),
+            0o644,
+            SHORT,
+        )
+        .await?;
+        let verb = match call.phase {
+            PhaseKind::Destroy => "destroy --yes",
+            _ => "create",
+        };
+        let budget = call
+            .timeout
+            .as_secs()
+            .saturating_sub(self.timeout_buffer)
+            .max(60);
+        let extra: String = self
+            .action_timeouts
+            .iter()
+            .map(|(a, s)| format!(" --action-timeout {}={s}", a.name()))
+            .collect();
+        let cmd = self.sh(&format!(
+            "{env}DRIVER_STATE_DIR=./state HOMESTAK_SITE_CONFIG=./site-config ./driver {verb} \
+             --manifest-file subtree.json -H {node} --json-output --events --timeout {budget}{extra}",
+            node = call.node.name
+        ));
+        let stream = Arc::new(Mutex::new(ChildStream::new(call.node.name.clone())));
+        let (s, facts) = (stream.clone(), call.facts.clone());
+        let status = conn
+            .exec_streaming(&cmd, StreamOptions::pty(), call.timeout, move |_, line| {
+                let relayed = s.lock().map(|mut st| st.feed(line)).unwrap_or(None);
+                if let Some(e) = relayed {
+                    facts.relay(e);
+                }
+            })
+            .await?;
+        let stream = Arc::try_unwrap(stream)
+            .map_err(|_| fail("child output still in use"))?
+            .into_inner()
+            .unwrap_or_else(|p| p.into_inner());
+        match stream.finish() {
+            Ok(r) => Ok(ActionOutput {
+                context: r.context.into_iter().collect(),
+                nodes: r.nodes,
+                ..ActionOutput::default()
+            }),
+            // The child's own error names the failed node's path.
+            Err((e, Some(partial))) => Err(ActionError::from_child(e.to_string(), partial.nodes)),
+            Err((e, None)) => Err(fail(match status.code {
+                Some(0) | None => e.to_string(),
+                Some(code) => format!("{e} (child driver exited with {code})"),
+            })),
+        }
+    }
+
+    /// Before a nested host goes down: its simulator is stopped (a real
+    /// PVE stops its own services on shutdown).
+    pub async fn stop_nested(&self, conn: &Connection) -> Result<(), ActionError> {
+        match &self.host {
+            NestedHost::Simulated(s) => s.stop(self, conn).await,
+            NestedHost::Installed(_) => Ok(()),
+        }
+    }
+}
+
+/// Connects to a guest for one of these steps.
+pub async fn connect(target: &ssh::SshTarget) -> Result<Connection, ActionError> {
+    Ok(ssh::connect(target).await?)
+}

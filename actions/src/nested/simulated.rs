@@ -1,0 +1,252 @@
+//! A `pve` guest of a simulated host: it becomes a PVE host by running a
+//! nested pvesim bound to the guest's own address, started by the uploaded
+//! driver from the guest's boot script (so it comes back when the guest
+//! restarts).
+
+use std::time::{Duration, Instant};
+
+use engine::executor::ActionError;
+use reqwest::Method;
+use serde_json::Value;
+
+use super::{fail, Guest, Nesting, CHILD_TOKEN, SHORT};
+use crate::pve::{tls, PveClient, PveTarget, TlsTrust};
+use crate::ssh::Connection;
+
+#[derive(Clone, Debug)]
+pub struct SimulatedPve {
+    /// The guest network (first two octets) of the simulator this host is;
+    /// a nested simulator takes the next one, so addresses never collide.
+    pub guest_net: [u8; 2],
+    pub guest_ssh_port: u16,
+    /// The simulator's time scale, which nested simulators keep.
+    pub time_scale: f64,
+    /// Simulator faults (JSON list, `$PVESIM_FAULTS`) for nested simulators too:
+    /// a fault aimed at a node name only acts where that node is.
+    pub faults: Option<String>,
+}
+
+/// Shell test (opening an `if`) that `pvesim.pid` names a live simulator of
+/// this guest: PIDs are reused (quickly, where pid_max is small), so the pid
+/// alone could name a stranger we must neither trust nor kill.
+const OURS_ALIVE: &str = "pid=\"$(cat pvesim.pid 2>/dev/null)\"; if [ -n \"$pid\" ] && \
+    [ \"$(readlink /proc/$pid/cwd 2>/dev/null)\" = \"$(pwd -P)\" ] && \
+    grep -q 'sim' /proc/$pid/cmdline 2>/dev/null; then";
+
+impl SimulatedPve {
+    fn child_net(&self) -> String {
+        format!(
+            "{}.{}",
+            self.guest_net[0],
+            self.guest_net[1].saturating_add(1)
+        )
+    }
+
+    /// Environment for the child driver: it passes simulator faults on to
+    /// its own nested simulators.
+    pub(super) fn child_env(&self) -> &'static str {
+        if self.faults.is_some() {
+            "PVESIM_FAULTS=\"$(cat pvesim-faults.json)\" "
+        } else {
+            ""
+        }
+    }
+
+    /// Writes the guest's boot script and starts the nested simulator.
+    pub(super) async fn start(
+        &self,
+        n: &Nesting,
+        conn: &Connection,
+        guest: &Guest<'_>,
+    ) -> Result<(), ActionError> {
+        if let Some(f) = &self.faults {
+            conn.upload_bytes(f.clone(), "pvesim-faults.json", 0o644, SHORT)
+                .await?;
+        }
+        // The nested PVE's "service": started at every boot of its guest (the
+        // simulator runs `etc/rc.local`), and now.
+        let rc_local = format!(
+            "#!/bin/sh\n# Written by driver: this guest is a nested PVE (a simulator).\n\
+             {alive} echo running; exit 0; fi\n\
+             [ -f pvesim-faults.json ] && export PVESIM_FAULTS=\"$(cat pvesim-faults.json)\"\n\
+             nohup ./driver sim serve --bind \"$PVESIM_GUEST_IP:8006\" --node {node} --state-dir pvesim \
+             --guest-net {net} --guest-ssh-port {port} --time-scale {scale} > pvesim.log 2>&1 < /dev/null &\n\
+             echo $! > pvesim.pid\necho started\n",
+            alive = OURS_ALIVE,
+            node = guest.name,
+            net = self.child_net(),
+            port = self.guest_ssh_port,
+            scale = self.time_scale,
+        );
+        conn.exec("mkdir -p etc", SHORT).await?.check()?;
+        conn.upload_bytes(rc_local, "etc/rc.local", 0o755, SHORT)
+            .await?;
+        let start = format!("PVESIM_GUEST_IP={} sh etc/rc.local", guest.ip);
+        let out = conn.exec(&n.sh(&start), SHORT).await?.check()?;
+        guest.log(format!("nested PVE simulator {}", out.stdout.trim()));
+        self.wait_api(conn, guest.ip, guest.name).await
+    }
+
+    /// Makes sure the nested simulator runs (its guest may have been
+    /// restarted) and answers.
+    pub(super) async fn ensure_running(
+        &self,
+        n: &Nesting,
+        conn: &Connection,
+        ip: &str,
+        name: &str,
+    ) -> Result<(), ActionError> {
+        let start = format!("[ -f etc/rc.local ] && PVESIM_GUEST_IP={ip} sh etc/rc.local; true");
+        conn.exec(&n.sh(&start), SHORT).await?.check()?;
+        self.wait_api(conn, ip, name).await
+    }
+
+    /// Waits until the nested PVE's API answers.
+    async fn wait_api(&self, conn: &Connection, ip: &str, name: &str) -> Result<(), ActionError> {
+        let deadline = Instant::now() + SHORT;
+        loop {
+            if let Ok(client) = self.root_client(conn, ip, name).await {
+                if client.get("/version").await.is_ok() {
+                    return Ok(());
+                }
+            }
+            if Instant::now() > deadline {
+                let log = conn.exec("tail -n 20 pvesim.log", SHORT).await?;
+                return Err(fail(format!(
+                    "the nested PVE on {name} did not come up within {}; its log:\n{}",
+                    engine::clock::human(SHORT),
+                    log.stdout
+                )));
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+
+    /// A client of the nested PVE with its root token (read from its files).
+    async fn root_client(
+        &self,
+        conn: &Connection,
+        ip: &str,
+        name: &str,
+    ) -> Result<PveClient, ActionError> {
+        let token = conn.exec("cat pvesim/pvesim.token", SHORT).await?.check()?;
+        let fp = conn
+            .exec("cat pvesim/pvesim.fingerprint", SHORT)
+            .await?
+            .check()?;
+        let (id, secret) = token
+            .stdout
+            .trim()
+            .split_once('=')
+            .ok_or_else(|| fail("the nested PVE's token file is not USER@REALM!ID=SECRET"))?;
+        let fp = tls::parse_fingerprint(fp.stdout.trim()).map_err(|e| fail(e.to_string()))?;
+        PveClient::new(&PveTarget {
+            endpoint: format!("https://{ip}:8006"),
+            node: name.to_string(),
+            token_id: id.to_string(),
+            token_secret: secret.to_string(),
+            trust: TlsTrust::Fingerprint(fp),
+        })
+        .map_err(|e| fail(e.to_string()))
+    }
+
+    /// A token made through the nested simulator's API; returns it
+    /// (`USER@REALM!ID=SECRET`) and the child's node file.
+    pub(super) async fn api_token(
+        &self,
+        _n: &Nesting,
+        conn: &Connection,
+        guest: &Guest<'_>,
+    ) -> Result<(String, String), ActionError> {
+        let root = self.root_client(conn, guest.ip, guest.name).await?;
+        let path = format!("/access/users/root@pam/token/{CHILD_TOKEN}");
+        let _ = root.request(Method::DELETE, &path, &[]).await;
+        let made = root
+            .post(
+                &path,
+                &[
+                    ("privsep", "0".into()),
+                    ("comment", "driver (nested)".into()),
+                ],
+            )
+            .await
+            .map_err(|e| fail(e.to_string()))?;
+        let value = made
+            .get("value")
+            .and_then(Value::as_str)
+            .ok_or_else(|| fail("the nested PVE answered no token value"))?;
+        let fp = conn
+            .exec("cat pvesim/pvesim.fingerprint", SHORT)
+            .await?
+            .check()?;
+        let node_file = format!(
+            "# Written by the parent driver: this host is a nested PVE (a simulator).\n\
+             api_endpoint: https://{ip}:8006\nfingerprint: \"{fp}\"\napi_token: {node}\n\
+             datastore: local\nbridge: vmbr0\nip: {ip}\npvesim_guest_net: \"{net}\"\n\
+             pvesim_time_scale: {scale}\n",
+            ip = guest.ip,
+            node = guest.name,
+            fp = fp.stdout.trim(),
+            net = self.child_net(),
+            scale = self.time_scale,
+        );
+        Ok((format!("root@pam!{CHILD_TOKEN}={value}"), node_file))
+    }
+
+    /// A nested simulator always has vmbr0; its absence is a fault.
+    pub(super) async fn check_bridge(
+        &self,
+        _n: &Nesting,
+        conn: &Connection,
+        guest: &Guest<'_>,
+    ) -> Result<(), ActionError> {
+        let root = self.root_client(conn, guest.ip, guest.name).await?;
+        let nets = root
+            .get(&format!("/nodes/{}/network", guest.name))
+            .await
+            .map_err(|e| fail(e.to_string()))?;
+        let found = nets.as_array().is_some_and(|a| {
+            a.iter()
+                .any(|i| i.get("iface").and_then(Value::as_str) == Some("vmbr0"))
+        });
+        if found {
+            Ok(())
+        } else {
+            Err(fail(format!(
+                "no bridge vmbr0 on the nested PVE {}",
+                guest.name
+            )))
+        }
+    }
+
+    /// A nested simulator brings its templates along: they are checked.
+    pub(super) async fn check_images(
+        &self,
+        _n: &Nesting,
+        conn: &Connection,
+        guest: &Guest<'_>,
+    ) -> Result<(), ActionError> {
+        let images = guest.images()?;
+        if images.is_empty() {
+            return Ok(());
+        }
+        let root = self.root_client(conn, guest.ip, guest.name).await?;
+        let guests = root.guests().await.map_err(|e| fail(e.to_string()))?;
+        for (node, image) in images {
+            if !guests.iter().any(|g| g.template && g.name == image) {
+                return Err(fail(format!(
+                    "image '{image}' (for {node}) is not on the nested PVE {}",
+                    guest.name
+                )));
+            }
+        }
+        Ok(())
+    }
+
+    /// Stops the nested simulator (before its guest is shut down).
+    pub(super) async fn stop(&self, n: &Nesting, conn: &Connection) -> Result<(), ActionError> {
+        let stop = format!("{OURS_ALIVE} kill \"$pid\"; fi; rm -f pvesim.pid; true");
+        conn.exec(&n.sh(&stop), SHORT).await?;
+        Ok(())
+    }
+}
