@@ -144,17 +144,22 @@ fn fresh_pve() -> Value {
 
 const T: Duration = Duration::from_secs(120);
 
+/// The guest as the steps see it (the sshd's address).
+fn guest<'a>(sub: &'a str, log: &'a (dyn Fn(String) + Send + Sync)) -> Guest<'a> {
+    Guest {
+        name: "inner",
+        ip: "127.0.0.1",
+        subtree: Some(sub),
+        timeout: T,
+        log,
+    }
+}
+
 /// Every setup step, in the order a create runs them.
 async fn set_up(n: &Nesting, c: &Connection, lines: &Mutex<Vec<String>>) {
     let log = |l: String| lines.lock().unwrap().push(l);
     let sub = subtree();
-    let g = Guest {
-        name: "inner",
-        ip: "127.0.0.1",
-        subtree: Some(&sub),
-        timeout: T,
-        log: &log,
-    };
+    let g = guest(&sub, &log);
     n.bootstrap(c, &g).await.expect("bootstrap");
     n.copy_secrets(c).await.expect("secrets");
     n.create_api_token(c, &g).await.expect("api token");
@@ -309,15 +314,8 @@ async fn a_guest_without_pve_is_refused_with_what_to_do() {
     let pve = PveGuest::start(st);
     let n = pve.nesting();
     let c = ssh::connect(&pve.sshd.target()).await.expect("connect");
-    let log = |_: String| {};
     let sub = subtree();
-    let g = Guest {
-        name: "inner",
-        ip: "127.0.0.1",
-        subtree: Some(&sub),
-        timeout: T,
-        log: &log,
-    };
+    let g = guest(&sub, &|_| {});
     let e = n.bootstrap(&c, &g).await.expect_err("no PVE there");
     assert!(
         e.message.contains("inner does not run Proxmox VE")
@@ -338,15 +336,8 @@ async fn an_image_the_site_config_does_not_name_is_a_clear_error() {
         i.image_files.clear();
     }
     let c = ssh::connect(&pve.sshd.target()).await.expect("connect");
-    let log = |_: String| {};
     let sub = subtree();
-    let g = Guest {
-        name: "inner",
-        ip: "127.0.0.1",
-        subtree: Some(&sub),
-        timeout: T,
-        log: &log,
-    };
+    let g = guest(&sub, &|_| {});
     let e = n.download_images(&c, &g).await.expect_err("unknown image");
     assert!(
         e.message
