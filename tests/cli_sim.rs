@@ -353,6 +353,54 @@ fn sim_test(manifest: &str, extra: &[&str]) -> (common::Run, tempfile::TempDir) 
     (common::Run::from(c.output().unwrap()), state)
 }
 
+/// A newcomer need not be root: the simulator's guests answer SSH on an
+/// unprivileged port. Run as `nobody` when the suite runs as root.
+#[test]
+fn the_simulator_runs_without_root() {
+    let state = tempfile::tempdir().unwrap();
+    let as_root = Command::new("id")
+        .arg("-u")
+        .output()
+        .is_ok_and(|o| o.stdout.trim_ascii() == b"0");
+    let mut c = if as_root {
+        assert!(
+            Path::new("/usr/bin/setpriv").exists(),
+            "setpriv missing: apt-get install util-linux (scripts/install-test-deps.sh)"
+        );
+        let chown = Command::new("chown")
+            .args(["nobody:nogroup"])
+            .arg(state.path())
+            .status()
+            .unwrap();
+        assert!(chown.success());
+        let mut c = Command::new("setpriv");
+        c.args([
+            "--reuid=65534",
+            "--regid=65534",
+            "--clear-groups",
+            common::BIN,
+        ]);
+        c
+    } else {
+        Command::new(common::BIN)
+    };
+    c.env_remove("HOMESTAK_SITE_CONFIG")
+        .env_remove("PVESIM_FAULTS")
+        .env_remove("PVESIM_TIME_SCALE")
+        .env("HOME", state.path())
+        .env("DRIVER_STATE_DIR", state.path())
+        .current_dir(state.path())
+        .args(["test", "-M", "n2-quick", "-H", "sim", "--json-output"]);
+    let out = common::Run::from(c.output().unwrap()).ok();
+    let v = out.json();
+    assert_eq!(v["success"], true, "{v}");
+    assert!(
+        out.stderr.contains("root-pve/edge: wait_ssh done"),
+        "{}",
+        out.stderr
+    );
+}
+
 #[test]
 fn n1_basic_test_passes_end_to_end_with_real_ssh() {
     let (out, state) = sim_test("n1-basic", &[]);

@@ -117,6 +117,7 @@ pub async fn connect(
             state_dir: Some(dir),
             time_scale: scale,
             faults: sim_env("PVESIM_FAULTS")?.unwrap_or_default(),
+            guest_ssh_port: SIM_GUEST_SSH_PORT,
             ..sim::SimConfig::default()
         };
         let h = sim::PveSim::start(config)
@@ -181,17 +182,22 @@ pub async fn connect(
         setup.full_clone = v.value != engine::yaml::Value::Bool(false);
     }
     setup.ssh_keys.push(public);
+    let simulated = sim_of(&host, doc, scale)?;
     let ssh = SshSetup {
         user: setup.ci_user.clone(),
-        port: GUEST_SSH_PORT,
+        port: if simulated.is_some() {
+            SIM_GUEST_SSH_PORT
+        } else {
+            GUEST_SSH_PORT
+        },
         auth: SshAuth::key_file(key_path.clone()),
         known_hosts: state_dir.join(format!("known_hosts@{}", host.name)),
     };
     let runner = PveRunner::new(client.clone(), setup, size_for).with_ssh(ssh);
-    let nested_host = match sim_of(&host, doc, scale)? {
+    let nested_host = match simulated {
         Some((guest_net, time_scale)) => NestedHost::Simulated(SimulatedPve {
             guest_net,
-            guest_ssh_port: GUEST_SSH_PORT,
+            guest_ssh_port: SIM_GUEST_SSH_PORT,
             time_scale,
             faults: std::env::var("PVESIM_FAULTS")
                 .ok()
@@ -298,8 +304,11 @@ fn image_files(site: &SiteConfig) -> Result<std::collections::BTreeMap<String, S
     Ok(files)
 }
 
-/// Guests answer SSH on the standard port (the simulator's guests too).
+/// Guests answer SSH on the standard port.
 const GUEST_SSH_PORT: u16 = 22;
+/// The simulator's guests, each on its own loopback address, answer SSH on
+/// an unprivileged port, so the simulator runs without root.
+const SIM_GUEST_SSH_PORT: u16 = 2222;
 
 /// The key driver reaches guests with: site.yaml `defaults.ssh_key`, else one
 /// of its own made once in the state folder. Returns (private key path,
