@@ -29,7 +29,7 @@ use serde::{Deserialize, Serialize};
 use tokio::io::AsyncWriteExt;
 use tracing::{debug, info, warn};
 
-use crate::ssh::SecretString;
+use engine::secrets::Secret;
 
 /// `DownloadGitHubReleaseAction.timeout`.
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(300);
@@ -58,7 +58,7 @@ pub struct ReleaseSource {
     /// `owner/name`.
     pub repo: String,
     /// Optional API token (rate limits, private repos); never logged.
-    pub token: Option<SecretString>,
+    pub token: Option<Secret<String>>,
 }
 
 impl Default for ReleaseSource {

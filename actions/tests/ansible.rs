@@ -9,7 +9,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use actions::ansible::{self, AnsibleError, InventoryHost, PlaybookRun};
-use actions::ssh::{HostKeyCheck, SecretString, SshAuth};
+use actions::ssh::{HostKeyCheck, Secret, SshAuth};
 use common::{Sshd, SshdOptions};
 use serde_json::json;
 
@@ -86,7 +86,7 @@ async fn playbook_applies_through_our_inventory_direct_and_jumped() {
     let mut jumped = host("jumped", &target);
     jumped.ssh = jumped.ssh.via(bastion.target());
     jumped.ssh.auth = SshAuth::KeyData {
-        private_key: SecretString::new(std::fs::read_to_string(&target.client_key).expect("key")),
+        private_key: Secret::new(std::fs::read_to_string(&target.client_key).expect("key")),
         passphrase: None,
     };
     let secret = "tok-9f8e7d6c5b4a";

@@ -7,7 +7,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use actions::ssh::{
-    self, HostKeyCheck, HostKeyPolicy, OutputStream, SecretString, SshAuth, SshError, SshTarget,
+    self, HostKeyCheck, HostKeyPolicy, OutputStream, Secret, SshAuth, SshError, SshTarget,
     StreamOptions,
 };
 use common::{Sshd, SshdOptions};
@@ -430,12 +430,17 @@ async fn key_from_memory_agent_and_auth_failure() {
     let pem = std::fs::read_to_string(&sshd.client_key).expect("key");
     let mut t = sshd.target();
     t.auth = SshAuth::KeyData {
-        private_key: SecretString::new(pem.clone()),
+        private_key: Secret::new(pem.clone()),
         passphrase: None,
     };
     let c = ssh::connect(&t).await.expect("in-memory key");
     assert_eq!(c.exec("echo hi", T).await.expect("exec").stdout, "hi\n");
-    assert_eq!(format!("{:?}", t.auth).matches("***").count(), 1);
+    assert_eq!(
+        format!("{:?}", t.auth)
+            .matches(engine::secrets::REDACTED)
+            .count(),
+        1
+    );
     assert!(!format!("{:?}", t.auth).contains("PRIVATE KEY"));
 
     // ssh-agent.

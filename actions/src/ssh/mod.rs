@@ -18,6 +18,7 @@ mod channel;
 mod jump;
 pub mod known_hosts;
 
+pub use engine::secrets::Secret;
 use std::fmt;
 use std::net::{TcpStream, ToSocketAddrs};
 use std::os::fd::{AsRawFd, OwnedFd};
@@ -42,45 +43,18 @@ pub const WAIT_INITIAL_INTERVAL: Duration = Duration::from_millis(500);
 /// …up to the seed's 5 s interval.
 pub const WAIT_MAX_INTERVAL: Duration = Duration::from_secs(5);
 
-/// A string that must not be shown: `Debug` and `Display` print `***`.
-#[derive(Clone, PartialEq, Eq)]
-pub struct SecretString(String);
-
-impl SecretString {
-    pub fn new(s: impl Into<String>) -> Self {
-        SecretString(s.into())
-    }
-
-    /// The secret itself; keep it out of logs, argv and errors.
-    pub fn expose(&self) -> &str {
-        &self.0
-    }
-}
-
-impl fmt::Debug for SecretString {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("***")
-    }
-}
-
-impl fmt::Display for SecretString {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("***")
-    }
-}
-
 /// How to authenticate.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum SshAuth {
     /// A private key file (OpenSSH or PEM format; the site's key).
     KeyFile {
         path: PathBuf,
-        passphrase: Option<SecretString>,
+        passphrase: Option<Secret<String>>,
     },
     /// A private key held in memory (e.g. decrypted from secrets).
     KeyData {
-        private_key: SecretString,
-        passphrase: Option<SecretString>,
+        private_key: Secret<String>,
+        passphrase: Option<Secret<String>>,
     },
     /// An ssh-agent: the socket given, else `$SSH_AUTH_SOCK`.
     Agent { socket: Option<PathBuf> },
@@ -756,7 +730,12 @@ fn authenticate(sess: &ssh2::Session, t: &SshTarget) -> Result<(), SshError> {
                 path: path.clone(),
                 source: e,
             })?;
-            sess.userauth_pubkey_file(&t.user, None, path, passphrase.as_ref().map(|p| p.expose()))
+            sess.userauth_pubkey_file(
+                &t.user,
+                None,
+                path,
+                passphrase.as_ref().map(|p| p.expose().as_str()),
+            )
         }
         SshAuth::KeyData {
             private_key,
@@ -765,7 +744,7 @@ fn authenticate(sess: &ssh2::Session, t: &SshTarget) -> Result<(), SshError> {
             &t.user,
             None,
             private_key.expose(),
-            passphrase.as_ref().map(|p| p.expose()),
+            passphrase.as_ref().map(|p| p.expose().as_str()),
         ),
         SshAuth::Agent { socket } => {
             let mut agent = sess.agent().map_err(|e| fail(e.message().to_string()))?;

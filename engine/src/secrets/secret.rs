@@ -67,6 +67,8 @@ impl<T: Zeroize + PartialEq> PartialEq for Secret<T> {
     }
 }
 
+impl<T: Zeroize + Eq> Eq for Secret<T> {}
+
 impl From<String> for Secret<String> {
     fn from(s: String) -> Self {
         Secret(s)
