@@ -148,6 +148,7 @@ impl ChildStream {
 
     /// The child's result once its output ended; a failed child gives its
     /// error with the full node path.
+    #[allow(clippy::result_large_err)] // once per delegation; boxing buys nothing
     pub fn finish(self) -> Result<ChildResult, (DelegationError, Option<ChildResult>)> {
         let node = self.node.clone();
         match self.result {

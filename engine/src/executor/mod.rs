@@ -471,7 +471,6 @@ impl<'g, 'm, R: NodeRunner> Executor<'g, 'm, R> {
                 break;
             }
         }
-        let mut error = error;
 
         if error.is_some() && o.on_error == OnError::Rollback && plan.verb == Verb::Create {
             let created: Vec<usize> = handle.read(|st| {

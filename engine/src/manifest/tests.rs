@@ -2,7 +2,10 @@
 
 use super::*;
 
-fn problems(yaml: &str) -> Vec<(String, Option<usize>, Option<usize>, Option<String>)> {
+/// A problem as (message, line, column, help).
+type Found = (String, Option<usize>, Option<usize>, Option<String>);
+
+fn problems(yaml: &str) -> Vec<Found> {
     match load(Source::new("m.yaml", yaml)) {
         Ok(_) => panic!("expected problems, manifest loaded:\n{yaml}"),
         Err(e) => e
