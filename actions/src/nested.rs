@@ -21,7 +21,7 @@ use reqwest::Method;
 use serde_json::Value;
 
 use crate::pve::{tls, PveClient, PveTarget, TlsTrust};
-use crate::ssh::{self, Connection, StreamOptions};
+use crate::ssh::{self, Connection, SshError, StreamOptions};
 
 /// What the runner needs to make nested hosts.
 #[derive(Clone, Debug)]
@@ -354,9 +354,12 @@ impl Nesting {
         } else {
             ""
         };
+        // A driver still stopping there (its parent's connection was lost)
+        // holds the state: the new one waits for it, within the same budget.
         let cmd = format!(
             "{faults}DRIVER_STATE_DIR=./state HOMESTAK_SITE_CONFIG=./site-config ./driver {verb} \
-             --manifest-file subtree.json -H {node} --json-output --events --timeout {budget}{extra}",
+             --manifest-file subtree.json -H {node} --json-output --events --timeout {budget} \
+             --lock-wait {budget}{extra}",
             node = call.node.name
         );
         let stream = Arc::new(Mutex::new(ChildStream::new(call.node.name.clone())));
@@ -368,7 +371,16 @@ impl Nesting {
                     facts.relay(e);
                 }
             })
-            .await?;
+            .await
+            .map_err(|e| match e {
+                SshError::ConnectionLost { target, .. } => fail(format!(
+                    "lost the SSH connection to {node} ({target}) during delegation: it was closed \
+                     or reset. The driver there gets a hang-up and stops at a safe point; run the \
+                     same command again to resume (it waits for that driver to finish)",
+                    node = call.node.name
+                )),
+                e => e.into(),
+            })?;
         let stream = Arc::try_unwrap(stream)
             .map_err(|_| fail("child output still in use"))?
             .into_inner()
