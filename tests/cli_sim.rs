@@ -467,8 +467,14 @@ fn n3_deep_test_passes_through_two_nested_drivers() {
     );
     assert!(sim_guests(&state.path().join("pvesim-sim")).is_empty());
     // No process (a nested simulator, a guest command) was left running in a guest folder.
-    let root = state.path().canonicalize().unwrap();
-    let leftover: Vec<String> = std::fs::read_dir("/proc")
+    let leftover = processes_under(state.path());
+    assert!(leftover.is_empty(), "{leftover:?}");
+}
+
+/// Processes whose working directory is in `dir`, as "pid N in PATH".
+fn processes_under(dir: &Path) -> Vec<String> {
+    let root = dir.canonicalize().unwrap();
+    std::fs::read_dir("/proc")
         .unwrap()
         .filter_map(|e| {
             let e = e.ok()?;
@@ -481,8 +487,7 @@ fn n3_deep_test_passes_through_two_nested_drivers() {
                 )
             })
         })
-        .collect();
-    assert!(leftover.is_empty(), "{leftover:?}");
+        .collect()
 }
 
 /// A leaf three levels down never gets an IP: the failure comes back with its
@@ -612,41 +617,57 @@ fn a_lost_vmid_race_is_retried_only_for_picked_ids() {
     );
 }
 
-/// Ctrl-C: the action in flight finishes, nothing new starts, state is saved,
-/// exit 130; running the command again resumes.
-#[test]
-fn sigint_stops_at_a_safe_point_and_exits_130() {
+/// Waits (up to 20 s) until the journal at `path` has a line that `found` accepts.
+fn wait_for_journal(path: &Path, what: &str, found: impl Fn(&str) -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let text = std::fs::read_to_string(path).unwrap_or_default();
+        if text.lines().any(&found) {
+            return;
+        }
+        assert!(Instant::now() < deadline, "{what} never recorded: {text}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// `create -M n1-basic` on the simulator, sent SIG`signal` once the clone is
+/// in flight. With `close_output`, its stdout and stderr are closed first (as
+/// when its terminal or SSH connection is gone: every write then fails).
+/// Returns its exit code, its stderr (empty when closed) and its state folder.
+fn signal_mid_clone(signal: &str, close_output: bool) -> (Option<i32>, String, tempfile::TempDir) {
     let state = tempfile::tempdir().unwrap();
-    let child = sim_driver(state.path())
+    let mut child = sim_driver(state.path())
         .env("PVESIM_TIME_SCALE", "0.3")
         .args(["create", "-M", "n1-basic", "-H", "sim"])
         .stdin(Stdio::null())
-        .stdout(Stdio::null())
+        .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    let journal = state.path().join("n1-basic@sim.journal");
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while !std::fs::read_to_string(&journal)
-        .unwrap_or_default()
-        .contains("\"action\":\"provision\"")
-    {
-        assert!(Instant::now() < deadline, "provision never started");
-        std::thread::sleep(Duration::from_millis(20));
+    wait_for_journal(
+        &state.path().join("n1-basic@sim.journal"),
+        "provision",
+        |l| l.contains("\"action\":\"provision\""),
+    );
+    if close_output {
+        drop(child.stdout.take());
+        drop(child.stderr.take());
     }
     let kill = Command::new("kill")
-        .args(["-INT", &child.id().to_string()])
+        .args([&format!("-{signal}"), &child.id().to_string()])
         .status()
         .unwrap();
     assert!(kill.success());
     let out = child.wait_with_output().unwrap();
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(130), "{err}");
-    assert!(
-        err.contains("stopping: letting running actions finish"),
-        "{err}"
-    );
-    let st = sim_driver(state.path())
+    let err = String::from_utf8_lossy(&out.stderr).into_owned();
+    (out.status.code(), err, state)
+}
+
+/// After a stop mid-clone: state says the clone finished and nothing else
+/// started; running create again resumes without redoing it, and destroy
+/// leaves the simulator empty.
+fn resume_after_a_stop_mid_clone(state: &Path) {
+    let st = sim_driver(state)
         .args(["status", "-M", "n1-basic", "-H", "sim", "--json-output"])
         .output()
         .unwrap();
@@ -658,9 +679,8 @@ fn sigint_stops_at_a_safe_point_and_exits_130() {
         serde_json::json!(["provision"]),
         "the clone in flight finished: {st}"
     );
-    // Resume, then clean up.
     let again = common::Run::from(
-        sim_driver(state.path())
+        sim_driver(state)
             .args(["create", "-M", "n1-basic", "-H", "sim"])
             .output()
             .unwrap(),
@@ -672,13 +692,91 @@ fn sigint_stops_at_a_safe_point_and_exits_130() {
         again.stderr
     );
     common::Run::from(
-        sim_driver(state.path())
+        sim_driver(state)
             .args(["destroy", "-M", "n1-basic", "-H", "sim", "--yes"])
             .output()
             .unwrap(),
     )
     .ok();
-    assert!(sim_guests(&state.path().join("pvesim-sim")).is_empty());
+    assert!(sim_guests(&state.join("pvesim-sim")).is_empty());
+}
+
+/// Ctrl-C: the action in flight finishes, nothing new starts, state is saved,
+/// exit 130; running the command again resumes.
+#[test]
+fn sigint_stops_at_a_safe_point_and_exits_130() {
+    let (code, err, state) = signal_mid_clone("INT", false);
+    assert_eq!(code, Some(130), "{err}");
+    assert!(
+        err.contains("stopping: letting running actions finish"),
+        "{err}"
+    );
+    resume_after_a_stop_mid_clone(state.path());
+}
+
+/// A hang-up (what a driver on a nested PVE gets when its parent's SSH
+/// connection is lost) stops like Ctrl-C, with nowhere left to write: no
+/// panic on the failed writes, exit 130, state saved, resumable.
+#[test]
+fn sighup_with_the_terminal_gone_stops_at_a_safe_point() {
+    let (code, _, state) = signal_mid_clone("HUP", true);
+    assert_eq!(
+        code,
+        Some(130),
+        "not the exit of a graceful stop (a panic exits 101; killed by the signal, none)"
+    );
+    resume_after_a_stop_mid_clone(state.path());
+}
+
+/// A run of a manifest whose state another run holds waits for it with
+/// `--lock-wait` (naming it), then resumes from what it left; a wait too
+/// short ends in the usual error, naming the holder.
+#[test]
+fn a_run_with_lock_wait_waits_for_the_previous_one() {
+    let r = SimRun::new(API_ONLY);
+    let mut first = r
+        .cmd("create", &[])
+        .env("PVESIM_TIME_SCALE", "0.5")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    wait_for_journal(
+        &r.state.path().join("api-only@sim.journal"),
+        "edge's provision",
+        |l| l.contains("\"name\":\"edge\"") && l.contains("\"action\":\"provision\""),
+    );
+    let pid = first.id();
+    let short = r.run("create", &["--lock-wait", "1"]).code(1);
+    assert!(
+        short
+            .stderr
+            .contains(&format!("another driver run (pid {pid})"))
+            && short.stderr.contains("waited 1 s"),
+        "{}",
+        short.stderr
+    );
+    let waited = r
+        .run("create", &["--lock-wait", "120", "--json-output"])
+        .ok();
+    assert!(
+        waited.stderr.contains(&format!(
+            "waiting for the previous run (pid {pid}) to finish (up to 2 min)"
+        )),
+        "{}",
+        waited.stderr
+    );
+    let v = waited.json();
+    assert_eq!(v["success"], true, "{v}");
+    assert!(first.wait().unwrap().success());
+    for n in v["nodes"].as_array().unwrap() {
+        assert_eq!(n["status"], "completed", "{v}");
+    }
+    // Nothing was made twice.
+    assert_eq!(r.sim_guests().len(), 3, "{:?}", r.sim_guests());
+    r.run("destroy", &["--yes"]).ok();
+    assert!(r.sim_guests().is_empty(), "{:?}", r.sim_guests());
 }
 
 /// Pids of processes whose working directory is `dir` and whose command line contains `word`.
@@ -699,13 +797,13 @@ fn pids_in(dir: &Path, word: &str) -> Vec<i32> {
         .collect()
 }
 
-/// The driver on root-pve dies mid-delegation (as when the connection to it
-/// is lost): a clear error, state says where it stopped, and running create
-/// again resumes through both levels.
-#[test]
-fn a_child_driver_lost_mid_delegation_then_resume() {
-    let state = tempfile::tempdir().unwrap();
-    let mut child = sim_driver(state.path())
+/// `create -M n3-deep` on the simulator (realistic durations), returned once
+/// the driver on leaf-pve is at work on its own children, with the guest
+/// folders of root-pve and leaf-pve.
+fn n3_deep_create_mid_delegation(
+    state: &Path,
+) -> (std::process::Child, std::path::PathBuf, std::path::PathBuf) {
+    let mut child = sim_driver(state)
         .env("PVESIM_TIME_SCALE", "0.2")
         .args(["create", "-M", "n3-deep", "-H", "sim", "--json-output"])
         .stdin(Stdio::null())
@@ -713,14 +811,10 @@ fn a_child_driver_lost_mid_delegation_then_resume() {
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    // Wait for the driver on root-pve to be at work on leaf-pve's own children.
-    let root_guest = state.path().join("pvesim-sim/guests/99011");
+    let root_guest = state.join("pvesim-sim/guests/99011");
     let leaf_guest = root_guest.join("pvesim/guests/99021");
     let deadline = Instant::now() + Duration::from_secs(120);
-    loop {
-        if !pids_in(&leaf_guest, "subtree.json").is_empty() {
-            break;
-        }
+    while pids_in(&leaf_guest, "subtree.json").is_empty() {
         if let Ok(Some(status)) = child.try_wait() {
             let out = child.wait_with_output().unwrap();
             panic!(
@@ -735,6 +829,16 @@ fn a_child_driver_lost_mid_delegation_then_resume() {
         );
         std::thread::sleep(Duration::from_millis(50));
     }
+    (child, root_guest, leaf_guest)
+}
+
+/// The driver on root-pve dies mid-delegation (SIGKILL; for a lost
+/// connection, see the next test): a clear error, state says where it
+/// stopped, and running create again resumes through both levels.
+#[test]
+fn a_child_driver_lost_mid_delegation_then_resume() {
+    let state = tempfile::tempdir().unwrap();
+    let (child, root_guest, leaf_guest) = n3_deep_create_mid_delegation(state.path());
     for pid in pids_in(&root_guest, "subtree.json") {
         Command::new("kill")
             .args(["-KILL", &pid.to_string()])
@@ -767,9 +871,15 @@ fn a_child_driver_lost_mid_delegation_then_resume() {
         );
         std::thread::sleep(Duration::from_millis(100));
     }
-    // Resume: root-pve's setup is kept, its driver picks up where it was.
+    resume_n3_deep_then_destroy(state.path());
+}
+
+/// Running `create -M n3-deep` again after it stopped mid-delegation:
+/// root-pve's setup is kept, its driver picks up where it was, everything
+/// ends completed; then destroy leaves the simulator empty.
+fn resume_n3_deep_then_destroy(state: &Path) {
     let again = common::Run::from(
-        sim_driver(state.path())
+        sim_driver(state)
             .args(["create", "-M", "n3-deep", "-H", "sim", "--json-output"])
             .output()
             .unwrap(),
@@ -785,13 +895,114 @@ fn a_child_driver_lost_mid_delegation_then_resume() {
         again.stderr
     );
     common::Run::from(
-        sim_driver(state.path())
+        sim_driver(state)
             .args(["destroy", "-M", "n3-deep", "-H", "sim", "--yes"])
             .output()
             .unwrap(),
     )
     .ok();
-    assert!(sim_guests(&state.path().join("pvesim-sim")).is_empty());
+    assert!(sim_guests(&state.join("pvesim-sim")).is_empty());
+}
+
+/// The parent's SSH connection to root-pve is cut mid-delegation from
+/// outside (`ss -K`, as a network failure would). The parent says so for
+/// root-pve in plain words and exits 1, its state saying root-pve failed at
+/// `delegate` with everything before it done and nothing more recorded. The
+/// driver on root-pve gets a hang-up (the simulator's SSH server sends SIGHUP
+/// like sshd; how it stops is `sighup_with_the_terminal_gone_stops_at_a_safe_point`).
+/// Running create again resumes through both levels.
+#[test]
+fn lost_ssh_connection_to_a_nested_pve_mid_delegation_then_resume() {
+    let ss = Command::new("ss").arg("-V").output();
+    assert!(
+        ss.is_ok_and(|o| o.status.success()),
+        "ss not found: install iproute2 (scripts/install-test-deps.sh)"
+    );
+    let state = tempfile::tempdir().unwrap();
+    let status = || {
+        common::Run::from(
+            sim_driver(state.path())
+                .args(["status", "-M", "n3-deep", "-H", "sim", "--json-output"])
+                .output()
+                .unwrap(),
+        )
+        .ok()
+        .json()
+    };
+    let node = |st: &Value, name: &str| {
+        st["nodes"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|n| n["name"] == name)
+            .unwrap_or_else(|| panic!("no {name} in {st}"))
+            .clone()
+    };
+    let (child, _, _) = n3_deep_create_mid_delegation(state.path());
+
+    // root-pve's address from the run's state, its SSH port from the simulator's info file.
+    let ip = node(&status(), "root-pve")["ip"]
+        .as_str()
+        .expect("root-pve has an IP by now")
+        .to_string();
+    let info: Value = serde_json::from_str(
+        &std::fs::read_to_string(state.path().join("pvesim-sim/pvesim.json")).unwrap(),
+    )
+    .unwrap();
+    let port = info["guest_ssh_port"].as_u64().unwrap().to_string();
+    // Only the parent's client socket has root-pve's SSH server as its peer.
+    let cut = Command::new("ss")
+        .args(["-K", "dst", &ip, "dport", "=", &port])
+        .output()
+        .unwrap();
+    let listed = String::from_utf8_lossy(&cut.stdout);
+    assert!(
+        cut.status.success() && listed.contains(&ip),
+        "ss -K cut no connection to {ip}:{port} (it needs CAP_NET_ADMIN and a kernel with \
+         CONFIG_INET_DIAG_DESTROY): {listed}{}",
+        String::from_utf8_lossy(&cut.stderr)
+    );
+
+    let out = common::Run::from(child.wait_with_output().unwrap()).code(1);
+    assert!(!out.stderr.contains("panicked"), "{}", out.stderr);
+    let v = out.json();
+    let err = v["error"].as_str().unwrap();
+    assert!(
+        err.starts_with("root-pve: delegate: lost the SSH connection to root-pve (")
+            && err.contains(&format!("@{ip}:{port}) during delegation"))
+            && err.contains("run the same command again to resume"),
+        "{err}"
+    );
+    assert_eq!(node(&v, "root-pve")["status"], "failed", "{v}");
+
+    // State: root-pve failed at delegate, all its setup done; the parent
+    // recorded nothing about the nodes below that it never heard back on.
+    let st = status();
+    let root = node(&st, "root-pve");
+    assert_eq!(root["status"], "failed", "{st}");
+    assert_eq!(root["action"], "delegate", "{st}");
+    let done: Vec<&str> = root["done"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| a.as_str().unwrap())
+        .collect();
+    assert_eq!(done.last(), Some(&"download_images"), "{st}");
+    assert!(!done.contains(&"delegate"), "{st}");
+    assert!(
+        root["error"]
+            .as_str()
+            .unwrap()
+            .contains("lost the SSH connection to root-pve"),
+        "{st}"
+    );
+    for name in ["leaf-pve", "edge"] {
+        assert_eq!(node(&st, name)["status"], "pending", "{st}");
+    }
+
+    resume_n3_deep_then_destroy(state.path());
+    let leftover = processes_under(state.path());
+    assert!(leftover.is_empty(), "{leftover:?}");
 }
 
 /// A node's spec applied by its ansible playbook (site.yaml

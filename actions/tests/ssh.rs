@@ -183,6 +183,53 @@ async fn pty_timeout_hangs_up_the_remote_command() {
     );
 }
 
+/// The TCP connection is cut under a running command (`ss -K`, as a
+/// network failure would): a `ConnectionLost` naming the target, promptly,
+/// not a raw libssh2 error or a wait for the command's time limit.
+#[tokio::test]
+async fn a_connection_lost_mid_command_is_reported_as_lost() {
+    common::require("ss", "apt-get install iproute2");
+    let sshd = Sshd::start();
+    let c = ssh::connect(&sshd.target()).await.expect("connect");
+    let port = sshd.port;
+    let cut = tokio::spawn(async move {
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        // Only our client's socket: its peer is the test sshd's port.
+        std::process::Command::new("ss")
+            .args(["-K", "dst", "127.0.0.1", "dport", "=", &port.to_string()])
+            .output()
+            .expect("ss runs")
+    });
+    let start = Instant::now();
+    let e = c
+        .exec_streaming("echo started; sleep 30", StreamOptions::pty(), T, |_, _| {})
+        .await
+        .expect_err("the connection is gone");
+    let cut = cut.await.expect("ss task");
+    assert!(
+        String::from_utf8_lossy(&cut.stdout).contains(&format!(":{port}")),
+        "ss -K cut no connection (it needs CAP_NET_ADMIN and a kernel with \
+         CONFIG_INET_DIAG_DESTROY): {}{}",
+        String::from_utf8_lossy(&cut.stdout),
+        String::from_utf8_lossy(&cut.stderr)
+    );
+    assert!(matches!(e, SshError::ConnectionLost { .. }), "{e:?}");
+    let msg = e.to_string();
+    assert!(
+        msg.starts_with(&format!(
+            "the SSH connection to {} was lost while reading the command's output",
+            sshd.target().label()
+        )),
+        "{msg}"
+    );
+    assert!(e.is_retryable());
+    assert!(
+        start.elapsed() < Duration::from_secs(10),
+        "{:?}",
+        start.elapsed()
+    );
+}
+
 #[tokio::test]
 async fn exec_with_stdin_carries_secrets_and_large_payloads() {
     let sshd = Sshd::start();

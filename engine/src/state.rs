@@ -7,7 +7,7 @@
 //!   each record is flushed (and fsynced) before the side effect it describes
 //!   starts, with concurrent records committed together (group commit);
 //! - `m@h.lock`: held with an exclusive lock for the whole run, and holding
-//!   the holder's pid so a second run can say who has it.
+//!   the holder's pid so a second run can say who has it (or wait for it to end).
 //!
 //! Loading reads the snapshot and replays the journal; a torn last line (a
 //! crash in the middle of a write) is ignored.
@@ -16,6 +16,7 @@ use std::collections::BTreeMap;
 use std::fs::{self, File, OpenOptions, TryLockError};
 use std::io::{self, BufRead, Write};
 use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
 
@@ -24,6 +25,9 @@ use crate::output::NodeStatus;
 use crate::plan::Action;
 
 pub const STATE_VERSION: u32 = 1;
+
+/// How often a waiting run tries the lock again.
+const LOCK_POLL: Duration = Duration::from_millis(200);
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct NodeState {
@@ -273,6 +277,35 @@ impl StateStore {
         ))
     }
 
+    /// Like [`open`](Self::open), but while another run holds the lock,
+    /// waits up to `wait` for it to end, calling `on_wait` with the holder's
+    /// pid once when the wait starts. A run resumed while the previous one
+    /// is still stopping (e.g. after its parent's connection was lost) so
+    /// waits for it instead of failing.
+    pub fn open_waiting(
+        dir: &Path,
+        manifest: &str,
+        host: &str,
+        fsync: bool,
+        wait: Duration,
+        on_wait: impl FnOnce(&str),
+    ) -> Result<(StateStore, Option<RunState>), StateError> {
+        let deadline = Instant::now() + wait;
+        let mut on_wait = Some(on_wait);
+        loop {
+            match Self::open(dir, manifest, host, fsync) {
+                Err(StateError::Locked { pid, .. }) if Instant::now() < deadline => {
+                    if let Some(f) = on_wait.take() {
+                        f(&pid);
+                    }
+                    let left = deadline.saturating_duration_since(Instant::now());
+                    std::thread::sleep(LOCK_POLL.min(left));
+                }
+                other => return other,
+            }
+        }
+    }
+
     /// Appends records as one write, then fsyncs: when this returns they survive a crash.
     pub fn append(&mut self, records: &[Record]) -> Result<(), StateError> {
         let mut buf = Vec::with_capacity(records.len() * 256);
@@ -416,6 +449,46 @@ mod tests {
         }
         // Another host is another state.
         StateStore::open(dir.path(), "m", "other", false).unwrap();
+    }
+
+    #[test]
+    fn a_waiting_open_gets_the_lock_once_the_holder_lets_go() {
+        let dir = tempfile::tempdir().unwrap();
+        let (held, _) = StateStore::open(dir.path(), "m", "h", false).unwrap();
+        let release = std::thread::spawn(move || {
+            std::thread::sleep(Duration::from_millis(400));
+            drop(held);
+        });
+        let mut told = Vec::new();
+        let start = Instant::now();
+        let (_mine, _) = StateStore::open_waiting(
+            dir.path(),
+            "m",
+            "h",
+            false,
+            Duration::from_secs(20),
+            |pid| told.push(pid.to_string()),
+        )
+        .unwrap();
+        release.join().unwrap();
+        assert!(start.elapsed() >= Duration::from_millis(400));
+        assert_eq!(told, [std::process::id().to_string()]);
+
+        // Now this run holds it past the wait: Locked, after waiting that long.
+        let start = Instant::now();
+        match StateStore::open_waiting(
+            dir.path(),
+            "m",
+            "h",
+            false,
+            Duration::from_millis(300),
+            |_| {},
+        ) {
+            Err(StateError::Locked { pid, .. }) => assert_eq!(pid, std::process::id().to_string()),
+            other => panic!("expected Locked, got {other:?}"),
+        }
+        let waited = start.elapsed();
+        assert!(waited >= Duration::from_millis(300), "{waited:?}");
     }
 
     #[test]

@@ -2,15 +2,16 @@
 
 use std::collections::HashMap;
 use std::io::IsTerminal;
+use std::path::Path;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use engine::executor::{Event, Executor, NodeRunner, RunOptions, Stop};
 use engine::manifest::Loaded;
 use engine::output::RunOutput;
 use engine::plan::Action;
 use engine::report::{self, Report};
-use engine::state::{self, StateStore};
+use engine::state::{self, RunState, StateStore};
 use engine::{ManifestGraph, Plan, Verb};
 use tokio::sync::{mpsc, watch};
 
@@ -32,6 +33,12 @@ pub fn execute(
     plan: &Plan<'_>,
     site_dir: &SiteConfigDir,
 ) -> Result<(), Failure> {
+    let state_dir = args.state_dir.clone().unwrap_or_else(state::default_dir);
+    // The state's lock before anything else: while another run has it,
+    // nothing starts (not even a simulator on the same state folder).
+    let asked = Instant::now();
+    let opened = open_state(&state_dir, &loaded.manifest.name, args)?;
+    let waited = asked.elapsed();
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -40,7 +47,6 @@ pub fn execute(
     rt.block_on(async {
         let site = SiteConfig::open(site_dir.clone()).map_err(config_failure)?;
         let (host, secrets) = target::resolve_host(&site, &args.host)?;
-        let state_dir = args.state_dir.clone().unwrap_or_else(state::default_dir);
         let t = target::connect(
             &site,
             host,
@@ -57,7 +63,18 @@ pub fn execute(
         let outcome = match outcome {
             Ok(()) => {
                 let timeouts = action_timeouts(&site, args)?;
-                run(t.runner.clone(), verb, args, loaded, graph, plan, timeouts).await
+                let limit = args
+                    .timeout
+                    .map(|t| Duration::from_secs(t).saturating_sub(waited));
+                let todo = Todo {
+                    verb,
+                    loaded,
+                    graph,
+                    plan,
+                    timeouts,
+                    limit,
+                };
+                run(t.runner.clone(), args, todo, opened).await
             }
             Err(f) => Err(f),
         };
@@ -104,23 +121,60 @@ fn action_timeouts(
     Ok(out)
 }
 
-async fn run<R: NodeRunner>(
-    runner: Arc<R>,
-    verb: Verb,
+/// Takes the state's lock (waiting up to `--lock-wait` for another run to
+/// end) and loads what a previous run left.
+fn open_state(
+    dir: &Path,
+    manifest: &str,
     args: &RunArgs,
-    loaded: &Loaded,
-    graph: &ManifestGraph<'_>,
-    plan: &Plan<'_>,
-    timeouts: HashMap<Action, Duration>,
-) -> Result<(), Failure> {
-    let m = &loaded.manifest;
-    let dir = args.state_dir.clone().unwrap_or_else(state::default_dir);
-    let (store, previous) = StateStore::open(&dir, &m.name, &args.host, true).map_err(|e| {
+) -> Result<(StateStore, Option<RunState>), Failure> {
+    let wait = Duration::from_secs(args.lock_wait);
+    StateStore::open_waiting(dir, manifest, &args.host, true, wait, |pid| {
+        render::err(&format!(
+            "waiting for the previous run (pid {pid}) to finish (up to {})\n",
+            engine::clock::human(wait)
+        ));
+    })
+    .map_err(|e| {
+        let waited = match args.lock_wait {
+            0 => String::new(),
+            _ => format!("waited {}; ", engine::clock::human(wait)),
+        };
         Failure::Run(Some(miette::miette!(
-            help = "wait for the other run, or stop it; `driver status` shows what it left",
+            help = format!(
+                "{waited}wait for the other run, or stop it; `driver status` shows what it left"
+            ),
             "{e}"
         )))
-    })?;
+    })
+}
+
+/// What to run, and its limits.
+struct Todo<'a, 'm> {
+    verb: Verb,
+    loaded: &'a Loaded,
+    graph: &'a ManifestGraph<'m>,
+    plan: &'a Plan<'m>,
+    timeouts: HashMap<Action, Duration>,
+    /// What is left of `--timeout` after waiting for the state's lock.
+    limit: Option<Duration>,
+}
+
+async fn run<R: NodeRunner>(
+    runner: Arc<R>,
+    args: &RunArgs,
+    todo: Todo<'_, '_>,
+    (store, previous): (StateStore, Option<RunState>),
+) -> Result<(), Failure> {
+    let Todo {
+        verb,
+        loaded,
+        graph,
+        plan,
+        timeouts,
+        limit,
+    } = todo;
+    let m = &loaded.manifest;
 
     let (stop_tx, stop_rx) = watch::channel(Stop::None);
     tokio::spawn(watch_signals(stop_tx));
@@ -140,7 +194,7 @@ async fn run<R: NodeRunner>(
         clones_per_host: args.clones_per_host.max(1),
         on_error: args.on_error.map_or(m.settings.on_error, Into::into),
         keep: args.keep,
-        timeout: args.timeout.map(Duration::from_secs),
+        timeout: limit,
         timeouts,
         ..RunOptions::default()
     };
@@ -163,23 +217,26 @@ async fn run<R: NodeRunner>(
             manifest: m,
             result: &result,
         };
-        match report::write(&args.reports_dir, &r) {
-            Ok((md, _)) => eprintln!("report: {}", md.display()),
-            Err(e) => eprintln!(
-                "warning: cannot write the report to {}: {e}",
+        render::err(&match report::write(&args.reports_dir, &r) {
+            Ok((md, _)) => format!("report: {}\n", md.display()),
+            Err(e) => format!(
+                "warning: cannot write the report to {}: {e}\n",
                 args.reports_dir.display()
             ),
-        }
+        });
     }
 
     let out = RunOutput::from_result(verb.as_str(), &m.name, &args.host, &result);
     if args.events {
         // The result closes the NDJSON stream: one line, no `event` key.
-        println!("{}", serde_json::to_string(&out).unwrap_or_default());
+        render::out(&format!(
+            "{}\n",
+            serde_json::to_string(&out).unwrap_or_default()
+        ));
     } else if args.json_output {
         render::json::print(&out);
     } else {
-        print!("{}", render::summary::text(&out));
+        render::out(&render::summary::text(&out));
     }
     match (&result.error, result.interrupted) {
         (None, _) => Ok(()),
@@ -201,35 +258,60 @@ async fn render_events(mut r: Box<dyn Render>, mut rx: mpsc::UnboundedReceiver<E
     r.finish();
 }
 
-/// First Ctrl-C / SIGTERM: stop gracefully; the second: abort.
+/// What asked this run to stop.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Signal {
+    /// Ctrl-C or SIGTERM.
+    Interrupt,
+    /// SIGHUP: the terminal or the SSH connection went away (sshd, and
+    /// pvesim's guest SSH, hang up a command's process group then).
+    HangUp,
+}
+
+/// The first Ctrl-C / SIGTERM / SIGHUP: stop gracefully; a later Ctrl-C or
+/// SIGTERM: abort. Later hang-ups change nothing: one lost connection can
+/// bring more than one (from the kernel and from a shell).
 async fn watch_signals(tx: watch::Sender<Stop>) {
-    let mut count = 0;
+    use tokio::signal::unix::{signal, SignalKind};
+    let (Ok(mut int), Ok(mut term), Ok(mut hup)) = (
+        signal(SignalKind::interrupt()),
+        signal(SignalKind::terminate()),
+        signal(SignalKind::hangup()),
+    ) else {
+        // Only without tokio's signal driver: the signals then end the
+        // process as usual, and state holds (intents are written first).
+        tracing::warn!("cannot watch for Ctrl-C, SIGTERM and SIGHUP");
+        return;
+    };
+    let mut stopping = false;
     loop {
-        if !wait_signal().await {
-            return;
-        }
-        count += 1;
-        let stop = if count == 1 {
-            Stop::Graceful
-        } else {
-            Stop::Abort
+        let sig = tokio::select! {
+            r = int.recv() => r.map(|()| Signal::Interrupt),
+            r = term.recv() => r.map(|()| Signal::Interrupt),
+            r = hup.recv() => r.map(|()| Signal::HangUp),
         };
-        if count == 1 {
-            eprintln!("\nstopping: letting running actions finish (Ctrl-C again to abort)");
-        }
-        if tx.send(stop).is_err() || count > 1 {
+        let Some(sig) = sig else { return };
+        if !stopping {
+            stopping = true;
+            if !stop_gracefully(&tx, sig) {
+                return;
+            }
+        } else if sig == Signal::Interrupt {
+            let _ = tx.send(Stop::Abort);
             return;
         }
     }
 }
 
-async fn wait_signal() -> bool {
-    use tokio::signal::unix::{signal, SignalKind};
-    let Ok(mut term) = signal(SignalKind::terminate()) else {
-        return tokio::signal::ctrl_c().await.is_ok();
-    };
-    tokio::select! {
-        r = tokio::signal::ctrl_c() => r.is_ok(),
-        r = term.recv() => r.is_some(),
-    }
+/// Says why and asks the executor to stop at a safe point; false when no
+/// one listens any more.
+fn stop_gracefully(tx: &watch::Sender<Stop>, sig: Signal) -> bool {
+    render::err(match sig {
+        Signal::Interrupt => "\nstopping: letting running actions finish (Ctrl-C again to abort)\n",
+        Signal::HangUp => {
+            "\nstopping: hang-up (the terminal or SSH connection is gone); letting running \
+             actions finish\n"
+        }
+    });
+    tx.send(Stop::Graceful).is_ok()
 }

@@ -100,7 +100,7 @@ pub fn load_manifest(r: &ManifestRef, site: &SiteConfigDir) -> Result<Loaded, Fa
     let loaded = manifest::load(source).map_err(Failure::usage)?;
     check_site_refs(&loaded, site)?;
     for w in &loaded.warnings {
-        eprintln!("warning: {w}");
+        crate::render::err(&format!("warning: {w}\n"));
     }
     Ok(loaded)
 }

@@ -23,7 +23,9 @@ pub fn run(verb: Verb, args: &RunArgs, site_flag: Option<&Path>) -> Result<(), F
     if let Some(levels) = args.depth {
         let dropped = loaded.manifest.limit_depth(levels as usize);
         if dropped > 0 {
-            eprintln!("--depth {levels}: leaving out the {dropped} node(s) deeper than that");
+            render::err(&format!(
+                "--depth {levels}: leaving out the {dropped} node(s) deeper than that\n"
+            ));
         }
     }
 

@@ -553,9 +553,9 @@ pub fn report_preflight(checks: &[Check]) -> Result<(), Failure> {
         return Ok(());
     }
     for c in &failed {
-        eprintln!("preflight: {}: {}", c.name, c.detail);
+        crate::render::err(&format!("preflight: {}: {}\n", c.name, c.detail));
         if let Some(fix) = &c.fix {
-            eprintln!("    fix: {fix}");
+            crate::render::err(&format!("    fix: {fix}\n"));
         }
     }
     Err(Failure::Run(Some(miette::miette!(

@@ -6,3 +6,19 @@ pub mod json;
 pub mod plan;
 pub mod progress;
 pub mod summary;
+
+use std::io::Write;
+
+/// Writes `text` as it is to stdout. Unlike `print!`, a failed write (the
+/// terminal or SSH connection is gone: EIO, EPIPE) is dropped instead of
+/// panicking, so a run that lost its terminal still saves state and exits.
+pub fn out(text: &str) {
+    let mut o = std::io::stdout().lock();
+    let _ = o.write_all(text.as_bytes());
+    let _ = o.flush();
+}
+
+/// [`out`] for stderr.
+pub fn err(text: &str) {
+    let _ = std::io::stderr().lock().write_all(text.as_bytes());
+}

@@ -27,7 +27,7 @@ use engine::executor::{ActionCall, ActionError, ActionOutput};
 use engine::manifest::Manifest;
 use engine::plan::PhaseKind;
 
-use crate::ssh::{self, shell_quote, Connection, StreamOptions};
+use crate::ssh::{self, shell_quote, Connection, SshError, StreamOptions};
 
 pub use installed::InstalledPve;
 pub use simulated::SimulatedPve;
@@ -311,9 +311,12 @@ impl Nesting {
             .iter()
             .map(|(a, s)| format!(" --action-timeout {}={s}", a.name()))
             .collect();
+        // A driver still stopping there (its parent's connection was lost)
+        // holds the state: the new one waits for it, within the same budget.
         let cmd = self.sh(&format!(
             "{env}DRIVER_STATE_DIR=./state HOMESTAK_SITE_CONFIG=./site-config ./driver {verb} \
-             --manifest-file subtree.json -H {node} --json-output --events --timeout {budget}{extra}",
+             --manifest-file subtree.json -H {node} --json-output --events --timeout {budget} \
+             --lock-wait {budget}{extra}",
             node = call.node.name
         ));
         let stream = Arc::new(Mutex::new(ChildStream::new(call.node.name.clone())));
@@ -325,7 +328,16 @@ impl Nesting {
                     facts.relay(e);
                 }
             })
-            .await?;
+            .await
+            .map_err(|e| match e {
+                SshError::ConnectionLost { target, .. } => fail(format!(
+                    "lost the SSH connection to {node} ({target}) during delegation: it was closed \
+                     or reset. The driver there gets a hang-up and stops at a safe point; run the \
+                     same command again to resume (it waits for that driver to finish)",
+                    node = call.node.name
+                )),
+                e => e.into(),
+            })?;
         let stream = Arc::try_unwrap(stream)
             .map_err(|_| fail("child output still in use"))?
             .into_inner()

@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use serde::Serialize;
 
-use super::{is_eagain, is_timeout, ms, Inner, SshError};
+use super::{is_eagain, is_lost, is_timeout, lost_or, ms, Inner, SshError};
 
 /// Which stream a piece of output came from (a PTY merges both into stdout).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
@@ -129,6 +129,11 @@ pub(crate) fn run(
                 target: target.to_string(),
                 after: started.elapsed(),
             }
+        } else if is_lost(&e) {
+            SshError::ConnectionLost {
+                target: target.to_string(),
+                doing: "running a command",
+            }
         } else {
             SshError::Channel {
                 op,
@@ -238,7 +243,10 @@ fn pump(
                         progress = true;
                     }
                     Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
-                    Err(e) => return Err(io_err("read output", e)),
+                    Err(e) => {
+                        let other = io_err("read output", e);
+                        return Err(lost_or(sess, target, "reading the command's output", other));
+                    }
                 }
             }
         }
@@ -323,6 +331,11 @@ pub(crate) fn upload(
                 target: target.to_string(),
                 after: started.elapsed(),
             }
+        } else if is_lost(&e) {
+            SshError::ConnectionLost {
+                target: target.to_string(),
+                doing: "uploading a file",
+            }
         } else {
             SshError::Sftp {
                 target: target.to_string(),
@@ -383,11 +396,12 @@ pub(crate) fn upload(
                     after: started.elapsed(),
                 }
             } else {
-                SshError::Sftp {
+                let other = SshError::Sftp {
                     target: target.to_string(),
                     path: remote.to_string(),
                     message: e.to_string(),
-                }
+                };
+                lost_or(sess, target, "uploading a file", other)
             }
         })?;
     }

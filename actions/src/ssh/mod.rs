@@ -213,6 +213,14 @@ pub enum SshError {
         attempts: u32,
         last: Box<SshError>,
     },
+    /// The connection itself went away (reset, aborted, closed by the
+    /// other side or the network), not just one request on it.
+    #[error("the SSH connection to {target} was lost while {doing} (closed or reset by the remote side or the network)")]
+    ConnectionLost {
+        target: String,
+        /// What we were doing, e.g. "reading the command's output".
+        doing: &'static str,
+    },
     #[error("{op} on {target} failed: {message}")]
     Channel {
         op: &'static str,
@@ -269,6 +277,7 @@ impl SshError {
                 | SshError::Jump { .. }
                 | SshError::Timeout { .. }
                 | SshError::Channel { .. }
+                | SshError::ConnectionLost { .. }
         )
     }
 }
@@ -707,6 +716,10 @@ fn tcp_connect(host: &str, port: u16, timeout: Duration) -> Result<TcpStream, Ss
 
 pub(crate) const LIBSSH2_ERROR_TIMEOUT: i32 = -9;
 pub(crate) const LIBSSH2_ERROR_EAGAIN: i32 = -37;
+const LIBSSH2_ERROR_SOCKET_SEND: i32 = -7;
+const LIBSSH2_ERROR_SOCKET_DISCONNECT: i32 = -13;
+const LIBSSH2_ERROR_SOCKET_RECV: i32 = -43;
+const LIBSSH2_ERROR_BAD_SOCKET: i32 = -45;
 
 pub(crate) fn is_timeout(e: &ssh2::Error) -> bool {
     matches!(e.code(), ssh2::ErrorCode::Session(LIBSSH2_ERROR_TIMEOUT))
@@ -714,6 +727,41 @@ pub(crate) fn is_timeout(e: &ssh2::Error) -> bool {
 
 pub(crate) fn is_eagain(e: &ssh2::Error) -> bool {
     matches!(e.code(), ssh2::ErrorCode::Session(LIBSSH2_ERROR_EAGAIN))
+}
+
+/// libssh2's codes for a session whose socket is gone (reset, aborted,
+/// closed), as opposed to one failed request on a live session.
+pub(crate) fn is_lost(e: &ssh2::Error) -> bool {
+    matches!(
+        e.code(),
+        ssh2::ErrorCode::Session(
+            LIBSSH2_ERROR_SOCKET_SEND
+                | LIBSSH2_ERROR_SOCKET_DISCONNECT
+                | LIBSSH2_ERROR_SOCKET_RECV
+                | LIBSSH2_ERROR_BAD_SOCKET
+        )
+    )
+}
+
+/// `ConnectionLost` when the session's last error says its socket is gone
+/// (the `io::Error`s of channel streams carry only libssh2's message, not
+/// its code), else `otherwise`.
+pub(crate) fn lost_or(
+    sess: &ssh2::Session,
+    target: &str,
+    doing: &'static str,
+    otherwise: SshError,
+) -> SshError {
+    match ssh2::Error::last_session_error(sess) {
+        Some(e) if is_lost(&e) => {
+            debug!(target, doing, error = %e, "SSH connection lost");
+            SshError::ConnectionLost {
+                target: target.to_string(),
+                doing,
+            }
+        }
+        _ => otherwise,
+    }
 }
 
 fn authenticate(sess: &ssh2::Session, t: &SshTarget) -> Result<(), SshError> {
