@@ -58,7 +58,7 @@ fn init_tracing(verbose: u8) {
     tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
-        // Its own report of a failed write is an `eprintln!`, which panics
+        // Its own report of a failed write is an `crate::errln!`, which panics
         // when stderr is gone (a lost terminal): drop such logs instead.
         .log_internal_errors(false)
         .with_target(false)

@@ -527,3 +527,29 @@ fn help_explains_verbs_and_flags() {
         assert!(out.contains(flag), "{flag} in {out}");
     }
 }
+
+/// `driver ... | head`: a reader that goes away ends the output quietly,
+/// never with a panic about a broken pipe.
+#[test]
+fn output_to_a_closed_pipe_ends_quietly() {
+    for args in [
+        &["config", "show"][..],
+        &["graph", "-M", "n3-deep"],
+        &["list", "manifests"],
+        &["create", "-M", "wide-50", "-H", "sim", "--dry-run"],
+    ] {
+        let mut child = std::process::Command::new(BIN)
+            .args(args)
+            .env_remove("HOMESTAK_SITE_CONFIG")
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        // The reader is gone before the first line is written.
+        drop(child.stdout.take());
+        let out = child.wait_with_output().unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(!stderr.contains("panicked"), "{args:?}: {stderr}");
+        assert_eq!(out.status.code(), Some(0), "{args:?}: {stderr}");
+    }
+}

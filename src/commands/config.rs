@@ -329,10 +329,10 @@ fn show(json: bool, site_flag: Option<&Path>) -> Result<(), Failure> {
 }
 
 fn print_show(o: &ShowOut) {
-    println!("site-config: {} (from {})", o.site_config, o.origin);
-    println!("discovery:");
+    crate::outln!("site-config: {} (from {})", o.site_config, o.origin);
+    crate::outln!("discovery:");
     for s in &o.discovery {
-        println!(
+        crate::outln!(
             "  {:28} {:32} {}",
             s.origin,
             s.path.as_deref().unwrap_or(""),
@@ -340,12 +340,12 @@ fn print_show(o: &ShowOut) {
         );
     }
     if !o.defaults.is_empty() {
-        println!("defaults (site.yaml):");
+        crate::outln!("defaults (site.yaml):");
         for (k, v) in &o.defaults {
-            println!("  {k}: {v}");
+            crate::outln!("  {k}: {v}");
         }
     }
-    println!("hosts:");
+    crate::outln!("hosts:");
     for n in &o.nodes {
         let kind = if n.host_only {
             "host-only (SSH, no PVE API)"
@@ -354,17 +354,17 @@ fn print_show(o: &ShowOut) {
         } else {
             "PVE node"
         };
-        println!("  {}: {kind}  [{}]", n.name, n.file);
+        crate::outln!("  {}: {kind}  [{}]", n.name, n.file);
         if let Some(ep) = &n.api_endpoint {
-            println!("    api: {ep}");
+            crate::outln!("    api: {ep}");
         }
         if let Some(t) = &n.api_token {
-            println!(
+            crate::outln!(
                 "    api_token: key '{t}' ({})",
                 n.api_token_status.as_deref().unwrap_or("-")
             );
         }
-        println!(
+        crate::outln!(
             "    ssh: {}  datastore: {}  bridge: {}",
             n.ssh,
             n.datastore.as_deref().unwrap_or("-"),
@@ -380,27 +380,27 @@ fn print_show(o: &ShowOut) {
         ("images", &o.images),
     ] {
         if list.is_empty() {
-            println!("{title}: none");
+            crate::outln!("{title}: none");
             continue;
         }
-        println!("{title}:");
+        crate::outln!("{title}:");
         for n in list {
-            println!("  {}: {}", n.name, n.summary);
+            crate::outln!("  {}: {}", n.name, n.summary);
         }
     }
     if o.manifests.is_empty() {
-        println!("manifests: none (the built-in ones apply)");
+        crate::outln!("manifests: none (the built-in ones apply)");
     } else {
-        println!("manifests: {}", o.manifests.join(", "));
+        crate::outln!("manifests: {}", o.manifests.join(", "));
     }
     let s = &o.secrets;
-    println!("secrets: {}", s.file.as_deref().unwrap_or("none"));
-    println!("  {}", s.status);
+    crate::outln!("secrets: {}", s.file.as_deref().unwrap_or("none"));
+    crate::outln!("  {}", s.status);
     if !s.recipients.is_empty() {
-        println!("  age recipients: {}", s.recipients.join(", "));
+        crate::outln!("  age recipients: {}", s.recipients.join(", "));
     }
     if s.keys > 0 {
-        println!(
+        crate::outln!(
             "  {} value(s) (`driver secrets check` lists them, without values)",
             s.keys
         );
@@ -436,7 +436,7 @@ fn resolve(a: &ResolveArgs, site_flag: Option<&Path>) -> Result<(), Failure> {
     let ans = r.resolve_ansible_vars(&a.env).map_err(config_failure)?;
     if let Some(p) = &a.tfvars {
         write_private(p, &tf.to_json(Reveal::Yes))?;
-        eprintln!(
+        crate::errln!(
             "wrote tfvars for env '{}' on node '{}' ({} VM(s)) to {}",
             a.env,
             a.node,
@@ -446,11 +446,11 @@ fn resolve(a: &ResolveArgs, site_flag: Option<&Path>) -> Result<(), Failure> {
     }
     if let Some(p) = &a.ansible_vars {
         write_private(p, &ans.to_json())?;
-        eprintln!("wrote ansible vars for env '{}' to {}", a.env, p.display());
+        crate::errln!("wrote ansible vars for env '{}' to {}", a.env, p.display());
     }
     if a.tfvars.is_none() && a.ansible_vars.is_none() {
         // Redacted, so this is safe to paste into an issue or a log.
-        println!(
+        crate::outln!(
             "{{\n\"tfvars\": {},\n\"ansible_vars\": {}\n}}",
             tf.to_json(Reveal::No),
             ans.to_json()

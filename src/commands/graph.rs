@@ -38,6 +38,6 @@ pub fn run(args: &GraphArgs, site_flag: Option<&Path>) -> Result<(), Failure> {
         GraphFormat::Mermaid => render::graph::mermaid(&g),
         GraphFormat::Json => format!("{}\n", manifest.to_json()),
     };
-    print!("{out}");
+    crate::out!("{out}");
     Ok(())
 }

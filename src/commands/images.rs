@@ -49,7 +49,7 @@ pub fn download(args: &ImagesDownloadArgs, site_flag: Option<&Path>) -> Result<(
                 b.set_message(format!("{} part {}/{}", p.image, p.part, p.parts));
             }
             None if last_phase != Some(p.phase) => {
-                eprintln!("{}: {:?} (part {}/{})", p.image, p.phase, p.part, p.parts);
+                crate::errln!("{}: {:?} (part {}/{})", p.image, p.phase, p.part, p.parts);
             }
             None => {}
         }
@@ -62,12 +62,12 @@ pub fn download(args: &ImagesDownloadArgs, site_flag: Option<&Path>) -> Result<(
     if args.json_output {
         render::json::print(&outcome);
     } else if outcome.skipped {
-        println!(
+        crate::outln!(
             "{} is already there: nothing downloaded",
             outcome.path.display()
         );
     } else {
-        println!(
+        crate::outln!(
             "{} ({} bytes, {} part{}, release {}, {} checked)",
             outcome.path.display(),
             outcome.bytes,

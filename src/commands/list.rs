@@ -31,7 +31,7 @@ pub fn manifests(json: bool, site_flag: Option<&Path>) -> Result<(), Failure> {
         render::json::print(&entries);
         return Ok(());
     }
-    println!("site-config: {site}");
+    crate::outln!("site-config: {site}");
     let width = entries
         .iter()
         .map(|e| e.name.len())
@@ -44,7 +44,7 @@ pub fn manifests(json: bool, site_flag: Option<&Path>) -> Result<(), Failure> {
         } else {
             ""
         };
-        println!("  {:width$}  {}{note}", e.name, e.source);
+        crate::outln!("  {:width$}  {}{note}", e.name, e.source);
     }
     Ok(())
 }

@@ -123,14 +123,14 @@ pub fn run(args: &PreflightArgs, site_flag: Option<&Path>) -> Result<(), Failure
         render::json::print(&checks);
     } else {
         for c in &checks {
-            println!(
+            crate::outln!(
                 "{} {:12} {}",
                 if c.ok { "ok  " } else { "FAIL" },
                 c.name,
                 c.detail
             );
             if let Some(fix) = c.fix.as_ref().filter(|_| !c.ok) {
-                println!("     {:12} fix: {fix}", "");
+                crate::outln!("     {:12} fix: {fix}", "");
             }
         }
     }

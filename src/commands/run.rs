@@ -41,7 +41,7 @@ pub fn run(verb: Verb, args: &RunArgs, site_flag: Option<&Path>) -> Result<(), F
             let out = dry_run_output(&plan, &graph, started);
             render::json::print(&out);
         } else {
-            print!("{}", render::plan::text(&plan));
+            crate::out!("{}", render::plan::text(&plan));
         }
         return Ok(());
     }
@@ -92,9 +92,11 @@ fn confirm_destroy(plan: &Plan<'_>) -> Result<(), Failure> {
             plan.host
         )));
     }
-    eprint!(
+    crate::err!(
         "Destroy {} node(s) of '{}' on {}? [y/N] ",
-        plan.nodes, plan.manifest, plan.host
+        plan.nodes,
+        plan.manifest,
+        plan.host
     );
     let mut answer = String::new();
     let _ = stdin.read_line(&mut answer);

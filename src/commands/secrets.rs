@@ -91,11 +91,11 @@ fn write_out(a: &CryptArgs, text: &str) -> Result<(), Failure> {
             std::fs::rename(&tmp, p).map_err(|e| {
                 Failure::Run(Some(miette::miette!("cannot write {}: {e}", p.display())))
             })?;
-            eprintln!("wrote {}", p.display());
+            crate::errln!("wrote {}", p.display());
             Ok(())
         }
         None => {
-            print!("{text}");
+            crate::out!("{text}");
             Ok(())
         }
     }
@@ -222,19 +222,21 @@ fn check(file: Option<&Path>, json: bool, site_flag: Option<&Path>) -> Result<()
     if json {
         render::json::print(&out);
     } else {
-        println!("{}", out.file);
+        crate::outln!("{}", out.file);
         if out.encrypted {
-            println!("  SOPS (age), encrypted to: {}", out.recipients.join(", "));
-            println!(
+            crate::outln!("  SOPS (age), encrypted to: {}", out.recipients.join(", "));
+            crate::outln!(
                 "  opened with {}; MAC verified",
                 out.opened_with.as_deref().unwrap_or("?")
             );
         } else {
-            println!("  plain YAML (not encrypted): `driver secrets encrypt -i FILE` encrypts it");
+            crate::outln!(
+                "  plain YAML (not encrypted): `driver secrets encrypt -i FILE` encrypts it"
+            );
         }
-        println!("  {} value(s):", out.keys.len());
+        crate::outln!("  {} value(s):", out.keys.len());
         for k in &out.keys {
-            println!(
+            crate::outln!(
                 "    {}  ({}{})",
                 k.path,
                 k.kind,
@@ -243,12 +245,12 @@ fn check(file: Option<&Path>, json: bool, site_flag: Option<&Path>) -> Result<()
         }
         if out.missing.is_empty() {
             if needs_site {
-                println!("  everything the site-config refers to is present");
+                crate::outln!("  everything the site-config refers to is present");
             }
         } else {
-            println!("  missing:");
+            crate::outln!("  missing:");
             for m in &out.missing {
-                println!("    {m}");
+                crate::outln!("    {m}");
             }
         }
     }

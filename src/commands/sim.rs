@@ -123,31 +123,31 @@ pub fn run(cmd: &SimCommand) -> Result<(), Failure> {
             .state_dir()
             .map(|d| d.display().to_string())
             .unwrap_or_default();
-        println!("pvesim listening on {} (node {})", h.url(), h.node());
-        println!("  API:         {}", h.api_url());
-        println!("  fingerprint: {}", h.fingerprint());
+        crate::outln!("pvesim listening on {} (node {})", h.url(), h.node());
+        crate::outln!("  API:         {}", h.api_url());
+        crate::outln!("  fingerprint: {}", h.fingerprint());
         if let Some(f) = h.fingerprint_file() {
-            println!("               (also in {})", f.display());
+            crate::outln!("               (also in {})", f.display());
         }
         if let Some(f) = h.token_file() {
-            println!(
+            crate::outln!(
                 "  token:       {} (USER@REALM!ID=SECRET in {})",
                 h.token().full_id(),
                 f.display()
             );
         }
-        println!("  CA:          {dir}/pve-root-ca.pem");
-        println!("  state:       {dir}");
-        println!("  time scale:  {}", h.time_scale());
+        crate::outln!("  CA:          {dir}/pve-root-ca.pem");
+        crate::outln!("  state:       {dir}");
+        crate::outln!("  time scale:  {}", h.time_scale());
         let net = h.guest_net();
-        println!(
+        crate::outln!(
             "  guests:      {}.{}.0.0/16, SSH on port {} (folders in {})",
             net[0],
             net[1],
             h.guest_ssh_port(),
             h.guests_dir().display()
         );
-        println!("Ctrl-C stops it.");
+        crate::outln!("Ctrl-C stops it.");
     })
     .map_err(|e| match e {
         // Bad flags are usage errors (exit 2); anything else is a failed run (exit 1).

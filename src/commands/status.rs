@@ -27,9 +27,13 @@ pub fn run(args: &StatusArgs, site_flag: Option<&Path>) -> Result<(), Failure> {
         render::json::print(&st);
         return Ok(());
     }
-    println!(
+    crate::outln!(
         "'{}' on {}: last {} (run {}), updated {}",
-        st.manifest, st.host, st.verb, st.run_id, st.updated_at
+        st.manifest,
+        st.host,
+        st.verb,
+        st.run_id,
+        st.updated_at
     );
     let w = st
         .nodes
@@ -38,12 +42,16 @@ pub fn run(args: &StatusArgs, site_flag: Option<&Path>) -> Result<(), Failure> {
         .max()
         .unwrap_or(4)
         .max(4);
-    println!(
+    crate::outln!(
         "  {:w$}  {:9}  {:9}  {:15}  {:16}  error",
-        "node", "status", "vmid", "ip", "last action"
+        "node",
+        "status",
+        "vmid",
+        "ip",
+        "last action"
     );
     for n in &st.nodes {
-        println!(
+        crate::outln!(
             "  {:w$}  {:9}  {:9}  {:15}  {:16}  {}",
             n.name,
             n.status.as_str(),

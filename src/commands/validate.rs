@@ -89,12 +89,12 @@ pub fn run(args: &ValidateArgs, site_flag: Option<&Path>) -> Result<(), Failure>
                 // Planning is part of validity: what cannot be planned cannot run.
                 let plan = Plan::build(Verb::Create, &g, "(validate)");
                 if args.to_v2 {
-                    println!(
+                    crate::outln!(
                         "{}",
                         serde_json::to_string_pretty(&loaded.manifest).unwrap_or_default()
                     );
                 } else if !args.json_output {
-                    println!(
+                    crate::outln!(
                         "ok  {origin}: '{}', {} node{}, depth {}, {} delegated subtree{}",
                         loaded.manifest.name,
                         g.len(),
@@ -105,7 +105,7 @@ pub fn run(args: &ValidateArgs, site_flag: Option<&Path>) -> Result<(), Failure>
                     );
                 }
                 for w in &loaded.warnings {
-                    eprintln!("warning: {w}");
+                    crate::errln!("warning: {w}");
                 }
                 results.push(Checked {
                     origin,
@@ -146,7 +146,7 @@ pub fn run(args: &ValidateArgs, site_flag: Option<&Path>) -> Result<(), Failure>
         return Ok(());
     }
     for r in &reports {
-        eprintln!("{r:?}");
+        crate::errln!("{r:?}");
     }
     Err(Failure::Usage(None))
 }

@@ -22,3 +22,42 @@ pub fn out(text: &str) {
 pub fn err(text: &str) {
     let _ = std::io::stderr().lock().write_all(text.as_bytes());
 }
+
+/// `println!` through [`out`]: output to a reader that went away
+/// (`driver status | head`) ends quietly instead of panicking.
+#[macro_export]
+macro_rules! outln {
+    () => {
+        $crate::render::out("\n")
+    };
+    ($($t:tt)*) => {
+        $crate::render::out(&format!("{}\n", format_args!($($t)*)))
+    };
+}
+
+/// `print!` through [`out`].
+#[macro_export]
+macro_rules! out {
+    ($($t:tt)*) => {
+        $crate::render::out(&format!($($t)*))
+    };
+}
+
+/// `eprintln!` through [`err`].
+#[macro_export]
+macro_rules! errln {
+    () => {
+        $crate::render::err("\n")
+    };
+    ($($t:tt)*) => {
+        $crate::render::err(&format!("{}\n", format_args!($($t)*)))
+    };
+}
+
+/// `eprint!` through [`err`].
+#[macro_export]
+macro_rules! err {
+    ($($t:tt)*) => {
+        $crate::render::err(&format!($($t)*))
+    };
+}
