@@ -166,10 +166,23 @@ impl Nesting {
             dirs.join(" ")
         );
         conn.exec(&mkdir, SHORT).await?.check()?;
+        // The same version line and size: the same build (a rebuild of the
+        // same commit usually differs in size; a hash of a debug build
+        // would cost a second per run).
+        let size = std::fs::metadata(&self.binary)
+            .map_err(|e| fail(format!("cannot read {}: {e}", self.binary.display())))?
+            .len();
         let have = conn
-            .exec(&self.sh("./driver --version 2>/dev/null || true"), SHORT)
+            .exec(
+                &self.sh("./driver --version 2>/dev/null; wc -c < driver 2>/dev/null || true"),
+                SHORT,
+            )
             .await?;
-        if have.stdout.trim() != self.version.trim() {
+        let same = have.stdout.split_whitespace().eq(self
+            .version
+            .split_whitespace()
+            .chain([size.to_string().as_str()]));
+        if !same {
             guest.log("uploading driver");
             conn.upload_file(
                 &self.binary,
