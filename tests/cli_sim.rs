@@ -874,6 +874,54 @@ fn a_child_driver_lost_mid_delegation_then_resume() {
     resume_n3_deep_then_destroy(state.path());
 }
 
+/// Ctrl-C on the top driver mid-delegation reaches every level: each
+/// driver below gets Ctrl-C through its PTY and stops at a safe point of its
+/// own (rather than finishing its subtree first), every level's result comes
+/// back, and running create again resumes through both levels.
+#[test]
+fn a_stop_reaches_the_drivers_on_nested_pves() {
+    let state = tempfile::tempdir().unwrap();
+    let (child, _, leaf_guest) = n3_deep_create_mid_delegation(state.path());
+    let asked = Instant::now();
+    let sent = Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(sent.success());
+    let out = common::Run::from(child.wait_with_output().unwrap()).code(130);
+    // The innermost driver said it was stopping, relayed up two levels.
+    assert!(
+        out.stderr
+            .contains("root-pve/leaf-pve| stopping: interrupted"),
+        "{}",
+        out.stderr
+    );
+    let v = out.json();
+    assert_eq!(v["interrupted"], true, "{v}");
+    // Nodes a stopped child left are resumable, not failed, at every level.
+    for n in v["nodes"].as_array().unwrap() {
+        assert_ne!(n["status"], "failed", "{v}");
+    }
+    let edge = v["nodes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|n| n["name"] == "edge")
+        .unwrap()
+        .clone();
+    assert_ne!(edge["status"], "completed", "edge was stopped: {v}");
+    assert!(
+        pids_in(&leaf_guest, "subtree.json").is_empty(),
+        "the innermost driver ended with the run"
+    );
+    assert!(
+        asked.elapsed() < Duration::from_secs(60),
+        "stopping took {:?}",
+        asked.elapsed()
+    );
+    resume_n3_deep_then_destroy(state.path());
+}
+
 /// Running `create -M n3-deep` again after it stopped mid-delegation:
 /// root-pve's setup is kept, its driver picks up where it was, everything
 /// ends completed; then destroy leaves the simulator empty.

@@ -128,6 +128,7 @@ async fn pty_streams_lines_as_they_come() {
             StreamOptions {
                 pty: false,
                 stdin: b"from stdin\n".to_vec(),
+                interrupt: None,
             },
             T,
             move |s, l| g2.lock().expect("lock").push((s, l.to_string())),
@@ -151,6 +152,7 @@ async fn pty_streams_lines_as_they_come() {
             StreamOptions {
                 pty: true,
                 stdin: b"secret".to_vec(),
+                interrupt: None,
             },
             T,
             |_, _| {},
@@ -622,4 +624,38 @@ async fn wait_for_ssh_retries_auth_until_the_key_is_installed() {
         start.elapsed()
     );
     assert_eq!(c.exec("echo in", T).await.expect("exec").stdout, "in\n");
+}
+
+/// A command under a PTY is interrupted as by a user at the terminal: once
+/// the flag is set, Ctrl-C goes in and the command gets SIGINT.
+#[tokio::test]
+async fn a_pty_command_gets_ctrl_c_when_asked_to_stop() {
+    let sshd = Sshd::start();
+    let c = ssh::connect(&sshd.target()).await.expect("connect");
+    let flag = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let (f2, lines) = (flag.clone(), Arc::new(Mutex::new(Vec::<String>::new())));
+    let l2 = lines.clone();
+    let started = Instant::now();
+    let status = c
+        .exec_streaming(
+            "trap 'echo got-int; exit 7' INT; echo ready; sleep 30 & wait",
+            StreamOptions::pty().interrupt_on(flag.clone()),
+            T,
+            move |_, l| {
+                if l.trim() == "ready" {
+                    f2.store(true, std::sync::atomic::Ordering::SeqCst);
+                }
+                l2.lock().expect("lock").push(l.trim().to_string());
+            },
+        )
+        .await
+        .expect("streaming");
+    let lines = lines.lock().expect("lock").clone();
+    assert_eq!(status.code, Some(7), "{lines:?}");
+    // The terminal echoes the ^C itself before the command's answer.
+    assert!(lines.iter().any(|l| l.ends_with("got-int")), "{lines:?}");
+    assert!(
+        started.elapsed() < Duration::from_secs(20),
+        "not interrupted"
+    );
 }

@@ -16,6 +16,8 @@ use crate::output::NodeOutput;
 #[derive(Clone, Debug, PartialEq)]
 pub struct ChildResult {
     pub success: bool,
+    /// The child stopped when asked to (its run can be resumed).
+    pub interrupted: bool,
     pub nodes: Vec<NodeOutput>,
     pub context: BTreeMap<String, serde_json::Value>,
     pub error: Option<String>,
@@ -27,6 +29,8 @@ pub enum DelegationError {
     NoResult { node: String, tail: Vec<String> },
     #[error("{node}/{message}")]
     Failed { node: String, message: String },
+    #[error("the driver on {node} stopped ({reason})")]
+    Stopped { node: String, reason: String },
 }
 
 fn tail_text(tail: &[String]) -> String {
@@ -62,7 +66,9 @@ impl ChildStream {
 
     /// Takes one line of the child's output; returns what to relay.
     pub fn feed(&mut self, raw: &str) -> Option<Event> {
-        let line = raw.trim_end_matches(['\r', '\n']);
+        // A terminal echoes a Ctrl-C sent to stop the child as `^C`, in
+        // front of whatever it prints next.
+        let line = raw.trim_end_matches(['\r', '\n']).trim_start_matches("^C");
         if line.trim().is_empty() {
             return None;
         }
@@ -160,6 +166,10 @@ impl ChildStream {
                 None,
             )),
             Some(r) if r.success => Ok(r),
+            Some(r) if r.interrupted => {
+                let reason = r.error.clone().unwrap_or_else(|| "interrupted".into());
+                Err((DelegationError::Stopped { node, reason }, Some(r)))
+            }
             Some(r) => {
                 let message = r.error.clone().unwrap_or_else(|| "failed".into());
                 Err((DelegationError::Failed { node, message }, Some(r)))
@@ -176,6 +186,10 @@ fn parse_result(v: &serde_json::Value) -> Option<ChildResult> {
         .unwrap_or_default();
     Some(ChildResult {
         success: v.get("success")?.as_bool()?,
+        interrupted: v
+            .get("interrupted")
+            .and_then(serde_json::Value::as_bool)
+            .unwrap_or(false),
         nodes,
         context,
         error: v.get("error").and_then(|e| e.as_str()).map(str::to_string),
@@ -213,7 +227,8 @@ mod tests {
             s.feed(r#"{"event":"run_finished","success":true,"seconds":3.2}"#),
             None
         );
-        assert_eq!(s.feed(RESULT_OK), None);
+        // After a Ctrl-C into the child's terminal, its echo comes first.
+        assert_eq!(s.feed(&format!("^C{RESULT_OK}\r\n")), None);
         let r = s.finish().unwrap();
         assert_eq!(r.nodes[0].vm_id, Some(99031));
         assert_eq!(r.context["edge_ip"], "127.77.1.2");

@@ -55,6 +55,8 @@ pub struct RunOutput<'m> {
     /// `{name}_ip`, `{name}_vm_id`, ...
     pub context: BTreeMap<String, serde_json::Value>,
     pub error: Option<String>,
+    /// Stopped when asked to (a signal, the time limit), so resumable.
+    pub interrupted: bool,
     pub manifest: Option<String>,
     pub host: String,
     pub dry_run: bool,
@@ -117,6 +119,7 @@ impl RunOutput<'static> {
                 .collect(),
             context: r.context.clone(),
             error: r.error.clone(),
+            interrupted: r.interrupted,
             manifest: Some(manifest.to_string()),
             host: host.to_string(),
             dry_run: false,

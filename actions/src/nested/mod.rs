@@ -22,7 +22,7 @@ use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use engine::delegation::ChildStream;
+use engine::delegation::{ChildStream, DelegationError};
 use engine::executor::{ActionCall, ActionError, ActionOutput};
 use engine::manifest::Manifest;
 use engine::plan::PhaseKind;
@@ -335,12 +335,18 @@ impl Nesting {
         let stream = Arc::new(Mutex::new(ChildStream::new(call.node.name.clone())));
         let (s, facts) = (stream.clone(), call.facts.clone());
         let status = conn
-            .exec_streaming(&cmd, StreamOptions::pty(), call.timeout, move |_, line| {
-                let relayed = s.lock().map(|mut st| st.feed(line)).unwrap_or(None);
-                if let Some(e) = relayed {
-                    facts.relay(e);
-                }
-            })
+            .exec_streaming(
+                &cmd,
+                // When this run stops, so does the child (Ctrl-C into its PTY).
+                StreamOptions::pty().interrupt_on(call.facts.stopping()),
+                call.timeout,
+                move |_, line| {
+                    let relayed = s.lock().map(|mut st| st.feed(line)).unwrap_or(None);
+                    if let Some(e) = relayed {
+                        facts.relay(e);
+                    }
+                },
+            )
             .await
             .map_err(|e| match e {
                 SshError::ConnectionLost { target, .. } => fail(format!(
@@ -361,6 +367,9 @@ impl Nesting {
                 nodes: r.nodes,
                 ..ActionOutput::default()
             }),
+            Err((e @ DelegationError::Stopped { .. }, Some(partial))) => {
+                Err(ActionError::stopped(e.to_string(), partial.nodes))
+            }
             // The child's own error names the failed node's path.
             Err((e, Some(partial))) => Err(ActionError::from_child(e.to_string(), partial.nodes)),
             Err((e, None)) => Err(fail(match status.code {

@@ -5,6 +5,7 @@ use std::fmt;
 use std::io::{self, Read, Write};
 use std::os::fd::{AsRawFd, RawFd};
 use std::path::Path;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use serde::Serialize;
@@ -116,6 +117,7 @@ pub(crate) fn run(
     command: &str,
     stdin: &[u8],
     pty: bool,
+    interrupt: Option<&AtomicBool>,
     deadline: Instant,
     sink: &mut dyn FnMut(OutputStream, &[u8]),
 ) -> Result<ExitStatus, SshError> {
@@ -156,7 +158,17 @@ pub(crate) fn run(
 
     sess.set_blocking(false);
     let result = pump(
-        sess, fd, &mut ch, target, stdin, pty, deadline, started, sink,
+        sess,
+        fd,
+        &mut ch,
+        target,
+        stdin,
+        pty,
+        // Without a terminal there is no one to type Ctrl-C to.
+        interrupt.filter(|_| pty),
+        deadline,
+        started,
+        sink,
     );
     sess.set_blocking(true);
     match result {
@@ -197,6 +209,7 @@ fn pump(
     target: &str,
     stdin: &[u8],
     pty: bool,
+    interrupt: Option<&AtomicBool>,
     deadline: Instant,
     started: Instant,
     sink: &mut dyn FnMut(OutputStream, &[u8]),
@@ -205,6 +218,7 @@ fn pump(
     let mut written = 0usize;
     // A PTY has no half-close: never send EOF there (stdin is refused too).
     let mut eof_sent = pty;
+    let mut interrupted = false;
     let io_err = |op: &'static str, e: io::Error| SshError::Channel {
         op,
         target: target.to_string(),
@@ -221,6 +235,19 @@ fn pump(
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
                 // The command stopped reading (e.g. exited): stop feeding.
                 Err(_) => written = stdin.len(),
+            }
+        }
+        if let (Some(flag), false) = (interrupt, interrupted) {
+            if flag.load(Ordering::SeqCst) {
+                // ETX: the terminal's interrupt character.
+                match ch.write(b"\x03") {
+                    Ok(_) => {
+                        interrupted = true;
+                        progress = true;
+                    }
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+                    Err(_) => interrupted = true,
+                }
             }
         }
         if written >= stdin.len() && !eof_sent {

@@ -23,6 +23,7 @@ use std::fmt;
 use std::net::{TcpStream, ToSocketAddrs};
 use std::os::fd::{AsRawFd, OwnedFd};
 use std::path::{Path, PathBuf};
+use std::sync::atomic::AtomicBool;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -439,6 +440,7 @@ impl Connection {
                 &cmd,
                 &stdin,
                 false,
+                None,
                 Instant::now() + timeout,
                 &mut |s, b| match s {
                     OutputStream::Stdout => out.extend_from_slice(b),
@@ -487,6 +489,7 @@ impl Connection {
                 &cmd,
                 &opts.stdin,
                 opts.pty,
+                opts.interrupt.as_deref(),
                 Instant::now() + timeout,
                 &mut |s, b| lines.push(s, b),
             );
@@ -564,6 +567,9 @@ impl Connection {
 pub struct StreamOptions {
     pub pty: bool,
     pub stdin: Vec<u8>,
+    /// With a PTY: once this is set, Ctrl-C is typed into the terminal, so
+    /// the command gets SIGINT as from a user at it.
+    pub interrupt: Option<Arc<AtomicBool>>,
 }
 
 impl StreamOptions {
@@ -571,7 +577,14 @@ impl StreamOptions {
         StreamOptions {
             pty: true,
             stdin: Vec::new(),
+            interrupt: None,
         }
+    }
+
+    /// Ctrl-C into the PTY once `flag` is set.
+    pub fn interrupt_on(mut self, flag: Arc<AtomicBool>) -> Self {
+        self.interrupt = Some(flag);
+        self
     }
 }
 

@@ -119,9 +119,18 @@ pub struct Facts {
     node: usize,
     name: String,
     events: Option<EventSink>,
+    stopping: Arc<AtomicBool>,
 }
 
 impl Facts {
+    /// Set once this run starts nothing new (a signal, `on_error` stop or
+    /// rollback, the time limit). An action that is a whole run of its own
+    /// (a delegation) passes it on, so that run stops at a safe point too
+    /// rather than finishing its subtree.
+    pub fn stopping(&self) -> Arc<AtomicBool> {
+        self.stopping.clone()
+    }
+
     pub async fn vm_id(&self, id: u32) -> Result<(), ActionError> {
         self.state
             .update(self.node, |n| n.vm_id = Some(id))
@@ -180,6 +189,9 @@ pub struct ActionError {
     pub message: String,
     /// What a child driver reported about its nodes before it failed.
     pub nodes: Vec<crate::output::NodeOutput>,
+    /// The action stopped at a safe point because the run is stopping (a
+    /// child driver told to stop): the node is left resumable, not failed.
+    pub stopped: bool,
 }
 
 impl ActionError {
@@ -187,6 +199,7 @@ impl ActionError {
         ActionError {
             message: message.into(),
             nodes: Vec::new(),
+            stopped: false,
         }
     }
 
@@ -196,6 +209,16 @@ impl ActionError {
         ActionError {
             message: message.into(),
             nodes,
+            stopped: false,
+        }
+    }
+
+    /// A child driver that stopped when asked to, with what it reported.
+    pub fn stopped(message: impl Into<String>, nodes: Vec<crate::output::NodeOutput>) -> Self {
+        ActionError {
+            message: message.into(),
+            nodes,
+            stopped: true,
         }
     }
 
@@ -1015,6 +1038,7 @@ async fn run_actions<R: NodeRunner>(
                 node: job.node,
                 name: job.spec.name.clone(),
                 events: ctx.events.clone(),
+                stopping: ctx.stop.clone(),
             },
         };
         let started = Instant::now();
@@ -1085,6 +1109,8 @@ async fn run_actions<R: NodeRunner>(
                     ip: out.ip,
                 };
             }
+            // Only a stop this run asked for leaves the node resumable.
+            Err(e) if e.stopped && ctx.stop.load(Ordering::SeqCst) => return StepEnd::Interrupted,
             Err(e)
                 if action == Action::Delegate
                     && e.message.starts_with(&format!("{}/", job.spec.name)) =>

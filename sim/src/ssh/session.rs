@@ -288,9 +288,17 @@ impl russh::server::Handler for Session {
         data: &[u8],
         _session: &mut RusshSession,
     ) -> Result<(), Self::Error> {
+        let Some(c) = self.channels.get(&channel) else {
+            return Ok(());
+        };
+        // A terminal's line discipline turns ^C into SIGINT for the
+        // command's process group (`ssh -t host cmd`, then Ctrl-C).
+        if c.pty_term.is_some() && data.contains(&0x03) {
+            procs::signal_group(c.pgid.load(Ordering::SeqCst), libc::SIGINT);
+        }
         // Queued rather than written here: a command that does not read its stdin must not
         // stall the connection (and with it, its own output).
-        if let Some(tx) = self.channels.get(&channel).and_then(|c| c.stdin.as_ref()) {
+        if let Some(tx) = c.stdin.as_ref() {
             let _ = tx.send(Bytes::copy_from_slice(data));
         }
         Ok(())
