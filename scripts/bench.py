@@ -31,9 +31,15 @@ def parse(argv):
     return runs, cmds
 
 
-def once(cmd):
+def once(cmd, env=None, on_line=None, stderr=subprocess.DEVNULL):
+    """Runs cmd once: (wall seconds, peak RSS MiB); exits if it fails. With on_line,
+    stdout is read as it comes and each line given as on_line(seconds since start, line)."""
     start = time.perf_counter()
-    p = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    out = subprocess.PIPE if on_line else subprocess.DEVNULL
+    p = subprocess.Popen(cmd, stdout=out, stderr=stderr, env=env, text=True)
+    if on_line:
+        for line in p.stdout:
+            on_line(time.perf_counter() - start, line.rstrip("\n"))
     _, status, ru = os.wait4(p.pid, 0)
     wall = time.perf_counter() - start
     if os.waitstatus_to_exitcode(status) != 0:

@@ -490,6 +490,45 @@ fn processes_under(dir: &Path) -> Vec<String> {
         .collect()
 }
 
+/// `--parallelism 1` is passed on to the nested drivers: the whole tree, relayed
+/// steps included, is built one step at a time (a child at its default of 8
+/// would start all its 10 VMs at once).
+#[test]
+fn parallelism_is_passed_on_to_nested_drivers() {
+    let state = tempfile::tempdir().unwrap();
+    let run = |verb: &str, args: &[&str]| {
+        common::Run::from(
+            sim_driver(state.path())
+                .args([verb, "-M", "n2-wide", "-H", "sim"])
+                .args(args)
+                .output()
+                .unwrap(),
+        )
+    };
+    let out = run("create", &["--events", "--parallelism", "1"]).ok();
+    let (mut running, mut most, mut relayed) = (Vec::<String>::new(), 0, 0);
+    for line in out.stdout.lines() {
+        let v: Value = serde_json::from_str(line).unwrap();
+        let node = v["node"].as_str().unwrap_or_default();
+        if !node.contains('/') {
+            continue;
+        }
+        match v["event"].as_str() {
+            Some("step_started") => {
+                relayed += 1;
+                running.push(node.to_string());
+                most = most.max(running.len());
+            }
+            Some("step_finished") => running.retain(|n| n != node),
+            _ => {}
+        }
+    }
+    assert_eq!(relayed, 20, "{}", out.stdout);
+    assert_eq!(most, 1, "{}", out.stdout);
+    run("destroy", &["--yes"]).ok();
+    assert!(sim_guests(&state.path().join("pvesim-sim")).is_empty());
+}
+
 /// A leaf three levels down never gets an IP: the failure comes back with its
 /// full path under every on_error policy, and nothing is left behind.
 #[test]

@@ -114,6 +114,8 @@ impl PveGuest {
             ssh_key: key,
             timeout_buffer: 60,
             action_timeouts: Vec::new(),
+            parallelism: None,
+            clones_per_host: None,
             host: NestedHost::Installed(InstalledPve {
                 dir: self.path("var/lib/driver").display().to_string(),
                 image_dir: self.path("iso").display().to_string(),

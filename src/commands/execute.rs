@@ -53,7 +53,11 @@ pub fn execute(
             secrets.as_ref(),
             &loaded.manifest,
             &state_dir,
-            &args.action_timeouts,
+            &target::PassedOn {
+                action_timeouts: args.action_timeouts.clone(),
+                parallelism: Some(args.parallelism.max(1)),
+                clones_per_host: Some(args.clones_per_host.max(1)),
+            },
         )
         .await?;
         let outcome = match args.skip_preflight {

@@ -68,7 +68,7 @@ pub fn run(args: &PreflightArgs, site_flag: Option<&Path>) -> Result<(), Failure
             nodes: Vec::new(),
         };
         let m = manifest.as_ref().unwrap_or(&empty);
-        let t = target::connect(&site, host, secrets.as_ref(), m, &state_dir, &[]).await?;
+        let t = target::connect(&site, host, secrets.as_ref(), m, &state_dir, &Default::default()).await?;
         let mut out = target::preflight(&t).await;
         if m.pattern == Pattern::Tiered {
             out.push(if simulated {

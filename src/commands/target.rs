@@ -95,6 +95,14 @@ fn sim_env<T: serde::de::DeserializeOwned>(var: &str) -> Result<Option<T>, Failu
     }
 }
 
+/// What this driver's command line passes on to the drivers of nested PVEs.
+#[derive(Clone, Debug, Default)]
+pub struct PassedOn {
+    pub action_timeouts: Vec<(engine::plan::Action, u64)>,
+    pub parallelism: Option<usize>,
+    pub clones_per_host: Option<usize>,
+}
+
 /// Connects to the host (starting the simulator for a simulated one).
 pub async fn connect(
     site: &SiteConfig,
@@ -102,7 +110,7 @@ pub async fn connect(
     secrets: Option<&SiteSecrets>,
     manifest: &Manifest,
     state_dir: &Path,
-    action_timeouts: &[(engine::plan::Action, u64)],
+    passed_on: &PassedOn,
 ) -> Result<Target, Failure> {
     let scale: f64 = sim_env("PVESIM_TIME_SCALE")?.unwrap_or(0.0);
     // The host's node file, read once: TLS trust, simulator settings, clones.
@@ -215,7 +223,9 @@ pub async fn connect(
         site_files: child_site_files(site)?,
         ssh_key: key_path,
         timeout_buffer: manifest.settings.timeout_buffer,
-        action_timeouts: action_timeouts.to_vec(),
+        action_timeouts: passed_on.action_timeouts.clone(),
+        parallelism: passed_on.parallelism,
+        clones_per_host: passed_on.clones_per_host,
         host: nested_host,
     });
     Ok(Target {

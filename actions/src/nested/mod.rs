@@ -47,6 +47,11 @@ pub struct Nesting {
     pub timeout_buffer: u64,
     /// `--action-timeout` values given to this driver, passed on to children.
     pub action_timeouts: Vec<(engine::plan::Action, u64)>,
+    /// `--parallelism` and `--clones-per-host` given to this driver, passed on to
+    /// children (so `--parallelism 1` runs the whole tree one step at a time).
+    /// `None`: the child's defaults.
+    pub parallelism: Option<usize>,
+    pub clones_per_host: Option<usize>,
     /// How a guest becomes a PVE host here.
     pub host: NestedHost,
 }
@@ -319,11 +324,17 @@ impl Nesting {
             .as_secs()
             .saturating_sub(self.timeout_buffer)
             .max(60);
-        let extra: String = self
+        let mut extra: String = self
             .action_timeouts
             .iter()
             .map(|(a, s)| format!(" --action-timeout {}={s}", a.name()))
             .collect();
+        if let Some(n) = self.parallelism {
+            extra.push_str(&format!(" --parallelism {n}"));
+        }
+        if let Some(n) = self.clones_per_host {
+            extra.push_str(&format!(" --clones-per-host {n}"));
+        }
         // A driver still stopping there (its parent's connection was lost)
         // holds the state: the new one waits for it, within the same budget.
         let cmd = self.sh(&format!(
