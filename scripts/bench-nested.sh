@@ -17,6 +17,7 @@ runs="${1:-3}"
 cargo build --release --quiet
 bin="$PWD/target/release/driver"
 export PVESIM_TIME_SCALE="${PVESIM_TIME_SCALE:-1}"
+unset PVESIM_FAULTS
 out=bench-out/nested
 rm -rf "$out"
 mkdir -p "$out"

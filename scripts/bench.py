@@ -31,9 +31,10 @@ def parse(argv):
     return runs, cmds
 
 
-def once(cmd, env=None, on_line=None, stderr=subprocess.DEVNULL):
-    """Runs cmd once: (wall seconds, peak RSS MiB); exits if it fails. With on_line,
-    stdout is read as it comes and each line given as on_line(seconds since start, line)."""
+def once(cmd, env=None, on_line=None, stderr=subprocess.DEVNULL, check=True):
+    """Runs cmd once: (wall seconds, peak RSS MiB); exits if it fails (unless not check).
+    With on_line, stdout is read as it comes and each line given as
+    on_line(seconds since start, line)."""
     start = time.perf_counter()
     out = subprocess.PIPE if on_line else subprocess.DEVNULL
     p = subprocess.Popen(cmd, stdout=out, stderr=stderr, env=env, text=True)
@@ -42,7 +43,7 @@ def once(cmd, env=None, on_line=None, stderr=subprocess.DEVNULL):
             on_line(time.perf_counter() - start, line.rstrip("\n"))
     _, status, ru = os.wait4(p.pid, 0)
     wall = time.perf_counter() - start
-    if os.waitstatus_to_exitcode(status) != 0:
+    if check and os.waitstatus_to_exitcode(status) != 0:
         sys.exit(f"command failed ({status}): {' '.join(cmd)}")
     return wall, ru.ru_maxrss / 1024.0
 
