@@ -111,6 +111,7 @@ pub(crate) fn poll(fds: &mut [(RawFd, libc::c_short)], timeout: Duration) {
 }
 
 /// Runs one command; every piece of output goes to `sink` as it arrives.
+#[allow(clippy::too_many_arguments)] // the one place a command runs; its callers name each
 pub(crate) fn run(
     inner: &mut Inner,
     target: &str,

@@ -39,7 +39,7 @@ const FAULT_POLL: Duration = Duration::from_millis(200);
 /// How long processes get between SIGTERM and SIGKILL on a shutdown.
 const TERM_GRACE: Duration = Duration::from_secs(2);
 /// Other addresses tried when a guest's own one is in use on this machine.
-const REPICKS: usize = 8;
+const REPICKS: usize = 16;
 const BACKLOG: u32 = 128;
 
 /// Why a guest's SSH server could not start (the start task fails with this).
@@ -299,7 +299,7 @@ impl GuestSsh {
     }
 
     /// Binds the guest's address, or when another process on this machine already holds it
-    /// (another simulator's guest), the next free address of the guest net (the guest's
+    /// (another simulator's guest), another free address of the guest net (the guest's
     /// "DHCP" lease changes, as its agent then reports).
     fn bind_guest(
         &self,
@@ -319,7 +319,13 @@ impl GuestSsh {
                 }
                 Err(e) if e.kind() == std::io::ErrorKind::AddrInUse && attempt < REPICKS => {
                     tried.insert(ip);
-                    match crate::net::allocate(self.net, vmid, &tried) {
+                    // Another simulator with the same guest net holds the same
+                    // vmids' addresses in a row: jump elsewhere in the net (a
+                    // spot of this process's own), not to the next one.
+                    let spot = (vmid ^ std::process::id())
+                        .wrapping_mul(0x9E37_79B1)
+                        .wrapping_add(attempt as u32 * 0x01F3_5A7D);
+                    match crate::net::allocate(self.net, spot, &tried) {
                         Some(next) => ip = next,
                         None => return Err(BootError::Bind { addr, source: e }),
                     }
