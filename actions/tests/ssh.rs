@@ -659,3 +659,23 @@ async fn a_pty_command_gets_ctrl_c_when_asked_to_stop() {
         "not interrupted"
     );
 }
+
+/// A server that does not take our key (a stranger holding the address
+/// while the guest boots) is not recorded by accept-new: the guest that
+/// answers later with our key is accepted, not refused as "changed".
+#[tokio::test]
+async fn accept_new_records_nothing_for_a_server_that_refuses_us() {
+    let stranger = Sshd::start_with(SshdOptions {
+        authorized_key: Some("ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIHc5Hu0D1jY0ucKLmRmpuaR8ucLp1wXBQ+hHl7RQ1ZxS other\n".into()),
+        ..SshdOptions::default()
+    });
+    let dir = tempfile::tempdir().expect("tempdir");
+    let kh = dir.path().join("known_hosts");
+    let mut t = stranger
+        .target()
+        .host_keys(HostKeyCheck::accept_new(Some(kh.clone())));
+    t.auth = SshAuth::key_file(&stranger.client_key);
+    let e = ssh::connect(&t).await.expect_err("our key is refused");
+    assert!(matches!(e, SshError::Auth { .. }), "{e:?}");
+    assert!(!kh.exists(), "the stranger's key was recorded");
+}

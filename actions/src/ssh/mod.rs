@@ -666,6 +666,10 @@ fn connect_blocking(t: &SshTarget) -> Result<Connection, SshError> {
         })?;
     let verdict = lookup.verify(t.host_keys.policy, &offered)?;
     let accepted_new = verdict == known_hosts::Verdict::New;
+    authenticate(&sess, t)?;
+    // A new key is recorded only once the server took our key: a stranger
+    // that holds the address for a while (a guest still booting, a lease
+    // handed over) is never pinned in the guest's place.
     if accepted_new {
         info!(
             host = %known_hosts::known_hosts_name(&t.host, t.port),
@@ -676,7 +680,6 @@ fn connect_blocking(t: &SshTarget) -> Result<Connection, SshError> {
             known_hosts::record(path, &t.host, t.port, &offered)?;
         }
     }
-    authenticate(&sess, t)?;
     debug!(target = %label, "SSH connected");
     hops.push(HopKey {
         host: t.host.clone(),
