@@ -95,6 +95,18 @@ impl SimRun {
         common::Run::from(self.cmd(verb, extra).stdin(Stdio::null()).output().unwrap())
     }
 
+    /// `create` in the background, quiet, with realistic durations (a full
+    /// clone takes seconds: long enough to act on it mid-way).
+    fn spawn_slow_create(&self) -> std::process::Child {
+        self.cmd("create", &[])
+            .env("PVESIM_TIME_SCALE", "0.5")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap()
+    }
+
     /// Non-template guests in the simulator's saved state: (vmid, name).
     fn sim_guests(&self) -> Vec<(u64, String)> {
         sim_guests(&self.state.path().join("pvesim-sim"))
@@ -200,14 +212,7 @@ fn a_failed_clone_is_reported_in_pves_words_with_the_task_log() {
 fn sigkill_mid_clone_then_resume_and_destroy_leave_nothing_behind() {
     let r = SimRun::new(API_ONLY);
     // Realistic durations: a full clone takes seconds, long enough to kill it mid-way.
-    let mut child = r
-        .cmd("create", &[])
-        .env("PVESIM_TIME_SCALE", "0.5")
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
+    let mut child = r.spawn_slow_create();
     let journal = r.state.path().join("api-only@sim.journal");
     let deadline = Instant::now() + Duration::from_secs(20);
     // Wait until the state says a clone is in flight for edge (vmid recorded).
@@ -773,14 +778,7 @@ fn sighup_with_the_terminal_gone_stops_at_a_safe_point() {
 #[test]
 fn a_run_with_lock_wait_waits_for_the_previous_one() {
     let r = SimRun::new(API_ONLY);
-    let mut first = r
-        .cmd("create", &[])
-        .env("PVESIM_TIME_SCALE", "0.5")
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
+    let mut first = r.spawn_slow_create();
     wait_for_journal(
         &r.state.path().join("api-only@sim.journal"),
         "edge's provision",
