@@ -35,6 +35,11 @@ fn sim_driver(state: &Path) -> Command {
     c
 }
 
+/// Runs `driver ARGS` on the built-in site-config with its state in `state`.
+fn sim_run(state: &Path, args: &[&str]) -> common::Run {
+    common::Run::from(sim_driver(state).args(args).output().unwrap())
+}
+
 /// The built-in example site-config copied to `dir/site-config`, with
 /// `defaults_extra` (indented YAML) appended to site.yaml's `defaults`.
 fn site_copy(dir: &Path, defaults_extra: &str) -> std::path::PathBuf {
@@ -311,11 +316,9 @@ fn copy_dir(from: &Path, to: &Path) {
 #[test]
 fn preflight_alone_checks_the_simulated_host() {
     let state = tempfile::tempdir().unwrap();
-    let out = common::Run::from(
-        sim_driver(state.path())
-            .args(["preflight", "-H", "sim", "-M", "n2-quick", "--json-output"])
-            .output()
-            .unwrap(),
+    let out = sim_run(
+        state.path(),
+        &["preflight", "-H", "sim", "-M", "n2-quick", "--json-output"],
     )
     .ok();
     let checks = out.json();
@@ -604,11 +607,9 @@ fn deep_leaf_without_ip_under_each_on_error_policy() {
 fn wide_manifest_twice_in_a_row() {
     let state = tempfile::tempdir().unwrap();
     for _ in 0..2 {
-        let out = common::Run::from(
-            sim_driver(state.path())
-                .args(["test", "-M", "wide-50", "-H", "sim", "--json-output"])
-                .output()
-                .unwrap(),
+        let out = sim_run(
+            state.path(),
+            &["test", "-M", "wide-50", "-H", "sim", "--json-output"],
         )
         .ok();
         assert_eq!(out.json()["nodes"].as_array().unwrap().len(), 50);
@@ -723,25 +724,13 @@ fn resume_after_a_stop_mid_clone(state: &Path) {
         serde_json::json!(["provision"]),
         "the clone in flight finished: {st}"
     );
-    let again = common::Run::from(
-        sim_driver(state)
-            .args(["create", "-M", "n1-basic", "-H", "sim"])
-            .output()
-            .unwrap(),
-    )
-    .ok();
+    let again = sim_run(state, &["create", "-M", "n1-basic", "-H", "sim"]).ok();
     assert!(
         !again.stderr.contains("edge: provision ..."),
         "provision is not redone: {}",
         again.stderr
     );
-    common::Run::from(
-        sim_driver(state)
-            .args(["destroy", "-M", "n1-basic", "-H", "sim", "--yes"])
-            .output()
-            .unwrap(),
-    )
-    .ok();
+    sim_run(state, &["destroy", "-M", "n1-basic", "-H", "sim", "--yes"]).ok();
     assert!(sim_guests(&state.join("pvesim-sim")).is_empty());
 }
 
@@ -963,11 +952,9 @@ fn a_stop_reaches_the_drivers_on_nested_pves() {
 /// root-pve's setup is kept, its driver picks up where it was, everything
 /// ends completed; then destroy leaves the simulator empty.
 fn resume_n3_deep_then_destroy(state: &Path) {
-    let again = common::Run::from(
-        sim_driver(state)
-            .args(["create", "-M", "n3-deep", "-H", "sim", "--json-output"])
-            .output()
-            .unwrap(),
+    let again = sim_run(
+        state,
+        &["create", "-M", "n3-deep", "-H", "sim", "--json-output"],
     )
     .ok();
     let v = again.json();
@@ -979,13 +966,7 @@ fn resume_n3_deep_then_destroy(state: &Path) {
         "root-pve is not re-provisioned: {}",
         again.stderr
     );
-    common::Run::from(
-        sim_driver(state)
-            .args(["destroy", "-M", "n3-deep", "-H", "sim", "--yes"])
-            .output()
-            .unwrap(),
-    )
-    .ok();
+    sim_run(state, &["destroy", "-M", "n3-deep", "-H", "sim", "--yes"]).ok();
     assert!(sim_guests(&state.join("pvesim-sim")).is_empty());
 }
 
@@ -1005,11 +986,9 @@ fn lost_ssh_connection_to_a_nested_pve_mid_delegation_then_resume() {
     );
     let state = tempfile::tempdir().unwrap();
     let status = || {
-        common::Run::from(
-            sim_driver(state.path())
-                .args(["status", "-M", "n3-deep", "-H", "sim", "--json-output"])
-                .output()
-                .unwrap(),
+        sim_run(
+            state.path(),
+            &["status", "-M", "n3-deep", "-H", "sim", "--json-output"],
         )
         .ok()
         .json()
