@@ -73,6 +73,11 @@ pub enum Command {
         #[command(subcommand)]
         what: crate::commands::secrets::SecretsCmd,
     },
+    /// Run state: rebuild a lost or damaged state from the guests' ownership markers.
+    State {
+        #[command(subcommand)]
+        what: StateCmd,
+    },
     /// The Proxmox VE simulator (pvesim).
     Sim {
         #[command(subcommand)]
@@ -247,6 +252,36 @@ pub struct PreflightArgs {
     #[arg(long, value_name = "PATH")]
     pub state_dir: Option<PathBuf>,
     /// Print the checks as JSON.
+    #[arg(long)]
+    pub json_output: bool,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum StateCmd {
+    /// Make the state of a manifest on a host anew from the host: every guest driver creates
+    /// carries a marker naming its manifest, host, node and state, so a deleted, emptied or
+    /// damaged state can be rebuilt from them. What was there is moved aside, not deleted.
+    #[command(
+        after_help = "Example:\n  driver state rebuild -M n2-quick -H father\n  \
+driver create -M n2-quick -H father      # then finish the run (or destroy it)"
+    )]
+    Rebuild(StateRebuildArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct StateRebuildArgs {
+    #[command(flatten)]
+    pub manifest: ManifestArgs,
+    /// The PVE host the manifest was run on.
+    #[arg(short = 'H', long, value_name = "HOST")]
+    pub host: String,
+    /// Which state to take over when the host has guests of several (the error lists them).
+    #[arg(long, value_name = "ID")]
+    pub state_id: Option<String>,
+    /// Where run state is kept (as for create).
+    #[arg(long, value_name = "PATH")]
+    pub state_dir: Option<PathBuf>,
+    /// Print the rebuilt state as JSON.
     #[arg(long)]
     pub json_output: bool,
 }

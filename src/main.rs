@@ -31,6 +31,7 @@ fn main() -> ExitCode {
         } => commands::list::manifests(*json_output, site),
         Command::Config { what } => commands::config::run(what, site),
         Command::Secrets { what } => commands::secrets::run(what, site),
+        Command::State { what } => commands::state::run(what, site),
         Command::Sim { what } => commands::sim::run(what),
     };
     match result {

@@ -7,11 +7,13 @@ use std::sync::Arc;
 
 use engine::executor::{ActionCall, ActionError, ActionOutput, NodeRunner};
 use engine::manifest::{NodeKind, NodeSpec};
+use engine::ownership::{self, Claim, MarkedGuest, Marker, Owner, Seen};
 use engine::plan::Action;
+use serde_json::Value;
 
 use crate::ansible;
 use crate::nested::{self, Nesting};
-use crate::pve::{Guest, GuestKind, PveClient, PveError};
+use crate::pve::{GuestKind, PveClient, PveError};
 use crate::ssh::{self, HostKeyCheck, SshAuth, SshTarget};
 
 /// A guest's size, from its preset (and `disk:` override).
@@ -175,20 +177,53 @@ impl PveRunner {
         &self.client
     }
 
-    /// The guest of `node`: by its recorded vmid, else by name.
-    async fn locate(
-        &self,
-        node: &NodeSpec,
-        vm_id: Option<u32>,
-    ) -> Result<Option<Guest>, ActionError> {
-        let guests = self.client.guests().await.map_err(err)?;
-        Ok(guests
+    /// A guest as its config shows it (`None`: there is no such guest).
+    async fn inspect(&self, kind: GuestKind, vmid: u32) -> Result<Option<Inspected>, ActionError> {
+        match self.client.config(kind, vmid).await {
+            Ok(cfg) => Ok(Some(Inspected::from_config(vmid, kind, &cfg))),
+            Err(e) if e.is_missing() => Ok(None),
+            Err(e) => Err(err(e)),
+        }
+    }
+
+    /// The guest of `node` that carries `owner`'s tag, when no vmid says which.
+    async fn tagged(&self, node: &NodeSpec, owner: &Owner) -> Result<Option<u32>, ActionError> {
+        let kind = kind_of(node);
+        Ok(self
+            .client
+            .guests()
+            .await
+            .map_err(err)?
             .into_iter()
-            .filter(|g| !g.template)
-            .find(|g| match vm_id {
-                Some(id) => g.vmid == id,
-                None => g.name == node.name,
-            }))
+            .find(|g| {
+                !g.template
+                    && g.kind == kind
+                    && g.name == node.name
+                    && ownership::state_in_tags(&g.tags) == Some(owner.state.as_str())
+            })
+            .map(|g| g.vmid))
+    }
+
+    /// The vmid of the node's guest when it is this state's to act on:
+    /// it carries this state's marker, or (made before markers) this state
+    /// recorded it and it carries none. A guest that is someone else's is
+    /// left alone: an error when this state recorded that vmid (something
+    /// took its place), `None` when only the manifest named it.
+    async fn own_vmid(&self, call: &ActionCall) -> Result<Option<u32>, ActionError> {
+        let Some(id) = call.vm_id else {
+            return self.tagged(&call.node, &call.owner).await;
+        };
+        let Some(found) = self.inspect(kind_of(&call.node), id).await? else {
+            return Ok(None);
+        };
+        match found.standing(call) {
+            Ok(()) => Ok(Some(id)),
+            Err(why) if call.recorded => Err(ActionError::new(format!("{why}: not touching it"))),
+            Err(why) => {
+                call.facts.log(format!("{why}: left alone"));
+                Ok(None)
+            }
+        }
     }
 
     async fn provision(&self, call: &ActionCall) -> Result<ActionOutput, ActionError> {
@@ -224,39 +259,60 @@ impl PveRunner {
             })?
             .vmid;
 
-        // A guest already there with this node's name and id is ours (an
-        // earlier run, or a clone that was in flight when it stopped).
-        let existing = call
-            .vm_id
-            .and_then(|id| guests.iter().find(|g| g.vmid == id));
-        let vmid = match existing {
-            Some(g) if g.name == node.name => {
-                tracing::info!("{}: adopting existing guest {}", node.name, g.vmid);
-                call.facts
-                    .log(format!("adopting guest {} left by an earlier run", g.vmid));
+        // A guest already there under this node's vmid is adopted only when
+        // it is this state's (an earlier run of it, or a clone that was in
+        // flight when it stopped); anyone else's is never touched.
+        let existing = match call.vm_id.filter(|id| guests.iter().any(|g| g.vmid == *id)) {
+            Some(id) => self.inspect(kind, id).await?,
+            None => None,
+        };
+        let (vmid, unmarked) = match existing {
+            Some(found) => {
+                if let Err(why) = found.standing(call) {
+                    return Err(ActionError::new(format!(
+                        "{why}: choose another vmid for '{}' (or --vm-id {}=ID){}",
+                        node.name,
+                        node.name,
+                        match &found.claim(&call.owner, &node.name) {
+                            Claim::Foreign(m) if m.manifest != "?" => format!(
+                                ", or remove it with `driver destroy -M {} -H {}`",
+                                m.manifest, m.host
+                            ),
+                            _ => String::new(),
+                        }
+                    )));
+                }
+                tracing::info!("{}: adopting existing guest {}", node.name, found.vmid);
+                call.facts.log(format!(
+                    "adopting guest {} left by an earlier run",
+                    found.vmid
+                ));
                 self.client
-                    .wait_unlocked(kind, g.vmid, call.timeout)
+                    .wait_unlocked(kind, found.vmid, call.timeout)
                     .await
                     .map_err(err)?;
-                g.vmid
+                (found.vmid, found.marker.is_none())
             }
-            Some(g) => {
-                return Err(ActionError::new(format!(
-                "vmid {} is taken by '{}' on {}: choose another vmid for '{}' (or --vm-id {}=ID)",
-                g.vmid,
-                g.name,
-                self.client.node(),
-                node.name,
-                node.name
-            )))
-            }
-            None => self.clone_new(call, kind, template).await?,
+            None => (self.clone_new(call, kind, template).await?, false),
         };
+        let cfg = self.client.config(kind, vmid).await.map_err(err)?;
 
         let mut params = vec![
             ("cores", size.cores.to_string()),
             ("memory", size.memory_mb.to_string()),
+            // The tag lets a state's guests be found in one listing.
+            (
+                "tags",
+                ownership::with_tag(
+                    cfg.get("tags").and_then(Value::as_str).unwrap_or(""),
+                    &call.owner,
+                ),
+            ),
         ];
+        if unmarked {
+            // Made before markers: it gets one now.
+            params.push(("description", call.owner.marker(&node.name).description()));
+        }
         match kind {
             GuestKind::Qemu => {
                 params.push(("net0", format!("virtio,bridge={}", self.setup.bridge)));
@@ -282,8 +338,7 @@ impl PveRunner {
             .await
             .map_err(err)?;
         let disk = node.disk.unwrap_or(size.disk_gb);
-        let disk_key = self.boot_disk(kind, vmid).await?;
-        if let Some(key) = disk_key {
+        if let Some(key) = boot_disk(kind, &cfg) {
             self.client
                 .resize(kind, vmid, &key, disk)
                 .await
@@ -314,6 +369,7 @@ impl PveRunner {
             // Durable before the clone starts: a crash from here on leaves a
             // vmid in state that destroy and resume can find.
             call.facts.vm_id(id).await?;
+            let marker = call.owner.marker(&call.node.name).description();
             match self
                 .client
                 .clone_guest(
@@ -321,17 +377,14 @@ impl PveRunner {
                     template,
                     id,
                     &call.node.name,
+                    Some(&marker),
                     self.setup.full_clone,
                     call.timeout,
                 )
                 .await
             {
                 Ok(()) => return Ok(id),
-                Err(e)
-                    if explicit.is_none()
-                        && tries < 5
-                        && e.to_string().contains("already exists") =>
-                {
+                Err(e) if explicit.is_none() && tries < 5 && e.is_vmid_taken() => {
                     call.facts.log(format!(
                         "vmid {id} was taken meanwhile; asking PVE for another"
                     ));
@@ -340,29 +393,86 @@ impl PveRunner {
             }
         }
     }
+}
 
-    async fn boot_disk(&self, kind: GuestKind, vmid: u32) -> Result<Option<String>, ActionError> {
-        let path = format!(
-            "/nodes/{}/{}/{vmid}/config",
-            self.client.node(),
-            kind.segment()
-        );
-        let cfg = self.client.get(&path).await.map_err(err)?;
-        let keys: &[&str] = match kind {
-            GuestKind::Qemu => &["scsi0", "virtio0", "sata0", "ide0"],
-            GuestKind::Lxc => &["rootfs"],
-        };
-        Ok(keys
-            .iter()
-            .find(|k| cfg.get(**k).is_some())
-            .map(|k| k.to_string()))
+/// The disk a guest boots from, as its config names it.
+fn boot_disk(kind: GuestKind, cfg: &Value) -> Option<String> {
+    let keys: &[&str] = match kind {
+        GuestKind::Qemu => &["scsi0", "virtio0", "sata0", "ide0"],
+        GuestKind::Lxc => &["rootfs"],
+    };
+    keys.iter()
+        .find(|k| cfg.get(**k).is_some())
+        .map(|k| k.to_string())
+}
+
+/// What a guest's config says about who it is.
+struct Inspected {
+    vmid: u32,
+    kind: GuestKind,
+    name: String,
+    tags: String,
+    description: Option<String>,
+    marker: Option<Marker>,
+    template: bool,
+}
+
+impl Inspected {
+    fn from_config(vmid: u32, kind: GuestKind, cfg: &Value) -> Self {
+        let s = |k: &str| cfg.get(k).and_then(Value::as_str).map(str::to_string);
+        let description = s("description");
+        Inspected {
+            vmid,
+            kind,
+            name: match kind {
+                GuestKind::Qemu => s("name"),
+                GuestKind::Lxc => s("hostname"),
+            }
+            .unwrap_or_default(),
+            tags: s("tags").unwrap_or_default(),
+            marker: description.as_deref().and_then(Marker::parse),
+            description,
+            template: cfg.get("template").is_some_and(|t| t == 1 || t == "1"),
+        }
     }
 
-    async fn vmid_of(&self, call: &ActionCall) -> Result<Option<u32>, ActionError> {
-        Ok(match call.vm_id {
-            Some(id) => Some(id),
-            None => self.locate(&call.node, None).await?.map(|g| g.vmid),
-        })
+    fn claim(&self, owner: &Owner, node: &str) -> Claim {
+        ownership::judge(
+            owner,
+            node,
+            Seen {
+                name: &self.name,
+                tags: &self.tags,
+                description: self.description.as_deref(),
+            },
+        )
+    }
+
+    /// Ok when `call` may act on this guest; else why not.
+    fn standing(&self, call: &ActionCall) -> Result<(), String> {
+        let node = &call.node.name;
+        let what = format!(
+            "vmid {} ({} '{}')",
+            self.vmid,
+            self.kind.segment(),
+            self.name
+        );
+        if self.template {
+            return Err(format!("{what} is a template"));
+        }
+        match self.claim(&call.owner, node) {
+            Claim::Ours => Ok(()),
+            // Made by this state before guests carried markers.
+            Claim::Unmarked if call.recorded && self.name == *node => Ok(()),
+            Claim::Unmarked => Err(format!(
+                "{what} carries no driver ownership marker: driver did not create it for this state"
+            )),
+            Claim::Foreign(m) if m.manifest == "?" => Err(format!(
+                "{what} carries the tag of another driver state ({})",
+                m.state
+            )),
+            Claim::Foreign(m) => Err(format!("{what} belongs to {}", m.describe())),
+        }
     }
 }
 
@@ -411,7 +521,7 @@ impl NodeRunner for PveRunner {
             Action::Delegate => {
                 if call.phase == engine::plan::PhaseKind::Destroy {
                     // A nested PVE that is gone or down takes its guests with it.
-                    let running = match self.vmid_of(&call).await? {
+                    let running = match self.own_vmid(&call).await? {
                         Some(id) => {
                             self.client.status(kind, id).await.map_err(err)?.as_deref()
                                 == Some("running")
@@ -428,7 +538,7 @@ impl NodeRunner for PveRunner {
             }
             Action::ShutdownVm => {
                 self.stop_nested_quietly(&call).await;
-                if let Some(id) = self.vmid_of(&call).await? {
+                if let Some(id) = self.own_vmid(&call).await? {
                     self.client.shutdown(kind, id, t).await.map_err(err)?;
                 }
                 Ok(ActionOutput::default())
@@ -443,19 +553,10 @@ impl NodeRunner for PveRunner {
                 Ok(ActionOutput::default())
             }
             Action::DestroyVm => {
-                match self.vmid_of(&call).await? {
+                // Only what is this state's is deleted (see `own_vmid`).
+                match self.own_vmid(&call).await? {
                     Some(id) => {
-                        // Only delete what is this node's: a vmid reused by
-                        // someone else since is left alone.
-                        if let Some(g) = self.client.find_guest(id).await.map_err(err)? {
-                            if g.name != call.node.name || g.template {
-                                return Err(ActionError::new(format!(
-                                    "vmid {id} now belongs to '{}', not '{}': not deleting it",
-                                    g.name, call.node.name
-                                )));
-                            }
-                            self.client.delete_guest(kind, id, t).await.map_err(err)?;
-                        }
+                        self.client.delete_guest(kind, id, t).await.map_err(err)?;
                         // The address is free again: forget the old guest's key.
                         if let (Some(ssh), Some(ip)) = (&self.ssh, call.ip.as_deref()) {
                             if let Err(e) = ssh::known_hosts::forget(&ssh.known_hosts, ip, ssh.port)
@@ -505,11 +606,54 @@ impl NodeRunner for PveRunner {
         node: &NodeSpec,
         _host: &str,
         vm_id: Option<u32>,
+        owner: &Owner,
     ) -> Result<bool, ActionError> {
-        Ok(self
-            .locate(node, vm_id)
-            .await?
-            .is_some_and(|g| g.name == node.name))
+        let Some(id) = vm_id else {
+            return Ok(self.tagged(node, owner).await?.is_some());
+        };
+        Ok(match self.inspect(kind_of(node), id).await? {
+            None => false,
+            Some(found) => match found.claim(owner, &node.name) {
+                Claim::Ours => true,
+                // Recorded by this state (the caller's vmid) before markers.
+                Claim::Unmarked => found.name == node.name && !found.template,
+                Claim::Foreign(_) => false,
+            },
+        })
+    }
+
+    async fn marked_guests(
+        &self,
+        owner: &Owner,
+        names: &[String],
+    ) -> Result<Vec<MarkedGuest>, ActionError> {
+        let mut out = Vec::new();
+        for g in self.client.guests().await.map_err(err)? {
+            // Tagged by some driver state; or named like one of the nodes
+            // and not tagged yet (a clone that was cut off before its tag
+            // was set carries the marker in its description already).
+            let tagged = ownership::state_in_tags(&g.tags).is_some();
+            if g.template || !(tagged || names.contains(&g.name)) {
+                continue;
+            }
+            let Some(found) = self.inspect(g.kind, g.vmid).await? else {
+                continue;
+            };
+            let marker = found.marker.or_else(|| {
+                // A description edited by hand: the tag still says whose.
+                ownership::state_in_tags(&found.tags)
+                    .filter(|s| *s == owner.state)
+                    .map(|_| owner.marker(&found.name))
+            });
+            if let Some(m) = marker.filter(|m| m.manifest == owner.manifest && m.host == owner.host)
+            {
+                out.push(MarkedGuest {
+                    vmid: g.vmid,
+                    marker: m,
+                });
+            }
+        }
+        Ok(out)
     }
 }
 
@@ -619,7 +763,7 @@ impl PveRunner {
     }
 
     async fn required_vmid(&self, call: &ActionCall) -> Result<u32, ActionError> {
-        self.vmid_of(call).await?.ok_or_else(|| {
+        self.own_vmid(call).await?.ok_or_else(|| {
             ActionError::new(format!(
                 "'{}' has no guest yet (provision did not record a vmid)",
                 call.node.name

@@ -214,7 +214,7 @@ async fn vm_lifecycle_clone_config_start_agent_shutdown_delete(pve: &impl Peer) 
 
     let id = c.next_id().await.unwrap();
     assert!(id >= 100);
-    c.clone_guest(GuestKind::Qemu, 9000, id, "edge", true, LONG)
+    c.clone_guest(GuestKind::Qemu, 9000, id, "edge", None, true, LONG)
         .await
         .unwrap();
     c.set_config(
@@ -265,7 +265,7 @@ async fn vm_lifecycle_clone_config_start_agent_shutdown_delete(pve: &impl Peer) 
 both!(task_failure, task_failure_carries_exit_status_and_log);
 async fn task_failure_carries_exit_status_and_log(pve: &impl Peer) {
     let c = pve.client();
-    c.clone_guest(GuestKind::Qemu, 9000, 120, "t", true, LONG)
+    c.clone_guest(GuestKind::Qemu, 9000, 120, "t", None, true, LONG)
         .await
         .unwrap();
     let want = pve.fail_start(120);
@@ -283,7 +283,7 @@ async fn task_failure_carries_exit_status_and_log(pve: &impl Peer) {
 both!(lock_retry, lock_timeouts_are_retried);
 async fn lock_timeouts_are_retried(pve: &impl Peer) {
     let c = pve.client();
-    c.clone_guest(GuestKind::Qemu, 9000, 130, "t", true, LONG)
+    c.clone_guest(GuestKind::Qemu, 9000, 130, "t", None, true, LONG)
         .await
         .unwrap();
     pve.lock_start_twice(130);
@@ -297,7 +297,7 @@ async fn lock_timeouts_are_retried(pve: &impl Peer) {
 both!(parameters, parameter_errors_keep_pve_wording);
 async fn parameter_errors_keep_pve_wording(pve: &impl Peer) {
     let c = pve.client();
-    c.clone_guest(GuestKind::Qemu, 9000, 140, "t", true, LONG)
+    c.clone_guest(GuestKind::Qemu, 9000, 140, "t", None, true, LONG)
         .await
         .unwrap();
     let e = c

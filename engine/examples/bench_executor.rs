@@ -29,7 +29,13 @@ impl NodeRunner for Fixed {
         }
         Ok(ActionOutput::default())
     }
-    async fn exists(&self, _: &NodeSpec, _: &str, _: Option<u32>) -> Result<bool, ActionError> {
+    async fn exists(
+        &self,
+        _: &NodeSpec,
+        _: &str,
+        _: Option<u32>,
+        _: &engine::ownership::Owner,
+    ) -> Result<bool, ActionError> {
         Ok(false)
     }
 }

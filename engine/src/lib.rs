@@ -9,6 +9,7 @@ pub mod executor;
 pub mod graph;
 pub mod manifest;
 pub mod output;
+pub mod ownership;
 pub mod plan;
 pub mod report;
 pub mod secrets;

@@ -10,11 +10,17 @@
 //!   the holder's pid so a second run can say who has it (or wait for it to end).
 //!
 //! Loading reads the snapshot and replays the journal; a torn last line (a
-//! crash in the middle of a write) is ignored.
+//! crash in the middle of a write) is ignored, anything else that does not
+//! parse is a damaged state: an error naming `driver state rebuild`, never a
+//! silent skip (a state that forgot a guest would build it twice).
+//!
+//! The folder is made private (0700) and its files are opened without
+//! following symlinks: a link planted there must not make a run truncate or
+//! overwrite whatever it points to.
 
 use std::collections::BTreeMap;
 use std::fs::{self, File, OpenOptions, TryLockError};
-use std::io::{self, BufRead, Write};
+use std::io::{self, Write};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
@@ -82,6 +88,11 @@ pub struct RunState {
     pub version: u32,
     pub manifest: String,
     pub host: String,
+    /// This state's id, in the ownership marker of every guest it creates
+    /// (see [`crate::ownership`]); kept for the state's whole life. Empty in
+    /// states written before markers: a new one is given on the next run.
+    #[serde(default)]
+    pub state_id: String,
     /// The run that last wrote this state.
     pub run_id: String,
     pub verb: String,
@@ -102,6 +113,7 @@ impl RunState {
         verb: &str,
         previous: Option<RunState>,
     ) -> RunState {
+        let state_id = previous.as_ref().map(|p| p.state_id.clone());
         let mut old: BTreeMap<String, NodeState> = previous
             .map(|p| p.nodes.into_iter().map(|n| (n.name.clone(), n)).collect())
             .unwrap_or_default();
@@ -119,6 +131,9 @@ impl RunState {
             version: STATE_VERSION,
             manifest: manifest.name.clone(),
             host: host.to_string(),
+            state_id: state_id
+                .filter(|s| !s.is_empty())
+                .unwrap_or_else(crate::ownership::new_state_id),
             run_id: run_id.to_string(),
             verb: verb.to_string(),
             updated_at: crate::clock::now(),
@@ -129,6 +144,15 @@ impl RunState {
 
     pub fn node(&self, name: &str) -> Option<&NodeState> {
         self.nodes.iter().find(|n| n.name == name)
+    }
+
+    /// Who this state acts for, as its guests' markers name it.
+    pub fn owner(&self) -> crate::ownership::Owner {
+        crate::ownership::Owner {
+            manifest: self.manifest.clone(),
+            host: self.host.clone(),
+            state: self.state_id.clone(),
+        }
     }
 }
 
@@ -158,8 +182,10 @@ pub enum StateError {
         #[source]
         source: io::Error,
     },
-    #[error("state file {path} is not valid: {message}")]
+    #[error("state file {path} is damaged: {message}")]
     Corrupt { path: PathBuf, message: String },
+    #[error("state file {path} is a symbolic link: refusing to follow it")]
+    Symlink { path: PathBuf },
 }
 
 fn io_err(path: &Path) -> impl FnOnce(io::Error) -> StateError + '_ {
@@ -232,39 +258,13 @@ impl StateStore {
         host: &str,
         fsync: bool,
     ) -> Result<(StateStore, Option<RunState>), StateError> {
-        fs::create_dir_all(dir).map_err(io_err(dir))?;
+        private_dir(dir)?;
         let snapshot = Self::path(dir, manifest, host);
-        let lock_path = snapshot.with_extension("lock");
-        let mut lock = OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create(true)
-            .truncate(false)
-            .open(&lock_path)
-            .map_err(io_err(&lock_path))?;
-        match lock.try_lock() {
-            Ok(()) => {}
-            Err(TryLockError::WouldBlock) => {
-                let pid = fs::read_to_string(&lock_path).unwrap_or_default();
-                return Err(StateError::Locked {
-                    pid: pid.trim().to_string(),
-                    manifest: manifest.to_string(),
-                    host: host.to_string(),
-                    path: lock_path,
-                });
-            }
-            Err(TryLockError::Error(e)) => return Err(io_err(&lock_path)(e)),
-        }
-        lock.set_len(0).map_err(io_err(&lock_path))?;
-        write!(lock, "{}", std::process::id()).map_err(io_err(&lock_path))?;
+        let lock = Self::lock(&snapshot, manifest, host)?;
 
         let journal_path = snapshot.with_extension("journal");
         let previous = load(&snapshot, &journal_path)?;
-        let journal = OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(&journal_path)
-            .map_err(io_err(&journal_path))?;
+        let journal = open_private(&journal_path, OpenOptions::new().create(true).append(true))?;
         Ok((
             StateStore {
                 snapshot,
@@ -275,6 +275,73 @@ impl StateStore {
             },
             previous,
         ))
+    }
+
+    /// Takes the lock and starts an empty state, moving what is there aside
+    /// (`*.damaged-<time>`, kept for a look) instead of loading it: for
+    /// `driver state rebuild`, which rebuilds the state from the host.
+    pub fn open_anew(
+        dir: &Path,
+        manifest: &str,
+        host: &str,
+        fsync: bool,
+    ) -> Result<(StateStore, Vec<PathBuf>), StateError> {
+        private_dir(dir)?;
+        let snapshot = Self::path(dir, manifest, host);
+        let lock = Self::lock(&snapshot, manifest, host)?;
+        let journal_path = snapshot.with_extension("journal");
+        let stamp = crate::clock::now().replace([':', '.'], "");
+        let mut moved = Vec::new();
+        for p in [&snapshot, &journal_path] {
+            if fs::symlink_metadata(p).is_ok() {
+                let mut aside = p.clone().into_os_string();
+                aside.push(format!(".damaged-{stamp}"));
+                let aside = PathBuf::from(aside);
+                fs::rename(p, &aside).map_err(io_err(p))?;
+                moved.push(aside);
+            }
+        }
+        let journal = open_private(&journal_path, OpenOptions::new().create(true).append(true))?;
+        Ok((
+            StateStore {
+                snapshot,
+                journal_path,
+                journal,
+                fsync,
+                _lock: lock,
+            },
+            moved,
+        ))
+    }
+
+    /// Takes the state's lock (held while the file stays open) and writes
+    /// this process's pid in it.
+    fn lock(snapshot: &Path, manifest: &str, host: &str) -> Result<File, StateError> {
+        let lock_path = snapshot.with_extension("lock");
+        let mut lock = open_private(
+            &lock_path,
+            OpenOptions::new()
+                .read(true)
+                .write(true)
+                .create(true)
+                .truncate(false),
+        )?;
+        match lock.try_lock() {
+            Ok(()) => {}
+            Err(TryLockError::WouldBlock) => {
+                let pid = fs::read_to_string(&lock_path).unwrap_or_default();
+                return Err(StateError::Locked {
+                    pid: pid.trim().chars().take(20).collect(),
+                    manifest: manifest.to_string(),
+                    host: host.to_string(),
+                    path: lock_path,
+                });
+            }
+            Err(TryLockError::Error(e)) => return Err(io_err(&lock_path)(e)),
+        }
+        lock.set_len(0).map_err(io_err(&lock_path))?;
+        write!(lock, "{}", std::process::id()).map_err(io_err(&lock_path))?;
+        Ok(lock)
     }
 
     /// Like [`open`](Self::open), but while another run holds the lock,
@@ -336,7 +403,13 @@ impl StateStore {
             message: e.to_string(),
         })?;
         {
-            let mut f = File::create(&tmp).map_err(io_err(&tmp))?;
+            // A leftover of a crashed run with this pid, or a planted link:
+            // removed (a link itself, never its target), then made anew.
+            match fs::remove_file(&tmp) {
+                Err(e) if e.kind() != io::ErrorKind::NotFound => return Err(io_err(&tmp)(e)),
+                _ => {}
+            }
+            let mut f = open_private(&tmp, OpenOptions::new().write(true).create_new(true))?;
             f.write_all(&data).map_err(io_err(&tmp))?;
             f.sync_all().map_err(io_err(&tmp))?;
         }
@@ -354,33 +427,95 @@ impl StateStore {
     }
 }
 
+/// Makes the state folder, private to its user (0700) when made here.
+pub fn private_dir(dir: &Path) -> Result<(), StateError> {
+    use std::os::unix::fs::DirBuilderExt;
+    if dir.is_dir() {
+        return Ok(());
+    }
+    fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(dir)
+        .map_err(io_err(dir))
+}
+
+/// Opens a file of the state folder without following a symbolic link, made
+/// 0600 when it is created.
+pub fn open_private(path: &Path, opts: &mut OpenOptions) -> Result<File, StateError> {
+    use std::os::unix::fs::OpenOptionsExt;
+    opts.mode(0o600)
+        .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
+        .open(path)
+        .map_err(|e| match e.raw_os_error() {
+            Some(libc::ELOOP) => StateError::Symlink {
+                path: path.to_path_buf(),
+            },
+            _ => io_err(path)(e),
+        })
+}
+
+/// The whole of a state file, or `None` when there is none.
+fn read_private(path: &Path) -> Result<Option<Vec<u8>>, StateError> {
+    use std::io::Read;
+    let mut f = match open_private(path, OpenOptions::new().read(true)) {
+        Ok(f) => f,
+        Err(StateError::Io { source, .. }) if source.kind() == io::ErrorKind::NotFound => {
+            return Ok(None)
+        }
+        Err(e) => return Err(e),
+    };
+    let mut buf = Vec::new();
+    f.read_to_end(&mut buf).map_err(io_err(path))?;
+    Ok(Some(buf))
+}
+
 fn load(snapshot: &Path, journal: &Path) -> Result<Option<RunState>, StateError> {
-    let mut state: Option<RunState> = match fs::read(snapshot) {
-        Ok(bytes) => Some(
+    let mut state: Option<RunState> = match read_private(snapshot)? {
+        Some(bytes) => Some(
             serde_json::from_slice(&bytes).map_err(|e| StateError::Corrupt {
                 path: snapshot.to_path_buf(),
-                message: e.to_string(),
+                message: format!("not a state snapshot ({e})"),
             })?,
         ),
-        Err(e) if e.kind() == io::ErrorKind::NotFound => None,
-        Err(e) => return Err(io_err(snapshot)(e)),
+        None => None,
     };
-    let file = match File::open(journal) {
-        Ok(f) => f,
-        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(state),
-        Err(e) => return Err(io_err(journal)(e)),
+    let Some(bytes) = read_private(journal)? else {
+        return Ok(state);
     };
     let Some(st) = state.as_mut() else {
-        // A journal without a snapshot: runs always snapshot first, so this
-        // is a leftover with nothing to apply to.
-        return Ok(None);
+        // Runs always snapshot before they append: records without a
+        // snapshot mean the snapshot was lost, not that there is no state.
+        if bytes.iter().all(u8::is_ascii_whitespace) {
+            return Ok(None);
+        }
+        return Err(StateError::Corrupt {
+            path: snapshot.to_path_buf(),
+            message: format!(
+                "it is missing, but its journal {} has records",
+                journal.display()
+            ),
+        });
     };
-    for line in io::BufReader::new(file).lines() {
-        let line = line.map_err(io_err(journal))?;
-        let Ok(record) = serde_json::from_str::<Record>(&line) else {
-            tracing::warn!("{}: ignoring a torn journal line", journal.display());
+    let text = String::from_utf8_lossy(&bytes);
+    let mut lines: Vec<&str> = text.split('\n').collect();
+    // What follows the last newline is a record cut by a crash mid-write
+    // (records are written whole, newline last): nothing was acted on yet.
+    if let Some(torn) = lines.pop().filter(|l| !l.trim().is_empty()) {
+        if serde_json::from_str::<Record>(torn).is_err() {
+            tracing::warn!("{}: ignoring a torn last journal line", journal.display());
+        } else {
+            lines.push(torn);
+        }
+    }
+    for (i, line) in lines.iter().enumerate() {
+        if line.trim().is_empty() {
             continue;
-        };
+        }
+        let record = serde_json::from_str::<Record>(line).map_err(|_| StateError::Corrupt {
+            path: journal.to_path_buf(),
+            message: format!("line {} is not a state record", i + 1),
+        })?;
         match record {
             Record::Node(n) => match st.nodes.iter_mut().find(|x| x.name == n.name) {
                 Some(x) => *x = n,

@@ -200,6 +200,7 @@ async fn run<R: NodeRunner>(
         keep: args.keep,
         timeout: limit,
         timeouts,
+        manifest_arg: Some(args.manifest.cli_flag()),
         ..RunOptions::default()
     };
     let executor = Executor::new(graph, runner, options, Some(ev_tx));

@@ -10,6 +10,7 @@ pub mod preflight;
 pub mod run;
 pub mod secrets;
 pub mod sim;
+pub mod state;
 pub mod status;
 pub mod target;
 pub mod validate;
@@ -70,6 +71,15 @@ pub fn catalog_failure(e: CatalogError) -> Failure {
 }
 
 impl ManifestArgs {
+    /// How the user named the manifest, to repeat in a hint's command.
+    pub fn cli_flag(&self) -> String {
+        match (&self.name, &self.manifest_file) {
+            (Some(n), _) => format!("-M {n}"),
+            (_, Some(f)) => format!("--manifest-file {}", f.display()),
+            _ => "--manifest-json JSON".into(),
+        }
+    }
+
     pub fn to_ref(&self) -> ManifestRef {
         match (&self.name, &self.manifest_file, &self.manifest_json) {
             (Some(n), _, _) => ManifestRef::Name(n.clone()),

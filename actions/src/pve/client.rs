@@ -99,6 +99,21 @@ impl PveError {
         text.contains("can't lock file") && text.contains("got timeout")
     }
 
+    /// A clone or create whose vmid another guest took meanwhile.
+    pub fn is_vmid_taken(&self) -> bool {
+        let text = match self {
+            PveError::Api { message, .. } => message.as_str(),
+            PveError::TaskFailed {
+                exitstatus, log, ..
+            } => {
+                return exitstatus.contains("already exists")
+                    || log.iter().any(|l| l.contains("already exists"))
+            }
+            _ => return false,
+        };
+        text.contains("already exists")
+    }
+
     /// "does not exist" answers (PVE says 500 for a missing guest config).
     pub fn is_missing(&self) -> bool {
         matches!(self, PveError::Api { message, .. } if message.contains("does not exist"))

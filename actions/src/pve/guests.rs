@@ -32,6 +32,8 @@ pub struct Guest {
     /// `running`, `stopped`, ...
     pub status: String,
     pub template: bool,
+    /// PVE tags as listed (`a;b`): where the ownership tag is.
+    pub tags: String,
 }
 
 fn as_u32(v: &Value) -> Option<u32> {
@@ -82,6 +84,11 @@ impl PveClient {
                         .unwrap_or("")
                         .to_string(),
                     template: truthy(g.get("template")),
+                    tags: g
+                        .get("tags")
+                        .and_then(Value::as_str)
+                        .unwrap_or("")
+                        .to_string(),
                 });
             }
         }
@@ -103,12 +110,16 @@ impl PveClient {
     }
 
     /// Clones `template` into `newid` named `name` and waits for the task.
+    /// `description` is set by the clone itself, so a marker in it is on the
+    /// guest from the moment the guest exists.
+    #[allow(clippy::too_many_arguments)]
     pub async fn clone_guest(
         &self,
         kind: GuestKind,
         template: u32,
         newid: u32,
         name: &str,
+        description: Option<&str>,
         full: bool,
         timeout: Duration,
     ) -> Result<(), PveError> {
@@ -117,12 +128,21 @@ impl PveClient {
             GuestKind::Qemu => "name",
             GuestKind::Lxc => "hostname",
         };
-        let params = [
+        let mut params = vec![
             ("newid", newid.to_string()),
             (name_key, name.to_string()),
             ("full", u8::from(full).to_string()),
         ];
+        if let Some(d) = description {
+            params.push(("description", d.to_string()));
+        }
         self.run_task(Method::POST, &path, &params, timeout).await
+    }
+
+    /// A guest's current config.
+    pub async fn config(&self, kind: GuestKind, vmid: u32) -> Result<Value, PveError> {
+        self.get(&format!("{}/config", self.guest_path(kind, vmid)))
+            .await
     }
 
     /// Sets config keys (synchronously, as PUT does in PVE).

@@ -26,6 +26,7 @@ pub use state_handle::{StateHandle, Writer};
 use crate::graph::ManifestGraph;
 use crate::manifest::{NodeSpec, OnError};
 use crate::output::NodeStatus;
+use crate::ownership::{self, MarkedGuest, Owner};
 use crate::plan::{rollback_phase, Action, Phase, PhaseKind, Plan, Verb};
 use crate::state::{RunState, StateStore};
 
@@ -97,8 +98,14 @@ pub struct ActionCall {
     pub node: NodeSpec,
     /// The PVE host the guest lives on.
     pub host: String,
-    /// What earlier actions or runs learned about the guest.
+    /// What earlier actions or runs learned about the guest: the vmid this
+    /// state recorded, else the manifest's.
     pub vm_id: Option<u32>,
+    /// `vm_id` is one this state recorded (not only the manifest's wish).
+    pub recorded: bool,
+    /// Whose guests this run may act on: the marker new guests get and
+    /// existing ones must carry (see [`crate::ownership`]).
+    pub owner: Arc<Owner>,
     pub ip: Option<String>,
     /// The guest's SSH host key as first accepted (`type base64`), to pin.
     pub host_key: Option<String>,
@@ -235,13 +242,29 @@ pub trait NodeRunner: Send + Sync + 'static {
         call: ActionCall,
     ) -> impl Future<Output = Result<ActionOutput, ActionError>> + Send;
 
-    /// Resume: is the guest of a node an earlier run completed still there?
+    /// Resume: is the guest of a node an earlier run completed still there,
+    /// and still `owner`'s?
     fn exists(
         &self,
         node: &NodeSpec,
         host: &str,
         vm_id: Option<u32>,
+        owner: &Owner,
     ) -> impl Future<Output = Result<bool, ActionError>> + Send;
+
+    /// Every guest on the host that carries a marker of `owner`'s manifest
+    /// and host (whatever the state): what the state is reconciled with
+    /// before a run acts. A runner without markers has none.
+    /// `names`: the manifest's nodes (a guest cut off before its tag was
+    /// set is found by its name and description).
+    fn marked_guests(
+        &self,
+        owner: &Owner,
+        names: &[String],
+    ) -> impl Future<Output = Result<Vec<MarkedGuest>, ActionError>> + Send {
+        let _ = (owner, names);
+        async { Ok(Vec::new()) }
+    }
 }
 
 #[derive(Clone, Debug)]
@@ -256,6 +279,9 @@ pub struct RunOptions {
     /// Per-action overrides of the default timeouts.
     pub timeouts: HashMap<Action, Duration>,
     pub run_id: String,
+    /// How the user named the manifest (`--manifest-file F`), for hints
+    /// that name a command; `None`: `-M NAME`.
+    pub manifest_arg: Option<String>,
 }
 
 impl Default for RunOptions {
@@ -268,6 +294,7 @@ impl Default for RunOptions {
             timeout: None,
             timeouts: HashMap::new(),
             run_id: new_run_id(),
+            manifest_arg: None,
         }
     }
 }
@@ -347,6 +374,7 @@ struct Ctx<R> {
     timeouts: HashMap<Action, Duration>,
     deadline: Option<Instant>,
     run_id: String,
+    owner: Arc<Owner>,
     timings: Timings,
 }
 
@@ -429,17 +457,20 @@ impl<'g, 'm, R: NodeRunner> Executor<'g, 'm, R> {
     ) -> RunResult {
         let started = Instant::now();
         let o = &self.options;
-        let state = RunState::for_manifest(
+        let fresh = previous.is_none();
+        let mut state = RunState::for_manifest(
             self.graph.manifest,
             plan.host,
             &o.run_id,
             plan.verb.as_str(),
             previous,
         );
+        // What the host says is ours, before anything acts on what the
+        // state says (a lost journal must not make a guest twice).
+        let mut error = self.reconcile(&mut state, plan.verb, fresh).await.err();
         let (handle, writer) = StateHandle::start(store, state);
-        let mut error: Option<String> = None;
         if let Err(e) = handle.snapshot().await {
-            error = Some(format!("cannot write state: {e}"));
+            error.get_or_insert(format!("cannot write state: {e}"));
         }
         self.emit(Event::RunStarted {
             verb: plan.verb,
@@ -575,6 +606,47 @@ impl<'g, 'm, R: NodeRunner> Executor<'g, 'm, R> {
         }
     }
 
+    /// Brings the state in line with the guests on the host that carry its
+    /// manifest's marker (see [`ownership::reconcile`]).
+    async fn reconcile(&self, st: &mut RunState, verb: Verb, fresh: bool) -> Result<(), String> {
+        let names: Vec<String> = st.nodes.iter().map(|n| n.name.clone()).collect();
+        let found = self
+            .runner
+            .marked_guests(&st.owner(), &names)
+            .await
+            .map_err(|e| {
+                format!(
+                    "cannot list the guests on '{}' to check which are this state's: {e}",
+                    st.host
+                )
+            })?;
+        let r = ownership::reconcile(st, &found, fresh, verb == Verb::Destroy)
+            .map_err(|e| format!("{e}; {}", e.hint(self.options.manifest_arg.as_deref())))?;
+        for (node, vmid) in &r.adopted {
+            self.emit(Event::Log {
+                node: node.clone(),
+                line: format!(
+                    "guest {vmid} carries this state's marker: taken back into the state"
+                ),
+            });
+        }
+        for (node, vmid) in &r.extra {
+            tracing::warn!(
+                "guest {vmid} on '{}' also carries this state's marker for '{node}', which has another guest: left alone (delete it by hand if it is not wanted)",
+                st.host
+            );
+        }
+        for (state, vmids) in &r.foreign {
+            tracing::info!(
+                "{} guest(s) of manifest '{}' on '{}' belong to another state ({state}): left alone",
+                vmids.len(),
+                st.manifest,
+                st.host
+            );
+        }
+        Ok(())
+    }
+
     /// Nodes whose guest may exist, per state.
     fn existing(&self, handle: &StateHandle) -> Vec<usize> {
         handle.read(|st| {
@@ -593,8 +665,9 @@ impl<'g, 'm, R: NodeRunner> Executor<'g, 'm, R> {
         timings: &Timings,
     ) -> Arc<Ctx<R>> {
         let clones = Arc::new(Semaphore::new(self.options.clones_per_host.max(1)));
-        let target_host = handle.read(|st| st.host.clone());
+        let (target_host, owner) = handle.read(|st| (st.host.clone(), Arc::new(st.owner())));
         Arc::new(Ctx {
+            owner,
             target_host,
             runner: self.runner.clone(),
             state: handle.clone(),
@@ -772,7 +845,7 @@ impl<'g, 'm, R: NodeRunner> Executor<'g, 'm, R> {
         }
         let spec = self.graph.node(node);
         let host = host_of(self.graph, node, &ctx.target_host);
-        match self.runner.exists(spec, host, st.vm_id).await {
+        match self.runner.exists(spec, host, st.vm_id, &ctx.owner).await {
             Ok(true) => {
                 ctx.emit(Event::StepFinished {
                     node: spec.name.clone(),
@@ -1028,6 +1101,8 @@ async fn run_actions<R: NodeRunner>(
             node: job.spec.clone(),
             host: job.host.clone(),
             vm_id: current.vm_id.or(job.spec.vmid),
+            recorded: current.vm_id.is_some(),
+            owner: ctx.owner.clone(),
             ip: current.ip.clone(),
             host_key: current.host_key.clone(),
             resumed,

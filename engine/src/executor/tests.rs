@@ -161,6 +161,7 @@ impl NodeRunner for Scripted {
         node: &NodeSpec,
         _host: &str,
         _vm_id: Option<u32>,
+        _owner: &crate::ownership::Owner,
     ) -> Result<bool, ActionError> {
         Ok(self.world().guests.contains_key(&node.name))
     }
@@ -645,7 +646,13 @@ async fn every_transition_is_in_state_before_the_action_runs() {
                 .push((call.action, n.action, n.status));
             Ok(ActionOutput::default())
         }
-        async fn exists(&self, _: &NodeSpec, _: &str, _: Option<u32>) -> Result<bool, ActionError> {
+        async fn exists(
+            &self,
+            _: &NodeSpec,
+            _: &str,
+            _: Option<u32>,
+            _: &crate::ownership::Owner,
+        ) -> Result<bool, ActionError> {
             Ok(true)
         }
     }
