@@ -9,6 +9,7 @@ use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
+use common::sim::{sim_driver, sim_guests, sim_run, wait_for_journal, SimRun};
 use common::{repo, Driver};
 use serde_json::Value;
 
@@ -22,23 +23,6 @@ nodes:
   - {name: edge2, type: vm, spec: base, preset: vm-xsmall, image: debian-12}
   - {name: box, type: ct, spec: base, preset: vm-xsmall, image: debian-12, vmid: 99005}
 ";
-
-/// A `driver` command on the built-in site-config (host `sim`) with its state
-/// (and the simulator's) in `state`, and no simulator settings from outside.
-fn sim_driver(state: &Path) -> Command {
-    let mut c = Command::new(common::BIN);
-    c.env_remove("HOMESTAK_SITE_CONFIG")
-        .env_remove("PVESIM_FAULTS")
-        .env_remove("PVESIM_TIME_SCALE")
-        .env("DRIVER_STATE_DIR", state)
-        .current_dir(state);
-    c
-}
-
-/// Runs `driver ARGS` on the built-in site-config with its state in `state`.
-fn sim_run(state: &Path, args: &[&str]) -> common::Run {
-    common::Run::from(sim_driver(state).args(args).output().unwrap())
-}
 
 /// The built-in example site-config copied to `dir/site-config`, with
 /// `defaults_extra` (indented YAML) appended to site.yaml's `defaults`.
@@ -61,84 +45,6 @@ fn site_driver(site: &Path, state: &Path) -> Command {
     c.env("HOMESTAK_SITE_CONFIG", site)
         .env("SOPS_AGE_KEY_FILE", site.join("age-test-key.txt"));
     c
-}
-
-struct SimRun {
-    /// Holds the folder the manifest is in.
-    _site: Driver,
-    state: tempfile::TempDir,
-    manifest: std::path::PathBuf,
-}
-
-impl SimRun {
-    fn new(manifest: &str) -> SimRun {
-        let d = Driver::new();
-        let path = d.site_path().join("m.yaml");
-        std::fs::write(&path, manifest).unwrap();
-        // The built-in site-config (with host `sim`), not an empty one.
-        SimRun {
-            _site: d,
-            state: tempfile::tempdir().unwrap(),
-            manifest: path,
-        }
-    }
-
-    fn cmd(&self, verb: &str, extra: &[&str]) -> Command {
-        let mut c = sim_driver(self.state.path());
-        c.args([
-            verb,
-            "--manifest-file",
-            self.manifest.to_str().unwrap(),
-            "-H",
-            "sim",
-        ])
-        .args(extra);
-        c
-    }
-
-    fn run(&self, verb: &str, extra: &[&str]) -> common::Run {
-        common::Run::from(self.cmd(verb, extra).stdin(Stdio::null()).output().unwrap())
-    }
-
-    /// `create` in the background, quiet, with realistic durations (a full
-    /// clone takes seconds: long enough to act on it mid-way).
-    fn spawn_slow_create(&self) -> std::process::Child {
-        self.cmd("create", &[])
-            .env("PVESIM_TIME_SCALE", "0.5")
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap()
-    }
-
-    /// Non-template guests in the simulator's saved state: (vmid, name).
-    fn sim_guests(&self) -> Vec<(u64, String)> {
-        sim_guests(&self.state.path().join("pvesim-sim"))
-    }
-}
-
-fn sim_guests(dir: &Path) -> Vec<(u64, String)> {
-    let text = std::fs::read_to_string(dir.join("state.json")).unwrap_or_else(|_| "{}".into());
-    let v: Value = serde_json::from_str(&text).unwrap();
-    let mut out: Vec<(u64, String)> = v["guests"]
-        .as_object()
-        .map(|g| {
-            g.values()
-                .filter(|x| x["config"]["template"].as_u64() != Some(1))
-                .map(|x| {
-                    let name = x["config"]["name"]
-                        .as_str()
-                        .or_else(|| x["config"]["hostname"].as_str())
-                        .unwrap_or("")
-                        .to_string();
-                    (x["vmid"].as_u64().unwrap_or(0), name)
-                })
-                .collect()
-        })
-        .unwrap_or_default();
-    out.sort();
-    out
 }
 
 #[test]
@@ -660,19 +566,6 @@ fn a_lost_vmid_race_is_retried_only_for_picked_ids() {
         "{}",
         out.stdout
     );
-}
-
-/// Waits (up to 20 s) until the journal at `path` has a line that `found` accepts.
-fn wait_for_journal(path: &Path, what: &str, found: impl Fn(&str) -> bool) {
-    let deadline = Instant::now() + Duration::from_secs(20);
-    loop {
-        let text = std::fs::read_to_string(path).unwrap_or_default();
-        if text.lines().any(&found) {
-            return;
-        }
-        assert!(Instant::now() < deadline, "{what} never recorded: {text}");
-        std::thread::sleep(Duration::from_millis(20));
-    }
 }
 
 /// `create -M n1-basic` on the simulator, sent SIG`signal` once the clone is

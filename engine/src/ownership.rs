@@ -235,7 +235,8 @@ impl ReconcileError {
 /// Brings `st` in line with the guests `found` on its host (every guest that
 /// carries a marker of this manifest and host, whatever its state).
 ///
-/// `fresh`: the state was just made (nothing was on disk). A fresh state
+/// `fresh`: the state knows of no guest (just made, or never got as far
+/// as a clone). A fresh state
 /// facing guests of an unknown state refuses, unless `adopt_lost` (a
 /// destroy, which works from the markers when the state is gone) and all of
 /// them belong to one state, which this state then becomes.
@@ -325,4 +326,154 @@ pub fn reconcile(
         }
     }
     Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::manifest::{load, Source};
+
+    fn owner(state: &str) -> Owner {
+        Owner {
+            manifest: "m".into(),
+            host: "h".into(),
+            state: state.into(),
+        }
+    }
+
+    fn state(id: &str) -> RunState {
+        let m = load(Source::new(
+            "m",
+            "schema_version: 2\nname: m\nnodes:\n  - {name: a, type: vm}\n  - {name: b, type: vm}\n",
+        ))
+        .unwrap()
+        .manifest;
+        let mut st = RunState::for_manifest(&m, "h", "r1", "create", None);
+        st.state_id = id.into();
+        st
+    }
+
+    fn marked(vmid: u32, node: &str, state: &str) -> MarkedGuest {
+        MarkedGuest {
+            vmid,
+            marker: owner(state).marker(node),
+        }
+    }
+
+    #[test]
+    fn the_marker_survives_the_description_around_it() {
+        let m = owner("00ff").marker("edge");
+        let text = format!("notes by hand\n{}more notes", m.description());
+        assert_eq!(Marker::parse(&text), Some(m));
+        assert_eq!(Marker::parse("driver-owner: {not json"), None);
+        assert_eq!(Marker::parse(""), None);
+    }
+
+    #[test]
+    fn tags_are_kept_and_ours_replaces_an_older_one() {
+        assert_eq!(state_in_tags("a;driver-12ab;b"), Some("12ab"));
+        assert_eq!(state_in_tags("a,b"), None);
+        assert_eq!(state_in_tags("driver-"), None);
+        assert_eq!(with_tag("", &owner("1")), "driver-1");
+        assert_eq!(with_tag("prod;driver-0", &owner("1")), "prod;driver-1");
+        let id = new_state_id();
+        assert_eq!(id.len(), 16);
+        assert!(id.chars().all(|c| c.is_ascii_hexdigit()));
+        assert_ne!(id, new_state_id());
+    }
+
+    #[test]
+    fn a_guest_is_ours_only_with_this_states_marker_for_this_node() {
+        let me = owner("s1");
+        let desc = me.marker("a").description();
+        let seen = |name, tags, d: Option<&'static str>| Seen {
+            name,
+            tags,
+            description: d,
+        };
+        let leaked: &'static str = Box::leak(desc.into_boxed_str());
+        assert_eq!(judge(&me, "a", seen("a", "", Some(leaked))), Claim::Ours);
+        // Another node of ours, another state, another manifest: not ours.
+        assert!(matches!(
+            judge(&me, "b", seen("a", "", Some(leaked))),
+            Claim::Foreign(_)
+        ));
+        assert!(matches!(
+            judge(&owner("s2"), "a", seen("a", "", Some(leaked))),
+            Claim::Foreign(_)
+        ));
+        // The description edited away: the tag still tells.
+        assert_eq!(judge(&me, "a", seen("a", "driver-s1", None)), Claim::Ours);
+        assert!(matches!(
+            judge(&me, "a", seen("a", "driver-s9", None)),
+            Claim::Foreign(_)
+        ));
+        assert_eq!(
+            judge(&me, "a", seen("a", "prod", Some("hand made"))),
+            Claim::Unmarked
+        );
+    }
+
+    #[test]
+    fn reconcile_takes_back_what_a_lost_journal_forgot() {
+        let mut st = state("s1");
+        st.nodes[1].vm_id = Some(200);
+        st.nodes[1].status = NodeStatus::Completed;
+        let found = [
+            marked(100, "a", "s1"),
+            marked(200, "b", "s1"),
+            marked(300, "gone", "s1"),
+        ];
+        let r = reconcile(&mut st, &found, false, false).unwrap();
+        assert_eq!(
+            r.adopted,
+            [("a".to_string(), 100), ("gone".to_string(), 300)]
+        );
+        assert_eq!(st.nodes[0].vm_id, Some(100));
+        assert_eq!(st.nodes[0].status, NodeStatus::Pending);
+        assert_eq!(st.nodes[1].status, NodeStatus::Completed);
+        assert_eq!(st.node("gone").and_then(|n| n.vm_id), Some(300));
+        assert!(st.node("gone").is_some_and(NodeState::may_exist));
+    }
+
+    #[test]
+    fn reconcile_leaves_a_second_guest_of_a_node_alone() {
+        let mut st = state("s1");
+        st.nodes[0].vm_id = Some(100);
+        let found = [marked(100, "a", "s1"), marked(101, "a", "s1")];
+        let r = reconcile(&mut st, &found, false, false).unwrap();
+        assert_eq!(r.extra, [("a".to_string(), 101)]);
+        assert_eq!(st.nodes[0].vm_id, Some(100));
+    }
+
+    #[test]
+    fn a_fresh_state_refuses_another_states_guests_unless_destroying_one_lost_state() {
+        let found = [marked(100, "a", "old"), marked(101, "b", "old")];
+        let mut st = state("new");
+        let e = reconcile(&mut st, &found, true, false).unwrap_err();
+        assert!(e.to_string().contains("100, 101"), "{e}");
+        assert!(
+            e.hint(None).contains("driver state rebuild -M m -H h"),
+            "{}",
+            e.hint(None)
+        );
+        assert!(e
+            .hint(Some("--manifest-file x.yaml"))
+            .contains("rebuild --manifest-file x.yaml -H h"));
+        // A destroy takes the lost state over.
+        let mut st = state("new");
+        let r = reconcile(&mut st, &found, true, true).unwrap();
+        assert_eq!(st.state_id, "old");
+        assert_eq!(r.adopted.len(), 2);
+        // Two lost states: which one is not ours to guess.
+        let two = [marked(100, "a", "old"), marked(101, "b", "older")];
+        let e = reconcile(&mut state("new"), &two, true, true).unwrap_err();
+        assert!(e.hint(None).contains("--state-id"), "{}", e.hint(None));
+        // A state that is not fresh leaves other states' guests alone.
+        let mut st = state("s1");
+        let r = reconcile(&mut st, &found, false, false).unwrap();
+        assert!(r.adopted.is_empty());
+        assert_eq!(r.foreign["old"], [100, 101]);
+        assert_eq!(st.nodes[0].vm_id, None);
+    }
 }

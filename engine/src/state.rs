@@ -643,6 +643,89 @@ mod tests {
         assert_eq!(st.nodes[0].vm_id, Some(101));
     }
 
+    fn journal_of(dir: &Path) -> PathBuf {
+        StateStore::path(dir, "m", "h").with_extension("journal")
+    }
+
+    /// A state with a snapshot and one journal record for node a.
+    fn written(dir: &Path) {
+        let m = manifest();
+        let (mut store, _) = StateStore::open(dir, "m", "h", false).unwrap();
+        let mut st = RunState::for_manifest(&m, "h", "run1", "create", None);
+        store.snapshot(&st).unwrap();
+        st.nodes[0].vm_id = Some(100);
+        store.append(&[Record::Node(st.nodes[0].clone())]).unwrap();
+        store.append(&[Record::Node(st.nodes[1].clone())]).unwrap();
+    }
+
+    #[test]
+    fn a_damaged_journal_is_an_error_not_a_skipped_line() {
+        let dir = tempfile::tempdir().unwrap();
+        written(dir.path());
+        let j = journal_of(dir.path());
+        let text = fs::read_to_string(&j).unwrap();
+        let broken = format!("garbage{{\n{text}");
+        fs::write(&j, broken).unwrap();
+        match StateStore::open(dir.path(), "m", "h", false) {
+            Err(StateError::Corrupt { message, .. }) => {
+                assert!(message.contains("line 1"), "{message}")
+            }
+            other => panic!("expected Corrupt, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn a_journal_without_its_snapshot_is_an_error() {
+        let dir = tempfile::tempdir().unwrap();
+        written(dir.path());
+        fs::remove_file(StateStore::path(dir.path(), "m", "h")).unwrap();
+        assert!(matches!(
+            StateStore::open(dir.path(), "m", "h", false),
+            Err(StateError::Corrupt { .. })
+        ));
+        // An empty one is what a snapshot leaves: no state, no error.
+        fs::write(journal_of(dir.path()), "").unwrap();
+        assert!(StateStore::open(dir.path(), "m", "h", false)
+            .unwrap()
+            .1
+            .is_none());
+    }
+
+    #[test]
+    fn rebuilding_moves_the_damaged_files_aside() {
+        let dir = tempfile::tempdir().unwrap();
+        written(dir.path());
+        fs::write(journal_of(dir.path()), "garbage{\n").unwrap();
+        let (_store, moved) = StateStore::open_anew(dir.path(), "m", "h", false).unwrap();
+        assert_eq!(moved.len(), 2, "{moved:?}");
+        assert!(moved.iter().all(|p| p.exists()));
+        assert_eq!(fs::read_to_string(journal_of(dir.path())).unwrap(), "");
+    }
+
+    #[test]
+    fn the_folder_is_private_and_links_in_it_are_not_followed() {
+        use std::os::unix::fs::PermissionsExt;
+        let top = tempfile::tempdir().unwrap();
+        let dir = top.path().join("state");
+        let victim = top.path().join("victim");
+        fs::write(&victim, "precious").unwrap();
+        let (store, _) = StateStore::open(&dir, "m", "h", false).unwrap();
+        drop(store);
+        let mode = fs::metadata(&dir).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o700);
+        for ext in ["journal", "lock", "json"] {
+            let p = StateStore::path(&dir, "m", "h").with_extension(ext);
+            let _ = fs::remove_file(&p);
+            std::os::unix::fs::symlink(&victim, &p).unwrap();
+            match StateStore::open(&dir, "m", "h", false) {
+                Err(StateError::Symlink { path }) => assert_eq!(path, p),
+                other => panic!("{ext}: expected Symlink, got {other:?}"),
+            }
+            assert_eq!(fs::read_to_string(&victim).unwrap(), "precious");
+            fs::remove_file(&p).unwrap();
+        }
+    }
+
     #[test]
     fn file_names_are_sanitized() {
         let p = StateStore::path(Path::new("/s"), "n2-quick", "10.0.0.1/x");

@@ -140,16 +140,28 @@ fn open_state(
         ));
     })
     .map_err(|e| {
-        let waited = match args.lock_wait {
-            0 => String::new(),
-            _ => format!("waited {}; ", engine::clock::human(wait)),
-        };
-        Failure::Run(Some(miette::miette!(
-            help = format!(
-                "{waited}wait for the other run, or stop it; `driver status` shows what it left"
+        let help = match &e {
+            state::StateError::Locked { .. } => {
+                let waited = match args.lock_wait {
+                    0 => String::new(),
+                    _ => format!("waited {}; ", engine::clock::human(wait)),
+                };
+                format!("{waited}wait for the other run, or stop it; `driver status` shows what it left")
+            }
+            state::StateError::Corrupt { .. } => format!(
+                "`driver state rebuild {} -H {}` makes the state anew from the guests' ownership \
+                 markers on the host (the damaged files are moved aside, not deleted)",
+                args.manifest.cli_flag(),
+                args.host
             ),
-            "{e}"
-        )))
+            state::StateError::Symlink { .. } => {
+                "remove the link: driver never writes through one in its state folder".into()
+            }
+            state::StateError::Io { .. } => {
+                "check the state folder's permissions and free space (--state-dir or $DRIVER_STATE_DIR picks another)".into()
+            }
+        };
+        Failure::Run(Some(miette::miette!(help = help, "{e}")))
     })
 }
 

@@ -1,6 +1,8 @@
 //! Helpers for tests that run the built `driver` binary.
 #![allow(dead_code)]
 
+pub mod sim;
+
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 

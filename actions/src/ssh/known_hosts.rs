@@ -180,8 +180,14 @@ pub fn forget(file: &Path, host: &str, port: u16) -> io::Result<()> {
     static REWRITE: std::sync::Mutex<()> = std::sync::Mutex::new(());
     let _guard = REWRITE.lock().unwrap_or_else(|p| p.into_inner());
     let name = known_hosts_name(host, port);
-    let text = match fs::read_to_string(file) {
-        Ok(t) => t,
+    // Never through a link planted in the state folder (O_NOFOLLOW): its
+    // target is not ours to rewrite.
+    let text = match open_nofollow(file, fs::OpenOptions::new().read(true)) {
+        Ok(mut f) => {
+            let mut t = String::new();
+            io::Read::read_to_string(&mut f, &mut t)?;
+            t
+        }
         Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
         Err(e) => return Err(e),
     };
@@ -199,7 +205,24 @@ pub fn forget(file: &Path, host: &str, port: u16) -> io::Result<()> {
     if !out.is_empty() {
         out.push('\n');
     }
-    fs::write(file, out)
+    // A new file renamed over the old one: a rename replaces a link
+    // itself, never what it points to.
+    let mut tmp = file.as_os_str().to_owned();
+    tmp.push(format!(".tmp.{}", std::process::id()));
+    let tmp = PathBuf::from(tmp);
+    let _ = fs::remove_file(&tmp);
+    let mut f = open_nofollow(&tmp, fs::OpenOptions::new().write(true).create_new(true))?;
+    f.write_all(out.as_bytes())?;
+    drop(f);
+    fs::rename(&tmp, file)
+}
+
+/// Opens without following a symbolic link, 0600 if created.
+fn open_nofollow(path: &Path, opts: &mut fs::OpenOptions) -> io::Result<fs::File> {
+    use std::os::unix::fs::OpenOptionsExt;
+    opts.mode(0o600)
+        .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
+        .open(path)
 }
 
 /// Where a known key came from, for error messages.
@@ -361,7 +384,7 @@ impl Lookup {
 /// Appends a newly accepted key to a known_hosts file (created 0600, its
 /// directory 0700, like OpenSSH does).
 pub(crate) fn record(path: &Path, host: &str, port: u16, key: &HostKey) -> Result<(), SshError> {
-    use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
+    use std::os::unix::fs::DirBuilderExt;
     let err = |e| SshError::KnownHostsFile {
         path: path.to_path_buf(),
         source: e,
@@ -375,16 +398,20 @@ pub(crate) fn record(path: &Path, host: &str, port: u16, key: &HostKey) -> Resul
                 .map_err(err)?;
         }
     }
-    let mut f = fs::OpenOptions::new()
-        .create(true)
-        .append(true)
-        .mode(0o600)
-        .open(path)
-        .map_err(err)?;
+    let mut f = open_nofollow(
+        path,
+        fs::OpenOptions::new().create(true).append(true).read(true),
+    )
+    .map_err(err)?;
     // A file written by hand may lack the final newline.
-    let needs_nl = fs::read(path)
-        .map(|b| !b.is_empty() && !b.ends_with(b"\n"))
-        .unwrap_or(false);
+    let needs_nl = {
+        use std::io::{Read, Seek, SeekFrom};
+        let mut last = [0u8; 1];
+        match f.seek(SeekFrom::End(-1)) {
+            Ok(_) => f.read_exact(&mut last).is_ok() && last[0] != b'\n',
+            Err(_) => false,
+        }
+    };
     let mut line = String::new();
     if needs_nl {
         line.push('\n');
@@ -637,6 +664,18 @@ mod tests {
             .verify(HostKeyPolicy::AcceptNew, &k(K2))
             .expect_err("refused");
         assert!(e.to_string().contains("recorded for this node"), "{e}");
+    }
+
+    #[test]
+    fn a_link_planted_as_the_file_is_never_written_through() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let victim = dir.path().join("victim");
+        fs::write(&victim, "precious\n").expect("write");
+        let path = dir.path().join("known_hosts");
+        std::os::unix::fs::symlink(&victim, &path).expect("symlink");
+        assert!(record(&path, "127.0.0.1", 2222, &k(K1)).is_err());
+        assert!(forget(&path, "127.0.0.1", 2222).is_err());
+        assert_eq!(fs::read_to_string(&victim).expect("read"), "precious\n");
     }
 
     #[test]

@@ -457,7 +457,13 @@ impl<'g, 'm, R: NodeRunner> Executor<'g, 'm, R> {
     ) -> RunResult {
         let started = Instant::now();
         let o = &self.options;
-        let fresh = previous.is_none();
+        // A state that never recorded a guest (new, or left by a run that
+        // was refused) cannot tell its own lost guests from another state's.
+        let fresh = previous.as_ref().is_none_or(|p| {
+            !p.nodes
+                .iter()
+                .any(|n| n.may_exist() || n.status == NodeStatus::Completed)
+        });
         let mut state = RunState::for_manifest(
             self.graph.manifest,
             plan.host,

@@ -1,0 +1,123 @@
+//! Runs of the built `driver` on the built-in simulator (host `sim`), and
+//! what the simulator itself says it holds.
+
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+use super::Driver;
+
+/// A `driver` command on the built-in site-config (host `sim`) with its state
+/// (and the simulator's) in `state`, and no simulator settings from outside.
+pub fn sim_driver(state: &Path) -> Command {
+    let mut c = Command::new(super::BIN);
+    c.env_remove("HOMESTAK_SITE_CONFIG")
+        .env_remove("PVESIM_FAULTS")
+        .env_remove("PVESIM_TIME_SCALE")
+        .env("DRIVER_STATE_DIR", state)
+        .current_dir(state);
+    c
+}
+
+/// Runs `driver ARGS` on the built-in site-config with its state in `state`.
+pub fn sim_run(state: &Path, args: &[&str]) -> super::Run {
+    super::Run::from(sim_driver(state).args(args).output().unwrap())
+}
+
+pub struct SimRun {
+    /// Holds the folder the manifest is in.
+    _site: Driver,
+    pub state: tempfile::TempDir,
+    pub manifest: std::path::PathBuf,
+}
+
+impl SimRun {
+    pub fn new(manifest: &str) -> SimRun {
+        let d = Driver::new();
+        let path = d.site_path().join("m.yaml");
+        std::fs::write(&path, manifest).unwrap();
+        // The built-in site-config (with host `sim`), not an empty one.
+        SimRun {
+            _site: d,
+            state: tempfile::tempdir().unwrap(),
+            manifest: path,
+        }
+    }
+
+    pub fn cmd(&self, verb: &str, extra: &[&str]) -> Command {
+        let mut c = sim_driver(self.state.path());
+        c.args([
+            verb,
+            "--manifest-file",
+            self.manifest.to_str().unwrap(),
+            "-H",
+            "sim",
+        ])
+        .args(extra);
+        c
+    }
+
+    pub fn run(&self, verb: &str, extra: &[&str]) -> super::Run {
+        super::Run::from(self.cmd(verb, extra).stdin(Stdio::null()).output().unwrap())
+    }
+
+    /// `create` in the background, quiet, with realistic durations (a full
+    /// clone takes seconds: long enough to act on it mid-way).
+    pub fn spawn_slow_create(&self) -> std::process::Child {
+        self.cmd("create", &[])
+            .env("PVESIM_TIME_SCALE", "0.5")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap()
+    }
+
+    /// Non-template guests in the simulator's saved state: (vmid, name).
+    pub fn sim_guests(&self) -> Vec<(u64, String)> {
+        sim_guests(&self.state.path().join("pvesim-sim"))
+    }
+}
+
+pub fn sim_guests(dir: &Path) -> Vec<(u64, String)> {
+    let text = std::fs::read_to_string(dir.join("state.json")).unwrap_or_else(|_| "{}".into());
+    let v: Value = serde_json::from_str(&text).unwrap();
+    let mut out: Vec<(u64, String)> = v["guests"]
+        .as_object()
+        .map(|g| {
+            g.values()
+                .filter(|x| x["config"]["template"].as_u64() != Some(1))
+                .map(|x| {
+                    let name = x["config"]["name"]
+                        .as_str()
+                        .or_else(|| x["config"]["hostname"].as_str())
+                        .unwrap_or("")
+                        .to_string();
+                    (x["vmid"].as_u64().unwrap_or(0), name)
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    out.sort();
+    out
+}
+
+/// Waits (up to 20 s) until the journal at `path` has a line that `found` accepts.
+pub fn wait_for_journal(path: &Path, what: &str, found: impl Fn(&str) -> bool) {
+    wait_for_journal_text(path, what, |text| text.lines().any(&found))
+}
+
+/// Waits (up to 30 s) until the whole text of the journal at `path` satisfies `found`.
+pub fn wait_for_journal_text(path: &Path, what: &str, found: impl Fn(&str) -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let text = std::fs::read_to_string(path).unwrap_or_default();
+        if found(&text) {
+            return;
+        }
+        assert!(Instant::now() < deadline, "{what} never recorded: {text}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
