@@ -267,8 +267,27 @@ impl PveRunner {
             None => None,
         };
         let (vmid, unmarked) = match existing {
-            Some(found) => {
-                if let Err(why) = found.standing(call) {
+            Some(found) => match found.standing(call) {
+                Ok(()) => {
+                    tracing::info!("{}: adopting existing guest {}", node.name, found.vmid);
+                    call.facts.log(format!(
+                        "adopting guest {} left by an earlier run",
+                        found.vmid
+                    ));
+                    self.client
+                        .wait_unlocked(kind, found.vmid, call.timeout)
+                        .await
+                        .map_err(err)?;
+                    (found.vmid, found.marker.is_none())
+                }
+                // A vmid PVE picked for an earlier try (a clone that lost a
+                // race, cut off before the next pick was recorded): someone
+                // else's now, so pick again.
+                Err(why) if node.vmid.is_none() => {
+                    call.facts.log(format!("{why}: picking another vmid"));
+                    (self.clone_new(call, kind, template, None).await?, false)
+                }
+                Err(why) => {
                     return Err(ActionError::new(format!(
                         "{why}: choose another vmid for '{}' (or --vm-id {}=ID){}",
                         node.name,
@@ -280,20 +299,13 @@ impl PveRunner {
                             ),
                             _ => String::new(),
                         }
-                    )));
+                    )))
                 }
-                tracing::info!("{}: adopting existing guest {}", node.name, found.vmid);
-                call.facts.log(format!(
-                    "adopting guest {} left by an earlier run",
-                    found.vmid
-                ));
-                self.client
-                    .wait_unlocked(kind, found.vmid, call.timeout)
-                    .await
-                    .map_err(err)?;
-                (found.vmid, found.marker.is_none())
-            }
-            None => (self.clone_new(call, kind, template).await?, false),
+            },
+            None => (
+                self.clone_new(call, kind, template, node.vmid).await?,
+                false,
+            ),
         };
         let cfg = self.client.config(kind, vmid).await.map_err(err)?;
 
@@ -350,15 +362,16 @@ impl PveRunner {
         })
     }
 
-    /// Picks a vmid (explicit, or the cluster's next free one), records it,
-    /// then clones. Two runs racing for the same free id: the loser asks again.
+    /// Picks a vmid (`explicit`: the manifest's, else the cluster's next
+    /// free one), records it, then clones. Two clones racing for the same
+    /// free id: the loser asks again.
     async fn clone_new(
         &self,
         call: &ActionCall,
         kind: GuestKind,
         template: u32,
+        explicit: Option<u32>,
     ) -> Result<u32, ActionError> {
-        let explicit = call.vm_id;
         let mut tries = 0;
         loop {
             tries += 1;

@@ -276,6 +276,17 @@ pub fn reconcile(
     }
     out.foreign = foreign;
 
+    // A vmid recorded for a node whose guest there is marked for another of
+    // our nodes was a pick that lost a race: it is not this node's.
+    for n in st.nodes.iter_mut() {
+        let taken = n
+            .vm_id
+            .is_some_and(|id| mine.iter().any(|g| g.vmid == id && g.marker.node != n.name));
+        if taken {
+            n.vm_id = None;
+        }
+    }
+
     for g in mine {
         let name = &g.marker.node;
         match st.nodes.iter_mut().find(|n| &n.name == name) {
@@ -434,6 +445,18 @@ mod tests {
         assert_eq!(st.nodes[1].status, NodeStatus::Completed);
         assert_eq!(st.node("gone").and_then(|n| n.vm_id), Some(300));
         assert!(st.node("gone").is_some_and(NodeState::may_exist));
+    }
+
+    #[test]
+    fn a_vmid_recorded_for_a_node_but_marked_for_another_is_forgotten() {
+        // b's pick lost the race for 100 to a, and b was cut off before its
+        // next pick was recorded.
+        let mut st = state("s1");
+        st.nodes[0].vm_id = Some(100);
+        st.nodes[1].vm_id = Some(100);
+        reconcile(&mut st, &[marked(100, "a", "s1")], false, false).unwrap();
+        assert_eq!(st.nodes[0].vm_id, Some(100));
+        assert_eq!(st.nodes[1].vm_id, None);
     }
 
     #[test]
