@@ -33,6 +33,9 @@ pub fn run(verb: Verb, args: &RunArgs, site_flag: Option<&Path>) -> Result<(), F
     if let Some(p) = args.on_error {
         loaded.manifest.settings.on_error = p.into();
     }
+    // What the run would refuse, the dry run refuses too.
+    let ready = super::execute::prepare(args, &loaded, &site)
+        .map_err(|f| json_failure(verb, args, started, f))?;
     let graph = ManifestGraph::new(&loaded.manifest);
     let plan = Plan::build(verb, &graph, &args.host);
 
@@ -49,7 +52,7 @@ pub fn run(verb: Verb, args: &RunArgs, site_flag: Option<&Path>) -> Result<(), F
     if verb == Verb::Destroy && !args.yes {
         confirm_destroy(&plan)?;
     }
-    super::execute::execute(verb, args, &loaded, &graph, &plan, &site)
+    super::execute::execute(verb, args, &loaded, &graph, &plan, ready)
 }
 
 /// `--vm-id NAME=ID` overrides, checked like the manifest itself.
