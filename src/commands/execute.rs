@@ -270,14 +270,8 @@ async fn run<R: NodeRunner>(
     }
 
     let out = RunOutput::from_result(verb.as_str(), &m.name, &args.host, &result);
-    if args.events {
-        // The result closes the NDJSON stream: one line, no `event` key.
-        render::out(&format!(
-            "{}\n",
-            serde_json::to_string(&out).unwrap_or_default()
-        ));
-    } else if args.json_output {
-        render::json::print(&out);
+    if args.events || args.json_output {
+        super::run::print_output(args, &out);
     } else {
         render::out(&render::summary::text(&out));
     }
