@@ -30,7 +30,7 @@ for shape in wide deep; do
     [[ $n -ge 100000 ]] && pyruns=2
     python3 scripts/bench.py "$runs" \
       "driver validate $shape $n" -- "$bin" validate "$f" --- \
-      "driver create --dry-run $shape $n (plan rendered as text)" -- "$bin" create --manifest-file "$f" -H bench --dry-run --- \
+      "driver create --dry-run $shape $n (plan rendered as text)" -- "$bin" create --manifest-file "$f" -H sim --dry-run --- \
       "PyYAML safe_load $shape $n (baseline)@$pyruns" -- python3 -c 'import sys, yaml; yaml.safe_load(open(sys.argv[1]))' "$f"
   done
 done

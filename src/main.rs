@@ -38,12 +38,62 @@ fn main() -> ExitCode {
         Ok(()) => ExitCode::SUCCESS,
         Err(f) => {
             let code = f.exit_code();
+            if let Some(verb) = json_verb(&cli.command).filter(|_| !render::json::printed()) {
+                render::json::print(&FailureOutput {
+                    verb,
+                    success: false,
+                    error: f
+                        .report()
+                        .map_or_else(|| "failed".to_string(), ToString::to_string),
+                });
+            }
             if let Some(report) = f.report() {
                 render::err(&format!("{report:?}\n"));
             }
             ExitCode::from(code)
         }
     }
+}
+
+/// What a command that was asked for JSON prints when it failed before
+/// printing its own document: stdout then still holds one JSON document.
+#[derive(serde::Serialize)]
+struct FailureOutput {
+    verb: &'static str,
+    success: bool,
+    error: String,
+}
+
+/// The command's name when it was asked for `--json-output`.
+fn json_verb(c: &Command) -> Option<&'static str> {
+    let (verb, json) = match c {
+        Command::Create(a) => ("create", a.json_output),
+        Command::Destroy(a) => ("destroy", a.json_output),
+        Command::Test(a) => ("test", a.json_output),
+        Command::Status(a) => ("status", a.json_output),
+        Command::Preflight(a) => ("preflight", a.json_output),
+        Command::Images {
+            what: cli::ImagesCmd::Download(a),
+        } => ("images download", a.json_output),
+        Command::Validate(a) => ("validate", a.json_output),
+        Command::List {
+            what: ListWhat::Manifests { json_output },
+        } => ("list manifests", *json_output),
+        Command::Config {
+            what: commands::config::ConfigCmd::Show { json_output },
+        } => ("config show", *json_output),
+        Command::Secrets {
+            what: commands::secrets::SecretsCmd::Check { json_output, .. },
+        } => ("secrets check", *json_output),
+        Command::State {
+            what: cli::StateCmd::Rebuild(a),
+        } => ("state rebuild", a.json_output),
+        Command::Config { .. }
+        | Command::Secrets { .. }
+        | Command::Graph(_)
+        | Command::Sim { .. } => ("", false),
+    };
+    json.then_some(verb)
 }
 
 /// Logs go to stderr so `--json-output` keeps stdout clean.

@@ -200,7 +200,7 @@ fn unknown_manifest_name_suggests_and_lists() {
 
 #[test]
 fn dry_run_prints_the_whole_plan() {
-    let r = Driver::new()
+    let r = Driver::example()
         .run(&["create", "-M", "n3-deep", "-H", "father", "--dry-run"])
         .ok();
     let out = &r.stdout;
@@ -229,7 +229,7 @@ fn dry_run_prints_the_whole_plan() {
 
 #[test]
 fn dry_run_json_is_the_run_output_shape() {
-    let v = Driver::new()
+    let v = Driver::example()
         .run(&[
             "destroy",
             "-M",
@@ -257,7 +257,7 @@ fn dry_run_json_is_the_run_output_shape() {
 
 #[test]
 fn test_dry_run_has_create_verify_destroy() {
-    let v = Driver::new()
+    let v = Driver::example()
         .run(&[
             "test",
             "-M",
@@ -280,14 +280,14 @@ fn test_dry_run_has_create_verify_destroy() {
 
 #[test]
 fn vm_id_overrides_apply_and_are_checked() {
-    let d = Driver::new();
+    let d = Driver::example();
     let r = d
         .run(&[
             "create",
             "-M",
             "n2-quick",
             "-H",
-            "h",
+            "father",
             "--dry-run",
             "--vm-id",
             "edge=12345",
@@ -300,7 +300,7 @@ fn vm_id_overrides_apply_and_are_checked() {
             "-M",
             "n2-quick",
             "-H",
-            "h",
+            "father",
             "--dry-run",
             "--vm-id",
             "egde=12345",
@@ -313,7 +313,7 @@ fn vm_id_overrides_apply_and_are_checked() {
             "-M",
             "n2-quick",
             "-H",
-            "h",
+            "father",
             "--dry-run",
             "--vm-id",
             "edge=99011",
@@ -324,8 +324,10 @@ fn vm_id_overrides_apply_and_are_checked() {
         "{}",
         r.stderr
     );
-    d.run(&["create", "-M", "n2-quick", "-H", "h", "--vm-id", "edge=7"])
-        .code(2);
+    d.run(&[
+        "create", "-M", "n2-quick", "-H", "father", "--vm-id", "edge=7",
+    ])
+    .code(2);
 }
 
 #[test]
@@ -350,7 +352,7 @@ fn usage_errors_exit_2() {
 
 #[test]
 fn destroy_without_yes_off_a_terminal_refuses() {
-    let r = Driver::new()
+    let r = Driver::example()
         .cmd()
         .args(["destroy", "-M", "n1-basic", "-H", "father"])
         .stdin(std::process::Stdio::null())
@@ -364,7 +366,7 @@ fn destroy_without_yes_off_a_terminal_refuses() {
 
 #[test]
 fn subtree_round_trips_through_manifest_json() {
-    let d = Driver::new();
+    let d = Driver::example();
     let sub = d
         .run(&[
             "graph",
@@ -394,12 +396,12 @@ fn subtree_round_trips_through_manifest_json() {
             "--manifest-json",
             json,
             "-H",
-            "root-pve",
+            "father",
             "--dry-run",
         ])
         .ok();
     assert!(
-        plan.stdout.contains("1 leaf-pve pve  root-pve"),
+        plan.stdout.contains("1 leaf-pve pve  father"),
         "{}",
         plan.stdout
     );
@@ -482,11 +484,12 @@ fn site_config_flag_must_exist() {
 
 #[test]
 fn run_sh_shim_passes_through() {
-    let d = Driver::new();
+    let d = Driver::example();
     let out = std::process::Command::new(repo().join("scripts/run.sh"))
         .args(["create", "-M", "n2-quick", "-H", "father", "--dry-run"])
         .env("DRIVER", BIN)
         .env("HOMESTAK_SITE_CONFIG", d.site_path())
+        .env("SOPS_AGE_KEY_FILE", d.site_path().join("age-test-key.txt"))
         .output()
         .unwrap();
     assert!(

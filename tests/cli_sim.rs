@@ -10,7 +10,7 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use common::sim::{sim_driver, sim_guests, sim_run, wait_for_journal, SimRun};
-use common::{repo, Driver};
+use common::{copy_dir, repo, Driver};
 use serde_json::Value;
 
 /// API-only nodes (no SSH step): a VM with an explicit vmid, one without,
@@ -204,19 +204,6 @@ fn preflight_failure_names_the_fix() {
     assert!(out.stderr.contains("preflight failed"), "{}", out.stderr);
     assert!(out.stderr.contains("no bridge 'vmbr7'"), "{}", out.stderr);
     assert!(out.stderr.contains("set `bridge:`"), "{}", out.stderr);
-}
-
-fn copy_dir(from: &Path, to: &Path) {
-    std::fs::create_dir_all(to).unwrap();
-    for e in std::fs::read_dir(from).unwrap() {
-        let e = e.unwrap();
-        let dest = to.join(e.file_name());
-        if e.file_type().unwrap().is_dir() {
-            copy_dir(&e.path(), &dest);
-        } else {
-            std::fs::copy(e.path(), dest).unwrap();
-        }
-    }
 }
 
 #[test]

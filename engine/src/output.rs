@@ -93,6 +93,42 @@ impl ProblemOutput {
     }
 }
 
+impl ProblemOutput {
+    /// A site-config file that does not load: the file as origin, and the
+    /// place in it where the error has one.
+    pub fn from_config(e: &crate::site_config::ConfigError) -> ProblemOutput {
+        use crate::site_config::ConfigError;
+        let (origin, line, column, message) = match e {
+            ConfigError::Yaml {
+                file,
+                line,
+                col,
+                message,
+            } => (
+                file.clone(),
+                Some(*line),
+                Some(*col),
+                format!("YAML syntax error: {message}"),
+            ),
+            ConfigError::Invalid { file, message } => (file.clone(), None, None, message.clone()),
+            ConfigError::Read { file, reason } => (
+                file.clone(),
+                None,
+                None,
+                format!("cannot read it: {reason}"),
+            ),
+            other => ("site-config".to_string(), None, None, other.to_string()),
+        };
+        ProblemOutput {
+            origin,
+            message,
+            line,
+            column,
+            help: e.help(),
+        }
+    }
+}
+
 impl RunOutput<'static> {
     /// The `--json-output` document of a finished run.
     pub fn from_result(

@@ -75,6 +75,29 @@ pub fn config_failure(e: ConfigError) -> Failure {
     }
 }
 
+/// Prints each problem of the site-config's files on stderr, as a command
+/// reports a config error; returns them as JSON problems.
+pub fn report_problems(problems: Vec<ConfigError>) -> Vec<engine::output::ProblemOutput> {
+    let out = problems
+        .iter()
+        .map(engine::output::ProblemOutput::from_config)
+        .collect();
+    for e in problems {
+        if let Some(r) = config_failure(e).report() {
+            crate::errln!("{r:?}");
+        }
+    }
+    out
+}
+
+/// The failure of a command that found broken site-config files (invalid input: exit 2).
+pub fn problems_failure(n: usize) -> Failure {
+    Failure::usage(miette::miette!(
+        help = "fix the file(s) listed above; `driver validate --all` checks them all",
+        "{n} site-config file(s) are not valid"
+    ))
+}
+
 /// Opens the discovered site-config.
 pub fn open_site(site_flag: Option<&Path>) -> Result<SiteConfig, Failure> {
     let dir = discover_site(site_flag)?;
@@ -140,6 +163,8 @@ struct ShowOut {
     images: Vec<Named>,
     manifests: Vec<String>,
     secrets: SecretsOut,
+    /// Files that do not load (a run that reads them refuses to start).
+    problems: Vec<engine::output::ProblemOutput>,
 }
 
 fn summary(
@@ -266,6 +291,8 @@ fn show(json: bool, site_flag: Option<&Path>) -> Result<(), Failure> {
         .iter()
         .filter_map(|(k, v)| Some((k.as_str()?.to_string(), text(v, &[]))))
         .collect();
+    let problems = site.check_files();
+    let n = problems.len();
     let out = ShowOut {
         site_config: site.dir.path.as_ref().map_or_else(
             || "built-in example (site-config-example)".to_string(),
@@ -319,13 +346,17 @@ fn show(json: bool, site_flag: Option<&Path>) -> Result<(), Failure> {
         }),
         manifests: site.names(Entity::Manifest),
         secrets: secrets_out,
+        problems: report_problems(problems),
     };
     if json {
         render::json::print(&out);
-        return Ok(());
+    } else {
+        print_show(&out);
     }
-    print_show(&out);
-    Ok(())
+    match n {
+        0 => Ok(()),
+        n => Err(problems_failure(n)),
+    }
 }
 
 fn print_show(o: &ShowOut) {

@@ -11,7 +11,7 @@ use engine::manifest::Loaded;
 use engine::output::RunOutput;
 use engine::plan::Action;
 use engine::report::{self, Report};
-use engine::state::{self, RunState, StateStore};
+use engine::state::{self, RunState, StateError, StateStore};
 use engine::{ManifestGraph, Plan, Verb};
 use tokio::sync::{mpsc, watch};
 
@@ -23,71 +23,95 @@ use crate::cli::{RunArgs, VERSION};
 use crate::render;
 use crate::render::progress::{Bars, Lines, Ndjson, Render};
 
-/// Connects to the host (starting the simulator for a simulated one), runs
-/// the preflight checks, then the plan, and reports the outcome.
+/// What a run checked before acting (see [`prepare`]).
+pub struct Ready {
+    site: SiteConfig,
+    checked: target::Checked,
+    timeouts: HashMap<Action, Duration>,
+}
+
+/// Everything a run checks before it acts, offline: nothing is connected to,
+/// started or written. A dry run is this and the plan; a real run starts
+/// with it, so both refuse the same things in the same words.
+pub fn prepare(
+    args: &RunArgs,
+    loaded: &Loaded,
+    site_dir: &SiteConfigDir,
+) -> Result<Ready, Failure> {
+    let site = SiteConfig::open(site_dir.clone()).map_err(config_failure)?;
+    let checked = target::check(&site, &args.host, &loaded.manifest)?;
+    let timeouts = action_timeouts(&site, args)?;
+    Ok(Ready {
+        site,
+        checked,
+        timeouts,
+    })
+}
+
+/// Connects to the checked host (starting the simulator for a simulated
+/// one), runs the preflight checks, takes the state's lock, then runs the
+/// plan and reports the outcome.
 pub fn execute(
     verb: Verb,
     args: &RunArgs,
     loaded: &Loaded,
     graph: &ManifestGraph<'_>,
     plan: &Plan<'_>,
-    site_dir: &SiteConfigDir,
+    ready: Ready,
 ) -> Result<(), Failure> {
+    let Ready {
+        site,
+        checked,
+        timeouts,
+    } = ready;
     let state_dir = args.state_dir.clone().unwrap_or_else(state::default_dir);
-    // The state's lock before anything else: while another run has it,
-    // nothing starts (not even a simulator on the same state folder).
-    let asked = Instant::now();
-    let opened = open_state(&state_dir, &loaded.manifest.name, args)?;
-    let waited = asked.elapsed();
+    let manifest = &loaded.manifest.name;
+    // A simulator keeps its guests in the state folder, so it starts only
+    // under the state's lock (while another run has it, nothing starts). A
+    // real host is checked first, so a run it refuses leaves no state files.
+    let early = match checked.host.simulated {
+        true => Some(lock_state(&state_dir, manifest, args)?),
+        false => None,
+    };
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
         .build()
         .map_err(|e| Failure::Run(Some(miette::miette!("cannot start the runtime: {e}"))))?;
-    rt.block_on(async {
-        let site = SiteConfig::open(site_dir.clone()).map_err(config_failure)?;
-        let (host, secrets) = target::resolve_host(&site, &args.host)?;
-        let t = target::connect(
-            &site,
-            host,
-            secrets.as_ref(),
-            &loaded.manifest,
-            &state_dir,
-            &target::PassedOn {
-                action_timeouts: args.action_timeouts.clone(),
-                parallelism: Some(args.parallelism.max(1)),
-                clones_per_host: Some(args.clones_per_host.max(1)),
-            },
-        )
-        .await?;
-        let outcome = match args.skip_preflight {
-            true => Ok(()),
-            false => target::report_preflight(&target::preflight(&t).await),
-        };
-        let outcome = match outcome {
-            Ok(()) => {
-                let timeouts = action_timeouts(&site, args)?;
-                let limit = args
-                    .timeout
-                    .map(|t| Duration::from_secs(t).saturating_sub(waited));
-                let todo = Todo {
-                    verb,
-                    loaded,
-                    graph,
-                    plan,
-                    timeouts,
-                    limit,
-                };
-                run(t.runner.clone(), args, todo, opened).await
-            }
-            Err(f) => Err(f),
-        };
-        if let Some(sim) = t.sim {
-            // Its state is saved as it changes; this just stops serving.
-            sim.shutdown().await;
+    let (t, guests) = rt.block_on(target::connect(checked, &state_dir))?;
+    // The simulator (if any) serves on the runtime's threads until shut down below.
+    let outcome = (|| {
+        if !args.skip_preflight {
+            target::report_preflight(&rt.block_on(target::preflight(&t)))?;
         }
-        outcome
-    })
+        let (opened, waited) = match early {
+            Some(o) => o,
+            None => lock_state(&state_dir, manifest, args)?,
+        };
+        let passed_on = target::PassedOn {
+            action_timeouts: args.action_timeouts.clone(),
+            parallelism: Some(args.parallelism.max(1)),
+            clones_per_host: Some(args.clones_per_host.max(1)),
+        };
+        let runner = guests.runner(&site, &t, &loaded.manifest, &state_dir, &passed_on)?;
+        let limit = args
+            .timeout
+            .map(|t| Duration::from_secs(t).saturating_sub(waited));
+        let todo = Todo {
+            verb,
+            loaded,
+            graph,
+            plan,
+            timeouts,
+            limit,
+        };
+        rt.block_on(run(runner, args, todo, opened))
+    })();
+    if let Some(sim) = t.sim {
+        // Its state is saved as it changes; this just stops serving.
+        rt.block_on(sim.shutdown());
+    }
+    outcome
 }
 
 /// Per-action time limits: `--action-timeout` over site.yaml's
@@ -126,14 +150,16 @@ fn action_timeouts(
 }
 
 /// Takes the state's lock (waiting up to `--lock-wait` for another run to
-/// end) and loads what a previous run left.
-fn open_state(
+/// end) and loads what a previous run left; also says how long it waited,
+/// which counts against `--timeout`.
+fn lock_state(
     dir: &Path,
     manifest: &str,
     args: &RunArgs,
-) -> Result<(StateStore, Option<RunState>), Failure> {
+) -> Result<((StateStore, Option<RunState>), Duration), Failure> {
+    let asked = Instant::now();
     let wait = Duration::from_secs(args.lock_wait);
-    StateStore::open_waiting(dir, manifest, &args.host, true, wait, |pid| {
+    let opened = StateStore::open_waiting(dir, manifest, &args.host, true, wait, |pid| {
         render::err(&format!(
             "waiting for the previous run (pid {pid}) to finish (up to {})\n",
             engine::clock::human(wait)
@@ -141,28 +167,33 @@ fn open_state(
     })
     .map_err(|e| {
         let help = match &e {
-            state::StateError::Locked { .. } => {
+            StateError::Locked { .. } => {
                 let waited = match args.lock_wait {
                     0 => String::new(),
                     _ => format!("waited {}; ", engine::clock::human(wait)),
                 };
-                format!("{waited}wait for the other run, or stop it; `driver status` shows what it left")
+                format!(
+                    "{waited}wait for the other run, or stop it; `driver status` shows what it left"
+                )
             }
-            state::StateError::Corrupt { .. } => format!(
+            StateError::Corrupt { .. } => format!(
                 "`driver state rebuild {} -H {}` makes the state anew from the guests' ownership \
                  markers on the host (the damaged files are moved aside, not deleted)",
                 args.manifest.cli_flag(),
                 args.host
             ),
-            state::StateError::Symlink { .. } => {
+            StateError::Symlink { .. } => {
                 "remove the link: driver never writes through one in its state folder".into()
             }
-            state::StateError::Io { .. } => {
-                "check the state folder's permissions and free space (--state-dir or $DRIVER_STATE_DIR picks another)".into()
-            }
+            StateError::Io { .. } => format!(
+                "the state folder {} must be a folder this user can write (--state-dir or \
+                 $DRIVER_STATE_DIR choose another)",
+                dir.display()
+            ),
         };
         Failure::Run(Some(miette::miette!(help = help, "{e}")))
-    })
+    })?;
+    Ok((opened, asked.elapsed()))
 }
 
 /// What to run, and its limits.
@@ -244,14 +275,8 @@ async fn run<R: NodeRunner>(
     }
 
     let out = RunOutput::from_result(verb.as_str(), &m.name, &args.host, &result);
-    if args.events {
-        // The result closes the NDJSON stream: one line, no `event` key.
-        render::out(&format!(
-            "{}\n",
-            serde_json::to_string(&out).unwrap_or_default()
-        ));
-    } else if args.json_output {
-        render::json::print(&out);
+    if args.events || args.json_output {
+        super::run::print_output(args, &out);
     } else {
         render::out(&render::summary::text(&out));
     }

@@ -56,8 +56,6 @@ pub fn run(args: &PreflightArgs, site_flag: Option<&Path>) -> Result<(), Failure
         .build()
         .map_err(|e| Failure::Run(Some(miette::miette!("cannot start the runtime: {e}"))))?;
     let api = rt.block_on(async {
-        let (host, secrets) = target::resolve_host(&site, &args.host)?;
-        let simulated = host.simulated;
         let empty = engine::Manifest {
             schema_version: 2,
             name: "preflight".into(),
@@ -68,7 +66,9 @@ pub fn run(args: &PreflightArgs, site_flag: Option<&Path>) -> Result<(), Failure
             nodes: Vec::new(),
         };
         let m = manifest.as_ref().unwrap_or(&empty);
-        let t = target::connect(&site, host, secrets.as_ref(), m, &state_dir, &Default::default()).await?;
+        let checked = target::check(&site, &args.host, m)?;
+        let simulated = checked.host.simulated;
+        let (t, _) = target::connect(checked, &state_dir).await?;
         let mut out = target::preflight(&t).await;
         if m.pattern == Pattern::Tiered {
             out.push(if simulated {

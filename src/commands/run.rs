@@ -14,12 +14,23 @@ use crate::render;
 
 pub fn run(verb: Verb, args: &RunArgs, site_flag: Option<&Path>) -> Result<(), Failure> {
     let started = Instant::now();
+    let mut manifest = None;
+    run_verb(verb, args, site_flag, started, &mut manifest)
+        .map_err(|f| json_failure(verb, args, started, manifest, f))
+}
+
+/// `run`, telling the manifest's name once known (for a failure's JSON).
+fn run_verb(
+    verb: Verb,
+    args: &RunArgs,
+    site_flag: Option<&Path>,
+    started: Instant,
+    manifest: &mut Option<String>,
+) -> Result<(), Failure> {
     let site = discover_site(site_flag)?;
-    let mut loaded = match load_manifest(&args.manifest.to_ref(), &site) {
-        Ok(l) => l,
-        Err(f) => return Err(json_failure(verb, args, started, f)),
-    };
-    apply_vm_ids(&mut loaded, &args.vm_ids).map_err(|f| json_failure(verb, args, started, f))?;
+    let mut loaded = load_manifest(&args.manifest.to_ref(), &site)?;
+    *manifest = Some(loaded.manifest.name.clone());
+    apply_vm_ids(&mut loaded, &args.vm_ids)?;
     if let Some(levels) = args.depth {
         let dropped = loaded.manifest.limit_depth(levels as usize);
         if dropped > 0 {
@@ -33,13 +44,14 @@ pub fn run(verb: Verb, args: &RunArgs, site_flag: Option<&Path>) -> Result<(), F
     if let Some(p) = args.on_error {
         loaded.manifest.settings.on_error = p.into();
     }
+    // What the run would refuse, the dry run refuses too.
+    let ready = super::execute::prepare(args, &loaded, &site)?;
     let graph = ManifestGraph::new(&loaded.manifest);
     let plan = Plan::build(verb, &graph, &args.host);
 
     if args.dry_run {
         if args.json_output {
-            let out = dry_run_output(&plan, &graph, started);
-            render::json::print(&out);
+            print_output(args, &dry_run_output(&plan, &graph, started));
         } else {
             crate::out!("{}", render::plan::text(&plan));
         }
@@ -49,7 +61,17 @@ pub fn run(verb: Verb, args: &RunArgs, site_flag: Option<&Path>) -> Result<(), F
     if verb == Verb::Destroy && !args.yes {
         confirm_destroy(&plan)?;
     }
-    super::execute::execute(verb, args, &loaded, &graph, &plan, &site)
+    super::execute::execute(verb, args, &loaded, &graph, &plan, ready)
+}
+
+/// The `--json-output` document: one line when it closes an `--events`
+/// stream (a parent driver reads that line by line), else pretty.
+pub fn print_output(args: &RunArgs, out: &RunOutput<'_>) {
+    if args.events {
+        render::json::line(out);
+    } else {
+        render::json::print(out);
+    }
 }
 
 /// `--vm-id NAME=ID` overrides, checked like the manifest itself.
@@ -107,23 +129,6 @@ fn confirm_destroy(plan: &Plan<'_>) -> Result<(), Failure> {
     }
 }
 
-fn base_output(verb: Verb, args: &RunArgs, started: Instant) -> RunOutput<'static> {
-    RunOutput {
-        verb: verb.as_str().into(),
-        success: false,
-        duration_seconds: started.elapsed().as_secs_f64(),
-        nodes: Vec::new(),
-        context: Default::default(),
-        error: None,
-        interrupted: false,
-        manifest: None,
-        host: args.host.clone(),
-        dry_run: args.dry_run,
-        plan: None,
-        problems: Vec::new(),
-    }
-}
-
 fn dry_run_output<'m>(
     plan: &Plan<'m>,
     graph: &ManifestGraph<'m>,
@@ -157,19 +162,36 @@ fn dry_run_output<'m>(
     }
 }
 
-/// With `--json-output`, a failure before the run still prints a JSON document.
-fn json_failure(verb: Verb, args: &RunArgs, started: Instant, f: Failure) -> Failure {
-    if !args.json_output {
+/// With `--json-output`, whatever failed, stdout holds one JSON document:
+/// the run's own when it got that far, else this one with the error.
+fn json_failure(
+    verb: Verb,
+    args: &RunArgs,
+    started: Instant,
+    manifest: Option<String>,
+    f: Failure,
+) -> Failure {
+    if !args.json_output || render::json::printed() {
         return f;
     }
-    let mut out = base_output(verb, args, started);
-    let Failure::Usage(Some(report)) = f else {
-        return f;
+    let report = f.report();
+    let out = RunOutput {
+        verb: verb.as_str().into(),
+        success: false,
+        duration_seconds: started.elapsed().as_secs_f64(),
+        nodes: Vec::new(),
+        context: Default::default(),
+        error: Some(report.map_or_else(|| "failed".to_string(), ToString::to_string)),
+        interrupted: matches!(f, Failure::Interrupted(_)),
+        manifest,
+        host: args.host.clone(),
+        dry_run: args.dry_run,
+        plan: None,
+        problems: report
+            .and_then(|r| r.downcast_ref::<InvalidManifest>())
+            .map(ProblemOutput::all)
+            .unwrap_or_default(),
     };
-    out.error = Some(report.to_string());
-    if let Some(invalid) = report.downcast_ref::<InvalidManifest>() {
-        out.problems = ProblemOutput::all(invalid);
-    }
-    render::json::print(&out);
-    Failure::Usage(Some(report))
+    print_output(args, &out);
+    f
 }

@@ -35,16 +35,16 @@ fn rebuild(args: &StateRebuildArgs, site_flag: Option<&Path>) -> Result<(), Fail
         .map_err(|e| Failure::Run(Some(miette::miette!("cannot start the runtime: {e}"))))?;
     let found: Vec<MarkedGuest> = rt.block_on(async {
         let site = SiteConfig::open(site_dir.clone()).map_err(config_failure)?;
-        let (host, secrets) = target::resolve_host(&site, &args.host)?;
-        let t =
-            target::connect(&site, host, secrets.as_ref(), m, &dir, &Default::default()).await?;
+        let checked = target::check(&site, &args.host, m)?;
+        let (t, guests) = target::connect(checked, &dir).await?;
+        let runner = guests.runner(&site, &t, m, &dir, &Default::default())?;
         let names: Vec<String> = m.nodes.iter().map(|n| n.name.clone()).collect();
         let any_state = ownership::Owner {
             manifest: m.name.clone(),
             host: args.host.clone(),
             state: String::new(),
         };
-        let found = t.runner.marked_guests(&any_state, &names).await;
+        let found = runner.marked_guests(&any_state, &names).await;
         if let Some(sim) = t.sim {
             sim.shutdown().await;
         }

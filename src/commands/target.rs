@@ -2,6 +2,12 @@
 //! connected `PveRunner`, starting the built-in simulator for a host marked
 //! `simulated: true` (its state kept beside the run state, so `create` and a
 //! later `destroy` see the same guests).
+//!
+//! Three steps, so that nothing is touched before everything checkable is
+//! checked: [`check`] reads and checks all a run needs, offline (a dry run
+//! stops there); [`connect`] reaches the host (or starts its simulator);
+//! [`Guests::runner`] then builds the runner (making driver's own SSH key
+//! in the state folder the first time).
 
 use std::collections::HashMap;
 use std::path::Path;
@@ -24,8 +30,37 @@ use super::Failure;
 pub struct Target {
     pub host: HostConfig,
     pub client: PveClient,
-    pub runner: Arc<PveRunner>,
     pub sim: Option<sim::SimHandle>,
+    /// What the client connects with (the tofu provisioner gets the same).
+    api: PveTarget,
+}
+
+/// All a run needs of its host and site-config, read and checked without
+/// touching anything: nothing connected to, started or written.
+pub struct Checked {
+    pub host: HostConfig,
+    /// A real PVE's API; `None` for a simulated host, whose simulator says
+    /// where it listens once started.
+    api: Option<(PveTarget, PveClient)>,
+    scale: f64,
+    guests: Guests,
+}
+
+/// What the runner is built from, once connected.
+pub struct Guests {
+    secrets: Option<SiteSecrets>,
+    setup: GuestSetup,
+    size_for: actions::runner::SizeFor,
+    /// site.yaml `defaults.ssh_key` (private key, public line); `None`:
+    /// driver's own key in the state folder.
+    ssh_key: Option<(std::path::PathBuf, String)>,
+    tofu: Option<TofuPlan>,
+    /// The guest network and time scale when the host is a simulator.
+    simulated: Option<([u8; 2], f64)>,
+    /// What nested PVE hosts download (real hosts only).
+    image_files: std::collections::BTreeMap<String, String>,
+    /// What nested drivers are handed of the site-config.
+    site_files: Vec<(String, String)>,
 }
 
 fn run_err(msg: String, help: Option<String>) -> Failure {
@@ -35,8 +70,8 @@ fn run_err(msg: String, help: Option<String>) -> Failure {
     }))
 }
 
-/// Opens the site-config and its secrets, and resolves `-H host`.
-pub fn resolve_host(
+/// Opens the site-config's secrets, and resolves `-H host`.
+fn resolve_host(
     site: &SiteConfig,
     name: &str,
 ) -> Result<(HostConfig, Option<SiteSecrets>), Failure> {
@@ -103,137 +138,236 @@ pub struct PassedOn {
     pub clones_per_host: Option<usize>,
 }
 
-/// Connects to the host (starting the simulator for a simulated one).
-pub async fn connect(
-    site: &SiteConfig,
-    host: HostConfig,
-    secrets: Option<&SiteSecrets>,
-    manifest: &Manifest,
-    state_dir: &Path,
-    passed_on: &PassedOn,
-) -> Result<Target, Failure> {
+/// Reads and checks, offline, everything a run on host `name` needs: the
+/// host (and its API token and TLS trust), the manifest's nodes resolved
+/// (presets, specs, postures, images, playbooks, tofu settings), the files
+/// handed to nested drivers. A dry run checks this much; a real run this
+/// first, then connects.
+pub fn check(site: &SiteConfig, name: &str, manifest: &Manifest) -> Result<Checked, Failure> {
+    let (host, secrets) = resolve_host(site, name)?;
     let scale: f64 = sim_env("PVESIM_TIME_SCALE")?.unwrap_or(0.0);
     // The host's node file, read once: TLS trust, simulator settings, clones.
     let node_file = site
         .try_find(engine::site_config::Entity::Node, &host.name)
         .map_err(config_failure)?;
     let doc = node_file.as_ref().map(|n| &n.doc);
-    let (target, sim) = if host.simulated {
-        let dir = state_dir.join(format!("pvesim-{}", host.name));
-        let config = sim::SimConfig {
-            node_name: host.node_name.clone(),
-            state_dir: Some(dir),
-            time_scale: scale,
-            faults: sim_env("PVESIM_FAULTS")?.unwrap_or_default(),
-            guest_ssh_port: SIM_GUEST_SSH_PORT,
-            ..sim::SimConfig::default()
-        };
-        let h = sim::PveSim::start(config)
-            .await
-            .map_err(|e| run_err(format!("cannot start the PVE simulator: {e}"), None))?;
-        let token = h.token();
-        let fp = tls::parse_fingerprint(h.fingerprint())
-            .map_err(|e| run_err(format!("simulator fingerprint: {e}"), None))?;
-        tracing::info!("simulated PVE '{}' at {}", host.name, h.url());
-        (
-            PveTarget {
+    let api = match host.simulated {
+        true => None,
+        false => {
+            let target = real_target(&host, doc)?;
+            let client = PveClient::new(&target).map_err(|e| run_err(e.to_string(), None))?;
+            Some((target, client))
+        }
+    };
+    let (mut setup, size_for) = resolve_guests(site, secrets.as_ref(), &host, manifest)?;
+    // `full_clone: false` in the node's file makes linked clones (faster, sharing the template's disk).
+    if let Some(v) = doc.and_then(|d| d.get("full_clone")) {
+        setup.full_clone = v.value != engine::yaml::Value::Bool(false);
+    }
+    let simulated = sim_of(&host, doc, scale)?;
+    let image_files = match simulated {
+        Some(_) => Default::default(),
+        None => image_files(site)?,
+    };
+    let guests = Guests {
+        setup,
+        size_for,
+        ssh_key: site_key(site)?,
+        tofu: tofu_plan(site, manifest)?,
+        simulated,
+        image_files,
+        site_files: child_site_files(site)?,
+        secrets,
+    };
+    Ok(Checked {
+        host,
+        api,
+        scale,
+        guests,
+    })
+}
+
+/// How to reach a real PVE: its endpoint, API token and TLS trust.
+fn real_target(host: &HostConfig, doc: Option<&engine::yaml::Node>) -> Result<PveTarget, Failure> {
+    let endpoint = host.api_endpoint.clone().ok_or_else(|| {
+        Failure::usage(miette::miette!(
+            help = "add `api_endpoint: https://HOST:8006`",
+            "{} has no api_endpoint",
+            host.file
+        ))
+    })?;
+    let token = host.api_token.as_ref().ok_or_else(|| {
+        Failure::usage(miette::miette!(
+            help = format!(
+                "add `api_tokens: {{{}: USER@REALM!TOKENID=SECRET}}` to secrets.yaml (and check that \
+                 it decrypts: `driver secrets check`)",
+                host.api_token_key.as_deref().unwrap_or(&host.name)
+            ),
+            "no API token for '{}'",
+            host.name
+        ))
+    })?;
+    let (id, secret) = token
+        .expose()
+        .split_once('=')
+        .filter(|(id, secret)| well_formed_token_id(id) && !secret.is_empty())
+        .ok_or_else(|| {
+            Failure::usage(miette::miette!(
+                help = format!(
+                    "api_tokens.{} in secrets.yaml: the token's id, `=`, its secret, as \
+                     `pveum user token add` printed them",
+                    host.api_token_key.as_deref().unwrap_or(&host.name)
+                ),
+                "the API token for '{}' is not in the form USER@REALM!TOKENID=SECRET",
+                host.name
+            ))
+        })?;
+    Ok(PveTarget {
+        endpoint,
+        node: host.node_name.clone(),
+        token_id: id.to_string(),
+        token_secret: secret.to_string(),
+        trust: trust_of(host, doc)?,
+    })
+}
+
+/// `USER@REALM!TOKENID`, each part non-empty.
+fn well_formed_token_id(id: &str) -> bool {
+    let Some((user_realm, token)) = id.split_once('!') else {
+        return false;
+    };
+    let Some((user, realm)) = user_realm.split_once('@') else {
+        return false;
+    };
+    [user, realm, token].iter().all(|p| !p.is_empty())
+}
+
+/// Connects to a checked host: a real one's client is ready; a simulated
+/// one's simulator is started. Returns the target and what its runner is
+/// built from.
+pub async fn connect(checked: Checked, state_dir: &Path) -> Result<(Target, Guests), Failure> {
+    let Checked {
+        host,
+        api,
+        scale,
+        guests,
+    } = checked;
+    let (target, client, sim) = match api {
+        Some((target, client)) => (target, client, None),
+        None => {
+            let dir = state_dir.join(format!("pvesim-{}", host.name));
+            let config = sim::SimConfig {
+                node_name: host.node_name.clone(),
+                state_dir: Some(dir),
+                time_scale: scale,
+                faults: sim_env("PVESIM_FAULTS")?.unwrap_or_default(),
+                guest_ssh_port: SIM_GUEST_SSH_PORT,
+                ..sim::SimConfig::default()
+            };
+            let h = sim::PveSim::start(config)
+                .await
+                .map_err(|e| run_err(format!("cannot start the PVE simulator: {e}"), None))?;
+            let token = h.token();
+            let fp = tls::parse_fingerprint(h.fingerprint())
+                .map_err(|e| run_err(format!("simulator fingerprint: {e}"), None))?;
+            tracing::info!("simulated PVE '{}' at {}", host.name, h.url());
+            let target = PveTarget {
                 endpoint: h.url(),
                 node: h.node().to_string(),
                 token_id: token.full_id(),
                 token_secret: token.secret.clone(),
                 trust: TlsTrust::Fingerprint(fp),
-            },
-            Some(h),
-        )
-    } else {
-        let endpoint = host.api_endpoint.clone().ok_or_else(|| {
-            Failure::usage(miette::miette!(
-                help = "add `api_endpoint: https://HOST:8006`",
-                "{} has no api_endpoint",
-                host.file
-            ))
-        })?;
-        let token = host.api_token.as_ref().ok_or_else(|| {
-            Failure::usage(miette::miette!(
-                help = format!(
-                    "add `api_tokens: {{{}: USER@REALM!TOKENID=SECRET}}` to secrets.yaml (and check that \
-                     it decrypts: `driver secrets check`)",
-                    host.api_token_key.as_deref().unwrap_or(&host.name)
-                ),
-                "no API token for '{}'",
-                host.name
-            ))
-        })?;
-        let (id, secret) = token.expose().split_once('=').ok_or_else(|| {
-            Failure::usage(miette::miette!(
-                "the API token for '{}' is not in the form USER@REALM!TOKENID=SECRET",
-                host.name
-            ))
-        })?;
-        (
-            PveTarget {
-                endpoint,
-                node: host.node_name.clone(),
-                token_id: id.to_string(),
-                token_secret: secret.to_string(),
-                trust: trust_of(&host, doc)?,
-            },
-            None,
-        )
+            };
+            let client = PveClient::new(&target).map_err(|e| run_err(e.to_string(), None))?;
+            (target, client, Some(h))
+        }
     };
-    let client = PveClient::new(&target).map_err(|e| run_err(e.to_string(), None))?;
-    let (mut setup, size_for) = resolve_guests(site, secrets, &host, manifest)?;
-    let (key_path, public) = driver_key(site, state_dir)?;
-    setup.tofu = tofu_setup(site, secrets, &host, manifest, &target, state_dir, &public)?;
-    // `full_clone: false` in the node's file makes linked clones (faster, sharing the template's disk).
-    if let Some(v) = doc.and_then(|d| d.get("full_clone")) {
-        setup.full_clone = v.value != engine::yaml::Value::Bool(false);
-    }
-    setup.ssh_keys.push(public);
-    let simulated = sim_of(&host, doc, scale)?;
-    let ssh = SshSetup {
-        user: setup.ci_user.clone(),
-        port: if simulated.is_some() {
-            SIM_GUEST_SSH_PORT
-        } else {
-            GUEST_SSH_PORT
-        },
-        auth: SshAuth::key_file(key_path.clone()),
-        known_hosts: state_dir.join(format!("known_hosts@{}", host.name)),
-    };
-    let runner = PveRunner::new(client.clone(), setup, size_for).with_ssh(ssh);
-    let nested_host = match simulated {
-        Some((guest_net, time_scale)) => NestedHost::Simulated(SimulatedPve {
-            guest_net,
-            guest_ssh_port: SIM_GUEST_SSH_PORT,
-            time_scale,
-            faults: std::env::var("PVESIM_FAULTS")
-                .ok()
-                .filter(|f| !f.trim().is_empty()),
-        }),
-        None => NestedHost::Installed(InstalledPve {
-            image_files: image_files(site)?,
-            ..InstalledPve::default()
-        }),
-    };
-    let runner = runner.with_nesting(Nesting {
-        binary: std::env::current_exe()
-            .map_err(|e| run_err(format!("cannot find this driver's binary: {e}"), None))?,
-        version: format!("driver {}", crate::cli::VERSION),
-        site_files: child_site_files(site)?,
-        ssh_key: key_path,
-        timeout_buffer: manifest.settings.timeout_buffer,
-        action_timeouts: passed_on.action_timeouts.clone(),
-        parallelism: passed_on.parallelism,
-        clones_per_host: passed_on.clones_per_host,
-        host: nested_host,
-    });
-    Ok(Target {
+    let t = Target {
         host,
         client,
-        runner: Arc::new(runner),
         sim,
-    })
+        api: target,
+    };
+    Ok((t, guests))
+}
+
+impl Guests {
+    /// The runner of the run's nodes on a connected host. Makes driver's own
+    /// SSH key in the state folder the first time one is needed.
+    pub fn runner(
+        self,
+        site: &SiteConfig,
+        t: &Target,
+        manifest: &Manifest,
+        state_dir: &Path,
+        passed_on: &PassedOn,
+    ) -> Result<Arc<PveRunner>, Failure> {
+        let Guests {
+            secrets,
+            mut setup,
+            size_for,
+            ssh_key,
+            tofu,
+            simulated,
+            image_files,
+            site_files,
+        } = self;
+        let (key_path, public) = match ssh_key {
+            Some(k) => k,
+            None => own_key(state_dir)?,
+        };
+        if let Some(plan) = tofu {
+            setup.tofu = Some(tofu_setup(
+                site,
+                secrets.as_ref(),
+                &t.host,
+                manifest,
+                plan,
+                &t.api,
+                state_dir,
+                &public,
+            )?);
+        }
+        setup.ssh_keys.push(public);
+        let ssh = SshSetup {
+            user: setup.ci_user.clone(),
+            port: if simulated.is_some() {
+                SIM_GUEST_SSH_PORT
+            } else {
+                GUEST_SSH_PORT
+            },
+            auth: SshAuth::key_file(key_path.clone()),
+            known_hosts: state_dir.join(format!("known_hosts@{}", t.host.name)),
+        };
+        let runner = PveRunner::new(t.client.clone(), setup, size_for).with_ssh(ssh);
+        let nested_host = match simulated {
+            Some((guest_net, time_scale)) => NestedHost::Simulated(SimulatedPve {
+                guest_net,
+                guest_ssh_port: SIM_GUEST_SSH_PORT,
+                time_scale,
+                faults: std::env::var("PVESIM_FAULTS")
+                    .ok()
+                    .filter(|f| !f.trim().is_empty()),
+            }),
+            None => NestedHost::Installed(InstalledPve {
+                image_files,
+                ..InstalledPve::default()
+            }),
+        };
+        let runner = runner.with_nesting(Nesting {
+            binary: std::env::current_exe()
+                .map_err(|e| run_err(format!("cannot find this driver's binary: {e}"), None))?,
+            version: format!("driver {}", crate::cli::VERSION),
+            site_files,
+            ssh_key: key_path,
+            timeout_buffer: manifest.settings.timeout_buffer,
+            action_timeouts: passed_on.action_timeouts.clone(),
+            parallelism: passed_on.parallelism,
+            clones_per_host: passed_on.clones_per_host,
+            host: nested_host,
+        });
+        Ok(Arc::new(runner))
+    }
 }
 
 /// The guest network and time scale of the simulator a host is: the
@@ -320,35 +454,39 @@ const GUEST_SSH_PORT: u16 = 22;
 /// an unprivileged port, so the simulator runs without root.
 const SIM_GUEST_SSH_PORT: u16 = 2222;
 
-/// The key driver reaches guests with: site.yaml `defaults.ssh_key`, else one
-/// of its own made once in the state folder. Returns (private key path,
-/// public key line) — the public key goes into every guest's cloud-init.
-fn driver_key(
-    site: &SiteConfig,
-    state_dir: &Path,
-) -> Result<(std::path::PathBuf, String), Failure> {
-    let key = match site.default_str("ssh_key") {
-        Some(k) => std::path::PathBuf::from(shellexpand_home(k)),
-        None => {
-            let dir = state_dir.join("ssh");
-            let key = dir.join("id_ed25519");
-            if !key.exists() {
-                std::fs::create_dir_all(&dir)
-                    .map_err(|e| run_err(format!("cannot create {}: {e}", dir.display()), None))?;
-                let made = std::process::Command::new("ssh-keygen")
-                    .args(["-q", "-t", "ed25519", "-N", "", "-C", "driver", "-f"])
-                    .arg(&key)
-                    .status();
-                if !made.is_ok_and(|s| s.success()) {
-                    return Err(run_err(
-                        format!("cannot make an SSH key at {}", key.display()),
-                        Some("install ssh-keygen (apt-get install openssh-client), or set `ssh_key:` in site.yaml".into()),
-                    ));
-                }
-            }
-            key
+/// The key driver reaches guests with, when site.yaml names one
+/// (`defaults.ssh_key`): (private key path, public key line). The public key
+/// goes into every guest's cloud-init.
+fn site_key(site: &SiteConfig) -> Result<Option<(std::path::PathBuf, String)>, Failure> {
+    match site.default_str("ssh_key") {
+        Some(k) => key_pair(std::path::PathBuf::from(shellexpand_home(k))).map(Some),
+        None => Ok(None),
+    }
+}
+
+/// driver's own key, made once in the state folder.
+fn own_key(state_dir: &Path) -> Result<(std::path::PathBuf, String), Failure> {
+    let dir = state_dir.join("ssh");
+    let key = dir.join("id_ed25519");
+    if !key.exists() {
+        std::fs::create_dir_all(&dir)
+            .map_err(|e| run_err(format!("cannot create {}: {e}", dir.display()), None))?;
+        let made = std::process::Command::new("ssh-keygen")
+            .args(["-q", "-t", "ed25519", "-N", "", "-C", "driver", "-f"])
+            .arg(&key)
+            .status();
+        if !made.is_ok_and(|s| s.success()) {
+            return Err(run_err(
+                format!("cannot make an SSH key at {}", key.display()),
+                Some("install ssh-keygen (apt-get install openssh-client), or set `ssh_key:` in site.yaml".into()),
+            ));
         }
-    };
+    }
+    key_pair(key)
+}
+
+/// A private key's path and the public key line of the `.pub` beside it.
+fn key_pair(key: std::path::PathBuf) -> Result<(std::path::PathBuf, String), Failure> {
     let pub_path = key.with_extension("pub");
     let public = std::fs::read_to_string(&pub_path).map_err(|e| {
         run_err(
@@ -473,18 +611,14 @@ fn playbooks(
     Ok(out)
 }
 
-/// The nodes made with OpenTofu (`provisioner: tofu` on the node, or site.yaml
-/// `defaults.provisioner: tofu`), with their tfvars from the resolver; the
-/// API endpoint and token in them are those this run connected with.
-fn tofu_setup(
-    site: &SiteConfig,
-    secrets: Option<&SiteSecrets>,
-    host: &HostConfig,
-    manifest: &Manifest,
-    target: &PveTarget,
-    state_dir: &Path,
-    driver_public_key: &str,
-) -> Result<Option<actions::runner::TofuSetup>, Failure> {
+/// Which nodes OpenTofu makes (`provisioner: tofu` on the node, or site.yaml
+/// `defaults.provisioner: tofu`), and its configuration folder.
+struct TofuPlan {
+    env_dir: std::path::PathBuf,
+    nodes: Vec<String>,
+}
+
+fn tofu_plan(site: &SiteConfig, manifest: &Manifest) -> Result<Option<TofuPlan>, Failure> {
     use engine::manifest::Provisioner;
     let site_default = match site.default_str("provisioner") {
         None => Provisioner::Api,
@@ -495,12 +629,13 @@ fn tofu_setup(
             ))
         })?,
     };
-    let nodes: Vec<&engine::manifest::NodeSpec> = manifest
+    let nodes: Vec<String> = manifest
         .nodes
         .iter()
         .filter(|n| {
             n.parent.is_none() && n.provisioner.unwrap_or(site_default) == Provisioner::Tofu
         })
+        .map(|n| n.name.clone())
         .collect();
     if nodes.is_empty() {
         return Ok(None);
@@ -515,9 +650,29 @@ fn tofu_setup(
         Some(root) => root.join(env_dir),
         None => std::path::PathBuf::from(env_dir),
     };
+    Ok(Some(TofuPlan { env_dir, nodes }))
+}
+
+/// The tofu nodes' tfvars from the resolver; the API endpoint and token in
+/// them are those this run connected with.
+#[allow(clippy::too_many_arguments)] // one call, each argument a different thing
+fn tofu_setup(
+    site: &SiteConfig,
+    secrets: Option<&SiteSecrets>,
+    host: &HostConfig,
+    manifest: &Manifest,
+    plan: TofuPlan,
+    target: &PveTarget,
+    state_dir: &Path,
+    driver_public_key: &str,
+) -> Result<actions::runner::TofuSetup, Failure> {
     let resolver = Resolver::new(site, secrets);
     let mut tfvars = HashMap::new();
-    for n in nodes {
+    for n in manifest
+        .nodes
+        .iter()
+        .filter(|n| plan.nodes.contains(&n.name))
+    {
         let vars = resolver
             .resolve_manifest_nodes(&host.name, &[n])
             .map_err(config_failure)?;
@@ -532,13 +687,13 @@ fn tofu_setup(
         }
         tfvars.insert(n.name.clone(), v);
     }
-    Ok(Some(actions::runner::TofuSetup {
-        env_dir,
+    Ok(actions::runner::TofuSetup {
+        env_dir: plan.env_dir,
         states_root: state_dir.join(".states"),
         env: site.default_str("tofu_env").unwrap_or("driver").to_string(),
         program: std::env::var_os("DRIVER_TOFU").map(std::path::PathBuf::from),
         tfvars,
-    }))
+    })
 }
 
 /// The preflight checks of a connected host.
@@ -568,10 +723,12 @@ pub fn report_preflight(checks: &[Check]) -> Result<(), Failure> {
             crate::render::err(&format!("    fix: {fix}\n"));
         }
     }
+    let names: Vec<&str> = failed.iter().map(|c| c.name).collect();
     Err(Failure::Run(Some(miette::miette!(
         help = "fix what is listed above, or pass --skip-preflight to go ahead anyway",
-        "preflight failed ({} of {} checks)",
+        "preflight failed ({} of {} checks: {})",
         failed.len(),
-        checks.len()
+        checks.len(),
+        names.join(", ")
     ))))
 }

@@ -30,6 +30,9 @@ struct Checked {
 struct ValidateOutput {
     valid: bool,
     manifests: Vec<Checked>,
+    /// With `--all`: the site-config's files that do not load.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    site_config: Option<Vec<ProblemOutput>>,
 }
 
 pub fn run(args: &ValidateArgs, site_flag: Option<&Path>) -> Result<(), Failure> {
@@ -135,11 +138,21 @@ pub fn run(args: &ValidateArgs, site_flag: Option<&Path>) -> Result<(), Failure>
             }
         }
     }
-    let valid = reports.is_empty();
+    // `--all` is everything driver would read, the site-config's own files too.
+    let site_problems = match (&site_refs, args.all) {
+        (Some(s), true) => s.check_files(),
+        _ => Vec::new(),
+    };
+    let broken = site_problems.len();
+    let site_config = args
+        .all
+        .then(|| super::config::report_problems(site_problems));
+    let valid = reports.is_empty() && broken == 0;
     if args.json_output {
         render::json::print(&ValidateOutput {
             valid,
             manifests: results,
+            site_config,
         });
     }
     if valid {
@@ -148,5 +161,8 @@ pub fn run(args: &ValidateArgs, site_flag: Option<&Path>) -> Result<(), Failure>
     for r in &reports {
         crate::errln!("{r:?}");
     }
-    Err(Failure::Usage(None))
+    match broken {
+        0 => Err(Failure::Usage(None)),
+        n => Err(super::config::problems_failure(n)),
+    }
 }

@@ -85,6 +85,14 @@ impl SiteConfig {
             .unwrap_or("root")
             .to_string();
         let site_bridge = self.default_str("bridge").unwrap_or("vmbr0").to_string();
+        // Checked here, not by `try_find`, so the hint lists hosts of both folders.
+        if !super::plain_name(name) {
+            return Err(ConfigError::BadName {
+                noun: "host",
+                name: name.to_string(),
+                available: self.host_names(),
+            });
+        }
 
         if let Some(node) = self.try_find(Entity::Node, name)? {
             let d = &node.doc;

@@ -10,6 +10,7 @@
 //! postures, and `secrets.yaml.enc` when there is no `secrets.yaml`.
 
 mod builtin;
+mod check;
 mod discover;
 mod hosts;
 pub mod refs;
@@ -115,7 +116,11 @@ pub enum ConfigError {
         available: Vec<String>,
     },
     #[error("'{name}' is not a valid {noun} name (letters, digits, '.', '_', '-' only)")]
-    BadName { noun: &'static str, name: String },
+    BadName {
+        noun: &'static str,
+        name: String,
+        available: Vec<String>,
+    },
     #[error("{file}: {message}")]
     Invalid { file: String, message: String },
     #[error("{file}: '{key}' is not in {secrets} (needed by {wanted_by})")]
@@ -136,6 +141,9 @@ impl ConfigError {
     pub fn help(&self) -> Option<String> {
         match self {
             ConfigError::NotFound {
+                name, available, ..
+            }
+            | ConfigError::BadName {
                 name, available, ..
             } => {
                 let names: Vec<&str> = available.iter().map(String::as_str).collect();
@@ -402,6 +410,7 @@ impl SiteConfig {
             return Err(ConfigError::BadName {
                 noun: kind.noun(),
                 name: name.to_string(),
+                available: self.names(kind),
             });
         }
         for d in kind.dirs() {

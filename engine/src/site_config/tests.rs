@@ -100,3 +100,39 @@ fn names_cannot_escape_the_folder() {
         Err(ConfigError::BadName { .. })
     ));
 }
+
+#[test]
+fn check_files_finds_broken_files_with_their_place() {
+    assert!(
+        SiteConfig::builtin().check_files().is_empty(),
+        "the built-in example has no broken file"
+    );
+    let t = tempfile::tempdir().unwrap();
+    for (rel, text) in [
+        ("presets/ok.yaml", "cores: 1\n"),
+        ("presets/bad.yaml", "cores: 1\nmemory: [1\n"),
+        ("postures/odd.yaml", "auth:\n  method: magic\n"),
+    ] {
+        let path = t.path().join(rel);
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        std::fs::write(path, text).unwrap();
+    }
+    let site = SiteConfig::at(t.path()).unwrap();
+    let problems: Vec<String> = site.check_files().iter().map(|e| e.to_string()).collect();
+    assert_eq!(problems.len(), 2, "{problems:?}");
+    assert!(
+        problems[0].contains("presets/bad.yaml:3:1: YAML syntax error"),
+        "{problems:?}"
+    );
+    assert!(problems[1].contains("auth.method 'magic'"), "{problems:?}");
+}
+
+#[test]
+fn host_names_that_are_paths_are_refused_with_the_known_hosts() {
+    let site = SiteConfig::builtin();
+    for bad in ["", "/etc/passwd", "../nodes/sim"] {
+        let e = site.host(bad, None).unwrap_err();
+        assert!(matches!(e, ConfigError::BadName { .. }), "{bad:?}: {e}");
+        assert_eq!(e.help().as_deref(), Some("available: sim, srv1"), "{bad:?}");
+    }
+}
