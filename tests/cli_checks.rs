@@ -6,6 +6,8 @@
 
 mod common;
 
+use common::flat;
+
 use common::{Driver, Run};
 
 /// Runs `driver ARGS` and checks that stdout is exactly one JSON document
@@ -25,14 +27,6 @@ fn json_failure(d: &Driver, args: &[&str]) -> (Run, serde_json::Value) {
         "{args:?}: {v}"
     );
     (r, v)
-}
-
-/// stderr with miette's line wrapping undone, for phrases that may wrap.
-fn flat(s: &str) -> String {
-    s.replace('│', " ")
-        .split_whitespace()
-        .collect::<Vec<_>>()
-        .join(" ")
 }
 
 #[test]
@@ -261,7 +255,7 @@ fn state_errors_say_what_to_do_about_them() {
         &d,
         &["create", "-M", "n1-basic", "-H", "sim", "--json-output"],
     );
-    assert!(v["error"].as_str().unwrap().contains("not valid"), "{v}");
+    assert!(v["error"].as_str().unwrap().contains("is damaged"), "{v}");
 
     // A state folder that cannot be made: say which and why.
     let file = d.state_path().join("a-file");

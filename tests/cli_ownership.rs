@@ -5,6 +5,8 @@
 
 mod common;
 
+use common::flat;
+
 use std::collections::BTreeMap;
 use std::fs;
 use std::path::{Path, PathBuf};
@@ -25,14 +27,6 @@ fn auto8() -> String {
         ));
     }
     m
-}
-
-/// A diagnostic as one line: miette wraps long messages and frames them.
-fn flat(s: &str) -> String {
-    s.replace(['│', '×'], " ")
-        .split_whitespace()
-        .collect::<Vec<_>>()
-        .join(" ")
 }
 
 /// How many guests of each name the simulator holds.

@@ -143,3 +143,12 @@ pub fn copy_dir(from: &Path, to: &Path) {
         }
     }
 }
+
+/// A diagnostic as one line: miette's wrapping and frame undone, for
+/// phrases that may wrap.
+pub fn flat(s: &str) -> String {
+    s.replace(['│', '×'], " ")
+        .split_whitespace()
+        .collect::<Vec<_>>()
+        .join(" ")
+}
