@@ -1143,3 +1143,93 @@ fn host_keys_are_pinned_per_node_in_state() {
         .json();
     assert!(st["nodes"][0].get("host_key").is_none(), "{st}");
 }
+
+/// A second Ctrl-C aborts at once at every level: the parent passes it on
+/// to the nested driver rather than waiting for that driver's current
+/// action (here a wait for an address that never comes, 10 minutes long).
+#[test]
+fn a_second_ctrl_c_aborts_the_nested_drivers_at_once() {
+    use std::io::BufRead;
+    let state = tempfile::tempdir().unwrap();
+    let mut child = sim_driver(state.path())
+        .env(
+            "PVESIM_FAULTS",
+            r#"[{"kind": "agent_never_answers", "name": "edge"}]"#,
+        )
+        .args([
+            "create",
+            "-M",
+            "n2-quick",
+            "-H",
+            "sim",
+            "--action-timeout",
+            "wait_ip=600",
+        ])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let (tx, rx) = std::sync::mpsc::channel::<String>();
+    let stderr = child.stderr.take().unwrap();
+    let reader = std::thread::spawn(move || {
+        let mut all = String::new();
+        for line in std::io::BufReader::new(stderr)
+            .lines()
+            .map_while(Result::ok)
+        {
+            let _ = tx.send(line.clone());
+            all.push_str(&line);
+            all.push('\n');
+        }
+        all
+    });
+    let wait_for = |what: &str| {
+        let deadline = Instant::now() + Duration::from_secs(120);
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match rx.recv_timeout(left) {
+                Ok(l) if l.contains(what) => return,
+                Ok(_) => {}
+                Err(_) => panic!("never saw {what:?}"),
+            }
+        }
+    };
+    // The nested driver is waiting for edge's address.
+    wait_for("root-pve/edge: wait_ip ...");
+    let int = || {
+        let sent = Command::new("kill")
+            .args(["-INT", &child.id().to_string()])
+            .status()
+            .unwrap();
+        assert!(sent.success());
+    };
+    int();
+    wait_for("stopping: letting running actions finish");
+    let asked = Instant::now();
+    int();
+    let status = child.wait().unwrap();
+    let err = reader.join().unwrap();
+    assert_eq!(status.code(), Some(130), "{err}");
+    // Far sooner than the 10 minutes the nested action had left.
+    assert!(
+        asked.elapsed() < Duration::from_secs(120),
+        "{:?}",
+        asked.elapsed()
+    );
+    let root_guest = state.path().join("pvesim-sim/guests/99011");
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !pids_in(&root_guest, "subtree.json").is_empty() {
+        assert!(
+            Instant::now() < deadline,
+            "the nested driver runs on: {err}"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    sim_run(
+        state.path(),
+        &["destroy", "-M", "n2-quick", "-H", "sim", "--yes"],
+    )
+    .ok();
+    assert!(sim_guests(&state.path().join("pvesim-sim")).is_empty());
+}

@@ -111,6 +111,9 @@ pub fn execute(
         // Its state is saved as it changes; this just stops serving.
         rt.block_on(sim.shutdown());
     }
+    // An aborted run leaves blocking SSH pumps that end on their own shortly
+    // after; the process does not wait on them.
+    rt.shutdown_timeout(Duration::from_secs(3));
     outcome
 }
 

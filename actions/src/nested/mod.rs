@@ -349,7 +349,9 @@ impl Nesting {
             .exec_streaming(
                 &cmd,
                 // When this run stops, so does the child (Ctrl-C into its PTY).
-                StreamOptions::pty().interrupt_on(call.facts.stopping()),
+                StreamOptions::pty()
+                    .interrupt_on(call.facts.stopping())
+                    .abort_on(call.facts.aborting()),
                 call.timeout,
                 move |_, line| {
                     let relayed = s.lock().map(|mut st| st.feed(line)).unwrap_or(None);

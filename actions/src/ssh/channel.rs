@@ -110,6 +110,25 @@ pub(crate) fn poll(fds: &mut [(RawFd, libc::c_short)], timeout: Duration) {
     }
 }
 
+/// When to type Ctrl-C into a PTY: once on `stop`, a second time on `abort`.
+#[derive(Clone, Copy, Default)]
+pub(crate) struct Interrupts<'a> {
+    pub stop: Option<&'a AtomicBool>,
+    pub abort: Option<&'a AtomicBool>,
+}
+
+impl Interrupts<'_> {
+    fn set(flag: Option<&AtomicBool>) -> bool {
+        flag.is_some_and(|f| f.load(Ordering::SeqCst))
+    }
+}
+
+/// Time between the two Ctrl-C of an abort: signals sent closer together
+/// can merge into one (a pending signal is not queued twice).
+const SECOND_INTERRUPT_AFTER: Duration = Duration::from_millis(300);
+/// How long an aborted command's last output is still read.
+const ABORT_GRACE: Duration = Duration::from_secs(2);
+
 /// Runs one command; every piece of output goes to `sink` as it arrives.
 #[allow(clippy::too_many_arguments)] // the one place a command runs; its callers name each
 pub(crate) fn run(
@@ -118,7 +137,7 @@ pub(crate) fn run(
     command: &str,
     stdin: &[u8],
     pty: bool,
-    interrupt: Option<&AtomicBool>,
+    interrupts: Interrupts<'_>,
     deadline: Instant,
     sink: &mut dyn FnMut(OutputStream, &[u8]),
 ) -> Result<ExitStatus, SshError> {
@@ -166,7 +185,11 @@ pub(crate) fn run(
         stdin,
         pty,
         // Without a terminal there is no one to type Ctrl-C to.
-        interrupt.filter(|_| pty),
+        if pty {
+            interrupts
+        } else {
+            Interrupts::default()
+        },
         deadline,
         started,
         sink,
@@ -210,7 +233,7 @@ fn pump(
     target: &str,
     stdin: &[u8],
     pty: bool,
-    interrupt: Option<&AtomicBool>,
+    interrupts: Interrupts<'_>,
     deadline: Instant,
     started: Instant,
     sink: &mut dyn FnMut(OutputStream, &[u8]),
@@ -219,7 +242,9 @@ fn pump(
     let mut written = 0usize;
     // A PTY has no half-close: never send EOF there (stdin is refused too).
     let mut eof_sent = pty;
-    let mut interrupted = false;
+    // Ctrl-C typed so far (0, 1, or 2 for an abort), and when the last was.
+    let mut typed = 0u8;
+    let mut typed_at = started;
     let io_err = |op: &'static str, e: io::Error| SshError::Channel {
         op,
         target: target.to_string(),
@@ -238,18 +263,31 @@ fn pump(
                 Err(_) => written = stdin.len(),
             }
         }
-        if let (Some(flag), false) = (interrupt, interrupted) {
-            if flag.load(Ordering::SeqCst) {
-                // ETX: the terminal's interrupt character.
-                match ch.write(b"\x03") {
-                    Ok(_) => {
-                        interrupted = true;
-                        progress = true;
-                    }
-                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
-                    Err(_) => interrupted = true,
+        let aborting = Interrupts::set(interrupts.abort);
+        let want = match (Interrupts::set(interrupts.stop) || aborting, aborting) {
+            (_, true) => 2,
+            (true, false) => 1,
+            _ => 0,
+        };
+        if typed < want && (typed == 0 || typed_at.elapsed() >= SECOND_INTERRUPT_AFTER) {
+            // ETX: the terminal's interrupt character.
+            match ch.write(b"\x03") {
+                Ok(_) => {
+                    typed += 1;
+                    typed_at = Instant::now();
+                    progress = true;
                 }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+                Err(_) => typed = 2,
             }
+        }
+        if typed == 2 && aborting && typed_at.elapsed() >= ABORT_GRACE {
+            // Aborted: the command was told twice; it is not waited for.
+            return Err(SshError::Channel {
+                op: "command",
+                target: target.to_string(),
+                message: "aborted (Ctrl-C sent twice)".into(),
+            });
         }
         if written >= stdin.len() && !eof_sent {
             match ch.send_eof() {
@@ -290,7 +328,9 @@ fn pump(
             });
         }
         if !progress {
-            wait_socket(fd, sess, (deadline - now).min(Duration::from_millis(200)));
+            // Short waits while an interrupt is pending, so it goes out on time.
+            let nap = if typed < want || aborting { 50 } else { 200 };
+            wait_socket(fd, sess, (deadline - now).min(Duration::from_millis(nap)));
         }
     }
 }

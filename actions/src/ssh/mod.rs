@@ -440,7 +440,7 @@ impl Connection {
                 &cmd,
                 &stdin,
                 false,
-                None,
+                channel::Interrupts::default(),
                 Instant::now() + timeout,
                 &mut |s, b| match s {
                     OutputStream::Stdout => out.extend_from_slice(b),
@@ -489,7 +489,10 @@ impl Connection {
                 &cmd,
                 &opts.stdin,
                 opts.pty,
-                opts.interrupt.as_deref(),
+                channel::Interrupts {
+                    stop: opts.interrupt.as_deref(),
+                    abort: opts.abort.as_deref(),
+                },
                 Instant::now() + timeout,
                 &mut |s, b| lines.push(s, b),
             );
@@ -570,6 +573,10 @@ pub struct StreamOptions {
     /// With a PTY: once this is set, Ctrl-C is typed into the terminal, so
     /// the command gets SIGINT as from a user at it.
     pub interrupt: Option<Arc<AtomicBool>>,
+    /// With a PTY: once set, a second Ctrl-C follows the first (an abort,
+    /// as a user pressing it twice), and the command is left soon after
+    /// rather than waited for.
+    pub abort: Option<Arc<AtomicBool>>,
 }
 
 impl StreamOptions {
@@ -578,10 +585,16 @@ impl StreamOptions {
             pty: true,
             stdin: Vec::new(),
             interrupt: None,
+            abort: None,
         }
     }
 
     /// Ctrl-C into the PTY once `flag` is set.
+    pub fn abort_on(mut self, flag: Arc<AtomicBool>) -> Self {
+        self.abort = Some(flag);
+        self
+    }
+
     pub fn interrupt_on(mut self, flag: Arc<AtomicBool>) -> Self {
         self.interrupt = Some(flag);
         self

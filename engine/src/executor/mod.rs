@@ -127,6 +127,7 @@ pub struct Facts {
     name: String,
     events: Option<EventSink>,
     stopping: Arc<AtomicBool>,
+    aborting: Arc<AtomicBool>,
 }
 
 impl Facts {
@@ -136,6 +137,13 @@ impl Facts {
     /// rather than finishing its subtree.
     pub fn stopping(&self) -> Arc<AtomicBool> {
         self.stopping.clone()
+    }
+
+    /// Set when the run aborts (a second Ctrl-C): running actions are
+    /// dropped, and one that is a run of its own passes the abort on at once
+    /// instead of waiting for that run's current action.
+    pub fn aborting(&self) -> Arc<AtomicBool> {
+        self.aborting.clone()
     }
 
     pub async fn vm_id(&self, id: u32) -> Result<(), ActionError> {
@@ -367,6 +375,8 @@ struct Ctx<R> {
     verb: Verb,
     phase: PhaseKind,
     stop: Arc<AtomicBool>,
+    /// Set on abort, before running steps are dropped.
+    abort: Arc<AtomicBool>,
     /// Provisions running at once on this driver's host (every local guest
     /// lives there; nested hosts have their own driver and limit).
     clones: Arc<Semaphore>,
@@ -681,6 +691,7 @@ impl<'g, 'm, R: NodeRunner> Executor<'g, 'm, R> {
             verb,
             phase,
             stop: Arc::new(AtomicBool::new(false)),
+            abort: Arc::new(AtomicBool::new(false)),
             clones,
             timeouts: self.options.timeouts.clone(),
             deadline,
@@ -820,6 +831,8 @@ impl<'g, 'm, R: NodeRunner> Executor<'g, 'm, R> {
                             out.interrupted = true;
                             out.error.get_or_insert("aborted".into());
                             self.emit(Event::Stopping { reason: "aborted".into() });
+                            ctx.stop.store(true, Ordering::SeqCst);
+                            ctx.abort.store(true, Ordering::SeqCst);
                             set.abort_all();
                             while set.join_next().await.is_some() {}
                             break;
@@ -1120,6 +1133,7 @@ async fn run_actions<R: NodeRunner>(
                 name: job.spec.name.clone(),
                 events: ctx.events.clone(),
                 stopping: ctx.stop.clone(),
+                aborting: ctx.abort.clone(),
             },
         };
         let started = Instant::now();
