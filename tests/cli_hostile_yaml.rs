@@ -1,0 +1,172 @@
+//! Hostile input through the real binary: files that used to exhaust
+//! memory, block, panic the renderer, take quadratic time or be half-read.
+//! Every run here is bounded by a kill timeout (never a timing assertion),
+//! and the memory-hungry ones by an address-space limit.
+
+mod common;
+
+use std::io::Read;
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use common::{Driver, Run};
+
+/// Generous: these take milliseconds when fixed; the limit only turns a
+/// hang (a FIFO, an endless read) into a failure instead of a stuck CI job.
+const KILL_AFTER: Duration = Duration::from_secs(30);
+
+/// 512 MiB, the limit the issue asks the alias cap to hold under.
+const AS_LIMIT: &str = "--as=536870912";
+
+/// Runs `cmd` to completion or kills it after `KILL_AFTER`, failing the test.
+fn bounded(mut cmd: Command) -> Run {
+    let mut child = cmd
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("driver runs");
+    // Drain both pipes on threads so a chatty child cannot block on a full pipe.
+    let mut out = child.stdout.take().expect("stdout");
+    let mut err = child.stderr.take().expect("stderr");
+    let t_out = std::thread::spawn(move || {
+        let mut b = Vec::new();
+        let _ = out.read_to_end(&mut b);
+        b
+    });
+    let t_err = std::thread::spawn(move || {
+        let mut b = Vec::new();
+        let _ = err.read_to_end(&mut b);
+        b
+    });
+    let start = Instant::now();
+    let status = loop {
+        if let Some(s) = child.try_wait().expect("wait") {
+            break s;
+        }
+        if start.elapsed() > KILL_AFTER {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("driver still running after {KILL_AFTER:?}: {cmd:?}");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    Run {
+        code: status.code().unwrap_or(-1),
+        stdout: String::from_utf8_lossy(&t_out.join().unwrap_or_default()).into_owned(),
+        stderr: String::from_utf8_lossy(&t_err.join().unwrap_or_default()).into_owned(),
+    }
+}
+
+/// `driver ARGS` under `prlimit --as=512MiB`, bounded in time.
+fn limited(d: &Driver, args: &[&str]) -> Run {
+    let base = d.cmd();
+    let mut cmd = Command::new("prlimit");
+    cmd.arg(AS_LIMIT).arg(base.get_program()).args(args);
+    for (k, v) in base.get_envs() {
+        match v {
+            Some(v) => cmd.env(k, v),
+            None => cmd.env_remove(k),
+        };
+    }
+    cmd.current_dir(d.site_path());
+    let r = bounded(cmd);
+    assert!(
+        !r.stderr.contains("prlimit:"),
+        "prlimit (util-linux) is needed: {}",
+        r.stderr
+    );
+    r
+}
+
+fn run(d: &Driver, args: &[&str]) -> Run {
+    let mut c = d.cmd();
+    c.args(args);
+    bounded(c)
+}
+
+/// Checks the exit code and that stderr says each of `needles`, however
+/// miette wrapped the lines.
+fn expect(r: &Run, code: i32, needles: &[&str]) {
+    assert_eq!(r.code, code, "stdout:\n{}\nstderr:\n{}", r.stdout, r.stderr);
+    let flat = r
+        .stderr
+        .replace('│', " ")
+        .split_whitespace()
+        .collect::<Vec<_>>()
+        .join(" ");
+    for n in needles {
+        assert!(flat.contains(n), "missing {n:?} in:\n{}", r.stderr);
+    }
+}
+
+fn write(dir: &Path, name: &str, text: &str) -> String {
+    let p = dir.join(name);
+    std::fs::write(&p, text).unwrap();
+    p.display().to_string()
+}
+
+#[test]
+fn a_fifo_is_refused_without_blocking() {
+    let d = Driver::new();
+    let fifo = d.site_path().join("pipe.yaml");
+    let made = Command::new("mkfifo").arg(&fifo).status().expect("mkfifo");
+    assert!(made.success());
+    let fifo = fifo.display().to_string();
+    let r = run(&d, &["validate", &fifo]);
+    expect(&r, 2, &["not a regular file (a FIFO)"]);
+    let r = run(
+        &d,
+        &[
+            "create",
+            "--manifest-file",
+            &fifo,
+            "-H",
+            "father",
+            "--dry-run",
+        ],
+    );
+    expect(&r, 2, &["not a regular file (a FIFO)"]);
+
+    // The same for a site-config file.
+    let d = Driver::new();
+    let site = d.site_path().join("site.yaml");
+    assert!(Command::new("mkfifo")
+        .arg(&site)
+        .status()
+        .unwrap()
+        .success());
+    let m = write(
+        d.site_path(),
+        "m.yaml",
+        "schema_version: 2\nname: m\nnodes:\n  - {name: a, type: vm}\n",
+    );
+    let r = run(&d, &["validate", &m]);
+    expect(&r, 2, &["site.yaml", "not a regular file (a FIFO)"]);
+}
+
+#[test]
+fn devices_and_directories_are_refused() {
+    let d = Driver::new();
+    let r = limited(&d, &["validate", "/dev/zero"]);
+    expect(
+        &r,
+        2,
+        &["/dev/zero", "not a regular file (a character device)"],
+    );
+    let dir = d.site_path().display().to_string();
+    let r = run(&d, &["validate", &dir]);
+    expect(&r, 2, &["not a regular file (a directory)"]);
+}
+
+#[test]
+fn files_over_8_mib_are_refused() {
+    let d = Driver::new();
+    let p = d.site_path().join("big.yaml");
+    // Sparse: no 9 MiB written to disk, but that is its size.
+    let f = std::fs::File::create(&p).unwrap();
+    f.set_len(9 * 1024 * 1024).unwrap();
+    let r = run(&d, &["validate", &p.display().to_string()]);
+    expect(&r, 2, &["larger than the 8 MiB limit"]);
+}
