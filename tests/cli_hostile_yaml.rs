@@ -101,10 +101,74 @@ fn expect(r: &Run, code: i32, needles: &[&str]) {
     }
 }
 
+/// Nine levels of nine aliases: 9^9 (387 million) strings when expanded.
+fn billion_laughs() -> String {
+    let mut s = String::from(
+        "a: &a [\"lol\",\"lol\",\"lol\",\"lol\",\"lol\",\"lol\",\"lol\",\"lol\",\"lol\"]\n",
+    );
+    let names = ["a", "b", "c", "d", "e", "f", "g", "h", "i"];
+    for w in names.windows(2) {
+        let refs = vec![format!("*{}", w[0]); 9].join(",");
+        s.push_str(&format!("{}: &{} [{refs}]\n", w[1], w[1]));
+    }
+    s
+}
+
 fn write(dir: &Path, name: &str, text: &str) -> String {
     let p = dir.join(name);
     std::fs::write(&p, text).unwrap();
     p.display().to_string()
+}
+
+#[test]
+fn billion_laughs_exits_2_under_512_mib() {
+    let d = Driver::new();
+    let doc = billion_laughs();
+    assert!(doc.len() < 600, "{}", doc.len());
+    let path = write(d.site_path(), "laughs.yaml", &doc);
+    for args in [
+        vec!["validate", path.as_str()],
+        vec!["validate", "--json-output", path.as_str()],
+        vec![
+            "create",
+            "--manifest-file",
+            path.as_str(),
+            "-H",
+            "father",
+            "--dry-run",
+        ],
+        vec!["create", "--manifest-file", path.as_str(), "-H", "father"],
+    ] {
+        let r = limited(&d, &args);
+        expect(&r, 2, &["aliases expand to more than"]);
+    }
+}
+
+#[test]
+fn billion_laughs_in_site_config_files_exits_2() {
+    let manifest = "schema_version: 2\nname: m\nnodes:\n  - {name: a, type: vm}\n";
+    // site.yaml is read by every command, nodes/HOST.yaml when a host is resolved.
+    for (file, args) in [
+        (
+            "site.yaml",
+            vec![
+                "create",
+                "--manifest-file",
+                "m.yaml",
+                "-H",
+                "father",
+                "--dry-run",
+            ],
+        ),
+        ("nodes/father.yaml", vec!["preflight", "-H", "father"]),
+    ] {
+        let d = Driver::new();
+        std::fs::create_dir_all(d.site_path().join("nodes")).unwrap();
+        write(d.site_path(), file, &billion_laughs());
+        write(d.site_path(), "m.yaml", manifest);
+        let r = limited(&d, &args);
+        expect(&r, 2, &[file, "aliases expand to more than"]);
+    }
 }
 
 #[test]

@@ -133,27 +133,59 @@ pub struct SyntaxError {
     pub col: usize,
 }
 
+/// Nodes that anchors and aliases may copy in one document, per byte of
+/// the document on top of a fixed allowance. A few nested aliases can
+/// otherwise expand exponentially ("billion laughs": 9 levels of 9 aliases
+/// in 500 bytes are 387 million strings); real files copy a small multiple
+/// of their own size at most.
+const ALIAS_NODES_PER_BYTE: usize = 16;
+const ALIAS_NODES_MIN: usize = 10_000;
+/// The fixed ceiling, whatever the size: about 100 MB of tree.
+const ALIAS_NODES_MAX: usize = 1_000_000;
+
+/// Deepest nesting of lists and mappings. Manifests and site-config files
+/// nest a few levels; a tree thousands deep would overflow the stack when
+/// dropped or walked recursively.
+const MAX_NESTING: usize = 256;
+
+/// How many nodes anchors and aliases may copy in a document of `len` bytes.
+fn alias_budget(len: usize) -> usize {
+    len.saturating_mul(ALIAS_NODES_PER_BYTE)
+        .saturating_add(ALIAS_NODES_MIN)
+        .min(ALIAS_NODES_MAX)
+}
+
 /// Parses one YAML document. An empty document is `Value::Null`.
 pub fn parse(src: &str) -> Result<Node, SyntaxError> {
     let mut builder = Builder {
         stack: Vec::new(),
         root: None,
         anchors: HashMap::new(),
+        copied: 0,
+        budget: alias_budget(src.len()),
         error: None,
         offsets: Offsets::new(src),
     };
     let mut parser = Parser::new_from_str(src);
-    parser.load(&mut builder, false).map_err(|e| {
-        let m = e.marker();
-        SyntaxError {
-            message: e.info().to_string(),
-            span: Span::new(builder.offsets.byte(m.index()), 0),
-            line: m.line(),
-            col: m.col() + 1,
+    // Events are pulled one by one (not `Parser::load`, which recurses per
+    // nesting level) so that a problem found by the builder ends the parse.
+    loop {
+        let (ev, mark) = parser.next_token().map_err(|e| {
+            let m = e.marker();
+            SyntaxError {
+                message: e.info().to_string(),
+                span: Span::new(builder.offsets.byte(m.index()), 0),
+                line: m.line(),
+                col: m.col() + 1,
+            }
+        })?;
+        if ev == Event::StreamEnd {
+            break;
         }
-    })?;
-    if let Some(err) = builder.error {
-        return Err(err);
+        builder.on_event(ev, mark);
+        if let Some(err) = builder.error.take() {
+            return Err(err);
+        }
     }
     Ok(builder.root.unwrap_or(Node {
         value: Value::Null,
@@ -166,12 +198,15 @@ enum Frame {
         start: usize,
         anchor: usize,
         items: Vec<Node>,
+        /// Nodes in this subtree so far, itself included.
+        nodes: usize,
     },
     Map {
         start: usize,
         anchor: usize,
         entries: Vec<(Node, Node)>,
         key: Option<Node>,
+        nodes: usize,
     },
 }
 
@@ -224,15 +259,25 @@ impl<'s> Offsets<'s> {
 struct Builder<'s> {
     stack: Vec<Frame>,
     root: Option<Node>,
-    anchors: HashMap<usize, Node>,
+    /// Each anchored node with its size in nodes.
+    anchors: HashMap<usize, (Node, usize)>,
+    /// Nodes copied so far for anchors and aliases, and the limit.
+    copied: usize,
+    budget: usize,
     error: Option<SyntaxError>,
     offsets: Offsets<'s>,
 }
 
 impl Builder<'_> {
-    fn push_value(&mut self, node: Node, anchor: usize) {
+    /// `size` is the number of nodes in `node` (itself included).
+    fn push_value(&mut self, node: Node, size: usize, anchor: usize, mark: Marker) {
         if anchor > 0 {
-            self.anchors.insert(anchor, node.clone());
+            // The copy kept for later aliases costs as much as one alias:
+            // nested anchors would otherwise copy a big tree once per level.
+            if !self.copy(size, mark) {
+                return;
+            }
+            self.anchors.insert(anchor, (node.clone(), size));
         }
         match self.stack.last_mut() {
             None => {
@@ -240,12 +285,66 @@ impl Builder<'_> {
                     self.root = Some(node);
                 }
             }
-            Some(Frame::Seq { items, .. }) => items.push(node),
-            Some(Frame::Map { entries, key, .. }) => match key.take() {
-                None => *key = Some(node),
-                Some(k) => entries.push((k, node)),
-            },
+            Some(Frame::Seq { items, nodes, .. }) => {
+                *nodes += size;
+                items.push(node)
+            }
+            Some(Frame::Map {
+                entries,
+                key,
+                nodes,
+                ..
+            }) => {
+                *nodes += size;
+                match key.take() {
+                    None => *key = Some(node),
+                    Some(k) => entries.push((k, node)),
+                }
+            }
         }
+    }
+
+    /// Counts `size` copied nodes against the budget; false (and an error)
+    /// when that goes over it.
+    fn copy(&mut self, size: usize, mark: Marker) -> bool {
+        self.copied = self.copied.saturating_add(size);
+        if self.copied <= self.budget {
+            return true;
+        }
+        let span = Span::new(self.offsets.byte(mark.index()), 1);
+        self.fail(
+            format!(
+                "anchors and aliases expand to more than {} values, the limit for a document of \
+                 {} bytes (is this a \"billion laughs\" file?)",
+                self.budget,
+                self.offsets.src.len()
+            ),
+            span,
+            mark,
+        );
+        false
+    }
+
+    /// Records the first problem; the parse stops after this event.
+    fn fail(&mut self, message: String, span: Span, mark: Marker) {
+        self.error.get_or_insert(SyntaxError {
+            message,
+            span,
+            line: mark.line(),
+            col: mark.col() + 1,
+        });
+    }
+
+    fn open(&mut self, frame: Frame, at: usize, mark: Marker) {
+        if self.stack.len() >= MAX_NESTING {
+            self.fail(
+                format!("lists and mappings nest more than {MAX_NESTING} levels deep"),
+                Span::new(at, 1),
+                mark,
+            );
+            return;
+        }
+        self.stack.push(frame);
     }
 }
 
@@ -277,25 +376,36 @@ impl MarkedEventReceiver for Builder<'_> {
                     value: scalar(text, style),
                     span: Span::new(at, len.max(1)),
                 };
-                self.push_value(node, anchor);
+                self.push_value(node, 1, anchor, mark);
             }
-            Event::SequenceStart(anchor, _) => self.stack.push(Frame::Seq {
-                start: at,
-                anchor,
-                items: Vec::new(),
-            }),
-            Event::MappingStart(anchor, _) => self.stack.push(Frame::Map {
-                start: at,
-                anchor,
-                entries: Vec::new(),
-                key: None,
-            }),
+            Event::SequenceStart(anchor, _) => self.open(
+                Frame::Seq {
+                    start: at,
+                    anchor,
+                    items: Vec::new(),
+                    nodes: 1,
+                },
+                at,
+                mark,
+            ),
+            Event::MappingStart(anchor, _) => self.open(
+                Frame::Map {
+                    start: at,
+                    anchor,
+                    entries: Vec::new(),
+                    key: None,
+                    nodes: 1,
+                },
+                at,
+                mark,
+            ),
             Event::SequenceEnd | Event::MappingEnd => {
-                let (node, anchor) = match self.stack.pop() {
+                let (node, anchor, size) = match self.stack.pop() {
                     Some(Frame::Seq {
                         start,
                         anchor,
                         mut items,
+                        nodes,
                     }) => {
                         items.shrink_to_fit();
                         (
@@ -304,12 +414,14 @@ impl MarkedEventReceiver for Builder<'_> {
                                 span: Span::new(start, at.saturating_sub(start).max(1)),
                             },
                             anchor,
+                            nodes,
                         )
                     }
                     Some(Frame::Map {
                         start,
                         anchor,
                         mut entries,
+                        nodes,
                         ..
                     }) => {
                         entries.shrink_to_fit();
@@ -324,27 +436,29 @@ impl MarkedEventReceiver for Builder<'_> {
                                 span: Span::new(start, at.saturating_sub(start).max(1)),
                             },
                             anchor,
+                            nodes,
                         )
                     }
                     None => return,
                 };
-                self.push_value(node, anchor);
+                self.push_value(node, size, anchor, mark);
             }
-            Event::Alias(id) => match self.anchors.get(&id) {
-                Some(n) => {
+            Event::Alias(id) => {
+                let span = Span::new(at, 1);
+                let Some(&(_, size)) = self.anchors.get(&id) else {
+                    self.fail("alias refers to an unknown anchor".into(), span, mark);
+                    return;
+                };
+                // Counted before the copy is made.
+                if !self.copy(size, mark) {
+                    return;
+                }
+                if let Some((n, _)) = self.anchors.get(&id) {
                     let mut n = n.clone();
-                    n.span = Span::new(at, 1);
-                    self.push_value(n, 0);
+                    n.span = span;
+                    self.push_value(n, size, 0, mark);
                 }
-                None => {
-                    self.error.get_or_insert(SyntaxError {
-                        message: "alias refers to an unknown anchor".into(),
-                        span: Span::new(at, 1),
-                        line: mark.line(),
-                        col: mark.col() + 1,
-                    });
-                }
-            },
+            }
             _ => {}
         }
     }
@@ -394,5 +508,74 @@ mod tests {
     fn aliases_resolve() {
         let n = parse("a: &x {k: 1}\nb: *x\n").unwrap();
         assert_eq!(n.get("b").unwrap().get("k").unwrap().value, Value::Int(1));
+    }
+
+    /// `levels` levels of `width` aliases, each to the level before.
+    fn laughs(levels: usize, width: usize) -> String {
+        let mut s = format!("l0: &l0 [{}]\n", vec!["lol"; width].join(","));
+        for i in 1..levels {
+            let refs = vec![format!("*l{}", i - 1); width].join(",");
+            s.push_str(&format!("l{i}: &l{i} [{refs}]\n"));
+        }
+        s
+    }
+
+    #[test]
+    fn alias_expansion_is_capped() {
+        // 10^6 strings from 300 bytes: small enough to expand without the
+        // cap (so the test fails cleanly without it), far over the budget.
+        let src = laughs(6, 10);
+        let e = parse(&src).unwrap_err();
+        assert!(e.message.contains("aliases expand to more than"), "{e:?}");
+        // Points at the alias (or the end of the anchored list) where the
+        // budget ran out.
+        assert!(["*", "]"].contains(&&src[e.span.offset()..][..1]), "{e:?}");
+        assert_eq!(e.line, src[..e.span.offset()].matches('\n').count() + 1);
+        // The real thing (9 levels of 9, 387 million strings) stops as early.
+        let e = parse(&laughs(9, 9)).unwrap_err();
+        assert!(e.message.contains("billion laughs"), "{e:?}");
+    }
+
+    #[test]
+    fn nested_anchors_count_their_copies() {
+        // No alias at all, but every level's anchor keeps a copy of a big
+        // subtree: 200 levels around 20k values would copy 4 million nodes.
+        let mut src = String::new();
+        for i in 0..200 {
+            src.push_str(&format!("&a{i} ["));
+        }
+        src.push_str(&vec!["1"; 20_000].join(","));
+        src.push_str(&"]".repeat(200));
+        let e = parse(&src).unwrap_err();
+        assert!(e.message.contains("aliases expand to more than"), "{e:?}");
+    }
+
+    #[test]
+    fn ordinary_aliases_fit_the_budget() {
+        // 2000 nodes each reusing a 5-value mapping: 10k copies, well in budget.
+        let mut src = String::from("defaults: &d {a: 1, b: 2}\nnodes:\n");
+        for i in 0..2000 {
+            src.push_str(&format!("  - {{name: n{i}, settings: *d}}\n"));
+        }
+        let n = parse(&src).unwrap();
+        let Value::Seq(items) = &n.get("nodes").unwrap().value else {
+            panic!()
+        };
+        assert_eq!(
+            items[1999].get("settings").unwrap().get("b").unwrap().value,
+            Value::Int(2)
+        );
+    }
+
+    #[test]
+    fn nesting_is_capped() {
+        let deep = format!("{}1{}", "[".repeat(200), "]".repeat(200));
+        assert!(parse(&deep).is_ok());
+        // Compact block lists nest one level per two bytes, with no limit of
+        // the scanner's; dropping a tree a million deep overflows the stack.
+        let src = "- ".repeat(1_000_000) + "x\n";
+        let e = parse(&src).unwrap_err();
+        assert!(e.message.contains("nest more than 256 levels"), "{e:?}");
+        assert_eq!(e.line, 1);
     }
 }
