@@ -234,3 +234,61 @@ fn files_over_8_mib_are_refused() {
     let r = run(&d, &["validate", &p.display().to_string()]);
     expect(&r, 2, &["larger than the 8 MiB limit"]);
 }
+
+#[test]
+fn duplicate_keys_are_refused_with_both_locations() {
+    let d = Driver::new();
+    let path = write(
+        d.site_path(),
+        "dup.yaml",
+        "schema_version: 2\nname: m\nnodes:\n  - name: a\n    type: vm\n    type: ct\n",
+    );
+    let r = run(&d, &["validate", &path]);
+    expect(
+        &r,
+        2,
+        &[
+            "duplicate key 'type'",
+            "dup.yaml:6:5",
+            "first defined here",
+            "defined again here",
+        ],
+    );
+    // Site-config files share the loader.
+    let d = Driver::new();
+    write(
+        d.site_path(),
+        "site.yaml",
+        "defaults:\n  bridge: a\n  bridge: b\n",
+    );
+    let m = write(
+        d.site_path(),
+        "m.yaml",
+        "schema_version: 2\nname: m\nnodes:\n  - {name: a, type: vm}\n",
+    );
+    let r = run(&d, &["validate", &m]);
+    expect(
+        &r,
+        2,
+        &["site.yaml:3:3", "duplicate key 'bridge'", "line 2"],
+    );
+}
+
+#[test]
+fn a_second_document_is_refused() {
+    let d = Driver::new();
+    let ok = "schema_version: 2\nname: m\nnodes:\n  - {name: a, type: vm}\n";
+    for (name, second) in [("broken", "---\n: : [\n"), ("valid", "---\nname: other\n")] {
+        let path = write(
+            d.site_path(),
+            &format!("{name}.yaml"),
+            &format!("{ok}{second}"),
+        );
+        let r = run(&d, &["validate", &path]);
+        expect(
+            &r,
+            2,
+            &["a second YAML document", &format!("{name}.yaml:5:1")],
+        );
+    }
+}

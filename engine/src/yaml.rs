@@ -94,11 +94,10 @@ impl Node {
         }
     }
 
-    /// Looks a key up in a mapping (last one wins, as in most YAML loaders).
+    /// Looks a key up in a mapping (keys are unique: `parse` refuses duplicates).
     pub fn get(&self, key: &str) -> Option<&Node> {
         self.as_map()?
             .iter()
-            .rev()
             .find(|(k, _)| k.as_str() == Some(key))
             .map(|(_, v)| v)
     }
@@ -109,10 +108,7 @@ impl Node {
         let Value::Map(entries) = &mut self.value else {
             return None;
         };
-        let (_, v) = entries
-            .iter_mut()
-            .rev()
-            .find(|(k, _)| k.as_str() == Some(key))?;
+        let (_, v) = entries.iter_mut().find(|(k, _)| k.as_str() == Some(key))?;
         let span = v.span;
         Some(std::mem::replace(
             v,
@@ -131,6 +127,61 @@ pub struct SyntaxError {
     pub span: Span,
     pub line: usize,
     pub col: usize,
+    /// For a duplicate key, where it was first defined.
+    pub first: Option<Span>,
+}
+
+/// At most `max` characters of `s`, with `…` when cut: user text quoted in
+/// a message (a key, a name) can be arbitrarily long.
+pub fn shorten(s: &str, max: usize) -> std::borrow::Cow<'_, str> {
+    match s.char_indices().nth(max) {
+        None => s.into(),
+        Some((cut, _)) => format!("{}…", &s[..cut]).into(),
+    }
+}
+
+/// A scalar mapping key as compared for duplicates (`1` and `"1"` differ).
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+enum KeyId {
+    Null,
+    Bool(bool),
+    Int(i64),
+    Float(u64),
+    Str(String),
+}
+
+impl KeyId {
+    fn of(v: &Value) -> Option<KeyId> {
+        Some(match v {
+            Value::Null => KeyId::Null,
+            Value::Bool(b) => KeyId::Bool(*b),
+            Value::Int(i) => KeyId::Int(*i),
+            Value::Float(f) => KeyId::Float(f.to_bits()),
+            Value::Str(s) => KeyId::Str(s.clone()),
+            // Lists and mappings as keys are never looked up: not compared.
+            Value::Seq(_) | Value::Map(_) => return None,
+        })
+    }
+}
+
+/// Above this many entries a mapping keeps a hash index of its keys, so
+/// that checking for duplicates stays linear in the mapping's size.
+const INDEX_KEYS_ABOVE: usize = 16;
+
+/// The span of an earlier key of `entries` equal to `key`.
+fn earlier_key(
+    entries: &[(Node, Node)],
+    index: &Option<HashMap<KeyId, Span>>,
+    key: &Value,
+) -> Option<Span> {
+    let id = KeyId::of(key)?;
+    match index {
+        Some(index) => index.get(&id).copied(),
+        None => entries
+            .iter()
+            .find(|(k, _)| KeyId::of(&k.value).as_ref() == Some(&id))
+            .map(|(k, _)| k.span),
+    }
 }
 
 /// Nodes that anchors and aliases may copy in one document, per byte of
@@ -167,6 +218,7 @@ pub fn parse(src: &str) -> Result<Node, SyntaxError> {
         offsets: Offsets::new(src),
     };
     let mut parser = Parser::new_from_str(src);
+    let mut documents = 0;
     // Events are pulled one by one (not `Parser::load`, which recurses per
     // nesting level) so that a problem found by the builder ends the parse.
     loop {
@@ -177,10 +229,25 @@ pub fn parse(src: &str) -> Result<Node, SyntaxError> {
                 span: Span::new(builder.offsets.byte(m.index()), 0),
                 line: m.line(),
                 col: m.col() + 1,
+                first: None,
             }
         })?;
-        if ev == Event::StreamEnd {
-            break;
+        match ev {
+            Event::StreamEnd => break,
+            // What follows a second `---` was ignored, even when broken.
+            Event::DocumentStart if documents > 0 => {
+                return Err(SyntaxError {
+                    message: "a second YAML document starts here; driver reads one document \
+                              per file"
+                        .into(),
+                    span: Span::new(builder.offsets.byte(mark.index()), 3),
+                    line: mark.line(),
+                    col: mark.col() + 1,
+                    first: None,
+                })
+            }
+            Event::DocumentStart => documents += 1,
+            _ => {}
         }
         builder.on_event(ev, mark);
         if let Some(err) = builder.error.take() {
@@ -207,6 +274,8 @@ enum Frame {
         entries: Vec<(Node, Node)>,
         key: Option<Node>,
         nodes: usize,
+        /// The keys' spans, once there are more than `INDEX_KEYS_ABOVE`.
+        index: Option<HashMap<KeyId, Span>>,
     },
 }
 
@@ -293,14 +362,60 @@ impl Builder<'_> {
                 entries,
                 key,
                 nodes,
+                index,
                 ..
             }) => {
                 *nodes += size;
                 match key.take() {
-                    None => *key = Some(node),
-                    Some(k) => entries.push((k, node)),
+                    None => {
+                        if let Some(first) = earlier_key(entries, index, &node.value) {
+                            let name = match &node.value {
+                                Value::Str(s) => shorten(s, 60).into_owned(),
+                                Value::Int(i) => i.to_string(),
+                                Value::Float(f) => f.to_string(),
+                                Value::Bool(b) => b.to_string(),
+                                _ => "null".into(),
+                            };
+                            self.duplicate(name, first, node.span, mark);
+                            return;
+                        }
+                        *key = Some(node);
+                    }
+                    Some(k) => {
+                        if let Some(index) = index {
+                            if let Some(id) = KeyId::of(&k.value) {
+                                index.insert(id, k.span);
+                            }
+                        }
+                        entries.push((k, node));
+                        if index.is_none() && entries.len() > INDEX_KEYS_ABOVE {
+                            *index = Some(
+                                entries
+                                    .iter()
+                                    .filter_map(|(k, _)| Some((KeyId::of(&k.value)?, k.span)))
+                                    .collect(),
+                            );
+                        }
+                    }
                 }
             }
+        }
+    }
+
+    /// A key defined twice in one mapping: both places are reported (YAML
+    /// loaders differ on which one wins, and `type: vm` silently becoming
+    /// `type: ct` is worse than an error).
+    fn duplicate(&mut self, name: String, first: Span, again: Span, mark: Marker) {
+        let before = &self.offsets.src[..first.offset().min(self.offsets.src.len())];
+        let line = before.matches('\n').count() + 1;
+        let col = before.rsplit('\n').next().map_or(0, |l| l.chars().count()) + 1;
+        self.fail(
+            format!("duplicate key '{name}' (first defined at line {line}, column {col})"),
+            again,
+            mark,
+        );
+        if let Some(e) = &mut self.error {
+            e.first = Some(first);
         }
     }
 
@@ -332,6 +447,7 @@ impl Builder<'_> {
             span,
             line: mark.line(),
             col: mark.col() + 1,
+            first: None,
         });
     }
 
@@ -395,6 +511,7 @@ impl MarkedEventReceiver for Builder<'_> {
                     entries: Vec::new(),
                     key: None,
                     nodes: 1,
+                    index: None,
                 },
                 at,
                 mark,
@@ -577,5 +694,63 @@ mod tests {
         let e = parse(&src).unwrap_err();
         assert!(e.message.contains("nest more than 256 levels"), "{e:?}");
         assert_eq!(e.line, 1);
+    }
+
+    #[test]
+    fn duplicate_keys_are_refused_with_both_places() {
+        let src = "nodes:\n  - name: a\n    type: vm\n    type: ct\n";
+        let e = parse(src).unwrap_err();
+        assert_eq!(
+            e.message,
+            "duplicate key 'type' (first defined at line 3, column 5)"
+        );
+        assert_eq!((e.line, e.col), (4, 5));
+        assert_eq!(&src[e.span.offset()..][..e.span.len()], "type");
+        let first = e.first.unwrap();
+        assert_eq!(first.offset(), src.find("type").unwrap());
+        // `1` and `"1"` are different keys; the same number twice is not.
+        assert!(parse("1: a\n'1': b\n").is_ok());
+        assert!(parse("{1: a, 1: b}").unwrap_err().message.contains("'1'"));
+        // In flow mappings and JSON too.
+        assert!(parse(r#"{"a": 1, "a": 2}"#).is_err());
+    }
+
+    #[test]
+    fn duplicate_keys_in_big_mappings_are_found() {
+        // Past the size where the mapping indexes its keys.
+        let mut src: String = (0..1000).map(|i| format!("k{i}: 1\n")).collect();
+        src.push_str("k3: 2\n");
+        let e = parse(&src).unwrap_err();
+        assert!(
+            e.message
+                .starts_with("duplicate key 'k3' (first defined at line 4,"),
+            "{e:?}"
+        );
+        assert_eq!(e.line, 1001);
+        // Keys that are themselves long are shortened in the message.
+        let long = "k".repeat(10_000);
+        let e = parse(&format!("{long}: 1\n{long}: 2\n")).unwrap_err();
+        assert!(e.message.len() < 200, "{}", e.message.len());
+    }
+
+    #[test]
+    fn a_second_document_is_refused() {
+        for src in [
+            "a: 1\n---\nb: [\n",
+            "a: 1\n---\nb: 2\n",
+            "---\na: 1\n--- x\n",
+        ] {
+            let e = parse(src).unwrap_err();
+            assert!(
+                e.message.starts_with("a second YAML document"),
+                "{src:?}: {e:?}"
+            );
+            let second = src.rfind("---").unwrap();
+            assert_eq!(e.span.offset(), second, "{src:?}");
+            assert_eq!(e.line, src[..second].matches('\n').count() + 1, "{src:?}");
+        }
+        // One document, explicitly started or ended, is fine.
+        assert!(parse("---\na: 1\n").is_ok());
+        assert!(parse("a: 1\n...\n").is_ok());
     }
 }

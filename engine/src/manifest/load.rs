@@ -80,13 +80,24 @@ pub fn load(source: Source) -> Result<Loaded, InvalidManifest> {
     let result = match yaml::parse(&source.text) {
         Ok(root) => c.manifest(root),
         Err(e) => {
-            c.problems.push(Problem::new(
-                &source,
-                format!("YAML syntax error: {}", e.message),
-                Some(e.span),
-                "here",
-                None,
-            ));
+            let problem = match e.first {
+                Some(first) => Problem::new(
+                    &source,
+                    format!("YAML syntax error: {}", e.message),
+                    Some(e.span),
+                    "defined again here",
+                    None,
+                )
+                .with_label(first, "first defined here"),
+                None => Problem::new(
+                    &source,
+                    format!("YAML syntax error: {}", e.message),
+                    Some(e.span),
+                    "here",
+                    None,
+                ),
+            };
+            c.problems.push(problem);
             None
         }
     };

@@ -68,8 +68,12 @@ impl Problem {
             }
             None => (None, None),
         };
+        // Primary: the header's file:line:col is this one, not an earlier
+        // "first defined here".
         let labels = span
-            .map(|s| LabeledSpan::new_with_span(Some(label.to_string()), SourceSpan::from(s)))
+            .map(|s| {
+                LabeledSpan::new_primary_with_span(Some(label.to_string()), SourceSpan::from(s))
+            })
             .into_iter()
             .collect();
         Problem {
