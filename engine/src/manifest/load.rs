@@ -58,6 +58,11 @@ const SETTINGS_KEYS: [&str; 4] = [
 ];
 const MAX_VMID: i64 = 999_999_999;
 
+/// User text quoted in a message: a key or a name can be 65k characters.
+fn short(s: &str) -> std::borrow::Cow<'_, str> {
+    yaml::shorten(s, 64)
+}
+
 /// A manifest that passed validation, with what is needed to point into it later.
 #[derive(Clone, Debug)]
 pub struct Loaded {
@@ -161,7 +166,7 @@ impl<'a> Checker<'a> {
                         None => format!("allowed keys: {}", allowed.join(", ")),
                     };
                     self.problem(
-                        format!("Unknown key '{key}' in {what}"),
+                        format!("Unknown key '{}' in {what}", short(key)),
                         k.span,
                         "unknown key",
                         Some(help),
@@ -220,7 +225,8 @@ impl<'a> Checker<'a> {
             let help = did_you_mean(&s, names).map(|m| format!("did you mean '{m}'?"));
             self.problem(
                 format!(
-                    "Invalid {key} '{s}' in {what}: expected one of {}",
+                    "Invalid {key} '{}' in {what}: expected one of {}",
+                    short(&s),
                     names.join(", ")
                 ),
                 span,
@@ -259,6 +265,22 @@ impl<'a> Checker<'a> {
             );
             return None;
         };
+
+        // A file with none of a manifest's keys (a wrong path: a config
+        // file, /etc/shadow) is one problem, not one per line of the file.
+        let known = |k: &Node| {
+            k.as_str()
+                .is_some_and(|k| TOP_KEYS_V2.contains(&k) || TOP_KEYS_V1.contains(&k))
+        };
+        if !top.is_empty() && !top.iter().any(|(k, _)| known(k)) {
+            self.problem(
+                "Not a manifest: none of its top-level keys is a manifest's".into(),
+                top[0].0.span,
+                "not a manifest key",
+                Some("a manifest starts with `schema_version: 2`, `name:` and `nodes:`".into()),
+            );
+            return None;
+        }
 
         let version = match root.get("schema_version") {
             None => {
@@ -494,12 +516,12 @@ impl<'a> Checker<'a> {
             self.check_keys(map, &NODE_KEYS, &format!("node {i}"));
             let name = self.node_name(n, "name", &format!("Node {i}"));
             let who = match &name {
-                Some((s, _)) => format!("node '{s}'"),
+                Some((s, _)) => format!("node '{}'", short(s)),
                 None => format!("node {i}"),
             };
             let kind = match n.get("type") {
                 None => {
-                    let label = name.as_ref().map_or("unnamed", |(s, _)| s.as_str());
+                    let label = name.as_ref().map_or("unnamed".into(), |(s, _)| short(s));
                     self.problem(
                         format!("Node {i} ({label}) missing required field: type"),
                         n.span,
@@ -603,7 +625,10 @@ impl<'a> Checker<'a> {
         let (name, span) = self.string(n, key, who)?;
         if let Some(why) = hostname_problem(&name) {
             self.problem(
-                format!("Node name '{name}' is not a valid hostname: {why}"),
+                format!(
+                    "Node name '{}' is not a valid hostname: {why}",
+                    short(&name)
+                ),
                 span,
                 "not a hostname",
                 Some("node names become VM hostnames: use letters, digits and '-'".into()),
@@ -656,7 +681,9 @@ impl<'a> Checker<'a> {
             };
             self.check_keys(map, &LEVEL_KEYS, &format!("level {i}"));
             let name = self.node_name(l, "name", &format!("Level {i}"));
-            let label = name.as_ref().map_or("unnamed".to_string(), |n| n.0.clone());
+            let label = name
+                .as_ref()
+                .map_or("unnamed".into(), |n| short(&n.0).into_owned());
             let who = format!("level '{label}'");
             let preset = self.string(l, "vm_preset", &who);
             let has = |k: &str| l.get(k).is_some();
@@ -742,7 +769,7 @@ impl<'a> Checker<'a> {
                     let first_span = nodes[first].loc.name.unwrap_or(nodes[first].loc.node);
                     let pr = Problem::new(
                         self.src,
-                        format!("Duplicate node name: '{}'", p.spec.name),
+                        format!("Duplicate node name: '{}'", short(&p.spec.name)),
                         Some(span),
                         "defined again here",
                         Some(
@@ -767,7 +794,8 @@ impl<'a> Checker<'a> {
                     self.src,
                     format!(
                         "vmid {v} is used by both '{}' and '{}'",
-                        nodes[first].spec.name, p.spec.name
+                        short(&nodes[first].spec.name),
+                        short(&p.spec.name)
                     ),
                     p.loc.vmid,
                     "used again here",
@@ -794,8 +822,9 @@ impl<'a> Checker<'a> {
                     let help = did_you_mean(parent, &names).map(|m| format!("did you mean '{m}'?"));
                     self.problem(
                         format!(
-                            "Node '{}' references unknown parent '{parent}'",
-                            p.spec.name
+                            "Node '{}' references unknown parent '{}'",
+                            short(&p.spec.name),
+                            short(parent)
                         ),
                         span,
                         "no node has this name",
@@ -808,15 +837,17 @@ impl<'a> Checker<'a> {
                 {
                     self.problem(
                         format!(
-                            "Node '{}' has parent '{parent}', which is a {} node, not a pve node",
-                            p.spec.name,
+                            "Node '{}' has parent '{}', which is a {} node, not a pve node",
+                            short(&p.spec.name),
+                            short(parent),
                             nodes[j].spec.kind.as_str()
                         ),
                         span,
                         "not a PVE host",
                         Some(format!(
-                            "only pve nodes can hold other nodes: set `type: pve` on '{parent}' or move '{}'",
-                            p.spec.name
+                            "only pve nodes can hold other nodes: set `type: pve` on '{}' or move '{}'",
+                            short(parent),
+                            short(&p.spec.name)
                         )),
                     );
                 }
@@ -845,7 +876,10 @@ impl<'a> Checker<'a> {
                         let first = walk[pos..].iter().copied().min().unwrap_or(i);
                         let p = &nodes[first];
                         self.problem(
-                            format!("Cycle detected in node graph involving '{}'", p.spec.name),
+                            format!(
+                                "Cycle detected in node graph involving '{}'",
+                                short(&p.spec.name)
+                            ),
                             p.parent_span.unwrap_or(p.loc.node),
                             "parent leads back here",
                             Some("a node cannot be its own ancestor".into()),
@@ -881,22 +915,27 @@ impl<'a> Checker<'a> {
                         let names: Vec<&str> = index.keys().copied().collect();
                         let help = did_you_mean(dep, &names).map(|m| format!("did you mean '{m}'?"));
                         self.problem(
-                            format!("Node '{}' depends on unknown node '{dep}'", p.spec.name),
+                            format!(
+                                "Node '{}' depends on unknown node '{}'",
+                                short(&p.spec.name),
+                                short(dep)
+                            ),
                             *span,
                             "no node has this name",
                             help,
                         );
                     }
                     Some(&j) if j == i => self.problem(
-                        format!("Node '{}' depends on itself", p.spec.name),
+                        format!("Node '{}' depends on itself", short(&p.spec.name)),
                         *span,
                         "itself",
                         None,
                     ),
                     Some(&j) if nodes[j].spec.parent != p.spec.parent => self.problem(
                         format!(
-                            "Node '{}' depends on '{dep}', which is not its sibling",
-                            p.spec.name
+                            "Node '{}' depends on '{}', which is not its sibling",
+                            short(&p.spec.name),
+                            short(dep)
                         ),
                         *span,
                         "different parent",
@@ -925,7 +964,10 @@ impl<'a> Checker<'a> {
         if let Some(i) = (0..nodes.len()).find(|&i| indegree[i] > 0) {
             let p = &nodes[i];
             self.problem(
-                format!("Cycle detected in node graph involving '{}'", p.spec.name),
+                format!(
+                    "Cycle detected in node graph involving '{}'",
+                    short(&p.spec.name)
+                ),
                 p.depends_spans.first().copied().unwrap_or(p.loc.node),
                 "depends_on leads back here",
                 None,

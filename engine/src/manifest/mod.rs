@@ -5,6 +5,7 @@
 //! load. Serializing a `Manifest` gives a v2 document that loads back to the
 //! same model; delegation relies on that to hand a subtree to a child driver.
 
+mod excerpt;
 mod load;
 mod problem;
 #[cfg(test)]

@@ -1,10 +1,11 @@
 //! Diagnostics for manifests: one `Problem` per thing wrong, all of them
 //! gathered into one `InvalidManifest` so a user fixes everything in one go.
 
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
-use miette::{Diagnostic, LabeledSpan, NamedSource, SourceSpan};
+use miette::{Diagnostic, LabeledSpan, SourceSpan};
 
+use super::excerpt::{Excerpt, LineIndex};
 use crate::yaml::Span;
 
 /// Where a manifest's text came from, shared by every problem that points into it.
@@ -13,6 +14,8 @@ pub struct Source {
     /// A path, `builtin:NAME`, or `--manifest-json`.
     pub origin: String,
     pub text: Arc<String>,
+    /// Line starts, built on the first problem (a valid manifest never needs them).
+    pub(super) index: Arc<OnceLock<LineIndex>>,
 }
 
 impl Source {
@@ -20,20 +23,25 @@ impl Source {
         Source {
             origin: origin.into(),
             text: Arc::new(text.into()),
+            index: Arc::new(OnceLock::new()),
         }
     }
 
-    /// 1-based line and column of a byte offset.
+    /// 1-based line and column (in characters) of a byte offset.
     pub fn line_col(&self, offset: usize) -> (usize, usize) {
         let offset = offset.min(self.text.len());
-        let before = &self.text.as_bytes()[..offset];
-        let line = before.iter().filter(|&&b| b == b'\n').count() + 1;
-        let line_start = before
-            .iter()
-            .rposition(|&b| b == b'\n')
-            .map_or(0, |p| p + 1);
-        let col = self.text[line_start..offset].chars().count() + 1;
-        (line, col)
+        let idx = self.index();
+        let line = idx.line_of(offset);
+        let line_start = idx.start(line);
+        let col = match self.text.get(line_start..offset) {
+            Some(s) => s.chars().count(),
+            // Not on a character boundary: count the characters started before it.
+            None => self.text.as_bytes()[line_start..offset]
+                .iter()
+                .filter(|&&b| b & 0xC0 != 0x80)
+                .count(),
+        };
+        (line + 1, col + 1)
     }
 }
 
@@ -48,7 +56,7 @@ pub struct Problem {
     #[help]
     pub help: Option<String>,
     #[source_code]
-    source_code: NamedSource<Arc<String>>,
+    source_code: Excerpt,
     #[label(collection)]
     labels: Vec<LabeledSpan>,
 }
@@ -72,7 +80,10 @@ impl Problem {
         // "first defined here".
         let labels = span
             .map(|s| {
-                LabeledSpan::new_primary_with_span(Some(label.to_string()), SourceSpan::from(s))
+                LabeledSpan::new_primary_with_span(
+                    Some(label.to_string()),
+                    SourceSpan::from(src.clip_label(s)),
+                )
             })
             .into_iter()
             .collect();
@@ -81,7 +92,7 @@ impl Problem {
             line,
             column,
             help,
-            source_code: NamedSource::new(src.origin.clone(), src.text.clone()),
+            source_code: Excerpt(src.clone()),
             labels,
         }
     }
@@ -90,7 +101,7 @@ impl Problem {
     pub(crate) fn with_label(mut self, span: Span, label: &str) -> Self {
         self.labels.push(LabeledSpan::new_with_span(
             Some(label.to_string()),
-            SourceSpan::from(span),
+            SourceSpan::from(self.source_code.0.clip_label(span)),
         ));
         self
     }

@@ -473,3 +473,68 @@ fn limit_depth_keeps_the_top_levels() {
     assert_eq!(m.limit_depth(1), 1);
     assert_eq!(m.nodes.len(), 2);
 }
+
+/// A report as the binary prints it (without colours).
+fn render(e: &InvalidManifest) -> String {
+    let mut out = String::new();
+    miette::GraphicalReportHandler::new_themed(miette::GraphicalTheme::unicode_nocolor())
+        .render_report(&mut out, e)
+        .unwrap();
+    out
+}
+
+#[test]
+fn problems_past_column_65535_render() {
+    // miette's renderer panicked on a label this far right ("Formatting
+    // argument out of range"); each snippet is now a window around its label.
+    let long = "x".repeat(70_000);
+    let src = with_nodes(&format!("  - {{name: a, type: vm, d: {long}, bogus: 1}}\n"));
+    let e = load(Source::new("m.yaml", src)).unwrap_err();
+    let out = render(&e);
+    assert!(out.contains("Unknown key 'bogus'"), "{out}");
+    assert!(out.contains("m.yaml:4:70030"), "{out}");
+    assert!(out.contains("bogus: 1"), "{out}");
+    assert!(out.len() < 4_000, "{} bytes", out.len());
+}
+
+#[test]
+fn a_problem_shows_a_snippet_not_the_file() {
+    // Like /etc/passwd: one multi-line plain scalar, the problem's span is
+    // the whole file. Like /etc/shadow (lines end in ':'): a mapping whose
+    // every line is an unknown key.
+    for (end, says) in [
+        ("/bin/sh", "must be a YAML mapping"),
+        (":::", "Not a manifest"),
+    ] {
+        let lines: Vec<String> = (0..300)
+            .map(|i| format!("user{i}:$6$salt$hash{i}:19000:0:99999:7{end}"))
+            .collect();
+        let e = load(Source::new("shadow", lines.join("\n"))).unwrap_err();
+        let out = render(&e);
+        assert!(out.contains(says), "{out}");
+        // The line and its neighbour, as for any problem.
+        let shown = lines.iter().filter(|l| out.contains(l.as_str())).count();
+        assert!(shown <= 2, "{shown} lines shown:\n{out}");
+        // Nor does a debug print of the error carry the text.
+        assert!(!format!("{e:?}").contains("user2:"));
+    }
+}
+
+#[test]
+fn far_apart_labels_are_shown_apart() {
+    // "first defined here" 500 lines before "defined again here": two
+    // snippets, not the 500 lines between them.
+    let mut nodes = String::from("  - {name: a, type: vm}\n");
+    for i in 0..500 {
+        nodes.push_str(&format!("  - {{name: n{i}, type: vm}}\n"));
+    }
+    nodes.push_str("  - {name: a, type: vm}\n");
+    let e = load(Source::new("m.yaml", with_nodes(&nodes))).unwrap_err();
+    let out = render(&e);
+    assert!(
+        out.contains("first defined here") && out.contains("defined again here"),
+        "{out}"
+    );
+    assert!(!out.contains("n250"), "{out}");
+    assert!(out.contains("m.yaml:505:12"), "{out}");
+}
