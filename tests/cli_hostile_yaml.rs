@@ -89,11 +89,7 @@ fn run(d: &Driver, args: &[&str]) -> Run {
 /// Checks the exit code and that stderr says each of `needles`, however
 /// miette wrapped the lines.
 fn expect(r: &Run, code: i32, needles: &[&str]) {
-    assert_eq!(
-        r.code, code,
-        "stdout:\n{}\nstderr:\n{}",
-        r.stdout, r.stderr
-    );
+    assert_eq!(r.code, code, "stdout:\n{}\nstderr:\n{}", r.stdout, r.stderr);
     let flat = r
         .stderr
         .replace('│', " ")
@@ -107,7 +103,9 @@ fn expect(r: &Run, code: i32, needles: &[&str]) {
 
 /// Nine levels of nine aliases: 9^9 (387 million) strings when expanded.
 fn billion_laughs() -> String {
-    let mut s = String::from("a: &a [\"lol\",\"lol\",\"lol\",\"lol\",\"lol\",\"lol\",\"lol\",\"lol\",\"lol\"]\n");
+    let mut s = String::from(
+        "a: &a [\"lol\",\"lol\",\"lol\",\"lol\",\"lol\",\"lol\",\"lol\",\"lol\",\"lol\"]\n",
+    );
     let names = ["a", "b", "c", "d", "e", "f", "g", "h", "i"];
     for w in names.windows(2) {
         let refs = vec![format!("*{}", w[0]); 9].join(",");
@@ -131,7 +129,14 @@ fn billion_laughs_exits_2_under_512_mib() {
     for args in [
         vec!["validate", path.as_str()],
         vec!["validate", "--json-output", path.as_str()],
-        vec!["create", "--manifest-file", path.as_str(), "-H", "father", "--dry-run"],
+        vec![
+            "create",
+            "--manifest-file",
+            path.as_str(),
+            "-H",
+            "father",
+            "--dry-run",
+        ],
         vec!["create", "--manifest-file", path.as_str(), "-H", "father"],
     ] {
         let r = limited(&d, &args);
@@ -144,7 +149,17 @@ fn billion_laughs_in_site_config_files_exits_2() {
     let manifest = "schema_version: 2\nname: m\nnodes:\n  - {name: a, type: vm}\n";
     // site.yaml is read by every command, nodes/HOST.yaml when a host is resolved.
     for (file, args) in [
-        ("site.yaml", vec!["create", "--manifest-file", "m.yaml", "-H", "father", "--dry-run"]),
+        (
+            "site.yaml",
+            vec![
+                "create",
+                "--manifest-file",
+                "m.yaml",
+                "-H",
+                "father",
+                "--dry-run",
+            ],
+        ),
         ("nodes/father.yaml", vec!["preflight", "-H", "father"]),
     ] {
         let d = Driver::new();
@@ -163,12 +178,51 @@ fn a_65k_character_line_does_not_panic_the_renderer() {
     let path = write(
         d.site_path(),
         "long.yaml",
-        &format!("schema_version: 2\nname: m\nnodes:\n  - {{name: a, type: vm, d: {long}, bogus: 1}}\n"),
+        &format!(
+            "schema_version: 2\nname: m\nnodes:\n  - {{name: a, type: vm, d: {long}, bogus: 1}}\n"
+        ),
     );
     let r = run(&d, &["validate", &path]);
-    expect(&r, 2, &["Unknown key 'd'", "Unknown key 'bogus'", "long.yaml:4:"]);
+    expect(
+        &r,
+        2,
+        &["Unknown key 'd'", "Unknown key 'bogus'", "long.yaml:4:"],
+    );
     // The snippet is a window around each problem, not the 66k line.
     assert!(r.stderr.len() < 8_000, "{} bytes of stderr", r.stderr.len());
+}
+
+#[test]
+fn thousands_of_unknown_keys_are_counted_and_capped() {
+    let d = Driver::new();
+    let mut doc = String::from("schema_version: 2\nname: m\nnodes:\n  - {name: a, type: vm}\n");
+    for i in 0..16_000 {
+        doc.push_str(&format!("k{i}: 1\n"));
+    }
+    let path = write(d.site_path(), "keys.yaml", &doc);
+    let r = run(&d, &["validate", &path]);
+    expect(
+        &r,
+        2,
+        &[
+            "invalid manifest (16000 problems",
+            "and 15900 more problems",
+            "Unknown key 'k99'",
+        ],
+    );
+    assert!(!r.stderr.contains("Unknown key 'k100'"), "{}", r.stderr);
+    let r = run(&d, &["validate", "--json-output", &path]);
+    assert_eq!(r.code, 2);
+    let v: serde_json::Value = serde_json::from_str(&r.stdout).unwrap();
+    let m = &v["manifests"][0];
+    assert_eq!(m["problem_count"], 16_000);
+    // The first 100, then one line saying how many more there are.
+    let problems = m["problems"].as_array().unwrap();
+    assert_eq!(problems.len(), 101);
+    assert!(problems[100]["message"]
+        .as_str()
+        .unwrap()
+        .contains("15900 more problems"));
 }
 
 #[test]
@@ -180,13 +234,27 @@ fn a_fifo_is_refused_without_blocking() {
     let fifo = fifo.display().to_string();
     let r = run(&d, &["validate", &fifo]);
     expect(&r, 2, &["not a regular file (a FIFO)"]);
-    let r = run(&d, &["create", "--manifest-file", &fifo, "-H", "father", "--dry-run"]);
+    let r = run(
+        &d,
+        &[
+            "create",
+            "--manifest-file",
+            &fifo,
+            "-H",
+            "father",
+            "--dry-run",
+        ],
+    );
     expect(&r, 2, &["not a regular file (a FIFO)"]);
 
     // The same for a site-config file.
     let d = Driver::new();
     let site = d.site_path().join("site.yaml");
-    assert!(Command::new("mkfifo").arg(&site).status().unwrap().success());
+    assert!(Command::new("mkfifo")
+        .arg(&site)
+        .status()
+        .unwrap()
+        .success());
     let m = write(
         d.site_path(),
         "m.yaml",
@@ -200,7 +268,11 @@ fn a_fifo_is_refused_without_blocking() {
 fn devices_and_directories_are_refused() {
     let d = Driver::new();
     let r = limited(&d, &["validate", "/dev/zero"]);
-    expect(&r, 2, &["/dev/zero", "not a regular file (a character device)"]);
+    expect(
+        &r,
+        2,
+        &["/dev/zero", "not a regular file (a character device)"],
+    );
     let dir = d.site_path().display().to_string();
     let r = run(&d, &["validate", &dir]);
     expect(&r, 2, &["not a regular file (a directory)"]);
@@ -229,18 +301,31 @@ fn duplicate_keys_are_refused_with_both_locations() {
     expect(
         &r,
         2,
-        &["duplicate key 'type'", "dup.yaml:6:5", "first defined here", "defined again here"],
+        &[
+            "duplicate key 'type'",
+            "dup.yaml:6:5",
+            "first defined here",
+            "defined again here",
+        ],
     );
     // Site-config files share the loader.
     let d = Driver::new();
-    write(d.site_path(), "site.yaml", "defaults:\n  bridge: a\n  bridge: b\n");
+    write(
+        d.site_path(),
+        "site.yaml",
+        "defaults:\n  bridge: a\n  bridge: b\n",
+    );
     let m = write(
         d.site_path(),
         "m.yaml",
         "schema_version: 2\nname: m\nnodes:\n  - {name: a, type: vm}\n",
     );
     let r = run(&d, &["validate", &m]);
-    expect(&r, 2, &["site.yaml:3:3", "duplicate key 'bridge'", "line 2"]);
+    expect(
+        &r,
+        2,
+        &["site.yaml:3:3", "duplicate key 'bridge'", "line 2"],
+    );
 }
 
 #[test]
@@ -248,9 +333,17 @@ fn a_second_document_is_refused() {
     let d = Driver::new();
     let ok = "schema_version: 2\nname: m\nnodes:\n  - {name: a, type: vm}\n";
     for (name, second) in [("broken", "---\n: : [\n"), ("valid", "---\nname: other\n")] {
-        let path = write(d.site_path(), &format!("{name}.yaml"), &format!("{ok}{second}"));
+        let path = write(
+            d.site_path(),
+            &format!("{name}.yaml"),
+            &format!("{ok}{second}"),
+        );
         let r = run(&d, &["validate", &path]);
-        expect(&r, 2, &["a second YAML document", &format!("{name}.yaml:5:1")]);
+        expect(
+            &r,
+            2,
+            &["a second YAML document", &format!("{name}.yaml:5:1")],
+        );
     }
 }
 
@@ -259,7 +352,10 @@ fn an_arbitrary_file_is_not_echoed() {
     let d = Driver::new();
     // Like /etc/passwd: one plain scalar over every line. Like /etc/shadow
     // (lines end in ':'): a mapping whose every line is a key.
-    for (end, says) in [("/bin/sh", "must be a YAML mapping"), (":::", "Not a manifest")] {
+    for (end, says) in [
+        ("/bin/sh", "must be a YAML mapping"),
+        (":::", "Not a manifest"),
+    ] {
         let lines: Vec<String> = (0..200)
             .map(|i| format!("user{i}:$6$salt{i}$hashhashhash{i}:19000:0:99999:7{end}"))
             .collect();
@@ -267,7 +363,10 @@ fn an_arbitrary_file_is_not_echoed() {
         let r = run(&d, &["validate", &path]);
         expect(&r, 2, &[says]);
         // The problem's line and its neighbour, as for any problem.
-        let shown = lines.iter().filter(|l| r.stderr.contains(l.as_str())).count();
+        let shown = lines
+            .iter()
+            .filter(|l| r.stderr.contains(l.as_str()))
+            .count();
         assert!(shown <= 2, "{shown} lines echoed:\n{}", r.stderr);
         let r = run(&d, &["validate", "--json-output", &path]);
         assert!(!r.stdout.contains("user1"), "{}", r.stdout);

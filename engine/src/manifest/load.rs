@@ -6,7 +6,7 @@
 
 use std::collections::{HashMap, VecDeque};
 
-use super::problem::{did_you_mean, InvalidManifest, Problem, Source};
+use super::problem::{did_you_mean, InvalidManifest, Problem, Problems, Source};
 use super::*;
 use crate::yaml::{self, Node, Span, Value};
 
@@ -79,7 +79,7 @@ pub struct Loaded {
 pub fn load(source: Source) -> Result<Loaded, InvalidManifest> {
     let mut c = Checker {
         src: &source,
-        problems: Vec::new(),
+        problems: Problems::default(),
         warnings: Vec::new(),
     };
     let result = match yaml::parse(&source.text) {
@@ -117,16 +117,13 @@ pub fn load(source: Source) -> Result<Loaded, InvalidManifest> {
                 warnings,
             })
         }
-        _ => Err(InvalidManifest {
-            origin: source.origin.clone(),
-            problems: c.problems,
-        }),
+        _ => Err(c.problems.into_invalid(&source)),
     }
 }
 
 struct Checker<'a> {
     src: &'a Source,
-    problems: Vec<Problem>,
+    problems: Problems,
     warnings: Vec<String>,
 }
 
@@ -142,8 +139,18 @@ struct Parsed {
 
 impl<'a> Checker<'a> {
     fn problem(&mut self, msg: String, span: Span, label: &str, help: Option<String>) {
+        let src = self.src;
         self.problems
-            .push(Problem::new(self.src, msg, Some(span), label, help));
+            .push_with(|| Problem::new(src, msg, Some(span), label, help));
+    }
+
+    /// "did you mean" among `names`, unless the problem will only be counted
+    /// (a suggestion looks at every name).
+    fn suggest(&self, word: &str, names: &[&str]) -> Option<String> {
+        if self.problems.full() {
+            return None;
+        }
+        did_you_mean(word, names).map(|m| format!("did you mean '{m}'?"))
     }
 
     fn wrong_type(&mut self, what: &str, expected: &str, node: &Node) {
@@ -767,18 +774,20 @@ impl<'a> Checker<'a> {
             match index.get(p.spec.name.as_str()) {
                 Some(&first) => {
                     let first_span = nodes[first].loc.name.unwrap_or(nodes[first].loc.node);
-                    let pr = Problem::new(
-                        self.src,
-                        format!("Duplicate node name: '{}'", short(&p.spec.name)),
-                        Some(span),
-                        "defined again here",
-                        Some(
-                            "node names must be unique: they become hostnames and context keys"
-                                .into(),
-                        ),
-                    )
-                    .with_label(first_span, "first defined here");
-                    self.problems.push(pr);
+                    let src = self.src;
+                    self.problems.push_with(|| {
+                        Problem::new(
+                            src,
+                            format!("Duplicate node name: '{}'", short(&p.spec.name)),
+                            Some(span),
+                            "defined again here",
+                            Some(
+                                "node names must be unique: they become hostnames and context keys"
+                                    .into(),
+                            ),
+                        )
+                        .with_label(first_span, "first defined here")
+                    });
                 }
                 None => {
                     index.insert(&p.spec.name, i);
@@ -790,27 +799,30 @@ impl<'a> Checker<'a> {
         for (i, p) in nodes.iter().enumerate() {
             let Some(v) = p.spec.vmid else { continue };
             if let Some(&first) = vmids.get(&v) {
-                let pr = Problem::new(
-                    self.src,
-                    format!(
-                        "vmid {v} is used by both '{}' and '{}'",
-                        short(&nodes[first].spec.name),
-                        short(&p.spec.name)
-                    ),
-                    p.loc.vmid,
-                    "used again here",
-                    Some("each node needs its own vmid (or none, to let PVE choose)".into()),
-                );
-                let pr = match nodes[first].loc.vmid {
-                    Some(s) => pr.with_label(s, "first used here"),
-                    None => pr,
-                };
-                self.problems.push(pr);
+                let src = self.src;
+                self.problems.push_with(|| {
+                    let pr = Problem::new(
+                        src,
+                        format!(
+                            "vmid {v} is used by both '{}' and '{}'",
+                            short(&nodes[first].spec.name),
+                            short(&p.spec.name)
+                        ),
+                        p.loc.vmid,
+                        "used again here",
+                        Some("each node needs its own vmid (or none, to let PVE choose)".into()),
+                    );
+                    match nodes[first].loc.vmid {
+                        Some(s) => pr.with_label(s, "first used here"),
+                        None => pr,
+                    }
+                });
             } else {
                 vmids.insert(v, i);
             }
         }
 
+        let names: Vec<&str> = index.keys().copied().collect();
         for p in nodes {
             let Some(parent) = &p.spec.parent else {
                 continue;
@@ -818,8 +830,7 @@ impl<'a> Checker<'a> {
             let span = p.parent_span.unwrap_or(p.loc.node);
             match index.get(parent.as_str()) {
                 None => {
-                    let names: Vec<&str> = index.keys().copied().collect();
-                    let help = did_you_mean(parent, &names).map(|m| format!("did you mean '{m}'?"));
+                    let help = self.suggest(parent, &names);
                     self.problem(
                         format!(
                             "Node '{}' references unknown parent '{}'",
@@ -907,13 +918,13 @@ impl<'a> Checker<'a> {
         let mut edges: Vec<Vec<usize>> = vec![Vec::new(); nodes.len()];
         let mut indegree = vec![0usize; nodes.len()];
         let mut any = false;
+        let names: Vec<&str> = index.keys().copied().collect();
         for (i, p) in nodes.iter().enumerate() {
             for (dep, span) in p.spec.depends_on.iter().zip(&p.depends_spans) {
                 any = true;
                 match index.get(dep.as_str()) {
                     None => {
-                        let names: Vec<&str> = index.keys().copied().collect();
-                        let help = did_you_mean(dep, &names).map(|m| format!("did you mean '{m}'?"));
+                        let help = self.suggest(dep, &names);
                         self.problem(
                             format!(
                                 "Node '{}' depends on unknown node '{}'",

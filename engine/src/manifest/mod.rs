@@ -14,7 +14,7 @@ mod tests;
 use serde::{Deserialize, Serialize};
 
 pub use load::{load, Loaded};
-pub use problem::{did_you_mean, InvalidManifest, Problem, Source};
+pub use problem::{did_you_mean, InvalidManifest, Problem, Problems, Source, MAX_PROBLEMS};
 
 use crate::yaml::Span;
 

@@ -115,18 +115,103 @@ impl Problem {
     }
 }
 
+/// Most problems reported for one manifest; the rest are only counted.
+/// Past a hundred, more of the same helps nobody, and each one costs time
+/// to describe and render (16k unknown keys took 49 s to report).
+pub const MAX_PROBLEMS: usize = 100;
+
+/// The problems found in one manifest: all counted, the first
+/// `MAX_PROBLEMS` kept.
+#[derive(Debug, Default)]
+pub struct Problems {
+    kept: Vec<Problem>,
+    total: usize,
+}
+
+impl Problems {
+    pub fn push(&mut self, p: Problem) {
+        self.push_with(|| p);
+    }
+
+    /// Counts a problem, and describes it only while there is room.
+    pub fn push_with(&mut self, p: impl FnOnce() -> Problem) {
+        self.total += 1;
+        if self.kept.len() < MAX_PROBLEMS {
+            self.kept.push(p());
+        }
+    }
+
+    /// True when further problems are only counted: callers can skip the
+    /// work of describing them (suggestions, say).
+    pub fn full(&self) -> bool {
+        self.kept.len() >= MAX_PROBLEMS
+    }
+
+    /// How many were found.
+    pub fn len(&self) -> usize {
+        self.total
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.total == 0
+    }
+
+    /// The ones kept, in the order found.
+    pub fn shown(&self) -> &[Problem] {
+        &self.kept
+    }
+
+    /// The error for the manifest in `src`, ending with a line that counts
+    /// the problems not shown.
+    pub fn into_invalid(self, src: &Source) -> InvalidManifest {
+        let mut problems = self.kept;
+        let more = self.total - problems.len();
+        if more > 0 {
+            problems.push(Problem::new(
+                src,
+                format!(
+                    "and {more} more problem{}, not shown (driver reports the first {MAX_PROBLEMS})",
+                    if more == 1 { "" } else { "s" }
+                ),
+                None,
+                "",
+                None,
+            ));
+        }
+        InvalidManifest {
+            origin: src.origin.clone(),
+            problems,
+            total: self.total,
+        }
+    }
+}
+
 /// A manifest that failed validation, with every problem found.
 #[derive(Debug, thiserror::Error, Diagnostic)]
-#[error("{origin}: invalid manifest ({} problem{})", problems.len(), if problems.len() == 1 { "" } else { "s" })]
+#[error(
+    "{origin}: invalid manifest ({total} problem{}{})",
+    if *total == 1 { "" } else { "s" },
+    if *total > MAX_PROBLEMS { format!(", the first {MAX_PROBLEMS} shown") } else { String::new() }
+)]
 #[diagnostic(code(driver::manifest::invalid))]
 pub struct InvalidManifest {
     pub origin: String,
+    /// The first `MAX_PROBLEMS` problems, then (when there were more) one
+    /// that counts the rest.
     #[related]
     pub problems: Vec<Problem>,
+    /// How many problems were found.
+    pub total: usize,
 }
 
 /// Suggests the closest of `candidates` to a misspelt `word`.
 pub fn did_you_mean<'a>(word: &str, candidates: &[&'a str]) -> Option<&'a str> {
+    // Edit distance is quadratic in the words' lengths (two 20k-character
+    // names took 30 s); nobody misspells a name this long.
+    const LONGEST: usize = 64;
+    if word.len() > LONGEST {
+        return None;
+    }
     // Short words need the edit distance (jaro-winkler scores "vn"/"vm" low);
     // long ones the similarity score.
     let close = |c: &str| {
@@ -135,7 +220,7 @@ pub fn did_you_mean<'a>(word: &str, candidates: &[&'a str]) -> Option<&'a str> {
     };
     candidates
         .iter()
-        .filter(|c| close(c))
+        .filter(|c| c.len() <= LONGEST && close(c))
         .max_by(|a, b| strsim::jaro_winkler(word, a).total_cmp(&strsim::jaro_winkler(word, b)))
         .copied()
 }

@@ -538,3 +538,50 @@ fn far_apart_labels_are_shown_apart() {
     assert!(!out.contains("n250"), "{out}");
     assert!(out.contains("m.yaml:505:12"), "{out}");
 }
+
+#[test]
+fn problems_are_all_counted_and_the_first_hundred_kept() {
+    let mut src = with_nodes("  - {name: a, type: vm}\n");
+    for i in 0..16_000 {
+        src.push_str(&format!("k{i}: 1\n"));
+    }
+    let e = load(Source::new("m.yaml", src)).unwrap_err();
+    assert_eq!(e.total, 16_000);
+    assert_eq!(e.problems.len(), MAX_PROBLEMS + 1);
+    assert_eq!(e.problems[99].message, "Unknown key 'k99' in manifest");
+    let last = &e.problems[100];
+    assert_eq!(
+        last.message,
+        "and 15900 more problems, not shown (driver reports the first 100)"
+    );
+    assert_eq!(last.line, None);
+    assert!(e
+        .to_string()
+        .ends_with("invalid manifest (16000 problems, the first 100 shown)"));
+    // Exactly a hundred: no counting line.
+    let mut src = with_nodes("  - {name: a, type: vm}\n");
+    for i in 0..100 {
+        src.push_str(&format!("k{i}: 1\n"));
+    }
+    let e = load(Source::new("m.yaml", src)).unwrap_err();
+    assert_eq!((e.total, e.problems.len()), (100, 100));
+}
+
+#[test]
+fn graph_problems_are_capped_too() {
+    let mut nodes = String::new();
+    for i in 0..5_000 {
+        nodes.push_str(&format!("  - {{name: n{i}, type: vm, parent: p{i}}}\n"));
+    }
+    let e = load(Source::new("m.yaml", with_nodes(&nodes))).unwrap_err();
+    assert_eq!((e.total, e.problems.len()), (5_000, MAX_PROBLEMS + 1));
+}
+
+#[test]
+fn long_words_get_no_suggestion() {
+    // Edit distance is quadratic: two 20k-character names took 30 s.
+    let a = "a".repeat(20_000);
+    let b = format!("{a}b");
+    assert_eq!(did_you_mean(&b, &[&a]), None);
+    assert_eq!(did_you_mean("nodez", &["nodes", &a]), Some("nodes"));
+}
