@@ -451,6 +451,13 @@ impl Builder<'_> {
         });
     }
 
+    /// A node's span: at least one byte (miette underlines it), but never
+    /// past the end of the text (an empty value at the very end).
+    fn span(&self, start: usize, len: usize) -> Span {
+        let end = start.saturating_add(len.max(1)).min(self.offsets.src.len());
+        Span::new(start, end.saturating_sub(start))
+    }
+
     fn open(&mut self, frame: Frame, at: usize, mark: Marker) {
         if self.stack.len() >= MAX_NESTING {
             self.fail(
@@ -490,7 +497,7 @@ impl MarkedEventReceiver for Builder<'_> {
                 let len = self.offsets.byte_len(at, chars);
                 let node = Node {
                     value: scalar(text, style),
-                    span: Span::new(at, len.max(1)),
+                    span: self.span(at, len),
                 };
                 self.push_value(node, 1, anchor, mark);
             }
@@ -528,7 +535,7 @@ impl MarkedEventReceiver for Builder<'_> {
                         (
                             Node {
                                 value: Value::Seq(items),
-                                span: Span::new(start, at.saturating_sub(start).max(1)),
+                                span: self.span(start, at.saturating_sub(start)),
                             },
                             anchor,
                             nodes,
@@ -550,7 +557,7 @@ impl MarkedEventReceiver for Builder<'_> {
                         (
                             Node {
                                 value: Value::Map(entries),
-                                span: Span::new(start, at.saturating_sub(start).max(1)),
+                                span: self.span(start, at.saturating_sub(start)),
                             },
                             anchor,
                             nodes,
@@ -752,5 +759,57 @@ mod tests {
         // One document, explicitly started or ended, is fine.
         assert!(parse("---\na: 1\n").is_ok());
         assert!(parse("a: 1\n...\n").is_ok());
+    }
+
+    fn count(n: &Node) -> usize {
+        1 + match &n.value {
+            Value::Seq(items) => items.iter().map(count).sum(),
+            Value::Map(entries) => entries.iter().map(|(k, v)| count(k) + count(v)).sum(),
+            _ => 0,
+        }
+    }
+
+    #[test]
+    fn any_alias_chain_fits_the_budget_or_is_refused() {
+        // Every shape of nested aliases up to 9 levels of 12: the tree built
+        // never holds more than the document's own nodes plus the budget.
+        for levels in 1..=9 {
+            for width in 1..=12 {
+                let src = laughs(levels, width);
+                match parse(&src) {
+                    Ok(n) => assert!(
+                        count(&n) <= src.len() + alias_budget(src.len()),
+                        "{levels}x{width}"
+                    ),
+                    Err(e) => assert!(
+                        e.message.contains("aliases expand to more than"),
+                        "{levels}x{width}: {e:?}"
+                    ),
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn spans_stay_inside_the_text() {
+        // An empty value at the very end used to get a 1-byte span past it.
+        for src in ["a:", "a: ", "- ", "[", "a: [1, ", "{a: "] {
+            if let Ok(n) = parse(src) {
+                let mut stack = vec![&n];
+                while let Some(n) = stack.pop() {
+                    assert!(
+                        n.span.offset() + n.span.len() <= src.len(),
+                        "{src:?}: {n:?}"
+                    );
+                    match &n.value {
+                        Value::Seq(items) => stack.extend(items),
+                        Value::Map(entries) => {
+                            stack.extend(entries.iter().flat_map(|(k, v)| [k, v]))
+                        }
+                        _ => {}
+                    }
+                }
+            }
+        }
     }
 }
