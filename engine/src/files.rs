@@ -54,7 +54,7 @@ fn kind(m: &Metadata) -> &'static str {
             return "a socket";
         }
     }
-    "not a plain file"
+    "a special file"
 }
 
 fn check(m: &Metadata) -> Result<(), ReadError> {
