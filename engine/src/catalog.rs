@@ -46,7 +46,7 @@ pub enum CatalogError {
     Read {
         path: PathBuf,
         #[source]
-        source: std::io::Error,
+        source: crate::files::ReadError,
     },
 }
 
@@ -123,7 +123,7 @@ pub fn resolve(r: &ManifestRef, site: &SiteConfigDir) -> Result<Source, CatalogE
 }
 
 fn read(path: &Path) -> Result<Source, CatalogError> {
-    std::fs::read_to_string(path)
+    crate::files::read_text(path)
         .map(|text| Source::new(path.display().to_string(), text))
         .map_err(|source| CatalogError::Read {
             path: path.to_path_buf(),

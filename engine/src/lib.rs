@@ -6,6 +6,7 @@ pub mod catalog;
 pub mod clock;
 pub mod delegation;
 pub mod executor;
+pub mod files;
 pub mod graph;
 pub mod manifest;
 pub mod output;

@@ -94,11 +94,10 @@ impl Node {
         }
     }
 
-    /// Looks a key up in a mapping (last one wins, as in most YAML loaders).
+    /// Looks a key up in a mapping (keys are unique: `parse` refuses duplicates).
     pub fn get(&self, key: &str) -> Option<&Node> {
         self.as_map()?
             .iter()
-            .rev()
             .find(|(k, _)| k.as_str() == Some(key))
             .map(|(_, v)| v)
     }
@@ -109,10 +108,7 @@ impl Node {
         let Value::Map(entries) = &mut self.value else {
             return None;
         };
-        let (_, v) = entries
-            .iter_mut()
-            .rev()
-            .find(|(k, _)| k.as_str() == Some(key))?;
+        let (_, v) = entries.iter_mut().find(|(k, _)| k.as_str() == Some(key))?;
         let span = v.span;
         Some(std::mem::replace(
             v,
@@ -131,6 +127,83 @@ pub struct SyntaxError {
     pub span: Span,
     pub line: usize,
     pub col: usize,
+    /// For a duplicate key, where it was first defined.
+    pub first: Option<Span>,
+}
+
+/// At most `max` characters of `s`, with `…` when cut: user text quoted in
+/// a message (a key, a name) can be arbitrarily long.
+pub fn shorten(s: &str, max: usize) -> std::borrow::Cow<'_, str> {
+    match s.char_indices().nth(max) {
+        None => s.into(),
+        Some((cut, _)) => format!("{}…", &s[..cut]).into(),
+    }
+}
+
+/// A scalar mapping key as compared for duplicates (`1` and `"1"` differ).
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+enum KeyId {
+    Null,
+    Bool(bool),
+    Int(i64),
+    Float(u64),
+    Str(String),
+}
+
+impl KeyId {
+    fn of(v: &Value) -> Option<KeyId> {
+        Some(match v {
+            Value::Null => KeyId::Null,
+            Value::Bool(b) => KeyId::Bool(*b),
+            Value::Int(i) => KeyId::Int(*i),
+            Value::Float(f) => KeyId::Float(f.to_bits()),
+            Value::Str(s) => KeyId::Str(s.clone()),
+            // Lists and mappings as keys are never looked up: not compared.
+            Value::Seq(_) | Value::Map(_) => return None,
+        })
+    }
+}
+
+/// Above this many entries a mapping keeps a hash index of its keys, so
+/// that checking for duplicates stays linear in the mapping's size.
+const INDEX_KEYS_ABOVE: usize = 16;
+
+/// The span of an earlier key of `entries` equal to `key`.
+fn earlier_key(
+    entries: &[(Node, Node)],
+    index: &Option<HashMap<KeyId, Span>>,
+    key: &Value,
+) -> Option<Span> {
+    let id = KeyId::of(key)?;
+    match index {
+        Some(index) => index.get(&id).copied(),
+        None => entries
+            .iter()
+            .find(|(k, _)| KeyId::of(&k.value).as_ref() == Some(&id))
+            .map(|(k, _)| k.span),
+    }
+}
+
+/// Nodes that anchors and aliases may copy in one document, per byte of
+/// the document on top of a fixed allowance. A few nested aliases can
+/// otherwise expand exponentially ("billion laughs": 9 levels of 9 aliases
+/// in 500 bytes are 387 million strings); real files copy a small multiple
+/// of their own size at most.
+const ALIAS_NODES_PER_BYTE: usize = 16;
+const ALIAS_NODES_MIN: usize = 10_000;
+/// The fixed ceiling, whatever the size: about 100 MB of tree.
+const ALIAS_NODES_MAX: usize = 1_000_000;
+
+/// Deepest nesting of lists and mappings. Manifests and site-config files
+/// nest a few levels; a tree thousands deep would overflow the stack when
+/// dropped or walked recursively.
+const MAX_NESTING: usize = 256;
+
+/// How many nodes anchors and aliases may copy in a document of `len` bytes.
+fn alias_budget(len: usize) -> usize {
+    len.saturating_mul(ALIAS_NODES_PER_BYTE)
+        .saturating_add(ALIAS_NODES_MIN)
+        .min(ALIAS_NODES_MAX)
 }
 
 /// Parses one YAML document. An empty document is `Value::Null`.
@@ -139,21 +212,47 @@ pub fn parse(src: &str) -> Result<Node, SyntaxError> {
         stack: Vec::new(),
         root: None,
         anchors: HashMap::new(),
+        copied: 0,
+        budget: alias_budget(src.len()),
         error: None,
         offsets: Offsets::new(src),
     };
     let mut parser = Parser::new_from_str(src);
-    parser.load(&mut builder, false).map_err(|e| {
-        let m = e.marker();
-        SyntaxError {
-            message: e.info().to_string(),
-            span: Span::new(builder.offsets.byte(m.index()), 0),
-            line: m.line(),
-            col: m.col() + 1,
+    let mut documents = 0;
+    // Events are pulled one by one (not `Parser::load`, which recurses per
+    // nesting level) so that a problem found by the builder ends the parse.
+    loop {
+        let (ev, mark) = parser.next_token().map_err(|e| {
+            let m = e.marker();
+            SyntaxError {
+                message: e.info().to_string(),
+                span: Span::new(builder.offsets.byte(m.index()), 0),
+                line: m.line(),
+                col: m.col() + 1,
+                first: None,
+            }
+        })?;
+        match ev {
+            Event::StreamEnd => break,
+            // What follows a second `---` was ignored, even when broken.
+            Event::DocumentStart if documents > 0 => {
+                return Err(SyntaxError {
+                    message: "a second YAML document starts here; driver reads one document \
+                              per file"
+                        .into(),
+                    span: Span::new(builder.offsets.byte(mark.index()), 3),
+                    line: mark.line(),
+                    col: mark.col() + 1,
+                    first: None,
+                })
+            }
+            Event::DocumentStart => documents += 1,
+            _ => {}
         }
-    })?;
-    if let Some(err) = builder.error {
-        return Err(err);
+        builder.on_event(ev, mark);
+        if let Some(err) = builder.error.take() {
+            return Err(err);
+        }
     }
     Ok(builder.root.unwrap_or(Node {
         value: Value::Null,
@@ -166,12 +265,17 @@ enum Frame {
         start: usize,
         anchor: usize,
         items: Vec<Node>,
+        /// Nodes in this subtree so far, itself included.
+        nodes: usize,
     },
     Map {
         start: usize,
         anchor: usize,
         entries: Vec<(Node, Node)>,
         key: Option<Node>,
+        nodes: usize,
+        /// The keys' spans, once there are more than `INDEX_KEYS_ABOVE`.
+        index: Option<HashMap<KeyId, Span>>,
     },
 }
 
@@ -224,15 +328,25 @@ impl<'s> Offsets<'s> {
 struct Builder<'s> {
     stack: Vec<Frame>,
     root: Option<Node>,
-    anchors: HashMap<usize, Node>,
+    /// Each anchored node with its size in nodes.
+    anchors: HashMap<usize, (Node, usize)>,
+    /// Nodes copied so far for anchors and aliases, and the limit.
+    copied: usize,
+    budget: usize,
     error: Option<SyntaxError>,
     offsets: Offsets<'s>,
 }
 
 impl Builder<'_> {
-    fn push_value(&mut self, node: Node, anchor: usize) {
+    /// `size` is the number of nodes in `node` (itself included).
+    fn push_value(&mut self, node: Node, size: usize, anchor: usize, mark: Marker) {
         if anchor > 0 {
-            self.anchors.insert(anchor, node.clone());
+            // The copy kept for later aliases costs as much as one alias:
+            // nested anchors would otherwise copy a big tree once per level.
+            if !self.copy(size, mark) {
+                return;
+            }
+            self.anchors.insert(anchor, (node.clone(), size));
         }
         match self.stack.last_mut() {
             None => {
@@ -240,12 +354,120 @@ impl Builder<'_> {
                     self.root = Some(node);
                 }
             }
-            Some(Frame::Seq { items, .. }) => items.push(node),
-            Some(Frame::Map { entries, key, .. }) => match key.take() {
-                None => *key = Some(node),
-                Some(k) => entries.push((k, node)),
-            },
+            Some(Frame::Seq { items, nodes, .. }) => {
+                *nodes += size;
+                items.push(node)
+            }
+            Some(Frame::Map {
+                entries,
+                key,
+                nodes,
+                index,
+                ..
+            }) => {
+                *nodes += size;
+                match key.take() {
+                    None => {
+                        if let Some(first) = earlier_key(entries, index, &node.value) {
+                            let name = match &node.value {
+                                Value::Str(s) => shorten(s, 60).into_owned(),
+                                Value::Int(i) => i.to_string(),
+                                Value::Float(f) => f.to_string(),
+                                Value::Bool(b) => b.to_string(),
+                                _ => "null".into(),
+                            };
+                            self.duplicate(name, first, node.span, mark);
+                            return;
+                        }
+                        *key = Some(node);
+                    }
+                    Some(k) => {
+                        if let Some(index) = index {
+                            if let Some(id) = KeyId::of(&k.value) {
+                                index.insert(id, k.span);
+                            }
+                        }
+                        entries.push((k, node));
+                        if index.is_none() && entries.len() > INDEX_KEYS_ABOVE {
+                            *index = Some(
+                                entries
+                                    .iter()
+                                    .filter_map(|(k, _)| Some((KeyId::of(&k.value)?, k.span)))
+                                    .collect(),
+                            );
+                        }
+                    }
+                }
+            }
         }
+    }
+
+    /// A key defined twice in one mapping: both places are reported (YAML
+    /// loaders differ on which one wins, and `type: vm` silently becoming
+    /// `type: ct` is worse than an error).
+    fn duplicate(&mut self, name: String, first: Span, again: Span, mark: Marker) {
+        let before = &self.offsets.src[..first.offset().min(self.offsets.src.len())];
+        let line = before.matches('\n').count() + 1;
+        let col = before.rsplit('\n').next().map_or(0, |l| l.chars().count()) + 1;
+        self.fail(
+            format!("duplicate key '{name}' (first defined at line {line}, column {col})"),
+            again,
+            mark,
+        );
+        if let Some(e) = &mut self.error {
+            e.first = Some(first);
+        }
+    }
+
+    /// Counts `size` copied nodes against the budget; false (and an error)
+    /// when that goes over it.
+    fn copy(&mut self, size: usize, mark: Marker) -> bool {
+        self.copied = self.copied.saturating_add(size);
+        if self.copied <= self.budget {
+            return true;
+        }
+        let span = Span::new(self.offsets.byte(mark.index()), 1);
+        self.fail(
+            format!(
+                "anchors and aliases expand to more than {} values, the limit for a document of \
+                 {} bytes (is this a \"billion laughs\" file?)",
+                self.budget,
+                self.offsets.src.len()
+            ),
+            span,
+            mark,
+        );
+        false
+    }
+
+    /// Records the first problem; the parse stops after this event.
+    fn fail(&mut self, message: String, span: Span, mark: Marker) {
+        self.error.get_or_insert(SyntaxError {
+            message,
+            span,
+            line: mark.line(),
+            col: mark.col() + 1,
+            first: None,
+        });
+    }
+
+    /// A node's span: at least one byte (miette underlines it), but never
+    /// past the end of the text (an empty value at the very end).
+    fn span(&self, start: usize, len: usize) -> Span {
+        let end = start.saturating_add(len.max(1)).min(self.offsets.src.len());
+        Span::new(start, end.saturating_sub(start))
+    }
+
+    fn open(&mut self, frame: Frame, at: usize, mark: Marker) {
+        if self.stack.len() >= MAX_NESTING {
+            self.fail(
+                format!("lists and mappings nest more than {MAX_NESTING} levels deep"),
+                Span::new(at, 1),
+                mark,
+            );
+            return;
+        }
+        self.stack.push(frame);
     }
 }
 
@@ -275,41 +497,55 @@ impl MarkedEventReceiver for Builder<'_> {
                 let len = self.offsets.byte_len(at, chars);
                 let node = Node {
                     value: scalar(text, style),
-                    span: Span::new(at, len.max(1)),
+                    span: self.span(at, len),
                 };
-                self.push_value(node, anchor);
+                self.push_value(node, 1, anchor, mark);
             }
-            Event::SequenceStart(anchor, _) => self.stack.push(Frame::Seq {
-                start: at,
-                anchor,
-                items: Vec::new(),
-            }),
-            Event::MappingStart(anchor, _) => self.stack.push(Frame::Map {
-                start: at,
-                anchor,
-                entries: Vec::new(),
-                key: None,
-            }),
+            Event::SequenceStart(anchor, _) => self.open(
+                Frame::Seq {
+                    start: at,
+                    anchor,
+                    items: Vec::new(),
+                    nodes: 1,
+                },
+                at,
+                mark,
+            ),
+            Event::MappingStart(anchor, _) => self.open(
+                Frame::Map {
+                    start: at,
+                    anchor,
+                    entries: Vec::new(),
+                    key: None,
+                    nodes: 1,
+                    index: None,
+                },
+                at,
+                mark,
+            ),
             Event::SequenceEnd | Event::MappingEnd => {
-                let (node, anchor) = match self.stack.pop() {
+                let (node, anchor, size) = match self.stack.pop() {
                     Some(Frame::Seq {
                         start,
                         anchor,
                         mut items,
+                        nodes,
                     }) => {
                         items.shrink_to_fit();
                         (
                             Node {
                                 value: Value::Seq(items),
-                                span: Span::new(start, at.saturating_sub(start).max(1)),
+                                span: self.span(start, at.saturating_sub(start)),
                             },
                             anchor,
+                            nodes,
                         )
                     }
                     Some(Frame::Map {
                         start,
                         anchor,
                         mut entries,
+                        nodes,
                         ..
                     }) => {
                         entries.shrink_to_fit();
@@ -321,30 +557,32 @@ impl MarkedEventReceiver for Builder<'_> {
                         (
                             Node {
                                 value: Value::Map(entries),
-                                span: Span::new(start, at.saturating_sub(start).max(1)),
+                                span: self.span(start, at.saturating_sub(start)),
                             },
                             anchor,
+                            nodes,
                         )
                     }
                     None => return,
                 };
-                self.push_value(node, anchor);
+                self.push_value(node, size, anchor, mark);
             }
-            Event::Alias(id) => match self.anchors.get(&id) {
-                Some(n) => {
+            Event::Alias(id) => {
+                let span = Span::new(at, 1);
+                let Some(&(_, size)) = self.anchors.get(&id) else {
+                    self.fail("alias refers to an unknown anchor".into(), span, mark);
+                    return;
+                };
+                // Counted before the copy is made.
+                if !self.copy(size, mark) {
+                    return;
+                }
+                if let Some((n, _)) = self.anchors.get(&id) {
                     let mut n = n.clone();
-                    n.span = Span::new(at, 1);
-                    self.push_value(n, 0);
+                    n.span = span;
+                    self.push_value(n, size, 0, mark);
                 }
-                None => {
-                    self.error.get_or_insert(SyntaxError {
-                        message: "alias refers to an unknown anchor".into(),
-                        span: Span::new(at, 1),
-                        line: mark.line(),
-                        col: mark.col() + 1,
-                    });
-                }
-            },
+            }
             _ => {}
         }
     }
@@ -394,5 +632,184 @@ mod tests {
     fn aliases_resolve() {
         let n = parse("a: &x {k: 1}\nb: *x\n").unwrap();
         assert_eq!(n.get("b").unwrap().get("k").unwrap().value, Value::Int(1));
+    }
+
+    /// `levels` levels of `width` aliases, each to the level before.
+    fn laughs(levels: usize, width: usize) -> String {
+        let mut s = format!("l0: &l0 [{}]\n", vec!["lol"; width].join(","));
+        for i in 1..levels {
+            let refs = vec![format!("*l{}", i - 1); width].join(",");
+            s.push_str(&format!("l{i}: &l{i} [{refs}]\n"));
+        }
+        s
+    }
+
+    #[test]
+    fn alias_expansion_is_capped() {
+        // 10^6 strings from 300 bytes: small enough to expand without the
+        // cap (so the test fails cleanly without it), far over the budget.
+        let src = laughs(6, 10);
+        let e = parse(&src).unwrap_err();
+        assert!(e.message.contains("aliases expand to more than"), "{e:?}");
+        // Points at the alias (or the end of the anchored list) where the
+        // budget ran out.
+        assert!(["*", "]"].contains(&&src[e.span.offset()..][..1]), "{e:?}");
+        assert_eq!(e.line, src[..e.span.offset()].matches('\n').count() + 1);
+        // The real thing (9 levels of 9, 387 million strings) stops as early.
+        let e = parse(&laughs(9, 9)).unwrap_err();
+        assert!(e.message.contains("billion laughs"), "{e:?}");
+    }
+
+    #[test]
+    fn nested_anchors_count_their_copies() {
+        // No alias at all, but every level's anchor keeps a copy of a big
+        // subtree: 200 levels around 20k values would copy 4 million nodes.
+        let mut src = String::new();
+        for i in 0..200 {
+            src.push_str(&format!("&a{i} ["));
+        }
+        src.push_str(&vec!["1"; 20_000].join(","));
+        src.push_str(&"]".repeat(200));
+        let e = parse(&src).unwrap_err();
+        assert!(e.message.contains("aliases expand to more than"), "{e:?}");
+    }
+
+    #[test]
+    fn ordinary_aliases_fit_the_budget() {
+        // 2000 nodes each reusing a 5-value mapping: 10k copies, well in budget.
+        let mut src = String::from("defaults: &d {a: 1, b: 2}\nnodes:\n");
+        for i in 0..2000 {
+            src.push_str(&format!("  - {{name: n{i}, settings: *d}}\n"));
+        }
+        let n = parse(&src).unwrap();
+        let Value::Seq(items) = &n.get("nodes").unwrap().value else {
+            panic!()
+        };
+        assert_eq!(
+            items[1999].get("settings").unwrap().get("b").unwrap().value,
+            Value::Int(2)
+        );
+    }
+
+    #[test]
+    fn nesting_is_capped() {
+        let deep = format!("{}1{}", "[".repeat(200), "]".repeat(200));
+        assert!(parse(&deep).is_ok());
+        // Compact block lists nest one level per two bytes, with no limit of
+        // the scanner's; dropping a tree a million deep overflows the stack.
+        let src = "- ".repeat(1_000_000) + "x\n";
+        let e = parse(&src).unwrap_err();
+        assert!(e.message.contains("nest more than 256 levels"), "{e:?}");
+        assert_eq!(e.line, 1);
+    }
+
+    #[test]
+    fn duplicate_keys_are_refused_with_both_places() {
+        let src = "nodes:\n  - name: a\n    type: vm\n    type: ct\n";
+        let e = parse(src).unwrap_err();
+        assert_eq!(
+            e.message,
+            "duplicate key 'type' (first defined at line 3, column 5)"
+        );
+        assert_eq!((e.line, e.col), (4, 5));
+        assert_eq!(&src[e.span.offset()..][..e.span.len()], "type");
+        let first = e.first.unwrap();
+        assert_eq!(first.offset(), src.find("type").unwrap());
+        // `1` and `"1"` are different keys; the same number twice is not.
+        assert!(parse("1: a\n'1': b\n").is_ok());
+        assert!(parse("{1: a, 1: b}").unwrap_err().message.contains("'1'"));
+        // In flow mappings and JSON too.
+        assert!(parse(r#"{"a": 1, "a": 2}"#).is_err());
+    }
+
+    #[test]
+    fn duplicate_keys_in_big_mappings_are_found() {
+        // Past the size where the mapping indexes its keys.
+        let mut src: String = (0..1000).map(|i| format!("k{i}: 1\n")).collect();
+        src.push_str("k3: 2\n");
+        let e = parse(&src).unwrap_err();
+        assert!(
+            e.message
+                .starts_with("duplicate key 'k3' (first defined at line 4,"),
+            "{e:?}"
+        );
+        assert_eq!(e.line, 1001);
+        // Keys that are themselves long are shortened in the message.
+        let long = "k".repeat(10_000);
+        let e = parse(&format!("{long}: 1\n{long}: 2\n")).unwrap_err();
+        assert!(e.message.len() < 200, "{}", e.message.len());
+    }
+
+    #[test]
+    fn a_second_document_is_refused() {
+        for src in [
+            "a: 1\n---\nb: [\n",
+            "a: 1\n---\nb: 2\n",
+            "---\na: 1\n--- x\n",
+        ] {
+            let e = parse(src).unwrap_err();
+            assert!(
+                e.message.starts_with("a second YAML document"),
+                "{src:?}: {e:?}"
+            );
+            let second = src.rfind("---").unwrap();
+            assert_eq!(e.span.offset(), second, "{src:?}");
+            assert_eq!(e.line, src[..second].matches('\n').count() + 1, "{src:?}");
+        }
+        // One document, explicitly started or ended, is fine.
+        assert!(parse("---\na: 1\n").is_ok());
+        assert!(parse("a: 1\n...\n").is_ok());
+    }
+
+    fn count(n: &Node) -> usize {
+        1 + match &n.value {
+            Value::Seq(items) => items.iter().map(count).sum(),
+            Value::Map(entries) => entries.iter().map(|(k, v)| count(k) + count(v)).sum(),
+            _ => 0,
+        }
+    }
+
+    #[test]
+    fn any_alias_chain_fits_the_budget_or_is_refused() {
+        // Every shape of nested aliases up to 9 levels of 12: the tree built
+        // never holds more than the document's own nodes plus the budget.
+        for levels in 1..=9 {
+            for width in 1..=12 {
+                let src = laughs(levels, width);
+                match parse(&src) {
+                    Ok(n) => assert!(
+                        count(&n) <= src.len() + alias_budget(src.len()),
+                        "{levels}x{width}"
+                    ),
+                    Err(e) => assert!(
+                        e.message.contains("aliases expand to more than"),
+                        "{levels}x{width}: {e:?}"
+                    ),
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn spans_stay_inside_the_text() {
+        // An empty value at the very end used to get a 1-byte span past it.
+        for src in ["a:", "a: ", "- ", "[", "a: [1, ", "{a: "] {
+            if let Ok(n) = parse(src) {
+                let mut stack = vec![&n];
+                while let Some(n) = stack.pop() {
+                    assert!(
+                        n.span.offset() + n.span.len() <= src.len(),
+                        "{src:?}: {n:?}"
+                    );
+                    match &n.value {
+                        Value::Seq(items) => stack.extend(items),
+                        Value::Map(entries) => {
+                            stack.extend(entries.iter().flat_map(|(k, v)| [k, v]))
+                        }
+                        _ => {}
+                    }
+                }
+            }
+        }
     }
 }

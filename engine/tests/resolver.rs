@@ -316,7 +316,7 @@ fn unknown_manifest_references_name_the_file() {
     let problems = engine::site_config::refs::check_references(&loaded, &site);
     // The reference site-config has no images/ folder, so images are not checked.
     assert_eq!(problems.len(), 1);
-    let p = &problems[0];
+    let p = &problems.shown()[0];
     assert!(
         p.message.contains("unknown preset 'vm-huge'"),
         "{}",

@@ -98,10 +98,7 @@ pub fn check_site_refs(loaded: &Loaded, site: &SiteConfigDir) -> Result<(), Fail
     if problems.is_empty() {
         return Ok(());
     }
-    Err(Failure::usage(manifest::InvalidManifest {
-        origin: loaded.source.origin.clone(),
-        problems,
-    }))
+    Err(Failure::usage(problems.into_invalid(&loaded.source)))
 }
 
 /// Finds, reads and validates a manifest; deprecation notes go to stderr.

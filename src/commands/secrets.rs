@@ -66,7 +66,7 @@ pub fn run(cmd: &SecretsCmd, site_flag: Option<&Path>) -> Result<(), Failure> {
 }
 
 fn read(path: &Path) -> Result<String, Failure> {
-    std::fs::read_to_string(path)
+    engine::files::read_text(path)
         .map_err(|e| Failure::usage(miette::miette!("cannot read {}: {e}", path.display())))
 }
 

@@ -22,6 +22,9 @@ struct Checked {
     depth: Option<usize>,
     delegations: Option<usize>,
     schema_version: Option<u32>,
+    /// Every problem found; `problems` lists the first hundred, then a
+    /// line counting the rest.
+    problem_count: usize,
     problems: Vec<ProblemOutput>,
     warnings: Vec<String>,
 }
@@ -80,10 +83,7 @@ pub fn run(args: &ValidateArgs, site_flag: Option<&Path>) -> Result<(), Failure>
             if problems.is_empty() {
                 Ok(loaded)
             } else {
-                Err(InvalidManifest {
-                    origin: loaded.source.origin.clone(),
-                    problems,
-                })
+                Err(problems.into_invalid(&loaded.source))
             }
         });
         match checked {
@@ -118,6 +118,7 @@ pub fn run(args: &ValidateArgs, site_flag: Option<&Path>) -> Result<(), Failure>
                     depth: Some(g.max_depth() + 1),
                     delegations: Some(plan.delegations.len()),
                     schema_version: Some(loaded.source_version),
+                    problem_count: 0,
                     problems: Vec::new(),
                     warnings: loaded.warnings.clone(),
                 });
@@ -131,6 +132,7 @@ pub fn run(args: &ValidateArgs, site_flag: Option<&Path>) -> Result<(), Failure>
                     depth: None,
                     delegations: None,
                     schema_version: None,
+                    problem_count: invalid.total,
                     problems: ProblemOutput::all(&invalid),
                     warnings: Vec::new(),
                 });

@@ -6,7 +6,7 @@
 
 use std::collections::{HashMap, VecDeque};
 
-use super::problem::{did_you_mean, InvalidManifest, Problem, Source};
+use super::problem::{did_you_mean, InvalidManifest, Problem, Problems, Source};
 use super::*;
 use crate::yaml::{self, Node, Span, Value};
 
@@ -58,6 +58,11 @@ const SETTINGS_KEYS: [&str; 4] = [
 ];
 const MAX_VMID: i64 = 999_999_999;
 
+/// User text quoted in a message: a key or a name can be 65k characters.
+fn short(s: &str) -> std::borrow::Cow<'_, str> {
+    yaml::shorten(s, 64)
+}
+
 /// A manifest that passed validation, with what is needed to point into it later.
 #[derive(Clone, Debug)]
 pub struct Loaded {
@@ -74,19 +79,30 @@ pub struct Loaded {
 pub fn load(source: Source) -> Result<Loaded, InvalidManifest> {
     let mut c = Checker {
         src: &source,
-        problems: Vec::new(),
+        problems: Problems::default(),
         warnings: Vec::new(),
     };
     let result = match yaml::parse(&source.text) {
         Ok(root) => c.manifest(root),
         Err(e) => {
-            c.problems.push(Problem::new(
-                &source,
-                format!("YAML syntax error: {}", e.message),
-                Some(e.span),
-                "here",
-                None,
-            ));
+            let problem = match e.first {
+                Some(first) => Problem::new(
+                    &source,
+                    format!("YAML syntax error: {}", e.message),
+                    Some(e.span),
+                    "defined again here",
+                    None,
+                )
+                .with_label(first, "first defined here"),
+                None => Problem::new(
+                    &source,
+                    format!("YAML syntax error: {}", e.message),
+                    Some(e.span),
+                    "here",
+                    None,
+                ),
+            };
+            c.problems.push(problem);
             None
         }
     };
@@ -101,16 +117,13 @@ pub fn load(source: Source) -> Result<Loaded, InvalidManifest> {
                 warnings,
             })
         }
-        _ => Err(InvalidManifest {
-            origin: source.origin.clone(),
-            problems: c.problems,
-        }),
+        _ => Err(c.problems.into_invalid(&source)),
     }
 }
 
 struct Checker<'a> {
     src: &'a Source,
-    problems: Vec<Problem>,
+    problems: Problems,
     warnings: Vec<String>,
 }
 
@@ -126,8 +139,18 @@ struct Parsed {
 
 impl<'a> Checker<'a> {
     fn problem(&mut self, msg: String, span: Span, label: &str, help: Option<String>) {
+        let src = self.src;
         self.problems
-            .push(Problem::new(self.src, msg, Some(span), label, help));
+            .push_with(|| Problem::new(src, msg, Some(span), label, help));
+    }
+
+    /// "did you mean" among `names`, unless the problem will only be counted
+    /// (a suggestion looks at every name).
+    fn suggest(&self, word: &str, names: &[&str]) -> Option<String> {
+        if self.problems.full() {
+            return None;
+        }
+        did_you_mean(word, names).map(|m| format!("did you mean '{m}'?"))
     }
 
     fn wrong_type(&mut self, what: &str, expected: &str, node: &Node) {
@@ -145,16 +168,22 @@ impl<'a> Checker<'a> {
             match k.as_str() {
                 Some(key) if allowed.contains(&key) => {}
                 Some(key) => {
-                    let help = match did_you_mean(key, allowed) {
-                        Some(s) => format!("did you mean '{s}'?"),
-                        None => format!("allowed keys: {}", allowed.join(", ")),
-                    };
-                    self.problem(
-                        format!("Unknown key '{key}' in {what}"),
-                        k.span,
-                        "unknown key",
-                        Some(help),
-                    );
+                    // Described only while problems are kept: a file of
+                    // 16k unknown keys spent most of its time on suggestions.
+                    let src = self.src;
+                    self.problems.push_with(|| {
+                        let help = match did_you_mean(key, allowed) {
+                            Some(s) => format!("did you mean '{s}'?"),
+                            None => format!("allowed keys: {}", allowed.join(", ")),
+                        };
+                        Problem::new(
+                            src,
+                            format!("Unknown key '{}' in {what}", short(key)),
+                            Some(k.span),
+                            "unknown key",
+                            Some(help),
+                        )
+                    });
                 }
                 None => self.wrong_type(&format!("a key in {what}"), "a string", k),
             }
@@ -209,7 +238,8 @@ impl<'a> Checker<'a> {
             let help = did_you_mean(&s, names).map(|m| format!("did you mean '{m}'?"));
             self.problem(
                 format!(
-                    "Invalid {key} '{s}' in {what}: expected one of {}",
+                    "Invalid {key} '{}' in {what}: expected one of {}",
+                    short(&s),
                     names.join(", ")
                 ),
                 span,
@@ -248,6 +278,22 @@ impl<'a> Checker<'a> {
             );
             return None;
         };
+
+        // A file with none of a manifest's keys (a wrong path: a config
+        // file, /etc/shadow) is one problem, not one per line of the file.
+        let known = |k: &Node| {
+            k.as_str()
+                .is_some_and(|k| TOP_KEYS_V2.contains(&k) || TOP_KEYS_V1.contains(&k))
+        };
+        if !top.is_empty() && !top.iter().any(|(k, _)| known(k)) {
+            self.problem(
+                "Not a manifest: none of its top-level keys is a manifest's".into(),
+                top[0].0.span,
+                "not a manifest key",
+                Some("a manifest starts with `schema_version: 2`, `name:` and `nodes:`".into()),
+            );
+            return None;
+        }
 
         let version = match root.get("schema_version") {
             None => {
@@ -483,12 +529,12 @@ impl<'a> Checker<'a> {
             self.check_keys(map, &NODE_KEYS, &format!("node {i}"));
             let name = self.node_name(n, "name", &format!("Node {i}"));
             let who = match &name {
-                Some((s, _)) => format!("node '{s}'"),
+                Some((s, _)) => format!("node '{}'", short(s)),
                 None => format!("node {i}"),
             };
             let kind = match n.get("type") {
                 None => {
-                    let label = name.as_ref().map_or("unnamed", |(s, _)| s.as_str());
+                    let label = name.as_ref().map_or("unnamed".into(), |(s, _)| short(s));
                     self.problem(
                         format!("Node {i} ({label}) missing required field: type"),
                         n.span,
@@ -592,7 +638,10 @@ impl<'a> Checker<'a> {
         let (name, span) = self.string(n, key, who)?;
         if let Some(why) = hostname_problem(&name) {
             self.problem(
-                format!("Node name '{name}' is not a valid hostname: {why}"),
+                format!(
+                    "Node name '{}' is not a valid hostname: {why}",
+                    short(&name)
+                ),
                 span,
                 "not a hostname",
                 Some("node names become VM hostnames: use letters, digits and '-'".into()),
@@ -645,7 +694,9 @@ impl<'a> Checker<'a> {
             };
             self.check_keys(map, &LEVEL_KEYS, &format!("level {i}"));
             let name = self.node_name(l, "name", &format!("Level {i}"));
-            let label = name.as_ref().map_or("unnamed".to_string(), |n| n.0.clone());
+            let label = name
+                .as_ref()
+                .map_or("unnamed".into(), |n| short(&n.0).into_owned());
             let who = format!("level '{label}'");
             let preset = self.string(l, "vm_preset", &who);
             let has = |k: &str| l.get(k).is_some();
@@ -729,18 +780,20 @@ impl<'a> Checker<'a> {
             match index.get(p.spec.name.as_str()) {
                 Some(&first) => {
                     let first_span = nodes[first].loc.name.unwrap_or(nodes[first].loc.node);
-                    let pr = Problem::new(
-                        self.src,
-                        format!("Duplicate node name: '{}'", p.spec.name),
-                        Some(span),
-                        "defined again here",
-                        Some(
-                            "node names must be unique: they become hostnames and context keys"
-                                .into(),
-                        ),
-                    )
-                    .with_label(first_span, "first defined here");
-                    self.problems.push(pr);
+                    let src = self.src;
+                    self.problems.push_with(|| {
+                        Problem::new(
+                            src,
+                            format!("Duplicate node name: '{}'", short(&p.spec.name)),
+                            Some(span),
+                            "defined again here",
+                            Some(
+                                "node names must be unique: they become hostnames and context keys"
+                                    .into(),
+                            ),
+                        )
+                        .with_label(first_span, "first defined here")
+                    });
                 }
                 None => {
                     index.insert(&p.spec.name, i);
@@ -752,26 +805,30 @@ impl<'a> Checker<'a> {
         for (i, p) in nodes.iter().enumerate() {
             let Some(v) = p.spec.vmid else { continue };
             if let Some(&first) = vmids.get(&v) {
-                let pr = Problem::new(
-                    self.src,
-                    format!(
-                        "vmid {v} is used by both '{}' and '{}'",
-                        nodes[first].spec.name, p.spec.name
-                    ),
-                    p.loc.vmid,
-                    "used again here",
-                    Some("each node needs its own vmid (or none, to let PVE choose)".into()),
-                );
-                let pr = match nodes[first].loc.vmid {
-                    Some(s) => pr.with_label(s, "first used here"),
-                    None => pr,
-                };
-                self.problems.push(pr);
+                let src = self.src;
+                self.problems.push_with(|| {
+                    let pr = Problem::new(
+                        src,
+                        format!(
+                            "vmid {v} is used by both '{}' and '{}'",
+                            short(&nodes[first].spec.name),
+                            short(&p.spec.name)
+                        ),
+                        p.loc.vmid,
+                        "used again here",
+                        Some("each node needs its own vmid (or none, to let PVE choose)".into()),
+                    );
+                    match nodes[first].loc.vmid {
+                        Some(s) => pr.with_label(s, "first used here"),
+                        None => pr,
+                    }
+                });
             } else {
                 vmids.insert(v, i);
             }
         }
 
+        let names: Vec<&str> = index.keys().copied().collect();
         for p in nodes {
             let Some(parent) = &p.spec.parent else {
                 continue;
@@ -779,12 +836,12 @@ impl<'a> Checker<'a> {
             let span = p.parent_span.unwrap_or(p.loc.node);
             match index.get(parent.as_str()) {
                 None => {
-                    let names: Vec<&str> = index.keys().copied().collect();
-                    let help = did_you_mean(parent, &names).map(|m| format!("did you mean '{m}'?"));
+                    let help = self.suggest(parent, &names);
                     self.problem(
                         format!(
-                            "Node '{}' references unknown parent '{parent}'",
-                            p.spec.name
+                            "Node '{}' references unknown parent '{}'",
+                            short(&p.spec.name),
+                            short(parent)
                         ),
                         span,
                         "no node has this name",
@@ -797,15 +854,17 @@ impl<'a> Checker<'a> {
                 {
                     self.problem(
                         format!(
-                            "Node '{}' has parent '{parent}', which is a {} node, not a pve node",
-                            p.spec.name,
+                            "Node '{}' has parent '{}', which is a {} node, not a pve node",
+                            short(&p.spec.name),
+                            short(parent),
                             nodes[j].spec.kind.as_str()
                         ),
                         span,
                         "not a PVE host",
                         Some(format!(
-                            "only pve nodes can hold other nodes: set `type: pve` on '{parent}' or move '{}'",
-                            p.spec.name
+                            "only pve nodes can hold other nodes: set `type: pve` on '{}' or move '{}'",
+                            short(parent),
+                            short(&p.spec.name)
                         )),
                     );
                 }
@@ -834,7 +893,10 @@ impl<'a> Checker<'a> {
                         let first = walk[pos..].iter().copied().min().unwrap_or(i);
                         let p = &nodes[first];
                         self.problem(
-                            format!("Cycle detected in node graph involving '{}'", p.spec.name),
+                            format!(
+                                "Cycle detected in node graph involving '{}'",
+                                short(&p.spec.name)
+                            ),
                             p.parent_span.unwrap_or(p.loc.node),
                             "parent leads back here",
                             Some("a node cannot be its own ancestor".into()),
@@ -862,30 +924,35 @@ impl<'a> Checker<'a> {
         let mut edges: Vec<Vec<usize>> = vec![Vec::new(); nodes.len()];
         let mut indegree = vec![0usize; nodes.len()];
         let mut any = false;
+        let names: Vec<&str> = index.keys().copied().collect();
         for (i, p) in nodes.iter().enumerate() {
             for (dep, span) in p.spec.depends_on.iter().zip(&p.depends_spans) {
                 any = true;
                 match index.get(dep.as_str()) {
                     None => {
-                        let names: Vec<&str> = index.keys().copied().collect();
-                        let help = did_you_mean(dep, &names).map(|m| format!("did you mean '{m}'?"));
+                        let help = self.suggest(dep, &names);
                         self.problem(
-                            format!("Node '{}' depends on unknown node '{dep}'", p.spec.name),
+                            format!(
+                                "Node '{}' depends on unknown node '{}'",
+                                short(&p.spec.name),
+                                short(dep)
+                            ),
                             *span,
                             "no node has this name",
                             help,
                         );
                     }
                     Some(&j) if j == i => self.problem(
-                        format!("Node '{}' depends on itself", p.spec.name),
+                        format!("Node '{}' depends on itself", short(&p.spec.name)),
                         *span,
                         "itself",
                         None,
                     ),
                     Some(&j) if nodes[j].spec.parent != p.spec.parent => self.problem(
                         format!(
-                            "Node '{}' depends on '{dep}', which is not its sibling",
-                            p.spec.name
+                            "Node '{}' depends on '{}', which is not its sibling",
+                            short(&p.spec.name),
+                            short(dep)
                         ),
                         *span,
                         "different parent",
@@ -914,7 +981,10 @@ impl<'a> Checker<'a> {
         if let Some(i) = (0..nodes.len()).find(|&i| indegree[i] > 0) {
             let p = &nodes[i];
             self.problem(
-                format!("Cycle detected in node graph involving '{}'", p.spec.name),
+                format!(
+                    "Cycle detected in node graph involving '{}'",
+                    short(&p.spec.name)
+                ),
                 p.depends_spans.first().copied().unwrap_or(p.loc.node),
                 "depends_on leads back here",
                 None,

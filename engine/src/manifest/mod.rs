@@ -5,6 +5,7 @@
 //! load. Serializing a `Manifest` gives a v2 document that loads back to the
 //! same model; delegation relies on that to hand a subtree to a child driver.
 
+mod excerpt;
 mod load;
 mod problem;
 #[cfg(test)]
@@ -13,7 +14,7 @@ mod tests;
 use serde::{Deserialize, Serialize};
 
 pub use load::{load, Loaded};
-pub use problem::{did_you_mean, InvalidManifest, Problem, Source};
+pub use problem::{did_you_mean, InvalidManifest, Problem, Problems, Source, MAX_PROBLEMS};
 
 use crate::yaml::Span;
 

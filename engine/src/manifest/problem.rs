@@ -1,10 +1,11 @@
 //! Diagnostics for manifests: one `Problem` per thing wrong, all of them
 //! gathered into one `InvalidManifest` so a user fixes everything in one go.
 
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
-use miette::{Diagnostic, LabeledSpan, NamedSource, SourceSpan};
+use miette::{Diagnostic, LabeledSpan, SourceSpan};
 
+use super::excerpt::{Excerpt, LineIndex};
 use crate::yaml::Span;
 
 /// Where a manifest's text came from, shared by every problem that points into it.
@@ -13,6 +14,8 @@ pub struct Source {
     /// A path, `builtin:NAME`, or `--manifest-json`.
     pub origin: String,
     pub text: Arc<String>,
+    /// Line starts, built on the first problem (a valid manifest never needs them).
+    pub(super) index: Arc<OnceLock<LineIndex>>,
 }
 
 impl Source {
@@ -20,20 +23,25 @@ impl Source {
         Source {
             origin: origin.into(),
             text: Arc::new(text.into()),
+            index: Arc::new(OnceLock::new()),
         }
     }
 
-    /// 1-based line and column of a byte offset.
+    /// 1-based line and column (in characters) of a byte offset.
     pub fn line_col(&self, offset: usize) -> (usize, usize) {
         let offset = offset.min(self.text.len());
-        let before = &self.text.as_bytes()[..offset];
-        let line = before.iter().filter(|&&b| b == b'\n').count() + 1;
-        let line_start = before
-            .iter()
-            .rposition(|&b| b == b'\n')
-            .map_or(0, |p| p + 1);
-        let col = self.text[line_start..offset].chars().count() + 1;
-        (line, col)
+        let idx = self.index();
+        let line = idx.line_of(offset);
+        let line_start = idx.start(line);
+        let col = match self.text.get(line_start..offset) {
+            Some(s) => s.chars().count(),
+            // Not on a character boundary: count the characters started before it.
+            None => self.text.as_bytes()[line_start..offset]
+                .iter()
+                .filter(|&&b| b & 0xC0 != 0x80)
+                .count(),
+        };
+        (line + 1, col + 1)
     }
 }
 
@@ -48,7 +56,7 @@ pub struct Problem {
     #[help]
     pub help: Option<String>,
     #[source_code]
-    source_code: NamedSource<Arc<String>>,
+    source_code: Excerpt,
     #[label(collection)]
     labels: Vec<LabeledSpan>,
 }
@@ -68,8 +76,15 @@ impl Problem {
             }
             None => (None, None),
         };
+        // Primary: the header's file:line:col is this one, not an earlier
+        // "first defined here".
         let labels = span
-            .map(|s| LabeledSpan::new_with_span(Some(label.to_string()), SourceSpan::from(s)))
+            .map(|s| {
+                LabeledSpan::new_primary_with_span(
+                    Some(label.to_string()),
+                    SourceSpan::from(src.clip_label(s)),
+                )
+            })
             .into_iter()
             .collect();
         Problem {
@@ -77,7 +92,7 @@ impl Problem {
             line,
             column,
             help,
-            source_code: NamedSource::new(src.origin.clone(), src.text.clone()),
+            source_code: Excerpt(src.clone()),
             labels,
         }
     }
@@ -86,7 +101,7 @@ impl Problem {
     pub(crate) fn with_label(mut self, span: Span, label: &str) -> Self {
         self.labels.push(LabeledSpan::new_with_span(
             Some(label.to_string()),
-            SourceSpan::from(span),
+            SourceSpan::from(self.source_code.0.clip_label(span)),
         ));
         self
     }
@@ -100,18 +115,103 @@ impl Problem {
     }
 }
 
+/// Most problems reported for one manifest; the rest are only counted.
+/// Past a hundred, more of the same helps nobody, and each one costs time
+/// to describe and render (16k unknown keys took 49 s to report).
+pub const MAX_PROBLEMS: usize = 100;
+
+/// The problems found in one manifest: all counted, the first
+/// `MAX_PROBLEMS` kept.
+#[derive(Debug, Default)]
+pub struct Problems {
+    kept: Vec<Problem>,
+    total: usize,
+}
+
+impl Problems {
+    pub fn push(&mut self, p: Problem) {
+        self.push_with(|| p);
+    }
+
+    /// Counts a problem, and describes it only while there is room.
+    pub fn push_with(&mut self, p: impl FnOnce() -> Problem) {
+        self.total += 1;
+        if self.kept.len() < MAX_PROBLEMS {
+            self.kept.push(p());
+        }
+    }
+
+    /// True when further problems are only counted: callers can skip the
+    /// work of describing them (suggestions, say).
+    pub fn full(&self) -> bool {
+        self.kept.len() >= MAX_PROBLEMS
+    }
+
+    /// How many were found.
+    pub fn len(&self) -> usize {
+        self.total
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.total == 0
+    }
+
+    /// The ones kept, in the order found.
+    pub fn shown(&self) -> &[Problem] {
+        &self.kept
+    }
+
+    /// The error for the manifest in `src`, ending with a line that counts
+    /// the problems not shown.
+    pub fn into_invalid(self, src: &Source) -> InvalidManifest {
+        let mut problems = self.kept;
+        let more = self.total - problems.len();
+        if more > 0 {
+            problems.push(Problem::new(
+                src,
+                format!(
+                    "and {more} more problem{}, not shown (driver reports the first {MAX_PROBLEMS})",
+                    if more == 1 { "" } else { "s" }
+                ),
+                None,
+                "",
+                None,
+            ));
+        }
+        InvalidManifest {
+            origin: src.origin.clone(),
+            problems,
+            total: self.total,
+        }
+    }
+}
+
 /// A manifest that failed validation, with every problem found.
 #[derive(Debug, thiserror::Error, Diagnostic)]
-#[error("{origin}: invalid manifest ({} problem{})", problems.len(), if problems.len() == 1 { "" } else { "s" })]
+#[error(
+    "{origin}: invalid manifest ({total} problem{}{})",
+    if *total == 1 { "" } else { "s" },
+    if *total > MAX_PROBLEMS { format!(", the first {MAX_PROBLEMS} shown") } else { String::new() }
+)]
 #[diagnostic(code(driver::manifest::invalid))]
 pub struct InvalidManifest {
     pub origin: String,
+    /// The first `MAX_PROBLEMS` problems, then (when there were more) one
+    /// that counts the rest.
     #[related]
     pub problems: Vec<Problem>,
+    /// How many problems were found.
+    pub total: usize,
 }
 
 /// Suggests the closest of `candidates` to a misspelt `word`.
 pub fn did_you_mean<'a>(word: &str, candidates: &[&'a str]) -> Option<&'a str> {
+    // Edit distance is quadratic in the words' lengths (two 20k-character
+    // names took 30 s); nobody misspells a name this long.
+    const LONGEST: usize = 64;
+    if word.len() > LONGEST {
+        return None;
+    }
     // Short words need the edit distance (jaro-winkler scores "vn"/"vm" low);
     // long ones the similarity score.
     let close = |c: &str| {
@@ -120,7 +220,7 @@ pub fn did_you_mean<'a>(word: &str, candidates: &[&'a str]) -> Option<&'a str> {
     };
     candidates
         .iter()
-        .filter(|c| close(c))
+        .filter(|c| c.len() <= LONGEST && close(c))
         .max_by(|a, b| strsim::jaro_winkler(word, a).total_cmp(&strsim::jaro_winkler(word, b)))
         .copied()
 }

@@ -473,3 +473,115 @@ fn limit_depth_keeps_the_top_levels() {
     assert_eq!(m.limit_depth(1), 1);
     assert_eq!(m.nodes.len(), 2);
 }
+
+/// A report as the binary prints it (without colours).
+fn render(e: &InvalidManifest) -> String {
+    let mut out = String::new();
+    miette::GraphicalReportHandler::new_themed(miette::GraphicalTheme::unicode_nocolor())
+        .render_report(&mut out, e)
+        .unwrap();
+    out
+}
+
+#[test]
+fn problems_past_column_65535_render() {
+    // miette's renderer panicked on a label this far right ("Formatting
+    // argument out of range"); each snippet is now a window around its label.
+    let long = "x".repeat(70_000);
+    let src = with_nodes(&format!("  - {{name: a, type: vm, d: {long}, bogus: 1}}\n"));
+    let e = load(Source::new("m.yaml", src)).unwrap_err();
+    let out = render(&e);
+    assert!(out.contains("Unknown key 'bogus'"), "{out}");
+    assert!(out.contains("m.yaml:4:70030"), "{out}");
+    assert!(out.contains("bogus: 1"), "{out}");
+    assert!(out.len() < 4_000, "{} bytes", out.len());
+}
+
+#[test]
+fn a_problem_shows_a_snippet_not_the_file() {
+    // Like /etc/passwd: one multi-line plain scalar, the problem's span is
+    // the whole file. Like /etc/shadow (lines end in ':'): a mapping whose
+    // every line is an unknown key.
+    for (end, says) in [
+        ("/bin/sh", "must be a YAML mapping"),
+        (":::", "Not a manifest"),
+    ] {
+        let lines: Vec<String> = (0..300)
+            .map(|i| format!("user{i}:$6$salt$hash{i}:19000:0:99999:7{end}"))
+            .collect();
+        let e = load(Source::new("shadow", lines.join("\n"))).unwrap_err();
+        let out = render(&e);
+        assert!(out.contains(says), "{out}");
+        // The line and its neighbour, as for any problem.
+        let shown = lines.iter().filter(|l| out.contains(l.as_str())).count();
+        assert!(shown <= 2, "{shown} lines shown:\n{out}");
+        // Nor does a debug print of the error carry the text.
+        assert!(!format!("{e:?}").contains("user2:"));
+    }
+}
+
+#[test]
+fn far_apart_labels_are_shown_apart() {
+    // "first defined here" 500 lines before "defined again here": two
+    // snippets, not the 500 lines between them.
+    let mut nodes = String::from("  - {name: a, type: vm}\n");
+    for i in 0..500 {
+        nodes.push_str(&format!("  - {{name: n{i}, type: vm}}\n"));
+    }
+    nodes.push_str("  - {name: a, type: vm}\n");
+    let e = load(Source::new("m.yaml", with_nodes(&nodes))).unwrap_err();
+    let out = render(&e);
+    assert!(
+        out.contains("first defined here") && out.contains("defined again here"),
+        "{out}"
+    );
+    assert!(!out.contains("n250"), "{out}");
+    assert!(out.contains("m.yaml:505:12"), "{out}");
+}
+
+#[test]
+fn problems_are_all_counted_and_the_first_hundred_kept() {
+    let mut src = with_nodes("  - {name: a, type: vm}\n");
+    for i in 0..16_000 {
+        src.push_str(&format!("k{i}: 1\n"));
+    }
+    let e = load(Source::new("m.yaml", src)).unwrap_err();
+    assert_eq!(e.total, 16_000);
+    assert_eq!(e.problems.len(), MAX_PROBLEMS + 1);
+    assert_eq!(e.problems[99].message, "Unknown key 'k99' in manifest");
+    let last = &e.problems[100];
+    assert_eq!(
+        last.message,
+        "and 15900 more problems, not shown (driver reports the first 100)"
+    );
+    assert_eq!(last.line, None);
+    assert!(e
+        .to_string()
+        .ends_with("invalid manifest (16000 problems, the first 100 shown)"));
+    // Exactly a hundred: no counting line.
+    let mut src = with_nodes("  - {name: a, type: vm}\n");
+    for i in 0..100 {
+        src.push_str(&format!("k{i}: 1\n"));
+    }
+    let e = load(Source::new("m.yaml", src)).unwrap_err();
+    assert_eq!((e.total, e.problems.len()), (100, 100));
+}
+
+#[test]
+fn graph_problems_are_capped_too() {
+    let mut nodes = String::new();
+    for i in 0..5_000 {
+        nodes.push_str(&format!("  - {{name: n{i}, type: vm, parent: p{i}}}\n"));
+    }
+    let e = load(Source::new("m.yaml", with_nodes(&nodes))).unwrap_err();
+    assert_eq!((e.total, e.problems.len()), (5_000, MAX_PROBLEMS + 1));
+}
+
+#[test]
+fn long_words_get_no_suggestion() {
+    // Edit distance is quadratic: two 20k-character names took 30 s.
+    let a = "a".repeat(20_000);
+    let b = format!("{a}b");
+    assert_eq!(did_you_mean(&b, &[&a]), None);
+    assert_eq!(did_you_mean("nodez", &["nodes", &a]), Some("nodes"));
+}

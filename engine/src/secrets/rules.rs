@@ -96,7 +96,7 @@ const OTHER_KEYS: [&str; 6] = [
 
 impl SopsConfig {
     pub fn load(path: &Path) -> Result<Self, RulesError> {
-        let text = std::fs::read_to_string(path).map_err(|e| RulesError::Read {
+        let text = crate::files::read_text(path).map_err(|e| RulesError::Read {
             path: path.to_path_buf(),
             reason: e.to_string(),
         })?;

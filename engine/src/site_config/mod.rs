@@ -191,9 +191,9 @@ impl Files {
 
     fn read(&self, rel: &str) -> Result<Option<String>, ConfigError> {
         match self {
-            Files::Disk(root) => match std::fs::read_to_string(root.join(rel)) {
+            Files::Disk(root) => match crate::files::read_text(&root.join(rel)) {
                 Ok(s) => Ok(Some(s)),
-                Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+                Err(e) if e.is_not_found() => Ok(None),
                 Err(e) => Err(ConfigError::Read {
                     file: self.describe(rel),
                     reason: e.to_string(),

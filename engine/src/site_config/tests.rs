@@ -62,6 +62,7 @@ fn builtin_manifests_reference_only_what_the_example_has() {
             problems.is_empty(),
             "{name}: {:?}",
             problems
+                .shown()
                 .iter()
                 .map(|p| p.message.clone())
                 .collect::<Vec<_>>()
@@ -76,6 +77,7 @@ fn unknown_references_point_at_the_field_and_name_the_file() {
     let loaded = manifest::load(Source::new("t.yaml", src)).unwrap();
     let problems = refs::check_references(&loaded, &site);
     assert_eq!(problems.len(), 2);
+    let problems = problems.shown();
     let p = &problems[0];
     assert!(
         p.message.contains("unknown preset 'vm-smal'"),
