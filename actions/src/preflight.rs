@@ -61,7 +61,7 @@ fn connect_fix(e: &PveError, host: &str) -> String {
              `pveum user token add root@pam driver --privsep 0` and put its secret in \
              secrets.yaml under api_tokens.{host}"
         ),
-        PveError::Connect { message, .. } if message.contains("fingerprint") => format!(
+        PveError::Fingerprint { .. } => format!(
             "the host's certificate changed or the pinned fingerprint is wrong: compare with \
              `pvenode cert info` on the host and update nodes/{host}.yaml"
         ),

@@ -129,6 +129,7 @@ async fn pty_streams_lines_as_they_come() {
                 pty: false,
                 stdin: b"from stdin\n".to_vec(),
                 interrupt: None,
+                abort: None,
             },
             T,
             move |s, l| g2.lock().expect("lock").push((s, l.to_string())),
@@ -153,6 +154,7 @@ async fn pty_streams_lines_as_they_come() {
                 pty: true,
                 stdin: b"secret".to_vec(),
                 interrupt: None,
+                abort: None,
             },
             T,
             |_, _| {},
@@ -658,6 +660,43 @@ async fn a_pty_command_gets_ctrl_c_when_asked_to_stop() {
         started.elapsed() < Duration::from_secs(20),
         "not interrupted"
     );
+}
+
+/// An abort types Ctrl-C twice, apart (two signals sent together can merge
+/// into one), and leaves a command that shrugs both off instead of waiting
+/// for it.
+#[tokio::test]
+async fn an_abort_types_ctrl_c_twice_then_leaves_the_command() {
+    let sshd = Sshd::start();
+    let c = ssh::connect(&sshd.target()).await.expect("connect");
+    let abort = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let (a2, lines) = (abort.clone(), Arc::new(Mutex::new(Vec::<String>::new())));
+    let l2 = lines.clone();
+    let e = c
+        .exec_streaming(
+            // Counts the interrupts and ignores them: only leaving it ends this.
+            "n=0; trap 'n=$((n+1)); echo int-$n' INT; echo ready; \
+             while :; do sleep 60 & wait; done",
+            StreamOptions::pty()
+                .interrupt_on(Arc::new(std::sync::atomic::AtomicBool::new(false)))
+                .abort_on(abort.clone()),
+            Duration::from_secs(240),
+            move |_, l| {
+                if l.trim() == "ready" {
+                    a2.store(true, std::sync::atomic::Ordering::SeqCst);
+                }
+                l2.lock().expect("lock").push(l.trim().to_string());
+            },
+        )
+        .await
+        .expect_err("left, not waited for");
+    assert!(e.to_string().contains("aborted"), "{e}");
+    let lines = lines.lock().expect("lock").clone();
+    assert!(lines.iter().any(|l| l.ends_with("int-1")), "{lines:?}");
+    // The terminal echoes each Ctrl-C it gets (whether or not the shell
+    // had run its trap for the first before the second came).
+    let typed: usize = lines.iter().map(|l| l.matches("^C").count()).sum();
+    assert_eq!(typed, 2, "{lines:?}");
 }
 
 /// A server that does not take our key (a stranger holding the address

@@ -71,6 +71,16 @@ pub enum PveError {
     NoAddress { vmid: u32, waited: Duration },
     #[error(transparent)]
     Tls(#[from] tls::TlsError),
+    #[error(
+        "{endpoint} answered with a certificate whose fingerprint is {got}, not the pinned {pinned}: \
+         if the host's certificate was renewed, compare with `pvenode cert info` on the host and \
+         update `fingerprint:` in its node file; otherwise something else answers at that address"
+    )]
+    Fingerprint {
+        endpoint: String,
+        got: String,
+        pinned: String,
+    },
 }
 
 fn fields(errors: &BTreeMap<String, String>) -> String {
@@ -147,6 +157,8 @@ impl fmt::Debug for PveClient {
 
 /// What a retry decision needs to know about a failure.
 enum Failure {
+    /// The host's certificate is not the pinned one (the request was not sent).
+    Certificate(tls::FingerprintMismatch),
     /// The request never reached the server.
     NotSent(String),
     /// Sent, but the answer was lost (reset, timeout).
@@ -223,16 +235,8 @@ impl PveClient {
                 Ok(v) => return Ok(v),
                 Err(f) => f,
             };
-            let read = method == Method::GET;
             let err = self.to_error(&method, path, failure.as_ref());
-            let retry = match &failure {
-                Failure::NotSent(_) => true,
-                Failure::Lost(_) => read,
-                Failure::Status(s, _) => {
-                    (read && matches!(s.as_u16(), 502..=504)) || err.is_lock_timeout()
-                }
-            };
-            if !retry || attempt >= self.attempts {
+            if !failure.retryable(method == Method::GET, &err) || attempt >= self.attempts {
                 return Err(err);
             }
             tracing::debug!("{method} {path}: {err}; retrying in {wait:?}");
@@ -272,7 +276,9 @@ impl PveClient {
                 .body(encoded);
         }
         let resp = req.send().await.map_err(|e| {
-            if e.is_connect() {
+            if let Some(m) = tls::FingerprintMismatch::find(&e) {
+                Failure::Certificate(m)
+            } else if e.is_connect() {
                 Failure::NotSent(chain(&e))
             } else {
                 Failure::Lost(chain(&e))
@@ -291,6 +297,11 @@ impl PveClient {
 
     fn to_error(&self, method: &Method, path: &str, f: FailureRef<'_>) -> PveError {
         match f {
+            FailureRef::Certificate(m) => PveError::Fingerprint {
+                endpoint: self.endpoint.clone(),
+                got: m.got.clone(),
+                pinned: m.pinned.clone(),
+            },
             FailureRef::NotSent(m) | FailureRef::Lost(m) => PveError::Connect {
                 endpoint: self.endpoint.clone(),
                 message: m.to_string(),
@@ -425,14 +436,29 @@ impl PveClient {
 
 /// Borrowed view of a failure, for building the error without moving it.
 enum FailureRef<'a> {
+    Certificate(&'a tls::FingerprintMismatch),
     NotSent(&'a str),
     Lost(&'a str),
     Status(StatusCode, &'a Value),
 }
 
 impl Failure {
+    /// Whether trying again can help and cannot repeat a write.
+    fn retryable(&self, read: bool, err: &PveError) -> bool {
+        match self {
+            // The same certificate will be there next time.
+            Failure::Certificate(_) => false,
+            Failure::NotSent(_) => true,
+            Failure::Lost(_) => read,
+            Failure::Status(s, _) => {
+                (read && matches!(s.as_u16(), 502..=504)) || err.is_lock_timeout()
+            }
+        }
+    }
+
     fn as_ref(&self) -> FailureRef<'_> {
         match self {
+            Failure::Certificate(m) => FailureRef::Certificate(m),
             Failure::NotSent(m) => FailureRef::NotSent(m),
             Failure::Lost(m) => FailureRef::Lost(m),
             Failure::Status(s, v) => FailureRef::Status(*s, v),
@@ -459,4 +485,25 @@ fn chain(e: &dyn std::error::Error) -> String {
         cur = c.source();
     }
     s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_certificate_mismatch_is_not_retried_a_refused_connection_is() {
+        let e = PveError::Shape {
+            path: "/".into(),
+            message: String::new(),
+        };
+        let mismatch = Failure::Certificate(tls::FingerprintMismatch {
+            got: "AA".into(),
+            pinned: "BB".into(),
+        });
+        assert!(!mismatch.retryable(true, &e));
+        assert!(Failure::NotSent("refused".into()).retryable(false, &e));
+        assert!(!Failure::Lost("reset".into()).retryable(false, &e));
+        assert!(Failure::Lost("reset".into()).retryable(true, &e));
+    }
 }

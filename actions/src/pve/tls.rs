@@ -21,6 +21,46 @@ pub enum TlsTrust {
     Insecure,
 }
 
+/// The host's certificate is not the pinned one: deterministic, so never
+/// retried; the usual cause is a renewed certificate.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("certificate fingerprint {got} does not match the pinned {pinned}")]
+pub struct FingerprintMismatch {
+    pub got: String,
+    pub pinned: String,
+}
+
+impl FingerprintMismatch {
+    /// The mismatch somewhere in an error's chain (reqwest wraps hyper,
+    /// which wraps an io::Error, which holds rustls's error, which holds ours).
+    pub fn find(e: &(dyn std::error::Error + 'static)) -> Option<FingerprintMismatch> {
+        let mut cur = Some(e);
+        while let Some(err) = cur {
+            if let Some(m) = err.downcast_ref::<FingerprintMismatch>() {
+                return Some(m.clone());
+            }
+            if let Some(rustls::Error::InvalidCertificate(rustls::CertificateError::Other(o))) =
+                err.downcast_ref::<rustls::Error>()
+            {
+                if let Some(m) = o.0.downcast_ref::<FingerprintMismatch>() {
+                    return Some(m.clone());
+                }
+            }
+            // io::Error's source() skips the error it holds: look inside.
+            if let Some(inner) = err
+                .downcast_ref::<std::io::Error>()
+                .and_then(|io| io.get_ref())
+            {
+                if let Some(m) = Self::find(inner) {
+                    return Some(m);
+                }
+            }
+            cur = err.source();
+        }
+        None
+    }
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum TlsError {
     #[error("'{0}' is not a SHA-256 fingerprint (expected 32 hex bytes, e.g. AB:CD:...)")]
@@ -134,11 +174,14 @@ impl ServerCertVerifier for Pinned {
         if got == self.fingerprint {
             Ok(ServerCertVerified::assertion())
         } else {
-            Err(rustls::Error::General(format!(
-                "certificate fingerprint {} does not match the pinned {}",
-                format_fingerprint(&got),
-                format_fingerprint(&self.fingerprint)
-            )))
+            Err(rustls::Error::InvalidCertificate(
+                rustls::CertificateError::Other(rustls::OtherError(Arc::new(
+                    FingerprintMismatch {
+                        got: format_fingerprint(&got),
+                        pinned: format_fingerprint(&self.fingerprint),
+                    },
+                ))),
+            ))
         }
     }
 

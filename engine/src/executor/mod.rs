@@ -377,6 +377,9 @@ struct Ctx<R> {
     stop: Arc<AtomicBool>,
     /// Set on abort, before running steps are dropped.
     abort: Arc<AtomicBool>,
+    /// A destroy after a failed create (rollback, or `test`): a node keeps
+    /// the error that made it fail, which the destroy does not undo.
+    keeps_errors: bool,
     /// Provisions running at once on this driver's host (every local guest
     /// lives there; nested hosts have their own driver and limit).
     clones: Arc<Semaphore>,
@@ -528,7 +531,7 @@ impl<'g, 'm, R: NodeRunner> Executor<'g, 'm, R> {
                 PhaseKind::Destroy => OnError::Continue,
                 _ => o.on_error,
             };
-            let ctx = self.ctx(&handle, plan.verb, phase.kind, deadline, &timings);
+            let ctx = self.ctx(&handle, false, plan.verb, phase.kind, deadline, &timings);
             let out = self
                 .run_phase(&ctx, phase, policy, &mut stop, deadline)
                 .await;
@@ -555,7 +558,14 @@ impl<'g, 'm, R: NodeRunner> Executor<'g, 'm, R> {
                 // A rollback must run even after a graceful stop.
                 let (_keep, mut calm) = watch::channel(Stop::None);
                 let phase = rollback_phase(self.graph, plan.host, &created);
-                let ctx = self.ctx(&handle, Verb::Destroy, PhaseKind::Destroy, None, &timings);
+                let ctx = self.ctx(
+                    &handle,
+                    true,
+                    Verb::Destroy,
+                    PhaseKind::Destroy,
+                    None,
+                    &timings,
+                );
                 let out = self
                     .run_phase(&ctx, &phase, OnError::Continue, &mut calm, None)
                     .await;
@@ -675,6 +685,7 @@ impl<'g, 'm, R: NodeRunner> Executor<'g, 'm, R> {
     fn ctx(
         &self,
         handle: &StateHandle,
+        keeps_errors: bool,
         verb: Verb,
         phase: PhaseKind,
         deadline: Option<Instant>,
@@ -692,6 +703,7 @@ impl<'g, 'm, R: NodeRunner> Executor<'g, 'm, R> {
             phase,
             stop: Arc::new(AtomicBool::new(false)),
             abort: Arc::new(AtomicBool::new(false)),
+            keeps_errors: keeps_errors || verb == Verb::Test,
             clones,
             timeouts: self.options.timeouts.clone(),
             deadline,
@@ -1014,6 +1026,10 @@ async fn run_step<R: NodeRunner>(ctx: Arc<Ctx<R>>, job: StepJob) -> (usize, Step
         phase: ctx.phase,
     });
     let mut pending = Pending::default();
+    let earlier_error = match ctx.keeps_errors && ctx.phase == PhaseKind::Destroy {
+        true => ctx.state.node(job.node).and_then(|n| n.error),
+        false => None,
+    };
     let end = run_actions(&ctx, &job, &mut pending).await;
     let (status, error) = match &end {
         StepEnd::Done => (
@@ -1033,7 +1049,7 @@ async fn run_step<R: NodeRunner>(ctx: Arc<Ctx<R>>, job: StepJob) -> (usize, Step
         .update(job.node, |n| {
             pending.apply(phase, n);
             n.status = status;
-            n.error = err;
+            n.error = err.or(earlier_error);
             n.completed_at = Some(crate::clock::now());
             if status == NodeStatus::Destroyed {
                 n.done.clear();

@@ -385,6 +385,18 @@ async fn rollback_destroys_exactly_what_was_created_children_last_first() {
     for n in ["p", "q", "z", "other"] {
         assert_eq!(status(&res, n), NodeStatus::Destroyed, "{n}");
     }
+    // The failed node still says why, after its rollback; the others do not.
+    let error = |n: &str| {
+        res.nodes
+            .iter()
+            .find(|x| x.name == n)
+            .and_then(|x| x.error.clone())
+    };
+    assert_eq!(
+        error("z").as_deref(),
+        Some("wait_ip: wait_ip failed on purpose")
+    );
+    assert_eq!(error("q"), None);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
