@@ -12,6 +12,12 @@ enum Fault {
     Fail,
     /// Never finishes (until aborted or timed out).
     Hang,
+    /// Fails once the named node's current action has started: a failure
+    /// while that one is surely mid-action.
+    FailOnceStarted(&'static str),
+    /// Finishes only once the run is stopping: an action the stop found
+    /// in flight, whatever the machine's load.
+    HoldUntilStopping,
 }
 
 #[derive(Debug, Clone)]
@@ -29,6 +35,8 @@ struct World {
     /// node name -> vmid of guests that exist.
     guests: BTreeMap<String, u32>,
     calls: Vec<Call>,
+    /// Actions that have begun (after any vmid was recorded), in order.
+    started: Vec<(String, Action)>,
     running: usize,
     max_running: usize,
     provisioning: usize,
@@ -61,6 +69,20 @@ impl Scripted {
 
     fn world(&self) -> std::sync::MutexGuard<'_, World> {
         self.world.lock().unwrap()
+    }
+
+    /// Waits until `cond` holds of the world (polled: only how soon it is
+    /// seen depends on the machine's load, not what is seen).
+    async fn until(&self, cond: impl Fn(&World) -> bool) {
+        while !cond(&self.world()) {
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
+    }
+
+    /// Waits until `node`'s `action` has begun.
+    async fn until_started(&self, node: &str, action: Action) {
+        self.until(|w| w.started.iter().any(|(n, a)| n == node && *a == action))
+            .await
     }
 
     fn calls(&self, phase: PhaseKind, action: Action) -> Vec<String> {
@@ -109,10 +131,23 @@ impl NodeRunner for Scripted {
             .faults
             .get(&(call.node.name.clone(), call.action))
             .copied();
+        self.world()
+            .started
+            .push((call.node.name.clone(), call.action));
         match fault {
             Some(Fault::Hang) => std::future::pending::<()>().await,
             // Fail at once, so other steps are surely mid-action when it does.
             Some(Fault::Fail) => {}
+            Some(Fault::FailOnceStarted(other)) => {
+                self.until(|w| w.started.iter().any(|(n, _)| n == other))
+                    .await
+            }
+            Some(Fault::HoldUntilStopping) => {
+                let stopping = call.facts.stopping();
+                while !stopping.load(Ordering::SeqCst) {
+                    tokio::time::sleep(Duration::from_millis(1)).await;
+                }
+            }
             None => tokio::time::sleep(self.delay).await,
         }
         match call.action {
@@ -148,7 +183,7 @@ impl NodeRunner for Scripted {
             end: Instant::now(),
         });
         match fault {
-            Some(Fault::Fail) => Err(ActionError::new(format!(
+            Some(Fault::Fail | Fault::FailOnceStarted(_)) => Err(ActionError::new(format!(
                 "{} failed on purpose",
                 call.action.name()
             ))),
@@ -342,7 +377,13 @@ async fn stop_starts_nothing_new() {
 async fn stop_lets_running_steps_reach_a_safe_point() {
     let h = Harness::new();
     let m = manifest("  - {name: a, type: vm}\n  - {name: b, type: vm}\n");
-    let r = Arc::new(Scripted::new(30).fault("a", Action::Provision, Fault::Fail));
+    // a fails while b's provision is surely running; b's finishes only
+    // after the stop, whatever the machine's load.
+    let r = Arc::new(
+        Scripted::new(30)
+            .fault("a", Action::Provision, Fault::FailOnceStarted("b"))
+            .fault("b", Action::Provision, Fault::HoldUntilStopping),
+    );
     let (res, _) = h
         .run(&m, Verb::Create, &r, opts(OnError::Stop, 2), no_stop())
         .await;
@@ -423,10 +464,11 @@ async fn continue_finishes_independent_branches() {
 async fn graceful_signal_then_abort() {
     let h = Harness::new();
     let m = manifest("  - {name: a, type: vm}\n  - {name: b, type: vm}\n");
-    let r = Arc::new(Scripted::new(40));
+    let r = Arc::new(Scripted::new(40).fault("a", Action::Provision, Fault::HoldUntilStopping));
     let (tx, rx) = watch::channel(Stop::None);
+    let r2 = r.clone();
     let sender = tokio::spawn(async move {
-        tokio::time::sleep(Duration::from_millis(10)).await;
+        r2.until_started("a", Action::Provision).await;
         let _ = tx.send(Stop::Graceful);
         tx
     });
@@ -445,10 +487,10 @@ async fn graceful_signal_then_abort() {
     let h = Harness::new();
     let r = Arc::new(Scripted::new(1).fault("a", Action::WaitIp, Fault::Hang));
     let (tx, rx) = watch::channel(Stop::None);
+    let r2 = r.clone();
     let sender = tokio::spawn(async move {
-        tokio::time::sleep(Duration::from_millis(50)).await;
+        r2.until_started("a", Action::WaitIp).await;
         let _ = tx.send(Stop::Graceful);
-        tokio::time::sleep(Duration::from_millis(20)).await;
         let _ = tx.send(Stop::Abort);
         tx
     });
@@ -472,8 +514,19 @@ async fn resume_after_crash_between_clone_requested_and_done() {
     // Run 1 "crashes" while a's clone is in flight (recorded, guest made, not confirmed).
     let r = Arc::new(Scripted::new(1).fault("a", Action::Provision, Fault::Hang));
     let (tx, rx) = watch::channel(Stop::None);
+    let r2 = r.clone();
+    let dir = h.dir.path().to_path_buf();
     let killer = tokio::spawn(async move {
-        tokio::time::sleep(Duration::from_millis(100)).await;
+        r2.until_started("a", Action::Provision).await;
+        // b has finished all its steps (its state says so).
+        r2.until(|_| {
+            StateStore::peek(&dir, "t", "h")
+                .ok()
+                .flatten()
+                .and_then(|st| st.node("b").map(|b| b.status == NodeStatus::Completed))
+                .unwrap_or(false)
+        })
+        .await;
         let _ = tx.send(Stop::Abort);
         tx
     });
