@@ -307,6 +307,10 @@ pub struct ValidateArgs {
     /// Manifest files to check.
     #[arg(value_name = "FILE", group = "which")]
     pub files: Vec<PathBuf>,
+    /// A manifest file, named the way every other verb takes one (and the
+    /// original's `manifest validate --manifest-file`); repeatable.
+    #[arg(long = "manifest-file", value_name = "PATH", group = "which")]
+    pub manifest_files: Vec<PathBuf>,
     /// Manifest by name (site-config, then built-in).
     #[arg(short = 'M', long = "manifest", value_name = "NAME", group = "which")]
     pub name: Option<String>,

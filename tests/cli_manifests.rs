@@ -123,6 +123,13 @@ fn invalid_manifest_reports_every_problem_with_location() {
     assert_eq!(problems.len(), 4, "{problems:#?}");
     assert_eq!(problems[0]["line"], 3);
     assert_eq!(problems[0]["column"], 1);
+
+    // `--manifest-file`, as every other verb takes a file, says the same.
+    let same = d
+        .run(&["validate", "--json-output", "--manifest-file", path.to_str().unwrap()])
+        .code(2)
+        .json();
+    assert_eq!(same["manifests"], v["manifests"]);
 }
 
 #[test]

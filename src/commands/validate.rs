@@ -53,7 +53,12 @@ pub fn run(args: &ValidateArgs, site_flag: Option<&Path>) -> Result<(), Failure>
     } else if let Some(j) = &args.manifest_json {
         vec![ManifestRef::Json(j.clone())]
     } else {
-        args.files.iter().cloned().map(ManifestRef::File).collect()
+        args.files
+            .iter()
+            .chain(&args.manifest_files)
+            .cloned()
+            .map(ManifestRef::File)
+            .collect()
     };
     if refs.is_empty() {
         return Err(Failure::usage(miette::miette!(
