@@ -1,6 +1,8 @@
 //! `driver`: the command line. Parses arguments, wires the crates together
 //! and renders what they produce; the logic lives in `engine` and `actions`.
 
+#![forbid(unsafe_code)]
+
 mod cli;
 mod commands;
 mod render;

@@ -126,7 +126,12 @@ fn invalid_manifest_reports_every_problem_with_location() {
 
     // `--manifest-file`, as every other verb takes a file, says the same.
     let same = d
-        .run(&["validate", "--json-output", "--manifest-file", path.to_str().unwrap()])
+        .run(&[
+            "validate",
+            "--json-output",
+            "--manifest-file",
+            path.to_str().unwrap(),
+        ])
         .code(2)
         .json();
     assert_eq!(same["manifests"], v["manifests"]);

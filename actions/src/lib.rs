@@ -16,6 +16,8 @@
 //! Each error type converts into the engine's
 //! [`engine::executor::ActionError`] with its message.
 
+#![forbid(unsafe_code)]
+
 pub mod ansible;
 pub mod download;
 pub mod nested;

@@ -167,25 +167,22 @@ pub async fn run(
 }
 
 async fn stop_group(pid: Option<u32>, child: &mut tokio::process::Child) {
-    if let Some(pid) = pid {
-        // SAFETY: plain syscall; a negative pid addresses the process group
-        // we created for the child (pgid == its pid).
-        unsafe {
-            libc::kill(-(pid as libc::pid_t), libc::SIGTERM);
-        }
+    // The process group we created for the child (pgid == its pid).
+    let group = pid
+        .and_then(|p| i32::try_from(p).ok())
+        .and_then(rustix::process::Pid::from_raw);
+    if let Some(group) = group {
+        use rustix::process::{kill_process_group, Signal};
+        let _ = kill_process_group(group, Signal::TERM);
         if tokio::time::timeout(Duration::from_secs(3), child.wait())
             .await
             .is_ok()
         {
             // The leader is gone; sweep stragglers of the group.
-            unsafe {
-                libc::kill(-(pid as libc::pid_t), libc::SIGKILL);
-            }
+            let _ = kill_process_group(group, Signal::KILL);
             return;
         }
-        unsafe {
-            libc::kill(-(pid as libc::pid_t), libc::SIGKILL);
-        }
+        let _ = kill_process_group(group, Signal::KILL);
     }
     let _ = child.kill().await;
 }

@@ -2,6 +2,8 @@
 //! node graph, plans, and site-config discovery. Reads local files; never
 //! touches the network (that is `actions`' job).
 
+#![forbid(unsafe_code)]
+
 pub mod catalog;
 pub mod clock;
 pub mod delegation;

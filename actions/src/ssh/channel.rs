@@ -3,7 +3,9 @@
 
 use std::fmt;
 use std::io::{self, Read, Write};
-use std::os::fd::{AsRawFd, RawFd};
+use std::os::fd::{AsFd, BorrowedFd};
+
+use rustix::event::{PollFd, PollFlags};
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
@@ -81,33 +83,25 @@ fn truncate(s: &str, n: usize) -> String {
 
 /// Waits until the session's socket is ready in the directions libssh2 is
 /// blocked on, or `timeout`.
-pub(crate) fn wait_socket(fd: RawFd, sess: &ssh2::Session, timeout: Duration) {
+pub(crate) fn wait_socket(fd: BorrowedFd<'_>, sess: &ssh2::Session, timeout: Duration) {
     let events = match sess.block_directions() {
-        ssh2::BlockDirections::Inbound => libc::POLLIN,
-        ssh2::BlockDirections::Outbound => libc::POLLOUT,
-        ssh2::BlockDirections::Both => libc::POLLIN | libc::POLLOUT,
+        ssh2::BlockDirections::Inbound => PollFlags::IN,
+        ssh2::BlockDirections::Outbound => PollFlags::OUT,
+        ssh2::BlockDirections::Both => PollFlags::IN | PollFlags::OUT,
         // Nothing pending in libssh2: wait for the peer to send something.
-        ssh2::BlockDirections::None => libc::POLLIN,
+        ssh2::BlockDirections::None => PollFlags::IN,
     };
-    poll(&mut [(fd, events)], timeout);
+    poll(&mut [PollFd::from_borrowed_fd(fd, events)], timeout);
 }
 
-/// `poll(2)` on a few fds; the result only matters as "go and look again".
-pub(crate) fn poll(fds: &mut [(RawFd, libc::c_short)], timeout: Duration) {
-    let mut pfds: Vec<libc::pollfd> = fds
-        .iter()
-        .map(|&(fd, events)| libc::pollfd {
-            fd,
-            events,
-            revents: 0,
-        })
-        .collect();
-    let ms = timeout.as_millis().min(i32::MAX as u128) as libc::c_int;
-    // SAFETY: `pfds` is a valid, exclusively borrowed array of pollfd for
-    // the duration of the call; the fds are owned by the caller.
-    unsafe {
-        libc::poll(pfds.as_mut_ptr(), pfds.len() as libc::nfds_t, ms);
-    }
+/// `poll(2)` on a few fds; the result only matters as "go and look again"
+/// (an interrupted or failed poll just means looking again sooner).
+pub(crate) fn poll(fds: &mut [PollFd<'_>], timeout: Duration) {
+    let t = rustix::time::Timespec {
+        tv_sec: timeout.as_secs().min(i64::MAX as u64) as i64,
+        tv_nsec: i64::from(timeout.subsec_nanos()),
+    };
+    let _ = rustix::event::poll(fds, Some(&t));
 }
 
 /// When to type Ctrl-C into a PTY: once on `stop`, a second time on `abort`.
@@ -142,7 +136,7 @@ pub(crate) fn run(
     sink: &mut dyn FnMut(OutputStream, &[u8]),
 ) -> Result<ExitStatus, SshError> {
     let sess = &inner.sess;
-    let fd = inner.fd.as_raw_fd();
+    let fd = inner.fd.as_fd();
     let started = Instant::now();
     let chan_err = |op: &'static str, e: ssh2::Error| {
         if is_timeout(&e) {
@@ -228,7 +222,7 @@ pub(crate) fn run(
 #[allow(clippy::too_many_arguments)]
 fn pump(
     sess: &ssh2::Session,
-    fd: RawFd,
+    fd: BorrowedFd<'_>,
     ch: &mut ssh2::Channel,
     target: &str,
     stdin: &[u8],

@@ -5,7 +5,9 @@
 //! closes (the target session is dropped, or the bastion closes the channel).
 
 use std::io::{self, Read, Write};
-use std::os::fd::AsRawFd;
+use std::os::fd::{AsFd, BorrowedFd};
+
+use rustix::event::{PollFd, PollFlags};
 use std::os::unix::net::UnixStream;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -65,7 +67,7 @@ pub(crate) fn open(
     let thread = std::thread::Builder::new()
         .name(format!("ssh-jump {target}"))
         .spawn(move || {
-            let r = pump(&inner.sess, inner.fd.as_raw_fd(), channel, theirs, &stop2);
+            let r = pump(&inner.sess, inner.fd.as_fd(), channel, theirs, &stop2);
             if let Err(e) = r {
                 tracing::debug!(error = %e, "jump tunnel ended");
             }
@@ -85,7 +87,7 @@ const BUF: usize = 64 * 1024;
 
 fn pump(
     sess: &ssh2::Session,
-    bastion_fd: i32,
+    bastion_fd: BorrowedFd<'_>,
     mut ch: ssh2::Channel,
     mut local: UnixStream,
     stop: &AtomicBool,
@@ -151,22 +153,22 @@ fn pump(
             break;
         }
         if !progress {
-            let mut local_events = 0;
+            let mut local_events = PollFlags::empty();
             if !local_eof {
-                local_events |= libc::POLLIN;
+                local_events |= PollFlags::IN;
             }
             if !to_local.is_empty() {
-                local_events |= libc::POLLOUT;
+                local_events |= PollFlags::OUT;
             }
             let remote_events = match sess.block_directions() {
-                ssh2::BlockDirections::Outbound => libc::POLLOUT,
-                ssh2::BlockDirections::Both => libc::POLLIN | libc::POLLOUT,
-                _ => libc::POLLIN,
+                ssh2::BlockDirections::Outbound => PollFlags::OUT,
+                ssh2::BlockDirections::Both => PollFlags::IN | PollFlags::OUT,
+                _ => PollFlags::IN,
             };
             poll(
                 &mut [
-                    (local.as_raw_fd(), local_events),
-                    (bastion_fd, remote_events),
+                    PollFd::new(&local, local_events),
+                    PollFd::from_borrowed_fd(bastion_fd, remote_events),
                 ],
                 Duration::from_millis(50),
             );

@@ -21,7 +21,7 @@ pub mod known_hosts;
 pub use engine::secrets::Secret;
 use std::fmt;
 use std::net::{TcpStream, ToSocketAddrs};
-use std::os::fd::{AsRawFd, OwnedFd};
+use std::os::fd::OwnedFd;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::AtomicBool;
 use std::sync::{Arc, Mutex};
@@ -319,10 +319,7 @@ impl Drop for Inner {
         let _ = self
             .sess
             .disconnect(Some(ssh2::DisconnectCode::ByApplication), "bye", None);
-        // SAFETY: `fd` is a valid descriptor we own (a dup of the session's).
-        unsafe {
-            libc::shutdown(self.fd.as_raw_fd(), libc::SHUT_RDWR);
-        }
+        let _ = rustix::net::shutdown(&self.fd, rustix::net::Shutdown::Both);
     }
 }
 
