@@ -118,34 +118,12 @@ pub fn execute(
 }
 
 /// Per-action time limits: `--action-timeout` over site.yaml's
-/// `defaults.timeouts` (e.g. `{wait_ip: 600}`); the rest keep their defaults.
+/// `defaults.timeouts`; the rest keep their defaults.
 fn action_timeouts(
     site: &SiteConfig,
     args: &RunArgs,
 ) -> Result<HashMap<Action, Duration>, Failure> {
-    let mut out = HashMap::new();
-    if let Some(map) = site
-        .defaults()
-        .and_then(|d| d.get("timeouts"))
-        .and_then(|t| t.as_map())
-    {
-        for (k, v) in map {
-            let name = k.as_str().unwrap_or_default();
-            let action = Action::from_name(name).ok_or_else(|| {
-                Failure::usage(miette::miette!(
-                    "{}: defaults.timeouts names an unknown action '{name}'",
-                    site.describe("site.yaml")
-                ))
-            })?;
-            let engine::yaml::Value::Int(secs) = v.value else {
-                return Err(Failure::usage(miette::miette!(
-                    "{}: defaults.timeouts.{name} must be a number of seconds",
-                    site.describe("site.yaml")
-                )));
-            };
-            out.insert(action, Duration::from_secs(secs.max(1) as u64));
-        }
-    }
+    let mut out = site.action_timeouts().map_err(config_failure)?;
     for (a, secs) in &args.action_timeouts {
         out.insert(*a, Duration::from_secs(*secs));
     }

@@ -356,6 +356,43 @@ impl SiteConfig {
         self.site.get("defaults")
     }
 
+    /// `defaults.timeouts` (e.g. `{wait_ip: 600}`): per-action time limits
+    /// that replace the built-in ones. Unknown actions and non-numbers are
+    /// refused, not ignored.
+    pub fn action_timeouts(
+        &self,
+    ) -> Result<std::collections::HashMap<crate::plan::Action, std::time::Duration>, ConfigError>
+    {
+        let mut out = std::collections::HashMap::new();
+        let Some(t) = self.defaults().and_then(|d| d.get("timeouts")) else {
+            return Ok(out);
+        };
+        let invalid = |message: String| ConfigError::Invalid {
+            file: self.describe("site.yaml"),
+            message,
+        };
+        let map = t
+            .as_map()
+            .ok_or_else(|| invalid("defaults.timeouts must map action names to seconds".into()))?;
+        for (k, v) in map {
+            let name = k.as_str().unwrap_or_default();
+            let action = crate::plan::Action::from_name(name).ok_or_else(|| {
+                let names: Vec<&str> = crate::plan::Action::ALL.iter().map(|a| a.name()).collect();
+                invalid(format!(
+                    "defaults.timeouts names an unknown action '{name}' (actions: {})",
+                    names.join(", ")
+                ))
+            })?;
+            let crate::yaml::Value::Int(secs) = v.value else {
+                return Err(invalid(format!(
+                    "defaults.timeouts.{name} must be a number of seconds"
+                )));
+            };
+            out.insert(action, std::time::Duration::from_secs(secs.max(1) as u64));
+        }
+        Ok(out)
+    }
+
     /// A default from `site.yaml`, as a string.
     pub fn default_str(&self, key: &str) -> Option<&str> {
         self.defaults()

@@ -138,3 +138,38 @@ fn host_names_that_are_paths_are_refused_with_the_known_hosts() {
         assert_eq!(e.help().as_deref(), Some("available: sim, srv1"), "{bad:?}");
     }
 }
+
+#[test]
+fn action_timeouts_are_typed_and_unknown_actions_refused() {
+    let site_with = |defaults: &str| {
+        let t = tempfile::tempdir().unwrap();
+        std::fs::write(t.path().join("site.yaml"), format!("defaults:\n{defaults}")).unwrap();
+        let site = SiteConfig::at(t.path()).unwrap();
+        (t, site)
+    };
+    let (_t, site) = site_with("  timeouts: {wait_ip: 600, provision: 0}\n");
+    let got = site.action_timeouts().unwrap();
+    assert_eq!(got[&crate::plan::Action::WaitIp].as_secs(), 600);
+    assert_eq!(
+        got[&crate::plan::Action::Provision].as_secs(),
+        1,
+        "at least a second"
+    );
+    let (_t, site) = site_with("  timeouts: {wait_ipp: 600}\n");
+    let e = site.action_timeouts().unwrap_err().to_string();
+    assert!(
+        e.contains("unknown action 'wait_ipp'") && e.contains("wait_ip,"),
+        "{e}"
+    );
+    let (_t, site) = site_with("  timeouts: {wait_ip: soon}\n");
+    assert!(site
+        .action_timeouts()
+        .unwrap_err()
+        .to_string()
+        .contains("number of seconds"));
+    let (_t, site) = site_with("  timeouts: 600\n");
+    assert!(
+        site.action_timeouts().is_err(),
+        "a number where a map belongs is refused"
+    );
+}
