@@ -262,19 +262,21 @@ impl StateStore {
         let snapshot = Self::path(dir, manifest, host);
         let lock = Self::lock(&snapshot, manifest, host)?;
 
+        let previous = load(&snapshot, &snapshot.with_extension("journal"))?;
+        Ok((Self::with_lock(snapshot, lock, fsync)?, previous))
+    }
+
+    /// The store of `snapshot`, whose lock is held, its journal open.
+    fn with_lock(snapshot: PathBuf, lock: File, fsync: bool) -> Result<StateStore, StateError> {
         let journal_path = snapshot.with_extension("journal");
-        let previous = load(&snapshot, &journal_path)?;
         let journal = open_private(&journal_path, OpenOptions::new().create(true).append(true))?;
-        Ok((
-            StateStore {
-                snapshot,
-                journal_path,
-                journal,
-                fsync,
-                _lock: lock,
-            },
-            previous,
-        ))
+        Ok(StateStore {
+            snapshot,
+            journal_path,
+            journal,
+            fsync,
+            _lock: lock,
+        })
     }
 
     /// Takes the lock and starts an empty state, moving what is there aside
@@ -301,17 +303,7 @@ impl StateStore {
                 moved.push(aside);
             }
         }
-        let journal = open_private(&journal_path, OpenOptions::new().create(true).append(true))?;
-        Ok((
-            StateStore {
-                snapshot,
-                journal_path,
-                journal,
-                fsync,
-                _lock: lock,
-            },
-            moved,
-        ))
+        Ok((Self::with_lock(snapshot, lock, fsync)?, moved))
     }
 
     /// Takes the state's lock (held while the file stays open) and writes
