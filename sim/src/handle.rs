@@ -107,6 +107,7 @@ pub(crate) fn guest_info(shared: &Shared, g: &Guest, st: &State) -> GuestInfo {
         agent_up: g.running
             && g.agent_configured()
             && g.agent_up()
+            && shared.ssh.settled(g.vmid)
             && !st.faults.agent_dead(g.vmid, &g.name()),
         config: g.config.clone(),
         authorized_keys: g.authorized_key_lines(),
