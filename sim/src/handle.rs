@@ -287,7 +287,7 @@ impl PveSim {
             std::fs::create_dir_all(d).map_err(|e| SimError::io(d, e))?;
         }
         let mut state = match &dir {
-            Some(d) => model::load(d)?.unwrap_or_default(),
+            Some(d) => crate::persist::load(d)?.unwrap_or_default(),
             None => State::default(),
         };
         if state.guests.is_empty() && state.tokens.is_empty() && config.seed_templates {
@@ -356,7 +356,7 @@ impl PveSim {
             });
             let text = serde_json::to_string_pretty(&info).unwrap_or_default();
             tls::write_file(&d.join(INFO_FILE), &format!("{text}\n"))?;
-            shared.persist(&shared.lock());
+            shared.snapshot(&shared.lock());
         }
 
         let (stop, stop_rx) = watch::channel(false);
@@ -549,7 +549,7 @@ impl SimHandle {
         }
         {
             let st = self.shared.lock();
-            self.shared.persist(&st);
+            self.shared.snapshot(&st);
         }
         self.shared.close();
         self.shared.ssh.close_all(true).await;

@@ -22,8 +22,8 @@
 //!
 //! Module map: [`config`] (what a simulator is started with), [`faults`] (what can go wrong on
 //! purpose), `tls` (certificates and the pinned fingerprint), `server` (HTTP/TLS plumbing, auth,
-//! fault middleware), `api` (the PVE endpoints), `model` (guests, tasks, tokens and their
-//! persistence), `schema` (PVE-style parameter checks), `tasks` (UPIDs and simulated time),
+//! fault middleware), `api` (the PVE endpoints), `model` (guests, tasks, tokens), `persist`
+//! (their snapshot + journal in the state folder), `schema` (PVE-style parameter checks), `tasks` (UPIDs and simulated time),
 //! `ssh` (guest SSH servers, guest folders and processes), `net` (guest address plans).
 
 mod api;
@@ -34,6 +34,7 @@ mod handle;
 mod model;
 mod net;
 mod params;
+mod persist;
 mod schema;
 mod server;
 mod ssh;
