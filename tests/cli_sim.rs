@@ -1263,3 +1263,79 @@ fn host_keys_are_pinned_per_node_in_state() {
         .json();
     assert!(st["nodes"][0].get("host_key").is_none(), "{st}");
 }
+
+/// A flat manifest `name` of `n` API-only VMs with vmids from `first`.
+fn flat_manifest(dir: &Path, name: &str, n: u32, first: u32) -> std::path::PathBuf {
+    let mut text =
+        format!("schema_version: 2\nname: {name}\nsettings: {{verify_ssh: false}}\nnodes:\n");
+    for i in 0..n {
+        text.push_str(&format!(
+            "  - {{name: {name}-{i}, type: vm, spec: base, preset: vm-xsmall, image: debian-12, vmid: {}}}\n",
+            first + i
+        ));
+    }
+    let path = dir.join(format!("{name}.yaml"));
+    std::fs::write(&path, text).unwrap();
+    path
+}
+
+/// `driver VERB --manifest-file M -H sim --json-output` for each manifest at once, in one
+/// state folder; each must succeed with nothing but its JSON document on stdout.
+fn at_once(state: &Path, verb: &str, manifests: &[&Path]) {
+    let children: Vec<_> = manifests
+        .iter()
+        .map(|m| {
+            let mut c = sim_driver(state);
+            c.args([verb, "--manifest-file", m.to_str().unwrap(), "-H", "sim"])
+                .args(["--json-output", "--yes"])
+                .stdin(Stdio::null())
+                .stdout(Stdio::piped())
+                .stderr(Stdio::piped());
+            c.spawn().unwrap()
+        })
+        .collect();
+    for child in children {
+        let out = common::Run::from(child.wait_with_output().unwrap()).ok();
+        let v: Value = serde_json::from_str(&out.stdout)
+            .unwrap_or_else(|e| panic!("stdout is not one JSON document ({e}): {}", out.stdout));
+        assert_eq!(v["success"], true, "{v}");
+        assert!(!out.stderr.contains("ssh-keygen"), "{}", out.stderr);
+    }
+}
+
+/// Processes serving a simulator folder under `dir`.
+fn simulators_under(dir: &Path) -> Vec<i32> {
+    pids_in(&dir.join("pvesim-sim"), "sim serve")
+        .into_iter()
+        .chain(std::fs::read_dir("/proc").unwrap().filter_map(|e| {
+            let e = e.ok()?;
+            let pid: i32 = e.file_name().to_str()?.parse().ok()?;
+            let cmd = std::fs::read(e.path().join("cmdline")).ok()?;
+            let cmd = String::from_utf8_lossy(&cmd).replace('\0', " ");
+            (cmd.contains("sim serve") && cmd.contains(dir.to_str()?)).then_some(pid)
+        }))
+        .collect()
+}
+
+/// Two manifests on one simulator folder at once share one simulator: on a fresh folder
+/// neither trips over the other's SSH key or certificates, on a used one neither loses the
+/// other's guests, and the simulator is gone once the last run has ended.
+#[test]
+fn two_runs_at_once_share_one_simulator() {
+    let state = tempfile::tempdir().unwrap();
+    let ms: Vec<_> = ["ma", "mb", "mc", "md"]
+        .iter()
+        .enumerate()
+        .map(|(i, name)| flat_manifest(state.path(), name, 12, 98000 + 100 * i as u32))
+        .collect();
+    // A fresh folder: both make the simulator's folder, certificates and the SSH key.
+    at_once(state.path(), "create", &[&ms[0], &ms[1]]);
+    assert_eq!(sim_guests(&state.path().join("pvesim-sim")).len(), 24);
+    // A used one: both load and change the same state.
+    at_once(state.path(), "create", &[&ms[2], &ms[3]]);
+    assert_eq!(sim_guests(&state.path().join("pvesim-sim")).len(), 48);
+    assert!(simulators_under(state.path()).is_empty());
+    at_once(state.path(), "destroy", &[&ms[0], &ms[1], &ms[2], &ms[3]]);
+    assert!(sim_guests(&state.path().join("pvesim-sim")).is_empty());
+    assert!(simulators_under(state.path()).is_empty());
+}

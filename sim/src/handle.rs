@@ -135,11 +135,13 @@ pub struct SimHandle {
     cert_pem: String,
     stop: watch::Sender<bool>,
     server: Option<JoinHandle<()>>,
+    /// The state folder's lock: one simulator per folder. Released last, once the state is
+    /// saved and the guests' processes have ended.
+    folder_lock: Option<crate::folder::FolderLock>,
 }
 
-const TOKEN_FILE: &str = "pvesim.token";
+use crate::folder::{INFO_FILE, TOKEN_FILE};
 const FINGERPRINT_FILE: &str = "pvesim.fingerprint";
-const INFO_FILE: &str = "pvesim.json";
 
 fn is_loopback(ip: IpAddr) -> bool {
     match ip {
@@ -286,6 +288,9 @@ impl PveSim {
         if let Some(d) = &dir {
             std::fs::create_dir_all(d).map_err(|e| SimError::io(d, e))?;
         }
+        // Before anything is read: two simulators on one folder would lose each other's
+        // changes.
+        let folder_lock = dir.as_deref().map(crate::folder::lock_folder).transpose()?;
         let mut state = match &dir {
             Some(d) => crate::persist::load(d)?.unwrap_or_default(),
             None => State::default(),
@@ -352,6 +357,7 @@ impl PveSim {
                 "guest_ssh_port": config.guest_ssh_port,
                 "guest_net": format!("{}.{}.0.0/16", net[0], net[1]),
                 "guests_dir": shared.ssh.root(),
+                "time_scale": config.time_scale,
                 "pid": std::process::id(),
             });
             let text = serde_json::to_string_pretty(&info).unwrap_or_default();
@@ -375,6 +381,7 @@ impl PveSim {
             cert_pem: tls.cert_pem,
             stop,
             server: Some(server),
+            folder_lock,
         })
     }
 }
@@ -553,6 +560,7 @@ impl SimHandle {
         }
         self.shared.close();
         self.shared.ssh.close_all(true).await;
+        self.folder_lock.take();
     }
 }
 
@@ -588,7 +596,7 @@ pub fn serve_until_signal(
     })
 }
 
-async fn wait_for_signal() {
+pub(crate) async fn wait_for_signal() {
     #[cfg(unix)]
     {
         use tokio::signal::unix::{signal, SignalKind};

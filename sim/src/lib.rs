@@ -21,7 +21,7 @@
 //! ```
 //!
 //! Module map: [`config`] (what a simulator is started with), [`faults`] (what can go wrong on
-//! purpose), `tls` (certificates and the pinned fingerprint), `server` (HTTP/TLS plumbing, auth,
+//! purpose), [`folder`] (one simulator per state folder, shared by the runs using it), `tls` (certificates and the pinned fingerprint), `server` (HTTP/TLS plumbing, auth,
 //! fault middleware), `api` (the PVE endpoints), `model` (guests, tasks, tokens), `persist`
 //! (their snapshot + journal in the state folder), `schema` (PVE-style parameter checks), `tasks` (UPIDs and simulated time),
 //! `ssh` (guest SSH servers, guest folders and processes), `net` (guest address plans).
@@ -30,6 +30,7 @@ mod api;
 pub mod config;
 mod error;
 pub mod faults;
+pub mod folder;
 mod handle;
 mod model;
 mod net;

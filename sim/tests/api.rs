@@ -1411,3 +1411,25 @@ async fn a_change_is_saved_at_its_own_size_and_survives_a_kill() {
     assert_eq!(h.non_template_guests().len(), 200);
     h.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_simulator_per_state_folder() {
+    // A second simulator on a folder that one serves would lose the first one's changes.
+    let dir = tempfile::tempdir().unwrap();
+    let config = || SimConfig {
+        state_dir: Some(dir.path().to_path_buf()),
+        ..cfg()
+    };
+    let (h, _c) = start(config()).await;
+    assert!(sim::folder::is_served(dir.path()).unwrap());
+    let err = sim::PveSim::start(config()).await.err().expect("refused");
+    assert!(
+        err.to_string()
+            .contains(&format!("pid {}", std::process::id())),
+        "{err}"
+    );
+    h.shutdown().await;
+    assert!(!sim::folder::is_served(dir.path()).unwrap());
+    let (h, _c) = start(config()).await;
+    h.shutdown().await;
+}

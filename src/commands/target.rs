@@ -25,7 +25,7 @@ pub struct Target {
     pub host: HostConfig,
     pub client: PveClient,
     pub runner: Arc<PveRunner>,
-    pub sim: Option<sim::SimHandle>,
+    pub sim: Option<super::simhost::SimLease>,
 }
 
 fn run_err(msg: String, help: Option<String>) -> Failure {
@@ -112,7 +112,7 @@ pub async fn connect(
     state_dir: &Path,
     passed_on: &PassedOn,
 ) -> Result<Target, Failure> {
-    let scale: f64 = sim_env("PVESIM_TIME_SCALE")?.unwrap_or(0.0);
+    let mut scale: f64 = sim_env("PVESIM_TIME_SCALE")?.unwrap_or(0.0);
     // The host's node file, read once: TLS trust, simulator settings, clones.
     let node_file = site
         .try_find(engine::site_config::Entity::Node, &host.name)
@@ -120,30 +120,36 @@ pub async fn connect(
     let doc = node_file.as_ref().map(|n| &n.doc);
     let (target, sim) = if host.simulated {
         let dir = state_dir.join(format!("pvesim-{}", host.name));
-        let config = sim::SimConfig {
-            node_name: host.node_name.clone(),
-            state_dir: Some(dir),
+        // Checked here, where a bad value is a usage error; the simulator reads it too.
+        sim_env::<Vec<sim::Fault>>("PVESIM_FAULTS")?;
+        let settings = super::simhost::Settings {
+            node: &host.node_name,
             time_scale: scale,
-            faults: sim_env("PVESIM_FAULTS")?.unwrap_or_default(),
             guest_ssh_port: SIM_GUEST_SSH_PORT,
-            ..sim::SimConfig::default()
         };
-        let h = sim::PveSim::start(config)
-            .await
-            .map_err(|e| run_err(format!("cannot start the PVE simulator: {e}"), None))?;
-        let token = h.token();
-        let fp = tls::parse_fingerprint(h.fingerprint())
+        let lease = super::simhost::attach(&dir, &settings).await?;
+        let Some(ep) = lease.endpoint().cloned() else {
+            return Err(run_err("the PVE simulator left".into(), None));
+        };
+        // A simulator another run started keeps its own time scale; nested ones follow it.
+        scale = ep.time_scale;
+        let fp = tls::parse_fingerprint(&ep.fingerprint)
             .map_err(|e| run_err(format!("simulator fingerprint: {e}"), None))?;
-        tracing::info!("simulated PVE '{}' at {}", host.name, h.url());
+        tracing::info!(
+            "simulated PVE '{}' at {} (pid {})",
+            host.name,
+            ep.url,
+            ep.pid
+        );
         (
             PveTarget {
-                endpoint: h.url(),
-                node: h.node().to_string(),
-                token_id: token.full_id(),
-                token_secret: token.secret.clone(),
+                endpoint: ep.url.clone(),
+                node: ep.node.clone(),
+                token_id: ep.token.full_id(),
+                token_secret: ep.token.secret.clone(),
                 trust: TlsTrust::Fingerprint(fp),
             },
-            Some(h),
+            Some(lease),
         )
     } else {
         let endpoint = host.api_endpoint.clone().ok_or_else(|| {
@@ -330,22 +336,8 @@ fn driver_key(
     let key = match site.default_str("ssh_key") {
         Some(k) => std::path::PathBuf::from(shellexpand_home(k)),
         None => {
-            let dir = state_dir.join("ssh");
-            let key = dir.join("id_ed25519");
-            if !key.exists() {
-                std::fs::create_dir_all(&dir)
-                    .map_err(|e| run_err(format!("cannot create {}: {e}", dir.display()), None))?;
-                let made = std::process::Command::new("ssh-keygen")
-                    .args(["-q", "-t", "ed25519", "-N", "", "-C", "driver", "-f"])
-                    .arg(&key)
-                    .status();
-                if !made.is_ok_and(|s| s.success()) {
-                    return Err(run_err(
-                        format!("cannot make an SSH key at {}", key.display()),
-                        Some("install ssh-keygen (apt-get install openssh-client), or set `ssh_key:` in site.yaml".into()),
-                    ));
-                }
-            }
+            let key = state_dir.join("ssh").join("id_ed25519");
+            super::sshkey::ensure(&key)?;
             key
         }
     };
