@@ -1339,3 +1339,76 @@ fn two_runs_at_once_share_one_simulator() {
     assert!(sim_guests(&state.path().join("pvesim-sim")).is_empty());
     assert!(simulators_under(state.path()).is_empty());
 }
+
+/// A run and its simulator are killed (SIGKILL) while the nested PVE's own simulator runs
+/// in root-pve: that one survives them. The resumed run must not leave it running beside
+/// the one it starts, nor behind once it has ended: exactly one nested simulator per
+/// nested guest while it runs, none after.
+#[test]
+fn a_killed_simulator_leaves_no_second_nested_simulator() {
+    let state = tempfile::tempdir().unwrap();
+    let guest = state.path().join("pvesim-sim/guests/99011");
+    let mut first = sim_driver(state.path())
+        .env("PVESIM_TIME_SCALE", "0.1")
+        .args(["create", "-M", "n2-quick", "-H", "sim"])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while pids_in(&guest, "sim serve").is_empty() {
+        assert!(
+            first.try_wait().unwrap().is_none(),
+            "the run ended before its nested simulator started"
+        );
+        assert!(Instant::now() < deadline, "no nested simulator started");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    // The run and the simulator it uses, as a crash would end them.
+    let info: Value = serde_json::from_str(
+        &std::fs::read_to_string(state.path().join("pvesim-sim/pvesim.json")).unwrap(),
+    )
+    .unwrap();
+    first.kill().unwrap();
+    first.wait().unwrap();
+    let sim_pid = info["pid"].as_u64().unwrap().to_string();
+    let killed = Command::new("kill").args(["-KILL", &sim_pid]).status();
+    assert!(killed.unwrap().success());
+    assert_eq!(
+        pids_in(&guest, "sim serve").len(),
+        1,
+        "the nested one survives"
+    );
+
+    let mut resumed = sim_driver(state.path())
+        .env("PVESIM_TIME_SCALE", "0.1")
+        .args(["create", "-M", "n2-quick", "-H", "sim", "--json-output"])
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut most = 0;
+    while resumed.try_wait().unwrap().is_none() {
+        most = most.max(pids_in(&guest, "sim serve").len());
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let out = common::Run::from(resumed.wait_with_output().unwrap()).ok();
+    assert_eq!(out.json()["success"], true);
+    assert!(
+        most <= 1,
+        "{most} nested simulators ran at once in root-pve"
+    );
+    assert_eq!(
+        pids_in(&guest, "sim serve"),
+        Vec::<i32>::new(),
+        "a nested simulator outlived the run"
+    );
+    sim_run(
+        state.path(),
+        &["destroy", "-M", "n2-quick", "-H", "sim", "--yes"],
+    )
+    .ok();
+    assert!(sim_guests(&state.path().join("pvesim-sim")).is_empty());
+}
