@@ -136,6 +136,8 @@ pub struct Endpoint {
     /// The serving process.
     pub pid: u32,
     pub time_scale: f64,
+    /// Started for the runs that use the folder (not by hand): the last one stops it.
+    pub shared: bool,
 }
 
 #[derive(Deserialize)]
@@ -146,6 +148,8 @@ struct Info {
     pid: u32,
     #[serde(default)]
     time_scale: f64,
+    #[serde(default)]
+    shared: bool,
 }
 
 /// Reads the endpoint the simulator serving `dir` wrote (`None` while it is not there yet).
@@ -164,6 +168,7 @@ fn read_endpoint(dir: &Path) -> Option<Endpoint> {
         token,
         pid: info.pid,
         time_scale: info.time_scale,
+        shared: info.shared,
     })
 }
 
@@ -284,6 +289,10 @@ impl Lease {
         let Some(clients) = self.clients.take() else {
             return Ok(());
         };
+        if !self.endpoint.shared {
+            // Someone serves the folder by hand (`driver sim serve`): it is theirs to stop.
+            return Ok(());
+        }
         let path = self.dir.join(CLIENTS_LOCK);
         // From shared to exclusive: it only works when no other client holds it.
         if try_lock(&clients, false, &path)? {
@@ -321,10 +330,11 @@ fn stop(pid: u32) {
 /// client holds `clients.lock` (checked every `idle_poll`) or a SIGTERM/Ctrl-C. `on_ready`
 /// sees the handle once it serves.
 pub fn serve_shared(
-    config: SimConfig,
+    mut config: SimConfig,
     idle_poll: Duration,
     on_ready: impl FnOnce(&crate::SimHandle),
 ) -> Result<(), SimError> {
+    config.shared = true;
     let Some(dir) = config.state_dir.clone() else {
         return Err(SimError::ServerStart {
             dir: PathBuf::new(),

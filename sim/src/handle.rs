@@ -358,6 +358,7 @@ impl PveSim {
                 "guest_net": format!("{}.{}.0.0/16", net[0], net[1]),
                 "guests_dir": shared.ssh.root(),
                 "time_scale": config.time_scale,
+                "shared": config.shared,
                 "pid": std::process::id(),
             });
             let text = serde_json::to_string_pretty(&info).unwrap_or_default();
