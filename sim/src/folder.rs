@@ -198,8 +198,11 @@ pub fn attach(
     let mut started = false;
     let endpoint = if is_served(dir)? {
         // Served by a process started by someone else: it writes its files right after
-        // taking its lock.
-        poll(wait, || Ok(read_endpoint(dir)))?
+        // taking its lock (which names it), so files naming another process are stale.
+        poll(wait, || {
+            let holder = std::fs::read_to_string(dir.join(SERVER_LOCK)).unwrap_or_default();
+            Ok(read_endpoint(dir).filter(|e| holder.trim() == e.pid.to_string()))
+        })?
     } else {
         let child = start().map_err(|e| SimError::ServerStart {
             dir: dir.to_path_buf(),
