@@ -1348,8 +1348,10 @@ fn two_runs_at_once_share_one_simulator() {
 fn a_killed_simulator_leaves_no_second_nested_simulator() {
     let state = tempfile::tempdir().unwrap();
     let guest = state.path().join("pvesim-sim/guests/99011");
+    // Realistic enough durations that the nested simulator runs for seconds before the
+    // run would end on its own.
     let mut first = sim_driver(state.path())
-        .env("PVESIM_TIME_SCALE", "0.1")
+        .env("PVESIM_TIME_SCALE", "0.5")
         .args(["create", "-M", "n2-quick", "-H", "sim"])
         .stdin(Stdio::null())
         .stdout(Stdio::null())

@@ -472,6 +472,14 @@ impl GuestSsh {
             }
         }
         self.kill_all_now(&servers);
+        if self.ever_booted() {
+            // SIGKILL is not instant: once this returns (and the state folder is released),
+            // the guests' processes are gone, not dying.
+            let deadline = Instant::now() + TERM_GRACE;
+            while procs::signal_tagged(&mine, 0) > 0 && Instant::now() < deadline {
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+        }
     }
 
     /// Synchronous last resort (a dropped handle): SIGKILL for every guest process.
