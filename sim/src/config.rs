@@ -47,6 +47,9 @@ pub struct SimConfig {
     /// `127.77.0.0/16`, or for a simulator bound on an address in `127.N.0.0/16` with N >= 77
     /// (a nested host inside a guest), `127.(N+1).0.0/16`, so nested address plans never collide.
     pub guest_net: Option<[u8; 2]>,
+    /// Serving its folder for the runs that use it ([`crate::folder::serve_shared`] sets it;
+    /// written to `pvesim.json`): the last run to leave stops it. Others are left alone.
+    pub shared: bool,
 }
 
 impl Default for SimConfig {
@@ -63,6 +66,7 @@ impl Default for SimConfig {
             seed_templates: true,
             guest_ssh_port: 22,
             guest_net: None,
+            shared: false,
         }
     }
 }

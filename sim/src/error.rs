@@ -40,6 +40,16 @@ pub enum SimError {
     Tls(String),
     #[error("cannot start the async runtime: {0}")]
     Runtime(std::io::Error),
+    #[error("{} is served by another simulator already (pid {pid})", dir.display())]
+    FolderInUse { dir: PathBuf, pid: String },
+    #[error("simulator folder {}: waited {} s for {what}", dir.display(), waited.as_secs())]
+    FolderBusy {
+        dir: PathBuf,
+        what: String,
+        waited: std::time::Duration,
+    },
+    #[error("the simulator for {} did not start: {message}", dir.display())]
+    ServerStart { dir: PathBuf, message: String },
 }
 
 impl SimError {

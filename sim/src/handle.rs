@@ -107,6 +107,7 @@ pub(crate) fn guest_info(shared: &Shared, g: &Guest, st: &State) -> GuestInfo {
         agent_up: g.running
             && g.agent_configured()
             && g.agent_up()
+            && shared.ssh.settled(g.vmid)
             && !st.faults.agent_dead(g.vmid, &g.name()),
         config: g.config.clone(),
         authorized_keys: g.authorized_key_lines(),
@@ -134,11 +135,13 @@ pub struct SimHandle {
     cert_pem: String,
     stop: watch::Sender<bool>,
     server: Option<JoinHandle<()>>,
+    /// The state folder's lock: one simulator per folder. Released last, once the state is
+    /// saved and the guests' processes have ended.
+    folder_lock: Option<crate::folder::FolderLock>,
 }
 
-const TOKEN_FILE: &str = "pvesim.token";
+use crate::folder::{INFO_FILE, TOKEN_FILE};
 const FINGERPRINT_FILE: &str = "pvesim.fingerprint";
-const INFO_FILE: &str = "pvesim.json";
 
 fn is_loopback(ip: IpAddr) -> bool {
     match ip {
@@ -285,8 +288,11 @@ impl PveSim {
         if let Some(d) = &dir {
             std::fs::create_dir_all(d).map_err(|e| SimError::io(d, e))?;
         }
+        // Before anything is read: two simulators on one folder would lose each other's
+        // changes.
+        let folder_lock = dir.as_deref().map(crate::folder::lock_folder).transpose()?;
         let mut state = match &dir {
-            Some(d) => model::load(d)?.unwrap_or_default(),
+            Some(d) => crate::persist::load(d)?.unwrap_or_default(),
             None => State::default(),
         };
         if state.guests.is_empty() && state.tokens.is_empty() && config.seed_templates {
@@ -351,11 +357,13 @@ impl PveSim {
                 "guest_ssh_port": config.guest_ssh_port,
                 "guest_net": format!("{}.{}.0.0/16", net[0], net[1]),
                 "guests_dir": shared.ssh.root(),
+                "time_scale": config.time_scale,
+                "shared": config.shared,
                 "pid": std::process::id(),
             });
             let text = serde_json::to_string_pretty(&info).unwrap_or_default();
             tls::write_file(&d.join(INFO_FILE), &format!("{text}\n"))?;
-            shared.persist(&shared.lock());
+            shared.snapshot(&shared.lock());
         }
 
         let (stop, stop_rx) = watch::channel(false);
@@ -374,6 +382,7 @@ impl PveSim {
             cert_pem: tls.cert_pem,
             stop,
             server: Some(server),
+            folder_lock,
         })
     }
 }
@@ -548,10 +557,11 @@ impl SimHandle {
         }
         {
             let st = self.shared.lock();
-            self.shared.persist(&st);
+            self.shared.snapshot(&st);
         }
         self.shared.close();
         self.shared.ssh.close_all(true).await;
+        self.folder_lock.take();
     }
 }
 
@@ -587,7 +597,7 @@ pub fn serve_until_signal(
     })
 }
 
-async fn wait_for_signal() {
+pub(crate) async fn wait_for_signal() {
     #[cfg(unix)]
     {
         use tokio::signal::unix::{signal, SignalKind};

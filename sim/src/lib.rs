@@ -21,19 +21,21 @@
 //! ```
 //!
 //! Module map: [`config`] (what a simulator is started with), [`faults`] (what can go wrong on
-//! purpose), `tls` (certificates and the pinned fingerprint), `server` (HTTP/TLS plumbing, auth,
-//! fault middleware), `api` (the PVE endpoints), `model` (guests, tasks, tokens and their
-//! persistence), `schema` (PVE-style parameter checks), `tasks` (UPIDs and simulated time),
+//! purpose), [`folder`] (one simulator per state folder, shared by the runs using it), `tls` (certificates and the pinned fingerprint), `server` (HTTP/TLS plumbing, auth,
+//! fault middleware), `api` (the PVE endpoints), `model` (guests, tasks, tokens), `persist`
+//! (their snapshot + journal in the state folder), `schema` (PVE-style parameter checks), `tasks` (UPIDs and simulated time),
 //! `ssh` (guest SSH servers, guest folders and processes), `net` (guest address plans).
 
 mod api;
 pub mod config;
 mod error;
 pub mod faults;
+pub mod folder;
 mod handle;
 mod model;
 mod net;
 mod params;
+mod persist;
 mod schema;
 mod server;
 mod ssh;
@@ -44,3 +46,29 @@ pub use config::{ApiToken, SimConfig, Timings};
 pub use error::SimError;
 pub use faults::{Fault, FaultId, FaultKind, Op};
 pub use handle::{serve_until_signal, GuestInfo, GuestKind, PveSim, SimHandle, TaskInfo};
+
+/// A guest a simulator folder holds, as the simulator itself would load it.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub struct SavedGuest {
+    pub vmid: u32,
+    pub name: String,
+    pub template: bool,
+}
+
+/// The guests saved in a simulator folder (its snapshot and journal, read by
+/// the simulator's own loader), whether or not a simulator serves it now:
+/// what tests count duplicates and leaks with, not driver's own state.
+pub fn saved_guests(dir: &std::path::Path) -> Result<Vec<SavedGuest>, SimError> {
+    let Some(st) = persist::load(dir)? else {
+        return Ok(Vec::new());
+    };
+    Ok(st
+        .guests
+        .values()
+        .map(|g| SavedGuest {
+            vmid: g.vmid,
+            name: g.name(),
+            template: g.template(),
+        })
+        .collect())
+}

@@ -1,9 +1,11 @@
 //! The simulated world: guests (QEMU VMs and LXC containers) with their PVE config, power
 //! state, loopback address and config lock; API tokens and tickets; tasks; active faults.
 //! One mutex guards it all (held only for short, non-async sections). With a state folder
-//! the lasting part (guests, tokens, finished tasks) is saved as `state.json` after every
-//! change, atomically, so `driver sim serve --state-dir D` survives restarts.
+//! the lasting part (guests, tokens, finished tasks) is saved after every change (see
+//! [`crate::persist`]: a journal of what changed, compacted into `state.json`), so
+//! `driver sim serve --state-dir D` survives restarts and kills.
 
+use std::cell::RefCell;
 use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
 use std::net::Ipv4Addr;
 use std::path::PathBuf;
@@ -15,14 +17,10 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use crate::config::{scale, ApiToken, SimConfig, Timings};
-use crate::error::SimError;
 use crate::faults::FaultSet;
 use crate::handle::GuestKind;
+use crate::persist::{Store, Tracked, TASKS_KEPT};
 use crate::tasks::{format_upid, Task};
-
-/// How many finished tasks are kept (PVE keeps an index of recent ones too).
-const TASKS_KEPT: usize = 5000;
-const STATE_FILE: &str = "state.json";
 
 pub(crate) fn now_unix() -> u64 {
     SystemTime::now()
@@ -335,27 +333,19 @@ pub(crate) struct Ticket {
     pub issued: Instant,
 }
 
-/// The lasting part of the state, as written to `state.json`.
-#[derive(Debug, Default, Serialize, Deserialize)]
-struct Persisted {
-    version: u32,
-    node: String,
-    guests: BTreeMap<u32, Guest>,
-    tokens: BTreeMap<String, TokenEntry>,
-    tasks: Vec<Task>,
-    next_pid: u32,
-}
-
 #[derive(Debug, Default)]
 pub(crate) struct State {
-    pub guests: BTreeMap<u32, Guest>,
+    /// Changes to guests and tokens are tracked for the journal ([`crate::persist`]).
+    pub guests: Tracked<u32, Guest>,
     /// `user@realm!name` → token.
-    pub tokens: BTreeMap<String, TokenEntry>,
+    pub tokens: Tracked<String, TokenEntry>,
     pub tickets: HashMap<String, Ticket>,
     pub tasks: HashMap<String, Task>,
     pub task_order: VecDeque<String>,
     pub faults: FaultSet,
     pub next_pid: u32,
+    /// Tasks finished since the journal last took them.
+    pub finished: RefCell<Vec<String>>,
 }
 
 impl State {
@@ -418,6 +408,7 @@ impl State {
             t.running = false;
             t.exitstatus = Some(exit.lines().next().unwrap_or("").to_string());
             t.endtime = Some(now_unix());
+            self.finished.borrow_mut().push(upid.to_string());
         }
     }
 }
@@ -438,6 +429,8 @@ pub(crate) struct Shared {
     /// Set once the handle is shut down or dropped: late tasks of this instance must not
     /// overwrite the state file a new instance may already own.
     closed: std::sync::atomic::AtomicBool,
+    /// The state folder's files (taken only while the state lock is held).
+    store: Mutex<Option<Store>>,
 }
 
 impl Shared {
@@ -467,6 +460,12 @@ impl Shared {
             started: Instant::now(),
             token,
             closed: std::sync::atomic::AtomicBool::new(false),
+            store: Mutex::new(
+                config
+                    .state_dir
+                    .as_deref()
+                    .map(|d| Store::new(d, &config.node_name)),
+            ),
         }
     }
 
@@ -498,30 +497,34 @@ impl Shared {
         lock_message(kind.unwrap_or(GuestKind::Qemu), vmid)
     }
 
-    /// Saves the lasting state when there is a state folder (errors are logged: a request
-    /// that changed the simulation has already happened).
+    /// Saves what changed when there is a state folder (errors are logged: a request that
+    /// changed the simulation has already happened). Called under the state lock, before
+    /// the change is answered.
     pub fn persist(&self, st: &State) {
-        let Some(dir) = &self.state_dir else { return };
-        if self.closed.load(Ordering::SeqCst) {
+        self.save(st, false);
+    }
+
+    /// Saves everything as a new snapshot (at start and at a clean shutdown).
+    pub fn snapshot(&self, st: &State) {
+        self.save(st, true);
+    }
+
+    fn save(&self, st: &State, full: bool) {
+        let mut store = self.store.lock().unwrap_or_else(|p| p.into_inner());
+        let Some(store) = store
+            .as_mut()
+            .filter(|_| !self.closed.load(Ordering::SeqCst))
+        else {
+            // Nothing is saved: forget what changed, so it does not pile up.
+            st.guests.take_dirty();
+            st.tokens.take_dirty();
+            st.finished.borrow_mut().clear();
             return;
-        }
-        let p = Persisted {
-            version: 1,
-            node: self.node.clone(),
-            guests: st.guests.clone(),
-            tokens: st.tokens.clone(),
-            tasks: st
-                .task_order
-                .iter()
-                .filter_map(|u| st.tasks.get(u))
-                .filter(|t| !t.running)
-                .cloned()
-                .collect(),
-            next_pid: st.next_pid,
         };
-        let result = serde_json::to_vec_pretty(&p)
-            .map_err(|e| SimError::Tls(e.to_string()))
-            .and_then(|bytes| crate::tls::atomic_write(&dir.join(STATE_FILE), &bytes, true));
+        let result = match full {
+            true => store.snapshot(st),
+            false => store.append(st),
+        };
         if let Err(e) = result {
             tracing::warn!("pvesim: cannot save state: {e}");
         }
@@ -537,37 +540,6 @@ pub(crate) fn lock_message(kind: GuestKind, vmid: u32) -> String {
             format!("can't lock file '/run/lock/lxc/pve-config-{vmid}.lock' - got timeout")
         }
     }
-}
-
-/// Loads `state.json` from the folder, if there is one.
-pub(crate) fn load(dir: &std::path::Path) -> Result<Option<State>, SimError> {
-    let path = dir.join(STATE_FILE);
-    let bytes = match std::fs::read(&path) {
-        Ok(b) => b,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
-        Err(e) => return Err(SimError::io(path, e)),
-    };
-    let p: Persisted =
-        serde_json::from_slice(&bytes).map_err(|source| SimError::BadState { path, source })?;
-    let mut st = State {
-        guests: p.guests,
-        tokens: p.tokens,
-        next_pid: p.next_pid,
-        ..State::default()
-    };
-    for t in p.tasks {
-        st.task_order.push_back(t.upid.clone());
-        st.tasks.insert(t.upid.clone(), t);
-    }
-    for g in st.guests.values_mut() {
-        // A clone or create running when the simulator's process ended (it
-        // lives inside a driver that can be killed) did not survive it; a
-        // real PVE server would have finished it meanwhile, so finish it.
-        if matches!(g.lock_prop().as_deref(), Some("clone" | "create")) {
-            g.config.remove("lock");
-        }
-    }
-    Ok(Some(st))
 }
 
 /// A deterministic MAC for a guest's NIC, in Proxmox's `BC:24:11` range.

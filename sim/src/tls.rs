@@ -154,9 +154,11 @@ pub(crate) fn write_private(path: &Path, text: &str) -> Result<(), SimError> {
 /// Temp file + rename, so a reader never sees half a file; `private` makes it 0600.
 pub(crate) fn atomic_write(path: &Path, bytes: &[u8], private: bool) -> Result<(), SimError> {
     use std::io::Write;
+    // Its own temp name per process: two processes writing the same file never share one.
     let tmp = path.with_extension(format!(
-        "{}.tmp",
-        path.extension().and_then(|e| e.to_str()).unwrap_or("")
+        "{}.tmp.{}",
+        path.extension().and_then(|e| e.to_str()).unwrap_or(""),
+        std::process::id()
     ));
     let mut opts = std::fs::OpenOptions::new();
     opts.write(true).create(true).truncate(true);

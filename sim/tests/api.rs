@@ -1348,3 +1348,88 @@ async fn fifty_parallel_clones_at_scale_zero_with_state_dir() {
     assert!(t0.elapsed() < Duration::from_secs(10), "{:?}", t0.elapsed());
     h.shutdown().await;
 }
+
+/// Bytes of `state.json` and of everything else the simulator keeps beside it (its journal).
+fn saved_sizes(dir: &std::path::Path) -> (u64, std::time::SystemTime, u64) {
+    let snap = std::fs::metadata(dir.join("state.json")).unwrap();
+    let others: u64 = std::fs::read_dir(dir)
+        .unwrap()
+        .filter_map(Result::ok)
+        .filter(|e| e.file_name().to_string_lossy().starts_with("state."))
+        .filter(|e| e.file_name() != "state.json")
+        .filter_map(|e| e.metadata().ok())
+        .map(|m| m.len())
+        .sum();
+    (snap.len(), snap.modified().unwrap(), others)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_change_is_saved_at_its_own_size_and_survives_a_kill() {
+    // Saving one change must cost what the change is, not what the whole simulation is: with
+    // 200 guests, renaming one writes a short journal line, not a new state.json.
+    let dir = tempfile::tempdir().unwrap();
+    let config = || SimConfig {
+        state_dir: Some(dir.path().to_path_buf()),
+        ..cfg()
+    };
+    let (h, c) = start(config()).await;
+    for i in 0..200u32 {
+        let id = (600 + i).to_string();
+        let upid = c
+            .post(
+                "/nodes/pve/qemu/9000/clone",
+                &[("newid", &id), ("name", &format!("g{i}"))],
+            )
+            .await
+            .upid();
+        ok_task(&c, &upid).await;
+    }
+    // A clean shutdown leaves everything in state.json.
+    h.shutdown().await;
+    let (h, c) = start(config()).await;
+    let (snap_len, snap_time, before) = saved_sizes(dir.path());
+    assert!(
+        snap_len > 100_000,
+        "200 guests make a large snapshot: {snap_len}"
+    );
+    c.put("/nodes/pve/qemu/650/config", &[("name", "renamed")])
+        .await
+        .ok();
+    let (len2, time2, after) = saved_sizes(dir.path());
+    assert_eq!(
+        (len2, time2),
+        (snap_len, snap_time),
+        "state.json was rewritten"
+    );
+    let grew = after.saturating_sub(before);
+    assert!(grew > 0 && grew < 8192, "one change wrote {grew} bytes");
+
+    // A kill: the handle goes without a clean shutdown (nothing saved on the way out).
+    drop(h);
+    let (h, _c) = start(config()).await;
+    assert_eq!(h.guest(650).unwrap().name, "renamed");
+    assert_eq!(h.non_template_guests().len(), 200);
+    h.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_simulator_per_state_folder() {
+    // A second simulator on a folder that one serves would lose the first one's changes.
+    let dir = tempfile::tempdir().unwrap();
+    let config = || SimConfig {
+        state_dir: Some(dir.path().to_path_buf()),
+        ..cfg()
+    };
+    let (h, _c) = start(config()).await;
+    assert!(sim::folder::is_served(dir.path()).unwrap());
+    let err = sim::PveSim::start(config()).await.err().expect("refused");
+    assert!(
+        err.to_string()
+            .contains(&format!("pid {}", std::process::id())),
+        "{err}"
+    );
+    h.shutdown().await;
+    assert!(!sim::folder::is_served(dir.path()).unwrap());
+    let (h, _c) = start(config()).await;
+    h.shutdown().await;
+}

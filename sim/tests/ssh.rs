@@ -987,3 +987,95 @@ async fn ssh_listens_from_the_boot_moment_like_the_agent() {
     assert_eq!(h.guest(112).unwrap().host_key, g.host_key);
     h.shutdown().await;
 }
+
+/// Clone + cloud-init keys, not started.
+async fn prepare_vm(c: &Client, vmid: u32, k: &PrivateKey) {
+    let id = vmid.to_string();
+    ok_task(
+        c,
+        &c.post(
+            "/nodes/pve/qemu/9000/clone",
+            &[("newid", &id), ("name", &format!("vm{vmid}"))],
+        )
+        .await
+        .upid(),
+    )
+    .await;
+    ok_task(
+        c,
+        &c.post(
+            &format!("/nodes/pve/qemu/{vmid}/config"),
+            &[("sshkeys", &encode(&public(k)))],
+        )
+        .await
+        .upid(),
+    )
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_simulators_booting_the_same_vmid_both_answer() {
+    // Two simulators on one machine (same guest net and port) start the same vmid: both bind
+    // its address while booting (sockets that do not listen may share it), and at the boot
+    // moment only one can listen. The other moves to another address, as binding does,
+    // instead of answering only once the first simulator is gone.
+    let z = Duration::ZERO;
+    let timings = sim::Timings {
+        create: z,
+        clone_full: z,
+        clone_linked: z,
+        config: z,
+        resize: z,
+        start: z,
+        // Long enough for both starts to fall inside each other's boot.
+        agent_delay: Duration::from_millis(1500),
+        stop: z,
+        shutdown: z,
+        delete: z,
+        lock_wait: Duration::from_secs(1),
+        unauthorized_delay: z,
+    };
+    let port = 40_000 + (std::process::id() % 20_000) as u16;
+    let conf = || SimConfig {
+        guest_ssh_port: port,
+        time_scale: 1.0,
+        timings,
+        ..cfg()
+    };
+    let (h1, c1) = start(conf()).await;
+    let (h2, c2) = start(conf()).await;
+    let (k1, k2) = (key(21), key(22));
+    prepare_vm(&c1, 141, &k1).await;
+    prepare_vm(&c2, 141, &k2).await;
+    start_vm(&c1, 141).await;
+    start_vm(&c2, 141).await;
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let up = |h: &SimHandle| h.guest(141).is_some_and(|g| g.ssh_up && g.agent_up);
+    while !(up(&h1) && up(&h2)) {
+        assert!(
+            Instant::now() < deadline,
+            "both guests should answer: {:?} / {:?}",
+            h1.guest(141),
+            h2.guest(141)
+        );
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    let (g1, g2) = (h1.guest(141).unwrap(), h2.guest(141).unwrap());
+    assert_ne!(g1.ip, g2.ip);
+    for (g, k, c) in [(&g1, &k1, &c1), (&g2, &k2, &c2)] {
+        let s = login_guest(g, "root", k).await;
+        assert_eq!(
+            sh(&s, "echo $PVESIM_GUEST_IP").await.trim(),
+            g.ip.to_string()
+        );
+        // The agent reports the address the guest really has.
+        let ifaces = c
+            .get("/nodes/pve/qemu/141/agent/network-get-interfaces")
+            .await
+            .ok()
+            .clone();
+        assert!(ifaces.to_string().contains(&g.ip.to_string()), "{ifaces}");
+    }
+    h1.shutdown().await;
+    h2.shutdown().await;
+}

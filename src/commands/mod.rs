@@ -10,6 +10,8 @@ pub mod preflight;
 pub mod run;
 pub mod secrets;
 pub mod sim;
+pub mod simhost;
+pub mod sshkey;
 pub mod state;
 pub mod status;
 pub mod target;

@@ -46,6 +46,10 @@ pub struct ServeArgs {
     /// on 127.N.x.y with N >= 77, as inside a guest, 127.(N+1)).
     #[arg(long, value_name = "127.N", value_parser = parse_guest_net)]
     pub guest_net: Option<[u8; 2]>,
+    /// Serve the state folder for the driver runs that use it (started by a run on a
+    /// simulated host): stop when none is left (see sim::folder).
+    #[arg(long, hide = true, requires = "state_dir")]
+    pub shared: bool,
     /// A fault active from the start, as JSON (repeatable), e.g.
     /// '{"kind":"task_failure","op":"clone"}' or '{"kind":"slow_api","delay_ms":500}'.
     #[arg(long = "fault", value_name = "JSON")]
@@ -118,7 +122,7 @@ pub fn run(cmd: &SimCommand) -> Result<(), Failure> {
         guest_net: args.guest_net,
         ..sim::SimConfig::default()
     };
-    sim::serve_until_signal(config, |h| {
+    let on_ready = |h: &sim::SimHandle| {
         let dir = h
             .state_dir()
             .map(|d| d.display().to_string())
@@ -148,8 +152,13 @@ pub fn run(cmd: &SimCommand) -> Result<(), Failure> {
             h.guests_dir().display()
         );
         crate::outln!("Ctrl-C stops it.");
-    })
-    .map_err(|e| match e {
+    };
+    let served = match args.shared {
+        // Checked often: a run waits for this one to be gone before it starts another.
+        true => sim::folder::serve_shared(config, std::time::Duration::from_millis(200), on_ready),
+        false => sim::serve_until_signal(config, on_ready),
+    };
+    served.map_err(|e| match e {
         // Bad flags are usage errors (exit 2); anything else is a failed run (exit 1).
         sim::SimError::NonLoopbackBind(_)
         | sim::SimError::BadNodeName(_)

@@ -30,7 +30,7 @@ use super::Failure;
 pub struct Target {
     pub host: HostConfig,
     pub client: PveClient,
-    pub sim: Option<sim::SimHandle>,
+    pub sim: Option<super::simhost::SimLease>,
     /// What the client connects with (the tofu provisioner gets the same).
     api: PveTarget,
 }
@@ -250,36 +250,44 @@ pub async fn connect(checked: Checked, state_dir: &Path) -> Result<(Target, Gues
         host,
         api,
         scale,
-        guests,
+        mut guests,
     } = checked;
     let (target, client, sim) = match api {
         Some((target, client)) => (target, client, None),
         None => {
             let dir = state_dir.join(format!("pvesim-{}", host.name));
-            let config = sim::SimConfig {
-                node_name: host.node_name.clone(),
-                state_dir: Some(dir),
+            // Checked here, where a bad value is a usage error; the simulator reads it too.
+            sim_env::<Vec<sim::Fault>>("PVESIM_FAULTS")?;
+            let settings = super::simhost::Settings {
+                node: &host.node_name,
                 time_scale: scale,
-                faults: sim_env("PVESIM_FAULTS")?.unwrap_or_default(),
                 guest_ssh_port: SIM_GUEST_SSH_PORT,
-                ..sim::SimConfig::default()
             };
-            let h = sim::PveSim::start(config)
-                .await
-                .map_err(|e| run_err(format!("cannot start the PVE simulator: {e}"), None))?;
-            let token = h.token();
-            let fp = tls::parse_fingerprint(h.fingerprint())
+            let lease = super::simhost::attach(&dir, &settings).await?;
+            let Some(ep) = lease.endpoint().cloned() else {
+                return Err(run_err("the PVE simulator left".into(), None));
+            };
+            // A simulator another run started keeps its own time scale; nested ones follow it.
+            if let Some((_, s)) = guests.simulated.as_mut() {
+                *s = ep.time_scale;
+            }
+            let fp = tls::parse_fingerprint(&ep.fingerprint)
                 .map_err(|e| run_err(format!("simulator fingerprint: {e}"), None))?;
-            tracing::info!("simulated PVE '{}' at {}", host.name, h.url());
+            tracing::info!(
+                "simulated PVE '{}' at {} (pid {})",
+                host.name,
+                ep.url,
+                ep.pid
+            );
             let target = PveTarget {
-                endpoint: h.url(),
-                node: h.node().to_string(),
-                token_id: token.full_id(),
-                token_secret: token.secret.clone(),
+                endpoint: ep.url.clone(),
+                node: ep.node.clone(),
+                token_id: ep.token.full_id(),
+                token_secret: ep.token.secret.clone(),
                 trust: TlsTrust::Fingerprint(fp),
             };
             let client = PveClient::new(&target).map_err(|e| run_err(e.to_string(), None))?;
-            (target, client, Some(h))
+            (target, client, Some(lease))
         }
     };
     let t = Target {
@@ -466,22 +474,8 @@ fn site_key(site: &SiteConfig) -> Result<Option<(std::path::PathBuf, String)>, F
 
 /// driver's own key, made once in the state folder.
 fn own_key(state_dir: &Path) -> Result<(std::path::PathBuf, String), Failure> {
-    let dir = state_dir.join("ssh");
-    let key = dir.join("id_ed25519");
-    if !key.exists() {
-        std::fs::create_dir_all(&dir)
-            .map_err(|e| run_err(format!("cannot create {}: {e}", dir.display()), None))?;
-        let made = std::process::Command::new("ssh-keygen")
-            .args(["-q", "-t", "ed25519", "-N", "", "-C", "driver", "-f"])
-            .arg(&key)
-            .status();
-        if !made.is_ok_and(|s| s.success()) {
-            return Err(run_err(
-                format!("cannot make an SSH key at {}", key.display()),
-                Some("install ssh-keygen (apt-get install openssh-client), or set `ssh_key:` in site.yaml".into()),
-            ));
-        }
-    }
+    let key = state_dir.join("ssh").join("id_ed25519");
+    super::sshkey::ensure(&key)?;
     key_pair(key)
 }
 

@@ -5,7 +5,6 @@ use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use serde_json::Value;
 
 use super::Driver;
 
@@ -82,24 +81,12 @@ impl SimRun {
 }
 
 pub fn sim_guests(dir: &Path) -> Vec<(u64, String)> {
-    let text = std::fs::read_to_string(dir.join("state.json")).unwrap_or_else(|_| "{}".into());
-    let v: Value = serde_json::from_str(&text).unwrap();
-    let mut out: Vec<(u64, String)> = v["guests"]
-        .as_object()
-        .map(|g| {
-            g.values()
-                .filter(|x| x["config"]["template"].as_u64() != Some(1))
-                .map(|x| {
-                    let name = x["config"]["name"]
-                        .as_str()
-                        .or_else(|| x["config"]["hostname"].as_str())
-                        .unwrap_or("")
-                        .to_string();
-                    (x["vmid"].as_u64().unwrap_or(0), name)
-                })
-                .collect()
-        })
-        .unwrap_or_default();
+    let mut out: Vec<(u64, String)> = sim::saved_guests(dir)
+        .unwrap_or_else(|e| panic!("the simulator's state in {}: {e}", dir.display()))
+        .into_iter()
+        .filter(|g| !g.template)
+        .map(|g| (u64::from(g.vmid), g.name))
+        .collect();
     out.sort();
     out
 }

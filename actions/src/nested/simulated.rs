@@ -33,6 +33,23 @@ const OURS_ALIVE: &str = "pid=\"$(cat pvesim.pid 2>/dev/null)\"; if [ -n \"$pid\
     [ \"$(readlink /proc/$pid/cwd 2>/dev/null)\" = \"$(pwd -P)\" ] && \
     grep -q 'sim' /proc/$pid/cmdline 2>/dev/null; then";
 
+/// The guest's boot and a driver's bootstrap may run `etc/rc.local` at the same time: one
+/// at a time (where `flock` is there), so they never start two simulators.
+const ONE_AT_A_TIME: &str = "if command -v flock >/dev/null 2>&1; then \
+    exec 9>>pvesim.start.lock; flock -w 60 9; fi";
+
+/// Shell (inside [`OURS_ALIVE`]'s `if`) for a live simulator of this guest: reused when it
+/// belongs to the guest's current boot (the simulator tags each boot's processes with
+/// `PVESIM_GUEST_TAGS` and ends them with the guest). One left by an earlier simulator of
+/// this guest (killed without stopping its guests) would outlive everything that uses it:
+/// it is stopped (SIGTERM: it saves its state; SIGKILL after 15 s) and a new one started.
+const REUSE_OR_STOP: &str = "if [ -z \"$PVESIM_GUEST_TAGS\" ] || tr '\\0' '\\n' \
+    < /proc/$pid/environ 2>/dev/null | grep -qxF \"PVESIM_GUEST_TAGS=$PVESIM_GUEST_TAGS\"; \
+    then echo running; exit 0; fi; echo \"replacing pid $pid, left by an earlier simulator\"; \
+    kill \"$pid\"; i=0; while kill -0 \"$pid\" 2>/dev/null && [ $i -lt 150 ]; do sleep 0.1; \
+    i=$((i+1)); done; kill -9 \"$pid\" 2>/dev/null; i=0; while kill -0 \"$pid\" 2>/dev/null \
+    && [ $i -lt 50 ]; do sleep 0.1; i=$((i+1)); done;";
+
 impl SimulatedPve {
     fn child_net(&self) -> String {
         format!(
@@ -67,12 +84,15 @@ impl SimulatedPve {
         // simulator runs `etc/rc.local`), and now.
         let rc_local = format!(
             "#!/bin/sh\n# Written by driver: this guest is a nested PVE (a simulator).\n\
-             {alive} echo running; exit 0; fi\n\
+             {one_at_a_time}\n\
+             {alive} {reuse_or_stop} fi\n\
              [ -f pvesim-faults.json ] && export PVESIM_FAULTS=\"$(cat pvesim-faults.json)\"\n\
              nohup ./driver sim serve --bind \"$PVESIM_GUEST_IP:8006\" --node {node} --state-dir pvesim \
-             --guest-net {net} --guest-ssh-port {port} --time-scale {scale} > pvesim.log 2>&1 < /dev/null &\n\
+             --guest-net {net} --guest-ssh-port {port} --time-scale {scale} > pvesim.log 2>&1 < /dev/null 9>&- &\n\
              echo $! > pvesim.pid\necho started\n",
+            one_at_a_time = ONE_AT_A_TIME,
             alive = OURS_ALIVE,
+            reuse_or_stop = REUSE_OR_STOP,
             node = guest.name,
             net = self.child_net(),
             port = self.guest_ssh_port,

@@ -1396,7 +1396,8 @@ fn agent(
     if !g.running {
         return Err(ApiError::internal(format!("VM {vmid} is not running")));
     }
-    if !g.agent_up() || st.faults.agent_dead(vmid, &g.name()) {
+    // Not before its SSH server has settled its address (see `GuestSsh::settled`).
+    if !g.agent_up() || !shared.ssh.settled(vmid) || st.faults.agent_dead(vmid, &g.name()) {
         return Err(ApiError::internal("QEMU guest agent is not running"));
     }
     let result = match cmd {
@@ -1418,7 +1419,11 @@ fn agent(
 fn interfaces(shared: &Arc<Shared>, vmid: u32) -> ApiResult<Value> {
     let st = shared.lock();
     let g = guest(&st, shared, GuestKind::Lxc, vmid)?;
-    if !g.running || !g.agent_up() || st.faults.agent_dead(vmid, &g.name()) {
+    if !g.running
+        || !g.agent_up()
+        || !shared.ssh.settled(vmid)
+        || st.faults.agent_dead(vmid, &g.name())
+    {
         return Ok(Value::Null);
     }
     let mac = g

@@ -85,7 +85,9 @@ pub(crate) enum Halt {
 /// What one running guest's server shares with its connections.
 pub(crate) struct GuestCtx {
     pub vmid: u32,
-    pub ip: Ipv4Addr,
+    /// Its address: changes when, at its boot moment, another simulator's guest turns out to
+    /// listen on it (see [`GuestSsh::claim`]).
+    ip: Mutex<Ipv4Addr>,
     pub port: u16,
     pub dir: PathBuf,
     /// The value of `PVESIM_GUEST_TAGS` for its commands.
@@ -95,6 +97,14 @@ pub(crate) struct GuestCtx {
 }
 
 impl GuestCtx {
+    pub fn ip(&self) -> Ipv4Addr {
+        *self.ip.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn set_ip(&self, ip: Ipv4Addr) {
+        *self.ip.lock().unwrap_or_else(|p| p.into_inner()) = ip;
+    }
+
     /// The key lines and user names that may log in now (`None`: the guest is gone or down).
     fn login(&self) -> Option<(Vec<String>, Vec<String>)> {
         let shared = self.shared.upgrade()?;
@@ -119,6 +129,9 @@ struct Server {
     port: u16,
     own_tag: String,
     listening: Arc<AtomicBool>,
+    /// Its address is final: it listens, or tried to at the boot moment. Until then the
+    /// agent does not answer, so it never reports an address the guest then leaves.
+    settled: Arc<AtomicBool>,
     stop: watch::Sender<bool>,
     groups: Arc<procs::Groups>,
 }
@@ -193,6 +206,14 @@ impl GuestSsh {
         self.root.join(vmid.to_string())
     }
 
+    /// Whether the guest's address is final (see `Server::settled`); a guest without a
+    /// server (templates, stopped guests) has nothing to wait for.
+    pub fn settled(&self, vmid: u32) -> bool {
+        self.servers()
+            .get(&vmid)
+            .is_none_or(|s| s.settled.load(Ordering::SeqCst))
+    }
+
     pub fn endpoint(&self, vmid: u32) -> Option<Endpoint> {
         self.servers().get(&vmid).map(|s| Endpoint {
             port: s.port,
@@ -227,35 +248,22 @@ impl GuestSsh {
             .filter(|o| o.vmid != vmid)
             .map(|o| o.ip)
             .collect();
-        let (ip, socket) = self.bind_guest(vmid, current_ip, &taken)?;
-        let port = socket
-            .local_addr()
-            .map(|a| a.port())
-            .map_err(|source| BootError::Bind {
-                addr: SocketAddr::from((ip, self.port)),
-                source,
-            })?;
+        let refused = st.faults.ssh_refused(vmid, &name);
+        // Listen right away when the guest has already booted (time scale 0, restarts), so a
+        // client that saw the start task end can connect at once.
+        let listen_now = ready_at <= Instant::now() && !refused;
+        let (ip, start) = self.claim(vmid, current_ip, &taken, listen_now)?;
+        let port = start.port().map_err(|source| BootError::Bind {
+            addr: SocketAddr::from((ip, self.port)),
+            source,
+        })?;
         if ip != current_ip {
             tracing::warn!(vmid, old = %current_ip, new = %ip, port, "pvesim: guest address in use on this machine; the guest gets another one");
         }
-        let refused = st.faults.ssh_refused(vmid, &name);
         if let Some(g) = st.guests.get_mut(&vmid) {
             g.ip = ip;
             g.host_key = Some(keys::public_line(&key));
         }
-
-        // Listen right away when the guest has already booted (time scale 0, restarts), so a
-        // client that saw the start task end can connect at once.
-        let start = if ready_at <= Instant::now() && !refused {
-            let addr = SocketAddr::from((ip, port));
-            Start::Listening(
-                socket
-                    .listen(BACKLOG)
-                    .map_err(|source| BootError::Bind { addr, source })?,
-            )
-        } else {
-            Start::Bound(socket)
-        };
 
         let boot = self.boots.fetch_add(1, Ordering::SeqCst) + 1;
         let own_tag = format!("{}.{vmid}.{boot}", self.sim_id);
@@ -265,10 +273,11 @@ impl GuestSsh {
         };
         let groups = Arc::new(procs::Groups::default());
         let listening = Arc::new(AtomicBool::new(matches!(start, Start::Listening(_))));
+        let settled = Arc::new(AtomicBool::new(listen_now));
         let (stop, stop_rx) = watch::channel(false);
         let ctx = Arc::new(GuestCtx {
             vmid,
-            ip,
+            ip: Mutex::new(ip),
             port,
             dir,
             tags,
@@ -283,6 +292,7 @@ impl GuestSsh {
             ready_at,
             stop_rx,
             listening.clone(),
+            settled.clone(),
         ));
         tracing::info!(vmid, addr = %SocketAddr::from((ip, port)), "pvesim: guest SSH bound");
         self.servers().insert(
@@ -291,6 +301,7 @@ impl GuestSsh {
                 port,
                 own_tag,
                 listening,
+                settled,
                 stop,
                 groups,
             },
@@ -298,22 +309,31 @@ impl GuestSsh {
         Ok(())
     }
 
-    /// Binds the guest's address, or when another process on this machine already holds it
-    /// (another simulator's guest), another free address of the guest net (the guest's
-    /// "DHCP" lease changes, as its agent then reports).
-    fn bind_guest(
+    /// Binds the guest's address (and listens on it when `listen`), or when another process
+    /// on this machine already holds it (another simulator's guest), another free address of
+    /// the guest net (the guest's "DHCP" lease changes, as its agent then reports).
+    ///
+    /// Listening is part of the claim: sockets with `SO_REUSEADDR` may share an address
+    /// while neither listens, so two simulators booting the same vmid can both bind it, and
+    /// only `listen()` tells which one lost.
+    fn claim(
         &self,
         vmid: u32,
         ip: Ipv4Addr,
         taken: &BTreeSet<Ipv4Addr>,
-    ) -> Result<(Ipv4Addr, TcpSocket), BootError> {
+        listen: bool,
+    ) -> Result<(Ipv4Addr, Start), BootError> {
         let mut tried = taken.clone();
         let mut ip = ip;
         let first = SocketAddr::from((ip, self.port));
         for attempt in 0..=REPICKS {
             let addr = SocketAddr::V4(SocketAddrV4::new(ip, self.port));
-            match bind(addr) {
-                Ok(s) => return Ok((ip, s)),
+            let claimed = bind(addr).and_then(|s| match listen {
+                true => s.listen(BACKLOG).map(Start::Listening),
+                false => Ok(Start::Bound(s)),
+            });
+            match claimed {
+                Ok(start) => return Ok((ip, start)),
                 Err(e) if e.kind() == std::io::ErrorKind::PermissionDenied => {
                     return Err(BootError::PortDenied { addr })
                 }
@@ -345,6 +365,40 @@ impl GuestSsh {
             tried: REPICKS,
             port: self.port,
         })
+    }
+
+    /// A guest whose listen failed because another process took its address meanwhile:
+    /// claims another one (listening) and records it as the guest's address.
+    fn reclaim(&self, ctx: &GuestCtx) -> Result<TcpListener, BootError> {
+        let Some(shared) = ctx.shared.upgrade() else {
+            return Err(BootError::Bind {
+                addr: SocketAddr::from((ctx.ip(), ctx.port)),
+                source: std::io::ErrorKind::NotConnected.into(),
+            });
+        };
+        let mut st = shared.lock();
+        let taken: BTreeSet<Ipv4Addr> = st
+            .guests
+            .values()
+            .filter(|o| o.vmid != ctx.vmid)
+            .map(|o| o.ip)
+            .chain([ctx.ip()])
+            .collect();
+        let (ip, start) = self.claim(ctx.vmid, ctx.ip(), &taken, true)?;
+        let listener = match start {
+            Start::Listening(l) => l,
+            Start::Bound(s) => s.listen(BACKLOG).map_err(|source| BootError::Bind {
+                addr: SocketAddr::from((ip, ctx.port)),
+                source,
+            })?,
+        };
+        tracing::warn!(vmid = ctx.vmid, old = %ctx.ip(), new = %ip, "pvesim: guest address taken by another process while booting; the guest gets another one");
+        ctx.set_ip(ip);
+        if let Some(g) = st.guests.get_mut(&ctx.vmid) {
+            g.ip = ip;
+        }
+        shared.persist(&st);
+        Ok(listener)
     }
 
     /// Closes the guest's server and connections and ends its processes.
@@ -418,6 +472,14 @@ impl GuestSsh {
             }
         }
         self.kill_all_now(&servers);
+        if self.ever_booted() {
+            // SIGKILL is not instant: once this returns (and the state folder is released),
+            // the guests' processes are gone, not dying.
+            let deadline = Instant::now() + TERM_GRACE;
+            while procs::signal_tagged(&mine, 0) > 0 && Instant::now() < deadline {
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+        }
     }
 
     /// Synchronous last resort (a dropped handle): SIGKILL for every guest process.
@@ -464,6 +526,16 @@ fn signal(own_tag: &str, groups: &procs::Groups, sig: i32) {
 enum Start {
     Bound(TcpSocket),
     Listening(TcpListener),
+}
+
+impl Start {
+    fn port(&self) -> std::io::Result<u16> {
+        match self {
+            Start::Bound(s) => s.local_addr(),
+            Start::Listening(l) => l.local_addr(),
+        }
+        .map(|a| a.port())
+    }
 }
 
 /// Binds without listening: the port is taken (and bind errors show) while connections are
@@ -525,7 +597,7 @@ fn run_boot_script(ctx: &GuestCtx) {
     cmd.arg("etc/rc.local")
         .current_dir(&ctx.dir)
         .env("HOME", &ctx.dir)
-        .env("PVESIM_GUEST_IP", ctx.ip.to_string())
+        .env("PVESIM_GUEST_IP", ctx.ip().to_string())
         .env("PVESIM_GUEST_VMID", ctx.vmid.to_string())
         .env(procs::TAGS_VAR, &ctx.tags)
         .stdin(std::process::Stdio::null())
@@ -553,8 +625,8 @@ async fn serve_guest(
     ready_at: Instant,
     mut stop: watch::Receiver<bool>,
     listening: Arc<AtomicBool>,
+    settled: Arc<AtomicBool>,
 ) {
-    let addr = SocketAddr::from((ctx.ip, ctx.port));
     let (mut socket, mut listener) = match start {
         Start::Bound(s) => (Some(s), None),
         Start::Listening(l) => (None, Some(l)),
@@ -565,7 +637,7 @@ async fn serve_guest(
             _ = stop.changed() => return,
         }
     }
-    run_boot_script(&ctx);
+    let mut booted = false;
     loop {
         if *stop.borrow() {
             break;
@@ -574,22 +646,38 @@ async fn serve_guest(
         if refused && listener.is_some() {
             listener = None;
             listening.store(false, Ordering::SeqCst);
-            tracing::info!(vmid = ctx.vmid, %addr, "pvesim: guest SSH refused (fault)");
+            tracing::info!(vmid = ctx.vmid, addr = %SocketAddr::from((ctx.ip(), ctx.port)), "pvesim: guest SSH refused (fault)");
         } else if !refused && listener.is_none() {
+            let addr = SocketAddr::from((ctx.ip(), ctx.port));
             let bound = match socket.take() {
                 Some(s) => Ok(s),
                 None => bind(addr),
             };
-            match bound.and_then(|s| s.listen(BACKLOG)) {
+            let listened = match bound.and_then(|s| s.listen(BACKLOG)) {
+                // Another simulator's guest listens there now: move aside, as binding does.
+                Err(e) if e.kind() == std::io::ErrorKind::AddrInUse => ctx
+                    .shared
+                    .upgrade()
+                    .ok_or_else(|| e.to_string())
+                    .and_then(|shared| shared.ssh.reclaim(&ctx).map_err(|e| e.to_string())),
+                other => other.map_err(|e| e.to_string()),
+            };
+            match listened {
                 Ok(l) => {
                     listener = Some(l);
                     listening.store(true, Ordering::SeqCst);
-                    tracing::info!(vmid = ctx.vmid, %addr, "pvesim: guest SSH listening");
+                    tracing::info!(vmid = ctx.vmid, addr = %SocketAddr::from((ctx.ip(), ctx.port)), "pvesim: guest SSH listening");
                 }
                 Err(e) => {
                     tracing::warn!(vmid = ctx.vmid, %addr, "pvesim: guest SSH cannot listen: {e}")
                 }
             }
+        }
+        if !booted {
+            // The address is final now: the agent may report it, and the boot script sees it.
+            booted = true;
+            settled.store(true, Ordering::SeqCst);
+            run_boot_script(&ctx);
         }
         tokio::select! {
             _ = stop.changed() => break,

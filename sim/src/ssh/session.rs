@@ -368,7 +368,7 @@ impl Exec {
             .env("USER", &self.user)
             .env("LOGNAME", &self.user)
             .env("SHELL", "/bin/sh")
-            .env("PVESIM_GUEST_IP", ctx.ip.to_string())
+            .env("PVESIM_GUEST_IP", ctx.ip().to_string())
             .env("PVESIM_GUEST_VMID", ctx.vmid.to_string())
             .env(
                 "SSH_CONNECTION",
@@ -376,7 +376,7 @@ impl Exec {
                     "{} {} {} {}",
                     self.peer.ip(),
                     self.peer.port(),
-                    ctx.ip,
+                    ctx.ip(),
                     ctx.port
                 ),
             )
