@@ -76,6 +76,9 @@ pub struct PveRunner {
     size_for: SizeFor,
     ssh: Option<SshSetup>,
     nesting: Option<Nesting>,
+    /// Template vmids by (kind, name), found once per run: listing every
+    /// guest for each provision would make a wide create quadratic.
+    templates: std::sync::Mutex<std::collections::HashMap<(GuestKind, String), u32>>,
 }
 
 fn kind_of(n: &NodeSpec) -> GuestKind {
@@ -97,6 +100,7 @@ impl PveRunner {
             size_for,
             ssh: None,
             nesting: None,
+            templates: Default::default(),
         }
     }
 
@@ -177,6 +181,45 @@ impl PveRunner {
         &self.client
     }
 
+    /// The vmid of the `kind` template named `image`.
+    async fn template(&self, kind: GuestKind, image: &str) -> Result<u32, ActionError> {
+        let key = (kind, image.to_string());
+        if let Some(id) = self
+            .templates
+            .lock()
+            .ok()
+            .and_then(|t| t.get(&key).copied())
+        {
+            return Ok(id);
+        }
+        let guests = self.client.guests().await.map_err(err)?;
+        let found = guests
+            .iter()
+            .find(|g| g.template && g.kind == kind && g.name == image)
+            .ok_or_else(|| {
+                let names: Vec<&str> = guests
+                    .iter()
+                    .filter(|g| g.template && g.kind == kind)
+                    .map(|g| g.name.as_str())
+                    .collect();
+                ActionError::new(format!(
+                    "no {} template named '{image}' on node {} (templates: {})",
+                    kind.segment(),
+                    self.client.node(),
+                    if names.is_empty() {
+                        "none".to_string()
+                    } else {
+                        names.join(", ")
+                    }
+                ))
+            })?
+            .vmid;
+        if let Ok(mut t) = self.templates.lock() {
+            t.insert(key, found);
+        }
+        Ok(found)
+    }
+
     /// A guest as its config shows it (`None`: there is no such guest).
     async fn inspect(&self, kind: GuestKind, vmid: u32) -> Result<Option<Inspected>, ActionError> {
         match self.client.config(kind, vmid).await {
@@ -236,33 +279,12 @@ impl PveRunner {
                 node.name
             ))
         })?;
-        let guests = self.client.guests().await.map_err(err)?;
-        let template = guests
-            .iter()
-            .find(|g| g.template && g.kind == kind && g.name == image)
-            .ok_or_else(|| {
-                let names: Vec<&str> = guests
-                    .iter()
-                    .filter(|g| g.template && g.kind == kind)
-                    .map(|g| g.name.as_str())
-                    .collect();
-                ActionError::new(format!(
-                    "no {} template named '{image}' on node {} (templates: {})",
-                    kind.segment(),
-                    self.client.node(),
-                    if names.is_empty() {
-                        "none".to_string()
-                    } else {
-                        names.join(", ")
-                    }
-                ))
-            })?
-            .vmid;
+        let template = self.template(kind, image).await?;
 
         // A guest already there under this node's vmid is adopted only when
         // it is this state's (an earlier run of it, or a clone that was in
         // flight when it stopped); anyone else's is never touched.
-        let existing = match call.vm_id.filter(|id| guests.iter().any(|g| g.vmid == *id)) {
+        let existing = match call.vm_id {
             Some(id) => self.inspect(kind, id).await?,
             None => None,
         };

@@ -5,7 +5,6 @@ use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-
 use super::Driver;
 
 /// A `driver` command on the built-in site-config (host `sim`) with its state

@@ -9,7 +9,7 @@ use serde_json::Value;
 
 use super::client::{PveClient, PveError};
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum GuestKind {
     Qemu,
     Lxc,
