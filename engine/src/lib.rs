@@ -4,6 +4,7 @@
 
 #![forbid(unsafe_code)]
 
+pub mod action;
 pub mod catalog;
 pub mod clock;
 pub mod delegation;
