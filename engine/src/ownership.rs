@@ -20,7 +20,7 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
-use crate::output::NodeStatus;
+use crate::outcome::NodeStatus;
 use crate::state::{NodeState, RunState};
 
 /// Every driver tag starts with this; the state id follows.

@@ -27,7 +27,7 @@ use std::time::{Duration, Instant};
 use serde::{Deserialize, Serialize};
 
 use crate::manifest::Manifest;
-use crate::output::NodeStatus;
+use crate::outcome::NodeStatus;
 use crate::plan::Action;
 
 pub const STATE_VERSION: u32 = 1;
