@@ -1,6 +1,8 @@
 //! The `--json-output` document: a superset of the original driver's
-//! `{verb, success, duration_seconds, nodes[], context, error}`. Fields may
-//! be added; these are never renamed, because parent drivers and CI parse them.
+//! `{verb, success, duration_seconds, nodes[], context, error}`, and the
+//! tagged line that closes an `--events` stream with it. Fields may be
+//! added; these are never renamed, because parent drivers and CI parse them
+//! (`schemas/v1/run-output.schema.json` describes the whole document).
 
 use serde::{Deserialize, Serialize};
 
