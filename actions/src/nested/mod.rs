@@ -345,7 +345,9 @@ impl Nesting {
              --lock-wait {budget}{extra}",
             node = call.node.name
         ));
-        let stream = Arc::new(Mutex::new(ChildStream::new(NodePath::node(&call.node.name))));
+        let stream = Arc::new(Mutex::new(ChildStream::new(NodePath::node(
+            &call.node.name,
+        ))));
         // Set once the child shows another protocol version: it is stopped
         // (as by Ctrl-C) rather than left to build what it was handed.
         let refused = Arc::new(AtomicBool::new(false));

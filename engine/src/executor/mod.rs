@@ -24,7 +24,9 @@ pub use state_handle::{StateHandle, Writer};
 
 use crate::graph::ManifestGraph;
 use crate::manifest::{NodeSpec, OnError};
-use crate::outcome::{ActionTiming, Event, EventKind, NodeOutcome, NodePath, NodeStatus, RunOutcome, PROTOCOL};
+use crate::outcome::{
+    ActionTiming, Event, EventKind, NodeOutcome, NodePath, NodeStatus, RunOutcome, PROTOCOL,
+};
 use crate::ownership::{self, MarkedGuest, Owner};
 use crate::plan::{rollback_phase, Action, Phase, PhaseKind, Plan, Verb};
 use crate::state::{RunState, StateStore};

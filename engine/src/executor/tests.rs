@@ -319,8 +319,9 @@ async fn siblings_overlap_and_parents_come_first() {
         Some(EventKind::RunFinished { success: true, .. })
     ));
     // Node events name their node; every event has its time.
-    assert!(events.iter().any(|e| e.node_str() == "x"
-        && matches!(e.kind, EventKind::StepStarted { .. })));
+    assert!(events
+        .iter()
+        .any(|e| e.node_str() == "x" && matches!(e.kind, EventKind::StepStarted { .. })));
     assert!(events.iter().all(|e| e.at.ends_with('Z')));
 }
 
@@ -488,7 +489,9 @@ async fn graceful_signal_then_abort() {
     let calls = r.calls(PhaseKind::Create, Action::Provision);
     assert_eq!(calls, ["a"]);
     assert!(r.calls(PhaseKind::Create, Action::StartVm).is_empty());
-    assert!(events.iter().any(|e| matches!(e.kind, EventKind::Stopping { .. })));
+    assert!(events
+        .iter()
+        .any(|e| matches!(e.kind, EventKind::Stopping { .. })));
 
     // Abort does not wait for a hung action.
     let h = Harness::new();
