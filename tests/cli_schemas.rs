@@ -1,16 +1,18 @@
-//! What driver prints for machines validates against the JSON Schemas it
-//! publishes (`schemas/v1/`): `--json-output` of real runs on the simulator
-//! (passed, failed, dry, refused) and every line of `--events`, relayed
-//! nested events and the result line included. The schemas are checked
-//! closed (`--strict`): a field the schemas do not describe fails here.
+//! What driver prints for machines: it validates against the JSON Schemas
+//! it publishes (`schemas/v1/`): `--json-output` of real runs on the
+//! simulator (passed, failed, dry, refused) and every line of `--events`,
+//! relayed nested events and the result line included. The schemas are
+//! checked closed (`--strict`): a field the schemas do not describe fails
+//! here. And a parent refuses a nested driver of another protocol version.
 
 mod common;
 
 use std::io::Write;
+use std::os::unix::fs::PermissionsExt;
 use std::path::PathBuf;
 use std::process::{Command, Stdio};
 
-use common::sim::sim_driver;
+use common::sim::{sim_driver, sim_guests};
 use common::{repo, Driver};
 use serde_json::Value;
 
@@ -24,7 +26,11 @@ fn python() -> PathBuf {
         .args(["-c", "import jsonschema, referencing"])
         .status()
         .is_ok_and(|s| s.success());
-    assert!(has, "{} with jsonschema missing: {INSTALL}", python.display());
+    assert!(
+        has,
+        "{} with jsonschema missing: {INSTALL}",
+        python.display()
+    );
     python
 }
 
@@ -75,7 +81,15 @@ fn json_output_of_a_passed_test_and_of_dry_runs() {
     for verb in ["create", "destroy", "test"] {
         let out = sim(
             state.path(),
-            &[verb, "-M", "n2-quick", "-H", "sim", "--dry-run", "--json-output"],
+            &[
+                verb,
+                "-M",
+                "n2-quick",
+                "-H",
+                "sim",
+                "--dry-run",
+                "--json-output",
+            ],
         )
         .ok();
         assert_eq!(out.json()["nodes"][0]["status"], "planned");
@@ -215,4 +229,68 @@ fn every_events_line_of_nested_runs() {
         "{}",
         out.stdout
     );
+}
+
+/// A nested driver that speaks another protocol (here: the real one with
+/// its version rewritten, as an old binary left on the nested PVE would
+/// print) is refused and stopped, with both versions and the fix named;
+/// with the right binary back, the same command goes through.
+#[test]
+fn a_nested_driver_of_another_protocol_version_is_refused() {
+    let state = tempfile::tempdir().unwrap();
+    let out = sim(
+        state.path(),
+        &["create", "-M", "n2-quick", "-H", "sim", "--json-output"],
+    )
+    .ok();
+    let vmid = out.json()["context"]["root-pve_vm_id"].as_u64().unwrap();
+    let guest = state.path().join(format!("pvesim-sim/guests/{vmid}"));
+    let real = guest.join("driver");
+    std::fs::rename(&real, guest.join("driver.real")).unwrap();
+    // Its other commands (the nested simulator) run as they are.
+    std::fs::write(
+        &real,
+        "#!/bin/sh\ncase \"$1\" in\n  create|destroy) ./driver.real \"$@\" | \
+         sed -u 's/\"protocol\":1/\"protocol\":0/g' ;;\n  *) exec ./driver.real \"$@\" ;;\nesac\n",
+    )
+    .unwrap();
+    std::fs::set_permissions(&real, std::fs::Permissions::from_mode(0o755)).unwrap();
+
+    let out = sim(
+        state.path(),
+        &[
+            "destroy",
+            "-M",
+            "n2-quick",
+            "-H",
+            "sim",
+            "--yes",
+            "--json-output",
+        ],
+    )
+    .code(1);
+    let v = out.json();
+    let err = v["error"].as_str().unwrap();
+    assert!(
+        err.starts_with(
+            "root-pve: delegate: the driver on root-pve speaks protocol 0, but this driver \
+             speaks protocol 1: parent and child must be the same driver version."
+        ),
+        "{err}"
+    );
+    assert!(
+        err.contains("replace it with this driver's binary"),
+        "{err}"
+    );
+    // What a refused driver says about its nodes is not taken in.
+    assert_eq!(v["nodes"][1]["name"], "edge", "{v}");
+    assert_eq!(v["nodes"][1]["status"], "completed", "{v}");
+
+    std::fs::rename(guest.join("driver.real"), &real).unwrap();
+    sim(
+        state.path(),
+        &["destroy", "-M", "n2-quick", "-H", "sim", "--yes"],
+    )
+    .ok();
+    assert!(sim_guests(&state.path().join("pvesim-sim")).is_empty());
 }

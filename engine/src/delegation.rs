@@ -31,9 +31,9 @@ pub enum DelegationError {
     #[error(
         "the driver on {node} speaks {}, but this driver speaks protocol {ours}: parent and \
          child must be the same driver version. This driver uploads its own binary when it sets \
-         up a nested PVE, so the one on {node} is another version left in place (e.g. set up by \
-         another driver version, and resuming skips that setup); replace it with this driver's \
-         binary (or destroy and create {node} again), then run the same command again",
+         up a nested PVE, so the one on {node} is another version left in place (set up by \
+         another driver version: a resumed run, or a destroy, does not set it up again): \
+         replace it with this driver's binary, then run the same command again",
         protocol_text(*theirs)
     )]
     Protocol {
@@ -313,7 +313,9 @@ mod tests {
         }
         // Nothing of what it said after its first line is taken as an event.
         assert!(
-            relayed.iter().all(|e| matches!(e.kind, EventKind::Log { .. })),
+            relayed
+                .iter()
+                .all(|e| matches!(e.kind, EventKind::Log { .. })),
             "{relayed:?}"
         );
         let (e, partial) = s.finish().unwrap_err();
@@ -337,7 +339,10 @@ mod tests {
             ),
             "{text}"
         );
-        assert!(text.contains("replace it with this driver's binary"), "{text}");
+        assert!(
+            text.contains("replace it with this driver's binary"),
+            "{text}"
+        );
         // A result line alone is enough to tell.
         let text = refusal(&[&RESULT_OK.replace(r#""protocol":1"#, r#""protocol":7"#)]);
         assert!(text.contains("speaks protocol 7, but"), "{text}");
