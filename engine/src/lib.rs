@@ -4,6 +4,7 @@
 
 #![forbid(unsafe_code)]
 
+pub mod action;
 pub mod catalog;
 pub mod clock;
 pub mod delegation;
@@ -11,6 +12,7 @@ pub mod executor;
 pub mod files;
 pub mod graph;
 pub mod manifest;
+pub mod outcome;
 pub mod output;
 pub mod ownership;
 pub mod plan;

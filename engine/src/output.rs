@@ -1,70 +1,66 @@
 //! The `--json-output` document: a superset of the original driver's
-//! `{verb, success, duration_seconds, nodes[], context, error}`. Fields may
-//! be added; these are never renamed, because parent drivers and CI parse them.
-
-use std::collections::BTreeMap;
+//! `{verb, success, duration_seconds, nodes[], context, error}`, and the
+//! tagged line that closes an `--events` stream with it. Fields may be
+//! added; these are never renamed, because parent drivers and CI parse them
+//! (`schemas/v1/run-output.schema.json` describes the whole document).
 
 use serde::{Deserialize, Serialize};
 
+use crate::outcome::{RunOutcome, PROTOCOL, RESULT_EVENT};
 use crate::plan::Plan;
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum NodeStatus {
-    /// Only in dry runs: what would be done.
-    Planned,
-    Pending,
-    Running,
-    Completed,
-    Failed,
-    Skipped,
-    Destroyed,
-}
-
-impl NodeStatus {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            NodeStatus::Planned => "planned",
-            NodeStatus::Pending => "pending",
-            NodeStatus::Running => "running",
-            NodeStatus::Completed => "completed",
-            NodeStatus::Failed => "failed",
-            NodeStatus::Skipped => "skipped",
-            NodeStatus::Destroyed => "destroyed",
-        }
-    }
-}
-
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-pub struct NodeOutput {
-    pub name: String,
-    pub status: NodeStatus,
-    pub vm_id: Option<u32>,
-    pub ip: Option<String>,
-    /// Seconds.
-    pub duration: Option<f64>,
-    pub error: Option<String>,
-}
-
+/// A run's outcome with what it ran on: the document `--json-output` prints.
 #[derive(Debug, Serialize)]
 pub struct RunOutput<'m> {
-    pub verb: String,
-    pub success: bool,
-    pub duration_seconds: f64,
-    pub nodes: Vec<NodeOutput>,
-    /// `{name}_ip`, `{name}_vm_id`, ...
-    pub context: BTreeMap<String, serde_json::Value>,
-    pub error: Option<String>,
-    /// Stopped when asked to (a signal, the time limit), so resumable.
-    pub interrupted: bool,
+    /// `verb`, `success`, `duration_seconds`, `nodes`, `context`, `error`, ...
+    #[serde(flatten)]
+    pub outcome: RunOutcome,
     pub manifest: Option<String>,
     pub host: String,
     pub dry_run: bool,
+    /// The [`PROTOCOL`] version of this document's shape.
+    pub protocol: u32,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub plan: Option<Plan<'m>>,
     /// Validation problems, when the manifest was refused.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub problems: Vec<ProblemOutput>,
+}
+
+impl<'m> RunOutput<'m> {
+    /// The document of `outcome`, for `manifest` (when it got that far) on `host`.
+    pub fn new(outcome: RunOutcome, manifest: Option<String>, host: &str) -> Self {
+        RunOutput {
+            outcome,
+            manifest,
+            host: host.to_string(),
+            dry_run: false,
+            protocol: PROTOCOL,
+            plan: None,
+            problems: Vec::new(),
+        }
+    }
+}
+
+/// The line that closes a `--events` stream: the `--json-output` document
+/// with the time and `"event": "result"`, so a parent tells it from the
+/// events (and from anything else on the terminal) by its tag.
+#[derive(Debug, Serialize)]
+pub struct ResultLine<'a, 'm> {
+    pub at: String,
+    pub event: &'static str,
+    #[serde(flatten)]
+    pub output: &'a RunOutput<'m>,
+}
+
+impl<'a, 'm> ResultLine<'a, 'm> {
+    pub fn new(output: &'a RunOutput<'m>) -> Self {
+        ResultLine {
+            at: crate::clock::now(),
+            event: RESULT_EVENT,
+            output,
+        }
+    }
 }
 
 /// A validation problem as JSON: where it is and what to do.
@@ -125,42 +121,6 @@ impl ProblemOutput {
             line,
             column,
             help: e.help(),
-        }
-    }
-}
-
-impl RunOutput<'static> {
-    /// The `--json-output` document of a finished run.
-    pub fn from_result(
-        verb: &str,
-        manifest: &str,
-        host: &str,
-        r: &crate::executor::RunResult,
-    ) -> Self {
-        RunOutput {
-            verb: verb.to_string(),
-            success: r.success,
-            duration_seconds: r.duration,
-            nodes: r
-                .nodes
-                .iter()
-                .map(|n| NodeOutput {
-                    name: n.name.clone(),
-                    status: n.status,
-                    vm_id: n.vm_id,
-                    ip: n.ip.clone(),
-                    duration: n.duration,
-                    error: n.error.clone(),
-                })
-                .collect(),
-            context: r.context.clone(),
-            error: r.error.clone(),
-            interrupted: r.interrupted,
-            manifest: Some(manifest.to_string()),
-            host: host.to_string(),
-            dry_run: false,
-            plan: None,
-            problems: Vec::new(),
         }
     }
 }

@@ -20,7 +20,7 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
-use crate::output::NodeStatus;
+use crate::outcome::NodeStatus;
 use crate::state::{NodeState, RunState};
 
 /// Every driver tag starts with this; the state id follows.
@@ -114,18 +114,18 @@ pub fn with_tag(tags: &str, owner: &Owner) -> String {
     all.join(";")
 }
 
-/// A fresh state id: 16 hex digits (a valid PVE tag once prefixed).
-pub fn new_state_id() -> String {
-    let mut b = [0u8; 8];
-    if getrandom::fill(&mut b).is_err() {
-        // No randomness source: time and pid still tell states apart.
-        let t = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.as_nanos())
-            .unwrap_or_default();
-        b = ((t as u64) ^ u64::from(std::process::id()).rotate_left(40)).to_be_bytes();
+pub use crate::state::new_state_id;
+
+/// Who a state acts for, as its guests' markers name it (here rather than
+/// in `state`, which ownership builds on).
+impl RunState {
+    pub fn owner(&self) -> Owner {
+        Owner {
+            manifest: self.manifest.clone(),
+            host: self.host.clone(),
+            state: self.state_id.clone(),
+        }
     }
-    b.iter().map(|x| format!("{x:02x}")).collect()
 }
 
 /// How a guest stands to a state.

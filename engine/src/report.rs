@@ -5,30 +5,78 @@ use std::io;
 use std::path::{Path, PathBuf};
 use std::time::SystemTime;
 
-use serde::Serialize;
+use serde::{Serialize, Serializer};
 
-use crate::executor::RunResult;
 use crate::manifest::Manifest;
+use crate::outcome::RunOutcome;
 
-#[derive(Debug, Serialize)]
+/// A finished run, with what it ran and where.
+#[derive(Debug)]
 pub struct Report<'a> {
-    pub verb: &'a str,
     pub host: &'a str,
     pub driver_version: &'a str,
     pub finished_at: String,
-    pub success: bool,
-    pub duration_seconds: f64,
-    pub error: Option<&'a str>,
-    pub interrupted: bool,
-    pub rolled_back: bool,
     pub manifest: &'a Manifest,
-    pub result: &'a RunResult,
+    pub outcome: &'a RunOutcome,
+}
+
+/// The report's JSON file: the run's summary at the top and the whole
+/// outcome under `result` (the file's shape from before the outcome types
+/// were one; fields are only added).
+#[derive(Serialize)]
+struct ReportFile<'a> {
+    verb: &'a str,
+    host: &'a str,
+    driver_version: &'a str,
+    finished_at: &'a str,
+    success: bool,
+    duration_seconds: f64,
+    error: Option<&'a str>,
+    interrupted: bool,
+    rolled_back: bool,
+    manifest: &'a Manifest,
+    result: ResultFile<'a>,
+}
+
+#[derive(Serialize)]
+struct ResultFile<'a> {
+    #[serde(flatten)]
+    outcome: &'a RunOutcome,
+    /// `duration_seconds` under the name reports gave it first.
+    duration: f64,
+}
+
+impl Serialize for Report<'_> {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let o = self.outcome;
+        ReportFile {
+            verb: o.verb.as_str(),
+            host: self.host,
+            driver_version: self.driver_version,
+            finished_at: &self.finished_at,
+            success: o.success,
+            duration_seconds: o.duration_seconds,
+            error: o.error.as_deref(),
+            interrupted: o.interrupted,
+            rolled_back: o.rolled_back,
+            manifest: self.manifest,
+            result: ResultFile {
+                outcome: o,
+                duration: o.duration_seconds,
+            },
+        }
+        .serialize(s)
+    }
 }
 
 /// Writes the JSON and markdown report; returns their paths.
 pub fn write(dir: &Path, report: &Report<'_>) -> io::Result<(PathBuf, PathBuf)> {
     std::fs::create_dir_all(dir)?;
-    let outcome = if report.success { "passed" } else { "failed" };
+    let outcome = if report.outcome.success {
+        "passed"
+    } else {
+        "failed"
+    };
     let base = format!("{}.{outcome}", crate::clock::stamp(SystemTime::now()));
     let json = dir.join(format!("{base}.json"));
     let md = dir.join(format!("{base}.md"));
@@ -40,32 +88,33 @@ pub fn write(dir: &Path, report: &Report<'_>) -> io::Result<(PathBuf, PathBuf)> 
 
 pub fn markdown(r: &Report<'_>) -> String {
     use std::fmt::Write;
+    let o = r.outcome;
     let mut s = String::new();
     let _ = writeln!(
         s,
         "# driver {}: {} on {} — {}\n",
-        r.verb,
+        o.verb.as_str(),
         r.manifest.name,
         r.host,
-        if r.success { "PASSED" } else { "FAILED" }
+        if o.success { "PASSED" } else { "FAILED" }
     );
     let _ = writeln!(s, "- finished: {}", r.finished_at);
-    let _ = writeln!(s, "- duration: {:.1} s", r.duration_seconds);
+    let _ = writeln!(s, "- duration: {:.1} s", o.duration_seconds);
     let _ = writeln!(s, "- driver: {}", r.driver_version);
-    if let Some(e) = r.error {
+    if let Some(e) = &o.error {
         let _ = writeln!(s, "- error: {e}");
     }
-    if r.interrupted {
+    if o.interrupted {
         let _ = writeln!(s, "- interrupted before the end");
     }
-    if r.rolled_back {
+    if o.rolled_back {
         let _ = writeln!(s, "- rolled back what this run created");
     }
     let _ = writeln!(
         s,
         "\n## Nodes\n\n| node | status | vmid | ip | seconds | error |\n|---|---|---|---|---|---|"
     );
-    for n in &r.result.nodes {
+    for n in &o.nodes {
         let _ = writeln!(
             s,
             "| {} | {} | {} | {} | {} | {} |",
@@ -81,7 +130,7 @@ pub fn markdown(r: &Report<'_>) -> String {
         s,
         "\n## Actions\n\n| node | phase | action | seconds | error |\n|---|---|---|---|---|"
     );
-    for n in &r.result.nodes {
+    for n in &o.nodes {
         for a in &n.actions {
             let _ = writeln!(
                 s,
@@ -105,10 +154,9 @@ pub fn markdown(r: &Report<'_>) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::executor::{ActionTiming, NodeResult};
+    use crate::action::{Action, PhaseKind, Verb};
     use crate::manifest::{load, Source};
-    use crate::output::NodeStatus;
-    use crate::plan::{Action, PhaseKind};
+    use crate::outcome::{ActionTiming, NodeOutcome, NodeStatus};
 
     #[test]
     fn writes_named_md_and_json() {
@@ -118,10 +166,11 @@ mod tests {
         ))
         .unwrap()
         .manifest;
-        let result = RunResult {
+        let result = RunOutcome {
+            verb: Verb::Test,
             success: false,
-            duration: 3.5,
-            nodes: vec![NodeResult {
+            duration_seconds: 3.5,
+            nodes: vec![NodeOutcome {
                 name: "edge".into(),
                 status: NodeStatus::Failed,
                 vm_id: Some(99001),
@@ -142,17 +191,11 @@ mod tests {
         };
         let dir = tempfile::tempdir().unwrap();
         let r = Report {
-            verb: "test",
             host: "sim",
             driver_version: "0.1.0 (abc)",
             finished_at: crate::clock::now(),
-            success: false,
-            duration_seconds: 3.5,
-            error: result.error.as_deref(),
-            interrupted: false,
-            rolled_back: false,
             manifest: &m,
-            result: &result,
+            outcome: &result,
         };
         let (md, json) = write(dir.path(), &r).unwrap();
         let name = md.file_name().unwrap().to_str().unwrap();
@@ -173,5 +216,14 @@ mod tests {
         assert_eq!(v["result"]["nodes"][0]["actions"][0]["action"], "wait_ip");
         assert_eq!(v["manifest"]["name"], "n1");
         assert_eq!(v["driver_version"], "0.1.0 (abc)");
+        // The file's fields of before stay, in their places.
+        assert_eq!(v["verb"], "test");
+        assert_eq!(v["success"], false);
+        assert_eq!(v["duration_seconds"], 3.5);
+        assert_eq!(v["error"], "edge: wait_ip: timed out after 5 min");
+        assert_eq!(v["rolled_back"], false);
+        assert_eq!(v["result"]["duration"], 3.5);
+        assert_eq!(v["result"]["success"], false);
+        assert_eq!(v["result"]["nodes"][0]["duration"], 3.2);
     }
 }

@@ -27,7 +27,7 @@ use std::time::{Duration, Instant};
 use serde::{Deserialize, Serialize};
 
 use crate::manifest::Manifest;
-use crate::output::NodeStatus;
+use crate::outcome::NodeStatus;
 use crate::plan::Action;
 
 pub const STATE_VERSION: u32 = 1;
@@ -133,7 +133,7 @@ impl RunState {
             host: host.to_string(),
             state_id: state_id
                 .filter(|s| !s.is_empty())
-                .unwrap_or_else(crate::ownership::new_state_id),
+                .unwrap_or_else(new_state_id),
             run_id: run_id.to_string(),
             verb: verb.to_string(),
             updated_at: crate::clock::now(),
@@ -145,15 +145,21 @@ impl RunState {
     pub fn node(&self, name: &str) -> Option<&NodeState> {
         self.nodes.iter().find(|n| n.name == name)
     }
+}
 
-    /// Who this state acts for, as its guests' markers name it.
-    pub fn owner(&self) -> crate::ownership::Owner {
-        crate::ownership::Owner {
-            manifest: self.manifest.clone(),
-            host: self.host.clone(),
-            state: self.state_id.clone(),
-        }
+/// A fresh state id: 16 hex digits (a valid PVE tag once prefixed, see
+/// [`crate::ownership`]).
+pub fn new_state_id() -> String {
+    let mut b = [0u8; 8];
+    if getrandom::fill(&mut b).is_err() {
+        // No randomness source: time and pid still tell states apart.
+        let t = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_nanos())
+            .unwrap_or_default();
+        b = ((t as u64) ^ u64::from(std::process::id()).rotate_left(40)).to_be_bytes();
     }
+    b.iter().map(|x| format!("{x:02x}")).collect()
 }
 
 /// One journal line.

@@ -6,8 +6,9 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use engine::executor::{Event, Executor, NodeRunner, RunOptions, Stop};
+use engine::executor::{Executor, NodeRunner, RunOptions, Stop};
 use engine::manifest::Loaded;
+use engine::outcome::Event;
 use engine::output::RunOutput;
 use engine::plan::Action;
 use engine::report::{self, Report};
@@ -234,17 +235,11 @@ async fn run<R: NodeRunner>(
 
     if verb == Verb::Test {
         let r = Report {
-            verb: verb.as_str(),
             host: &args.host,
             driver_version: VERSION,
             finished_at: engine::clock::now(),
-            success: result.success,
-            duration_seconds: result.duration,
-            error: result.error.as_deref(),
-            interrupted: result.interrupted,
-            rolled_back: result.rolled_back,
             manifest: m,
-            result: &result,
+            outcome: &result,
         };
         render::err(&match report::write(&args.reports_dir, &r) {
             Ok((md, _)) => format!("report: {}\n", md.display()),
@@ -255,13 +250,13 @@ async fn run<R: NodeRunner>(
         });
     }
 
-    let out = RunOutput::from_result(verb.as_str(), &m.name, &args.host, &result);
+    let out = RunOutput::new(result, Some(m.name.clone()), &args.host);
     if args.events || args.json_output {
         super::run::print_output(args, &out);
     } else {
         render::out(&render::summary::text(&out));
     }
-    match (&result.error, result.interrupted) {
+    match (&out.outcome.error, out.outcome.interrupted) {
         (None, _) => Ok(()),
         (Some(e), true) => Err(Failure::Interrupted(Some(miette::miette!(
             help = "run the same command again to resume, or `driver destroy` to clean up",

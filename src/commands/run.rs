@@ -5,7 +5,8 @@ use std::path::Path;
 use std::time::Instant;
 
 use engine::manifest::{InvalidManifest, Loaded};
-use engine::output::{NodeOutput, NodeStatus, ProblemOutput, RunOutput};
+use engine::outcome::{NodeOutcome, NodeStatus, RunOutcome};
+use engine::output::{ProblemOutput, ResultLine, RunOutput};
 use engine::{ManifestGraph, Plan, Verb};
 
 use super::{discover_site, load_manifest, Failure};
@@ -64,11 +65,11 @@ fn run_verb(
     super::execute::execute(verb, args, &loaded, &graph, &plan, ready)
 }
 
-/// The `--json-output` document: one line when it closes an `--events`
-/// stream (a parent driver reads that line by line), else pretty.
+/// The `--json-output` document: one tagged line when it closes an
+/// `--events` stream (a parent driver reads that line by line), else pretty.
 pub fn print_output(args: &RunArgs, out: &RunOutput<'_>) {
     if args.events {
-        render::json::line(out);
+        render::json::line(&ResultLine::new(out));
     } else {
         render::json::print(out);
     }
@@ -137,28 +138,22 @@ fn dry_run_output<'m>(
     let nodes = graph
         .create_order()
         .iter()
-        .map(|&i| NodeOutput {
-            name: graph.node(i).name.clone(),
-            status: NodeStatus::Planned,
-            vm_id: graph.node(i).vmid,
-            ip: None,
-            duration: None,
-            error: None,
-        })
+        .map(|&i| NodeOutcome::new(&graph.node(i).name, NodeStatus::Planned, graph.node(i).vmid))
         .collect();
-    RunOutput {
-        verb: plan.verb.as_str().into(),
+    let outcome = RunOutcome {
+        verb: plan.verb,
         success: true,
         duration_seconds: started.elapsed().as_secs_f64(),
         nodes,
         context: Default::default(),
         error: None,
         interrupted: false,
-        manifest: Some(plan.manifest.to_string()),
-        host: plan.host.to_string(),
+        rolled_back: false,
+    };
+    RunOutput {
         dry_run: true,
         plan: Some(plan.clone()),
-        problems: Vec::new(),
+        ..RunOutput::new(outcome, Some(plan.manifest.to_string()), plan.host)
     }
 }
 
@@ -175,22 +170,19 @@ fn json_failure(
         return f;
     }
     let report = f.report();
+    let outcome = RunOutcome::failed(
+        verb,
+        started.elapsed().as_secs_f64(),
+        report.map_or_else(|| "failed".to_string(), ToString::to_string),
+        matches!(f, Failure::Interrupted(_)),
+    );
     let out = RunOutput {
-        verb: verb.as_str().into(),
-        success: false,
-        duration_seconds: started.elapsed().as_secs_f64(),
-        nodes: Vec::new(),
-        context: Default::default(),
-        error: Some(report.map_or_else(|| "failed".to_string(), ToString::to_string)),
-        interrupted: matches!(f, Failure::Interrupted(_)),
-        manifest,
-        host: args.host.clone(),
         dry_run: args.dry_run,
-        plan: None,
         problems: report
             .and_then(|r| r.downcast_ref::<InvalidManifest>())
             .map(ProblemOutput::all)
             .unwrap_or_default(),
+        ..RunOutput::new(outcome, manifest, &args.host)
     };
     print_output(args, &out);
     f

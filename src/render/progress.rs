@@ -8,7 +8,7 @@ use std::collections::HashMap;
 use std::io::Write;
 use std::time::Duration;
 
-use engine::executor::Event;
+use engine::outcome::{Event, EventKind};
 use engine::plan::PhaseKind;
 use indicatif::{MultiProgress, ProgressBar, ProgressStyle};
 
@@ -27,21 +27,21 @@ fn secs(s: f64) -> String {
 
 /// A line of text for an event, or `None` for events not worth a line.
 pub fn line(e: &Event) -> Option<String> {
-    Some(match e {
-        Event::RunStarted {
+    let node = e.node_str();
+    Some(match &e.kind {
+        EventKind::RunStarted {
             verb,
             manifest,
             host,
             nodes,
             ..
         } => format!("{} '{manifest}' on {host}: {nodes} node(s)", verb.as_str()),
-        Event::PhaseStarted { phase, steps } => {
+        EventKind::PhaseStarted { phase, steps } => {
             format!("phase {}: {steps} step(s) here", phase.as_str())
         }
-        Event::StepStarted { .. } => return None,
-        Event::ActionStarted { node, action, .. } => format!("{node}: {} ...", action.name()),
-        Event::ActionFinished {
-            node,
+        EventKind::StepStarted { .. } => return None,
+        EventKind::ActionStarted { action, .. } => format!("{node}: {} ...", action.name()),
+        EventKind::ActionFinished {
             action,
             seconds,
             error,
@@ -54,8 +54,7 @@ pub fn line(e: &Event) -> Option<String> {
                 secs(*seconds)
             ),
         },
-        Event::StepFinished {
-            node,
+        EventKind::StepFinished {
             phase,
             status,
             seconds,
@@ -71,9 +70,9 @@ pub fn line(e: &Event) -> Option<String> {
                 Some(e) => format!("{node}: {} ({e})", status.as_str()),
             }
         }
-        Event::Log { node, line } => format!("{node}| {line}"),
-        Event::Stopping { reason } => format!("stopping: {reason}"),
-        Event::RunFinished { success, seconds } => format!(
+        EventKind::Log { line } => format!("{node}| {line}"),
+        EventKind::Stopping { reason } => format!("stopping: {reason}"),
+        EventKind::RunFinished { success, seconds } => format!(
             "{} in {}",
             if *success { "succeeded" } else { "FAILED" },
             secs(*seconds)
@@ -95,9 +94,8 @@ impl<W: Write + Send> Lines<W> {
 impl<W: Write + Send> Render for Lines<W> {
     fn event(&mut self, e: &Event) {
         if let Some(l) = line(e) {
-            let now = engine::clock::now();
             // "2026-11-25T02:27:43.123Z" -> "02:27:43"
-            let time = now.get(11..19).unwrap_or(&now);
+            let time = e.at.get(11..19).unwrap_or(&e.at);
             let _ = writeln!(self.out, "[{time}] {l}");
         }
     }
@@ -145,20 +143,21 @@ impl Bars {
 
 impl Render for Bars {
     fn event(&mut self, e: &Event) {
-        match e {
-            Event::StepStarted { node, .. } => {
+        let node = e.node_str();
+        match &e.kind {
+            EventKind::StepStarted { .. } => {
                 let bar = self.multi.add(ProgressBar::new_spinner());
                 bar.set_style(self.style.clone());
-                bar.set_prefix(node.clone());
+                bar.set_prefix(node.to_string());
                 bar.enable_steady_tick(Duration::from_millis(120));
-                self.running.insert(node.clone(), bar);
+                self.running.insert(node.to_string(), bar);
             }
-            Event::ActionStarted { node, action, .. } => {
+            EventKind::ActionStarted { action, .. } => {
                 if let Some(bar) = self.running.get(node) {
                     bar.set_message(action.name());
                 }
             }
-            Event::StepFinished { node, .. } => {
+            EventKind::StepFinished { .. } => {
                 if let Some(bar) = self.running.remove(node) {
                     bar.finish_and_clear();
                 }
@@ -166,9 +165,9 @@ impl Render for Bars {
                     let _ = self.multi.println(l);
                 }
             }
-            Event::ActionFinished { error: None, .. } => {}
-            other => {
-                if let Some(l) = line(other) {
+            EventKind::ActionFinished { error: None, .. } => {}
+            _ => {
+                if let Some(l) = line(e) {
                     let _ = self.multi.println(l);
                 }
             }
@@ -185,31 +184,38 @@ impl Render for Bars {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use engine::output::NodeStatus;
+    use engine::outcome::{NodePath, NodeStatus};
     use engine::plan::Action;
 
     fn events() -> Vec<Event> {
+        let edge = || NodePath::node("edge");
         vec![
-            Event::ActionStarted {
-                node: "edge".into(),
-                phase: PhaseKind::Create,
-                action: Action::WaitIp,
-                timeout_seconds: 300,
-            },
-            Event::ActionFinished {
-                node: "edge".into(),
-                phase: PhaseKind::Create,
-                action: Action::WaitIp,
-                seconds: 2.25,
-                error: None,
-            },
-            Event::StepFinished {
-                node: "edge".into(),
-                phase: PhaseKind::Destroy,
-                status: NodeStatus::Failed,
-                seconds: 3.0,
-                error: Some("destroy_vm: locked".into()),
-            },
+            Event::node(
+                edge(),
+                EventKind::ActionStarted {
+                    phase: PhaseKind::Create,
+                    action: Action::WaitIp,
+                    timeout_seconds: 300,
+                },
+            ),
+            Event::node(
+                edge(),
+                EventKind::ActionFinished {
+                    phase: PhaseKind::Create,
+                    action: Action::WaitIp,
+                    seconds: 2.25,
+                    error: None,
+                },
+            ),
+            Event::node(
+                edge(),
+                EventKind::StepFinished {
+                    phase: PhaseKind::Destroy,
+                    status: NodeStatus::Failed,
+                    seconds: 3.0,
+                    error: Some("destroy_vm: locked".into()),
+                },
+            ),
         ]
     }
 
@@ -251,6 +257,8 @@ mod tests {
             .collect();
         assert_eq!(parsed.len(), 3);
         assert_eq!(parsed[0]["event"], "action_started");
+        assert_eq!(parsed[0]["node"], "edge");
+        assert!(parsed[0]["at"].as_str().is_some_and(|t| t.ends_with('Z')));
         assert_eq!(parsed[0]["action"], "wait_ip");
         assert_eq!(parsed[2]["status"], "failed");
     }

@@ -5,8 +5,9 @@ use std::fmt::Write;
 use engine::output::RunOutput;
 
 pub fn text(out: &RunOutput<'_>) -> String {
+    let o = &out.outcome;
     let mut s = String::new();
-    let w = out
+    let w = o
         .nodes
         .iter()
         .map(|n| n.name.len())
@@ -18,7 +19,7 @@ pub fn text(out: &RunOutput<'_>) -> String {
         "\n  {:w$}  {:10}  {:9}  {:15}  {:>8}",
         "node", "status", "vmid", "ip", "seconds"
     );
-    for n in &out.nodes {
+    for n in &o.nodes {
         let _ = writeln!(
             s,
             "  {:w$}  {:10}  {:9}  {:15}  {:>8}{}",
@@ -36,11 +37,11 @@ pub fn text(out: &RunOutput<'_>) -> String {
     let _ = writeln!(
         s,
         "\n{} {} '{}' on {} in {:.1} s",
-        if out.success { "ok:" } else { "FAILED:" },
-        out.verb,
+        if o.success { "ok:" } else { "FAILED:" },
+        o.verb.as_str(),
         out.manifest.as_deref().unwrap_or("?"),
         out.host,
-        out.duration_seconds
+        o.duration_seconds
     );
     s
 }

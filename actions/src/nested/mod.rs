@@ -19,12 +19,14 @@ pub mod installed;
 pub mod simulated;
 
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use engine::delegation::{ChildStream, DelegationError};
 use engine::executor::{ActionCall, ActionError, ActionOutput};
 use engine::manifest::Manifest;
+use engine::outcome::NodePath;
 use engine::plan::PhaseKind;
 
 use crate::ssh::{self, shell_quote, Connection, SshError, StreamOptions};
@@ -343,19 +345,31 @@ impl Nesting {
              --lock-wait {budget}{extra}",
             node = call.node.name
         ));
-        let stream = Arc::new(Mutex::new(ChildStream::new(call.node.name.clone())));
-        let (s, facts) = (stream.clone(), call.facts.clone());
+        let stream = Arc::new(Mutex::new(ChildStream::new(NodePath::node(
+            &call.node.name,
+        ))));
+        // Set once the child shows another protocol version: it is stopped
+        // (as by Ctrl-C) rather than left to build what it was handed.
+        let refused = Arc::new(AtomicBool::new(false));
+        let (s, facts, r) = (stream.clone(), call.facts.clone(), refused.clone());
         let status = conn
             .exec_streaming(
                 &cmd,
                 // When this run stops, so does the child (Ctrl-C into its PTY).
                 StreamOptions::pty()
                     .interrupt_on(call.facts.stopping())
+                    .interrupt_on(refused)
                     .abort_on(call.facts.aborting()),
                 call.timeout,
                 move |_, line| {
-                    let relayed = s.lock().map(|mut st| st.feed(line)).unwrap_or(None);
-                    if let Some(e) = relayed {
+                    let relayed = s.lock().map(|mut st| {
+                        let e = st.feed(line);
+                        if st.refused() {
+                            r.store(true, Ordering::SeqCst);
+                        }
+                        e
+                    });
+                    if let Some(e) = relayed.unwrap_or(None) {
                         facts.relay(e);
                     }
                 },
@@ -385,6 +399,8 @@ impl Nesting {
             }
             // The child's own error names the failed node's path.
             Err((e, Some(partial))) => Err(ActionError::from_child(e.to_string(), partial.nodes)),
+            // Stopped by us: its exit status says nothing more.
+            Err((e @ DelegationError::Protocol { .. }, None)) => Err(fail(e.to_string())),
             Err((e, None)) => Err(fail(match status.code {
                 Some(0) | None => e.to_string(),
                 Some(code) => format!("{e} (child driver exited with {code})"),

@@ -8,6 +8,7 @@ use std::os::fd::{AsFd, BorrowedFd};
 use rustix::event::{PollFd, PollFlags};
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use serde::Serialize;
@@ -104,16 +105,21 @@ pub(crate) fn poll(fds: &mut [PollFd<'_>], timeout: Duration) {
     let _ = rustix::event::poll(fds, Some(&t));
 }
 
-/// When to type Ctrl-C into a PTY: once on `stop`, a second time on `abort`.
+/// When to type Ctrl-C into a PTY: once on any of `stop`, a second time on
+/// `abort`.
 #[derive(Clone, Copy, Default)]
 pub(crate) struct Interrupts<'a> {
-    pub stop: Option<&'a AtomicBool>,
+    pub stop: &'a [Arc<AtomicBool>],
     pub abort: Option<&'a AtomicBool>,
 }
 
 impl Interrupts<'_> {
     fn set(flag: Option<&AtomicBool>) -> bool {
         flag.is_some_and(|f| f.load(Ordering::SeqCst))
+    }
+
+    fn stopping(&self) -> bool {
+        self.stop.iter().any(|f| f.load(Ordering::SeqCst))
     }
 }
 
@@ -258,7 +264,7 @@ fn pump(
             }
         }
         let aborting = Interrupts::set(interrupts.abort);
-        let want = match (Interrupts::set(interrupts.stop) || aborting, aborting) {
+        let want = match (interrupts.stopping() || aborting, aborting) {
             (_, true) => 2,
             (true, false) => 1,
             _ => 0,

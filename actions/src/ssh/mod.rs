@@ -487,7 +487,7 @@ impl Connection {
                 &opts.stdin,
                 opts.pty,
                 channel::Interrupts {
-                    stop: opts.interrupt.as_deref(),
+                    stop: &opts.interrupt,
                     abort: opts.abort.as_deref(),
                 },
                 Instant::now() + timeout,
@@ -567,9 +567,9 @@ impl Connection {
 pub struct StreamOptions {
     pub pty: bool,
     pub stdin: Vec<u8>,
-    /// With a PTY: once this is set, Ctrl-C is typed into the terminal, so
-    /// the command gets SIGINT as from a user at it.
-    pub interrupt: Option<Arc<AtomicBool>>,
+    /// With a PTY: once one of these is set, Ctrl-C is typed into the
+    /// terminal, so the command gets SIGINT as from a user at it.
+    pub interrupt: Vec<Arc<AtomicBool>>,
     /// With a PTY: once set, a second Ctrl-C follows the first (an abort,
     /// as a user pressing it twice), and the command is left soon after
     /// rather than waited for.
@@ -581,7 +581,7 @@ impl StreamOptions {
         StreamOptions {
             pty: true,
             stdin: Vec::new(),
-            interrupt: None,
+            interrupt: Vec::new(),
             abort: None,
         }
     }
@@ -592,8 +592,9 @@ impl StreamOptions {
         self
     }
 
+    /// Ctrl-C into the PTY once `flag` is set (or any other flag given so).
     pub fn interrupt_on(mut self, flag: Arc<AtomicBool>) -> Self {
-        self.interrupt = Some(flag);
+        self.interrupt.push(flag);
         self
     }
 }

@@ -11,13 +11,12 @@ mod state_handle;
 #[cfg(test)]
 mod tests;
 
-use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::collections::{HashMap, VecDeque};
 use std::future::Future;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use serde::{Deserialize, Serialize};
 use tokio::sync::{mpsc, watch, Semaphore};
 use tokio::task::JoinSet;
 
@@ -25,7 +24,9 @@ pub use state_handle::{StateHandle, Writer};
 
 use crate::graph::ManifestGraph;
 use crate::manifest::{NodeSpec, OnError};
-use crate::output::NodeStatus;
+use crate::outcome::{
+    ActionTiming, Event, EventKind, NodeOutcome, NodePath, NodeStatus, RunOutcome, PROTOCOL,
+};
 use crate::ownership::{self, MarkedGuest, Owner};
 use crate::plan::{rollback_phase, Action, Phase, PhaseKind, Plan, Verb};
 use crate::state::{RunState, StateStore};
@@ -34,59 +35,6 @@ use crate::state::{RunState, StateStore};
 pub const DEFAULT_PARALLELISM: usize = 8;
 /// Default number of concurrent provisions (clones) per PVE host.
 pub const DEFAULT_CLONES_PER_HOST: usize = 4;
-
-/// What a renderer (progress view, log, NDJSON stream) is told.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-#[serde(tag = "event", rename_all = "snake_case")]
-pub enum Event {
-    RunStarted {
-        verb: Verb,
-        manifest: String,
-        host: String,
-        run_id: String,
-        nodes: usize,
-    },
-    PhaseStarted {
-        phase: PhaseKind,
-        steps: usize,
-    },
-    StepStarted {
-        node: String,
-        phase: PhaseKind,
-    },
-    ActionStarted {
-        node: String,
-        phase: PhaseKind,
-        action: Action,
-        timeout_seconds: u64,
-    },
-    ActionFinished {
-        node: String,
-        phase: PhaseKind,
-        action: Action,
-        seconds: f64,
-        error: Option<String>,
-    },
-    StepFinished {
-        node: String,
-        phase: PhaseKind,
-        status: NodeStatus,
-        seconds: f64,
-        error: Option<String>,
-    },
-    /// A line of output from an action (e.g. a child driver, ansible).
-    Log {
-        node: String,
-        line: String,
-    },
-    Stopping {
-        reason: String,
-    },
-    RunFinished {
-        success: bool,
-        seconds: f64,
-    },
-}
 
 pub type EventSink = mpsc::UnboundedSender<Event>;
 
@@ -178,10 +126,7 @@ impl Facts {
     /// Passes a line of output on to the renderers.
     pub fn log(&self, line: impl Into<String>) {
         if let Some(e) = &self.events {
-            let _ = e.send(Event::Log {
-                node: self.name.clone(),
-                line: line.into(),
-            });
+            let _ = e.send(Event::log(NodePath::node(&self.name), line));
         }
     }
 }
@@ -195,7 +140,7 @@ pub struct ActionOutput {
     pub context: Vec<(String, serde_json::Value)>,
     /// Outcomes of nodes a child driver handled (delegation), recorded in
     /// this run's state under their own names.
-    pub nodes: Vec<crate::output::NodeOutput>,
+    pub nodes: Vec<NodeOutcome>,
 }
 
 #[derive(Clone, Debug, PartialEq, thiserror::Error)]
@@ -203,7 +148,7 @@ pub struct ActionOutput {
 pub struct ActionError {
     pub message: String,
     /// What a child driver reported about its nodes before it failed.
-    pub nodes: Vec<crate::output::NodeOutput>,
+    pub nodes: Vec<NodeOutcome>,
     /// The action stopped at a safe point because the run is stopping (a
     /// child driver told to stop): the node is left resumable, not failed.
     pub stopped: bool,
@@ -220,7 +165,7 @@ impl ActionError {
 
     /// An error whose message already names the failed node by its path
     /// (`leaf-pve/edge: ...`): a failure reported up from a child driver.
-    pub fn from_child(message: impl Into<String>, nodes: Vec<crate::output::NodeOutput>) -> Self {
+    pub fn from_child(message: impl Into<String>, nodes: Vec<NodeOutcome>) -> Self {
         ActionError {
             message: message.into(),
             nodes,
@@ -229,7 +174,7 @@ impl ActionError {
     }
 
     /// A child driver that stopped when asked to, with what it reported.
-    pub fn stopped(message: impl Into<String>, nodes: Vec<crate::output::NodeOutput>) -> Self {
+    pub fn stopped(message: impl Into<String>, nodes: Vec<NodeOutcome>) -> Self {
         ActionError {
             message: message.into(),
             nodes,
@@ -328,38 +273,6 @@ pub enum Stop {
     Abort,
 }
 
-#[derive(Clone, Debug, Serialize)]
-pub struct ActionTiming {
-    pub phase: PhaseKind,
-    pub action: Action,
-    pub seconds: f64,
-    pub error: Option<String>,
-}
-
-#[derive(Clone, Debug, Serialize)]
-pub struct NodeResult {
-    pub name: String,
-    pub status: NodeStatus,
-    pub vm_id: Option<u32>,
-    pub ip: Option<String>,
-    pub duration: Option<f64>,
-    pub error: Option<String>,
-    pub actions: Vec<ActionTiming>,
-}
-
-#[derive(Clone, Debug, Serialize)]
-pub struct RunResult {
-    pub success: bool,
-    pub duration: f64,
-    pub nodes: Vec<NodeResult>,
-    pub context: BTreeMap<String, serde_json::Value>,
-    pub error: Option<String>,
-    /// Stopped by a signal or the run's time limit.
-    pub interrupted: bool,
-    /// Whether a rollback ran (and so the nodes it destroyed are `destroyed`).
-    pub rolled_back: bool,
-}
-
 /// Outcome of one step.
 enum StepEnd {
     Done,
@@ -402,9 +315,10 @@ struct NodeTimes {
 type Timings = Arc<std::sync::Mutex<Vec<NodeTimes>>>;
 
 impl<R> Ctx<R> {
-    fn emit(&self, e: Event) {
+    /// Tells the renderers about node `name`.
+    fn emit(&self, name: &str, kind: EventKind) {
         if let Some(s) = &self.events {
-            let _ = s.send(e);
+            let _ = s.send(Event::node(NodePath::node(name), kind));
         }
     }
 
@@ -453,6 +367,7 @@ impl<'g, 'm, R: NodeRunner> Executor<'g, 'm, R> {
         }
     }
 
+    /// Tells the renderers about the run, or about one node.
     fn emit(&self, e: Event) {
         if let Some(s) = &self.events {
             let _ = s.send(e);
@@ -467,7 +382,7 @@ impl<'g, 'm, R: NodeRunner> Executor<'g, 'm, R> {
         store: StateStore,
         previous: Option<RunState>,
         mut stop: watch::Receiver<Stop>,
-    ) -> RunResult {
+    ) -> RunOutcome {
         let started = Instant::now();
         let o = &self.options;
         // A state that never recorded a guest (new, or left by a run that
@@ -484,6 +399,16 @@ impl<'g, 'm, R: NodeRunner> Executor<'g, 'm, R> {
             plan.verb.as_str(),
             previous,
         );
+        // First, so that a parent reads the protocol version before
+        // anything else (reconciling may already log).
+        self.emit(Event::run(EventKind::RunStarted {
+            protocol: PROTOCOL,
+            verb: plan.verb,
+            manifest: plan.manifest.to_string(),
+            host: plan.host.to_string(),
+            run_id: o.run_id.clone(),
+            nodes: plan.nodes,
+        }));
         // What the host says is ours, before anything acts on what the
         // state says (a lost journal must not make a guest twice).
         let mut error = self.reconcile(&mut state, plan.verb, fresh).await.err();
@@ -491,13 +416,6 @@ impl<'g, 'm, R: NodeRunner> Executor<'g, 'm, R> {
         if let Err(e) = handle.snapshot().await {
             error.get_or_insert(format!("cannot write state: {e}"));
         }
-        self.emit(Event::RunStarted {
-            verb: plan.verb,
-            manifest: plan.manifest.to_string(),
-            host: plan.host.to_string(),
-            run_id: o.run_id.clone(),
-            nodes: plan.nodes,
-        });
         let deadline = o.timeout.map(|t| started + t);
         let timings: Timings = Arc::new(std::sync::Mutex::new(vec![
             NodeTimes::default();
@@ -552,9 +470,9 @@ impl<'g, 'm, R: NodeRunner> Executor<'g, 'm, R> {
                     .collect()
             });
             if !created.is_empty() && !matches!(*stop.borrow(), Stop::Abort) {
-                self.emit(Event::Stopping {
+                self.emit(Event::run(EventKind::Stopping {
                     reason: format!("rolling back {} node(s) this run created", created.len()),
-                });
+                }));
                 // A rollback must run even after a graceful stop.
                 let (_keep, mut calm) = watch::channel(Stop::None);
                 let phase = rollback_phase(self.graph, plan.host, &created);
@@ -592,7 +510,7 @@ impl<'g, 'm, R: NodeRunner> Executor<'g, 'm, R> {
                     .into_iter()
                     .chain(std::iter::repeat_with(NodeTimes::default)),
             )
-            .map(|(n, t)| NodeResult {
+            .map(|(n, t)| NodeOutcome {
                 name: n.name.clone(),
                 status: n.status,
                 vm_id: n.vm_id,
@@ -620,10 +538,11 @@ impl<'g, 'm, R: NodeRunner> Executor<'g, 'm, R> {
         }
         let success = error.is_none();
         let seconds = started.elapsed().as_secs_f64();
-        self.emit(Event::RunFinished { success, seconds });
-        RunResult {
+        self.emit(Event::run(EventKind::RunFinished { success, seconds }));
+        RunOutcome {
+            verb: plan.verb,
             success,
-            duration: seconds,
+            duration_seconds: seconds,
             nodes,
             context,
             error,
@@ -649,12 +568,10 @@ impl<'g, 'm, R: NodeRunner> Executor<'g, 'm, R> {
         let r = ownership::reconcile(st, &found, fresh, verb == Verb::Destroy)
             .map_err(|e| format!("{e}; {}", e.hint(self.options.manifest_arg.as_deref())))?;
         for (node, vmid) in &r.adopted {
-            self.emit(Event::Log {
-                node: node.clone(),
-                line: format!(
-                    "guest {vmid} carries this state's marker: taken back into the state"
-                ),
-            });
+            self.emit(Event::log(
+                NodePath::node(node),
+                format!("guest {vmid} carries this state's marker: taken back into the state"),
+            ));
         }
         for (node, vmid) in &r.extra {
             tracing::warn!(
@@ -721,10 +638,10 @@ impl<'g, 'm, R: NodeRunner> Executor<'g, 'm, R> {
         deadline: Option<Instant>,
     ) -> PhaseOutcome {
         let steps = &phase.steps;
-        self.emit(Event::PhaseStarted {
+        self.emit(Event::run(EventKind::PhaseStarted {
             phase: phase.kind,
             steps: steps.iter().filter(|s| s.is_local()).count(),
-        });
+        }));
         let local: Vec<bool> = steps.iter().map(|s| s.is_local()).collect();
         let mut indegree = vec![0usize; steps.len()];
         let mut dependents: Vec<Vec<usize>> = vec![Vec::new(); steps.len()];
@@ -814,9 +731,9 @@ impl<'g, 'm, R: NodeRunner> Executor<'g, 'm, R> {
                                     if !stopping {
                                         stopping = true;
                                         ctx.stop.store(true, Ordering::SeqCst);
-                                        self.emit(Event::Stopping {
+                                        self.emit(Event::run(EventKind::Stopping {
                                             reason: format!("{name} failed (on_error: {})", policy_name(policy)),
-                                        });
+                                        }));
                                     }
                                 }
                             }
@@ -837,12 +754,12 @@ impl<'g, 'm, R: NodeRunner> Executor<'g, 'm, R> {
                             out.interrupted = true;
                             out.error.get_or_insert("interrupted".into());
                             ctx.stop.store(true, Ordering::SeqCst);
-                            self.emit(Event::Stopping { reason: "interrupted: finishing running actions".into() });
+                            self.emit(Event::run(EventKind::Stopping { reason: "interrupted: finishing running actions".into() }));
                         }
                         Stop::Abort => {
                             out.interrupted = true;
                             out.error.get_or_insert("aborted".into());
-                            self.emit(Event::Stopping { reason: "aborted".into() });
+                            self.emit(Event::run(EventKind::Stopping { reason: "aborted".into() }));
                             ctx.stop.store(true, Ordering::SeqCst);
                             ctx.abort.store(true, Ordering::SeqCst);
                             set.abort_all();
@@ -859,7 +776,7 @@ impl<'g, 'm, R: NodeRunner> Executor<'g, 'm, R> {
                         crate::clock::human(self.options.timeout.unwrap_or_default())
                     ));
                     ctx.stop.store(true, Ordering::SeqCst);
-                    self.emit(Event::Stopping { reason: "time limit reached".into() });
+                    self.emit(Event::run(EventKind::Stopping { reason: "time limit reached".into() }));
                 }
             }
         }
@@ -878,13 +795,15 @@ impl<'g, 'm, R: NodeRunner> Executor<'g, 'm, R> {
         let host = host_of(self.graph, node, &ctx.target_host);
         match self.runner.exists(spec, host, st.vm_id, &ctx.owner).await {
             Ok(true) => {
-                ctx.emit(Event::StepFinished {
-                    node: spec.name.clone(),
-                    phase: PhaseKind::Create,
-                    status: NodeStatus::Completed,
-                    seconds: 0.0,
-                    error: None,
-                });
+                ctx.emit(
+                    &spec.name,
+                    EventKind::StepFinished {
+                        phase: PhaseKind::Create,
+                        status: NodeStatus::Completed,
+                        seconds: 0.0,
+                        error: None,
+                    },
+                );
                 true
             }
             _ => {
@@ -1021,10 +940,7 @@ impl Pending {
 async fn run_step<R: NodeRunner>(ctx: Arc<Ctx<R>>, job: StepJob) -> (usize, StepEnd) {
     let name = job.spec.name.clone();
     let step_started = Instant::now();
-    ctx.emit(Event::StepStarted {
-        node: name.clone(),
-        phase: ctx.phase,
-    });
+    ctx.emit(&name, EventKind::StepStarted { phase: ctx.phase });
     let mut pending = Pending::default();
     let earlier_error = match ctx.keeps_errors && ctx.phase == PhaseKind::Destroy {
         true => ctx.state.node(job.node).and_then(|n| n.error),
@@ -1066,13 +982,15 @@ async fn run_step<R: NodeRunner>(ctx: Arc<Ctx<R>>, job: StepJob) -> (usize, Step
             (StepEnd::Failed(e.clone()), NodeStatus::Failed, Some(e))
         }
     };
-    ctx.emit(Event::StepFinished {
-        node: name,
-        phase,
-        status,
-        seconds: step_started.elapsed().as_secs_f64(),
-        error,
-    });
+    ctx.emit(
+        &name,
+        EventKind::StepFinished {
+            phase,
+            status,
+            seconds: step_started.elapsed().as_secs_f64(),
+            error,
+        },
+    );
     (job.slot, end)
 }
 
@@ -1123,12 +1041,14 @@ async fn run_actions<R: NodeRunner>(
         }
         let current = ctx.state.node(job.node).unwrap_or_else(|| before.clone());
         let timeout = ctx.timeout(action);
-        ctx.emit(Event::ActionStarted {
-            node: job.spec.name.clone(),
-            phase,
-            action,
-            timeout_seconds: timeout.as_secs(),
-        });
+        ctx.emit(
+            &job.spec.name,
+            EventKind::ActionStarted {
+                phase,
+                action,
+                timeout_seconds: timeout.as_secs(),
+            },
+        );
         let call = ActionCall {
             verb: ctx.verb,
             phase,
@@ -1173,13 +1093,15 @@ async fn run_actions<R: NodeRunner>(
                 });
             }
         }
-        ctx.emit(Event::ActionFinished {
-            node: job.spec.name.clone(),
-            phase,
-            action,
-            seconds,
-            error: error.clone(),
-        });
+        ctx.emit(
+            &job.spec.name,
+            EventKind::ActionFinished {
+                phase,
+                action,
+                seconds,
+                error: error.clone(),
+            },
+        );
         let child_nodes = match &result {
             Ok(out) => out.nodes.clone(),
             Err(e) => e.nodes.clone(),

@@ -154,13 +154,10 @@ impl NodeRunner for Scripted {
             Action::WaitIp => out.ip = Some(format!("127.0.0.{}", call.node.name.len())),
             // A child driver reports the nodes inside this PVE node.
             Action::Delegate => {
-                out.nodes = vec![crate::output::NodeOutput {
-                    name: "a".into(),
-                    status: NodeStatus::Completed,
-                    vm_id: Some(777),
+                out.nodes = vec![NodeOutcome {
                     ip: Some("127.77.0.7".into()),
                     duration: Some(1.0),
-                    error: None,
+                    ..NodeOutcome::new("a", NodeStatus::Completed, Some(777))
                 }];
                 out.context.push(("a_ip".into(), "127.77.0.7".into()));
             }
@@ -231,7 +228,7 @@ impl Harness {
         runner: &Arc<Scripted>,
         opts: RunOptions,
         stop: watch::Receiver<Stop>,
-    ) -> (RunResult, Vec<Event>) {
+    ) -> (RunOutcome, Vec<Event>) {
         let g = ManifestGraph::new(m);
         let plan = Plan::build(verb, &g, "h");
         let (store, prev) = StateStore::open(self.dir.path(), &m.name, "h", false).unwrap();
@@ -257,7 +254,7 @@ fn no_stop() -> watch::Receiver<Stop> {
     watch::channel(Stop::None).1
 }
 
-fn status(r: &RunResult, name: &str) -> NodeStatus {
+fn status(r: &RunOutcome, name: &str) -> NodeStatus {
     r.nodes.iter().find(|n| n.name == name).unwrap().status
 }
 
@@ -310,11 +307,22 @@ async fn siblings_overlap_and_parents_come_first() {
         res.context
     );
     assert!(res.context.contains_key("y_ip"));
-    assert!(matches!(events.first(), Some(Event::RunStarted { .. })));
     assert!(matches!(
-        events.last(),
-        Some(Event::RunFinished { success: true, .. })
+        events.first().map(|e| &e.kind),
+        Some(EventKind::RunStarted {
+            protocol: PROTOCOL,
+            ..
+        })
     ));
+    assert!(matches!(
+        events.last().map(|e| &e.kind),
+        Some(EventKind::RunFinished { success: true, .. })
+    ));
+    // Node events name their node; every event has its time.
+    assert!(events
+        .iter()
+        .any(|e| e.node_str() == "x" && matches!(e.kind, EventKind::StepStarted { .. })));
+    assert!(events.iter().all(|e| e.at.ends_with('Z')));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -481,7 +489,9 @@ async fn graceful_signal_then_abort() {
     let calls = r.calls(PhaseKind::Create, Action::Provision);
     assert_eq!(calls, ["a"]);
     assert!(r.calls(PhaseKind::Create, Action::StartVm).is_empty());
-    assert!(events.iter().any(|e| matches!(e, Event::Stopping { .. })));
+    assert!(events
+        .iter()
+        .any(|e| matches!(e.kind, EventKind::Stopping { .. })));
 
     // Abort does not wait for a hung action.
     let h = Harness::new();

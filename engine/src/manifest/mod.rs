@@ -232,23 +232,7 @@ impl Manifest {
         self.execution.default_mode
     }
 
-    /// Drops every node more than `levels` levels deep (1 keeps only the
-    /// nodes on the target host). Dependencies stay among siblings, so what
-    /// is kept is still valid. Returns how many nodes were dropped.
-    pub fn limit_depth(&mut self, levels: usize) -> usize {
-        let depth = {
-            let g = crate::graph::ManifestGraph::new(self);
-            (0..g.len()).map(|i| g.depth(i)).collect::<Vec<_>>()
-        };
-        let before = self.nodes.len();
-        let mut i = 0;
-        self.nodes.retain(|_| {
-            let keep = depth[i] < levels;
-            i += 1;
-            keep
-        });
-        before - self.nodes.len()
-    }
+    // `limit_depth` is in `graph`: depth is the graph's to tell.
 }
 
 /// Is `name` usable as a VM hostname (one RFC 1123 label)?
