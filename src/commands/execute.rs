@@ -11,7 +11,7 @@ use engine::manifest::Loaded;
 use engine::outcome::Event;
 use engine::output::RunOutput;
 use engine::plan::Action;
-use engine::report::{self, Report};
+use engine::report::Report;
 use engine::state::{self, RunState, StateError, StateStore};
 use engine::{ManifestGraph, Plan, Verb};
 use tokio::sync::{mpsc, watch};
@@ -241,7 +241,7 @@ async fn run<R: NodeRunner>(
             manifest: m,
             outcome: &result,
         };
-        render::err(&match report::write(&args.reports_dir, &r) {
+        render::err(&match render::report::write(&args.reports_dir, &r) {
             Ok((md, _)) => format!("report: {}\n", md.display()),
             Err(e) => format!(
                 "warning: cannot write the report to {}: {e}\n",

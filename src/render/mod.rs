@@ -5,6 +5,7 @@ pub mod graph;
 pub mod json;
 pub mod plan;
 pub mod progress;
+pub mod report;
 pub mod summary;
 
 use std::io::Write;
