@@ -15,6 +15,7 @@ mod discover;
 mod hosts;
 pub mod refs;
 pub mod resolve;
+pub mod run;
 
 use std::path::{Path, PathBuf};
 
