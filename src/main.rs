@@ -5,6 +5,7 @@
 
 mod cli;
 mod commands;
+mod env;
 mod render;
 
 use std::process::ExitCode;

@@ -43,6 +43,8 @@ pub struct GuestSetup {
     pub python: String,
     /// Nodes made with OpenTofu instead of the API, and how.
     pub tofu: Option<TofuSetup>,
+    /// `ansible-playbook` to run; `None`: from `PATH`.
+    pub ansible_program: Option<PathBuf>,
 }
 
 /// The seed's TofuApply/TofuDestroy as the provisioner of some nodes.
@@ -763,7 +765,7 @@ impl PveRunner {
         let mut run = ansible::PlaybookRun::new(playbook.clone(), vec![host], vars.clone());
         run.timeout = call.timeout;
         run.ssh_wait = Some(ansible::DEFAULT_SSH_TIMEOUT);
-        run.program = std::env::var_os("DRIVER_ANSIBLE_PLAYBOOK").map(PathBuf::from);
+        run.program = self.setup.ansible_program.clone();
         run.working_dir = playbook.parent().map(PathBuf::from);
         let facts = call.facts.clone();
         let outcome = ansible::run_playbook(&run, move |line| facts.log(line)).await?;

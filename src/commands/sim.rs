@@ -94,12 +94,8 @@ pub fn run(cmd: &SimCommand) -> Result<(), Failure> {
         ),
         None => None,
     };
-    let mut faults: Vec<sim::Fault> = match std::env::var("PVESIM_FAULTS") {
-        // Faults a parent driver passes down to nested simulators (a JSON list).
-        Ok(v) if !v.trim().is_empty() => serde_json::from_str(&v)
-            .map_err(|e| Failure::usage(miette::miette!("$PVESIM_FAULTS: {e}")))?,
-        _ => Vec::new(),
-    };
+    // Faults a parent driver passes down to nested simulators (a JSON list).
+    let mut faults = crate::env::SimEnv::read()?.faults;
     for f in &args.faults {
         let fault: sim::Fault = serde_json::from_str(f)
             .map_err(|e| Failure::usage(miette::miette!("--fault '{f}': {e}")))?;
@@ -114,7 +110,7 @@ pub fn run(cmd: &SimCommand) -> Result<(), Failure> {
         node_name: args.node.clone(),
         token,
         // Ticket login stays off unless a password is given out of band (never on argv).
-        root_password: std::env::var("PVESIM_ROOT_PASSWORD").ok(),
+        root_password: crate::env::sim_root_password(),
         time_scale: args.time_scale,
         state_dir: Some(state_dir),
         faults,

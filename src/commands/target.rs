@@ -90,18 +90,6 @@ fn trust_of(site: &SiteConfig, host: &HostConfig) -> Result<TlsTrust, Failure> {
     }
 }
 
-/// Simulator settings from the environment, for demos and tests:
-/// `PVESIM_TIME_SCALE=1` (realistic durations; default 0, instant) and
-/// `PVESIM_FAULTS='[{"kind": "task_failure", "op": "clone"}]'`.
-fn sim_env<T: serde::de::DeserializeOwned>(var: &str) -> Result<Option<T>, Failure> {
-    match std::env::var(var) {
-        Ok(v) if !v.trim().is_empty() => serde_json::from_str(&v)
-            .map(Some)
-            .map_err(|e| Failure::usage(miette::miette!("${var} is not valid: {e}"))),
-        _ => Ok(None),
-    }
-}
-
 /// What this driver's command line passes on to the drivers of nested PVEs.
 #[derive(Clone, Debug, Default)]
 pub struct PassedOn {
@@ -117,7 +105,7 @@ pub struct PassedOn {
 /// first, then connects.
 pub fn check(site: &SiteConfig, name: &str, manifest: &Manifest) -> Result<Checked, Failure> {
     let (host, secrets) = resolve_host(site, name)?;
-    let scale: f64 = sim_env("PVESIM_TIME_SCALE")?.unwrap_or(0.0);
+    let scale = crate::env::SimEnv::read()?.time_scale;
     let api = match host.simulated {
         true => None,
         false => {
@@ -217,7 +205,7 @@ pub async fn connect(checked: Checked, state_dir: &Path) -> Result<(Target, Gues
         None => {
             let dir = state_dir.join(format!("pvesim-{}", host.name));
             // Checked here, where a bad value is a usage error; the simulator reads it too.
-            sim_env::<Vec<sim::Fault>>("PVESIM_FAULTS")?;
+            crate::env::SimEnv::read()?;
             let settings = super::simhost::Settings {
                 node: &host.node_name,
                 time_scale: scale,
@@ -302,6 +290,7 @@ impl Guests {
             playbooks: settings.playbooks.clone(),
             python: settings.python.clone(),
             tofu,
+            ansible_program: crate::env::ansible_program(),
         };
         let sizes = settings.sizes.clone();
         let size_for: actions::runner::SizeFor = Arc::new(move |node| {
@@ -330,9 +319,7 @@ impl Guests {
                 guest_net,
                 guest_ssh_port: SIM_GUEST_SSH_PORT,
                 time_scale,
-                faults: std::env::var("PVESIM_FAULTS")
-                    .ok()
-                    .filter(|f| !f.trim().is_empty()),
+                faults: crate::env::SimEnv::read()?.faults_json,
             }),
             None => NestedHost::Installed(InstalledPve {
                 image_files: settings.image_files.clone(),
@@ -412,7 +399,7 @@ fn tofu_setup(
         env_dir: plan.env_dir.clone(),
         states_root: state_dir.join(".states"),
         env: plan.env.clone(),
-        program: std::env::var_os("DRIVER_TOFU").map(std::path::PathBuf::from),
+        program: crate::env::tofu_program(),
         tfvars,
     })
 }
