@@ -397,11 +397,13 @@ impl PveRunner {
         explicit: Option<u32>,
     ) -> Result<u32, ActionError> {
         let mut tries = 0;
+        // Above the last id lost to another clone, once one was lost.
+        let mut floor = None;
         loop {
             tries += 1;
             let id = match explicit {
                 Some(id) => id,
-                None => self.client.next_id().await.map_err(err)?,
+                None => self.client.next_id_from(floor).await.map_err(err)?,
             };
             // Durable before the clone starts: a crash from here on leaves a
             // vmid in state that destroy and resume can find.
@@ -421,16 +423,21 @@ impl PveRunner {
                 .await
             {
                 Ok(()) => return Ok(id),
-                Err(e) if explicit.is_none() && tries < 5 && e.is_vmid_taken() => {
+                Err(e) if explicit.is_none() && tries < MAX_CLONE_TRIES && e.is_vmid_taken() => {
                     call.facts.log(format!(
                         "vmid {id} was taken meanwhile; asking PVE for another"
                     ));
+                    floor = Some(id.saturating_add(1));
                 }
                 Err(e) => return Err(err(e)),
             }
         }
     }
 }
+
+/// Clones whose picked vmid another clone took first, before giving up:
+/// each retry asks from above the lost id, so racers spread out.
+const MAX_CLONE_TRIES: u32 = 10;
 
 /// The disk a guest boots from, as its config names it.
 fn boot_disk(kind: GuestKind, cfg: &Value) -> Option<String> {

@@ -280,6 +280,17 @@ async fn task_failure_carries_exit_status_and_log(pve: &impl Peer) {
     }
 }
 
+both!(next_id_from, a_free_vmid_is_found_above_a_lost_one);
+async fn a_free_vmid_is_found_above_a_lost_one(pve: &impl Peer) {
+    let c = pve.client();
+    c.clone_guest(GuestKind::Qemu, 9000, 150, "t", None, true, LONG)
+        .await
+        .unwrap();
+    // Asking from a taken id walks up to the next free one.
+    assert_eq!(c.next_id_from(Some(150)).await.unwrap(), 151);
+    assert_eq!(c.next_id_from(Some(160)).await.unwrap(), 160);
+}
+
 both!(lock_retry, lock_timeouts_are_retried);
 async fn lock_timeouts_are_retried(pve: &impl Peer) {
     let c = pve.client();

@@ -112,6 +112,12 @@ impl PveError {
     /// A clone or create whose vmid another guest took meanwhile.
     pub fn is_vmid_taken(&self) -> bool {
         let text = match self {
+            // `nextid?vmid=N` says so per parameter: `vmid: VM N already exists`.
+            PveError::Api { errors, .. }
+                if errors.values().any(|v| v.contains("already exists")) =>
+            {
+                return true
+            }
             PveError::Api { message, .. } => message.as_str(),
             PveError::TaskFailed {
                 exitstatus, log, ..

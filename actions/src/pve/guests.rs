@@ -102,6 +102,26 @@ impl PveClient {
 
     /// A free vmid from the cluster.
     pub async fn next_id(&self) -> Result<u32, PveError> {
+        self.next_id_from(None).await
+    }
+
+    /// A free vmid of at least `floor` (PVE's `nextid?vmid=N` says whether N
+    /// is free), or the cluster's lowest free one without a floor. After a
+    /// lost race for an id, asking from above it keeps the racers from
+    /// colliding on the same lowest id again and again.
+    pub async fn next_id_from(&self, floor: Option<u32>) -> Result<u32, PveError> {
+        if let Some(floor) = floor {
+            for id in floor..floor.saturating_add(1000) {
+                match self
+                    .get_with("/cluster/nextid", &[("vmid", id.to_string())])
+                    .await
+                {
+                    Ok(_) => return Ok(id),
+                    Err(e) if e.is_vmid_taken() => continue,
+                    Err(e) => return Err(e),
+                }
+            }
+        }
         let v = self.get("/cluster/nextid").await?;
         as_u32(&v).ok_or_else(|| PveError::Shape {
             path: "/cluster/nextid".into(),
