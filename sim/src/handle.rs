@@ -16,7 +16,8 @@ use tokio::task::JoinHandle;
 use crate::config::{ApiToken, SimConfig};
 use crate::error::SimError;
 use crate::faults::{Fault, FaultId};
-use crate::model::{self, mac_for, Guest, Shared, State, TokenEntry};
+use crate::ids::{mac_for, random_uuid};
+use crate::model::{Guest, Shared, State, TokenEntry};
 use crate::tls;
 
 /// QEMU VM or LXC container.
@@ -198,8 +199,8 @@ fn seed(st: &mut State, net: [u8; 2]) {
                 "description",
                 json!(format!("pvesim template for image {name}")),
             ),
-            ("smbios1", json!(format!("uuid={}", model::random_uuid()))),
-            ("vmgenid", json!(model::random_uuid())),
+            ("smbios1", json!(format!("uuid={}", random_uuid()))),
+            ("vmgenid", json!(random_uuid())),
         ]
         .into_iter()
         .map(|(k, v)| (k.to_string(), v))

@@ -27,11 +27,13 @@
 //! `ssh` (guest SSH servers, guest folders and processes), `net` (guest address plans).
 
 mod api;
+mod clock;
 pub mod config;
 mod error;
 pub mod faults;
 pub mod folder;
 mod handle;
+mod ids;
 mod model;
 mod net;
 mod params;

@@ -9,68 +9,20 @@ use std::cell::RefCell;
 use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
 use std::net::Ipv4Addr;
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::Ordering;
 use std::sync::{Mutex, MutexGuard};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use crate::config::{scale, ApiToken, SimConfig, Timings};
+use crate::clock::{now_unix, TimeScale};
+use crate::config::{ApiToken, SimConfig, Timings};
 use crate::faults::FaultSet;
 use crate::handle::GuestKind;
+use crate::ids::format_upid;
 use crate::persist::{Store, Tracked, TASKS_KEPT};
-use crate::tasks::{format_upid, Task};
-
-pub(crate) fn now_unix() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0)
-}
-
-pub(crate) fn random_bytes<const N: usize>() -> [u8; N] {
-    use ring::rand::SecureRandom;
-    let mut b = [0u8; N];
-    // SystemRandom only fails if the OS has no entropy source; fall back to the clock then,
-    // which is fine for a simulator's tokens.
-    if ring::rand::SystemRandom::new().fill(&mut b).is_err() {
-        let t = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map(|d| d.as_nanos())
-            .unwrap_or(0);
-        for (i, x) in b.iter_mut().enumerate() {
-            *x = (t >> ((i % 16) * 8)) as u8 ^ (i as u8).wrapping_mul(31);
-        }
-    }
-    b
-}
-
-/// A random UUID (v4), the form PVE gives token secrets.
-pub(crate) fn random_uuid() -> String {
-    let mut b = random_bytes::<16>();
-    b[6] = (b[6] & 0x0f) | 0x40;
-    b[8] = (b[8] & 0x3f) | 0x80;
-    let h: Vec<String> = b.iter().map(|x| format!("{x:02x}")).collect();
-    format!(
-        "{}-{}-{}-{}-{}",
-        h[0..4].concat(),
-        h[4..6].concat(),
-        h[6..8].concat(),
-        h[8..10].concat(),
-        h[10..16].concat()
-    )
-}
-
-pub(crate) fn random_hex(n: usize) -> String {
-    random_bytes::<32>()
-        .iter()
-        .map(|x| format!("{x:02X}"))
-        .collect::<String>()
-        .chars()
-        .take(n)
-        .collect()
-}
+use crate::tasks::Task;
 
 /// One guest.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -416,7 +368,7 @@ impl State {
 /// What every request handler and task shares.
 pub(crate) struct Shared {
     state: Mutex<State>,
-    time_scale_bits: AtomicU64,
+    time_scale: TimeScale,
     pub timings: Timings,
     pub node: String,
     pub state_dir: Option<PathBuf>,
@@ -451,7 +403,7 @@ impl Shared {
                 me,
             ),
             state: Mutex::new(state),
-            time_scale_bits: AtomicU64::new(config.time_scale.to_bits()),
+            time_scale: TimeScale::new(config.time_scale),
             timings: config.timings,
             node: config.node_name.clone(),
             state_dir: config.state_dir.clone(),
@@ -475,16 +427,15 @@ impl Shared {
     }
 
     pub fn time_scale(&self) -> f64 {
-        f64::from_bits(self.time_scale_bits.load(Ordering::Relaxed))
+        self.time_scale.get()
     }
 
     pub fn set_time_scale(&self, s: f64) {
-        let s = if s.is_finite() && s > 0.0 { s } else { 0.0 };
-        self.time_scale_bits.store(s.to_bits(), Ordering::Relaxed);
+        self.time_scale.set(s);
     }
 
     pub fn scaled(&self, d: Duration) -> Duration {
-        scale(d, self.time_scale())
+        self.time_scale.scaled(d)
     }
 
     pub fn close(&self) {
@@ -540,17 +491,6 @@ pub(crate) fn lock_message(kind: GuestKind, vmid: u32) -> String {
             format!("can't lock file '/run/lock/lxc/pve-config-{vmid}.lock' - got timeout")
         }
     }
-}
-
-/// A deterministic MAC for a guest's NIC, in Proxmox's `BC:24:11` range.
-pub(crate) fn mac_for(vmid: u32, index: u32) -> String {
-    let v = vmid.wrapping_mul(32).wrapping_add(index);
-    format!(
-        "BC:24:11:{:02X}:{:02X}:{:02X}",
-        (v >> 16) & 0xff,
-        (v >> 8) & 0xff,
-        v & 0xff
-    )
 }
 
 /// SHA-1 of the config, as PVE's `digest`.

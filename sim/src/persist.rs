@@ -247,7 +247,7 @@ impl Store {
         st.guests.take_dirty();
         st.tokens.take_dirty();
         st.finished.borrow_mut().clear();
-        let generation = u64::from_le_bytes(crate::model::random_bytes::<8>());
+        let generation = u64::from_le_bytes(crate::ids::random_bytes::<8>());
         let path = self.dir.join(STATE_FILE);
         let snap = SnapshotOut {
             version: 1,

@@ -10,7 +10,7 @@ use serde_json::Value;
 
 use crate::error::{ApiError, ApiResult};
 use crate::handle::GuestKind;
-use crate::params::Params;
+use crate::params::{parse_bool, Params};
 
 #[derive(Debug, Clone, Copy)]
 pub(crate) enum Ty {
@@ -192,20 +192,6 @@ pub(crate) fn prop(kind: GuestKind, key: &str) -> Option<Ty> {
     match kind {
         GuestKind::Qemu => qemu_prop(key),
         GuestKind::Lxc => lxc_prop(key),
-    }
-}
-
-const TRUE: &[&str] = &["1", "true", "yes", "on"];
-const FALSE: &[&str] = &["0", "false", "no", "off"];
-
-pub(crate) fn parse_bool(v: &str) -> Option<bool> {
-    let l = v.to_ascii_lowercase();
-    if TRUE.contains(&l.as_str()) {
-        Some(true)
-    } else if FALSE.contains(&l.as_str()) {
-        Some(false)
-    } else {
-        None
     }
 }
 

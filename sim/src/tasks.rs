@@ -68,33 +68,6 @@ impl Task {
     }
 }
 
-/// `UPID:{node}:{pid}:{pstart}:{starttime}:{type}:{id}:{user}:` with PVE's hex widths.
-pub(crate) fn format_upid(
-    node: &str,
-    pid: u32,
-    pstart: u32,
-    starttime: u64,
-    ttype: &str,
-    id: &str,
-    user: &str,
-) -> String {
-    format!("UPID:{node}:{pid:08X}:{pstart:08X}:{starttime:08X}:{ttype}:{id}:{user}:")
-}
-
-/// Checks a UPID's syntax as PVE does (`unable to parse worker upid`).
-pub(crate) fn parse_upid(upid: &str) -> Option<(String, u32)> {
-    let parts: Vec<&str> = upid.split(':').collect();
-    if parts.len() != 9 || parts[0] != "UPID" || !parts[8].is_empty() {
-        return None;
-    }
-    let hex = |s: &str| s.len() >= 8 && s.chars().all(|c| c.is_ascii_hexdigit());
-    if !(hex(parts[2]) && hex(parts[3]) && hex(parts[4])) || parts[5].is_empty() {
-        return None;
-    }
-    let pid = u32::from_str_radix(parts[2], 16).ok()?;
-    Some((parts[1].to_string(), pid))
-}
-
 /// The effect of a task, applied under the state lock when its time is up. It returns extra
 /// log lines, or the error the task ends with.
 pub(crate) type Apply = Box<dyn FnOnce(&mut State, &Shared) -> Result<Vec<String>, String> + Send>;

@@ -10,8 +10,10 @@ use std::time::{Duration, Instant};
 use hyper::HeaderMap;
 use serde_json::{json, Value};
 
+use crate::clock::now_unix;
 use crate::error::{ApiError, ApiResult};
-use crate::model::{now_unix, random_hex, random_uuid, Shared, Ticket, TokenEntry};
+use crate::ids::{random_hex, random_uuid};
+use crate::model::{Shared, Ticket, TokenEntry};
 use crate::schema::{specs, validate};
 use crate::server::ApiRequest;
 

@@ -6,12 +6,13 @@ use std::sync::Arc;
 
 use serde_json::{json, Value};
 
+use crate::clock::now_unix;
 use crate::error::{ApiError, ApiResult};
 use crate::handle::GuestKind;
-use crate::model::{now_unix, Guest, Shared};
+use crate::ids::{first_free_vmid, parse_upid};
+use crate::model::{Guest, Shared};
 use crate::schema::{specs, validate};
 use crate::server::ApiRequest;
-use crate::tasks::parse_upid;
 
 pub(crate) const PVE_VERSION: &str = "9.0.3";
 const GIB: u64 = 1 << 30;
@@ -115,8 +116,7 @@ pub(crate) fn nextid(shared: &Arc<Shared>, req: &ApiRequest) -> ApiResult<Value>
         }
         return Ok(json!(want.to_string()));
     }
-    let free = (100u32..1_000_000)
-        .find(|id| !st.guests.contains_key(id))
+    let free = first_free_vmid(|id| st.guests.contains_key(&id))
         .ok_or_else(|| ApiError::internal("unable to get any free VMID in range [100, 1000000]"))?;
     Ok(json!(free.to_string()))
 }

@@ -11,12 +11,13 @@ use std::time::{Duration, Instant};
 use serde_json::{json, Value};
 
 use crate::api::cluster::VZTMPL;
+use crate::clock::now_unix;
 use crate::error::{ApiError, ApiResult};
 use crate::faults::{FaultKind, GuestCtx, Op};
 use crate::handle::GuestKind;
+use crate::ids::{mac_for, random_uuid};
 use crate::model::{
-    digest, disk_size, format_size, lock_message, mac_for, now_unix, parse_size, Guest, Shared,
-    State,
+    digest, disk_size, format_size, lock_message, parse_size, Guest, Shared, State,
 };
 use crate::schema::{self, specs, validate, ParamSpec};
 use crate::server::ApiRequest;
@@ -616,10 +617,10 @@ async fn create(shared: &Arc<Shared>, req: &ApiRequest, kind: GuestKind) -> ApiR
         if kind == GuestKind::Qemu {
             config
                 .entry("smbios1".into())
-                .or_insert(json!(format!("uuid={}", crate::model::random_uuid())));
+                .or_insert(json!(format!("uuid={}", random_uuid())));
             config
                 .entry("vmgenid".into())
-                .or_insert(json!(crate::model::random_uuid()));
+                .or_insert(json!(random_uuid()));
             config
                 .entry("meta".into())
                 .or_insert(json!(format!("creation-qemu=10.0.2,ctime={}", now_unix())));
@@ -803,11 +804,8 @@ async fn clone(
                 cfg.insert("description".into(), d.clone());
             }
             if kind == GuestKind::Qemu {
-                cfg.insert("vmgenid".into(), json!(crate::model::random_uuid()));
-                cfg.insert(
-                    "smbios1".into(),
-                    json!(format!("uuid={}", crate::model::random_uuid())),
-                );
+                cfg.insert("vmgenid".into(), json!(random_uuid()));
+                cfg.insert("smbios1".into(), json!(format!("uuid={}", random_uuid())));
             }
             cfg.insert("lock".into(), json!("clone"));
             let mut g = new_guest(shared, &st, kind, newid, cfg)?;

@@ -160,7 +160,7 @@ pub(crate) struct GuestSsh {
 
 impl GuestSsh {
     pub fn new(port: u16, net: [u8; 2], state_dir: Option<&Path>, shared: Weak<Shared>) -> Self {
-        let sim_id = crate::model::random_hex(10).to_ascii_lowercase();
+        let sim_id = crate::ids::random_hex(10).to_ascii_lowercase();
         let (root, temp_root) = match state_dir {
             Some(d) => (d.join("guests"), false),
             None => (
