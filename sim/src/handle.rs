@@ -8,7 +8,7 @@ use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 use serde_json::{json, Value};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
@@ -17,16 +17,9 @@ use crate::config::{ApiToken, SimConfig};
 use crate::error::SimError;
 use crate::faults::{Fault, FaultId};
 use crate::ids::{mac_for, random_uuid};
-use crate::model::{Guest, Shared, State, TokenEntry};
+use crate::model::{Guest, GuestKind, TokenEntry};
+use crate::state::{Shared, State};
 use crate::tls;
-
-/// QEMU VM or LXC container.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum GuestKind {
-    Qemu,
-    Lxc,
-}
 
 /// A snapshot of one guest.
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -245,21 +238,7 @@ fn insert_seed(
     config: BTreeMap<String, Value>,
 ) {
     if let Some(ip) = crate::net::allocate(net, vmid, &st.ips()) {
-        st.guests.insert(
-            vmid,
-            Guest {
-                vmid,
-                kind,
-                config,
-                running: false,
-                ip,
-                started_at: None,
-                agent_ready_at: None,
-                busy: None,
-                authorized_keys: None,
-                host_key: None,
-            },
-        );
+        st.guests.insert(vmid, Guest::new(vmid, kind, config, ip));
     }
 }
 

@@ -41,13 +41,15 @@ mod persist;
 mod schema;
 mod server;
 mod ssh;
+mod state;
 mod tasks;
 mod tls;
 
 pub use config::{ApiToken, SimConfig, Timings};
 pub use error::SimError;
 pub use faults::{Fault, FaultId, FaultKind, Op};
-pub use handle::{serve_until_signal, GuestInfo, GuestKind, PveSim, SimHandle, TaskInfo};
+pub use handle::{serve_until_signal, GuestInfo, PveSim, SimHandle, TaskInfo};
+pub use model::GuestKind;
 
 /// A guest a simulator folder holds, as the simulator itself would load it.
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]

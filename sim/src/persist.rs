@@ -3,7 +3,7 @@
 //!
 //! - `state.json` is a snapshot of everything, written atomically (temp file + rename);
 //! - `state.journal` holds, one JSON line each, the changes since that snapshot: every
-//!   [`Shared::persist`](crate::model::Shared::persist) appends one line with the guests and
+//!   [`Shared::persist`](crate::state::Shared::persist) appends one line with the guests and
 //!   tokens that changed (found through [`Tracked`]) and the tasks that finished, under the
 //!   state lock, before the request that made the change is answered;
 //! - once the journal outgrows the snapshot, a new snapshot replaces both (so the work per
@@ -25,8 +25,8 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 
 use crate::error::SimError;
-use crate::model::{Guest, State, TokenEntry};
-use crate::tasks::Task;
+use crate::model::{Guest, Task, TokenEntry};
+use crate::state::State;
 
 const STATE_FILE: &str = "state.json";
 const JOURNAL_FILE: &str = "state.journal";
@@ -364,21 +364,15 @@ pub(crate) fn load(dir: &Path) -> Result<Option<State>, SimError> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::handle::GuestKind;
+    use crate::model::GuestKind;
 
     fn guest(vmid: u32, name: &str) -> Guest {
-        Guest {
+        Guest::new(
             vmid,
-            kind: GuestKind::Qemu,
-            config: [("name".to_string(), serde_json::json!(name))].into(),
-            running: false,
-            ip: std::net::Ipv4Addr::new(127, 77, 0, 1),
-            started_at: None,
-            agent_ready_at: None,
-            busy: None,
-            authorized_keys: None,
-            host_key: None,
-        }
+            GuestKind::Qemu,
+            [("name".to_string(), serde_json::json!(name))].into(),
+            std::net::Ipv4Addr::new(127, 77, 0, 1),
+        )
     }
 
     fn names(st: &State) -> Vec<(u32, String)> {

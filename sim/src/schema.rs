@@ -9,7 +9,7 @@ use std::collections::BTreeMap;
 use serde_json::Value;
 
 use crate::error::{ApiError, ApiResult};
-use crate::handle::GuestKind;
+use crate::model::{indexed, GuestKind};
 use crate::params::{parse_bool, Params};
 
 #[derive(Debug, Clone, Copy)]
@@ -29,31 +29,6 @@ const VMID: Ty = Ty::Int(Some(100), Some(999_999_999));
 
 fn int_min(min: i64) -> Ty {
     Ty::Int(Some(min), None)
-}
-
-/// Indexed keys: `net0`..`net31` etc. Returns the prefix and whether the index is in range.
-fn indexed(key: &str, prefixes: &[(&'static str, u32)]) -> Option<&'static str> {
-    prefixes.iter().find_map(|(p, max)| {
-        let rest = key.strip_prefix(p)?;
-        let n: u32 = rest.parse().ok()?;
-        (n <= *max && (rest == "0" || !rest.starts_with('0'))).then_some(*p)
-    })
-}
-
-const QEMU_DISKS: &[(&str, u32)] = &[
-    ("scsi", 30),
-    ("virtio", 15),
-    ("sata", 5),
-    ("ide", 3),
-    ("efidisk", 0),
-    ("tpmstate", 0),
-];
-
-pub(crate) fn is_disk_key(kind: GuestKind, key: &str) -> bool {
-    match kind {
-        GuestKind::Qemu => indexed(key, QEMU_DISKS).is_some(),
-        GuestKind::Lxc => key == "rootfs" || indexed(key, &[("mp", 255)]).is_some(),
-    }
 }
 
 /// The type of a QEMU config property, `None` if PVE's schema has no such property.

@@ -20,8 +20,8 @@ use tokio::task::JoinSet;
 use tokio_rustls::TlsAcceptor;
 
 use crate::error::ApiError;
-use crate::model::Shared;
 use crate::params::{percent_decode, Params};
+use crate::state::Shared;
 
 /// Largest request body read (PVE's own limit for API calls is 64 KiB of parameters; uploads
 /// are not simulated).

@@ -13,9 +13,10 @@ use serde_json::{json, Value};
 use crate::clock::now_unix;
 use crate::error::{ApiError, ApiResult};
 use crate::ids::{random_hex, random_uuid};
-use crate::model::{Shared, Ticket, TokenEntry};
+use crate::model::{Ticket, TokenEntry};
 use crate::schema::{specs, validate};
 use crate::server::ApiRequest;
+use crate::state::Shared;
 
 /// PVE tickets live two hours.
 const TICKET_LIFETIME: Duration = Duration::from_secs(2 * 3600);

@@ -9,7 +9,7 @@ use serde_json::{json, Value};
 use crate::error::{ApiError, ApiResult};
 use crate::faults::Fault;
 use crate::handle::guest_info;
-use crate::model::Shared;
+use crate::state::Shared;
 
 fn faults_json(shared: &Shared) -> Value {
     Value::Array(

@@ -8,11 +8,12 @@ use serde_json::{json, Value};
 
 use crate::clock::now_unix;
 use crate::error::{ApiError, ApiResult};
-use crate::handle::GuestKind;
 use crate::ids::{first_free_vmid, parse_upid};
-use crate::model::{Guest, Shared};
+use crate::model::GuestKind;
+use crate::model::{Guest, Task};
 use crate::schema::{specs, validate};
 use crate::server::ApiRequest;
+use crate::state::Shared;
 
 pub(crate) const PVE_VERSION: &str = "9.0.3";
 const GIB: u64 = 1 << 30;
@@ -367,7 +368,7 @@ pub(crate) fn network(req: &ApiRequest) -> Value {
     )
 }
 
-fn find_task(shared: &Shared, upid: &str) -> ApiResult<crate::tasks::Task> {
+fn find_task(shared: &Shared, upid: &str) -> ApiResult<Task> {
     if parse_upid(upid).is_none() {
         return Err(ApiError::param("upid", "unable to parse worker upid"));
     }

@@ -14,14 +14,14 @@ use crate::api::cluster::VZTMPL;
 use crate::clock::now_unix;
 use crate::error::{ApiError, ApiResult};
 use crate::faults::{FaultKind, GuestCtx, Op};
-use crate::handle::GuestKind;
 use crate::ids::{mac_for, random_uuid};
 use crate::model::{
-    digest, disk_size, format_size, lock_message, parse_size, Guest, Shared, State,
+    digest, disk_size, format_size, is_disk_key, lock_message, parse_size, Guest, GuestKind,
 };
 use crate::schema::{self, specs, validate, ParamSpec};
 use crate::server::ApiRequest;
 use crate::ssh::Halt;
+use crate::state::{Shared, State};
 use crate::tasks::{self, submit, Job};
 
 fn type_str(kind: GuestKind) -> &'static str {
@@ -326,7 +326,7 @@ fn materialize(
     let Some(text) = value.as_str().map(str::to_string) else {
         return Ok(value);
     };
-    if schema::is_disk_key(kind, key) {
+    if is_disk_key(kind, key) {
         let (first, rest) = text.split_once(',').unwrap_or((&text, ""));
         if let Some((storage, what)) = first.split_once(':') {
             let is_new = what.parse::<f64>().is_ok() || what == "cloudinit";
@@ -437,7 +437,7 @@ fn clone_config(src: &Guest, newid: u32, full: bool) -> (BTreeMap<String, Value>
             cfg.insert(k.clone(), v.clone());
             continue;
         };
-        if schema::is_disk_key(src.kind, k) {
+        if is_disk_key(src.kind, k) {
             let (first, rest) = text.split_once(',').unwrap_or((text, ""));
             if text.contains("media=cdrom") {
                 let new = if first.contains("-cloudinit") {
@@ -511,18 +511,7 @@ fn new_guest(
     })?;
     // A folder left by an earlier guest with this vmid (and its host key) is not this one's.
     shared.ssh.prepare_new(vmid);
-    Ok(Guest {
-        vmid,
-        kind,
-        config,
-        running: false,
-        ip,
-        started_at: None,
-        agent_ready_at: None,
-        busy: None,
-        authorized_keys: None,
-        host_key: None,
-    })
+    Ok(Guest::new(vmid, kind, config, ip))
 }
 
 fn exists_error(st: &State, kind: GuestKind, vmid: u32, node: &str) -> Option<ApiError> {
@@ -1001,8 +990,8 @@ async fn resize(
         .unwrap_or("")
         .to_string();
     let valid_disk = match kind {
-        GuestKind::Qemu => schema::is_disk_key(kind, &disk),
-        GuestKind::Lxc => disk == "rootfs" || schema::is_disk_key(kind, &disk),
+        GuestKind::Qemu => is_disk_key(kind, &disk),
+        GuestKind::Lxc => disk == "rootfs" || is_disk_key(kind, &disk),
     };
     if !valid_disk {
         return Err(ApiError::param(
@@ -1255,7 +1244,7 @@ async fn delete(
         let disks: Vec<String> = g
             .config
             .iter()
-            .filter(|(k, _)| schema::is_disk_key(kind, k))
+            .filter(|(k, _)| is_disk_key(kind, k))
             .filter_map(|(_, v)| v.as_str())
             .map(|s| {
                 s.split(',')
@@ -1293,7 +1282,7 @@ async fn delete(
                 let base: Vec<String> = g
                     .config
                     .iter()
-                    .filter(|(k, _)| schema::is_disk_key(kind, k))
+                    .filter(|(k, _)| is_disk_key(kind, k))
                     .filter_map(|(_, v)| v.as_str())
                     .map(|s| s.split(',').next().unwrap_or("").to_string())
                     .filter(|v| v.contains("base-"))

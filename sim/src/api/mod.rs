@@ -13,9 +13,9 @@ use std::sync::Arc;
 use serde_json::{json, Value};
 
 use crate::error::{ApiError, ApiResult};
-use crate::handle::GuestKind;
-use crate::model::Shared;
+use crate::model::GuestKind;
 use crate::server::ApiRequest;
+use crate::state::Shared;
 
 /// PVE's answer for a path or method it has no handler for.
 fn not_implemented(req: &ApiRequest) -> ApiError {

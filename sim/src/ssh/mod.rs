@@ -30,7 +30,7 @@ use std::time::{Duration, Instant};
 use tokio::net::{TcpListener, TcpSocket};
 use tokio::sync::watch;
 
-use crate::model::{Shared, State};
+use crate::state::{Shared, State};
 
 pub(crate) use keys::fingerprint_of_line;
 
