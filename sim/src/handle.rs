@@ -16,6 +16,7 @@ use tokio::task::JoinHandle;
 use crate::config::{ApiToken, SimConfig};
 use crate::error::SimError;
 use crate::faults::{Fault, FaultId};
+use crate::files::{FolderLock, FINGERPRINT_FILE, INFO_FILE, TOKEN_FILE};
 use crate::ids::{mac_for, random_uuid};
 use crate::model::{Guest, GuestKind, TokenEntry};
 use crate::state::{Shared, State};
@@ -131,11 +132,8 @@ pub struct SimHandle {
     server: Option<JoinHandle<()>>,
     /// The state folder's lock: one simulator per folder. Released last, once the state is
     /// saved and the guests' processes have ended.
-    folder_lock: Option<crate::folder::FolderLock>,
+    folder_lock: Option<FolderLock>,
 }
-
-use crate::folder::{INFO_FILE, TOKEN_FILE};
-const FINGERPRINT_FILE: &str = "pvesim.fingerprint";
 
 fn is_loopback(ip: IpAddr) -> bool {
     match ip {
@@ -270,7 +268,7 @@ impl PveSim {
         }
         // Before anything is read: two simulators on one folder would lose each other's
         // changes.
-        let folder_lock = dir.as_deref().map(crate::folder::lock_folder).transpose()?;
+        let folder_lock = dir.as_deref().map(crate::files::lock_folder).transpose()?;
         let mut state = match &dir {
             Some(d) => crate::persist::load(d)?.unwrap_or_default(),
             None => State::default(),

@@ -31,6 +31,7 @@ mod clock;
 pub mod config;
 mod error;
 pub mod faults;
+mod files;
 pub mod folder;
 mod handle;
 mod ids;
