@@ -17,7 +17,6 @@ use crate::config::{ApiToken, SimConfig};
 use crate::error::SimError;
 use crate::faults::{Fault, FaultId};
 use crate::files::{FolderLock, FINGERPRINT_FILE, INFO_FILE, TOKEN_FILE};
-use crate::ids::{mac_for, random_uuid};
 use crate::model::{Guest, GuestKind, TokenEntry};
 use crate::state::{Shared, State};
 use crate::tls;
@@ -150,96 +149,6 @@ fn valid_node_name(n: &str) -> bool {
         && !n.ends_with('-')
 }
 
-/// The template guests a fresh simulator starts with: the images the driver's manifests name.
-fn seed(st: &mut State, net: [u8; 2]) {
-    let qemu = [
-        (9000, "debian-12", "3G"),
-        (9001, "debian-13", "3G"),
-        (9002, "debian-13-pve", "8G"),
-        (9003, "pve-9", "16G"),
-    ];
-    for (vmid, name, size) in qemu {
-        let config: BTreeMap<String, Value> = [
-            ("name", json!(name)),
-            ("template", json!(1)),
-            ("cores", json!(2)),
-            ("sockets", json!(1)),
-            ("memory", json!("2048")),
-            ("cpu", json!("host")),
-            ("agent", json!("1")),
-            ("ostype", json!("l26")),
-            ("scsihw", json!("virtio-scsi-single")),
-            (
-                "scsi0",
-                json!(format!(
-                    "local-lvm:base-{vmid}-disk-0,discard=on,iothread=1,size={size}"
-                )),
-            ),
-            (
-                "ide2",
-                json!(format!("local-lvm:vm-{vmid}-cloudinit,media=cdrom")),
-            ),
-            (
-                "net0",
-                json!(format!("virtio={},bridge=vmbr0", mac_for(vmid, 0))),
-            ),
-            ("serial0", json!("socket")),
-            ("vga", json!("serial0")),
-            ("boot", json!("order=scsi0")),
-            (
-                "description",
-                json!(format!("pvesim template for image {name}")),
-            ),
-            ("smbios1", json!(format!("uuid={}", random_uuid()))),
-            ("vmgenid", json!(random_uuid())),
-        ]
-        .into_iter()
-        .map(|(k, v)| (k.to_string(), v))
-        .collect();
-        insert_seed(st, net, vmid, GuestKind::Qemu, config);
-    }
-    for (vmid, name) in [(9100, "debian-12"), (9101, "debian-13")] {
-        let config: BTreeMap<String, Value> = [
-            ("hostname", json!(name)),
-            ("template", json!(1)),
-            ("ostype", json!("debian")),
-            ("arch", json!("amd64")),
-            ("cores", json!(1)),
-            ("memory", json!(512)),
-            ("swap", json!(512)),
-            (
-                "rootfs",
-                json!(format!("local-lvm:base-{vmid}-disk-0,size=4G")),
-            ),
-            (
-                "net0",
-                json!(format!(
-                    "name=eth0,bridge=vmbr0,hwaddr={},ip=dhcp,type=veth",
-                    mac_for(vmid, 0)
-                )),
-            ),
-            ("unprivileged", json!(1)),
-            ("features", json!("nesting=1")),
-        ]
-        .into_iter()
-        .map(|(k, v)| (k.to_string(), v))
-        .collect();
-        insert_seed(st, net, vmid, GuestKind::Lxc, config);
-    }
-}
-
-fn insert_seed(
-    st: &mut State,
-    net: [u8; 2],
-    vmid: u32,
-    kind: GuestKind,
-    config: BTreeMap<String, Value>,
-) {
-    if let Some(ip) = crate::net::allocate(net, vmid, &st.ips()) {
-        st.guests.insert(vmid, Guest::new(vmid, kind, config, ip));
-    }
-}
-
 fn read_token(dir: &Path) -> Option<ApiToken> {
     std::fs::read_to_string(dir.join(TOKEN_FILE))
         .ok()?
@@ -270,11 +179,11 @@ impl PveSim {
         // changes.
         let folder_lock = dir.as_deref().map(crate::files::lock_folder).transpose()?;
         let mut state = match &dir {
-            Some(d) => crate::persist::load(d)?.unwrap_or_default(),
+            Some(d) => crate::state::load(d)?.unwrap_or_default(),
             None => State::default(),
         };
         if state.guests.is_empty() && state.tokens.is_empty() && config.seed_templates {
-            seed(&mut state, net);
+            crate::state::seed(&mut state, net);
         }
         let token = config
             .token
@@ -306,15 +215,12 @@ impl PveSim {
             source,
         })?;
 
-        let shared = Arc::new_cyclic(|me| {
-            Shared::new(
-                &config,
-                state,
-                tls.fingerprint.clone(),
-                token.clone(),
-                me.clone(),
-            )
-        });
+        let shared = Arc::new(Shared::new(
+            &config,
+            state,
+            tls.fingerprint.clone(),
+            token.clone(),
+        ));
         restore_guest_ssh(&shared);
         let handle_url = url_of(addr);
         if let Some(d) = &dir {
@@ -376,7 +282,7 @@ fn restore_guest_ssh(shared: &Shared) {
         .map(|g| g.vmid)
         .collect();
     for vmid in running {
-        if let Err(e) = shared.ssh.boot(&mut st, vmid) {
+        if let Err(e) = shared.boot_guest(&mut st, vmid) {
             tracing::error!(vmid, "pvesim: {e}");
         }
     }

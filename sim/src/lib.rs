@@ -38,7 +38,6 @@ mod ids;
 mod model;
 mod net;
 mod params;
-mod persist;
 mod schema;
 mod server;
 mod ssh;
@@ -64,7 +63,7 @@ pub struct SavedGuest {
 /// the simulator's own loader), whether or not a simulator serves it now:
 /// what tests count duplicates and leaks with, not driver's own state.
 pub fn saved_guests(dir: &std::path::Path) -> Result<Vec<SavedGuest>, SimError> {
-    let Some(st) = persist::load(dir)? else {
+    let Some(st) = state::load(dir)? else {
         return Ok(Vec::new());
     };
     Ok(st

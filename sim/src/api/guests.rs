@@ -639,7 +639,7 @@ async fn create(shared: &Arc<Shared>, req: &ApiRequest, kind: GuestKind) -> ApiR
                 g.running = true;
                 g.started_at = Some(now_unix());
                 g.agent_ready_at = Some(Instant::now() + shared.scaled(shared.timings.agent_delay));
-                if let Err(e) = shared.ssh.boot(st, vmid) {
+                if let Err(e) = shared.boot_guest(st, vmid) {
                     if let Some(g) = st.guests.get_mut(&vmid) {
                         g.running = false;
                         g.started_at = None;
@@ -1201,7 +1201,7 @@ async fn power(
             shared.ssh.halt(vmid, how);
         }
         if up {
-            if let Err(e) = shared.ssh.boot(st, vmid) {
+            if let Err(e) = shared.boot_guest(st, vmid) {
                 if let Some(g) = st.guests.get_mut(&vmid) {
                     halt(g);
                 }

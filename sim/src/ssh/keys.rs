@@ -8,7 +8,7 @@ use russh::keys::ssh_key::private::{Ed25519Keypair, KeypairData};
 use russh::keys::ssh_key::LineEnding;
 use russh::keys::{HashAlg, PrivateKey, PublicKey};
 
-use super::BootError;
+use super::error::BootError;
 
 /// Where the host key lives inside the guest's folder.
 pub(crate) const HOST_KEY_FILE: &str = "etc/ssh/ssh_host_ed25519_key";
