@@ -35,6 +35,7 @@ mod files;
 pub mod folder;
 mod handle;
 mod ids;
+mod info;
 mod model;
 mod net;
 mod params;
@@ -48,7 +49,8 @@ mod tls;
 pub use config::{ApiToken, SimConfig, Timings};
 pub use error::SimError;
 pub use faults::{Fault, FaultId, FaultKind, Op};
-pub use handle::{serve_until_signal, GuestInfo, PveSim, SimHandle, TaskInfo};
+pub use handle::{serve_until_signal, PveSim, SimHandle};
+pub use info::{GuestInfo, TaskInfo};
 pub use model::GuestKind;
 
 /// A guest a simulator folder holds, as the simulator itself would load it.

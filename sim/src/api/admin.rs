@@ -8,7 +8,7 @@ use serde_json::{json, Value};
 
 use crate::error::{ApiError, ApiResult};
 use crate::faults::Fault;
-use crate::handle::guest_info;
+use crate::info::guest_info;
 use crate::state::Shared;
 
 fn faults_json(shared: &Shared) -> Value {
