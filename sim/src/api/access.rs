@@ -10,12 +10,12 @@ use std::time::{Duration, Instant};
 use hyper::HeaderMap;
 use serde_json::{json, Value};
 
+use super::request::ApiRequest;
 use crate::clock::now_unix;
 use crate::error::{ApiError, ApiResult};
 use crate::ids::{random_hex, random_uuid};
 use crate::model::{Ticket, TokenEntry};
 use crate::schema::{specs, validate};
-use crate::server::ApiRequest;
 use crate::state::Shared;
 
 /// PVE tickets live two hours.

@@ -10,7 +10,8 @@ use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
 
-use crate::api::cluster::VZTMPL;
+use super::request::ApiRequest;
+use super::storage::VZTMPL;
 use crate::clock::now_unix;
 use crate::error::{ApiError, ApiResult};
 use crate::faults::{FaultKind, GuestCtx, Op};
@@ -19,7 +20,6 @@ use crate::model::{
     digest, disk_size, format_size, is_disk_key, lock_message, parse_size, Guest, GuestKind,
 };
 use crate::schema::{self, specs, validate, ParamSpec};
-use crate::server::ApiRequest;
 use crate::ssh::Halt;
 use crate::state::{Shared, State};
 use crate::tasks::{self, submit, Job};
@@ -755,7 +755,7 @@ async fn clone(
                 "parameter 'storage' not allowed for linked clones",
             ));
         }
-        crate::api::cluster::storage_get(s)?;
+        super::storage::get(s)?;
         if s == "local" {
             return Err(ApiError::param(
                 "storage",
