@@ -72,6 +72,20 @@ impl Guest {
             })
     }
 
+    /// Powered on now; its agent answers from `agent_ready_at`.
+    pub fn power_on(&mut self, agent_ready_at: Instant) {
+        self.running = true;
+        self.started_at = Some(now_unix());
+        self.agent_ready_at = Some(agent_ready_at);
+    }
+
+    /// Powered off (or it never came up).
+    pub fn power_off(&mut self) {
+        self.running = false;
+        self.started_at = None;
+        self.agent_ready_at = None;
+    }
+
     pub fn template(&self) -> bool {
         self.config.get("template").is_some_and(truthy)
     }
