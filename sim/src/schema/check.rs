@@ -1,6 +1,6 @@
 //! Checking one value against its type, with PVE's wording: integers and numbers with
-//! ranges, booleans, enumerations, and the named formats (`dns-name`, `pve-ipconfig`,
-//! `pve-qm-net`, ...) that get a light check.
+//! ranges, booleans, enumerations, and the named formats (`dns-name`, `qemu-net`,
+//! `ipconfig`, ...) that get a light check.
 
 use serde_json::Value;
 
