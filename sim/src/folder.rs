@@ -273,7 +273,7 @@ fn stop(pid: u32) {
 pub fn serve_shared(
     mut config: SimConfig,
     idle_poll: Duration,
-    on_ready: impl FnOnce(&crate::SimHandle),
+    on_ready: impl FnOnce(&crate::handle::SimHandle),
 ) -> Result<(), SimError> {
     config.shared = true;
     let Some(dir) = config.state_dir.clone() else {
@@ -291,7 +291,7 @@ pub fn serve_shared(
         .build()
         .map_err(SimError::Runtime)?;
     rt.block_on(async move {
-        let handle = crate::PveSim::start(config).await?;
+        let handle = crate::handle::PveSim::start(config).await?;
         on_ready(&handle);
         let idle = async {
             loop {

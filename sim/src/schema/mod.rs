@@ -4,8 +4,8 @@
 //! optional`, ...). All errors of a request are collected into one 400, as PVE does.
 //! Property strings with rich formats (`net0`, `scsi0`, ...) get a light check only.
 //!
-//! Files: [`check`] (one value against its type), [`props`] (guest config properties),
-//! [`validate`] (a request against an endpoint's spec), [`specs`] (each endpoint's spec).
+//! Files: [`check`](mod@check) (one value against its type), [`props`] (guest config properties),
+//! [`validate`](mod@validate) (a request against an endpoint's spec), [`specs`] (each endpoint's spec).
 
 mod check;
 mod props;

@@ -49,7 +49,7 @@ pub(crate) fn load_or_create(dir: &Path, comment: &str) -> Result<PrivateKey, Bo
     }
     let io = |p: &Path| {
         let p: PathBuf = p.to_path_buf();
-        move |e: crate::SimError| BootError::HostKey {
+        move |e: crate::error::SimError| BootError::HostKey {
             path: p,
             message: e.to_string(),
         }

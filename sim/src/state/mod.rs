@@ -7,7 +7,7 @@
 //!
 //! Files: [`world`] (the state and its task registry), [`tracked`] (maps that know what
 //! changed), [`persist`] (snapshot + journal), [`cell`] (the lock, saving, and the narrow
-//! handle guest SSH holds), [`shared`] (what handlers share), [`seed`] (template guests).
+//! handle guest SSH holds), [`shared`] (what handlers share), [`seed`](mod@seed) (template guests).
 
 mod cell;
 mod persist;
