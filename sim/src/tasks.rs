@@ -1,6 +1,6 @@
-//! Tasks: PVE's UPIDs and task records (status + log), and the runner that makes an
-//! operation take simulated time, hold guests' config locks, honour injected faults and end
-//! with `TASK OK` or `TASK ERROR: ...`.
+//! The task runner: it makes an operation take simulated time, hold guests' config locks,
+//! honour injected faults and end with `TASK OK` or `TASK ERROR: ...`. (UPIDs are made in
+//! `ids`, task records kept in the state's registry, shown by `api::tasks`.)
 
 use std::time::{Duration, Instant};
 
