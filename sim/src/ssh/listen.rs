@@ -123,7 +123,7 @@ impl Start {
 
 /// Binds without listening: the port is taken (and bind errors show) while connections are
 /// still refused, as on a guest that is booting.
-pub(super) fn bind(addr: SocketAddr) -> std::io::Result<TcpSocket> {
+fn bind(addr: SocketAddr) -> std::io::Result<TcpSocket> {
     let socket = TcpSocket::new_v4()?;
     // A guest that reboots binds its address again while old connections linger in TIME_WAIT.
     socket.set_reuseaddr(true)?;
@@ -131,6 +131,7 @@ pub(super) fn bind(addr: SocketAddr) -> std::io::Result<TcpSocket> {
     Ok(socket)
 }
 
+/// A guest server's SSH settings: its host key, public-key logins only.
 pub(super) fn server_config(key: russh::keys::PrivateKey) -> russh::server::Config {
     use russh::{MethodKind, MethodSet};
     russh::server::Config {
