@@ -141,7 +141,7 @@ impl ApiToken {
 
     /// A token with a random UUID secret, as PVE generates them.
     pub fn random(user: &str, token_id: &str) -> Self {
-        ApiToken::new(user, token_id, &crate::model::random_uuid())
+        ApiToken::new(user, token_id, &crate::ids::random_uuid())
     }
 
     /// `user@realm!tokenid`: the token's identity as PVE shows it (UPIDs, permissions).
@@ -192,12 +192,4 @@ impl FromStr for ApiToken {
         }
         Ok(ApiToken::new(user, token_id, secret))
     }
-}
-
-pub(crate) fn scale(d: Duration, time_scale: f64) -> Duration {
-    if time_scale.is_nan() || time_scale <= 0.0 || !time_scale.is_finite() {
-        return Duration::ZERO;
-    }
-    // Client-given durations (a shutdown `timeout`) times a large scale may not fit.
-    Duration::try_from_secs_f64(d.as_secs_f64() * time_scale).unwrap_or(Duration::MAX)
 }

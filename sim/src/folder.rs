@@ -18,8 +18,7 @@
 //! The server writes where it listens, what to pin and its pid to `pvesim.json` and its API
 //! token to `pvesim.token` (0600) once it holds `pvesim.lock`; [`attach`] reads them.
 
-use std::fs::{File, OpenOptions, TryLockError};
-use std::io::Write;
+use std::fs::File;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
@@ -27,39 +26,11 @@ use serde::Deserialize;
 
 use crate::config::{ApiToken, SimConfig};
 use crate::error::SimError;
-
-const SERVER_LOCK: &str = "pvesim.lock";
-const CLIENTS_LOCK: &str = "clients.lock";
-const START_LOCK: &str = "start.lock";
-pub(crate) const INFO_FILE: &str = "pvesim.json";
-pub(crate) const TOKEN_FILE: &str = "pvesim.token";
-/// What the shared server writes its output to, in its folder.
-pub const LOG_FILE: &str = "pvesim.log";
+pub use crate::files::{is_served, LOG_FILE};
+use crate::files::{
+    open_lock, try_lock, CLIENTS_LOCK, INFO_FILE, SERVER_LOCK, START_LOCK, TOKEN_FILE,
+};
 const POLL: Duration = Duration::from_millis(20);
-
-fn open_lock(path: &Path) -> Result<File, SimError> {
-    OpenOptions::new()
-        .read(true)
-        .write(true)
-        .create(true)
-        .truncate(false)
-        .open(path)
-        .map_err(|e| SimError::io(path, e))
-}
-
-/// Whether `f` could be locked now (`Ok(false)`: someone else holds it).
-fn try_lock(f: &File, shared: bool, path: &Path) -> Result<bool, SimError> {
-    let r = if shared {
-        f.try_lock_shared()
-    } else {
-        f.try_lock()
-    };
-    match r {
-        Ok(()) => Ok(true),
-        Err(TryLockError::WouldBlock) => Ok(false),
-        Err(TryLockError::Error(e)) => Err(SimError::io(path, e)),
-    }
-}
 
 /// Polls `f` until it returns `Some`, or `None` at the deadline.
 fn poll<T>(
@@ -89,39 +60,6 @@ fn lock_waiting(path: &Path, shared: bool, wait: Duration, what: &str) -> Result
             waited: wait,
         }),
     }
-}
-
-/// The lock of a folder's serving simulator; released when dropped.
-#[derive(Debug)]
-pub(crate) struct FolderLock {
-    _file: File,
-}
-
-/// Takes the folder's server lock, or says which process serves the folder already.
-pub(crate) fn lock_folder(dir: &Path) -> Result<FolderLock, SimError> {
-    let path = dir.join(SERVER_LOCK);
-    let mut f = open_lock(&path)?;
-    if !try_lock(&f, false, &path)? {
-        let pid = std::fs::read_to_string(&path).unwrap_or_default();
-        return Err(SimError::FolderInUse {
-            dir: dir.to_path_buf(),
-            pid: pid.trim().to_string(),
-        });
-    }
-    // For people (and the error above); the lock itself is what counts.
-    let _ = f
-        .set_len(0)
-        .and_then(|()| write!(f, "{}", std::process::id()));
-    Ok(FolderLock { _file: f })
-}
-
-/// Whether a simulator serves `dir` now.
-pub fn is_served(dir: &Path) -> Result<bool, SimError> {
-    let path = dir.join(SERVER_LOCK);
-    let f = open_lock(&path)?;
-    let free = try_lock(&f, false, &path)?;
-    // Dropping `f` releases the probe's lock at once.
-    Ok(!free)
 }
 
 /// How to reach a folder's simulator, from its `pvesim.json` and `pvesim.token`.
@@ -335,7 +273,7 @@ fn stop(pid: u32) {
 pub fn serve_shared(
     mut config: SimConfig,
     idle_poll: Duration,
-    on_ready: impl FnOnce(&crate::SimHandle),
+    on_ready: impl FnOnce(&crate::handle::SimHandle),
 ) -> Result<(), SimError> {
     config.shared = true;
     let Some(dir) = config.state_dir.clone() else {
@@ -353,7 +291,7 @@ pub fn serve_shared(
         .build()
         .map_err(SimError::Runtime)?;
     rt.block_on(async move {
-        let handle = crate::PveSim::start(config).await?;
+        let handle = crate::handle::PveSim::start(config).await?;
         on_ready(&handle);
         let idle = async {
             loop {

@@ -3,125 +3,22 @@
 //! tasks, fault injection and the time scale. [`serve_until_signal`] runs one until Ctrl-C
 //! (what `driver sim serve` does).
 
-use std::collections::BTreeMap;
-use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::net::{IpAddr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use serde::{Deserialize, Serialize};
-use serde_json::{json, Value};
+use serde_json::json;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
 use crate::config::{ApiToken, SimConfig};
 use crate::error::SimError;
 use crate::faults::{Fault, FaultId};
-use crate::model::{self, mac_for, Guest, Shared, State, TokenEntry};
+use crate::files::{FolderLock, FINGERPRINT_FILE, INFO_FILE, TOKEN_FILE};
+use crate::info::{guest_info, GuestInfo, TaskInfo};
+use crate::model::TokenEntry;
+use crate::state::{Shared, State};
 use crate::tls;
-
-/// QEMU VM or LXC container.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum GuestKind {
-    Qemu,
-    Lxc,
-}
-
-/// A snapshot of one guest.
-#[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct GuestInfo {
-    pub vmid: u32,
-    pub kind: GuestKind,
-    pub name: String,
-    pub node: String,
-    pub running: bool,
-    pub template: bool,
-    /// Its loopback address (what its agent reports once booted).
-    pub ip: Ipv4Addr,
-    /// PVE's `lock` property (`clone`, `create`, ...).
-    pub lock: Option<String>,
-    /// Whether the guest agent answers now.
-    pub agent_up: bool,
-    /// The config as `GET .../config` shows it.
-    pub config: BTreeMap<String, Value>,
-    /// SSH public keys given through cloud-init `sshkeys` (decoded) or LXC `ssh-public-keys`:
-    /// the keys its SSH server accepts.
-    pub authorized_keys: Vec<String>,
-    /// The user those keys log in as: `ciuser` (QEMU; default `root`); `root` is accepted too.
-    pub ssh_user: String,
-    /// The port its SSH server has bound on [`GuestInfo::ip`] while it runs (the configured
-    /// [`crate::SimConfig::guest_ssh_port`], or its own free port when that is 0).
-    pub ssh_port: Option<u16>,
-    /// Whether its SSH server accepts connections now (booted, no `ssh_refused` fault).
-    pub ssh_up: bool,
-    /// Its SSH host key, `ssh-ed25519 AAAA... root@NAME` (a `known_hosts` entry is
-    /// `IP KEY`), made at its first boot and kept until the guest is destroyed.
-    pub host_key: Option<String>,
-    /// The host key's `SHA256:...` fingerprint, as OpenSSH shows it.
-    pub host_key_fingerprint: Option<String>,
-    /// Its folder: filesystem root and `HOME` of its commands, root of its SFTP.
-    pub dir: PathBuf,
-}
-
-impl GuestInfo {
-    /// Where to reach its SSH server (`ip:ssh_port`), while it runs.
-    pub fn ssh_addr(&self) -> Option<SocketAddr> {
-        self.ssh_port.map(|p| SocketAddr::from((self.ip, p)))
-    }
-
-    /// Its `known_hosts` line (`IP KEY`, or `[IP]:PORT KEY` off port 22).
-    pub fn known_hosts_line(&self) -> Option<String> {
-        let key = self.host_key.as_deref()?;
-        let key = key.split_whitespace().take(2).collect::<Vec<_>>().join(" ");
-        Some(match self.ssh_port {
-            Some(22) | None => format!("{} {key}", self.ip),
-            Some(p) => format!("[{}]:{p} {key}", self.ip),
-        })
-    }
-}
-
-/// A snapshot of one task.
-#[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct TaskInfo {
-    pub upid: String,
-    pub task_type: String,
-    pub id: String,
-    pub user: String,
-    pub running: bool,
-    /// `OK` or the error, once stopped.
-    pub exitstatus: Option<String>,
-    pub log: Vec<String>,
-}
-
-pub(crate) fn guest_info(shared: &Shared, g: &Guest, st: &State) -> GuestInfo {
-    let ssh = shared.ssh.endpoint(g.vmid);
-    GuestInfo {
-        vmid: g.vmid,
-        kind: g.kind,
-        name: g.name(),
-        node: shared.node.clone(),
-        running: g.running,
-        template: g.template(),
-        ip: g.ip,
-        lock: g.lock_prop(),
-        agent_up: g.running
-            && g.agent_configured()
-            && g.agent_up()
-            && shared.ssh.settled(g.vmid)
-            && !st.faults.agent_dead(g.vmid, &g.name()),
-        config: g.config.clone(),
-        authorized_keys: g.authorized_key_lines(),
-        ssh_user: g.ssh_user(),
-        ssh_port: ssh.as_ref().map(|e| e.port),
-        ssh_up: ssh.as_ref().is_some_and(|e| e.listening),
-        host_key: g.host_key.clone(),
-        host_key_fingerprint: g
-            .host_key
-            .as_deref()
-            .and_then(crate::ssh::fingerprint_of_line),
-        dir: shared.ssh.guest_dir(g.vmid),
-    }
-}
 
 /// The simulator's entry point.
 pub struct PveSim;
@@ -137,11 +34,8 @@ pub struct SimHandle {
     server: Option<JoinHandle<()>>,
     /// The state folder's lock: one simulator per folder. Released last, once the state is
     /// saved and the guests' processes have ended.
-    folder_lock: Option<crate::folder::FolderLock>,
+    folder_lock: Option<FolderLock>,
 }
-
-use crate::folder::{INFO_FILE, TOKEN_FILE};
-const FINGERPRINT_FILE: &str = "pvesim.fingerprint";
 
 fn is_loopback(ip: IpAddr) -> bool {
     match ip {
@@ -156,110 +50,6 @@ fn valid_node_name(n: &str) -> bool {
         && n.chars().all(|c| c.is_ascii_alphanumeric() || c == '-')
         && !n.starts_with('-')
         && !n.ends_with('-')
-}
-
-/// The template guests a fresh simulator starts with: the images the driver's manifests name.
-fn seed(st: &mut State, net: [u8; 2]) {
-    let qemu = [
-        (9000, "debian-12", "3G"),
-        (9001, "debian-13", "3G"),
-        (9002, "debian-13-pve", "8G"),
-        (9003, "pve-9", "16G"),
-    ];
-    for (vmid, name, size) in qemu {
-        let config: BTreeMap<String, Value> = [
-            ("name", json!(name)),
-            ("template", json!(1)),
-            ("cores", json!(2)),
-            ("sockets", json!(1)),
-            ("memory", json!("2048")),
-            ("cpu", json!("host")),
-            ("agent", json!("1")),
-            ("ostype", json!("l26")),
-            ("scsihw", json!("virtio-scsi-single")),
-            (
-                "scsi0",
-                json!(format!(
-                    "local-lvm:base-{vmid}-disk-0,discard=on,iothread=1,size={size}"
-                )),
-            ),
-            (
-                "ide2",
-                json!(format!("local-lvm:vm-{vmid}-cloudinit,media=cdrom")),
-            ),
-            (
-                "net0",
-                json!(format!("virtio={},bridge=vmbr0", mac_for(vmid, 0))),
-            ),
-            ("serial0", json!("socket")),
-            ("vga", json!("serial0")),
-            ("boot", json!("order=scsi0")),
-            (
-                "description",
-                json!(format!("pvesim template for image {name}")),
-            ),
-            ("smbios1", json!(format!("uuid={}", model::random_uuid()))),
-            ("vmgenid", json!(model::random_uuid())),
-        ]
-        .into_iter()
-        .map(|(k, v)| (k.to_string(), v))
-        .collect();
-        insert_seed(st, net, vmid, GuestKind::Qemu, config);
-    }
-    for (vmid, name) in [(9100, "debian-12"), (9101, "debian-13")] {
-        let config: BTreeMap<String, Value> = [
-            ("hostname", json!(name)),
-            ("template", json!(1)),
-            ("ostype", json!("debian")),
-            ("arch", json!("amd64")),
-            ("cores", json!(1)),
-            ("memory", json!(512)),
-            ("swap", json!(512)),
-            (
-                "rootfs",
-                json!(format!("local-lvm:base-{vmid}-disk-0,size=4G")),
-            ),
-            (
-                "net0",
-                json!(format!(
-                    "name=eth0,bridge=vmbr0,hwaddr={},ip=dhcp,type=veth",
-                    mac_for(vmid, 0)
-                )),
-            ),
-            ("unprivileged", json!(1)),
-            ("features", json!("nesting=1")),
-        ]
-        .into_iter()
-        .map(|(k, v)| (k.to_string(), v))
-        .collect();
-        insert_seed(st, net, vmid, GuestKind::Lxc, config);
-    }
-}
-
-fn insert_seed(
-    st: &mut State,
-    net: [u8; 2],
-    vmid: u32,
-    kind: GuestKind,
-    config: BTreeMap<String, Value>,
-) {
-    if let Some(ip) = crate::net::allocate(net, vmid, &st.ips()) {
-        st.guests.insert(
-            vmid,
-            Guest {
-                vmid,
-                kind,
-                config,
-                running: false,
-                ip,
-                started_at: None,
-                agent_ready_at: None,
-                busy: None,
-                authorized_keys: None,
-                host_key: None,
-            },
-        );
-    }
 }
 
 fn read_token(dir: &Path) -> Option<ApiToken> {
@@ -290,13 +80,13 @@ impl PveSim {
         }
         // Before anything is read: two simulators on one folder would lose each other's
         // changes.
-        let folder_lock = dir.as_deref().map(crate::folder::lock_folder).transpose()?;
+        let folder_lock = dir.as_deref().map(crate::files::lock_folder).transpose()?;
         let mut state = match &dir {
-            Some(d) => crate::persist::load(d)?.unwrap_or_default(),
+            Some(d) => crate::state::load(d)?.unwrap_or_default(),
             None => State::default(),
         };
         if state.guests.is_empty() && state.tokens.is_empty() && config.seed_templates {
-            seed(&mut state, net);
+            crate::state::seed(&mut state, net);
         }
         let token = config
             .token
@@ -328,15 +118,12 @@ impl PveSim {
             source,
         })?;
 
-        let shared = Arc::new_cyclic(|me| {
-            Shared::new(
-                &config,
-                state,
-                tls.fingerprint.clone(),
-                token.clone(),
-                me.clone(),
-            )
-        });
+        let shared = Arc::new(Shared::new(
+            &config,
+            state,
+            tls.fingerprint.clone(),
+            token.clone(),
+        ));
         restore_guest_ssh(&shared);
         let handle_url = url_of(addr);
         if let Some(d) = &dir {
@@ -398,7 +185,7 @@ fn restore_guest_ssh(shared: &Shared) {
         .map(|g| g.vmid)
         .collect();
     for vmid in running {
-        if let Err(e) = shared.ssh.boot(&mut st, vmid) {
+        if let Err(e) = shared.boot_guest(&mut st, vmid) {
             tracing::error!(vmid, "pvesim: {e}");
         }
     }
@@ -510,15 +297,7 @@ impl SimHandle {
         st.task_order
             .iter()
             .filter_map(|u| st.tasks.get(u))
-            .map(|t| TaskInfo {
-                upid: t.upid.clone(),
-                task_type: t.ttype.clone(),
-                id: t.id.clone(),
-                user: t.user.clone(),
-                running: t.running,
-                exitstatus: t.exitstatus.clone(),
-                log: t.log.clone(),
-            })
+            .map(TaskInfo::of)
             .collect()
     }
 

@@ -20,32 +20,51 @@
 //! # Ok(()) }
 //! ```
 //!
-//! Module map: [`config`] (what a simulator is started with), [`faults`] (what can go wrong on
-//! purpose), [`folder`] (one simulator per state folder, shared by the runs using it), `tls` (certificates and the pinned fingerprint), `server` (HTTP/TLS plumbing, auth,
-//! fault middleware), `api` (the PVE endpoints), `model` (guests, tasks, tokens), `persist`
-//! (their snapshot + journal in the state folder), `schema` (PVE-style parameter checks), `tasks` (UPIDs and simulated time),
-//! `ssh` (guest SSH servers, guest folders and processes), `net` (guest address plans).
+//! Modules, in layers from the top down; each imports only from the layers below it (no
+//! import loops, between modules or between the files of one):
+//! - [`folder`]: one simulator per state folder, shared by the runs that use it;
+//! - `handle`: starting a simulator ([`PveSim`]) and watching and stopping it ([`SimHandle`]);
+//! - `server`: HTTP over TLS, auth, the slow-API and HTTP-error faults, PVE's envelope;
+//! - `api`: the PVE endpoints and `/sim/...`, one module per area, answers as serde structs
+//!   of PVE's JSON shapes;
+//! - `tasks` (the task runner: simulated time, config locks, injected failures) and `info`
+//!   (the [`GuestInfo`] and [`TaskInfo`] snapshots);
+//! - `state` (the state behind its lock, saved to the folder as snapshot + journal; what
+//!   handlers share) and `schema` (PVE-style parameter checks);
+//! - `model` (plain data: guests, tokens, tickets, task records, config values) and `ssh`
+//!   (guest SSH servers, folders and processes; they reach the state only through a narrow
+//!   handle the state gives them);
+//! - [`config`] (what a simulator is started with), `tls` (certificates, private files),
+//!   `files` (a state folder's file names and locks), `params` (request parameters);
+//! - leaves: `error`, `clock` (Unix time, time scale), `ids` (random ids, UPIDs, MACs, free
+//!   vmids), `net` (guest address plans), [`faults`] (what can go wrong on purpose).
 
 mod api;
+mod clock;
 pub mod config;
 mod error;
 pub mod faults;
+mod files;
 pub mod folder;
 mod handle;
+mod ids;
+mod info;
 mod model;
 mod net;
 mod params;
-mod persist;
 mod schema;
 mod server;
 mod ssh;
+mod state;
 mod tasks;
 mod tls;
 
 pub use config::{ApiToken, SimConfig, Timings};
 pub use error::SimError;
 pub use faults::{Fault, FaultId, FaultKind, Op};
-pub use handle::{serve_until_signal, GuestInfo, GuestKind, PveSim, SimHandle, TaskInfo};
+pub use handle::{serve_until_signal, PveSim, SimHandle};
+pub use info::{GuestInfo, TaskInfo};
+pub use model::GuestKind;
 
 /// A guest a simulator folder holds, as the simulator itself would load it.
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
@@ -59,7 +78,7 @@ pub struct SavedGuest {
 /// the simulator's own loader), whether or not a simulator serves it now:
 /// what tests count duplicates and leaks with, not driver's own state.
 pub fn saved_guests(dir: &std::path::Path) -> Result<Vec<SavedGuest>, SimError> {
-    let Some(st) = persist::load(dir)? else {
+    let Some(st) = state::load(dir)? else {
         return Ok(Vec::new());
     };
     Ok(st

@@ -38,6 +38,21 @@ pub(crate) fn percent_decode(s: &str, plus_is_space: bool) -> Option<String> {
     String::from_utf8(out).ok()
 }
 
+const TRUE: &[&str] = &["1", "true", "yes", "on"];
+const FALSE: &[&str] = &["0", "false", "no", "off"];
+
+/// A boolean as PVE's schema reads it.
+pub(crate) fn parse_bool(v: &str) -> Option<bool> {
+    let l = v.to_ascii_lowercase();
+    if TRUE.contains(&l.as_str()) {
+        Some(true)
+    } else if FALSE.contains(&l.as_str()) {
+        Some(false)
+    } else {
+        None
+    }
+}
+
 impl Params {
     pub fn iter(&self) -> impl Iterator<Item = (&str, &str)> {
         self.values.iter().map(|(k, v)| (k.as_str(), v.as_str()))
@@ -97,9 +112,7 @@ impl Params {
 
     /// A boolean parameter already checked by the schema.
     pub fn flag(&self, k: &str) -> bool {
-        self.get(k)
-            .and_then(crate::schema::parse_bool)
-            .unwrap_or(false)
+        self.get(k).and_then(parse_bool).unwrap_or(false)
     }
 
     /// An integer parameter already checked by the schema.

@@ -19,27 +19,15 @@ use tokio::sync::watch;
 use tokio::task::JoinSet;
 use tokio_rustls::TlsAcceptor;
 
+use crate::api::ApiRequest;
 use crate::error::ApiError;
-use crate::model::Shared;
 use crate::params::{percent_decode, Params};
+use crate::state::Shared;
 
 /// Largest request body read (PVE's own limit for API calls is 64 KiB of parameters; uploads
 /// are not simulated).
 const MAX_BODY: usize = 1 << 20;
 const API_PREFIX: &str = "/api2/json";
-
-/// A decoded API request.
-pub(crate) struct ApiRequest {
-    pub method: String,
-    /// Path below `/api2/json`, e.g. `/nodes/pve/qemu`.
-    pub rel: String,
-    pub segs: Vec<String>,
-    pub params: Params,
-    /// Who is asking: `user@realm` (ticket) or `user@realm!token`.
-    pub user: String,
-    /// Members PVE puts beside `data` on success (e.g. `total` of a task log).
-    pub extra: serde_json::Map<String, Value>,
-}
 
 pub(crate) async fn serve(
     listener: TcpListener,

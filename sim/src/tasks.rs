@@ -1,99 +1,10 @@
-//! Tasks: PVE's UPIDs and task records (status + log), and the runner that makes an
-//! operation take simulated time, hold guests' config locks, honour injected faults and end
-//! with `TASK OK` or `TASK ERROR: ...`.
+//! The task runner: it makes an operation take simulated time, hold guests' config locks,
+//! honour injected faults and end with `TASK OK` or `TASK ERROR: ...`. (UPIDs are made in
+//! `ids`, task records kept in the state's registry, shown by `api::tasks`.)
 
 use std::time::{Duration, Instant};
 
-use serde::{Deserialize, Serialize};
-
-use crate::model::{Shared, State};
-
-/// One task as `GET /nodes/{node}/tasks/{upid}/status` and `.../log` show it.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub(crate) struct Task {
-    pub upid: String,
-    pub node: String,
-    pub pid: u32,
-    pub pstart: u32,
-    pub starttime: u64,
-    #[serde(rename = "type")]
-    pub ttype: String,
-    pub id: String,
-    pub user: String,
-    pub running: bool,
-    pub exitstatus: Option<String>,
-    pub endtime: Option<u64>,
-    pub log: Vec<String>,
-}
-
-impl Task {
-    pub fn status_json(&self) -> serde_json::Value {
-        let mut v = serde_json::json!({
-            "upid": self.upid,
-            "node": self.node,
-            "pid": self.pid,
-            "pstart": self.pstart,
-            "starttime": self.starttime,
-            "type": self.ttype,
-            "id": self.id,
-            "user": self.user,
-            "status": if self.running { "running" } else { "stopped" },
-        });
-        if let (Some(exit), Some(obj)) = (&self.exitstatus, v.as_object_mut()) {
-            obj.insert("exitstatus".into(), exit.clone().into());
-        }
-        v
-    }
-
-    pub fn list_json(&self) -> serde_json::Value {
-        let mut v = serde_json::json!({
-            "upid": self.upid,
-            "node": self.node,
-            "pid": self.pid,
-            "pstart": self.pstart,
-            "starttime": self.starttime,
-            "type": self.ttype,
-            "id": self.id,
-            "user": self.user,
-        });
-        if let Some(obj) = v.as_object_mut() {
-            if let Some(end) = self.endtime {
-                obj.insert("endtime".into(), end.into());
-            }
-            if let Some(exit) = &self.exitstatus {
-                obj.insert("status".into(), exit.clone().into());
-            }
-        }
-        v
-    }
-}
-
-/// `UPID:{node}:{pid}:{pstart}:{starttime}:{type}:{id}:{user}:` with PVE's hex widths.
-pub(crate) fn format_upid(
-    node: &str,
-    pid: u32,
-    pstart: u32,
-    starttime: u64,
-    ttype: &str,
-    id: &str,
-    user: &str,
-) -> String {
-    format!("UPID:{node}:{pid:08X}:{pstart:08X}:{starttime:08X}:{ttype}:{id}:{user}:")
-}
-
-/// Checks a UPID's syntax as PVE does (`unable to parse worker upid`).
-pub(crate) fn parse_upid(upid: &str) -> Option<(String, u32)> {
-    let parts: Vec<&str> = upid.split(':').collect();
-    if parts.len() != 9 || parts[0] != "UPID" || !parts[8].is_empty() {
-        return None;
-    }
-    let hex = |s: &str| s.len() >= 8 && s.chars().all(|c| c.is_ascii_hexdigit());
-    if !(hex(parts[2]) && hex(parts[3]) && hex(parts[4])) || parts[5].is_empty() {
-        return None;
-    }
-    let pid = u32::from_str_radix(parts[2], 16).ok()?;
-    Some((parts[1].to_string(), pid))
-}
+use crate::state::{Shared, State};
 
 /// The effect of a task, applied under the state lock when its time is up. It returns extra
 /// log lines, or the error the task ends with.

@@ -1433,3 +1433,126 @@ async fn one_simulator_per_state_folder() {
     let (h, _c) = start(config()).await;
     h.shutdown().await;
 }
+
+/// The members of a JSON object, sorted.
+fn keys(v: &Value) -> Vec<&str> {
+    let mut k: Vec<&str> = v
+        .as_object()
+        .unwrap_or_else(|| panic!("not an object: {v}"))
+        .keys()
+        .map(String::as_str)
+        .collect();
+    k.sort_unstable();
+    k
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn answers_leave_out_what_pve_leaves_out() {
+    let (_h, c) = start(cfg()).await;
+    const USAGE: [&str; 13] = [
+        "cpu",
+        "disk",
+        "diskread",
+        "diskwrite",
+        "maxdisk",
+        "maxmem",
+        "mem",
+        "name",
+        "netin",
+        "netout",
+        "status",
+        "uptime",
+        "vmid",
+    ];
+    let with = |extra: &[&'static str]| {
+        let mut k: Vec<&str> = USAGE.iter().chain(extra).copied().collect();
+        k.sort_unstable();
+        k
+    };
+    // A stopped QEMU template: no `type`, `pid`, `lock`, `tags` or `maxswap`.
+    let qemu = c.get("/nodes/pve/qemu").await.ok().clone();
+    assert_eq!(keys(&qemu[0]), with(&["cpus", "template"]), "{qemu}");
+    let lxc = c.get("/nodes/pve/lxc").await.ok().clone();
+    assert_eq!(
+        keys(&lxc[0]),
+        with(&["cpus", "maxswap", "template", "type"]),
+        "{lxc}"
+    );
+    assert_eq!(lxc[0]["type"], "lxc");
+
+    let upid = c
+        .post("/nodes/pve/qemu/9000/clone", &[("newid", "100")])
+        .await
+        .upid();
+    ok_task(&c, &upid).await;
+    let stopped = c
+        .get("/nodes/pve/qemu/100/status/current")
+        .await
+        .ok()
+        .clone();
+    assert_eq!(
+        keys(&stopped),
+        with(&["agent", "cpus", "ha", "qmpstatus"]),
+        "{stopped}"
+    );
+    ok_task(
+        &c,
+        &c.post("/nodes/pve/qemu/100/status/start", &[]).await.upid(),
+    )
+    .await;
+    let running = c
+        .get("/nodes/pve/qemu/100/status/current")
+        .await
+        .ok()
+        .clone();
+    assert_eq!(
+        keys(&running),
+        with(&[
+            "agent",
+            "cpus",
+            "ha",
+            "pid",
+            "qmpstatus",
+            "running-machine",
+            "running-qemu"
+        ]),
+        "{running}"
+    );
+    assert_eq!(running["ha"], json!({"managed": 0}));
+    let ping = c.post("/nodes/pve/qemu/100/agent/ping", &[]).await;
+    assert_eq!(ping.ok(), &json!({"result": {}}));
+
+    // A finished task's list entry carries `endtime` and its exit status as `status`; its own
+    // status has `exitstatus`.
+    let tasks = c.get("/nodes/pve/tasks").await.ok().clone();
+    assert_eq!(
+        keys(&tasks[0]),
+        [
+            "endtime",
+            "id",
+            "node",
+            "pid",
+            "pstart",
+            "starttime",
+            "status",
+            "type",
+            "upid",
+            "user"
+        ]
+    );
+    assert_eq!(tasks[0]["status"], "OK");
+
+    // A token read on its own has no `tokenid`, and no `comment` without one.
+    let t = c
+        .post("/access/users/root@pam/token/plain", &[])
+        .await
+        .ok()
+        .clone();
+    assert_eq!(keys(&t["info"]), ["privsep"], "{t}");
+    let t = c
+        .get("/access/users/root@pam/token/plain")
+        .await
+        .ok()
+        .clone();
+    assert_eq!(keys(&t), ["expire", "privsep"], "{t}");
+}

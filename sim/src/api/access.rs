@@ -8,12 +8,16 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use hyper::HeaderMap;
-use serde_json::{json, Value};
+use serde::Serialize;
+use serde_json::Value;
 
+use super::request::{data, ApiRequest};
+use crate::clock::now_unix;
 use crate::error::{ApiError, ApiResult};
-use crate::model::{now_unix, random_hex, random_uuid, Shared, Ticket, TokenEntry};
+use crate::ids::{random_hex, random_uuid};
+use crate::model::{Ticket, TokenEntry};
 use crate::schema::{specs, validate};
-use crate::server::ApiRequest;
+use crate::state::Shared;
 
 /// PVE tickets live two hours.
 const TICKET_LIFETIME: Duration = Duration::from_secs(2 * 3600);
@@ -68,6 +72,61 @@ const PRIVILEGES: &[&str] = &[
     "VM.Snapshot",
     "VM.Snapshot.Rollback",
 ];
+
+/// `POST /access/ticket`.
+#[derive(Serialize)]
+struct TicketAnswer {
+    ticket: String,
+    #[serde(rename = "CSRFPreventionToken")]
+    csrf: String,
+    username: String,
+    cap: Cap,
+}
+
+/// The capabilities a ticket answer summarises (what the web UI shows or hides).
+#[derive(Serialize)]
+struct Cap {
+    vms: BTreeMap<&'static str, u8>,
+    storage: BTreeMap<&'static str, u8>,
+}
+
+/// One user of `GET /access/users`.
+#[derive(Serialize)]
+struct User {
+    userid: String,
+    enable: u8,
+    expire: u64,
+}
+
+/// A token in `GET .../token` (with `tokenid`) and `GET .../token/{tokenid}` (without).
+#[derive(Serialize)]
+struct TokenInfo<'a> {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    tokenid: Option<&'a str>,
+    privsep: u8,
+    expire: u64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    comment: Option<&'a str>,
+}
+
+/// `POST .../token/{tokenid}`: the secret, shown this once.
+#[derive(Serialize)]
+struct NewToken<'a> {
+    #[serde(rename = "full-tokenid")]
+    full_tokenid: &'a str,
+    info: NewTokenInfo<'a>,
+    value: &'a str,
+}
+
+#[derive(Serialize)]
+struct NewTokenInfo<'a> {
+    privsep: u8,
+    /// Only when it expires.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    expire: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    comment: Option<&'a str>,
+}
 
 fn unauthorized(msg: impl Into<String>) -> ApiError {
     ApiError::unauthorized(msg)
@@ -205,23 +264,23 @@ pub(crate) fn ticket(shared: &Arc<Shared>, req: &ApiRequest) -> ApiResult<Value>
             issued: Instant::now(),
         },
     );
-    Ok(json!({
-        "ticket": ticket,
-        "CSRFPreventionToken": csrf,
-        "username": user,
-        "cap": {
-            "vms": {"VM.Allocate": 1, "VM.PowerMgmt": 1, "VM.Config.Disk": 1},
-            "storage": {"Datastore.Allocate": 1, "Datastore.AllocateSpace": 1},
+    let held = |privs: &[&'static str]| privs.iter().map(|p| (*p, 1)).collect();
+    data(TicketAnswer {
+        ticket,
+        csrf,
+        username: user,
+        cap: Cap {
+            vms: held(&["VM.Allocate", "VM.PowerMgmt", "VM.Config.Disk"]),
+            storage: held(&["Datastore.Allocate", "Datastore.AllocateSpace"]),
         },
-    }))
+    })
 }
 
-fn privileges_of(shared: &Shared, who: &str) -> BTreeMap<String, Value> {
-    let full: Value = PRIVILEGES
-        .iter()
-        .map(|p| (p.to_string(), json!(1)))
-        .collect::<serde_json::Map<_, _>>()
-        .into();
+/// `{path: {privilege: 1}}`.
+type Privileges = BTreeMap<String, BTreeMap<&'static str, u8>>;
+
+fn privileges_of(shared: &Shared, who: &str) -> Privileges {
+    let full: BTreeMap<&'static str, u8> = PRIVILEGES.iter().map(|p| (*p, 1)).collect();
     match who.split_once('!') {
         None if who == "root@pam" => BTreeMap::from([("/".to_string(), full)]),
         None => BTreeMap::new(),
@@ -244,7 +303,7 @@ pub(crate) fn permissions(shared: &Arc<Shared>, req: &ApiRequest) -> ApiResult<V
     if let Some(path) = req.params.get("path") {
         held.retain(|p, _| p == "/" || p == path || path.starts_with(&format!("{p}/")));
     }
-    Ok(json!(held))
+    data(held)
 }
 
 pub(crate) fn users(shared: &Arc<Shared>) -> ApiResult<Value> {
@@ -256,20 +315,26 @@ pub(crate) fn users(shared: &Arc<Shared>) -> ApiResult<Value> {
             }
         }
     }
-    Ok(Value::Array(
+    data(
         users
             .into_iter()
-            .map(|u| json!({"userid": u, "enable": 1, "expire": 0}))
-            .collect(),
-    ))
+            .map(|userid| User {
+                userid,
+                enable: 1,
+                expire: 0,
+            })
+            .collect::<Vec<_>>(),
+    )
 }
 
-fn token_json(id: &str, t: &TokenEntry) -> Value {
-    let mut v = json!({"tokenid": id, "privsep": u8::from(t.privsep), "expire": t.expire});
-    if let Some(c) = &t.comment {
-        v["comment"] = json!(c);
+/// A token as listed (`tokenid` given) or read on its own (without).
+fn token_info<'a>(tokenid: Option<&'a str>, t: &'a TokenEntry) -> TokenInfo<'a> {
+    TokenInfo {
+        tokenid,
+        privsep: u8::from(t.privsep),
+        expire: t.expire,
+        comment: t.comment.as_deref(),
     }
-    v
 }
 
 pub(crate) fn list_tokens(shared: &Arc<Shared>, user: &str) -> ApiResult<Value> {
@@ -278,12 +343,12 @@ pub(crate) fn list_tokens(shared: &Arc<Shared>, user: &str) -> ApiResult<Value> 
     }
     let st = shared.lock();
     let prefix = format!("{user}!");
-    Ok(Value::Array(
+    data(
         st.tokens
             .iter()
-            .filter_map(|(k, t)| k.strip_prefix(&prefix).map(|id| token_json(id, t)))
-            .collect(),
-    ))
+            .filter_map(|(k, t)| k.strip_prefix(&prefix).map(|id| token_info(Some(id), t)))
+            .collect::<Vec<_>>(),
+    )
 }
 
 pub(crate) fn get_token(shared: &Arc<Shared>, user: &str, id: &str) -> ApiResult<Value> {
@@ -292,11 +357,7 @@ pub(crate) fn get_token(shared: &Arc<Shared>, user: &str, id: &str) -> ApiResult
         .tokens
         .get(&format!("{user}!{id}"))
         .ok_or_else(|| ApiError::internal(format!("no such token '{id}' for user '{user}'")))?;
-    let mut v = token_json(id, t);
-    if let Some(o) = v.as_object_mut() {
-        o.remove("tokenid");
-    }
-    Ok(v)
+    data(token_info(None, t))
 }
 
 fn valid_token_name(id: &str) -> bool {
@@ -347,14 +408,15 @@ pub(crate) fn add_token(
     }
     st.tokens.insert(full.clone(), entry.clone());
     shared.persist(&st);
-    let mut info = json!({"privsep": u8::from(entry.privsep)});
-    if entry.expire != 0 {
-        info["expire"] = json!(entry.expire);
-    }
-    if let Some(c) = &entry.comment {
-        info["comment"] = json!(c);
-    }
-    Ok(json!({"full-tokenid": full, "info": info, "value": entry.secret}))
+    data(NewToken {
+        full_tokenid: &full,
+        info: NewTokenInfo {
+            privsep: u8::from(entry.privsep),
+            expire: (entry.expire != 0).then_some(entry.expire),
+            comment: entry.comment.as_deref(),
+        },
+        value: &entry.secret,
+    })
 }
 
 pub(crate) fn delete_token(shared: &Arc<Shared>, user: &str, id: &str) -> ApiResult<Value> {

@@ -4,27 +4,52 @@
 
 use std::sync::Arc;
 
-use serde_json::{json, Value};
+use serde::Serialize;
+use serde_json::Value;
 
+use super::request::data;
 use crate::error::{ApiError, ApiResult};
-use crate::faults::Fault;
-use crate::handle::guest_info;
-use crate::model::Shared;
+use crate::faults::{Fault, FaultId};
+use crate::info::{guest_info, GuestInfo};
+use crate::state::Shared;
 
-fn faults_json(shared: &Shared) -> Value {
-    Value::Array(
-        shared
-            .lock()
-            .faults
-            .list()
-            .into_iter()
-            .map(|(id, f)| {
-                let mut v = serde_json::to_value(&f).unwrap_or(Value::Null);
-                v["id"] = json!(id);
-                v
-            })
-            .collect(),
-    )
+/// `GET /sim/state`.
+#[derive(Serialize)]
+struct SimState {
+    node: String,
+    time_scale: f64,
+    guests: Vec<GuestInfo>,
+    faults: Vec<FaultEntry>,
+}
+
+/// An active fault: its JSON form and its id.
+#[derive(Serialize)]
+struct FaultEntry {
+    #[serde(flatten)]
+    fault: Fault,
+    id: FaultId,
+}
+
+/// `POST /sim/faults`.
+#[derive(Serialize)]
+struct Added {
+    id: FaultId,
+}
+
+/// `PUT /sim/time-scale`'s answer (the request is read leniently, for its own wording).
+#[derive(Serialize)]
+struct TimeScale {
+    time_scale: f64,
+}
+
+fn faults(shared: &Shared) -> Vec<FaultEntry> {
+    shared
+        .lock()
+        .faults
+        .list()
+        .into_iter()
+        .map(|(id, fault)| FaultEntry { fault, id })
+        .collect()
 }
 
 pub(crate) fn route(
@@ -36,29 +61,27 @@ pub(crate) fn route(
     let s: Vec<&str> = segs.iter().map(String::as_str).collect();
     match (method, s.as_slice()) {
         ("GET", ["state"]) => {
-            let guests: Vec<Value> = {
+            let guests = {
                 let st = shared.lock();
                 st.guests
                     .values()
-                    .map(|g| {
-                        serde_json::to_value(guest_info(shared, g, &st)).unwrap_or(Value::Null)
-                    })
+                    .map(|g| guest_info(shared, g, &st))
                     .collect()
             };
-            Ok(json!({
-                "node": shared.node,
-                "time_scale": shared.time_scale(),
-                "guests": guests,
-                "faults": faults_json(shared),
-            }))
+            data(SimState {
+                node: shared.node.clone(),
+                time_scale: shared.time_scale(),
+                guests,
+                faults: faults(shared),
+            })
         }
-        ("GET", ["faults"]) => Ok(faults_json(shared)),
+        ("GET", ["faults"]) => data(faults(shared)),
         ("POST", ["faults"]) => {
             let fault: Fault = serde_json::from_slice(body)
                 .map_err(|e| ApiError::new(400, format!("invalid fault: {e}")))?;
             tracing::info!(?fault, "pvesim: fault injected");
             let id = shared.lock().faults.add(fault);
-            Ok(json!({ "id": id }))
+            data(Added { id })
         }
         ("DELETE", ["faults"]) => {
             shared.lock().faults.clear();
@@ -83,7 +106,7 @@ pub(crate) fn route(
                 .filter(|f| f.is_finite() && *f >= 0.0)
                 .ok_or_else(|| ApiError::new(400, "expected {\"time_scale\": F} with F >= 0"))?;
             shared.set_time_scale(f);
-            Ok(json!({ "time_scale": f }))
+            data(TimeScale { time_scale: f })
         }
         _ => Err(ApiError::new(
             501,

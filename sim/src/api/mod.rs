@@ -1,32 +1,31 @@
 //! The PVE endpoints pvesim answers, routed by method and path below `/api2/json`. Each
 //! submodule owns one area: `access` (auth, tokens, permissions), `cluster` (version, nodes,
-//! nextid, resources, storage, network, tasks), `guests` (QEMU and LXC: create, clone,
-//! config, resize, power, delete, agent), `admin` (`/sim/...`: faults, state, time scale).
+//! nextid, resources), `storage` (storages, their content, the network), `tasks` (task list,
+//! status, log), `guests` (QEMU and LXC: create, clone, config, resize, power, delete,
+//! agent), `admin` (`/sim/...`: faults, state, time scale); `request` is what they share.
+//! Answers are serde structs of PVE's JSON shapes, declared beside their handlers.
 
 pub(crate) mod access;
 pub(crate) mod admin;
 mod cluster;
 mod guests;
+mod request;
+mod storage;
+mod tasks;
+
+pub(crate) use request::ApiRequest;
 
 use std::sync::Arc;
 
-use serde_json::{json, Value};
+use serde_json::Value;
 
 use crate::error::{ApiError, ApiResult};
-use crate::handle::GuestKind;
-use crate::model::Shared;
-use crate::server::ApiRequest;
-
-/// PVE's answer for a path or method it has no handler for.
-fn not_implemented(req: &ApiRequest) -> ApiError {
-    ApiError::new(
-        501,
-        format!("Method '{} {}' not implemented", req.method, req.rel),
-    )
-}
+use crate::model::GuestKind;
+use crate::state::Shared;
+use request::{not_implemented, subdirs};
 
 /// The node must be this simulator's (a one-node cluster): others do not resolve.
-pub(crate) fn check_node(shared: &Shared, node: &str) -> ApiResult<()> {
+fn check_node(shared: &Shared, node: &str) -> ApiResult<()> {
     if node == shared.node {
         Ok(())
     } else {
@@ -34,10 +33,6 @@ pub(crate) fn check_node(shared: &Shared, node: &str) -> ApiResult<()> {
             "hostname lookup '{node}' failed - failed to get address info for: {node}: Name or service not known"
         )))
     }
-}
-
-fn subdirs(key: &str, names: &[&str]) -> Value {
-    Value::Array(names.iter().map(|n| json!({ key: n })).collect())
 }
 
 pub(crate) async fn route(shared: &Arc<Shared>, req: &mut ApiRequest) -> ApiResult<Value> {
@@ -49,7 +44,7 @@ pub(crate) async fn route(shared: &Arc<Shared>, req: &mut ApiRequest) -> ApiResu
             "subdir",
             &["version", "cluster", "nodes", "storage", "access", "pools"],
         )),
-        ("GET", ["version"]) => Ok(cluster::version()),
+        ("GET", ["version"]) => cluster::version(),
         ("POST", ["access", "ticket"]) => access::ticket(shared, req),
         ("GET", ["access", "ticket"]) => Ok(Value::Null),
         ("GET", ["access", "permissions"]) => access::permissions(shared, req),
@@ -65,9 +60,9 @@ pub(crate) async fn route(shared: &Arc<Shared>, req: &mut ApiRequest) -> ApiResu
         ("GET", ["cluster"]) => Ok(subdirs("name", &["nextid", "resources", "status"])),
         ("GET", ["cluster", "nextid"]) => cluster::nextid(shared, req),
         ("GET", ["cluster", "resources"]) => cluster::resources(shared, req),
-        ("GET", ["cluster", "status"]) => Ok(cluster::cluster_status(shared)),
-        ("GET", ["nodes"]) => Ok(cluster::nodes(shared)),
-        ("GET", ["storage"]) => Ok(cluster::storage_config()),
+        ("GET", ["cluster", "status"]) => cluster::cluster_status(shared),
+        ("GET", ["nodes"]) => cluster::nodes(shared),
+        ("GET", ["storage"]) => storage::config(),
         ("GET", ["nodes", node]) => {
             check_node(shared, node)?;
             Ok(subdirs(
@@ -92,23 +87,23 @@ async fn node_route(
     rest: &[&str],
 ) -> ApiResult<Value> {
     match (m, rest) {
-        ("GET", ["status"]) => Ok(cluster::node_status(shared)),
-        ("GET", ["version"]) => Ok(cluster::version()),
-        ("GET", ["network"]) => Ok(cluster::network(req)),
-        ("GET", ["storage"]) => Ok(cluster::storage_list(shared, req)),
+        ("GET", ["status"]) => cluster::node_status(shared),
+        ("GET", ["version"]) => cluster::version(),
+        ("GET", ["network"]) => storage::network(req),
+        ("GET", ["storage"]) => storage::list(shared, req),
         ("GET", ["storage", storage]) => {
-            cluster::storage_get(storage)?;
+            storage::get(storage)?;
             Ok(subdirs("subdir", &["content", "status"]))
         }
-        ("GET", ["storage", storage, "status"]) => cluster::storage_status(shared, storage),
-        ("GET", ["storage", storage, "content"]) => cluster::storage_content(shared, req, storage),
-        ("GET", ["tasks"]) => Ok(cluster::task_list(shared, req)),
+        ("GET", ["storage", storage, "status"]) => storage::status(shared, storage),
+        ("GET", ["storage", storage, "content"]) => storage::content(shared, req, storage),
+        ("GET", ["tasks"]) => tasks::list(shared, req),
         ("GET", ["tasks", upid]) => {
-            cluster::task_status(shared, upid)?;
+            tasks::status(shared, upid)?;
             Ok(subdirs("name", &["log", "status"]))
         }
-        ("GET", ["tasks", upid, "status"]) => cluster::task_status(shared, upid),
-        ("GET", ["tasks", upid, "log"]) => cluster::task_log(shared, req, upid),
+        ("GET", ["tasks", upid, "status"]) => tasks::status(shared, upid),
+        ("GET", ["tasks", upid, "log"]) => tasks::log(shared, req, upid),
         (_, [kind @ ("qemu" | "lxc"), rest @ ..]) => {
             let kind = if *kind == "qemu" {
                 GuestKind::Qemu

@@ -8,7 +8,7 @@ use russh::keys::ssh_key::private::{Ed25519Keypair, KeypairData};
 use russh::keys::ssh_key::LineEnding;
 use russh::keys::{HashAlg, PrivateKey, PublicKey};
 
-use super::BootError;
+use super::error::BootError;
 
 /// Where the host key lives inside the guest's folder.
 pub(crate) const HOST_KEY_FILE: &str = "etc/ssh/ssh_host_ed25519_key";
@@ -28,7 +28,7 @@ pub(crate) fn load_or_create(dir: &Path, comment: &str) -> Result<PrivateKey, Bo
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
         Err(source) => return Err(BootError::Io { path, source }),
     }
-    let seed = crate::model::random_bytes::<32>();
+    let seed = crate::ids::random_bytes::<32>();
     let keypair = Ed25519Keypair::from_seed(&seed);
     let key =
         PrivateKey::new(KeypairData::from(keypair), comment).map_err(|e| BootError::HostKey {
@@ -49,7 +49,7 @@ pub(crate) fn load_or_create(dir: &Path, comment: &str) -> Result<PrivateKey, Bo
     }
     let io = |p: &Path| {
         let p: PathBuf = p.to_path_buf();
-        move |e: crate::SimError| BootError::HostKey {
+        move |e: crate::error::SimError| BootError::HostKey {
             path: p,
             message: e.to_string(),
         }
@@ -116,7 +116,7 @@ mod tests {
         let dir = std::env::temp_dir().join(format!(
             "pvesim-keytest-{}-{}",
             std::process::id(),
-            crate::model::random_hex(8)
+            crate::ids::random_hex(8)
         ));
         let a = load_or_create(&dir, "root@a").unwrap();
         let b = load_or_create(&dir, "root@a").unwrap();

@@ -23,7 +23,8 @@ use russh::{Channel, ChannelId, ChannelOpenFailure, MethodKind, MethodSet, Sig};
 use tokio::io::AsyncWriteExt;
 use tokio::sync::mpsc;
 
-use super::{keys, procs, sftp, GuestCtx};
+use super::guest::GuestCtx;
+use super::{keys, procs, sftp};
 
 /// After the command exits, how long its output may still drain (a background process that
 /// kept stdout open must not hold the session forever).
@@ -69,10 +70,10 @@ impl Session {
     }
 
     fn allowed(&self, user: &str, key: &PublicKey) -> bool {
-        let Some((lines, users)) = self.ctx.login() else {
+        let Some(login) = self.ctx.login() else {
             return false;
         };
-        users.iter().any(|u| u == user) && keys::is_authorized(&lines, key)
+        login.users.iter().any(|u| u == user) && keys::is_authorized(&login.keys, key)
     }
 
     fn reject() -> Auth {

@@ -416,7 +416,7 @@ mod tests {
         let root = std::env::temp_dir().join(format!(
             "pvesim-sftptest-{}-{}",
             std::process::id(),
-            crate::model::random_hex(8)
+            crate::ids::random_hex(8)
         ));
         std::fs::create_dir_all(root.join("sub")).unwrap();
         std::os::unix::fs::symlink("/etc", root.join("out")).unwrap();

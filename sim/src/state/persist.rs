@@ -3,7 +3,7 @@
 //!
 //! - `state.json` is a snapshot of everything, written atomically (temp file + rename);
 //! - `state.journal` holds, one JSON line each, the changes since that snapshot: every
-//!   [`Shared::persist`](crate::model::Shared::persist) appends one line with the guests and
+//!   [`Shared::persist`](super::Shared::persist) appends one line with the guests and
 //!   tokens that changed (found through [`Tracked`]) and the tasks that finished, under the
 //!   state lock, before the request that made the change is answered;
 //! - once the journal outgrows the snapshot, a new snapshot replaces both (so the work per
@@ -15,96 +15,23 @@
 //! Nothing is fsynced: what was written survives a kill of the simulator's process (the
 //! kernel has it), not a power cut, which a simulator need not survive.
 
-use std::cell::RefCell;
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 use std::fs::{File, OpenOptions};
 use std::io::{BufRead, Write};
-use std::ops::Deref;
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
+use super::tracked::Tracked;
+use super::world::{State, TASKS_KEPT};
 use crate::error::SimError;
-use crate::model::{Guest, State, TokenEntry};
-use crate::tasks::Task;
+use crate::ids::random_bytes;
+use crate::model::{Guest, Task, TokenEntry};
 
 const STATE_FILE: &str = "state.json";
 const JOURNAL_FILE: &str = "state.journal";
-/// How many finished tasks are kept (PVE keeps an index of recent ones too).
-pub(crate) const TASKS_KEPT: usize = 5000;
 /// The journal is compacted once it is larger than this and than the last snapshot.
 const JOURNAL_MIN: u64 = 1 << 20;
-
-/// A map that remembers which keys were changed (through `get_mut`, `insert`, `remove`) since the journal last took them. Reading goes through `Deref`; there is
-/// deliberately no `DerefMut`, so every change is seen.
-#[derive(Debug)]
-pub(crate) struct Tracked<K: Ord + Clone, V> {
-    map: BTreeMap<K, V>,
-    /// Only touched under the state lock (the whole `State` is behind one mutex).
-    dirty: RefCell<BTreeSet<K>>,
-}
-
-impl<K: Ord + Clone, V> Default for Tracked<K, V> {
-    fn default() -> Self {
-        Tracked {
-            map: BTreeMap::new(),
-            dirty: RefCell::new(BTreeSet::new()),
-        }
-    }
-}
-
-impl<K: Ord + Clone, V> Deref for Tracked<K, V> {
-    type Target = BTreeMap<K, V>;
-    fn deref(&self) -> &BTreeMap<K, V> {
-        &self.map
-    }
-}
-
-impl<'a, K: Ord + Clone, V> IntoIterator for &'a Tracked<K, V> {
-    type Item = (&'a K, &'a V);
-    type IntoIter = std::collections::btree_map::Iter<'a, K, V>;
-    fn into_iter(self) -> Self::IntoIter {
-        self.map.iter()
-    }
-}
-
-impl<K: Ord + Clone, V> Tracked<K, V> {
-    fn from_map(map: BTreeMap<K, V>) -> Self {
-        Tracked {
-            map,
-            dirty: RefCell::new(BTreeSet::new()),
-        }
-    }
-
-    fn mark(&self, k: &K) {
-        self.dirty.borrow_mut().insert(k.clone());
-    }
-
-    pub fn get_mut(&mut self, k: &K) -> Option<&mut V> {
-        if self.map.contains_key(k) {
-            self.mark(k);
-        }
-        self.map.get_mut(k)
-    }
-
-    pub fn insert(&mut self, k: K, v: V) -> Option<V> {
-        self.mark(&k);
-        self.map.insert(k, v)
-    }
-
-    pub fn remove(&mut self, k: &K) -> Option<V> {
-        let old = self.map.remove(k);
-        if old.is_some() {
-            self.mark(k);
-        }
-        old
-    }
-
-    /// The keys changed since the last call.
-    pub(crate) fn take_dirty(&self) -> BTreeSet<K> {
-        std::mem::take(&mut *self.dirty.borrow_mut())
-    }
-}
 
 /// `state.json`, as written (borrowing the state).
 #[derive(Serialize)]
@@ -247,7 +174,7 @@ impl Store {
         st.guests.take_dirty();
         st.tokens.take_dirty();
         st.finished.borrow_mut().clear();
-        let generation = u64::from_le_bytes(crate::model::random_bytes::<8>());
+        let generation = u64::from_le_bytes(random_bytes::<8>());
         let path = self.dir.join(STATE_FILE);
         let snap = SnapshotOut {
             version: 1,
@@ -364,21 +291,15 @@ pub(crate) fn load(dir: &Path) -> Result<Option<State>, SimError> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::handle::GuestKind;
+    use crate::model::GuestKind;
 
     fn guest(vmid: u32, name: &str) -> Guest {
-        Guest {
+        Guest::new(
             vmid,
-            kind: GuestKind::Qemu,
-            config: [("name".to_string(), serde_json::json!(name))].into(),
-            running: false,
-            ip: std::net::Ipv4Addr::new(127, 77, 0, 1),
-            started_at: None,
-            agent_ready_at: None,
-            busy: None,
-            authorized_keys: None,
-            host_key: None,
-        }
+            GuestKind::Qemu,
+            [("name".to_string(), serde_json::json!(name))].into(),
+            std::net::Ipv4Addr::new(127, 77, 0, 1),
+        )
     }
 
     fn names(st: &State) -> Vec<(u32, String)> {

@@ -1,0 +1,372 @@
+//! Storage and network: `local` (a directory, for templates and ISOs) and `local-lvm` (thin
+//! LVM, for guest disks), their configuration, status and content (the guests' volumes
+//! found in their configs), and the node's network (`eno1` and the bridge `vmbr0`).
+
+use std::sync::Arc;
+
+use serde::Serialize;
+use serde_json::Value;
+
+use super::request::{data, ApiRequest};
+use crate::clock::now_unix;
+use crate::error::{ApiError, ApiResult};
+use crate::model::GuestKind;
+use crate::state::Shared;
+
+pub(crate) const GIB: u64 = 1 << 30;
+const LVM_SIZE: u64 = 1024 * GIB;
+pub(crate) const LOCAL_SIZE: u64 = 100 * GIB;
+
+/// The storages, in PVE's listing order.
+pub(crate) const STORAGES: [&str; 2] = ["local", "local-lvm"];
+
+/// Container templates and ISO images on `local`, as `pveam download` would leave them.
+pub(crate) const VZTMPL: &[&str] = &[
+    "local:vztmpl/debian-12-standard_12.12-1_amd64.tar.zst",
+    "local:vztmpl/debian-13-standard_13.1-2_amd64.tar.zst",
+];
+const ISOS: &[&str] = &["local:iso/debian-13.1.0-amd64-netinst.iso"];
+
+/// One storage in `GET /cluster/resources`.
+#[derive(Serialize)]
+pub(crate) struct StorageResource {
+    id: String,
+    #[serde(rename = "type")]
+    ty: &'static str,
+    storage: &'static str,
+    node: String,
+    status: &'static str,
+    plugintype: &'static str,
+    content: &'static str,
+    shared: u8,
+    disk: u64,
+    maxdisk: u64,
+}
+
+/// One storage in `GET /storage` (the datacenter's `storage.cfg`).
+#[derive(Serialize)]
+struct StorageConfig {
+    storage: &'static str,
+    #[serde(rename = "type")]
+    ty: &'static str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    path: Option<&'static str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    thinpool: Option<&'static str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    vgname: Option<&'static str>,
+    content: &'static str,
+    shared: u8,
+    digest: &'static str,
+}
+
+/// One storage in `GET /nodes/{node}/storage` and its `.../status`.
+#[derive(Serialize)]
+struct StorageStatus {
+    storage: &'static str,
+    #[serde(rename = "type")]
+    ty: &'static str,
+    content: &'static str,
+    active: u8,
+    enabled: u8,
+    shared: u8,
+    total: u64,
+    used: u64,
+    avail: u64,
+    used_fraction: f64,
+}
+
+/// One volume in `GET .../storage/{storage}/content`.
+#[derive(Serialize)]
+struct Volume {
+    volid: String,
+    content: &'static str,
+    format: &'static str,
+    size: u64,
+    /// Guest volumes only.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    used: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    vmid: Option<u32>,
+    ctime: u64,
+    /// A linked clone's base volume.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    parent: Option<String>,
+}
+
+/// One interface in `GET /nodes/{node}/network`; the bridge has the address.
+#[derive(Serialize)]
+struct Iface {
+    iface: &'static str,
+    #[serde(rename = "type")]
+    ty: &'static str,
+    active: u8,
+    autostart: u8,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    exists: Option<u8>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    bridge_ports: Option<&'static str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    bridge_stp: Option<&'static str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    bridge_fd: Option<&'static str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    bridge_vlan_aware: Option<u8>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    cidr: Option<&'static str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    address: Option<&'static str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    netmask: Option<&'static str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    gateway: Option<&'static str>,
+    families: [&'static str; 1],
+    method: &'static str,
+    method6: &'static str,
+    priority: u32,
+}
+
+fn content_types(id: &str) -> &'static str {
+    if id == "local" {
+        "backup,iso,snippets,vztmpl"
+    } else {
+        "images,rootdir"
+    }
+}
+
+/// The storage's name as a `'static` one of [`STORAGES`] (callers checked it exists).
+fn storage_name(id: &str) -> &'static str {
+    if id == "local" {
+        "local"
+    } else {
+        "local-lvm"
+    }
+}
+
+pub(crate) fn resource(shared: &Shared, id: &str) -> StorageResource {
+    StorageResource {
+        id: format!("storage/{}/{id}", shared.node),
+        ty: "storage",
+        storage: storage_name(id),
+        node: shared.node.clone(),
+        status: "available",
+        plugintype: if id == "local" { "dir" } else { "lvmthin" },
+        content: content_types(id),
+        shared: 0,
+        disk: 0,
+        maxdisk: if id == "local" { LOCAL_SIZE } else { LVM_SIZE },
+    }
+}
+
+/// `GET /storage`.
+pub(crate) fn config() -> ApiResult<Value> {
+    data([
+        StorageConfig {
+            storage: "local",
+            ty: "dir",
+            path: Some("/var/lib/vz"),
+            thinpool: None,
+            vgname: None,
+            content: content_types("local"),
+            shared: 0,
+            digest: "0",
+        },
+        StorageConfig {
+            storage: "local-lvm",
+            ty: "lvmthin",
+            path: None,
+            thinpool: Some("data"),
+            vgname: Some("pve"),
+            content: content_types("local-lvm"),
+            shared: 0,
+            digest: "0",
+        },
+    ])
+}
+
+/// The storage exists, or PVE's error.
+pub(crate) fn get(id: &str) -> ApiResult<()> {
+    if STORAGES.contains(&id) {
+        Ok(())
+    } else {
+        Err(ApiError::internal(format!("storage '{id}' does not exist")))
+    }
+}
+
+fn used_lvm(shared: &Shared) -> u64 {
+    let st = shared.lock();
+    st.guests
+        .values()
+        .flat_map(|g| g.disks())
+        .map(|(_, s)| s)
+        .fold(0, u64::saturating_add)
+}
+
+fn status_of(shared: &Shared, id: &str) -> StorageStatus {
+    let (total, used) = if id == "local" {
+        (LOCAL_SIZE, 8 * GIB)
+    } else {
+        (LVM_SIZE, used_lvm(shared).min(LVM_SIZE))
+    };
+    StorageStatus {
+        storage: storage_name(id),
+        ty: if id == "local" { "dir" } else { "lvmthin" },
+        content: content_types(id),
+        active: 1,
+        enabled: 1,
+        shared: 0,
+        total,
+        used,
+        avail: total - used,
+        used_fraction: used as f64 / total as f64,
+    }
+}
+
+/// `GET /nodes/{node}/storage[?content=images][&storage=ID]`.
+pub(crate) fn list(shared: &Arc<Shared>, req: &ApiRequest) -> ApiResult<Value> {
+    let content = req.params.get("content");
+    let only = req.params.get("storage");
+    data(
+        STORAGES
+            .iter()
+            .filter(|id| only.is_none_or(|o| o == **id))
+            .filter(|id| {
+                content.is_none_or(|c| {
+                    c.split(',')
+                        .all(|c| content_types(id).split(',').any(|t| t == c))
+                })
+            })
+            .map(|id| status_of(shared, id))
+            .collect::<Vec<_>>(),
+    )
+}
+
+pub(crate) fn status(shared: &Arc<Shared>, id: &str) -> ApiResult<Value> {
+    get(id)?;
+    data(status_of(shared, id))
+}
+
+/// `GET /nodes/{node}/storage/{storage}/content[?content=...][&vmid=N]`.
+pub(crate) fn content(shared: &Arc<Shared>, req: &ApiRequest, id: &str) -> ApiResult<Value> {
+    get(id)?;
+    let content = req.params.get("content");
+    let vmid = req.params.int("vmid");
+    let want = |c: &str| content.is_none_or(|x| x == c);
+    let ctime = now_unix().saturating_sub(86_400);
+    let file = |volid: &str, content: &'static str, format: &'static str, size: u64| Volume {
+        volid: volid.to_string(),
+        content,
+        format,
+        size,
+        used: None,
+        vmid: None,
+        ctime,
+        parent: None,
+    };
+    let mut out = Vec::new();
+    if id == "local" {
+        if want("vztmpl") {
+            for v in VZTMPL {
+                out.push(file(v, "vztmpl", "tzst", 130_000_000));
+            }
+        }
+        if want("iso") {
+            for v in ISOS {
+                out.push(file(v, "iso", "iso", 700_000_000));
+            }
+        }
+        return data(out);
+    }
+    let st = shared.lock();
+    for g in st.guests.values() {
+        if vmid.is_some_and(|v| v != i64::from(g.vmid)) {
+            continue;
+        }
+        let c = match g.kind {
+            GuestKind::Qemu => "images",
+            GuestKind::Lxc => "rootdir",
+        };
+        if !want(c) {
+            continue;
+        }
+        for (key, size) in g.disks() {
+            let Some(prop) = g.config.get(&key).and_then(Value::as_str) else {
+                continue;
+            };
+            let volid = prop.split(',').next().unwrap_or("");
+            let Some(vol) = volid.strip_prefix("local-lvm:") else {
+                continue;
+            };
+            // A linked clone's volume is `base-X-disk-0/vm-Y-disk-0`: list its own name.
+            let (parent, own) = match vol.split_once('/') {
+                Some((p, o)) => (Some(p), o),
+                None => (None, vol),
+            };
+            out.push(Volume {
+                volid: format!("local-lvm:{own}"),
+                content: c,
+                format: "raw",
+                size,
+                used: Some(size / 4),
+                vmid: Some(g.vmid),
+                ctime,
+                parent: parent.map(str::to_string),
+            });
+        }
+    }
+    data(out)
+}
+
+/// `GET /nodes/{node}/network[?type=bridge|any_bridge|eth|...]`.
+pub(crate) fn network(req: &ApiRequest) -> ApiResult<Value> {
+    let ty = req.params.get("type");
+    let all = [
+        Iface {
+            iface: "eno1",
+            ty: "eth",
+            active: 1,
+            autostart: 1,
+            exists: Some(1),
+            bridge_ports: None,
+            bridge_stp: None,
+            bridge_fd: None,
+            bridge_vlan_aware: None,
+            cidr: None,
+            address: None,
+            netmask: None,
+            gateway: None,
+            families: ["inet"],
+            method: "manual",
+            method6: "manual",
+            priority: 3,
+        },
+        Iface {
+            iface: "vmbr0",
+            ty: "bridge",
+            active: 1,
+            autostart: 1,
+            exists: None,
+            bridge_ports: Some("eno1"),
+            bridge_stp: Some("off"),
+            bridge_fd: Some("0"),
+            bridge_vlan_aware: Some(1),
+            cidr: Some("198.51.100.2/24"),
+            address: Some("198.51.100.2"),
+            netmask: Some("24"),
+            gateway: Some("198.51.100.1"),
+            families: ["inet"],
+            method: "static",
+            method6: "manual",
+            priority: 4,
+        },
+    ];
+    data(
+        all.into_iter()
+            .filter(|i| match ty {
+                None => true,
+                Some("any_bridge") => i.ty == "bridge" || i.ty == "OVSBridge",
+                Some(x) => x == i.ty,
+            })
+            .collect::<Vec<_>>(),
+    )
+}
