@@ -1,0 +1,223 @@
+//! Turning manifest text into a `Manifest`, checking everything in one pass.
+//!
+//! Every problem is collected (never first-error-wins) with a span into the
+//! text. The wording of the original driver's checks is kept where users and
+//! scripts know it (`Duplicate node name: 'x'`, ...).
+//!
+//! This module holds the entry point ([`load()`]), the `Checker` that collects
+//! the problems, and its readers of typed fields. The conversion of the
+//! top level (name, pattern, settings, execution) is in `document`, the
+//! schema v2 node list in `nodes`, the schema v1 `levels` in `v1`, and the
+//! checks across nodes (names, vmids, parents, depends_on) in `graph`.
+
+mod document;
+mod graph;
+mod nodes;
+mod v1;
+
+use super::problem::{did_you_mean, InvalidManifest, Problem, Problems, Source};
+use super::*;
+use crate::yaml::{self, Node, Span, Value};
+
+/// User text quoted in a message: a key or a name can be 65k characters.
+fn short(s: &str) -> std::borrow::Cow<'_, str> {
+    yaml::shorten(s, 64)
+}
+
+/// A manifest that passed validation, with what is needed to point into it later.
+#[derive(Clone, Debug)]
+pub struct Loaded {
+    pub manifest: Manifest,
+    pub locations: Vec<NodeLocation>,
+    pub source: Source,
+    /// The schema version as written (1 means it was converted).
+    pub source_version: u32,
+    /// Notes for the user (stderr), e.g. the v1 deprecation.
+    pub warnings: Vec<String>,
+}
+
+/// Parses and validates a manifest, reporting every problem found.
+pub fn load(source: Source) -> Result<Loaded, InvalidManifest> {
+    let mut c = Checker {
+        src: &source,
+        problems: Problems::default(),
+        warnings: Vec::new(),
+    };
+    let result = match yaml::parse(&source.text) {
+        Ok(root) => c.manifest(root),
+        Err(e) => {
+            let problem = match e.first {
+                Some(first) => Problem::new(
+                    &source,
+                    format!("YAML syntax error: {}", e.message),
+                    Some(e.span),
+                    "defined again here",
+                    None,
+                )
+                .with_label(first, "first defined here"),
+                None => Problem::new(
+                    &source,
+                    format!("YAML syntax error: {}", e.message),
+                    Some(e.span),
+                    "here",
+                    None,
+                ),
+            };
+            c.problems.push(problem);
+            None
+        }
+    };
+    match result {
+        Some((manifest, locations, source_version)) if c.problems.is_empty() => {
+            let warnings = c.warnings;
+            Ok(Loaded {
+                manifest,
+                locations,
+                source,
+                source_version,
+                warnings,
+            })
+        }
+        _ => Err(c.problems.into_invalid(&source)),
+    }
+}
+
+struct Checker<'a> {
+    src: &'a Source,
+    problems: Problems,
+    warnings: Vec<String>,
+}
+
+/// A node as parsed, before the graph checks.
+struct Parsed {
+    spec: NodeSpec,
+    /// `None` when `type` was missing or wrong (then `spec.kind` is a placeholder).
+    kind: Option<NodeKind>,
+    loc: NodeLocation,
+    parent_span: Option<Span>,
+    depends_spans: Vec<Span>,
+}
+
+impl<'a> Checker<'a> {
+    fn problem(&mut self, msg: String, span: Span, label: &str, help: Option<String>) {
+        let src = self.src;
+        self.problems
+            .push_with(|| Problem::new(src, msg, Some(span), label, help));
+    }
+
+    /// "did you mean" among `names`, unless the problem will only be counted
+    /// (a suggestion looks at every name).
+    fn suggest(&self, word: &str, names: &[&str]) -> Option<String> {
+        if self.problems.full() {
+            return None;
+        }
+        did_you_mean(word, names).map(|m| format!("did you mean '{m}'?"))
+    }
+
+    fn wrong_type(&mut self, what: &str, expected: &str, node: &Node) {
+        self.problem(
+            format!("{what} must be {expected}, found {}", node.kind()),
+            node.span,
+            &format!("expected {expected}"),
+            None,
+        );
+    }
+
+    /// Reports keys that are not in `allowed`, with a suggestion.
+    fn check_keys(&mut self, map: &[(Node, Node)], allowed: &[&str], what: &str) {
+        for (k, _) in map {
+            match k.as_str() {
+                Some(key) if allowed.contains(&key) => {}
+                Some(key) => {
+                    // Described only while problems are kept: a file of
+                    // 16k unknown keys spent most of its time on suggestions.
+                    let src = self.src;
+                    self.problems.push_with(|| {
+                        let help = match did_you_mean(key, allowed) {
+                            Some(s) => format!("did you mean '{s}'?"),
+                            None => format!("allowed keys: {}", allowed.join(", ")),
+                        };
+                        Problem::new(
+                            src,
+                            format!("Unknown key '{}' in {what}", short(key)),
+                            Some(k.span),
+                            "unknown key",
+                            Some(help),
+                        )
+                    });
+                }
+                None => self.wrong_type(&format!("a key in {what}"), "a string", k),
+            }
+        }
+    }
+
+    fn string(&mut self, parent: &Node, key: &str, what: &str) -> Option<(String, Span)> {
+        let v = parent.get(key)?;
+        match &v.value {
+            Value::Str(s) => Some((s.clone(), v.span)),
+            _ => {
+                self.wrong_type(&format!("'{key}' of {what}"), "a string", v);
+                None
+            }
+        }
+    }
+
+    fn int(&mut self, parent: &Node, key: &str, what: &str) -> Option<(i64, Span)> {
+        let v = parent.get(key)?;
+        match v.value {
+            Value::Int(i) => Some((i, v.span)),
+            _ => {
+                self.wrong_type(&format!("'{key}' of {what}"), "an integer", v);
+                None
+            }
+        }
+    }
+
+    fn boolean(&mut self, parent: &Node, key: &str, what: &str) -> Option<bool> {
+        let v = parent.get(key)?;
+        match v.value {
+            Value::Bool(b) => Some(b),
+            _ => {
+                self.wrong_type(&format!("'{key}' of {what}"), "true or false", v);
+                None
+            }
+        }
+    }
+
+    /// A string field that must be one of `names`.
+    fn choice<T>(
+        &mut self,
+        parent: &Node,
+        key: &str,
+        what: &str,
+        names: &[&str],
+        parse: impl Fn(&str) -> Option<T>,
+    ) -> Option<T> {
+        let (s, span) = self.string(parent, key, what)?;
+        let parsed = parse(&s);
+        if parsed.is_none() {
+            let help = did_you_mean(&s, names).map(|m| format!("did you mean '{m}'?"));
+            self.problem(
+                format!(
+                    "Invalid {key} '{}' in {what}: expected one of {}",
+                    short(&s),
+                    names.join(", ")
+                ),
+                span,
+                "not allowed here",
+                help,
+            );
+        }
+        parsed
+    }
+
+    fn mapping<'n>(&mut self, node: &'n Node, what: &str) -> Option<&'n [(Node, Node)]> {
+        match node.as_map() {
+            Some(m) => Some(m),
+            None => {
+                self.wrong_type(what, "a mapping", node);
+                None
+            }
+        }
+    }
+}
