@@ -12,28 +12,35 @@
 //!   changed, removed or reordered value is detected.
 //!
 //! Comments are not carried through (sops encrypts them; we drop them).
+//!
+//! This module holds the document side: the errors, walking the tree to
+//! decrypt or encrypt it, and the MAC over its values. The `sops:` block is
+//! read and dated in `metadata`, which values are encrypted is decided in
+//! `selector`, and the cryptography of one value is in `value`.
 
-use aes_gcm::aead::consts::U32;
-use aes_gcm::aead::{Aead, KeyInit, Payload};
-use aes_gcm::aes::Aes256;
-use aes_gcm::AesGcm;
-use base64::engine::general_purpose::STANDARD;
-use base64::Engine;
+mod metadata;
+mod selector;
+mod value;
+
+pub use metadata::Metadata;
+pub use selector::Selector;
+
 use sha2::{Digest, Sha512};
 use zeroize::Zeroize;
 
 use super::age::{self, AgeError, Recipient};
 use super::identities::Identities;
 use super::secret::Secret;
-use super::tree::{go_float, Kind, Leaf, NonStringKey, Tree};
+use super::tree::{Kind, Leaf, NonStringKey, Tree};
 use crate::yaml::{self, Node, Value};
+
+use metadata::{now_rfc3339, parse_metadata, rfc3339_seconds};
+use selector::CompiledSelector;
+use value::{aad, constant_eq, decrypt_value, encrypt_value, hex_upper, typed_leaf};
 
 /// The sops format version our output follows (the 3.8+ layout: no empty
 /// `kms`/`pgp`/... lists).
 pub const SOPS_FORMAT_VERSION: &str = "3.9.4";
-const DEFAULT_UNENCRYPTED_SUFFIX: &str = "_unencrypted";
-
-type Aes256Gcm32 = AesGcm<Aes256, U32>;
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum SopsError {
@@ -85,102 +92,6 @@ pub enum SopsError {
     Age(#[from] AgeError),
 }
 
-/// Which values are encrypted: sops' four mutually exclusive selectors.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct Selector {
-    pub unencrypted_suffix: Option<String>,
-    pub encrypted_suffix: Option<String>,
-    pub unencrypted_regex: Option<String>,
-    pub encrypted_regex: Option<String>,
-}
-
-struct CompiledSelector {
-    unencrypted_suffix: Option<String>,
-    encrypted_suffix: Option<String>,
-    unencrypted_regex: Option<regex_lite::Regex>,
-    encrypted_regex: Option<regex_lite::Regex>,
-}
-
-impl Selector {
-    fn is_empty(&self) -> bool {
-        self == &Selector::default()
-    }
-
-    /// sops' default when nothing is chosen.
-    fn or_default(mut self) -> Self {
-        if self.is_empty() {
-            self.unencrypted_suffix = Some(DEFAULT_UNENCRYPTED_SUFFIX.into());
-        }
-        self
-    }
-
-    fn compile(&self) -> Result<CompiledSelector, SopsError> {
-        let re = |what, r: &Option<String>| -> Result<_, SopsError> {
-            r.as_deref()
-                .map(regex_lite::Regex::new)
-                .transpose()
-                .map_err(|e| SopsError::Regex {
-                    what,
-                    why: e.to_string(),
-                })
-        };
-        Ok(CompiledSelector {
-            unencrypted_suffix: self.unencrypted_suffix.clone().filter(|s| !s.is_empty()),
-            encrypted_suffix: self.encrypted_suffix.clone().filter(|s| !s.is_empty()),
-            unencrypted_regex: re("unencrypted_regex", &self.unencrypted_regex)?,
-            encrypted_regex: re("encrypted_regex", &self.encrypted_regex)?,
-        })
-    }
-
-    fn entries(&self) -> Vec<(&'static str, String)> {
-        [
-            ("unencrypted_suffix", &self.unencrypted_suffix),
-            ("encrypted_suffix", &self.encrypted_suffix),
-            ("unencrypted_regex", &self.unencrypted_regex),
-            ("encrypted_regex", &self.encrypted_regex),
-        ]
-        .into_iter()
-        .filter_map(|(k, v)| v.clone().map(|v| (k, v)))
-        .collect()
-    }
-}
-
-impl CompiledSelector {
-    /// sops' rule, in its order: each selector looks at every key on the path.
-    fn encrypts(&self, path: &[String]) -> bool {
-        let mut enc = true;
-        if let Some(s) = &self.unencrypted_suffix {
-            if path.iter().any(|k| k.ends_with(s.as_str())) {
-                enc = false;
-            }
-        }
-        if let Some(s) = &self.encrypted_suffix {
-            enc = path.iter().any(|k| k.ends_with(s.as_str()));
-        }
-        if let Some(r) = &self.unencrypted_regex {
-            if path.iter().any(|k| r.is_match(k)) {
-                enc = false;
-            }
-        }
-        if let Some(r) = &self.encrypted_regex {
-            enc = path.iter().any(|k| r.is_match(k));
-        }
-        enc
-    }
-}
-
-/// What a sops file says about itself (nothing secret).
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Metadata {
-    /// Recipients and their armored age files, in file order.
-    pub age: Vec<(String, String)>,
-    pub lastmodified: String,
-    pub mac: String,
-    pub selector: Selector,
-    pub mac_only_encrypted: bool,
-    pub version: Option<String>,
-}
-
 /// A decrypted sops file.
 #[derive(Debug)]
 pub struct Decrypted {
@@ -204,196 +115,6 @@ pub fn is_encrypted(text: &str) -> bool {
         .ok()
         .and_then(|n| n.get("sops").map(|s| s.get("mac").is_some()))
         .unwrap_or(false)
-}
-
-fn meta_str(sops: &Node, key: &str) -> Option<String> {
-    sops.get(key).and_then(|v| match &v.value {
-        Value::Str(s) => Some(s.clone()),
-        _ => None,
-    })
-}
-
-fn parse_metadata(sops: &Node) -> Result<Metadata, SopsError> {
-    let missing = |k: &str| SopsError::Metadata(format!("'sops.{k}' is missing"));
-    let mut age = Vec::new();
-    let mut collect = |list: Option<&Node>| -> Result<(), SopsError> {
-        if let Some(Value::Seq(items)) = list.map(|n| &n.value) {
-            for item in items {
-                let r = meta_str(item, "recipient").ok_or_else(|| missing("age[].recipient"))?;
-                let e = meta_str(item, "enc").ok_or_else(|| missing("age[].enc"))?;
-                age.push((r, e));
-            }
-        }
-        Ok(())
-    };
-    collect(sops.get("age"))?;
-    if let Some(Value::Seq(groups)) = sops.get("key_groups").map(|n| &n.value) {
-        if groups.len() > 1 {
-            return Err(SopsError::Metadata(
-                "the file splits its key over several key_groups (Shamir), which driver does not support".into(),
-            ));
-        }
-        for g in groups {
-            collect(g.get("age"))?;
-        }
-    }
-    let lastmodified = meta_str(sops, "lastmodified").ok_or_else(|| missing("lastmodified"))?;
-    let mac = meta_str(sops, "mac").ok_or_else(|| missing("mac"))?;
-    let selector = Selector {
-        unencrypted_suffix: meta_str(sops, "unencrypted_suffix"),
-        encrypted_suffix: meta_str(sops, "encrypted_suffix"),
-        unencrypted_regex: meta_str(sops, "unencrypted_regex"),
-        encrypted_regex: meta_str(sops, "encrypted_regex"),
-    }
-    .or_default();
-    let mac_only_encrypted = matches!(
-        sops.get("mac_only_encrypted").map(|n| &n.value),
-        Some(Value::Bool(true))
-    );
-    Ok(Metadata {
-        age,
-        lastmodified,
-        mac,
-        selector,
-        mac_only_encrypted,
-        version: meta_str(sops, "version"),
-    })
-}
-
-/// Go formats `lastmodified` with RFC 3339 (no fraction) before using it as
-/// the MAC's additional data; do the same to whatever the file holds.
-fn rfc3339_seconds(s: &str) -> String {
-    match s.find('.') {
-        Some(dot) if s[..dot].contains('T') => {
-            let end = s[dot + 1..]
-                .find(|c: char| !c.is_ascii_digit())
-                .map_or(s.len(), |i| dot + 1 + i);
-            format!("{}{}", &s[..dot], &s[end..])
-        }
-        _ => s.to_string(),
-    }
-}
-
-struct EncValue {
-    data: Vec<u8>,
-    iv: Vec<u8>,
-    tag: Vec<u8>,
-    kind: String,
-}
-
-fn parse_enc(s: &str) -> Option<EncValue> {
-    let inner = s.strip_prefix("ENC[AES256_GCM,")?.strip_suffix(']')?;
-    let mut data = None;
-    let mut iv = None;
-    let mut tag = None;
-    let mut kind = None;
-    for part in inner.split(',') {
-        let (k, v) = part.split_once(':')?;
-        match k {
-            "data" => data = STANDARD.decode(v).ok(),
-            "iv" => iv = STANDARD.decode(v).ok(),
-            "tag" => tag = STANDARD.decode(v).ok(),
-            "type" => kind = Some(v.to_string()),
-            _ => return None,
-        }
-    }
-    Some(EncValue {
-        data: data?,
-        iv: iv?,
-        tag: tag?,
-        kind: kind?,
-    })
-}
-
-fn decrypt_value(s: &str, key: &[u8; 32], aad: &str) -> Result<(Secret<Vec<u8>>, String), String> {
-    let v = parse_enc(s).ok_or_else(|| "it is not a sops ENC[AES256_GCM,...] value".to_string())?;
-    if v.iv.len() != 32 || v.tag.len() != 16 {
-        return Err("its iv or tag has the wrong length".into());
-    }
-    let cipher = Aes256Gcm32::new(key.into());
-    let mut sealed = v.data;
-    sealed.extend_from_slice(&v.tag);
-    let plain = cipher
-        .decrypt(
-            v.iv.as_slice().into(),
-            Payload {
-                msg: &sealed,
-                aad: aad.as_bytes(),
-            },
-        )
-        .map_err(|_| {
-            "authentication failed: the value (or its key path) was changed, or it was encrypted with another data key".to_string()
-        })?;
-    Ok((Secret::new(plain), v.kind))
-}
-
-fn encrypt_value(plain: &[u8], kind: &str, key: &[u8; 32], aad: &str) -> Result<String, SopsError> {
-    let iv = age::random::<32>()?;
-    let cipher = Aes256Gcm32::new(key.into());
-    let mut sealed = cipher
-        .encrypt(
-            (&iv).into(),
-            Payload {
-                msg: plain,
-                aad: aad.as_bytes(),
-            },
-        )
-        .map_err(|_| SopsError::Metadata("AES-GCM encryption failed".into()))?;
-    let tag = sealed.split_off(sealed.len() - 16);
-    Ok(format!(
-        "ENC[AES256_GCM,data:{},iv:{},tag:{},type:{kind}]",
-        STANDARD.encode(&sealed),
-        STANDARD.encode(iv),
-        STANDARD.encode(tag)
-    ))
-}
-
-fn aad(path: &[String]) -> String {
-    let mut s = path.join(":");
-    s.push(':');
-    s
-}
-
-/// Turns decrypted bytes back into a typed leaf, as sops' `type:` says.
-fn typed_leaf(plain: Secret<Vec<u8>>, kind: &str) -> Result<Leaf, String> {
-    let text = String::from_utf8(plain.expose().clone())
-        .map_err(|_| "the decrypted value is not UTF-8".to_string())?;
-    let text = Secret::new(text);
-    let t = text.expose().as_str();
-    let (kind, canonical) = match kind {
-        "str" | "bytes" => (Kind::Str, None),
-        "int" => (
-            Kind::Int,
-            Some(
-                t.parse::<i64>()
-                    .map_err(|_| "type int, but the value is not an integer")?
-                    .to_string(),
-            ),
-        ),
-        "float" => (
-            Kind::Float,
-            Some(go_float(
-                t.parse::<f64>()
-                    .map_err(|_| "type float, but the value is not a number")?,
-            )),
-        ),
-        "bool" => (
-            Kind::Bool,
-            Some(
-                match t {
-                    "1" | "t" | "T" | "TRUE" | "true" | "True" => "true",
-                    "0" | "f" | "F" | "FALSE" | "false" | "False" => "false",
-                    _ => return Err("type bool, but the value is not a boolean".into()),
-                }
-                .to_string(),
-            ),
-        ),
-        other => return Err(format!("unknown value type '{other}'")),
-    };
-    Ok(Leaf {
-        kind,
-        text: canonical.map(Secret::new).unwrap_or(text),
-    })
 }
 
 /// Decrypts a sops YAML document with the identities given.
@@ -546,20 +267,6 @@ fn decrypt_node(
     }
 }
 
-fn hex_upper(bytes: &[u8]) -> String {
-    const HEX: &[u8; 16] = b"0123456789ABCDEF";
-    let mut s = String::with_capacity(bytes.len() * 2);
-    for b in bytes {
-        s.push(HEX[(b >> 4) as usize] as char);
-        s.push(HEX[(b & 15) as usize] as char);
-    }
-    s
-}
-
-fn constant_eq(a: &[u8], b: &[u8]) -> bool {
-    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
-}
-
 /// How to encrypt: to whom, and which values.
 #[derive(Clone, Debug)]
 pub struct EncryptOptions {
@@ -663,31 +370,6 @@ fn encrypt_tree(
     })
 }
 
-/// The current UTC time as `YYYY-MM-DDTHH:MM:SSZ`.
-fn now_rfc3339() -> String {
-    let secs = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs());
-    let days = (secs / 86_400) as i64;
-    let rem = secs % 86_400;
-    // Howard Hinnant's days-to-civil algorithm.
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = doy - (153 * mp + 2) / 5 + 1;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 };
-    let y = yoe + era * 400 + i64::from(m <= 2);
-    format!(
-        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}Z",
-        rem / 3600,
-        rem % 3600 / 60,
-        rem % 60
-    )
-}
-
 /// Parses plaintext YAML into a tree for `encrypt`.
 pub fn parse_plain(text: &str) -> Result<Tree, SopsError> {
     let node = parse_yaml(text)?;
@@ -711,21 +393,6 @@ mod tests {
         let mut i = Identities::default();
         i.push(id.clone(), IdentitySource::EnvKey);
         i
-    }
-
-    #[test]
-    fn date_formatting() {
-        let s = now_rfc3339();
-        assert_eq!(s.len(), 20, "{s}");
-        assert!(s.starts_with("20") && s.ends_with('Z'));
-        assert_eq!(
-            rfc3339_seconds("2022-05-23T12:25:56.123456Z"),
-            "2022-05-23T12:25:56Z"
-        );
-        assert_eq!(
-            rfc3339_seconds("2022-05-23T12:25:56Z"),
-            "2022-05-23T12:25:56Z"
-        );
     }
 
     #[test]
@@ -788,21 +455,5 @@ mod tests {
         let other = Identity::generate().unwrap();
         let e = decrypt(&enc, &ids(&other)).unwrap_err();
         assert!(e.to_string().contains(&id.recipient().to_string()), "{e}");
-    }
-
-    #[test]
-    fn selectors_follow_sops() {
-        let p = |v: &[&str]| v.iter().map(|s| s.to_string()).collect::<Vec<_>>();
-        let s = Selector {
-            encrypted_regex: Some("^(data|stringData)$".into()),
-            ..Default::default()
-        }
-        .compile()
-        .unwrap();
-        assert!(s.encrypts(&p(&["data", "x"])));
-        assert!(!s.encrypts(&p(&["metadata", "name"])));
-        let s = Selector::default().or_default().compile().unwrap();
-        assert!(!s.encrypts(&p(&["a", "b_unencrypted", "c"])));
-        assert!(s.encrypts(&p(&["a", "b"])));
     }
 }
