@@ -13,7 +13,8 @@ use std::time::{Duration, Instant};
 
 use serde::Serialize;
 
-use super::{is_eagain, is_lost, is_timeout, lost_or, ms, Inner, SshError};
+use super::connection::Inner;
+use super::{is_eagain, is_lost, is_timeout, lost_or, ms, SshError};
 
 /// Which stream a piece of output came from (a PTY merges both into stdout).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
