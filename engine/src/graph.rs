@@ -6,13 +6,14 @@
 //! dependency → dependent (`After`, from `depends_on`). Every walk here is
 //! iterative: a chain of 100k nested nodes must not overflow the stack.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::HashMap;
 
 use petgraph::graph::{DiGraph, NodeIndex};
 use petgraph::visit::EdgeRef;
 use petgraph::Direction;
 
 use crate::manifest::{Manifest, NodeKind, NodeSpec, Pattern};
+use crate::ready_queue::ReadyQueue;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Edge {
@@ -254,32 +255,17 @@ impl<'m> ManifestGraph<'m> {
 }
 
 /// Kahn's algorithm with a FIFO seeded in manifest order, so the order is
-/// stable and breadth-first (the original walks the tree BFS).
+/// stable and breadth-first (the original walks the tree BFS); among nodes
+/// that become ready together, manifest order.
 fn kahn_order(graph: &DiGraph<(), Edge, u32>) -> Vec<usize> {
-    let n = graph.node_count();
-    let mut indegree: Vec<usize> = (0..n)
-        .map(|i| {
-            graph
-                .edges_directed(NodeIndex::new(i), Direction::Incoming)
-                .count()
-        })
-        .collect();
-    let mut queue: VecDeque<usize> = (0..n).filter(|&i| indegree[i] == 0).collect();
-    let mut order = Vec::with_capacity(n);
-    let mut ready = Vec::new();
-    while let Some(i) = queue.pop_front() {
+    let edges = graph
+        .edge_references()
+        .map(|e| (e.source().index(), e.target().index()));
+    let mut queue = ReadyQueue::new(graph.node_count(), edges);
+    let mut order = Vec::with_capacity(graph.node_count());
+    while let Some(i) = queue.pop_ready() {
         order.push(i);
-        ready.clear();
-        for e in graph.edges_directed(NodeIndex::new(i), Direction::Outgoing) {
-            let t = e.target().index();
-            indegree[t] -= 1;
-            if indegree[t] == 0 {
-                ready.push(t);
-            }
-        }
-        // petgraph lists edges newest first; keep manifest order among siblings.
-        ready.sort_unstable();
-        queue.extend(ready.iter().copied());
+        queue.done(i);
     }
     order
 }

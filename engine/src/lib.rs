@@ -16,6 +16,7 @@ pub mod outcome;
 pub mod output;
 pub mod ownership;
 pub mod plan;
+pub mod ready_queue;
 pub mod report;
 pub mod secrets;
 pub mod site_config;

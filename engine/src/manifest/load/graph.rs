@@ -2,10 +2,11 @@
 //! that exist and are pve nodes, no cycles along `parent`, and `depends_on`
 //! naming existing siblings without cycles.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::HashMap;
 
 use super::{short, Checker, Parsed};
 use crate::manifest::{NodeKind, Problem};
+use crate::ready_queue::ReadyQueue;
 
 impl<'a> Checker<'a> {
     /// Names, parents, vmids and depends_on across all nodes.
@@ -157,8 +158,7 @@ impl<'a> Checker<'a> {
     }
 
     fn depends_checks(&mut self, nodes: &[Parsed], index: &HashMap<&str, usize>) {
-        let mut edges: Vec<Vec<usize>> = vec![Vec::new(); nodes.len()];
-        let mut indegree = vec![0usize; nodes.len()];
+        let mut edges: Vec<(usize, usize)> = Vec::new();
         let mut any = false;
         let names: Vec<&str> = index.keys().copied().collect();
         for (i, p) in nodes.iter().enumerate() {
@@ -194,10 +194,7 @@ impl<'a> Checker<'a> {
                         "different parent",
                         Some("depends_on orders nodes that share a parent; a child already waits for its parent".into()),
                     ),
-                    Some(&j) => {
-                        edges[j].push(i);
-                        indegree[i] += 1;
-                    }
+                    Some(&j) => edges.push((j, i)),
                 }
             }
         }
@@ -205,16 +202,12 @@ impl<'a> Checker<'a> {
             return;
         }
         // Kahn's algorithm: whatever is left over sits on a cycle.
-        let mut queue: VecDeque<usize> = (0..nodes.len()).filter(|&i| indegree[i] == 0).collect();
-        while let Some(i) = queue.pop_front() {
-            for &j in &edges[i] {
-                indegree[j] -= 1;
-                if indegree[j] == 0 {
-                    queue.push_back(j);
-                }
-            }
+        let mut queue = ReadyQueue::new(nodes.len(), edges);
+        while let Some(i) = queue.pop_ready() {
+            queue.done(i);
         }
-        if let Some(i) = (0..nodes.len()).find(|&i| indegree[i] > 0) {
+        let stuck = queue.stuck().next();
+        if let Some(i) = stuck {
             let p = &nodes[i];
             self.problem(
                 format!(
