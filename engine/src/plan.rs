@@ -41,6 +41,13 @@ pub struct Step<'m> {
     pub mode: ExecMode,
     pub runner: Runner<'m>,
     pub actions: Vec<Action>,
+    /// The action among `actions` that makes the guest (a clone or
+    /// create): it waits for one of the host's clone slots (PVE serializes
+    /// clones on its storage locks), and a guest it made is this run's (a
+    /// rollback destroys it). What the executor goes by, so that it names
+    /// no action itself.
+    #[serde(skip)]
+    pub makes_guest: Option<Action>,
     /// Steps (indices into this phase's `steps`) that must finish first.
     pub after: Vec<usize>,
     /// For a delegating node: how many nodes its driver is handed.
@@ -51,6 +58,12 @@ pub struct Step<'m> {
 impl Step<'_> {
     pub fn is_local(&self) -> bool {
         self.runner == Runner::Local
+    }
+
+    /// The step hands the nodes below its node to the driver running
+    /// there: the executor gives it their manifest.
+    pub fn hands_subtree(&self) -> bool {
+        self.delegated_nodes.is_some()
     }
 }
 
@@ -183,6 +196,7 @@ fn step<'m>(graph: &ManifestGraph<'m>, i: usize, host: &'m str, actions: Vec<Act
         mode: n.mode(graph.manifest.default_mode()),
         runner,
         actions,
+        makes_guest: None,
         after: Vec::new(),
         delegated_nodes: None,
     }
@@ -229,6 +243,7 @@ fn create_phase<'m>(graph: &ManifestGraph<'m>, host: &'m str, sizes: &[usize]) -
             ]);
         }
         let mut s = step(graph, i, host, actions);
+        s.makes_guest = Some(Action::Provision);
         if graph.delegates(i) {
             s.actions.push(Action::Delegate);
             s.delegated_nodes = Some(sizes[i]);
@@ -299,6 +314,8 @@ mod tests {
         assert_eq!(steps[0].host, "father");
         assert_eq!(*steps[0].actions.last().unwrap(), Action::Delegate);
         assert_eq!(steps[0].delegated_nodes, Some(2));
+        assert!(steps[0].hands_subtree());
+        assert_eq!(steps[0].makes_guest, Some(Action::Provision));
         assert_eq!(steps[2].host, "leaf-pve");
         assert_eq!(steps[2].runner, Runner::Delegated { via: "root-pve" });
         assert_eq!(steps[1].after, vec![0]);
@@ -316,8 +333,10 @@ mod tests {
         let names: Vec<_> = steps.iter().map(|s| s.name).collect();
         assert_eq!(names, ["edge", "leaf-pve", "root-pve"]);
         assert_eq!(steps[2].actions[0], Action::Delegate);
+        assert!(steps[2].hands_subtree() && !steps[0].hands_subtree());
         assert_eq!(steps[2].after, vec![1]);
         assert_eq!(steps[0].actions, [Action::ShutdownVm, Action::DestroyVm]);
+        assert!(steps.iter().all(|s| s.makes_guest.is_none()));
     }
 
     #[test]
