@@ -20,7 +20,7 @@ use std::time::{Duration, Instant};
 use tokio::sync::{mpsc, watch, Semaphore};
 use tokio::task::JoinSet;
 
-pub use state_handle::{StateHandle, Writer};
+pub use state_handle::{RecordError, StateHandle, Writer};
 
 use crate::graph::ManifestGraph;
 use crate::manifest::{NodeSpec, OnError};
@@ -182,7 +182,7 @@ impl ActionError {
         }
     }
 
-    fn state(e: String) -> Self {
+    fn state(e: RecordError) -> Self {
         ActionError::new(format!("cannot record state: {e}"))
     }
 }

@@ -11,11 +11,25 @@ use std::thread::JoinHandle;
 
 use tokio::sync::oneshot;
 
-use crate::state::{NodeState, Record, RunState, StateStore};
+use crate::state::{NodeState, Record, RunState, StateError, StateStore};
+
+/// Why a change did not reach the disk.
+#[derive(Clone, Debug, thiserror::Error)]
+pub enum RecordError {
+    #[error("no node #{0} in the state")]
+    NoNode(usize),
+    #[error("the state writer stopped")]
+    WriterStopped,
+    /// Shared: one failed write answers every change it carried.
+    #[error(transparent)]
+    Store(Arc<StateError>),
+}
+
+type Ack = oneshot::Sender<Result<(), RecordError>>;
 
 enum Msg {
-    Append(Vec<Record>, oneshot::Sender<Result<(), String>>),
-    Snapshot(RunState, oneshot::Sender<Result<(), String>>),
+    Append(Vec<Record>, Ack),
+    Snapshot(RunState, Ack),
 }
 
 struct Shared {
@@ -57,7 +71,11 @@ impl StateHandle {
                         }
                         Msg::Snapshot(st, ack) => {
                             let r = flush(&mut store, &mut records, &mut acks);
-                            let r = r.and_then(|()| store.snapshot(&st).map_err(|e| e.to_string()));
+                            let r = r.and_then(|()| {
+                                store
+                                    .snapshot(&st)
+                                    .map_err(|e| RecordError::Store(Arc::new(e)))
+                            });
                             let _ = ack.send(r);
                         }
                     }
@@ -88,12 +106,16 @@ impl StateHandle {
     }
 
     /// Changes node `i` and returns once the change is durable.
-    pub async fn update(&self, i: usize, f: impl FnOnce(&mut NodeState)) -> Result<(), String> {
+    pub async fn update(
+        &self,
+        i: usize,
+        f: impl FnOnce(&mut NodeState),
+    ) -> Result<(), RecordError> {
         let (ack, done) = oneshot::channel();
         {
             let mut st = self.lock();
             let Some(node) = st.nodes.get_mut(i) else {
-                return Err(format!("no node #{i} in the state"));
+                return Err(RecordError::NoNode(i));
             };
             f(node);
             let record = Record::Node(node.clone());
@@ -101,19 +123,21 @@ impl StateHandle {
             // Sent under the lock, so the journal order is the change order.
             self.send(Msg::Append(vec![record], ack));
         }
-        done.await
-            .unwrap_or_else(|_| Err("the state writer stopped".into()))
+        done.await.unwrap_or(Err(RecordError::WriterStopped))
     }
 
-    pub async fn set_context(&self, key: String, value: serde_json::Value) -> Result<(), String> {
+    pub async fn set_context(
+        &self,
+        key: String,
+        value: serde_json::Value,
+    ) -> Result<(), RecordError> {
         let (ack, done) = oneshot::channel();
         {
             let mut st = self.lock();
             st.context.insert(key.clone(), value.clone());
             self.send(Msg::Append(vec![Record::Context { key, value }], ack));
         }
-        done.await
-            .unwrap_or_else(|_| Err("the state writer stopped".into()))
+        done.await.unwrap_or(Err(RecordError::WriterStopped))
     }
 
     pub fn index_of(&self, name: &str) -> Option<usize> {
@@ -129,14 +153,13 @@ impl StateHandle {
     }
 
     /// Writes a full snapshot (and empties the journal).
-    pub async fn snapshot(&self) -> Result<(), String> {
+    pub async fn snapshot(&self) -> Result<(), RecordError> {
         let (ack, done) = oneshot::channel();
         {
             let st = self.lock().clone();
             self.send(Msg::Snapshot(st, ack));
         }
-        done.await
-            .unwrap_or_else(|_| Err("the state writer stopped".into()))
+        done.await.unwrap_or(Err(RecordError::WriterStopped))
     }
 
     /// Stops the writer once everything sent is written.
@@ -149,12 +172,14 @@ impl StateHandle {
 fn flush(
     store: &mut StateStore,
     records: &mut Vec<Record>,
-    acks: &mut Vec<oneshot::Sender<Result<(), String>>>,
-) -> Result<(), String> {
+    acks: &mut Vec<Ack>,
+) -> Result<(), RecordError> {
     if acks.is_empty() {
         return Ok(());
     }
-    let r = store.append(records).map_err(|e| e.to_string());
+    let r = store
+        .append(records)
+        .map_err(|e| RecordError::Store(Arc::new(e)));
     records.clear();
     for ack in acks.drain(..) {
         let _ = ack.send(r.clone());
