@@ -14,7 +14,8 @@
 //!   (shared by ansible and tofu).
 //!
 //! Each error type converts into the engine's
-//! [`engine::executor::ActionError`] with its message.
+//! [`engine::executor::ActionError`] with its message, kept as the source,
+//! and a kind read from the error itself (a timeout is `Timeout`).
 
 #![forbid(unsafe_code)]
 
@@ -28,11 +29,70 @@ pub mod runner;
 pub mod ssh;
 pub mod tofu;
 
+use engine::executor::{ActionError, ActionErrorKind};
+
+/// What kind of action failure an error of ours is.
+trait Kind {
+    fn timed_out(&self) -> bool;
+}
+
+impl Kind for ssh::SshError {
+    fn timed_out(&self) -> bool {
+        matches!(
+            self,
+            ssh::SshError::Timeout { .. } | ssh::SshError::WaitTimeout { .. }
+        )
+    }
+}
+
+impl Kind for ansible::AnsibleError {
+    fn timed_out(&self) -> bool {
+        matches!(self, ansible::AnsibleError::Timeout { .. })
+    }
+}
+
+impl Kind for tofu::TofuError {
+    fn timed_out(&self) -> bool {
+        matches!(self, tofu::TofuError::Timeout { .. })
+    }
+}
+
+impl Kind for download::DownloadError {
+    fn timed_out(&self) -> bool {
+        matches!(self, download::DownloadError::Timeout { .. })
+    }
+}
+
+impl Kind for process::ProcessError {
+    fn timed_out(&self) -> bool {
+        matches!(self, process::ProcessError::Timeout { .. })
+    }
+}
+
+impl Kind for pve::tls::TlsError {
+    fn timed_out(&self) -> bool {
+        false
+    }
+}
+
+impl Kind for pve::PveError {
+    fn timed_out(&self) -> bool {
+        matches!(
+            self,
+            pve::PveError::TaskTimeout { .. } | pve::PveError::NoAddress { .. }
+        )
+    }
+}
+
 macro_rules! into_action_error {
     ($($t:ty),* $(,)?) => {$(
-        impl From<$t> for engine::executor::ActionError {
+        impl From<$t> for ActionError {
             fn from(e: $t) -> Self {
-                engine::executor::ActionError::new(e.to_string())
+                let kind = match e.timed_out() {
+                    true => ActionErrorKind::Timeout,
+                    false => ActionErrorKind::Failed,
+                };
+                ActionError::from_source(kind, e)
             }
         }
     )*};
@@ -44,17 +104,33 @@ into_action_error!(
     tofu::TofuError,
     download::DownloadError,
     process::ProcessError,
+    pve::PveError,
+    pve::tls::TlsError,
 );
 
 #[cfg(test)]
 mod tests {
-    use engine::executor::ActionError;
+    use std::time::Duration;
+
+    use engine::executor::{ActionError, ActionErrorKind};
+
+    use crate::pve::PveError;
 
     #[test]
-    fn errors_become_action_errors_with_their_message() {
+    fn errors_become_action_errors_with_their_message_and_source() {
         let e: ActionError = crate::ssh::SshError::Invalid("no stdin with a PTY".into()).into();
-        assert_eq!(e.message, "invalid request: no stdin with a PTY");
+        assert_eq!(e.message(), "invalid request: no stdin with a PTY");
+        assert_eq!(e.kind(), ActionErrorKind::Failed);
         let e: ActionError = crate::tofu::TofuError::BadTfvars.into();
-        assert_eq!(e.message, "tfvars must be a JSON object");
+        assert_eq!(e.to_string(), "tfvars must be a JSON object");
+        let e: ActionError = PveError::TaskTimeout {
+            upid: "UPID:x".into(),
+            timeout: Duration::from_secs(3),
+        }
+        .into();
+        assert_eq!(e.kind(), ActionErrorKind::Timeout);
+        assert_eq!(e.to_string(), "PVE task UPID:x still running after 3 s");
+        let pve = e.cause().and_then(|c| c.downcast_ref::<PveError>());
+        assert!(matches!(pve, Some(PveError::TaskTimeout { .. })), "{e:?}");
     }
 }

@@ -13,7 +13,7 @@ use serde_json::Value;
 
 use crate::ansible;
 use crate::nested::{self, Nesting};
-use crate::pve::{GuestKind, PveClient, PveError};
+use crate::pve::{GuestKind, PveClient};
 use crate::ssh::{self, HostKeyCheck, SshAuth, SshTarget};
 
 /// A guest's size, from its preset (and `disk:` override).
@@ -88,10 +88,6 @@ fn kind_of(n: &NodeSpec) -> GuestKind {
         NodeKind::Ct => GuestKind::Lxc,
         NodeKind::Vm | NodeKind::Pve => GuestKind::Qemu,
     }
-}
-
-fn err(e: PveError) -> ActionError {
-    ActionError::new(e.to_string())
 }
 
 impl PveRunner {
@@ -194,7 +190,7 @@ impl PveRunner {
         {
             return Ok(id);
         }
-        let guests = self.client.guests().await.map_err(err)?;
+        let guests = self.client.guests().await?;
         let found = guests
             .iter()
             .find(|g| g.template && g.kind == kind && g.name == image)
@@ -227,7 +223,7 @@ impl PveRunner {
         match self.client.config(kind, vmid).await {
             Ok(cfg) => Ok(Some(Inspected::from_config(vmid, kind, &cfg))),
             Err(e) if e.is_missing() => Ok(None),
-            Err(e) => Err(err(e)),
+            Err(e) => Err(e.into()),
         }
     }
 
@@ -237,8 +233,7 @@ impl PveRunner {
         Ok(self
             .client
             .guests()
-            .await
-            .map_err(err)?
+            .await?
             .into_iter()
             .find(|g| {
                 !g.template
@@ -300,8 +295,7 @@ impl PveRunner {
                     ));
                     self.client
                         .wait_unlocked(kind, found.vmid, call.timeout)
-                        .await
-                        .map_err(err)?;
+                        .await?;
                     (found.vmid, found.marker.is_none())
                 }
                 // A vmid PVE picked for an earlier try (a clone that lost a
@@ -331,7 +325,7 @@ impl PveRunner {
                 false,
             ),
         };
-        let cfg = self.client.config(kind, vmid).await.map_err(err)?;
+        let cfg = self.client.config(kind, vmid).await?;
 
         let mut params = vec![
             ("cores", size.cores.to_string()),
@@ -369,16 +363,10 @@ impl PveRunner {
                 ));
             }
         }
-        self.client
-            .set_config(kind, vmid, &params)
-            .await
-            .map_err(err)?;
+        self.client.set_config(kind, vmid, &params).await?;
         let disk = node.disk.unwrap_or(size.disk_gb);
         if let Some(key) = boot_disk(kind, &cfg) {
-            self.client
-                .resize(kind, vmid, &key, disk)
-                .await
-                .map_err(err)?;
+            self.client.resize(kind, vmid, &key, disk).await?;
         }
         Ok(ActionOutput {
             vm_id: Some(vmid),
@@ -403,7 +391,7 @@ impl PveRunner {
             tries += 1;
             let id = match explicit {
                 Some(id) => id,
-                None => self.client.next_id_from(floor).await.map_err(err)?,
+                None => self.client.next_id_from(floor).await?,
             };
             // Durable before the clone starts: a crash from here on leaves a
             // vmid in state that destroy and resume can find.
@@ -429,7 +417,7 @@ impl PveRunner {
                     ));
                     floor = Some(id.saturating_add(1));
                 }
-                Err(e) => return Err(err(e)),
+                Err(e) => return Err(e.into()),
             }
         }
     }
@@ -545,12 +533,12 @@ impl NodeRunner for PveRunner {
             },
             Action::StartVm => {
                 let id = self.required_vmid(&call).await?;
-                self.client.start(kind, id, t).await.map_err(err)?;
+                self.client.start(kind, id, t).await?;
                 Ok(ActionOutput::default())
             }
             Action::WaitIp => {
                 let id = self.required_vmid(&call).await?;
-                let ip = self.client.wait_ipv4(kind, id, t).await.map_err(err)?;
+                let ip = self.client.wait_ipv4(kind, id, t).await?;
                 call.facts.log(format!("IPv4 {ip}"));
                 Ok(ActionOutput {
                     ip: Some(ip),
@@ -567,8 +555,7 @@ impl NodeRunner for PveRunner {
                     // A nested PVE that is gone or down takes its guests with it.
                     let running = match self.own_vmid(&call).await? {
                         Some(id) => {
-                            self.client.status(kind, id).await.map_err(err)?.as_deref()
-                                == Some("running")
+                            self.client.status(kind, id).await?.as_deref() == Some("running")
                         }
                         None => false,
                     };
@@ -583,7 +570,7 @@ impl NodeRunner for PveRunner {
             Action::ShutdownVm => {
                 self.stop_nested_quietly(&call).await;
                 if let Some(id) = self.own_vmid(&call).await? {
-                    self.client.shutdown(kind, id, t).await.map_err(err)?;
+                    self.client.shutdown(kind, id, t).await?;
                 }
                 Ok(ActionOutput::default())
             }
@@ -600,7 +587,7 @@ impl NodeRunner for PveRunner {
                 // Only what is this state's is deleted (see `own_vmid`).
                 match self.own_vmid(&call).await? {
                     Some(id) => {
-                        self.client.delete_guest(kind, id, t).await.map_err(err)?;
+                        self.client.delete_guest(kind, id, t).await?;
                         // The address is free again: forget the old guest's key.
                         if let (Some(ssh), Some(ip)) = (&self.ssh, call.ip.as_deref()) {
                             if let Err(e) = ssh::known_hosts::forget(&ssh.known_hosts, ip, ssh.port)
@@ -672,7 +659,7 @@ impl NodeRunner for PveRunner {
         names: &[String],
     ) -> Result<Vec<MarkedGuest>, ActionError> {
         let mut out = Vec::new();
-        for g in self.client.guests().await.map_err(err)? {
+        for g in self.client.guests().await? {
             // Tagged by some driver state; or named like one of the nodes
             // and not tagged yet (a clone that was cut off before its tag
             // was set carries the marker in its description already).
@@ -790,10 +777,10 @@ impl PveRunner {
             return Ok(());
         };
         let kind = kind_of(&call.node);
-        if self.client.status(kind, id).await.map_err(err)?.as_deref() != Some("running") {
+        if self.client.status(kind, id).await?.as_deref() != Some("running") {
             return Ok(());
         }
-        if let Some(ip) = self.client.guest_ipv4(kind, id).await.map_err(err)? {
+        if let Some(ip) = self.client.guest_ipv4(kind, id).await? {
             if call.ip.as_deref() != Some(ip.as_str()) {
                 if let Some(old) = &call.ip {
                     call.facts

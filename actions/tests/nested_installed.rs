@@ -320,11 +320,11 @@ async fn a_guest_without_pve_is_refused_with_what_to_do() {
     let g = guest(&sub, &|_| {});
     let e = n.bootstrap(&c, &g).await.expect_err("no PVE there");
     assert!(
-        e.message.contains("inner does not run Proxmox VE")
-            && e.message.contains("pveversion: not found")
-            && e.message.contains("debian-13-pve"),
+        e.message().contains("inner does not run Proxmox VE")
+            && e.message().contains("pveversion: not found")
+            && e.message().contains("debian-13-pve"),
         "{}",
-        e.message
+        e.message()
     );
 }
 
@@ -342,10 +342,10 @@ async fn an_image_the_site_config_does_not_name_is_a_clear_error() {
     let g = guest(&sub, &|_| {});
     let e = n.download_images(&c, &g).await.expect_err("unknown image");
     assert!(
-        e.message
+        e.message()
             .contains("image 'debian-12' (for edge) is not on inner")
-            && e.message.contains("images/debian-12.yaml"),
+            && e.message().contains("images/debian-12.yaml"),
         "{}",
-        e.message
+        e.message()
     );
 }

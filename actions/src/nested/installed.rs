@@ -55,7 +55,7 @@ async fn json(conn: &Connection, cmd: &str, what: &str) -> Result<Value, ActionE
         )));
     }
     serde_json::from_str(out.stdout.trim())
-        .map_err(|e| fail(format!("{what}: `{cmd}` printed no JSON ({e})")))
+        .map_err(|e| fail(format!("{what}: `{cmd}` printed no JSON ({e})")).because(e))
 }
 
 fn str_of<'v>(v: &'v Value, key: &str) -> Option<&'v str> {

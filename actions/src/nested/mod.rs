@@ -24,7 +24,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use engine::delegation::{ChildStream, DelegationError};
-use engine::executor::{ActionCall, ActionError, ActionOutput};
+use engine::executor::{ActionCall, ActionError, ActionErrorKind, ActionOutput};
 use engine::manifest::Manifest;
 use engine::outcome::NodePath;
 use engine::plan::PhaseKind;
@@ -86,7 +86,8 @@ impl<'a> Guest<'a> {
         let Some(sub) = self.subtree else {
             return Ok(Vec::new());
         };
-        let m: Manifest = serde_json::from_str(sub).map_err(|e| fail(format!("subtree: {e}")))?;
+        let m: Manifest =
+            serde_json::from_str(sub).map_err(|e| fail(format!("subtree: {e}")).because(e))?;
         Ok(m.nodes
             .iter()
             .filter(|n| n.parent.is_none())
@@ -177,7 +178,7 @@ impl Nesting {
         // same commit usually differs in size; a hash of a debug build
         // would cost a second per run).
         let size = std::fs::metadata(&self.binary)
-            .map_err(|e| fail(format!("cannot read {}: {e}", self.binary.display())))?
+            .map_err(|e| fail(format!("cannot read {}: {e}", self.binary.display())).because(e))?
             .len();
         let have = conn
             .exec(
@@ -217,10 +218,10 @@ impl Nesting {
     /// The child's SSH key pair (its only secret besides its API token).
     pub async fn copy_secrets(&self, conn: &Connection) -> Result<(), ActionError> {
         let key = std::fs::read(&self.ssh_key)
-            .map_err(|e| fail(format!("cannot read {}: {e}", self.ssh_key.display())))?;
+            .map_err(|e| fail(format!("cannot read {}: {e}", self.ssh_key.display())).because(e))?;
         let public_path = self.ssh_key.with_extension("pub");
         let public = std::fs::read(&public_path)
-            .map_err(|e| fail(format!("cannot read {}: {e}", public_path.display())))?;
+            .map_err(|e| fail(format!("cannot read {}: {e}", public_path.display())).because(e))?;
         conn.upload_bytes(key, &self.path("state/ssh/id_ed25519"), 0o600, SHORT)
             .await?;
         conn.upload_bytes(public, &self.path("state/ssh/id_ed25519.pub"), 0o644, SHORT)
@@ -375,14 +376,15 @@ impl Nesting {
                 },
             )
             .await
-            .map_err(|e| match e {
+            .map_err(|e| match &e {
                 SshError::ConnectionLost { target, .. } => fail(format!(
                     "lost the SSH connection to {node} ({target}) during delegation: it was closed \
                      or reset. The driver there gets a hang-up and stops at a safe point; run the \
                      same command again to resume (it waits for that driver to finish)",
                     node = call.node.name
-                )),
-                e => e.into(),
+                ))
+                .because(e),
+                _ => e.into(),
             })?;
         let stream = Arc::try_unwrap(stream)
             .map_err(|_| fail("child output still in use"))?
@@ -395,16 +397,22 @@ impl Nesting {
                 ..ActionOutput::default()
             }),
             Err((e @ DelegationError::Stopped { .. }, Some(partial))) => {
-                Err(ActionError::stopped(e.to_string(), partial.nodes))
+                Err(ActionError::stopped(e, partial.nodes))
             }
-            // The child's own error names the failed node's path.
-            Err((e, Some(partial))) => Err(ActionError::from_child(e.to_string(), partial.nodes)),
+            // The child's own error names the failed node's path, from ours.
+            Err((e, Some(partial))) => Err(ActionError::child(
+                NodePath::node(&call.node.name),
+                e,
+                partial.nodes,
+            )),
             // Stopped by us: its exit status says nothing more.
-            Err((e @ DelegationError::Protocol { .. }, None)) => Err(fail(e.to_string())),
-            Err((e, None)) => Err(fail(match status.code {
-                Some(0) | None => e.to_string(),
-                Some(code) => format!("{e} (child driver exited with {code})"),
-            })),
+            Err((e @ DelegationError::Protocol { .. }, None)) => {
+                Err(ActionError::from_source(ActionErrorKind::Failed, e))
+            }
+            Err((e, None)) => Err(match status.code {
+                Some(0) | None => ActionError::from_source(ActionErrorKind::Failed, e),
+                Some(code) => fail(format!("{e} (child driver exited with {code})")).because(e),
+            }),
         }
     }
 

@@ -159,7 +159,7 @@ impl SimulatedPve {
             .trim()
             .split_once('=')
             .ok_or_else(|| fail("the nested PVE's token file is not USER@REALM!ID=SECRET"))?;
-        let fp = tls::parse_fingerprint(fp.stdout.trim()).map_err(|e| fail(e.to_string()))?;
+        let fp = tls::parse_fingerprint(fp.stdout.trim())?;
         PveClient::new(&PveTarget {
             endpoint: format!("https://{ip}:8006"),
             node: name.to_string(),
@@ -167,7 +167,7 @@ impl SimulatedPve {
             token_secret: secret.to_string(),
             trust: TlsTrust::Fingerprint(fp),
         })
-        .map_err(|e| fail(e.to_string()))
+        .map_err(ActionError::from)
     }
 
     /// A token made through the nested simulator's API; returns it
@@ -189,8 +189,7 @@ impl SimulatedPve {
                     ("comment", "driver (nested)".into()),
                 ],
             )
-            .await
-            .map_err(|e| fail(e.to_string()))?;
+            .await?;
         let value = made
             .get("value")
             .and_then(Value::as_str)
@@ -221,10 +220,7 @@ impl SimulatedPve {
         guest: &Guest<'_>,
     ) -> Result<(), ActionError> {
         let root = self.root_client(conn, guest.ip, guest.name).await?;
-        let nets = root
-            .get(&format!("/nodes/{}/network", guest.name))
-            .await
-            .map_err(|e| fail(e.to_string()))?;
+        let nets = root.get(&format!("/nodes/{}/network", guest.name)).await?;
         let found = nets.as_array().is_some_and(|a| {
             a.iter()
                 .any(|i| i.get("iface").and_then(Value::as_str) == Some("vmbr0"))
@@ -251,7 +247,7 @@ impl SimulatedPve {
             return Ok(());
         }
         let root = self.root_client(conn, guest.ip, guest.name).await?;
-        let guests = root.guests().await.map_err(|e| fail(e.to_string()))?;
+        let guests = root.guests().await?;
         for (node, image) in images {
             if !guests.iter().any(|g| g.template && g.name == image) {
                 return Err(fail(format!(

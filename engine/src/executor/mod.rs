@@ -7,6 +7,7 @@
 //! actions, and records every transition durably *before* the side effect it
 //! describes. Events flow out to whatever renders them.
 
+mod error;
 mod state_handle;
 #[cfg(test)]
 mod tests;
@@ -20,6 +21,7 @@ use std::time::{Duration, Instant};
 use tokio::sync::{mpsc, watch, Semaphore};
 use tokio::task::JoinSet;
 
+pub use error::{ActionError, ActionErrorKind};
 pub use state_handle::{RecordError, StateHandle, Writer};
 
 use crate::graph::ManifestGraph;
@@ -141,50 +143,6 @@ pub struct ActionOutput {
     /// Outcomes of nodes a child driver handled (delegation), recorded in
     /// this run's state under their own names.
     pub nodes: Vec<NodeOutcome>,
-}
-
-#[derive(Clone, Debug, PartialEq, thiserror::Error)]
-#[error("{message}")]
-pub struct ActionError {
-    pub message: String,
-    /// What a child driver reported about its nodes before it failed.
-    pub nodes: Vec<NodeOutcome>,
-    /// The action stopped at a safe point because the run is stopping (a
-    /// child driver told to stop): the node is left resumable, not failed.
-    pub stopped: bool,
-}
-
-impl ActionError {
-    pub fn new(message: impl Into<String>) -> Self {
-        ActionError {
-            message: message.into(),
-            nodes: Vec::new(),
-            stopped: false,
-        }
-    }
-
-    /// An error whose message already names the failed node by its path
-    /// (`leaf-pve/edge: ...`): a failure reported up from a child driver.
-    pub fn from_child(message: impl Into<String>, nodes: Vec<NodeOutcome>) -> Self {
-        ActionError {
-            message: message.into(),
-            nodes,
-            stopped: false,
-        }
-    }
-
-    /// A child driver that stopped when asked to, with what it reported.
-    pub fn stopped(message: impl Into<String>, nodes: Vec<NodeOutcome>) -> Self {
-        ActionError {
-            message: message.into(),
-            nodes,
-            stopped: true,
-        }
-    }
-
-    fn state(e: RecordError) -> Self {
-        ActionError::new(format!("cannot record state: {e}"))
-    }
 }
 
 /// The side of the world the executor drives (PVE, SSH, a simulator, or a
@@ -1075,14 +1033,17 @@ async fn run_actions<R: NodeRunner>(
         let started = Instant::now();
         let result = match tokio::time::timeout(timeout, ctx.runner.run(call)).await {
             Ok(r) => r,
-            Err(_) => Err(ActionError::new(format!(
-                "{} timed out after {}",
-                action.name(),
-                crate::clock::human(timeout)
-            ))),
+            Err(_) => Err(ActionError::with_kind(
+                ActionErrorKind::Timeout,
+                format!(
+                    "{} timed out after {}",
+                    action.name(),
+                    crate::clock::human(timeout)
+                ),
+            )),
         };
         let seconds = started.elapsed().as_secs_f64();
-        let error = result.as_ref().err().map(|e| e.message.clone());
+        let error = result.as_ref().err().map(ToString::to_string);
         if let Ok(mut t) = ctx.timings.lock() {
             if let Some(times) = t.get_mut(job.node) {
                 times.actions.push(ActionTiming {
@@ -1104,7 +1065,7 @@ async fn run_actions<R: NodeRunner>(
         );
         let child_nodes = match &result {
             Ok(out) => out.nodes.clone(),
-            Err(e) => e.nodes.clone(),
+            Err(e) => e.nodes().to_vec(),
         };
         for child in &child_nodes {
             let Some(i) = ctx.state.index_of(&child.name) else {
@@ -1143,14 +1104,12 @@ async fn run_actions<R: NodeRunner>(
                 };
             }
             // Only a stop this run asked for leaves the node resumable.
-            Err(e) if e.stopped && ctx.stop.load(Ordering::SeqCst) => return StepEnd::Interrupted,
-            Err(e)
-                if action == Action::Delegate
-                    && e.message.starts_with(&format!("{}/", job.spec.name)) =>
-            {
-                return StepEnd::Failed(e.message)
+            Err(e) if e.kind() == ActionErrorKind::Stopped && ctx.stop.load(Ordering::SeqCst) => {
+                return StepEnd::Interrupted
             }
-            Err(e) => return StepEnd::Failed(format!("{}: {}", action.name(), e.message)),
+            // A child's failure names the failed node's path, from this one.
+            Err(e) if e.names_path_from(&job.spec.name) => return StepEnd::Failed(e.to_string()),
+            Err(e) => return StepEnd::Failed(format!("{}: {e}", action.name())),
         }
     }
     StepEnd::Done
