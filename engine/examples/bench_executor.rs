@@ -10,13 +10,12 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use engine::executor::{
-    ActionCall, ActionError, ActionOutput, Executor, NodeRunner, RunOptions, Stop,
+    ActionCall, ActionError, ActionOutput, Executor, NodeRunner, RunOptions, StopToken,
 };
 use engine::manifest::{load, NodeSpec, Source};
 use engine::plan::{Action, Plan, Verb};
 use engine::state::StateStore;
 use engine::ManifestGraph;
-use tokio::sync::watch;
 
 struct Fixed {
     delays: Vec<(Action, Duration)>,
@@ -58,10 +57,9 @@ async fn run_once(
         parallelism,
         ..RunOptions::default()
     };
-    let (_tx, rx) = watch::channel(Stop::None);
     let start = Instant::now();
     let res = Executor::new(&g, runner, opts, None)
-        .run(&plan, store, prev, rx)
+        .run(&plan, store, prev, StopToken::new())
         .await;
     let took = start.elapsed();
     assert!(res.success, "{:?}", res.error);

@@ -171,7 +171,7 @@ impl ChildStream {
             EventKind::RunStarted { .. }
             | EventKind::RunFinished { .. }
             | EventKind::PhaseStarted { .. } => return None,
-            EventKind::Stopping { reason } => EventKind::Log {
+            EventKind::Stopping { reason, .. } => EventKind::Log {
                 line: format!("stopping: {reason}"),
             },
             kind => kind,

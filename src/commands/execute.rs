@@ -6,7 +6,7 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use engine::executor::{Executor, NodeRunner, RunOptions, Stop};
+use engine::executor::{Executor, NodeRunner, RunOptions, StopReason, StopToken};
 use engine::manifest::Loaded;
 use engine::outcome::Event;
 use engine::output::RunOutput;
@@ -14,7 +14,7 @@ use engine::plan::Action;
 use engine::report::Report;
 use engine::state::{self, RunState, StateError, StateStore};
 use engine::{ManifestGraph, Plan, Verb};
-use tokio::sync::{mpsc, watch};
+use tokio::sync::mpsc;
 
 use engine::site_config::{SiteConfig, SiteConfigDir};
 
@@ -205,10 +205,10 @@ async fn run<R: NodeRunner>(
     } = todo;
     let m = &loaded.manifest;
 
-    let (stop_tx, stop_rx) = watch::channel(Stop::None);
-    tokio::spawn(watch_signals(stop_tx));
-
     let (ev_tx, ev_rx) = mpsc::unbounded_channel();
+    let stop = StopToken::new();
+    tokio::spawn(watch_signals(stop.clone()));
+
     let renderer: Box<dyn Render> = if args.events {
         Box::new(Ndjson::new(std::io::stdout()))
     } else if std::io::stderr().is_terminal() && !args.json_output {
@@ -229,7 +229,7 @@ async fn run<R: NodeRunner>(
         ..RunOptions::default()
     };
     let executor = Executor::new(graph, runner, options, Some(ev_tx));
-    let result = executor.run(plan, store, previous, stop_rx).await;
+    let result = executor.run(plan, store, previous, stop).await;
     drop(executor);
     let _ = rendering.await;
 
@@ -289,7 +289,7 @@ enum Signal {
 /// The first Ctrl-C / SIGTERM / SIGHUP: stop gracefully; a later Ctrl-C or
 /// SIGTERM: abort. Later hang-ups change nothing: one lost connection can
 /// bring more than one (from the kernel and from a shell).
-async fn watch_signals(tx: watch::Sender<Stop>) {
+async fn watch_signals(stop: StopToken) {
     use tokio::signal::unix::{signal, SignalKind};
     let (Ok(mut int), Ok(mut term), Ok(mut hup)) = (
         signal(SignalKind::interrupt()),
@@ -311,19 +311,16 @@ async fn watch_signals(tx: watch::Sender<Stop>) {
         let Some(sig) = sig else { return };
         if !stopping {
             stopping = true;
-            if !stop_gracefully(&tx, sig) {
-                return;
-            }
+            stop_gracefully(&stop, sig);
         } else if sig == Signal::Interrupt {
-            let _ = tx.send(Stop::Abort);
+            stop.raise(StopReason::Aborted);
             return;
         }
     }
 }
 
-/// Says why and asks the executor to stop at a safe point; false when no
-/// one listens any more.
-fn stop_gracefully(tx: &watch::Sender<Stop>, sig: Signal) -> bool {
+/// Says why and asks the executor to stop at a safe point.
+fn stop_gracefully(stop: &StopToken, sig: Signal) {
     render::err(match sig {
         Signal::Interrupt => "\nstopping: letting running actions finish (Ctrl-C again to abort)\n",
         Signal::HangUp => {
@@ -331,5 +328,5 @@ fn stop_gracefully(tx: &watch::Sender<Stop>, sig: Signal) -> bool {
              actions finish\n"
         }
     });
-    tx.send(Stop::Graceful).is_ok()
+    stop.raise(StopReason::Interrupted);
 }

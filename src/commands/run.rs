@@ -149,6 +149,7 @@ fn dry_run_output<'m>(
         error: None,
         interrupted: false,
         rolled_back: false,
+        stop: None,
     };
     RunOutput {
         dry_run: true,

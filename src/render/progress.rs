@@ -71,7 +71,7 @@ pub fn line(e: &Event) -> Option<String> {
             }
         }
         EventKind::Log { line } => format!("{node}| {line}"),
-        EventKind::Stopping { reason } => format!("stopping: {reason}"),
+        EventKind::Stopping { reason, .. } => format!("stopping: {reason}"),
         EventKind::RunFinished { success, seconds } => format!(
             "{} in {}",
             if *success { "succeeded" } else { "FAILED" },

@@ -128,6 +128,7 @@ mod tests {
             error: Some("edge: wait_ip: timed out after 5 min".into()),
             interrupted: false,
             rolled_back: false,
+            stop: None,
         };
         let dir = tempfile::tempdir().unwrap();
         let r = Report {

@@ -24,12 +24,12 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use engine::delegation::{ChildStream, DelegationError};
-use engine::executor::{ActionCall, ActionError, ActionErrorKind, ActionOutput};
+use engine::executor::{ActionCall, ActionError, ActionErrorKind, ActionOutput, StopToken};
 use engine::manifest::Manifest;
 use engine::outcome::NodePath;
 use engine::plan::PhaseKind;
 
-use crate::ssh::{self, shell_quote, Connection, SshError, StreamOptions};
+use crate::ssh::{self, shell_quote, Connection, Flag, SshError, StreamOptions};
 
 pub use installed::InstalledPve;
 pub use simulated::SimulatedPve;
@@ -100,6 +100,26 @@ const SHORT: Duration = Duration::from_secs(60);
 
 fn fail(msg: impl Into<String>) -> ActionError {
     ActionError::new(msg)
+}
+
+/// The run stopping, as the Ctrl-C typed into a child driver's PTY.
+#[derive(Debug)]
+struct Stopping(StopToken);
+
+impl Flag for Stopping {
+    fn is_set(&self) -> bool {
+        self.0.is_stopping()
+    }
+}
+
+/// The run aborting, as the second Ctrl-C.
+#[derive(Debug)]
+struct Aborting(StopToken);
+
+impl Flag for Aborting {
+    fn is_set(&self) -> bool {
+        self.0.is_aborted()
+    }
 }
 
 fn node_ip(call: &ActionCall) -> Result<&str, ActionError> {
@@ -358,9 +378,9 @@ impl Nesting {
                 &cmd,
                 // When this run stops, so does the child (Ctrl-C into its PTY).
                 StreamOptions::pty()
-                    .interrupt_on(call.facts.stopping())
+                    .interrupt_on(Arc::new(Stopping(call.facts.stop().clone())))
                     .interrupt_on(refused)
-                    .abort_on(call.facts.aborting()),
+                    .abort_on(Arc::new(Aborting(call.facts.stop().clone()))),
                 call.timeout,
                 move |_, line| {
                     let relayed = s.lock().map(|mut st| {

@@ -7,14 +7,13 @@ use std::os::fd::{AsFd, BorrowedFd};
 
 use rustix::event::{PollFd, PollFlags};
 use std::path::Path;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use serde::Serialize;
 
 use super::connection::Inner;
-use super::{is_eagain, is_lost, is_timeout, lost_or, ms, SshError};
+use super::{is_eagain, is_lost, is_timeout, lost_or, ms, Flag, SshError};
 
 /// Which stream a piece of output came from (a PTY merges both into stdout).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
@@ -110,17 +109,17 @@ pub(crate) fn poll(fds: &mut [PollFd<'_>], timeout: Duration) {
 /// `abort`.
 #[derive(Clone, Copy, Default)]
 pub(crate) struct Interrupts<'a> {
-    pub stop: &'a [Arc<AtomicBool>],
-    pub abort: Option<&'a AtomicBool>,
+    pub stop: &'a [Arc<dyn Flag>],
+    pub abort: Option<&'a dyn Flag>,
 }
 
 impl Interrupts<'_> {
-    fn set(flag: Option<&AtomicBool>) -> bool {
-        flag.is_some_and(|f| f.load(Ordering::SeqCst))
+    fn set(flag: Option<&dyn Flag>) -> bool {
+        flag.is_some_and(|f| f.is_set())
     }
 
     fn stopping(&self) -> bool {
-        self.stop.iter().any(|f| f.load(Ordering::SeqCst))
+        self.stop.iter().any(|f| f.is_set())
     }
 }
 

@@ -37,7 +37,7 @@ pub use channel::{ExecOutput, ExitStatus, OutputStream};
 pub use connect::{connect, verify_ssh_chain, wait_for_ssh, ChainReport};
 pub use connection::Connection;
 pub use known_hosts::{HostKey, HostKeyCheck, HostKeyPolicy};
-pub use options::{HopKey, SshAuth, SshTarget, StreamOptions};
+pub use options::{Flag, HopKey, SshAuth, SshTarget, StreamOptions};
 
 /// `run_ssh()` / `SSHCommandAction` in the seed's timeout table.
 pub const DEFAULT_COMMAND_TIMEOUT: Duration = Duration::from_secs(60);

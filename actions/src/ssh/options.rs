@@ -115,6 +115,18 @@ pub struct HopKey {
     pub accepted_new: bool,
 }
 
+/// A condition a streaming command watches from its blocking thread (e.g.
+/// an `AtomicBool`, or a run's stop token seen through an adapter).
+pub trait Flag: Send + Sync + std::fmt::Debug {
+    fn is_set(&self) -> bool;
+}
+
+impl Flag for AtomicBool {
+    fn is_set(&self) -> bool {
+        self.load(std::sync::atomic::Ordering::SeqCst)
+    }
+}
+
 /// Options of [`Connection::exec_streaming`](super::Connection::exec_streaming).
 #[derive(Clone, Debug, Default)]
 pub struct StreamOptions {
@@ -122,11 +134,11 @@ pub struct StreamOptions {
     pub stdin: Vec<u8>,
     /// With a PTY: once one of these is set, Ctrl-C is typed into the
     /// terminal, so the command gets SIGINT as from a user at it.
-    pub interrupt: Vec<Arc<AtomicBool>>,
+    pub interrupt: Vec<Arc<dyn Flag>>,
     /// With a PTY: once set, a second Ctrl-C follows the first (an abort,
     /// as a user pressing it twice), and the command is left soon after
     /// rather than waited for.
-    pub abort: Option<Arc<AtomicBool>>,
+    pub abort: Option<Arc<dyn Flag>>,
 }
 
 impl StreamOptions {
@@ -140,13 +152,13 @@ impl StreamOptions {
     }
 
     /// Ctrl-C into the PTY once `flag` is set.
-    pub fn abort_on(mut self, flag: Arc<AtomicBool>) -> Self {
+    pub fn abort_on(mut self, flag: Arc<dyn Flag>) -> Self {
         self.abort = Some(flag);
         self
     }
 
     /// Ctrl-C into the PTY once `flag` is set (or any other flag given so).
-    pub fn interrupt_on(mut self, flag: Arc<AtomicBool>) -> Self {
+    pub fn interrupt_on(mut self, flag: Arc<dyn Flag>) -> Self {
         self.interrupt.push(flag);
         self
     }

@@ -4,8 +4,10 @@
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Mutex;
 
+use tokio::sync::mpsc;
+
 use super::*;
-use crate::manifest::{load, Source};
+use crate::manifest::{load, NodeSpec, Source};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Fault {
@@ -143,10 +145,7 @@ impl NodeRunner for Scripted {
                     .await
             }
             Some(Fault::HoldUntilStopping) => {
-                let stopping = call.facts.stopping();
-                while !stopping.load(Ordering::SeqCst) {
-                    tokio::time::sleep(Duration::from_millis(1)).await;
-                }
+                call.facts.stop().stopping().await;
             }
             None => tokio::time::sleep(self.delay).await,
         }
@@ -227,7 +226,7 @@ impl Harness {
         verb: Verb,
         runner: &Arc<Scripted>,
         opts: RunOptions,
-        stop: watch::Receiver<Stop>,
+        stop: StopToken,
     ) -> (RunOutcome, Vec<Event>) {
         let g = ManifestGraph::new(m);
         let plan = Plan::build(verb, &g, "h");
@@ -250,8 +249,8 @@ impl Harness {
     }
 }
 
-fn no_stop() -> watch::Receiver<Stop> {
-    watch::channel(Stop::None).1
+fn no_stop() -> StopToken {
+    StopToken::new()
 }
 
 fn status(r: &RunOutcome, name: &str) -> NodeStatus {
@@ -473,17 +472,16 @@ async fn graceful_signal_then_abort() {
     let h = Harness::new();
     let m = manifest("  - {name: a, type: vm}\n  - {name: b, type: vm}\n");
     let r = Arc::new(Scripted::new(40).fault("a", Action::Provision, Fault::HoldUntilStopping));
-    let (tx, rx) = watch::channel(Stop::None);
-    let r2 = r.clone();
+    let stop = StopToken::new();
+    let (tx, r2) = (stop.clone(), r.clone());
     let sender = tokio::spawn(async move {
         r2.until_started("a", Action::Provision).await;
-        let _ = tx.send(Stop::Graceful);
-        tx
+        tx.raise(StopReason::Interrupted);
     });
     let (res, events) = h
-        .run(&m, Verb::Create, &r, opts(OnError::Stop, 1), rx)
+        .run(&m, Verb::Create, &r, opts(OnError::Stop, 1), stop)
         .await;
-    let _tx = sender.await.unwrap();
+    sender.await.unwrap();
     assert!(res.interrupted && !res.success);
     // a's provision (in flight at the signal) finished; nothing started after.
     let calls = r.calls(PhaseKind::Create, Action::Provision);
@@ -496,18 +494,17 @@ async fn graceful_signal_then_abort() {
     // Abort does not wait for a hung action.
     let h = Harness::new();
     let r = Arc::new(Scripted::new(1).fault("a", Action::WaitIp, Fault::Hang));
-    let (tx, rx) = watch::channel(Stop::None);
-    let r2 = r.clone();
+    let stop = StopToken::new();
+    let (tx, r2) = (stop.clone(), r.clone());
     let sender = tokio::spawn(async move {
         r2.until_started("a", Action::WaitIp).await;
-        let _ = tx.send(Stop::Graceful);
-        let _ = tx.send(Stop::Abort);
-        tx
+        tx.raise(StopReason::Interrupted);
+        tx.raise(StopReason::Aborted);
     });
     let (res, _) = h
-        .run(&m, Verb::Create, &r, opts(OnError::Stop, 1), rx)
+        .run(&m, Verb::Create, &r, opts(OnError::Stop, 1), stop)
         .await;
-    let _tx = sender.await.unwrap();
+    sender.await.unwrap();
     assert!(res.interrupted);
     // The state says what was in flight.
     let a = h.state("t").node("a").cloned().unwrap();
@@ -523,8 +520,8 @@ async fn resume_after_crash_between_clone_requested_and_done() {
     let m = manifest("  - {name: a, type: vm}\n  - {name: b, type: vm}\n");
     // Run 1 "crashes" while a's clone is in flight (recorded, guest made, not confirmed).
     let r = Arc::new(Scripted::new(1).fault("a", Action::Provision, Fault::Hang));
-    let (tx, rx) = watch::channel(Stop::None);
-    let r2 = r.clone();
+    let stop = StopToken::new();
+    let (tx, r2) = (stop.clone(), r.clone());
     let dir = h.dir.path().to_path_buf();
     let killer = tokio::spawn(async move {
         r2.until_started("a", Action::Provision).await;
@@ -537,11 +534,10 @@ async fn resume_after_crash_between_clone_requested_and_done() {
                 .unwrap_or(false)
         })
         .await;
-        let _ = tx.send(Stop::Abort);
-        tx
+        tx.raise(StopReason::Aborted);
     });
     let (res1, _) = h
-        .run(&m, Verb::Create, &r, opts(OnError::Stop, 2), rx)
+        .run(&m, Verb::Create, &r, opts(OnError::Stop, 2), stop)
         .await;
     let _ = killer.await;
     assert!(res1.interrupted);

@@ -7,7 +7,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::{NodePath, NodeStatus};
+use super::{NodePath, NodeStatus, StopReason};
 use crate::action::{Action, PhaseKind, Verb};
 
 /// The `event` of the line that closes a `--events` stream: the run's
@@ -65,8 +65,14 @@ pub enum EventKind {
     Log {
         line: String,
     },
+    /// The run (or a phase of it) starts nothing new.
     Stopping {
+        /// What happened, in words.
         reason: String,
+        /// Why, as the one ordered reason the run stops for; absent in
+        /// drivers from before it was added.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        stop: Option<StopReason>,
     },
     RunFinished {
         success: bool,

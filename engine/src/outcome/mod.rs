@@ -13,6 +13,7 @@
 
 mod event;
 mod path;
+mod stop;
 
 use std::collections::BTreeMap;
 
@@ -22,6 +23,7 @@ use crate::action::{Action, PhaseKind, Verb};
 
 pub use event::{Event, EventKind, RESULT_EVENT};
 pub use path::{NodePath, NodePathError};
+pub use stop::StopReason;
 
 /// The major version of what a driver prints for another driver (events and
 /// the result line; `schemas/v<N>/`). A parent refuses a child of another
@@ -115,6 +117,10 @@ pub struct RunOutcome {
     /// A rollback ran (so the nodes it destroyed are `destroyed`).
     #[serde(default)]
     pub rolled_back: bool,
+    /// Why the run stopped before it was done, if it did: the strongest
+    /// reason any of its phases stopped for.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stop: Option<StopReason>,
 }
 
 impl RunOutcome {
@@ -129,6 +135,7 @@ impl RunOutcome {
             error: Some(error),
             interrupted,
             rolled_back: false,
+            stop: None,
         }
     }
 }
