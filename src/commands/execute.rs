@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use engine::executor::{Executor, NodeRunner, RunOptions, StopReason, StopToken};
 use engine::manifest::Loaded;
-use engine::outcome::Event;
+use engine::outcome::{Event, EventKind};
 use engine::output::RunOutput;
 use engine::plan::Action;
 use engine::report::Report;
@@ -207,7 +207,8 @@ async fn run<R: NodeRunner>(
 
     let (ev_tx, ev_rx) = mpsc::unbounded_channel();
     let stop = StopToken::new();
-    tokio::spawn(watch_signals(stop.clone()));
+    // Weak: the renderer ends once the executor's events do.
+    tokio::spawn(watch_signals(stop.clone(), ev_tx.downgrade()));
 
     let renderer: Box<dyn Render> = if args.events {
         Box::new(Ndjson::new(std::io::stdout()))
@@ -289,7 +290,7 @@ enum Signal {
 /// The first Ctrl-C / SIGTERM / SIGHUP: stop gracefully; a later Ctrl-C or
 /// SIGTERM: abort. Later hang-ups change nothing: one lost connection can
 /// bring more than one (from the kernel and from a shell).
-async fn watch_signals(stop: StopToken) {
+async fn watch_signals(stop: StopToken, events: mpsc::WeakUnboundedSender<Event>) {
     use tokio::signal::unix::{signal, SignalKind};
     let (Ok(mut int), Ok(mut term), Ok(mut hup)) = (
         signal(SignalKind::interrupt()),
@@ -311,7 +312,9 @@ async fn watch_signals(stop: StopToken) {
         let Some(sig) = sig else { return };
         if !stopping {
             stopping = true;
-            stop_gracefully(&stop, sig);
+            if !stop_gracefully(&stop, &events, sig) {
+                return;
+            }
         } else if sig == Signal::Interrupt {
             stop.raise(StopReason::Aborted);
             return;
@@ -319,14 +322,26 @@ async fn watch_signals(stop: StopToken) {
     }
 }
 
-/// Says why and asks the executor to stop at a safe point.
-fn stop_gracefully(stop: &StopToken, sig: Signal) {
-    render::err(match sig {
-        Signal::Interrupt => "\nstopping: letting running actions finish (Ctrl-C again to abort)\n",
+/// Says why (through the renderer, which owns the terminal) and asks the
+/// executor to stop at a safe point; false when the run is over already.
+fn stop_gracefully(
+    stop: &StopToken,
+    events: &mpsc::WeakUnboundedSender<Event>,
+    sig: Signal,
+) -> bool {
+    let reason = match sig {
+        Signal::Interrupt => "letting running actions finish (Ctrl-C again to abort)",
         Signal::HangUp => {
-            "\nstopping: hang-up (the terminal or SSH connection is gone); letting running \
-             actions finish\n"
+            "hang-up (the terminal or SSH connection is gone); letting running actions finish"
         }
+    };
+    let said = events.upgrade().is_some_and(|tx| {
+        tx.send(Event::run(EventKind::Stopping {
+            reason: reason.into(),
+            stop: Some(StopReason::Interrupted),
+        }))
+        .is_ok()
     });
     stop.raise(StopReason::Interrupted);
+    said
 }
