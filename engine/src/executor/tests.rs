@@ -20,6 +20,10 @@ enum Fault {
     /// Finishes only once the run is stopping: an action the stop found
     /// in flight, whatever the machine's load.
     HoldUntilStopping,
+    /// Finishes once the named node's action has begun.
+    WaitFor(&'static str, Action),
+    /// Finishes once the test opens the gate ([`Scripted::open_gate`]).
+    Gate,
 }
 
 #[derive(Debug, Clone)]
@@ -50,6 +54,7 @@ struct Scripted {
     delay: Duration,
     faults: HashMap<(String, Action), Fault>,
     world: Mutex<World>,
+    gate: tokio::sync::Semaphore,
 }
 
 impl Scripted {
@@ -61,7 +66,13 @@ impl Scripted {
                 next_id: 500,
                 ..World::default()
             }),
+            gate: tokio::sync::Semaphore::new(0),
         }
+    }
+
+    /// Lets every action held by [`Fault::Gate`] finish.
+    fn open_gate(&self) {
+        self.gate.close();
     }
 
     fn fault(mut self, node: &str, action: Action, f: Fault) -> Self {
@@ -147,6 +158,9 @@ impl NodeRunner for Scripted {
             Some(Fault::HoldUntilStopping) => {
                 call.facts.stop().stopping().await;
             }
+            Some(Fault::WaitFor(node, action)) => self.until_started(node, action).await,
+            // Closing the semaphore wakes every waiter (with an error).
+            Some(Fault::Gate) => drop(self.gate.acquire().await),
             None => tokio::time::sleep(self.delay).await,
         }
         match call.action {
@@ -274,6 +288,7 @@ async fn siblings_overlap_and_parents_come_first() {
         .run(&m, Verb::Create, &r, opts(OnError::Stop, 8), no_stop())
         .await;
     assert!(res.success, "{res:?}");
+    assert_eq!(res.stop, None);
     let w = r.world();
     // Local siblings p, x, y really ran at the same time.
     assert!(w.max_running >= 3, "max concurrency {}", w.max_running);
@@ -356,10 +371,20 @@ async fn stop_starts_nothing_new() {
     let h = Harness::new();
     let m = manifest("  - {name: a, type: vm}\n  - {name: b, type: vm}\n  - {name: c, type: vm}\n");
     let r = Arc::new(Scripted::new(1).fault("a", Action::StartVm, Fault::Fail));
-    let (res, _) = h
+    let (res, events) = h
         .run(&m, Verb::Create, &r, opts(OnError::Stop, 1), no_stop())
         .await;
     assert!(!res.success);
+    // A failure, not an interruption: the one stop reason says which.
+    assert_eq!(
+        (res.stop, res.interrupted),
+        (Some(StopReason::Failed), false)
+    );
+    assert!(events.iter().any(|e| e.kind
+        == EventKind::Stopping {
+            reason: "a failed (on_error: stop)".into(),
+            stop: Some(StopReason::Failed),
+        }));
     assert!(
         res.error
             .as_deref()
@@ -424,6 +449,10 @@ async fn rollback_destroys_exactly_what_was_created_children_last_first() {
         .await;
     assert!(!res.success);
     assert!(res.rolled_back);
+    assert_eq!(
+        (res.stop, res.interrupted),
+        (Some(StopReason::Failed), false)
+    );
     let destroyed = r.calls(PhaseKind::Destroy, Action::DestroyVm);
     // Created by this run before the failure: p, other, q, z; dependents go first.
     let at = |n: &str| destroyed.iter().position(|d| d == n).unwrap();
@@ -458,6 +487,7 @@ async fn continue_finishes_independent_branches() {
         .run(&m, Verb::Create, &r, opts(OnError::Continue, 1), no_stop())
         .await;
     assert!(!res.success, "a failed node fails the run");
+    assert_eq!(res.stop, None, "continue does not stop");
     assert_eq!(status(&res, "p"), NodeStatus::Failed);
     assert_eq!(status(&res, "in-p"), NodeStatus::Skipped);
     assert_eq!(status(&res, "after-p"), NodeStatus::Skipped);
@@ -483,6 +513,7 @@ async fn graceful_signal_then_abort() {
         .await;
     sender.await.unwrap();
     assert!(res.interrupted && !res.success);
+    assert_eq!(res.stop, Some(StopReason::Interrupted));
     // a's provision (in flight at the signal) finished; nothing started after.
     let calls = r.calls(PhaseKind::Create, Action::Provision);
     assert_eq!(calls, ["a"]);
@@ -506,6 +537,7 @@ async fn graceful_signal_then_abort() {
         .await;
     sender.await.unwrap();
     assert!(res.interrupted);
+    assert_eq!(res.stop, Some(StopReason::Aborted));
     // The state says what was in flight.
     let a = h.state("t").node("a").cloned().unwrap();
     assert_eq!(
@@ -678,6 +710,10 @@ async fn action_timeouts_and_run_time_limit() {
     };
     let (res, _) = h.run(&m, Verb::Create, &r, o, no_stop()).await;
     assert!(!res.success);
+    assert_eq!(
+        (res.stop, res.interrupted),
+        (Some(StopReason::TimeLimit), true)
+    );
     assert!(res.error.unwrap().contains("timed out"));
 }
 
@@ -745,5 +781,111 @@ async fn every_transition_is_in_state_before_the_action_runs() {
     for (action, recorded, status) in seen.iter() {
         assert_eq!(Some(*action), *recorded);
         assert_eq!(*status, NodeStatus::Running);
+    }
+}
+
+/// A step that waits for a clone slot holds no step slot: with one clone
+/// slot and two step slots, a step with nothing left to clone runs while
+/// another waits. (Were the waiting step to hold a step slot, `a` would
+/// wait for `c` forever: the test would time out.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn waiting_for_a_clone_slot_holds_no_step_slot() {
+    let h = Harness::new();
+    let m = manifest("  - {name: a, type: vm}\n  - {name: b, type: vm}\n  - {name: c, type: vm}\n");
+    // Run 1 leaves c cloned (its start failed) and a, b to be cloned.
+    let r1 = Arc::new(
+        Scripted::new(1)
+            .fault("a", Action::Provision, Fault::Fail)
+            .fault("b", Action::Provision, Fault::Fail)
+            .fault("c", Action::StartVm, Fault::Fail),
+    );
+    let (res, _) = h
+        .run(&m, Verb::Create, &r1, opts(OnError::Continue, 3), no_stop())
+        .await;
+    assert!(!res.success);
+    assert_eq!(h.state("t").node("c").unwrap().done, [Action::Provision]);
+
+    // Run 2: whichever of a and b clones first does not finish before c
+    // has started, and c needs a step slot, not a clone slot.
+    let r2 = Arc::new(
+        Scripted::new(1)
+            .fault("a", Action::Provision, Fault::WaitFor("c", Action::StartVm))
+            .fault("b", Action::Provision, Fault::WaitFor("c", Action::StartVm)),
+    );
+    {
+        let (w1, mut w2) = (r1.world(), r2.world());
+        w2.guests = w1.guests.clone();
+        w2.next_id = w1.next_id;
+    }
+    let o = RunOptions {
+        clones_per_host: 1,
+        ..opts(OnError::Stop, 2)
+    };
+    let run = h.run(&m, Verb::Create, &r2, o, no_stop());
+    let (res, _) = tokio::time::timeout(Duration::from_secs(60), run)
+        .await
+        .expect("a step waiting for a clone slot held the step slot c needed");
+    assert!(res.success, "{res:?}");
+    let w = r2.world();
+    assert_eq!(w.max_provisioning, 1);
+    assert!(w
+        .calls
+        .iter()
+        .all(|c| c.node != "c" || c.action != Action::Provision));
+    assert_eq!(w.guests.len(), 3, "no duplicate guest");
+}
+
+/// A rollback goes on through a graceful stop (it is what cleans up after
+/// one) but not through an abort.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rollback_goes_on_through_a_stop_but_not_an_abort() {
+    let m = manifest("  - {name: a, type: vm}\n  - {name: b, type: vm}\n");
+    for abort in [false, true] {
+        let h = Harness::new();
+        let r = Arc::new(
+            Scripted::new(1)
+                .fault("b", Action::StartVm, Fault::Fail)
+                .fault("a", Action::ShutdownVm, Fault::Gate),
+        );
+        let stop = StopToken::new();
+        let (tx, r2) = (stop.clone(), r.clone());
+        let signals = tokio::spawn(async move {
+            r2.until_started("a", Action::ShutdownVm).await;
+            tx.raise(StopReason::Interrupted);
+            if abort {
+                tx.raise(StopReason::Aborted);
+            } else {
+                // Only now may a's shutdown finish: after the stop.
+                r2.open_gate();
+            }
+        });
+        let (res, _) = h
+            .run(&m, Verb::Create, &r, opts(OnError::Rollback, 1), stop)
+            .await;
+        signals.await.unwrap();
+        assert!(res.rolled_back && !res.success, "{res:?}");
+        let destroyed = r.calls(PhaseKind::Destroy, Action::DestroyVm);
+        if abort {
+            assert_eq!(
+                (res.stop, res.interrupted),
+                (Some(StopReason::Aborted), true)
+            );
+            assert!(!destroyed.contains(&"a".to_string()), "{destroyed:?}");
+            assert!(
+                res.error
+                    .as_deref()
+                    .unwrap()
+                    .ends_with("; rollback also failed: aborted"),
+                "{:?}",
+                res.error
+            );
+        } else {
+            assert_eq!(
+                (res.stop, res.interrupted),
+                (Some(StopReason::Failed), false)
+            );
+            assert_eq!(destroyed.len(), 2, "{destroyed:?}");
+            assert!(r.world().guests.is_empty());
+        }
     }
 }
