@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
-use super::error::ActionError;
+use super::error::{ActionError, ActionErrorKind};
 use super::runner::{ActionCall, EventSink, Facts, NodeRunner};
 use super::state_handle::StateHandle;
 use super::stop::StopToken;
@@ -257,7 +257,7 @@ async fn run_actions<R: NodeRunner>(
     let failed = |e| StepEnd::Failed(StepFailure::between_actions(e));
     let Some(before) = ctx.state.node(job.node) else {
         return failed(ActionError::with_kind(
-            super::ActionErrorKind::State,
+            ActionErrorKind::State,
             "node missing from state",
         ));
     };
@@ -339,7 +339,7 @@ async fn run_actions<R: NodeRunner>(
         let result = match tokio::time::timeout(timeout, ctx.runner.run(call)).await {
             Ok(r) => r,
             Err(_) => Err(ActionError::with_kind(
-                super::ActionErrorKind::Timeout,
+                ActionErrorKind::Timeout,
                 format!(
                     "{} timed out after {}",
                     action.name(),
@@ -389,7 +389,7 @@ async fn run_actions<R: NodeRunner>(
                 };
             }
             // Only a stop this run asked for leaves the node resumable.
-            Err(e) if e.kind() == super::ActionErrorKind::Stopped && ctx.stop.is_stopping() => {
+            Err(e) if e.kind() == ActionErrorKind::Stopped && ctx.stop.is_stopping() => {
                 return StepEnd::Interrupted
             }
             Err(error) => {
