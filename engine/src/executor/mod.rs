@@ -9,11 +9,11 @@
 //!
 //! - [`crate::ready_queue`]: which steps may start, given which are done
 //!   (the same Kahn walk orders the graph and checks the manifest);
-//! - [`walker`]: one phase: ready steps up to `--parallelism` at once, and
+//! - `walker.rs`: one phase: ready steps up to `--parallelism` at once, and
 //!   up to `--clones-per-host` making guests (a step waits for a clone slot
 //!   before it takes a step slot, so that waiting holds no step slot), the
 //!   phase's `on_error` policy, and its stop token;
-//! - [`step`]: one step: its actions in order, each intent recorded
+//! - `step.rs`: one step: its actions in order, each intent recorded
 //!   durably *before* the side effect it describes, resume of what an
 //!   earlier run left in flight, and the safe point between actions;
 //! - this module: verb sequencing: the phases of a verb, `test`'s destroy
@@ -21,20 +21,20 @@
 //!   create, and the run's result.
 //!
 //! A run stops for one ordered [`StopReason`] carried by one [`StopToken`]
-//! ([`stop`]): the caller raises it on a signal; each phase has a child
+//! (`stop.rs`): the caller raises it on a signal; each phase has a child
 //! token that a failure or the time limit raises too; steps and actions
 //! (a child driver, through its PTY) observe it. Events flow out to
 //! whatever renders them; nothing here prints.
 //!
-//! The seam to the side of the world the executor drives is [`runner`]
+//! The seam to the side of the world the executor drives is `runner.rs`
 //! (the [`NodeRunner`] trait, what an action is given and gives back) and
-//! [`error`] (the typed [`ActionError`]).
+//! `error.rs` (the typed [`ActionError`]).
 
 mod error;
 mod runner;
 mod state_handle;
 mod step;
-pub mod stop;
+mod stop;
 #[cfg(test)]
 mod tests;
 mod walker;
