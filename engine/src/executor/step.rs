@@ -16,7 +16,7 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use super::error::{ActionError, ActionErrorKind};
 use super::runner::{ActionCall, EventSink, Facts, NodeRunner};
 use super::state_handle::StateHandle;
-use super::stop::StopToken;
+use super::stop::{StopReason, StopToken};
 use crate::manifest::NodeSpec;
 use crate::outcome::{ActionTiming, Event, EventKind, NodePath, NodeStatus};
 use crate::ownership::Owner;
@@ -76,15 +76,20 @@ impl<R> Ctx<R> {
         }
     }
 
-    fn timeout(&self, a: Action) -> Duration {
+    /// An action's time limit: its own, cut to what is left of the run's;
+    /// `true` when the run's is what limits it.
+    fn timeout(&self, a: Action) -> (Duration, bool) {
         let t = self
             .timeouts
             .get(&a)
             .copied()
             .unwrap_or_else(|| a.default_timeout(self.verb));
         match self.deadline {
-            Some(d) => t.min(d.saturating_duration_since(Instant::now())),
-            None => t,
+            Some(d) => {
+                let left = d.saturating_duration_since(Instant::now());
+                (t.min(left), left <= t)
+            }
+            None => (t, false),
         }
     }
 
@@ -304,7 +309,7 @@ async fn run_actions<R: NodeRunner>(
             return failed(ActionError::state(e));
         }
         let current = ctx.state.node(job.node).unwrap_or_else(|| before.clone());
-        let timeout = ctx.timeout(action);
+        let (timeout, run_limits) = ctx.timeout(action);
         ctx.emit(
             &job.spec.name,
             EventKind::ActionStarted {
@@ -338,14 +343,22 @@ async fn run_actions<R: NodeRunner>(
         let started = Instant::now();
         let result = match tokio::time::timeout(timeout, ctx.runner.run(call)).await {
             Ok(r) => r,
-            Err(_) => Err(ActionError::with_kind(
-                ActionErrorKind::Timeout,
-                format!(
-                    "{} timed out after {}",
-                    action.name(),
-                    crate::clock::human(timeout)
-                ),
-            )),
+            Err(_) => {
+                // The run's time limit ran out with it: said before the
+                // step ends, so that the walker records the run as timed
+                // out whichever of the two it sees first.
+                if run_limits {
+                    ctx.stop.raise(StopReason::TimeLimit);
+                }
+                Err(ActionError::with_kind(
+                    ActionErrorKind::Timeout,
+                    format!(
+                        "{} timed out after {}",
+                        action.name(),
+                        crate::clock::human(timeout)
+                    ),
+                ))
+            }
         };
         let seconds = started.elapsed().as_secs_f64();
         let error = result.as_ref().err().map(ToString::to_string);

@@ -91,6 +91,9 @@ impl<'a, 'g, 'm, R: NodeRunner> Walker<'a, 'g, 'm, R> {
             }
         };
         loop {
+            if self.caught_up(&mut seen).await {
+                break;
+            }
             if seen.is_none() {
                 self.start_ready().await;
             }
@@ -102,6 +105,10 @@ impl<'a, 'g, 'm, R: NodeRunner> Walker<'a, 'g, 'm, R> {
                 joined = self.set.join_next() => {
                     let Some(joined) = joined else { break };
                     let Ok((k, end)) = joined else { continue };
+                    // What the step raised before it ended comes first.
+                    if self.caught_up(&mut seen).await {
+                        break;
+                    }
                     self.finished(k, end, &mut seen).await;
                 }
                 // A clone slot came free (a running step made its guest).
@@ -202,6 +209,15 @@ impl<'a, 'g, 'm, R: NodeRunner> Walker<'a, 'g, 'm, R> {
                     }
                 }
             }
+        }
+    }
+
+    /// Handles a rise of the token this walker has not seen yet (e.g. the
+    /// time limit a step ran into); returns whether the walk is over.
+    async fn caught_up(&mut self, seen: &mut Option<StopReason>) -> bool {
+        match self.ctx.stop.reason().filter(|r| Some(*r) > *seen) {
+            Some(r) => self.stopping(r, seen).await,
+            None => false,
         }
     }
 
