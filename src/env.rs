@@ -15,7 +15,7 @@
 
 use std::path::PathBuf;
 
-use crate::commands::Failure;
+use crate::failure::Failure;
 
 /// The simulator's settings from the environment, for demos and tests.
 pub struct SimEnv {

@@ -6,6 +6,7 @@
 mod cli;
 mod commands;
 mod env;
+mod failure;
 mod render;
 
 use std::process::ExitCode;
@@ -83,10 +84,10 @@ fn json_verb(c: &Command) -> Option<&'static str> {
             what: ListWhat::Manifests { json_output },
         } => ("list manifests", *json_output),
         Command::Config {
-            what: commands::config::ConfigCmd::Show { json_output },
+            what: cli::config::ConfigCmd::Show { json_output },
         } => ("config show", *json_output),
         Command::Secrets {
-            what: commands::secrets::SecretsCmd::Check { json_output, .. },
+            what: cli::secrets::SecretsCmd::Check { json_output, .. },
         } => ("secrets check", *json_output),
         Command::State {
             what: cli::StateCmd::Rebuild(a),

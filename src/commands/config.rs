@@ -1,9 +1,8 @@
 //! `driver config show` and `driver config resolve`: what the site-config
 //! holds (never a secret value), and the tfvars / ansible vars it resolves to.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
-use clap::{Args, Subcommand};
 use engine::secrets::sops::SopsError;
 use engine::secrets::{IdentityEnv, SecretsError};
 use engine::site_config::resolve::{Resolver, Reveal};
@@ -11,40 +10,8 @@ use engine::site_config::{self, ConfigError, Entity, Probe, SiteConfig, SiteSecr
 use serde::Serialize;
 
 use super::{discover_site, Failure};
+use crate::cli::config::{ConfigCmd, ResolveArgs};
 use crate::render;
-
-#[derive(Debug, Subcommand)]
-pub enum ConfigCmd {
-    /// Which site-config is used and why, and what it holds: hosts, presets,
-    /// templates, envs, postures, specs, images, secrets (never their values).
-    Show {
-        /// Print JSON instead of text.
-        #[arg(long)]
-        json_output: bool,
-    },
-    /// Resolve an env for a PVE node into tofu variables (tfvars JSON) and
-    /// ansible variables, as the original ConfigResolver did.
-    ///
-    /// Without --tfvars / --ansible-vars both are printed on stdout with every
-    /// secret replaced by "[redacted]"; the files get the real values (mode 0600).
-    Resolve(ResolveArgs),
-}
-
-#[derive(Debug, Args)]
-pub struct ResolveArgs {
-    /// Environment: site-config envs/ENV.yaml.
-    #[arg(long, value_name = "ENV")]
-    pub env: String,
-    /// PVE node: site-config nodes/NODE.yaml.
-    #[arg(long, value_name = "NODE")]
-    pub node: String,
-    /// Write the tfvars JSON (with secrets) to FILE.
-    #[arg(long, value_name = "FILE")]
-    pub tfvars: Option<PathBuf>,
-    /// Write the ansible variables JSON to FILE.
-    #[arg(long, value_name = "FILE")]
-    pub ansible_vars: Option<PathBuf>,
-}
 
 pub fn run(cmd: &ConfigCmd, site_flag: Option<&Path>) -> Result<(), Failure> {
     match cmd {

@@ -1,15 +1,21 @@
 //! `PveRunner`: the engine's `NodeRunner` for a PVE host reached through its
 //! API. Provisioning is native (clone a template named like the node's
 //! image, then configure, resize, start, wait for the agent's IP).
+//!
+//! Files: this one (the runner, its set-up, the action dispatch, tofu and
+//! ansible), [`provision`] (template, clone, adopt, size), [`owned`] (which
+//! guests a call may act on).
+
+mod owned;
+mod provision;
 
 use std::path::PathBuf;
 use std::sync::Arc;
 
 use engine::executor::{ActionCall, ActionError, ActionOutput, NodeRunner};
 use engine::manifest::{NodeKind, NodeSpec};
-use engine::ownership::{self, Claim, MarkedGuest, Marker, Owner, Seen};
+use engine::ownership::{MarkedGuest, Owner};
 use engine::plan::Action;
-use serde_json::Value;
 
 use crate::ansible;
 use crate::nested::{self, Nesting};
@@ -178,334 +184,6 @@ impl PveRunner {
     pub fn client(&self) -> &PveClient {
         &self.client
     }
-
-    /// The vmid of the `kind` template named `image`.
-    async fn template(&self, kind: GuestKind, image: &str) -> Result<u32, ActionError> {
-        let key = (kind, image.to_string());
-        if let Some(id) = self
-            .templates
-            .lock()
-            .ok()
-            .and_then(|t| t.get(&key).copied())
-        {
-            return Ok(id);
-        }
-        let guests = self.client.guests().await?;
-        let found = guests
-            .iter()
-            .find(|g| g.template && g.kind == kind && g.name == image)
-            .ok_or_else(|| {
-                let names: Vec<&str> = guests
-                    .iter()
-                    .filter(|g| g.template && g.kind == kind)
-                    .map(|g| g.name.as_str())
-                    .collect();
-                ActionError::new(format!(
-                    "no {} template named '{image}' on node {} (templates: {})",
-                    kind.segment(),
-                    self.client.node(),
-                    if names.is_empty() {
-                        "none".to_string()
-                    } else {
-                        names.join(", ")
-                    }
-                ))
-            })?
-            .vmid;
-        if let Ok(mut t) = self.templates.lock() {
-            t.insert(key, found);
-        }
-        Ok(found)
-    }
-
-    /// A guest as its config shows it (`None`: there is no such guest).
-    async fn inspect(&self, kind: GuestKind, vmid: u32) -> Result<Option<Inspected>, ActionError> {
-        match self.client.config(kind, vmid).await {
-            Ok(cfg) => Ok(Some(Inspected::from_config(vmid, kind, &cfg))),
-            Err(e) if e.is_missing() => Ok(None),
-            Err(e) => Err(e.into()),
-        }
-    }
-
-    /// The guest of `node` that carries `owner`'s tag, when no vmid says which.
-    async fn tagged(&self, node: &NodeSpec, owner: &Owner) -> Result<Option<u32>, ActionError> {
-        let kind = kind_of(node);
-        Ok(self
-            .client
-            .guests()
-            .await?
-            .into_iter()
-            .find(|g| {
-                !g.template
-                    && g.kind == kind
-                    && g.name == node.name
-                    && ownership::state_in_tags(&g.tags) == Some(owner.state.as_str())
-            })
-            .map(|g| g.vmid))
-    }
-
-    /// The vmid of the node's guest when it is this state's to act on:
-    /// it carries this state's marker, or (made before markers) this state
-    /// recorded it and it carries none. A guest that is someone else's is
-    /// left alone: an error when this state recorded that vmid (something
-    /// took its place), `None` when only the manifest named it.
-    async fn own_vmid(&self, call: &ActionCall) -> Result<Option<u32>, ActionError> {
-        let Some(id) = call.vm_id else {
-            return self.tagged(&call.node, &call.owner).await;
-        };
-        let Some(found) = self.inspect(kind_of(&call.node), id).await? else {
-            return Ok(None);
-        };
-        match found.standing(call) {
-            Ok(()) => Ok(Some(id)),
-            Err(why) if call.recorded => Err(ActionError::new(format!("{why}: not touching it"))),
-            Err(why) => {
-                call.facts.log(format!("{why}: left alone"));
-                Ok(None)
-            }
-        }
-    }
-
-    async fn provision(&self, call: &ActionCall) -> Result<ActionOutput, ActionError> {
-        let node = &call.node;
-        let kind = kind_of(node);
-        let size = (self.size_for)(node).map_err(ActionError::new)?;
-        let image = node.image.as_deref().ok_or_else(|| {
-            ActionError::new(format!(
-                "node '{}' has no image: set `image:` in the manifest",
-                node.name
-            ))
-        })?;
-        let template = self.template(kind, image).await?;
-
-        // A guest already there under this node's vmid is adopted only when
-        // it is this state's (an earlier run of it, or a clone that was in
-        // flight when it stopped); anyone else's is never touched.
-        let existing = match call.vm_id {
-            Some(id) => self.inspect(kind, id).await?,
-            None => None,
-        };
-        let (vmid, unmarked) = match existing {
-            Some(found) => match found.standing(call) {
-                Ok(()) => {
-                    tracing::info!("{}: adopting existing guest {}", node.name, found.vmid);
-                    call.facts.log(format!(
-                        "adopting guest {} left by an earlier run",
-                        found.vmid
-                    ));
-                    self.client
-                        .wait_unlocked(kind, found.vmid, call.timeout)
-                        .await?;
-                    (found.vmid, found.marker.is_none())
-                }
-                // A vmid PVE picked for an earlier try (a clone that lost a
-                // race, cut off before the next pick was recorded): someone
-                // else's now, so pick again.
-                Err(why) if node.vmid.is_none() => {
-                    call.facts.log(format!("{why}: picking another vmid"));
-                    (self.clone_new(call, kind, template, None).await?, false)
-                }
-                Err(why) => {
-                    return Err(ActionError::new(format!(
-                        "{why}: choose another vmid for '{}' (or --vm-id {}=ID){}",
-                        node.name,
-                        node.name,
-                        match &found.claim(&call.owner, &node.name) {
-                            Claim::Foreign(m) if m.manifest != "?" => format!(
-                                ", or remove it with `driver destroy -M {} -H {}`",
-                                m.manifest, m.host
-                            ),
-                            _ => String::new(),
-                        }
-                    )))
-                }
-            },
-            None => (
-                self.clone_new(call, kind, template, node.vmid).await?,
-                false,
-            ),
-        };
-        let cfg = self.client.config(kind, vmid).await?;
-
-        let mut params = vec![
-            ("cores", size.cores.to_string()),
-            ("memory", size.memory_mb.to_string()),
-            // The tag lets a state's guests be found in one listing.
-            (
-                "tags",
-                ownership::with_tag(
-                    cfg.get("tags").and_then(Value::as_str).unwrap_or(""),
-                    &call.owner,
-                ),
-            ),
-        ];
-        if unmarked {
-            // Made before markers: it gets one now.
-            params.push(("description", call.owner.marker(&node.name).description()));
-        }
-        match kind {
-            GuestKind::Qemu => {
-                params.push(("net0", format!("virtio,bridge={}", self.setup.bridge)));
-                params.push(("ipconfig0", "ip=dhcp".into()));
-                params.push(("agent", "1".into()));
-                params.push(("ciuser", self.setup.ci_user.clone()));
-                if !self.setup.ssh_keys.is_empty() {
-                    // PVE wants the keys URL-encoded inside the form value.
-                    let keys = self.setup.ssh_keys.join("\n");
-                    let enc: String = form_urlencoded::byte_serialize(keys.as_bytes()).collect();
-                    params.push(("sshkeys", enc.replace('+', "%20")));
-                }
-            }
-            GuestKind::Lxc => {
-                params.push((
-                    "net0",
-                    format!("name=eth0,bridge={},ip=dhcp", self.setup.bridge),
-                ));
-            }
-        }
-        self.client.set_config(kind, vmid, &params).await?;
-        let disk = node.disk.unwrap_or(size.disk_gb);
-        if let Some(key) = boot_disk(kind, &cfg) {
-            self.client.resize(kind, vmid, &key, disk).await?;
-        }
-        Ok(ActionOutput {
-            vm_id: Some(vmid),
-            ..ActionOutput::default()
-        })
-    }
-
-    /// Picks a vmid (`explicit`: the manifest's, else the cluster's next
-    /// free one), records it, then clones. Two clones racing for the same
-    /// free id: the loser asks again.
-    async fn clone_new(
-        &self,
-        call: &ActionCall,
-        kind: GuestKind,
-        template: u32,
-        explicit: Option<u32>,
-    ) -> Result<u32, ActionError> {
-        let mut tries = 0;
-        // Above the last id lost to another clone, once one was lost.
-        let mut floor = None;
-        loop {
-            tries += 1;
-            let id = match explicit {
-                Some(id) => id,
-                None => self.client.next_id_from(floor).await?,
-            };
-            // Durable before the clone starts: a crash from here on leaves a
-            // vmid in state that destroy and resume can find.
-            call.facts.vm_id(id).await?;
-            let marker = call.owner.marker(&call.node.name).description();
-            match self
-                .client
-                .clone_guest(
-                    kind,
-                    template,
-                    id,
-                    &call.node.name,
-                    Some(&marker),
-                    self.setup.full_clone,
-                    call.timeout,
-                )
-                .await
-            {
-                Ok(()) => return Ok(id),
-                Err(e) if explicit.is_none() && tries < MAX_CLONE_TRIES && e.is_vmid_taken() => {
-                    call.facts.log(format!(
-                        "vmid {id} was taken meanwhile; asking PVE for another"
-                    ));
-                    floor = Some(id.saturating_add(1));
-                }
-                Err(e) => return Err(e.into()),
-            }
-        }
-    }
-}
-
-/// Clones whose picked vmid another clone took first, before giving up:
-/// each retry asks from above the lost id, so racers spread out.
-const MAX_CLONE_TRIES: u32 = 10;
-
-/// The disk a guest boots from, as its config names it.
-fn boot_disk(kind: GuestKind, cfg: &Value) -> Option<String> {
-    let keys: &[&str] = match kind {
-        GuestKind::Qemu => &["scsi0", "virtio0", "sata0", "ide0"],
-        GuestKind::Lxc => &["rootfs"],
-    };
-    keys.iter()
-        .find(|k| cfg.get(**k).is_some())
-        .map(|k| k.to_string())
-}
-
-/// What a guest's config says about who it is.
-struct Inspected {
-    vmid: u32,
-    kind: GuestKind,
-    name: String,
-    tags: String,
-    description: Option<String>,
-    marker: Option<Marker>,
-    template: bool,
-}
-
-impl Inspected {
-    fn from_config(vmid: u32, kind: GuestKind, cfg: &Value) -> Self {
-        let s = |k: &str| cfg.get(k).and_then(Value::as_str).map(str::to_string);
-        let description = s("description");
-        Inspected {
-            vmid,
-            kind,
-            name: match kind {
-                GuestKind::Qemu => s("name"),
-                GuestKind::Lxc => s("hostname"),
-            }
-            .unwrap_or_default(),
-            tags: s("tags").unwrap_or_default(),
-            marker: description.as_deref().and_then(Marker::parse),
-            description,
-            template: cfg.get("template").is_some_and(|t| t == 1 || t == "1"),
-        }
-    }
-
-    fn claim(&self, owner: &Owner, node: &str) -> Claim {
-        ownership::judge(
-            owner,
-            node,
-            Seen {
-                name: &self.name,
-                tags: &self.tags,
-                description: self.description.as_deref(),
-            },
-        )
-    }
-
-    /// Ok when `call` may act on this guest; else why not.
-    fn standing(&self, call: &ActionCall) -> Result<(), String> {
-        let node = &call.node.name;
-        let what = format!(
-            "vmid {} ({} '{}')",
-            self.vmid,
-            self.kind.segment(),
-            self.name
-        );
-        if self.template {
-            return Err(format!("{what} is a template"));
-        }
-        match self.claim(&call.owner, node) {
-            Claim::Ours => Ok(()),
-            // Made by this state before guests carried markers.
-            Claim::Unmarked if call.recorded && self.name == *node => Ok(()),
-            Claim::Unmarked => Err(format!(
-                "{what} carries no driver ownership marker: driver did not create it for this state"
-            )),
-            Claim::Foreign(m) if m.manifest == "?" => Err(format!(
-                "{what} carries the tag of another driver state ({})",
-                m.state
-            )),
-            Claim::Foreign(m) => Err(format!("{what} belongs to {}", m.describe())),
-        }
-    }
 }
 
 impl NodeRunner for PveRunner {
@@ -635,22 +313,11 @@ impl NodeRunner for PveRunner {
     async fn exists(
         &self,
         node: &NodeSpec,
-        _host: &str,
+        host: &str,
         vm_id: Option<u32>,
         owner: &Owner,
     ) -> Result<bool, ActionError> {
-        let Some(id) = vm_id else {
-            return Ok(self.tagged(node, owner).await?.is_some());
-        };
-        Ok(match self.inspect(kind_of(node), id).await? {
-            None => false,
-            Some(found) => match found.claim(owner, &node.name) {
-                Claim::Ours => true,
-                // Recorded by this state (the caller's vmid) before markers.
-                Claim::Unmarked => found.name == node.name && !found.template,
-                Claim::Foreign(_) => false,
-            },
-        })
+        self.owned_exists(node, host, vm_id, owner).await
     }
 
     async fn marked_guests(
@@ -658,33 +325,7 @@ impl NodeRunner for PveRunner {
         owner: &Owner,
         names: &[String],
     ) -> Result<Vec<MarkedGuest>, ActionError> {
-        let mut out = Vec::new();
-        for g in self.client.guests().await? {
-            // Tagged by some driver state; or named like one of the nodes
-            // and not tagged yet (a clone that was cut off before its tag
-            // was set carries the marker in its description already).
-            let tagged = ownership::state_in_tags(&g.tags).is_some();
-            if g.template || !(tagged || names.contains(&g.name)) {
-                continue;
-            }
-            let Some(found) = self.inspect(g.kind, g.vmid).await? else {
-                continue;
-            };
-            let marker = found.marker.or_else(|| {
-                // A description edited by hand: the tag still says whose.
-                ownership::state_in_tags(&found.tags)
-                    .filter(|s| *s == owner.state)
-                    .map(|_| owner.marker(&found.name))
-            });
-            if let Some(m) = marker.filter(|m| m.manifest == owner.manifest && m.host == owner.host)
-            {
-                out.push(MarkedGuest {
-                    vmid: g.vmid,
-                    marker: m,
-                });
-            }
-        }
-        Ok(out)
+        self.owned_marked_guests(owner, names).await
     }
 }
 

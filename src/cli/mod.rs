@@ -1,5 +1,9 @@
 //! The command line: verbs, flags and their help text.
 
+pub mod config;
+pub mod secrets;
+pub mod sim;
+
 use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
@@ -66,12 +70,12 @@ pub enum Command {
     /// Show the site-config in use, or resolve an env into tfvars / ansible vars.
     Config {
         #[command(subcommand)]
-        what: crate::commands::config::ConfigCmd,
+        what: config::ConfigCmd,
     },
     /// Check, encrypt or decrypt the SOPS (age) secrets file, natively.
     Secrets {
         #[command(subcommand)]
-        what: crate::commands::secrets::SecretsCmd,
+        what: secrets::SecretsCmd,
     },
     /// Run state: rebuild a lost or damaged state from the guests' ownership markers.
     State {
@@ -81,7 +85,7 @@ pub enum Command {
     /// The Proxmox VE simulator (pvesim).
     Sim {
         #[command(subcommand)]
-        what: crate::commands::sim::SimCommand,
+        what: sim::SimCommand,
     },
 }
 

@@ -1,0 +1,222 @@
+//! Provisioning a guest: find the template, clone it under a vmid that is
+//! recorded before the clone starts, adopt only this state's own guest, then
+//! size and mark it.
+
+use engine::executor::{ActionCall, ActionError, ActionOutput};
+use engine::ownership::{self, Claim};
+use serde_json::Value;
+
+use super::{kind_of, PveRunner};
+use crate::pve::GuestKind;
+
+impl PveRunner {
+    /// The vmid of the `kind` template named `image`.
+    async fn template(&self, kind: GuestKind, image: &str) -> Result<u32, ActionError> {
+        let key = (kind, image.to_string());
+        if let Some(id) = self
+            .templates
+            .lock()
+            .ok()
+            .and_then(|t| t.get(&key).copied())
+        {
+            return Ok(id);
+        }
+        let guests = self.client.guests().await?;
+        let found = guests
+            .iter()
+            .find(|g| g.template && g.kind == kind && g.name == image)
+            .ok_or_else(|| {
+                let names: Vec<&str> = guests
+                    .iter()
+                    .filter(|g| g.template && g.kind == kind)
+                    .map(|g| g.name.as_str())
+                    .collect();
+                ActionError::new(format!(
+                    "no {} template named '{image}' on node {} (templates: {})",
+                    kind.segment(),
+                    self.client.node(),
+                    if names.is_empty() {
+                        "none".to_string()
+                    } else {
+                        names.join(", ")
+                    }
+                ))
+            })?
+            .vmid;
+        if let Ok(mut t) = self.templates.lock() {
+            t.insert(key, found);
+        }
+        Ok(found)
+    }
+
+    pub(super) async fn provision(&self, call: &ActionCall) -> Result<ActionOutput, ActionError> {
+        let node = &call.node;
+        let kind = kind_of(node);
+        let size = (self.size_for)(node).map_err(ActionError::new)?;
+        let image = node.image.as_deref().ok_or_else(|| {
+            ActionError::new(format!(
+                "node '{}' has no image: set `image:` in the manifest",
+                node.name
+            ))
+        })?;
+        let template = self.template(kind, image).await?;
+
+        // A guest already there under this node's vmid is adopted only when
+        // it is this state's (an earlier run of it, or a clone that was in
+        // flight when it stopped); anyone else's is never touched.
+        let existing = match call.vm_id {
+            Some(id) => self.inspect(kind, id).await?,
+            None => None,
+        };
+        let (vmid, unmarked) = match existing {
+            Some(found) => match found.standing(call) {
+                Ok(()) => {
+                    tracing::info!("{}: adopting existing guest {}", node.name, found.vmid);
+                    call.facts.log(format!(
+                        "adopting guest {} left by an earlier run",
+                        found.vmid
+                    ));
+                    self.client
+                        .wait_unlocked(kind, found.vmid, call.timeout)
+                        .await?;
+                    (found.vmid, found.marker.is_none())
+                }
+                // A vmid PVE picked for an earlier try (a clone that lost a
+                // race, cut off before the next pick was recorded): someone
+                // else's now, so pick again.
+                Err(why) if node.vmid.is_none() => {
+                    call.facts.log(format!("{why}: picking another vmid"));
+                    (self.clone_new(call, kind, template, None).await?, false)
+                }
+                Err(why) => {
+                    return Err(ActionError::new(format!(
+                        "{why}: choose another vmid for '{}' (or --vm-id {}=ID){}",
+                        node.name,
+                        node.name,
+                        match &found.claim(&call.owner, &node.name) {
+                            Claim::Foreign(m) if m.manifest != "?" => format!(
+                                ", or remove it with `driver destroy -M {} -H {}`",
+                                m.manifest, m.host
+                            ),
+                            _ => String::new(),
+                        }
+                    )))
+                }
+            },
+            None => (
+                self.clone_new(call, kind, template, node.vmid).await?,
+                false,
+            ),
+        };
+        let cfg = self.client.config(kind, vmid).await?;
+
+        let mut params = vec![
+            ("cores", size.cores.to_string()),
+            ("memory", size.memory_mb.to_string()),
+            // The tag lets a state's guests be found in one listing.
+            (
+                "tags",
+                ownership::with_tag(
+                    cfg.get("tags").and_then(Value::as_str).unwrap_or(""),
+                    &call.owner,
+                ),
+            ),
+        ];
+        if unmarked {
+            // Made before markers: it gets one now.
+            params.push(("description", call.owner.marker(&node.name).description()));
+        }
+        match kind {
+            GuestKind::Qemu => {
+                params.push(("net0", format!("virtio,bridge={}", self.setup.bridge)));
+                params.push(("ipconfig0", "ip=dhcp".into()));
+                params.push(("agent", "1".into()));
+                params.push(("ciuser", self.setup.ci_user.clone()));
+                if !self.setup.ssh_keys.is_empty() {
+                    // PVE wants the keys URL-encoded inside the form value.
+                    let keys = self.setup.ssh_keys.join("\n");
+                    let enc: String = form_urlencoded::byte_serialize(keys.as_bytes()).collect();
+                    params.push(("sshkeys", enc.replace('+', "%20")));
+                }
+            }
+            GuestKind::Lxc => {
+                params.push((
+                    "net0",
+                    format!("name=eth0,bridge={},ip=dhcp", self.setup.bridge),
+                ));
+            }
+        }
+        self.client.set_config(kind, vmid, &params).await?;
+        let disk = node.disk.unwrap_or(size.disk_gb);
+        if let Some(key) = boot_disk(kind, &cfg) {
+            self.client.resize(kind, vmid, &key, disk).await?;
+        }
+        Ok(ActionOutput {
+            vm_id: Some(vmid),
+            ..ActionOutput::default()
+        })
+    }
+
+    /// Picks a vmid (`explicit`: the manifest's, else the cluster's next
+    /// free one), records it, then clones. Two clones racing for the same
+    /// free id: the loser asks again.
+    async fn clone_new(
+        &self,
+        call: &ActionCall,
+        kind: GuestKind,
+        template: u32,
+        explicit: Option<u32>,
+    ) -> Result<u32, ActionError> {
+        let mut tries = 0;
+        // Above the last id lost to another clone, once one was lost.
+        let mut floor = None;
+        loop {
+            tries += 1;
+            let id = match explicit {
+                Some(id) => id,
+                None => self.client.next_id_from(floor).await?,
+            };
+            // Durable before the clone starts: a crash from here on leaves a
+            // vmid in state that destroy and resume can find.
+            call.facts.vm_id(id).await?;
+            let marker = call.owner.marker(&call.node.name).description();
+            match self
+                .client
+                .clone_guest(
+                    kind,
+                    template,
+                    id,
+                    &call.node.name,
+                    Some(&marker),
+                    self.setup.full_clone,
+                    call.timeout,
+                )
+                .await
+            {
+                Ok(()) => return Ok(id),
+                Err(e) if explicit.is_none() && tries < MAX_CLONE_TRIES && e.is_vmid_taken() => {
+                    call.facts.log(format!(
+                        "vmid {id} was taken meanwhile; asking PVE for another"
+                    ));
+                    floor = Some(id.saturating_add(1));
+                }
+                Err(e) => return Err(e.into()),
+            }
+        }
+    }
+}
+
+/// Clones whose picked vmid another clone took first, before giving up:
+/// each retry asks from above the lost id, so racers spread out.
+const MAX_CLONE_TRIES: u32 = 10;
+
+/// The disk a guest boots from, as its config names it.
+fn boot_disk(kind: GuestKind, cfg: &Value) -> Option<String> {
+    let keys: &[&str] = match kind {
+        GuestKind::Qemu => &["scsi0", "virtio0", "sata0", "ide0"],
+        GuestKind::Lxc => &["rootfs"],
+    };
+    keys.iter()
+        .find(|k| cfg.get(**k).is_some())
+        .map(|k| k.to_string())
+}
