@@ -161,6 +161,66 @@ fn json_output_of_refused_and_failed_runs() {
     validate("run-output", &out.stdout, false);
 }
 
+/// `driver status --json-output` of a built tree (every node completed,
+/// host keys pinned), of a failed create (the node's error and its last
+/// action) and after destroy.
+#[test]
+fn status_json_output_after_create_failure_and_destroy() {
+    let state = tempfile::tempdir().unwrap();
+    let status = |m: &str| {
+        sim(
+            state.path(),
+            &["status", "-M", m, "-H", "sim", "--json-output"],
+        )
+        .ok()
+    };
+    sim(state.path(), &["create", "-M", "n2-quick", "-H", "sim"]).ok();
+    let out = status("n2-quick");
+    let v = out.json();
+    assert_eq!(v["nodes"][0]["status"], "completed", "{v}");
+    assert!(v["nodes"][0]["host_key"].is_string(), "{v}");
+    validate("status", &out.stdout, false);
+
+    common::Run::from(
+        sim_driver(state.path())
+            .env(
+                "PVESIM_FAULTS",
+                r#"[{"kind": "agent_never_answers", "name": "edge"}]"#,
+            )
+            .args([
+                "create",
+                "-M",
+                "n1-basic",
+                "-H",
+                "sim",
+                "--action-timeout",
+                "wait_ip=1",
+            ])
+            .output()
+            .unwrap(),
+    )
+    .code(1);
+    let out = status("n1-basic");
+    let v = out.json();
+    assert_eq!(v["nodes"][0]["status"], "failed", "{v}");
+    assert_eq!(v["nodes"][0]["action"], "wait_ip", "{v}");
+    validate("status", &out.stdout, false);
+
+    sim(
+        state.path(),
+        &["destroy", "-M", "n2-quick", "-H", "sim", "--yes"],
+    )
+    .ok();
+    let out = status("n2-quick");
+    assert_eq!(out.json()["nodes"][0]["status"], "destroyed");
+    validate("status", &out.stdout, false);
+    sim(
+        state.path(),
+        &["destroy", "-M", "n1-basic", "-H", "sim", "--yes"],
+    )
+    .ok();
+}
+
 /// Every line of `--events` of a run through a nested driver, and of one
 /// failing in the nested driver.
 #[test]
