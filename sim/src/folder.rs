@@ -247,7 +247,12 @@ impl Lease {
                 return Ok(());
             }
         }
-        let gone = poll(wait, || Ok((!is_served(&self.dir)?).then_some(())))?;
+        // Gone means the process too, not only its lock: whoever looks right after
+        // (a test, the next run's process list) must not see it still exiting.
+        let pid = self.endpoint.pid;
+        let gone = poll(wait, || {
+            Ok((!is_served(&self.dir)? && process_ended(pid)).then_some(()))
+        })?;
         gone.ok_or_else(|| SimError::FolderBusy {
             dir: self.dir.clone(),
             what: format!("its simulator (pid {}) to stop", self.endpoint.pid),
@@ -256,14 +261,25 @@ impl Lease {
     }
 }
 
+/// Whether process `pid` has ended: no such process, or one that has exited and
+/// waits to be reaped by its parent (a zombie holds nothing).
+fn process_ended(pid: u32) -> bool {
+    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+        // The state is the first field after the command name, which is in
+        // parentheses and may itself hold spaces or parentheses.
+        Ok(stat) => stat
+            .rsplit_once(')')
+            .and_then(|(_, rest)| rest.split_whitespace().next())
+            .is_some_and(|state| state == "Z" || state == "X"),
+        Err(_) => true,
+    }
+}
+
 /// Asks the serving process to stop (SIGTERM: it saves and ends its guests on the way out).
 fn stop(pid: u32) {
     let Ok(pid) = i32::try_from(pid) else { return };
     if pid > 0 {
-        // SAFETY: kill(2) with a plain signal number has no memory effects.
-        unsafe {
-            libc::kill(pid, libc::SIGTERM);
-        }
+        crate::ssh::send_signal(pid, libc::SIGTERM);
     }
 }
 

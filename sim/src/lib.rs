@@ -39,6 +39,8 @@
 //! - leaves: `error`, `clock` (Unix time, time scale), `ids` (random ids, UPIDs, MACs, free
 //!   vmids), `net` (guest address plans), [`faults`] (what can go wrong on purpose).
 
+#![forbid(unsafe_code)]
+
 mod api;
 mod clock;
 pub mod config;

@@ -33,5 +33,6 @@ mod sftp;
 
 pub(crate) use error::BootError;
 pub(crate) use keys::fingerprint_of_line;
+pub(crate) use procs::send as send_signal;
 pub(crate) use records::{BootRequest, GuestRecords, Login};
 pub(crate) use servers::{GuestSsh, Halt};

@@ -41,9 +41,22 @@ pub(crate) fn signal_group(pgid: i32, sig: i32) {
     if pgid <= 1 {
         return;
     }
-    // SAFETY: killpg only sends a signal; a group that is gone answers ESRCH, which we ignore.
-    unsafe {
-        libc::killpg(pgid, sig);
+    // A group that is gone answers ESRCH, which we ignore.
+    if let (Some(pid), Some(sig)) = (
+        rustix::process::Pid::from_raw(pgid),
+        rustix::process::Signal::from_named_raw(sig),
+    ) {
+        let _ = rustix::process::kill_process_group(pid, sig);
+    }
+}
+
+/// Sends `sig` to process `pid`; one that is gone (ESRCH) is ignored.
+pub(crate) fn send(pid: i32, sig: i32) {
+    if let (Some(pid), Some(sig)) = (
+        rustix::process::Pid::from_raw(pid),
+        rustix::process::Signal::from_named_raw(sig),
+    ) {
+        let _ = rustix::process::kill_process(pid, sig);
     }
 }
 
@@ -78,10 +91,7 @@ pub(crate) fn signal_tagged(pred: &dyn Fn(&str) -> bool, sig: i32) -> usize {
             .any(|tags| tags.split(':').any(pred));
         if tagged {
             if let Ok(pid) = i32::try_from(pid) {
-                // SAFETY: sending a signal to a pid we just found; ESRCH (gone) is ignored.
-                unsafe {
-                    libc::kill(pid, sig);
-                }
+                send(pid, sig);
                 n += 1;
             }
         }

@@ -503,15 +503,9 @@ impl Exec {
 
 /// One pipe whose write end serves as both stdout and stderr (a PTY session's single stream).
 fn merged_pipe() -> std::io::Result<(tokio::net::unix::pipe::Receiver, Stdio, Stdio)> {
-    use std::os::fd::FromRawFd;
-    let mut fds = [0; 2];
-    // SAFETY: pipe2 writes two new descriptors into `fds`; both are owned right after.
-    let rc = unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) };
-    if rc != 0 {
-        return Err(std::io::Error::last_os_error());
-    }
-    // SAFETY: the descriptors were just created by pipe2 and are owned by nothing else.
-    let (read, write) = unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) };
+    // std's pipe is close-on-exec on both ends.
+    let (read, write) = std::io::pipe()?;
+    let (read, write) = (OwnedFd::from(read), OwnedFd::from(write));
     let write2 = write.try_clone()?;
     let reader = tokio::net::unix::pipe::Receiver::from_owned_fd(read)?;
     Ok((reader, Stdio::from(write), Stdio::from(write2)))
