@@ -101,7 +101,7 @@ impl<'m> Plan<'m> {
             Verb::Test => {
                 let mut p = vec![create_phase(graph, host, &sizes)];
                 if graph.manifest.settings.verify_ssh {
-                    p.push(verify_phase(graph, host));
+                    p.push(verify_phase(graph, host, &sizes));
                 }
                 p.push(destroy_phase(graph, host, &sizes));
                 p
@@ -257,11 +257,21 @@ fn create_phase<'m>(graph: &ManifestGraph<'m>, host: &'m str, sizes: &[usize]) -
     }
 }
 
-fn verify_phase<'m>(graph: &ManifestGraph<'m>, host: &'m str) -> Phase<'m> {
+/// Every node is verified: a nested PVE node's own guests by the driver
+/// there (its step hands it the subtree, as in create), so a node at any
+/// depth is reached from its own PVE.
+fn verify_phase<'m>(graph: &ManifestGraph<'m>, host: &'m str, sizes: &[usize]) -> Phase<'m> {
     let steps = graph
         .create_order()
         .iter()
-        .map(|&i| step(graph, i, host, vec![Action::VerifySsh]))
+        .map(|&i| {
+            let mut s = step(graph, i, host, vec![Action::VerifySsh]);
+            if graph.delegates(i) {
+                s.actions.push(Action::Delegate);
+                s.delegated_nodes = Some(sizes[i]);
+            }
+            s
+        })
         .collect();
     Phase {
         kind: PhaseKind::Verify,
@@ -349,6 +359,11 @@ mod tests {
             kinds,
             [PhaseKind::Create, PhaseKind::Verify, PhaseKind::Destroy]
         );
+        // Nodes below a nested PVE are verified by the driver there.
+        let verify = &p.phases[1].steps;
+        assert_eq!(verify[0].actions, [Action::VerifySsh, Action::Delegate]);
+        assert_eq!(verify[0].delegated_nodes, Some(2));
+        assert_eq!(verify[2].runner, Runner::Delegated { via: "root-pve" });
     }
 
     #[test]

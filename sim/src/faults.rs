@@ -62,6 +62,14 @@ pub enum FaultKind {
     /// The guest's SSH server does not listen (connections are refused) while the fault is
     /// active; it listens again once the fault is removed. Counts are not consumed.
     SshRefused,
+    /// A command run over the guest's SSH whose text contains `command` is not run: it
+    /// prints `message` on stderr and exits 1 (the server itself answers, unlike
+    /// `ssh_refused`). Counts are consumed per command that fails.
+    SshCommandFails {
+        command: String,
+        #[serde(default)]
+        message: Option<String>,
+    },
     /// Every matching API request waits this long (real milliseconds, not scaled).
     SlowApi { delay_ms: u64 },
     /// Matching API requests answer this HTTP status (e.g. 500, 502, 503, 595).
@@ -127,6 +135,14 @@ impl Fault {
     /// refuses connections.
     pub fn ssh_refused() -> Self {
         Fault::new(FaultKind::SshRefused)
+    }
+
+    /// Commands containing `command` run over matching guests' SSH fail (exit 1).
+    pub fn ssh_command_fails(command: &str) -> Self {
+        Fault::new(FaultKind::SshCommandFails {
+            command: command.to_string(),
+            message: None,
+        })
     }
 
     pub fn slow_api(delay_ms: u64) -> Self {
@@ -253,6 +269,24 @@ impl FaultSet {
             f.kind == FaultKind::SshRefused
                 && f.vmid.is_none_or(|v| v == vmid)
                 && f.name.as_deref().is_none_or(|n| n == name)
+        })
+    }
+
+    /// The message of an `ssh_command_fails` fault aimed at this command, if any (fires it).
+    pub fn ssh_command_fault(&mut self, vmid: u32, name: &str, command: &str) -> Option<String> {
+        self.take(|f| match &f.kind {
+            FaultKind::SshCommandFails { command: c, .. } => {
+                command.contains(c.as_str())
+                    && f.vmid.is_none_or(|v| v == vmid)
+                    && f.name.as_deref().is_none_or(|n| n == name)
+            }
+            _ => false,
+        })
+        .and_then(|f| match f.kind {
+            FaultKind::SshCommandFails { command, message } => Some(
+                message.unwrap_or_else(|| format!("{command}: simulated failure (pvesim fault)")),
+            ),
+            _ => None,
         })
     }
 
