@@ -264,17 +264,17 @@ async fn run<R: NodeRunner>(
             help = "run the same command again to resume, or `driver destroy` to clean up",
             "{e}"
         )))),
-        (Some(e), false) => match kept(verb, args, m, &out.outcome) {
-            Some(help) => Err(Failure::Run(Some(miette::miette!(
-                help = help,
+        (Some(e), false) => {
+            // On a line of its own (not wrapped into the error's help), so
+            // that the command can be copied.
+            if let Some(kept) = kept(verb, args, m, &out.outcome) {
+                render::err(&format!("{kept}\n"));
+            }
+            Err(Failure::Run(Some(miette::miette!(
                 "{verb} failed: {e}",
                 verb = verb.as_str()
-            )))),
-            None => Err(Failure::Run(Some(miette::miette!(
-                "{verb} failed: {e}",
-                verb = verb.as_str()
-            )))),
-        },
+            ))))
+        }
     }
 }
 
