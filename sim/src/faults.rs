@@ -347,3 +347,31 @@ impl FaultSet {
         })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ssh_command_faults_match_the_command_and_the_guest_and_count_down() {
+        let mut set = FaultSet::default();
+        set.add(Fault::ssh_command_fails("hostname").for_name("edge").times(1));
+        assert_eq!(set.ssh_command_fault(9, "edge", "true"), None);
+        assert_eq!(set.ssh_command_fault(9, "other", "hostname"), None);
+        assert_eq!(
+            set.ssh_command_fault(9, "edge", "hostname -f").as_deref(),
+            Some("hostname: simulated failure (pvesim fault)")
+        );
+        // Fired once: gone.
+        assert_eq!(set.ssh_command_fault(9, "edge", "hostname"), None);
+        let f: Fault = serde_json::from_str(
+            r#"{"kind": "ssh_command_fails", "command": "pveversion", "message": "nope"}"#,
+        )
+        .unwrap();
+        set.add(f);
+        assert_eq!(
+            set.ssh_command_fault(1, "any", "pveversion").as_deref(),
+            Some("nope")
+        );
+    }
+}
