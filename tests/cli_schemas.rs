@@ -244,6 +244,10 @@ fn every_events_line_of_nested_runs() {
     assert_eq!(last["event"], "result", "{last}");
     assert_eq!(last["protocol"], 1, "{last}");
     assert_eq!(last["success"], true, "{last}");
+    // Every node was verified, the nested one by the nested driver.
+    for n in last["nodes"].as_array().unwrap() {
+        assert_eq!(n["verify"]["status"], "passed", "{last}");
+    }
     // The nested driver's events came up with their path.
     assert!(
         lines
@@ -280,8 +284,12 @@ fn every_events_line_of_nested_runs() {
     validate("event", &out.stdout, true);
     let last: Value = serde_json::from_str(out.stdout.lines().last().unwrap()).unwrap();
     assert_eq!(last["event"], "result");
-    assert_eq!(
-        last["error"], "root-pve/edge: wait_ip: no IPv4 address from guest 99021 after 1 s",
+    // How long it waited (to its limit, and a little more under load) and
+    // how many polls that took vary; the rest does not.
+    let error = last["error"].as_str().unwrap_or_default();
+    assert!(
+        error.starts_with("root-pve/edge: wait_ip: no IPv4 address from guest 99021 after ")
+            && error.ends_with(" polls); last answer: QEMU guest agent is not running"),
         "{last}"
     );
     assert!(

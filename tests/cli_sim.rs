@@ -462,9 +462,12 @@ fn deep_leaf_without_ip_under_each_on_error_policy() {
         ])
         .code(1);
         let v = out.json();
-        assert_eq!(
-            v["error"],
-            "root-pve/leaf-pve/edge: wait_ip: no IPv4 address from guest 99031 after 2 s",
+        // The time waited and the polls made vary with the load.
+        let error = v["error"].as_str().unwrap_or_default();
+        assert!(
+            error.starts_with(
+                "root-pve/leaf-pve/edge: wait_ip: no IPv4 address from guest 99031 after "
+            ) && error.contains(" polls); last answer: "),
             "{policy}: {v}"
         );
         let status = |n: &str| {

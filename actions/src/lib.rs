@@ -12,6 +12,7 @@
 //! - [`download`]: release-image download (split parts, resume, checksums).
 //! - [`process`]: running a local tool with streamed output and a time limit
 //!   (shared by ansible and tofu).
+//! - [`poll`]: the one poll-until-deadline helper every wait goes through.
 //!
 //! Each error type converts into the engine's
 //! [`engine::executor::ActionError`] with its message, kept as the source,
@@ -22,6 +23,7 @@
 pub mod ansible;
 pub mod download;
 pub mod nested;
+pub mod poll;
 pub mod preflight;
 pub mod process;
 pub mod pve;
@@ -125,11 +127,17 @@ mod tests {
         assert_eq!(e.to_string(), "tfvars must be a JSON object");
         let e: ActionError = PveError::TaskTimeout {
             upid: "UPID:x".into(),
-            timeout: Duration::from_secs(3),
+            waited: crate::poll::Waited {
+                elapsed: Duration::from_secs(3),
+                polls: 7,
+            },
         }
         .into();
         assert_eq!(e.kind(), ActionErrorKind::Timeout);
-        assert_eq!(e.to_string(), "PVE task UPID:x still running after 3 s");
+        assert_eq!(
+            e.to_string(),
+            "PVE task UPID:x still running after 3.0 s (7 polls)"
+        );
         let pve = e.cause().and_then(|c| c.downcast_ref::<PveError>());
         assert!(matches!(pve, Some(PveError::TaskTimeout { .. })), "{e:?}");
     }

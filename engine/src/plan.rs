@@ -11,7 +11,7 @@ use serde::Serialize;
 
 pub use crate::action::{Action, PhaseKind, Verb};
 use crate::graph::ManifestGraph;
-use crate::manifest::{ExecMode, NodeKind};
+use crate::manifest::{ExecMode, NodeKind, Provisioner, Settings};
 
 /// Who runs a step.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
@@ -38,6 +38,14 @@ pub struct Step<'m> {
     pub vmid: Option<u32>,
     pub preset: Option<&'m str>,
     pub image: Option<&'m str>,
+    /// What the guest is configured as (its spec), its disk size override
+    /// and how it is made, as the manifest says (absent: not said).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub spec: Option<&'m str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub disk: Option<u32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub provisioner: Option<Provisioner>,
     pub mode: ExecMode,
     pub runner: Runner<'m>,
     pub actions: Vec<Action>,
@@ -85,6 +93,10 @@ pub struct Delegation<'m> {
 pub struct Plan<'m> {
     pub verb: Verb,
     pub manifest: &'m str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub description: Option<&'m str>,
+    /// The policies the run follows (`on_error` as `--on-error` made it).
+    pub settings: &'m Settings,
     pub host: &'m str,
     pub nodes: usize,
     pub phases: Vec<Phase<'m>>,
@@ -101,7 +113,7 @@ impl<'m> Plan<'m> {
             Verb::Test => {
                 let mut p = vec![create_phase(graph, host, &sizes)];
                 if graph.manifest.settings.verify_ssh {
-                    p.push(verify_phase(graph, host));
+                    p.push(verify_phase(graph, host, &sizes));
                 }
                 p.push(destroy_phase(graph, host, &sizes));
                 p
@@ -121,6 +133,8 @@ impl<'m> Plan<'m> {
         Plan {
             verb,
             manifest: &graph.manifest.name,
+            description: graph.manifest.description.as_deref(),
+            settings: &graph.manifest.settings,
             host,
             nodes: graph.len(),
             phases,
@@ -193,6 +207,9 @@ fn step<'m>(graph: &ManifestGraph<'m>, i: usize, host: &'m str, actions: Vec<Act
         vmid: n.vmid,
         preset: n.preset.as_deref(),
         image: n.image.as_deref(),
+        spec: n.spec.as_deref(),
+        disk: n.disk,
+        provisioner: n.provisioner,
         mode: n.mode(graph.manifest.default_mode()),
         runner,
         actions,
@@ -257,11 +274,21 @@ fn create_phase<'m>(graph: &ManifestGraph<'m>, host: &'m str, sizes: &[usize]) -
     }
 }
 
-fn verify_phase<'m>(graph: &ManifestGraph<'m>, host: &'m str) -> Phase<'m> {
+/// Every node is verified: a nested PVE node's own guests by the driver
+/// there (its step hands it the subtree, as in create), so a node at any
+/// depth is reached from its own PVE.
+fn verify_phase<'m>(graph: &ManifestGraph<'m>, host: &'m str, sizes: &[usize]) -> Phase<'m> {
     let steps = graph
         .create_order()
         .iter()
-        .map(|&i| step(graph, i, host, vec![Action::VerifySsh]))
+        .map(|&i| {
+            let mut s = step(graph, i, host, vec![Action::VerifySsh]);
+            if graph.delegates(i) {
+                s.actions.push(Action::Delegate);
+                s.delegated_nodes = Some(sizes[i]);
+            }
+            s
+        })
         .collect();
     Phase {
         kind: PhaseKind::Verify,
@@ -349,6 +376,11 @@ mod tests {
             kinds,
             [PhaseKind::Create, PhaseKind::Verify, PhaseKind::Destroy]
         );
+        // Nodes below a nested PVE are verified by the driver there.
+        let verify = &p.phases[1].steps;
+        assert_eq!(verify[0].actions, [Action::VerifySsh, Action::Delegate]);
+        assert_eq!(verify[0].delegated_nodes, Some(2));
+        assert_eq!(verify[2].runner, Runner::Delegated { via: "root-pve" });
     }
 
     #[test]

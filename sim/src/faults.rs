@@ -62,6 +62,14 @@ pub enum FaultKind {
     /// The guest's SSH server does not listen (connections are refused) while the fault is
     /// active; it listens again once the fault is removed. Counts are not consumed.
     SshRefused,
+    /// A command run over the guest's SSH whose text contains `command` is not run: it
+    /// prints `message` on stderr and exits 1 (the server itself answers, unlike
+    /// `ssh_refused`). Counts are consumed per command that fails.
+    SshCommandFails {
+        command: String,
+        #[serde(default)]
+        message: Option<String>,
+    },
     /// Every matching API request waits this long (real milliseconds, not scaled).
     SlowApi { delay_ms: u64 },
     /// Matching API requests answer this HTTP status (e.g. 500, 502, 503, 595).
@@ -127,6 +135,14 @@ impl Fault {
     /// refuses connections.
     pub fn ssh_refused() -> Self {
         Fault::new(FaultKind::SshRefused)
+    }
+
+    /// Commands containing `command` run over matching guests' SSH fail (exit 1).
+    pub fn ssh_command_fails(command: &str) -> Self {
+        Fault::new(FaultKind::SshCommandFails {
+            command: command.to_string(),
+            message: None,
+        })
     }
 
     pub fn slow_api(delay_ms: u64) -> Self {
@@ -256,6 +272,24 @@ impl FaultSet {
         })
     }
 
+    /// The message of an `ssh_command_fails` fault aimed at this command, if any (fires it).
+    pub fn ssh_command_fault(&mut self, vmid: u32, name: &str, command: &str) -> Option<String> {
+        self.take(|f| match &f.kind {
+            FaultKind::SshCommandFails { command: c, .. } => {
+                command.contains(c.as_str())
+                    && f.vmid.is_none_or(|v| v == vmid)
+                    && f.name.as_deref().is_none_or(|n| n == name)
+            }
+            _ => false,
+        })
+        .and_then(|f| match f.kind {
+            FaultKind::SshCommandFails { command, message } => Some(
+                message.unwrap_or_else(|| format!("{command}: simulated failure (pvesim fault)")),
+            ),
+            _ => None,
+        })
+    }
+
     pub fn shutdown_ignored(&mut self, vmid: u32, name: &str) -> bool {
         self.take(|f| {
             f.kind == FaultKind::ShutdownIgnored
@@ -311,5 +345,33 @@ impl FaultSet {
             FaultKind::HttpError { status, message } => Some((status, message)),
             _ => None,
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ssh_command_faults_match_the_command_and_the_guest_and_count_down() {
+        let mut set = FaultSet::default();
+        set.add(Fault::ssh_command_fails("hostname").for_name("edge").times(1));
+        assert_eq!(set.ssh_command_fault(9, "edge", "true"), None);
+        assert_eq!(set.ssh_command_fault(9, "other", "hostname"), None);
+        assert_eq!(
+            set.ssh_command_fault(9, "edge", "hostname -f").as_deref(),
+            Some("hostname: simulated failure (pvesim fault)")
+        );
+        // Fired once: gone.
+        assert_eq!(set.ssh_command_fault(9, "edge", "hostname"), None);
+        let f: Fault = serde_json::from_str(
+            r#"{"kind": "ssh_command_fails", "command": "pveversion", "message": "nope"}"#,
+        )
+        .unwrap();
+        set.add(f);
+        assert_eq!(
+            set.ssh_command_fault(1, "any", "pveversion").as_deref(),
+            Some("nope")
+        );
     }
 }

@@ -46,7 +46,14 @@ pub enum Command {
     Create(RunArgs),
     /// Tear the tree down (children before parents). Asks first unless --yes.
     Destroy(RunArgs),
-    /// Create, verify SSH to every node, destroy; writes a report to reports/.
+    /// Create, verify SSH to every node (at every depth), destroy; writes a report to reports/.
+    ///
+    /// When create or verify fails, what was created is destroyed before the failure is
+    /// reported, unless the manifest says `settings.cleanup_on_failure: false` or --keep is
+    /// given: then it is kept for inspection, and the error says what was kept and the
+    /// `driver destroy` command that removes it. (`create` alone never cleans up, except
+    /// with `on_error: rollback`, which destroys what that run created; in `test`, rollback
+    /// stops like `stop` and the cleanup above does the rest.)
     Test(RunArgs),
     /// Show what the last run of a manifest on a host left: each node's status, vmid, IP, error.
     Status(StatusArgs),
@@ -178,8 +185,16 @@ pub struct RunArgs {
     pub on_error: Option<OnErrorArg>,
 
     /// test: keep what was created when something fails (to look at it); destroy it later.
+    /// The same as the manifest's `settings.cleanup_on_failure: false`. `create` never
+    /// cleans up after a failure (unless --on-error rollback).
     #[arg(long)]
     pub keep: bool,
+
+    /// test: only verify SSH to every node of a tree an earlier `create` built (nodes inside
+    /// a nested PVE are verified by the driver there); creates and destroys nothing. What a
+    /// parent driver runs on a nested PVE during `test`.
+    #[arg(long)]
+    pub verify_only: bool,
 
     /// Where run state is kept [default: $DRIVER_STATE_DIR, $XDG_STATE_HOME/driver, ~/.local/state/driver].
     #[arg(long, value_name = "PATH")]

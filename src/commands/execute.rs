@@ -223,7 +223,8 @@ async fn run<R: NodeRunner>(
         parallelism: args.parallelism.max(1),
         clones_per_host: args.clones_per_host.max(1),
         on_error: args.on_error.map_or(m.settings.on_error, Into::into),
-        keep: args.keep,
+        // `test` only: `create` never cleans up (but for `on_error: rollback`).
+        keep: keeps_failures(args, m),
         timeout: limit,
         timeouts,
         manifest_arg: Some(args.manifest.cli_flag()),
@@ -263,11 +264,58 @@ async fn run<R: NodeRunner>(
             help = "run the same command again to resume, or `driver destroy` to clean up",
             "{e}"
         )))),
-        (Some(e), false) => Err(Failure::Run(Some(miette::miette!(
-            "{verb} failed: {e}",
-            verb = verb.as_str()
-        )))),
+        (Some(e), false) => {
+            // On a line of its own (not wrapped into the error's help), so
+            // that the command can be copied.
+            if let Some(kept) = kept(verb, args, m, &out.outcome) {
+                render::err(&format!("{kept}\n"));
+            }
+            Err(Failure::Run(Some(miette::miette!(
+                "{verb} failed: {e}",
+                verb = verb.as_str()
+            ))))
+        }
     }
+}
+
+/// Whether a failed `test` leaves what it created: `--keep`, or the
+/// manifest's `settings.cleanup_on_failure: false`.
+fn keeps_failures(args: &RunArgs, m: &engine::Manifest) -> bool {
+    args.keep || !m.settings.cleanup_on_failure
+}
+
+/// A failed `test` that kept its guests: which, why, and how to remove them.
+fn kept(
+    verb: Verb,
+    args: &RunArgs,
+    m: &engine::Manifest,
+    outcome: &engine::outcome::RunOutcome,
+) -> Option<String> {
+    if verb != Verb::Test || !keeps_failures(args, m) {
+        return None;
+    }
+    let left: Vec<String> = outcome
+        .nodes
+        .iter()
+        .filter(|n| n.vm_id.is_some() && n.status != engine::outcome::NodeStatus::Destroyed)
+        .map(|n| match n.vm_id {
+            Some(id) => format!("{} ({id})", n.name),
+            None => n.name.clone(),
+        })
+        .collect();
+    if left.is_empty() {
+        return None;
+    }
+    let why = match args.keep {
+        true => "--keep",
+        false => "settings.cleanup_on_failure: false",
+    };
+    Some(format!(
+        "kept for inspection ({why}): {}; remove them with `driver destroy {} -H {}`",
+        left.join(", "),
+        args.manifest.cli_flag(),
+        args.host
+    ))
 }
 
 async fn render_events(mut r: Box<dyn Render>, mut rx: mpsc::UnboundedReceiver<Event>) {

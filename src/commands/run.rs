@@ -48,7 +48,18 @@ fn run_verb(
     // What the run would refuse, the dry run refuses too.
     let ready = super::execute::prepare(args, &loaded, &site)?;
     let graph = ManifestGraph::new(&loaded.manifest);
-    let plan = Plan::build(verb, &graph, &args.host);
+    let mut plan = Plan::build(verb, &graph, &args.host);
+    if args.verify_only {
+        if verb != Verb::Test {
+            return Err(Failure::usage(miette::miette!(
+                help = "`driver test --verify-only -M .. -H ..` verifies what `create` built",
+                "--verify-only is a flag of `test`, not of `{}`",
+                verb.as_str()
+            )));
+        }
+        plan.phases
+            .retain(|p| p.kind == engine::plan::PhaseKind::Verify);
+    }
 
     if args.dry_run {
         if args.json_output {

@@ -66,6 +66,7 @@ pub fn markdown(r: &Report<'_>) -> String {
             n.error.as_deref().unwrap_or("").replace('|', "\\|"),
         );
     }
+    verification(&mut s, o);
     let _ = writeln!(
         s,
         "\n## Actions\n\n| node | phase | action | seconds | error |\n|---|---|---|---|---|"
@@ -89,6 +90,35 @@ pub fn markdown(r: &Report<'_>) -> String {
         serde_json::to_string_pretty(r.manifest).unwrap_or_default()
     );
     s
+}
+
+/// Each node's SSH verification, whichever driver ran it (a node inside
+/// a nested PVE is verified by the driver there).
+fn verification(s: &mut String, o: &engine::outcome::RunOutcome) {
+    use std::fmt::Write;
+    if o.nodes.iter().all(|n| n.verify.is_none()) {
+        return;
+    }
+    let _ = writeln!(
+        s,
+        "\n## Verification\n\n| node | ssh | seconds | error |\n|---|---|---|---|"
+    );
+    for n in &o.nodes {
+        let (status, seconds, error) = match &n.verify {
+            Some(v) => (
+                v.status.as_str(),
+                format!("{:.2}", v.seconds),
+                v.error.as_deref().unwrap_or(""),
+            ),
+            None => ("not verified", "-".into(), ""),
+        };
+        let _ = writeln!(
+            s,
+            "| {} | {status} | {seconds} | {} |",
+            n.name,
+            error.replace('|', "\\|")
+        );
+    }
 }
 
 #[cfg(test)]
@@ -123,6 +153,7 @@ mod tests {
                     seconds: 3.0,
                     error: Some("timed out after 5 min".into()),
                 }],
+                verify: None,
             }],
             context: Default::default(),
             error: Some("edge: wait_ip: timed out after 5 min".into()),

@@ -7,12 +7,13 @@
 //! folder on the guest ([`InstalledPve::dir`]).
 
 use std::collections::BTreeMap;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use engine::executor::ActionError;
 use serde_json::Value;
 
 use super::{fail, Guest, Nesting, CHILD_TOKEN, SHORT};
+use crate::poll::{self, Backoff, GaveUp, Poll};
 use crate::ssh::{shell_quote, Connection};
 
 /// Where the child driver lives on a nested PVE unless told otherwise.
@@ -24,6 +25,8 @@ pub const DEFAULT_IMAGE_DIR: &str = "/var/lib/vz/template/iso";
 const BRIDGE: &str = "vmbr0";
 /// How long a freshly booted PVE may take until its API answers.
 const API_WAIT: Duration = Duration::from_secs(180);
+/// Asks it every 2 s.
+const API_POLL: Backoff = Backoff::new(Duration::from_secs(2), 1, Duration::from_secs(2));
 
 #[derive(Clone, Debug)]
 pub struct InstalledPve {
@@ -106,23 +109,30 @@ impl InstalledPve {
             )));
         }
         guest.log(v.stdout.trim().to_string());
-        let deadline = Instant::now() + API_WAIT;
-        loop {
-            let up = conn
+        let up = poll::until(API_WAIT, API_POLL, || async {
+            match conn
                 .exec("pvesh get /version --output-format json", SHORT)
-                .await?;
-            if up.status.success() {
-                break;
+                .await
+            {
+                Ok(up) if up.status.success() => Poll::Ready(()),
+                Ok(up) => Poll::Pending(Ok(up.stderr.trim().to_string())),
+                Err(e) => Poll::Fail(Err(e)),
             }
-            if Instant::now() > deadline {
+        })
+        .await;
+        match up {
+            Ok(_) => {}
+            Err(GaveUp { last: Err(e), .. }) => return Err(e.into()),
+            Err(GaveUp {
+                last: Ok(said),
+                waited,
+                ..
+            }) => {
                 return Err(fail(format!(
-                    "the PVE API on {} did not answer within {}: {}",
+                    "the PVE API on {} did not answer after {waited}: {said}",
                     guest.name,
-                    engine::clock::human(API_WAIT),
-                    up.stderr.trim()
-                )));
+                )))
             }
-            tokio::time::sleep(Duration::from_secs(2)).await;
         }
         let node = self.node_name(conn, guest).await?;
         if self.guest_storage(conn, &node).await?.is_none() {

@@ -340,7 +340,10 @@ impl Nesting {
         .await?;
         let verb = match call.phase {
             PhaseKind::Destroy => "destroy --yes",
-            _ => "create",
+            // The parent's `test` verifies each nested PVE's guests through
+            // the driver there, which created them.
+            PhaseKind::Verify => "test --verify-only",
+            PhaseKind::Create => "create",
         };
         let budget = call
             .timeout

@@ -3,13 +3,14 @@
 //! driver from the guest's boot script (so it comes back when the guest
 //! restarts).
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use engine::executor::ActionError;
 use reqwest::Method;
 use serde_json::Value;
 
 use super::{fail, Guest, Nesting, CHILD_TOKEN, SHORT};
+use crate::poll::{self, Backoff, GaveUp, Poll};
 use crate::pve::{tls, PveClient, PveTarget, TlsTrust};
 use crate::ssh::Connection;
 
@@ -29,6 +30,9 @@ pub struct SimulatedPve {
 /// Shell test (opening an `if`) that `pvesim.pid` names a live simulator of
 /// this guest: PIDs are reused (quickly, where pid_max is small), so the pid
 /// alone could name a stranger we must neither trust nor kill.
+/// Asks a starting nested simulator's API every 0.2 s.
+const API_POLL: Backoff = Backoff::new(Duration::from_millis(200), 1, Duration::from_millis(200));
+
 const OURS_ALIVE: &str = "pid=\"$(cat pvesim.pid 2>/dev/null)\"; if [ -n \"$pid\" ] && \
     [ \"$(readlink /proc/$pid/cwd 2>/dev/null)\" = \"$(pwd -P)\" ] && \
     grep -q 'sim' /proc/$pid/cmdline 2>/dev/null; then";
@@ -123,23 +127,29 @@ impl SimulatedPve {
 
     /// Waits until the nested PVE's API answers.
     async fn wait_api(&self, conn: &Connection, ip: &str, name: &str) -> Result<(), ActionError> {
-        let deadline = Instant::now() + SHORT;
-        loop {
-            if let Ok(client) = self.root_client(conn, ip, name).await {
-                if client.get("/version").await.is_ok() {
-                    return Ok(());
-                }
+        let up = poll::until(SHORT, API_POLL, || async {
+            let answer = match self.root_client(conn, ip, name).await {
+                Ok(client) => client
+                    .get("/version")
+                    .await
+                    .map(drop)
+                    .map_err(|e| e.to_string()),
+                Err(e) => Err(e.to_string()),
+            };
+            match answer {
+                Ok(()) => Poll::Ready(()),
+                Err(e) => Poll::Pending(e),
             }
-            if Instant::now() > deadline {
-                let log = conn.exec("tail -n 20 pvesim.log", SHORT).await?;
-                return Err(fail(format!(
-                    "the nested PVE on {name} did not come up within {}; its log:\n{}",
-                    engine::clock::human(SHORT),
-                    log.stdout
-                )));
-            }
-            tokio::time::sleep(Duration::from_millis(200)).await;
-        }
+        })
+        .await;
+        let Err(GaveUp { last, waited, .. }) = up else {
+            return Ok(());
+        };
+        let log = conn.exec("tail -n 20 pvesim.log", SHORT).await?;
+        Err(fail(format!(
+            "the nested PVE on {name} did not come up after {waited} (last: {last}); its log:\n{}",
+            log.stdout
+        )))
     }
 
     /// A client of the nested PVE with its root token (read from its files).

@@ -11,6 +11,10 @@ use reqwest::{Method, StatusCode};
 use serde_json::Value;
 
 use super::tls::{self, TlsTrust};
+use crate::poll::{self, Backoff, GaveUp, Poll, Waited};
+
+/// Polls a PVE task's status: 50 ms doubling to 2 s.
+const TASK_POLL: Backoff = Backoff::new(Duration::from_millis(50), 2, Duration::from_secs(2));
 
 /// Where a PVE API is and how to log in.
 #[derive(Clone)]
@@ -63,12 +67,17 @@ pub enum PveError {
         /// The last lines of the task log.
         log: Vec<String>,
     },
-    #[error("PVE task {upid} still running after {}", engine::clock::human(*timeout))]
-    TaskTimeout { upid: String, timeout: Duration },
+    #[error("PVE task {upid} still running after {waited}")]
+    TaskTimeout { upid: String, waited: Waited },
     #[error("unexpected answer from PVE {path}: {message}")]
     Shape { path: String, message: String },
-    #[error("no IPv4 address from guest {vmid} after {}", engine::clock::human(*waited))]
-    NoAddress { vmid: u32, waited: Duration },
+    #[error("no IPv4 address from guest {vmid} after {waited}; last answer: {last}")]
+    NoAddress {
+        vmid: u32,
+        waited: Waited,
+        /// What PVE said instead of an address, the last time it was asked.
+        last: String,
+    },
     #[error(transparent)]
     Tls(#[from] tls::TlsError),
     #[error(
@@ -357,38 +366,45 @@ impl PveClient {
     pub async fn wait_task(&self, upid: &str, timeout: Duration) -> Result<(), PveError> {
         let node = upid.split(':').nth(1).unwrap_or(&self.node).to_string();
         let path = format!("/nodes/{node}/tasks/{}/status", encode_path(upid));
-        let deadline = Instant::now() + timeout;
-        let mut wait = Duration::from_millis(50);
-        loop {
-            let st = self.get(&path).await?;
-            if st.get("status").and_then(Value::as_str) == Some("stopped") {
-                let exit = st
-                    .get("exitstatus")
-                    .and_then(Value::as_str)
-                    .unwrap_or("unknown")
-                    .to_string();
-                if exit == "OK" || exit.starts_with("WARNINGS") {
-                    return Ok(());
+        let r = poll::until(timeout, TASK_POLL, || async {
+            match self.get(&path).await {
+                Ok(st) if st.get("status").and_then(Value::as_str) == Some("stopped") => {
+                    Poll::Ready(
+                        st.get("exitstatus")
+                            .and_then(Value::as_str)
+                            .unwrap_or("unknown")
+                            .to_string(),
+                    )
                 }
-                let log = self
-                    .task_log_tail(&node, upid, 10)
-                    .await
-                    .unwrap_or_default();
-                return Err(PveError::TaskFailed {
-                    upid: upid.to_string(),
-                    exitstatus: exit,
-                    log,
-                });
+                Ok(_) => Poll::Pending(None),
+                Err(e) => Poll::Fail(Some(e)),
             }
-            if Instant::now() >= deadline {
+        })
+        .await;
+        let exit = match r {
+            Ok((exit, _)) => exit,
+            Err(GaveUp { last: Some(e), .. }) => return Err(e),
+            Err(GaveUp {
+                last: None, waited, ..
+            }) => {
                 return Err(PveError::TaskTimeout {
                     upid: upid.to_string(),
-                    timeout,
-                });
+                    waited,
+                })
             }
-            tokio::time::sleep(wait).await;
-            wait = (wait * 2).min(Duration::from_secs(2));
+        };
+        if exit == "OK" || exit.starts_with("WARNINGS") {
+            return Ok(());
         }
+        let log = self
+            .task_log_tail(&node, upid, 10)
+            .await
+            .unwrap_or_default();
+        Err(PveError::TaskFailed {
+            upid: upid.to_string(),
+            exitstatus: exit,
+            log,
+        })
     }
 
     async fn task_log_tail(

@@ -2,12 +2,18 @@
 //! list, next free id, clone, configure, resize, start, agent IP, shutdown,
 //! stop, delete. Each waits for its task.
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use reqwest::Method;
 use serde_json::Value;
 
 use super::client::{PveClient, PveError};
+use crate::poll::{self, Backoff, GaveUp, Poll};
+
+/// Polls for a guest's address: 0.1 s doubling to 3 s.
+const ADDRESS_POLL: Backoff = Backoff::new(Duration::from_millis(100), 2, Duration::from_secs(3));
+/// Polls for a config lock to go: the same.
+const LOCK_POLL: Backoff = ADDRESS_POLL;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum GuestKind {
@@ -203,25 +209,30 @@ impl PveClient {
         timeout: Duration,
     ) -> Result<(), PveError> {
         let path = format!("{}/config", self.guest_path(kind, vmid));
-        let deadline = Instant::now() + timeout;
-        let mut wait = Duration::from_millis(100);
-        loop {
-            let cfg = self.get(&path).await?;
-            let Some(lock) = cfg.get("lock").and_then(Value::as_str) else {
-                return Ok(());
-            };
-            if Instant::now() + wait > deadline {
-                return Err(PveError::Shape {
-                    path,
-                    message: format!(
-                        "guest {vmid} is still locked ({lock}) after {}; if no task runs for it on the \
-                         host, unlock it there with `qm unlock {vmid}`",
-                        engine::clock::human(timeout)
-                    ),
-                });
+        let r = poll::until(timeout, LOCK_POLL, || async {
+            match self.get(&path).await {
+                Ok(cfg) => match cfg.get("lock").and_then(Value::as_str) {
+                    None => Poll::Ready(()),
+                    Some(lock) => Poll::Pending(Ok(lock.to_string())),
+                },
+                Err(e) => Poll::Fail(Err(e)),
             }
-            tokio::time::sleep(wait).await;
-            wait = (wait * 2).min(Duration::from_secs(3));
+        })
+        .await;
+        match r {
+            Ok(_) => Ok(()),
+            Err(GaveUp { last: Err(e), .. }) => Err(e),
+            Err(GaveUp {
+                last: Ok(lock),
+                waited,
+                ..
+            }) => Err(PveError::Shape {
+                path,
+                message: format!(
+                    "guest {vmid} is still locked ({lock}) after {waited}; if no task runs for it \
+                     on the host, unlock it there with `qm unlock {vmid}`"
+                ),
+            }),
         }
     }
 
@@ -310,6 +321,15 @@ impl PveClient {
     /// the container's interfaces; `None` while it has none (or the agent is
     /// not up yet).
     pub async fn guest_ipv4(&self, kind: GuestKind, vmid: u32) -> Result<Option<String>, PveError> {
+        Ok(self.ipv4_answer(kind, vmid).await?.ok())
+    }
+
+    /// The guest's IPv4, or what PVE answered instead (for a wait's report).
+    async fn ipv4_answer(
+        &self,
+        kind: GuestKind,
+        vmid: u32,
+    ) -> Result<Result<String, String>, PveError> {
         let (path, list_key) = match kind {
             GuestKind::Qemu => (
                 format!(
@@ -326,7 +346,7 @@ impl PveClient {
                 if message.contains("guest agent is not running")
                     || message.contains("not running") =>
             {
-                return Ok(None)
+                return Ok(Err(message))
             }
             Err(e) => return Err(e),
         };
@@ -334,30 +354,39 @@ impl PveClient {
             Some(k) => v.get(k).cloned().unwrap_or(Value::Null),
             None => v,
         };
-        Ok(first_ipv4(&ifaces))
+        Ok(first_ipv4(&ifaces).ok_or_else(|| {
+            let all = ifaces.to_string();
+            let mut shown: String = all.chars().take(200).collect();
+            if shown.len() < all.len() {
+                shown.push_str("...");
+            }
+            format!("no usable IPv4 in {shown}")
+        }))
     }
 
-    /// Polls for the guest's IPv4 until `timeout`.
+    /// Polls for the guest's IPv4 until `timeout` (a last time at it).
     pub async fn wait_ipv4(
         &self,
         kind: GuestKind,
         vmid: u32,
         timeout: Duration,
     ) -> Result<String, PveError> {
-        let deadline = Instant::now() + timeout;
-        let mut wait = Duration::from_millis(100);
-        loop {
-            if let Some(ip) = self.guest_ipv4(kind, vmid).await? {
-                return Ok(ip);
+        let r = poll::until(timeout, ADDRESS_POLL, || async {
+            match self.ipv4_answer(kind, vmid).await {
+                Ok(Ok(ip)) => Poll::Ready(ip),
+                Ok(Err(answer)) => Poll::Pending(Ok(answer)),
+                Err(e) => Poll::Fail(Err(e)),
             }
-            if Instant::now() + wait > deadline {
-                return Err(PveError::NoAddress {
-                    vmid,
-                    waited: timeout,
-                });
-            }
-            tokio::time::sleep(wait).await;
-            wait = (wait * 2).min(Duration::from_secs(3));
+        })
+        .await;
+        match r {
+            Ok((ip, _)) => Ok(ip),
+            Err(GaveUp { last: Err(e), .. }) => Err(e),
+            Err(GaveUp {
+                last: Ok(last),
+                waited,
+                ..
+            }) => Err(PveError::NoAddress { vmid, waited, last }),
         }
     }
 }

@@ -16,6 +16,7 @@ use super::{
     blocking, is_timeout, jump, known_hosts, ms, Connection, HopKey, HostKey, SshAuth, SshError,
     SshTarget, WAIT_INITIAL_INTERVAL, WAIT_MAX_INTERVAL,
 };
+use crate::poll::{self, Backoff, GaveUp, Poll};
 
 /// Connects (through the jump chain, if any), checks host keys, authenticates.
 pub async fn connect(target: &SshTarget) -> Result<Connection, SshError> {
@@ -24,37 +25,43 @@ pub async fn connect(target: &SshTarget) -> Result<Connection, SshError> {
 }
 
 /// Waits until `target` accepts an SSH login, retrying with backoff (0.5 s
-/// doubling to 5 s) until `timeout`. Host-key refusals end the wait at once.
+/// doubling to 5 s) until `timeout`, a last time at it. Host-key refusals
+/// end the wait at once.
 pub async fn wait_for_ssh(target: &SshTarget, timeout: Duration) -> Result<Connection, SshError> {
-    let start = Instant::now();
-    let deadline = start + timeout;
-    let mut delay = WAIT_INITIAL_INTERVAL;
-    let mut attempts = 0u32;
-    loop {
-        attempts += 1;
+    let deadline = tokio::time::Instant::now() + timeout;
+    let backoff = Backoff::new(WAIT_INITIAL_INTERVAL, 2, WAIT_MAX_INTERVAL);
+    let r = poll::until(timeout, backoff, || {
         let mut t = target.clone();
-        let left = deadline.saturating_duration_since(Instant::now());
+        let left = deadline.saturating_duration_since(tokio::time::Instant::now());
         t.connect_timeout = t.connect_timeout.min(left.max(Duration::from_millis(100)));
-        match connect(&t).await {
-            Ok(c) => {
-                debug!(target = %target.label(), attempts, "SSH ready");
-                return Ok(c);
-            }
-            Err(e) if !e.is_retryable() => return Err(e),
-            Err(e) => {
-                debug!(target = %target.label(), attempts, error = %e, "SSH not ready");
-                if Instant::now() + delay >= deadline {
-                    return Err(SshError::WaitTimeout {
-                        target: target.label(),
-                        after: start.elapsed(),
-                        attempts,
-                        last: Box::new(e),
-                    });
+        async move {
+            match connect(&t).await {
+                Ok(c) => Poll::Ready(c),
+                Err(e) if !e.is_retryable() => Poll::Fail(e),
+                Err(e) => {
+                    debug!(target = %t.label(), error = %e, "SSH not ready");
+                    Poll::Pending(e)
                 }
             }
         }
-        tokio::time::sleep(delay).await;
-        delay = (delay * 2).min(WAIT_MAX_INTERVAL);
+    })
+    .await;
+    match r {
+        Ok((c, waited)) => {
+            debug!(target = %target.label(), attempts = waited.polls, "SSH ready");
+            Ok(c)
+        }
+        Err(GaveUp {
+            last,
+            timed_out: false,
+            ..
+        }) => Err(last),
+        Err(GaveUp { last, waited, .. }) => Err(SshError::WaitTimeout {
+            target: target.label(),
+            after: waited.elapsed,
+            attempts: waited.polls,
+            last: Box::new(last),
+        }),
     }
 }
 

@@ -109,7 +109,7 @@ pub enum SshError {
         target: String,
         after: Duration,
     },
-    #[error("SSH to {target} not ready after {}s ({attempts} attempts); last error: {last}", after.as_secs_f64())]
+    #[error("SSH to {target} not ready after {:.1} s ({attempts} attempts); last error: {last}", after.as_secs_f64())]
     WaitTimeout {
         target: String,
         after: Duration,

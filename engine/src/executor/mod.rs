@@ -52,7 +52,9 @@ pub use stop::{StopReason, StopToken};
 
 use crate::graph::ManifestGraph;
 use crate::manifest::OnError;
-use crate::outcome::{Event, EventKind, NodeOutcome, NodePath, NodeStatus, RunOutcome, PROTOCOL};
+use crate::outcome::{
+    Event, EventKind, NodeOutcome, NodePath, NodeStatus, RunOutcome, Verification, PROTOCOL,
+};
 use crate::ownership;
 use crate::plan::{rollback_phase, Action, PhaseKind, Plan, Verb};
 use crate::state::{RunState, StateStore};
@@ -298,6 +300,7 @@ impl<'g, 'm, R: NodeRunner> Executor<'g, 'm, R> {
                     }
                 },
                 error: n.error.clone(),
+                verify: Verification::from_actions(&t.actions).or(t.verify),
                 actions: t.actions,
             })
             .collect();

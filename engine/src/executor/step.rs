@@ -23,6 +23,11 @@ use crate::ownership::Owner;
 use crate::plan::{Action, PhaseKind, Step, Verb};
 use crate::state::NodeState;
 
+/// How long past its own time limit an action may take before it is cut
+/// off (at most its limit again): enough for a wait's last poll at its
+/// deadline to be answered.
+const ACTION_GRACE: Duration = Duration::from_secs(5);
+
 /// What one phase's walker and step tasks share.
 pub(super) struct Ctx<R> {
     pub runner: Arc<R>,
@@ -57,6 +62,8 @@ pub(super) struct Ctx<R> {
 pub(super) struct NodeTimes {
     pub actions: Vec<ActionTiming>,
     pub reported: Option<f64>,
+    /// The node's verification as a child driver reported it.
+    pub verify: Option<crate::outcome::Verification>,
 }
 
 pub(super) type Timings = Arc<std::sync::Mutex<Vec<NodeTimes>>>;
@@ -341,7 +348,14 @@ async fn run_actions<R: NodeRunner>(
             },
         };
         let started = Instant::now();
-        let result = match tokio::time::timeout(timeout, ctx.runner.run(call)).await {
+        // An action keeps its own time limit (a wait polls a last time at
+        // it and says what it saw); this guard is for one that does not, so
+        // it allows a moment more. The run's limit is kept exactly.
+        let guard = match run_limits {
+            true => timeout,
+            false => timeout + timeout.min(ACTION_GRACE),
+        };
+        let result = match tokio::time::timeout(guard, ctx.runner.run(call)).await {
             Ok(r) => r,
             Err(_) => {
                 // The run's time limit ran out with it: said before the
@@ -353,8 +367,9 @@ async fn run_actions<R: NodeRunner>(
                 Err(ActionError::with_kind(
                     ActionErrorKind::Timeout,
                     format!(
-                        "{} timed out after {}",
+                        "{} timed out after {:.1} s (its limit: {})",
                         action.name(),
+                        started.elapsed().as_secs_f64(),
                         crate::clock::human(timeout)
                     ),
                 ))
@@ -426,9 +441,14 @@ async fn record_children<R>(
         let Some(i) = ctx.state.index_of(&child.name) else {
             continue;
         };
-        if let (Some(d), Ok(mut t)) = (child.duration, ctx.timings.lock()) {
+        if let Ok(mut t) = ctx.timings.lock() {
             if let Some(times) = t.get_mut(i) {
-                *times.reported.get_or_insert(0.0) += d;
+                if let Some(d) = child.duration {
+                    *times.reported.get_or_insert(0.0) += d;
+                }
+                if child.verify.is_some() {
+                    times.verify.clone_from(&child.verify);
+                }
             }
         }
         let c = child.clone();

@@ -13,7 +13,7 @@ mod tests;
 
 use serde::{Deserialize, Serialize};
 
-pub use load::{load, Loaded};
+pub use load::{load, Loaded, ACCEPTED_KEYS};
 pub use problem::{did_you_mean, InvalidManifest, Problem, Problems, Source, MAX_PROBLEMS};
 
 use crate::yaml::Span;

@@ -80,6 +80,54 @@ pub struct NodeOutcome {
     /// child driver handled).
     #[serde(default)]
     pub actions: Vec<ActionTiming>,
+    /// `test`: the node's SSH verification in this run, by this driver or
+    /// the child driver that handled the node; absent when it was not
+    /// verified (another verb, `verify_ssh: false`, or not reached).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub verify: Option<Verification>,
+}
+
+/// How a node's SSH verification went.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum VerifyStatus {
+    Passed,
+    Failed,
+}
+
+impl VerifyStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            VerifyStatus::Passed => "passed",
+            VerifyStatus::Failed => "failed",
+        }
+    }
+}
+
+/// One node's verification (the `verify_ssh` action of the verify phase).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Verification {
+    pub status: VerifyStatus,
+    pub seconds: f64,
+    #[serde(default)]
+    pub error: Option<String>,
+}
+
+impl Verification {
+    /// What a node's own actions say about its verification, if it had one.
+    pub fn from_actions(actions: &[ActionTiming]) -> Option<Verification> {
+        actions
+            .iter()
+            .rfind(|a| a.phase == PhaseKind::Verify && a.action == Action::VerifySsh)
+            .map(|a| Verification {
+                status: match a.error {
+                    None => VerifyStatus::Passed,
+                    Some(_) => VerifyStatus::Failed,
+                },
+                seconds: a.seconds,
+                error: a.error.clone(),
+            })
+    }
 }
 
 impl NodeOutcome {
@@ -93,6 +141,7 @@ impl NodeOutcome {
             duration: None,
             error: None,
             actions: Vec::new(),
+            verify: None,
         }
     }
 }

@@ -27,6 +27,9 @@ pub(crate) trait GuestRecords: Send + Sync {
     /// Whether an `ssh_refused` fault keeps `vmid`'s server from listening.
     fn refused(&self, vmid: u32) -> bool;
 
+    /// The message a `ssh_command_fails` fault makes `command` fail with on `vmid` (fired).
+    fn command_fault(&self, vmid: u32, command: &str) -> Option<String>;
+
     /// Moves `vmid` to another address. `claim` gets the addresses the other guests hold and
     /// claims a free one; that one is recorded (and saved) as the guest's, atomically with
     /// the choice, so no other guest of this simulator gets it meanwhile.

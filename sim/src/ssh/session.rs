@@ -396,6 +396,11 @@ impl Exec {
         // Incoming data reaches us through the handler; the read half would only buffer it.
         let (read_half, ch) = channel.split();
         drop(read_half);
+        let text = String::from_utf8_lossy(&self.command);
+        if let Some(message) = self.ctx.records.command_fault(self.ctx.vmid, &text) {
+            self.exit_with(&ch, &message, 1).await;
+            return;
+        }
         let mut cmd = self.command();
         let merged = match &self.pty_term {
             Some(_) => match merged_pipe() {
@@ -491,11 +496,16 @@ impl Exec {
 
     /// The command could not start: say why on stderr and exit 127, as a shell would.
     async fn fail(&self, ch: &russh::ChannelWriteHalf<Msg>, message: &str) {
+        self.exit_with(ch, message, 127).await;
+    }
+
+    /// Ends the command without running it: `message` on stderr, exit `code`.
+    async fn exit_with(&self, ch: &russh::ChannelWriteHalf<Msg>, message: &str, code: u32) {
         tracing::warn!(vmid = self.ctx.vmid, "pvesim: guest exec: {message}");
         let _ = ch
             .extended_data_bytes(1, Bytes::from(format!("pvesim: {message}\n")))
             .await;
-        let _ = ch.exit_status(127).await;
+        let _ = ch.exit_status(code).await;
         let _ = ch.eof().await;
         let _ = ch.close().await;
     }

@@ -80,6 +80,12 @@ impl GuestRecords for StateCell {
             .is_some_and(|g| st.faults.ssh_refused(vmid, &g.name()))
     }
 
+    fn command_fault(&self, vmid: u32, command: &str) -> Option<String> {
+        let mut st = self.lock();
+        let name = st.guests.get(&vmid)?.name();
+        st.faults.ssh_command_fault(vmid, &name, command)
+    }
+
     fn readdress(
         &self,
         vmid: u32,

@@ -26,11 +26,23 @@ const TOP_KEYS_V1: [&str; 5] = [
     "levels",
     "settings",
 ];
+const EXECUTION_KEYS: [&str; 1] = ["default_mode"];
 const SETTINGS_KEYS: [&str; 4] = [
     "verify_ssh",
     "cleanup_on_failure",
     "timeout_buffer",
     "on_error",
+];
+
+/// The keys a schema v2 manifest may have, by where they are: what the
+/// loader accepts (anything else is refused with a hint), for tests that
+/// check that each one acts.
+pub const ACCEPTED_KEYS: [(&str, &[&str]); 5] = [
+    ("manifest", &TOP_KEYS_V2),
+    ("settings", &SETTINGS_KEYS),
+    ("execution", &EXECUTION_KEYS),
+    ("node", &super::nodes::NODE_KEYS),
+    ("node.execution", &super::nodes::NODE_EXECUTION_KEYS),
 ];
 
 impl<'a> Checker<'a> {
@@ -151,15 +163,16 @@ impl<'a> Checker<'a> {
             ));
             (levels, pattern, ManifestExecution::default())
         } else {
-            let pattern = self
-                .choice(root, "pattern", "manifest", &Pattern::NAMES, |s| match s {
-                    "flat" => Some(Pattern::Flat),
-                    "tiered" => Some(Pattern::Tiered),
-                    _ => None,
-                })
-                .unwrap_or_default();
+            let given = self.choice(root, "pattern", "manifest", &Pattern::NAMES, |s| match s {
+                "flat" => Some(Pattern::Flat),
+                "tiered" => Some(Pattern::Tiered),
+                _ => None,
+            });
+            let pattern_span = root.get("pattern").map(|p| p.span);
             let execution = self.execution(root);
-            (self.nodes(root), pattern, execution)
+            let nodes = self.nodes(root);
+            let pattern = self.pattern(given, pattern_span, &nodes);
+            (nodes, pattern, execution)
         };
 
         self.graph_checks(&parsed);
@@ -179,6 +192,37 @@ impl<'a> Checker<'a> {
             locations,
             version as u32,
         ))
+    }
+
+    /// The manifest's pattern: as given, which must fit its nodes (a flat
+    /// manifest nests nothing), or what its nodes make it.
+    fn pattern(
+        &mut self,
+        given: Option<Pattern>,
+        span: Option<Span>,
+        nodes: &[super::Parsed],
+    ) -> Pattern {
+        let nested = nodes.iter().find(|p| p.spec.parent.is_some());
+        match (given, nested, span) {
+            (Some(Pattern::Flat), Some(n), Some(span)) => {
+                self.problem(
+                    format!(
+                        "pattern: flat, but node '{}' is nested (it has a parent)",
+                        super::short(&n.spec.name)
+                    ),
+                    span,
+                    "flat",
+                    Some(
+                        "say `pattern: tiered`, or leave `pattern` out: it follows from the nodes"
+                            .into(),
+                    ),
+                );
+                Pattern::Flat
+            }
+            (Some(p), _, _) => p,
+            (None, Some(_), _) => Pattern::Tiered,
+            (None, None, _) => Pattern::Flat,
+        }
     }
 
     fn settings(&mut self, root: &Node) -> Settings {
@@ -231,7 +275,7 @@ impl<'a> Checker<'a> {
         let mut e = ManifestExecution::default();
         if let Some(node) = root.get("execution") {
             if let Some(map) = self.mapping(node, "execution") {
-                self.check_keys(map, &["default_mode"], "execution");
+                self.check_keys(map, &EXECUTION_KEYS, "execution");
                 if let Some(m) = self.exec_mode(node, "default_mode", "execution") {
                     e.default_mode = m;
                 }

@@ -15,6 +15,8 @@ mod graph;
 mod nodes;
 mod v1;
 
+pub use document::ACCEPTED_KEYS;
+
 use super::problem::{did_you_mean, InvalidManifest, Problem, Problems, Source};
 use super::*;
 use crate::yaml::{self, Node, Span, Value};

@@ -9,7 +9,7 @@ use crate::manifest::{
 };
 use crate::yaml::{Node, Span, Value};
 
-const NODE_KEYS: [&str; 11] = [
+pub(super) const NODE_KEYS: [&str; 11] = [
     "name",
     "type",
     "spec",
@@ -22,6 +22,7 @@ const NODE_KEYS: [&str; 11] = [
     "depends_on",
     "provisioner",
 ];
+pub(super) const NODE_EXECUTION_KEYS: [&str; 1] = ["mode"];
 const MAX_VMID: i64 = 999_999_999;
 
 impl<'a> Checker<'a> {
@@ -141,7 +142,7 @@ impl<'a> Checker<'a> {
                     let what = format!("execution of {who}");
                     match self.mapping(e, &what) {
                         Some(m) => {
-                            self.check_keys(m, &["mode"], &what);
+                            self.check_keys(m, &NODE_EXECUTION_KEYS, &what);
                             self.exec_mode(e, "mode", &what)
                         }
                         None => None,
