@@ -22,11 +22,12 @@ use super::target::Target;
 pub const DOWNLOAD_STORAGE: &str = "local";
 
 /// What each storage the run uses must hold. `templates`: the host's
-/// templates, to tell which images would be downloaded.
+/// guests, to tell which images have no template and would be downloaded
+/// (`None`: not known, no download is assumed).
 pub fn storage_needs(
     placement: &[Placement],
     manifest: &Manifest,
-    templates: &[Guest],
+    templates: Option<&[Guest]>,
 ) -> StorageNeeds {
     let mut needs = StorageNeeds::default();
     for p in placement.iter().filter(|p| p.on.is_none()) {
@@ -38,6 +39,9 @@ pub fn storage_needs(
             needs.add(s, c, format!("{what} of {}", p.node));
         }
     }
+    let Some(templates) = templates else {
+        return needs;
+    };
     for n in manifest.nodes.iter().filter(|n| n.parent.is_none()) {
         let Some(image) = &n.image else { continue };
         let kind = match n.kind {
@@ -100,4 +104,45 @@ fn host_auth(ssh_key: Option<&Path>) -> SshAuth {
     }
     let home = std::env::var_os("HOME").map_or_else(PathBuf::new, PathBuf::from);
     SshAuth::key_file(home.join(".ssh/id_ed25519"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use engine::placement::{place, HostDisks};
+
+    #[test]
+    fn disks_and_downloads_are_needed_where_they_go() {
+        let m = engine::manifest::load(engine::manifest::Source::new(
+            "m.yaml",
+            "schema_version: 2\nname: m\nnodes:\n\
+             - {name: a, type: vm, image: debian-12}\n\
+             - {name: b, type: ct, image: debian-13-ct, storage: tank}\n",
+        ))
+        .unwrap()
+        .manifest;
+        let host = HostDisks {
+            datastore: Some("local-zfs"),
+            full_clone: true,
+            file: "nodes/h.yaml",
+        };
+        let p = place(&m, &host, &[]).unwrap();
+        let debian12 = Guest {
+            vmid: 9000,
+            name: "debian-12".into(),
+            kind: GuestKind::Qemu,
+            status: "stopped".into(),
+            template: true,
+            tags: String::new(),
+        };
+        let needs = storage_needs(&p, &m, Some(std::slice::from_ref(&debian12)));
+        let storages: Vec<&str> = needs.storages().collect();
+        // a's disks, b's volume, and b's image downloaded as a container template.
+        assert_eq!(storages, ["local", "local-zfs", "tank"]);
+        let unknown = storage_needs(&p, &m, None);
+        assert_eq!(
+            unknown.storages().collect::<Vec<_>>(),
+            ["local-zfs", "tank"]
+        );
+    }
 }

@@ -452,8 +452,9 @@ pub async fn preflight(t: &Target, guests: &Guests, manifest: &Manifest) -> Vec<
         // Nothing more can be asked of the API.
         return out;
     }
-    let templates = t.client.guests().await.unwrap_or_default();
-    let needs = super::hostcheck::storage_needs(&t.placement, manifest, &templates);
+    // Unlisted (the token check says why): no image is taken for a download.
+    let templates = t.client.guests().await.ok();
+    let needs = super::hostcheck::storage_needs(&t.placement, manifest, templates.as_deref());
     out.extend(preflight::content::content_checks(&t.client, &t.host.name, &needs).await);
     if manifest.pattern == engine::manifest::Pattern::Tiered {
         let key = guests.settings.ssh_key.as_deref();
