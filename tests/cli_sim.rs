@@ -231,6 +231,7 @@ fn preflight_alone_checks_the_simulated_host() {
             "node",
             "storage",
             "bridge",
+            "content",
             "nested",
             "tofu-locks"
         ]

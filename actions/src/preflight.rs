@@ -1,6 +1,10 @@
 //! Preflight checks against a PVE host's API, each failed one naming its fix:
 //! API reachable and version, token valid (with its user and privileges),
-//! node name, target storage, bridge.
+//! node name, target storage, bridge. [`content`] checks the content types
+//! of the storages a run uses, [`nested`] nested virtualization over SSH.
+
+pub mod content;
+pub mod nested;
 
 use serde::Serialize;
 use serde_json::Value;
@@ -54,7 +58,7 @@ const NEEDED: [&str; 5] = [
     "Datastore.AllocateSpace",
 ];
 
-fn connect_fix(e: &PveError, host: &str) -> String {
+pub(crate) fn connect_fix(e: &PveError, host: &str) -> String {
     match e {
         PveError::Unauthorized { .. } => format!(
             "the API token for '{host}' is wrong or revoked: create one on the host with \

@@ -15,6 +15,7 @@ pub mod manifest;
 pub mod outcome;
 pub mod output;
 pub mod ownership;
+pub mod placement;
 pub mod plan;
 pub mod ready_queue;
 pub mod report;

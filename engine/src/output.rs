@@ -22,6 +22,9 @@ pub struct RunOutput<'m> {
     pub protocol: u32,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub plan: Option<Plan<'m>>,
+    /// A dry run's answer to where each node's disks go.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub placement: Vec<crate::placement::Placement>,
     /// Validation problems, when the manifest was refused.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub problems: Vec<ProblemOutput>,
@@ -37,6 +40,7 @@ impl<'m> RunOutput<'m> {
             dry_run: false,
             protocol: PROTOCOL,
             plan: None,
+            placement: Vec::new(),
             problems: Vec::new(),
         }
     }

@@ -46,6 +46,10 @@ pub struct Step<'m> {
     pub disk: Option<u32>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub provisioner: Option<Provisioner>,
+    /// The manifest's `storage:` for its disks (see [`crate::placement`]
+    /// for where they go in the end).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub storage: Option<&'m str>,
     pub mode: ExecMode,
     pub runner: Runner<'m>,
     pub actions: Vec<Action>,
@@ -210,6 +214,7 @@ fn step<'m>(graph: &ManifestGraph<'m>, i: usize, host: &'m str, actions: Vec<Act
         spec: n.spec.as_deref(),
         disk: n.disk,
         provisioner: n.provisioner,
+        storage: n.storage.as_deref(),
         mode: n.mode(graph.manifest.default_mode()),
         runner,
         actions,

@@ -57,6 +57,7 @@ const EFFECTS: &[Effect] = &[
     e("node", "execution", || json!({"mode": "pull"})),
     e("node", "depends_on", || json!(["side"])),
     e("node", "provisioner", || json!("tofu")),
+    e("node", "storage", || json!("local-zfs")),
     e("node.execution", "mode", || json!("pull")),
 ];
 

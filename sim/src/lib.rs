@@ -74,6 +74,8 @@ pub struct SavedGuest {
     pub vmid: u32,
     pub name: String,
     pub template: bool,
+    /// Its disks' volumes (`local-lvm:vm-100-disk-0`): where its disks are.
+    pub volumes: Vec<String>,
 }
 
 /// The guests saved in a simulator folder (its snapshot and journal, read by
@@ -90,6 +92,12 @@ pub fn saved_guests(dir: &std::path::Path) -> Result<Vec<SavedGuest>, SimError> 
             vmid: g.vmid,
             name: g.name(),
             template: g.template(),
+            volumes: g
+                .disks()
+                .iter()
+                .filter_map(|(key, _)| g.config.get(key)?.as_str())
+                .map(|v| v.split(',').next().unwrap_or(v).to_string())
+                .collect(),
         })
         .collect())
 }

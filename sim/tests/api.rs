@@ -1038,8 +1038,9 @@ async fn host_views_version_nodes_storage_network() {
         .await
         .ok()
         .clone();
-    assert_eq!(storage.as_array().unwrap().len(), 1);
+    assert_eq!(storage.as_array().unwrap().len(), 2);
     assert_eq!(storage[0]["storage"], "local-lvm");
+    assert_eq!(storage[1]["storage"], "local-zfs");
     let r = c.get("/nodes/father/storage/nfs/content").await;
     assert_eq!(
         (r.status, r.message()),

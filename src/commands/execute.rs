@@ -31,6 +31,13 @@ pub struct Ready {
     timeouts: HashMap<Action, Duration>,
 }
 
+impl Ready {
+    /// Where each node's disks go, as checked.
+    pub fn placement(&self) -> &[engine::placement::Placement] {
+        &self.checked.placement
+    }
+}
+
 /// Everything a run checks before it acts, offline: nothing is connected to,
 /// started or written. A dry run is this and the plan; a real run starts
 /// with it, so both refuse the same things in the same words.
@@ -83,7 +90,8 @@ pub fn execute(
     // The simulator (if any) serves on the runtime's threads until shut down below.
     let outcome = (|| {
         if !args.skip_preflight {
-            target::report_preflight(&rt.block_on(target::preflight(&t)))?;
+            let checks = rt.block_on(target::preflight(&t, &guests, &loaded.manifest));
+            target::report_preflight(&checks)?;
         }
         let (opened, waited) = match early {
             Some(o) => o,

@@ -4,6 +4,7 @@
 pub mod config;
 pub mod execute;
 pub mod graph;
+pub mod hostcheck;
 pub mod images;
 pub mod list;
 pub mod preflight;

@@ -67,26 +67,8 @@ pub fn run(args: &PreflightArgs, site_flag: Option<&Path>) -> Result<(), Failure
         };
         let m = manifest.as_ref().unwrap_or(&empty);
         let checked = target::check(&site, &args.host, m)?;
-        let simulated = checked.host.simulated;
-        let (t, _) = target::connect(checked, &state_dir).await?;
-        let mut out = target::preflight(&t).await;
-        if m.pattern == Pattern::Tiered {
-            out.push(if simulated {
-                check(
-                    "nested",
-                    true,
-                    "simulated host: nested PVE nodes run nested simulators".into(),
-                    None,
-                )
-            } else {
-                check(
-                    "nested",
-                    false,
-                    "not checked: it needs a shell on the host".into(),
-                    Some("on the host, `cat /sys/module/kvm_intel/parameters/nested` (or kvm_amd) must say Y".into()),
-                )
-            });
-        }
+        let (t, guests) = target::connect(checked, &state_dir).await?;
+        let out = target::preflight(&t, &guests, m).await;
         if let Some(sim) = t.sim {
             sim.shutdown().await;
         }

@@ -62,10 +62,19 @@ fn run_verb(
     }
 
     if args.dry_run {
+        // Destroy makes no disks.
+        let placement = match verb {
+            Verb::Destroy => &[][..],
+            _ => ready.placement(),
+        };
         if args.json_output {
-            print_output(args, &dry_run_output(&plan, &graph, started));
+            let out = RunOutput {
+                placement: placement.to_vec(),
+                ..dry_run_output(&plan, &graph, started)
+            };
+            print_output(args, &out);
         } else {
-            crate::out!("{}", render::plan::text(&plan));
+            crate::out!("{}", render::plan::text(&plan, placement));
         }
         return Ok(());
     }

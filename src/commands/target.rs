@@ -30,6 +30,8 @@ pub struct Target {
     pub host: HostConfig,
     pub client: PveClient,
     pub sim: Option<super::simhost::SimLease>,
+    /// Where each node's disks go (from [`check`]).
+    pub placement: Vec<engine::placement::Placement>,
     /// What the client connects with (the tofu provisioner gets the same).
     api: PveTarget,
 }
@@ -43,6 +45,8 @@ pub struct Checked {
     api: Option<(PveTarget, PveClient)>,
     scale: f64,
     guests: Guests,
+    /// Where each node's disks go.
+    pub placement: Vec<engine::placement::Placement>,
 }
 
 /// What the runner is built from, once connected.
@@ -117,6 +121,14 @@ pub fn check(site: &SiteConfig, name: &str, manifest: &Manifest) -> Result<Check
     let settings = site
         .run_settings(secrets.as_ref(), &host, manifest)
         .map_err(config_failure)?;
+    let disks = engine::placement::HostDisks {
+        datastore: host.datastore.as_deref(),
+        full_clone: settings.full_clone,
+        file: &host.file,
+    };
+    let tofu_nodes = settings.tofu.as_ref().map_or(&[][..], |t| &t.nodes[..]);
+    let placement = engine::placement::place(manifest, &disks, tofu_nodes)
+        .map_err(|e| Failure::usage(miette::miette!(help = e.help(), "{e}")))?;
     let simulated = match (host.simulated, settings.nested_sim) {
         (true, _) => Some((OUTER_GUEST_NET, scale)),
         (false, Some(n)) => Some((n.guest_net, n.time_scale)),
@@ -132,6 +144,7 @@ pub fn check(site: &SiteConfig, name: &str, manifest: &Manifest) -> Result<Check
         api,
         scale,
         guests,
+        placement,
     })
 }
 
@@ -199,6 +212,7 @@ pub async fn connect(checked: Checked, state_dir: &Path) -> Result<(Target, Gues
         api,
         scale,
         mut guests,
+        placement,
     } = checked;
     let (target, client, sim) = match api {
         Some((target, client)) => (target, client, None),
@@ -242,6 +256,7 @@ pub async fn connect(checked: Checked, state_dir: &Path) -> Result<(Target, Gues
         host,
         client,
         sim,
+        placement,
         api: target,
     };
     Ok((t, guests))
@@ -287,6 +302,8 @@ impl Guests {
             ci_user: settings.vm_user.clone(),
             ssh_keys,
             full_clone: settings.full_clone,
+            datastore: t.host.datastore.clone(),
+            node_file: t.host.file.clone(),
             playbooks: settings.playbooks.clone(),
             python: settings.python.clone(),
             tofu,
@@ -386,7 +403,16 @@ fn tofu_setup(
     let mut tfvars = site
         .tofu_tfvars(secrets, host, manifest, &plan.nodes)
         .map_err(config_failure)?;
-    for v in tfvars.values_mut() {
+    for (node, v) in tfvars.iter_mut() {
+        // A node's own `storage:` wins over the node file's datastore.
+        if let Some(s) = manifest
+            .nodes
+            .iter()
+            .find(|n| &n.name == node)
+            .and_then(|n| n.storage.as_ref())
+        {
+            v["datastore"] = s.clone().into();
+        }
         v["api_endpoint"] = target.endpoint.clone().into();
         v["api_token"] = format!("{}={}", target.token_id, target.token_secret).into();
         v["node"] = target.node.clone().into();
@@ -404,8 +430,10 @@ fn tofu_setup(
     })
 }
 
-/// The preflight checks of a connected host.
-pub async fn preflight(t: &Target) -> Vec<Check> {
+/// The preflight checks of a connected host for a run of `manifest`: the
+/// API's, the content of the storages it uses, and nested virtualization
+/// for a tiered manifest.
+pub async fn preflight(t: &Target, guests: &Guests, manifest: &Manifest) -> Vec<Check> {
     let storage = t
         .host
         .datastore
@@ -416,7 +444,23 @@ pub async fn preflight(t: &Target) -> Vec<Check> {
         storage: &storage,
         bridge: &t.host.bridge,
     };
-    preflight::api_checks(&t.client, &wants).await
+    let mut out = preflight::api_checks(&t.client, &wants).await;
+    if out
+        .iter()
+        .any(|c| !c.ok && matches!(c.name, "api" | "node"))
+    {
+        // Nothing more can be asked of the API.
+        return out;
+    }
+    // Unlisted (the token check says why): no image is taken for a download.
+    let templates = t.client.guests().await.ok();
+    let needs = super::hostcheck::storage_needs(&t.placement, manifest, templates.as_deref());
+    out.extend(preflight::content::content_checks(&t.client, &t.host.name, &needs).await);
+    if manifest.pattern == engine::manifest::Pattern::Tiered {
+        let key = guests.settings.ssh_key.as_deref();
+        out.push(super::hostcheck::nested(t, guests.simulated.is_some(), key).await);
+    }
+    out
 }
 
 /// Prints failed checks; an error when any failed.

@@ -18,6 +18,11 @@ fn summary(g: &ManifestGraph<'_>, i: usize) -> String {
     for v in [&n.preset, &n.image].into_iter().flatten() {
         let _ = write!(s, " {v}");
     }
+    if let Some(st) = &n.storage {
+        // Where it goes without a host is all the manifest can tell;
+        // `create --dry-run -H HOST` shows every node's placement.
+        let _ = write!(s, " disk on {st} (if cloned full)");
+    }
     if !n.depends_on.is_empty() {
         let _ = write!(s, " (after {})", n.depends_on.join(", "));
     }

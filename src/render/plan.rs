@@ -3,9 +3,11 @@
 use std::borrow::Cow;
 use std::fmt::Write;
 
+use engine::placement::Placement;
 use engine::plan::{Action, Plan, Runner, Step};
 
-pub fn text(plan: &Plan<'_>) -> String {
+/// The plan, and where the nodes' disks go (`placement`, empty for destroy).
+pub fn text(plan: &Plan<'_>, placement: &[Placement]) -> String {
     let mut s = String::new();
     let local: usize = plan
         .phases
@@ -44,6 +46,13 @@ pub fn text(plan: &Plan<'_>) -> String {
                 d.node,
                 indent = 2 * d.depth.min(16),
             );
+        }
+    }
+    if !placement.is_empty() {
+        let _ = writeln!(s, "\nDisks:");
+        let w = placement.iter().map(|p| p.node.len()).max().unwrap_or(0);
+        for p in placement {
+            let _ = writeln!(s, "  {:w$}  {}", p.node, p.describe());
         }
     }
     let _ = writeln!(s, "\nDry run: nothing was changed.");

@@ -30,6 +30,15 @@ impl GuestKind {
     }
 }
 
+/// How a clone is made: linked (its disks stay based on the template's,
+/// on the template's storage), or full, to `storage` if given (else PVE
+/// keeps each disk on its source's storage).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum CloneMode<'a> {
+    Linked,
+    Full { storage: Option<&'a str> },
+}
+
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Guest {
     pub vmid: u32,
@@ -135,9 +144,9 @@ impl PveClient {
         })
     }
 
-    /// Clones `template` into `newid` named `name` and waits for the task.
-    /// `description` is set by the clone itself, so a marker in it is on the
-    /// guest from the moment the guest exists.
+    /// Clones `template` into `newid` named `name` and waits for the task;
+    /// a full clone's disks stay on the template's storage (see
+    /// [`PveClient::clone_guest_as`] to choose one).
     #[allow(clippy::too_many_arguments)]
     pub async fn clone_guest(
         &self,
@@ -149,16 +158,43 @@ impl PveClient {
         full: bool,
         timeout: Duration,
     ) -> Result<(), PveError> {
+        let mode = match full {
+            true => CloneMode::Full { storage: None },
+            false => CloneMode::Linked,
+        };
+        self.clone_guest_as(kind, template, newid, name, description, mode, timeout)
+            .await
+    }
+
+    /// Clones `template` into `newid` named `name` and waits for the task.
+    /// `description` is set by the clone itself, so a marker in it is on the
+    /// guest from the moment the guest exists.
+    #[allow(clippy::too_many_arguments)]
+    pub async fn clone_guest_as(
+        &self,
+        kind: GuestKind,
+        template: u32,
+        newid: u32,
+        name: &str,
+        description: Option<&str>,
+        mode: CloneMode<'_>,
+        timeout: Duration,
+    ) -> Result<(), PveError> {
         let path = format!("{}/clone", self.guest_path(kind, template));
         let name_key = match kind {
             GuestKind::Qemu => "name",
             GuestKind::Lxc => "hostname",
         };
+        let full = matches!(mode, CloneMode::Full { .. });
         let mut params = vec![
             ("newid", newid.to_string()),
             (name_key, name.to_string()),
             ("full", u8::from(full).to_string()),
         ];
+        // PVE takes `storage` only with a full clone.
+        if let CloneMode::Full { storage: Some(s) } = mode {
+            params.push(("storage", s.to_string()));
+        }
         if let Some(d) = description {
             params.push(("description", d.to_string()));
         }

@@ -5,5 +5,5 @@ mod guests;
 pub mod tls;
 
 pub use client::{PveClient, PveError, PveTarget};
-pub use guests::{Guest, GuestKind};
+pub use guests::{CloneMode, Guest, GuestKind};
 pub use tls::TlsTrust;

@@ -43,6 +43,11 @@ pub struct GuestSetup {
     pub ssh_keys: Vec<String>,
     /// Full clones (independent disks) rather than linked ones.
     pub full_clone: bool,
+    /// The node file's `datastore:`: where full clones go unless a manifest
+    /// node names its own `storage:`.
+    pub datastore: Option<String>,
+    /// The node file, for messages.
+    pub node_file: String,
     /// Spec name → the ansible playbook that applies it, and its variables.
     pub playbooks: std::collections::HashMap<String, (PathBuf, serde_json::Value)>,
     /// The guests' python for ansible (site.yaml `ansible_python_interpreter`).

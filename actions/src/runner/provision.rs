@@ -7,7 +7,7 @@ use engine::ownership::{self, Claim};
 use serde_json::Value;
 
 use super::{kind_of, PveRunner};
-use crate::pve::GuestKind;
+use crate::pve::{CloneMode, GuestKind};
 
 impl PveRunner {
     /// The vmid of the `kind` template named `image`.
@@ -167,6 +167,17 @@ impl PveRunner {
         template: u32,
         explicit: Option<u32>,
     ) -> Result<u32, ActionError> {
+        let host = engine::placement::HostDisks {
+            datastore: self.setup.datastore.as_deref(),
+            full_clone: self.setup.full_clone,
+            file: &self.setup.node_file,
+        };
+        // Checked before the run too; a nested driver's manifest comes from its parent.
+        let mode = match engine::placement::clone_storage(&call.node, &host) {
+            Ok(storage) if host.full_clone => CloneMode::Full { storage },
+            Ok(_) => CloneMode::Linked,
+            Err(e) => return Err(ActionError::new(format!("{e}: {}", e.help()))),
+        };
         let mut tries = 0;
         // Above the last id lost to another clone, once one was lost.
         let mut floor = None;
@@ -182,13 +193,13 @@ impl PveRunner {
             let marker = call.owner.marker(&call.node.name).description();
             match self
                 .client
-                .clone_guest(
+                .clone_guest_as(
                     kind,
                     template,
                     id,
                     &call.node.name,
                     Some(&marker),
-                    self.setup.full_clone,
+                    mode,
                     call.timeout,
                 )
                 .await

@@ -164,6 +164,11 @@ pub struct NodeSpec {
     /// or `tofu`); site.yaml `defaults.provisioner` sets it for all nodes.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub provisioner: Option<Provisioner>,
+    /// Our addition to the schema: the PVE storage a full clone's disks go
+    /// to, over the node file's `datastore:` (a linked clone stays on its
+    /// template's storage; see [`crate::placement`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub storage: Option<String>,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]

@@ -1,6 +1,7 @@
-//! Storage and network: `local` (a directory, for templates and ISOs) and `local-lvm` (thin
-//! LVM, for guest disks), their configuration, status and content (the guests' volumes
-//! found in their configs), and the node's network (`eno1` and the bridge `vmbr0`).
+//! Storage and network: `local` (a directory, for templates and ISOs), `local-lvm` (thin
+//! LVM, for guest disks) and `local-zfs` (a ZFS pool, for guest disks: a second place a full
+//! clone can be sent to), their configuration, status and content (the guests' volumes found
+//! in their configs), and the node's network (`eno1` and the bridge `vmbr0`).
 
 use std::sync::Arc;
 
@@ -15,10 +16,11 @@ use crate::state::Shared;
 
 pub(crate) const GIB: u64 = 1 << 30;
 const LVM_SIZE: u64 = 1024 * GIB;
+const ZFS_SIZE: u64 = 512 * GIB;
 pub(crate) const LOCAL_SIZE: u64 = 100 * GIB;
 
 /// The storages, in PVE's listing order.
-pub(crate) const STORAGES: [&str; 2] = ["local", "local-lvm"];
+pub(crate) const STORAGES: [&str; 3] = ["local", "local-lvm", "local-zfs"];
 
 /// Container templates and ISO images on `local`, as `pveam download` would leave them.
 pub(crate) const VZTMPL: &[&str] = &[
@@ -55,6 +57,10 @@ struct StorageConfig {
     thinpool: Option<&'static str>,
     #[serde(skip_serializing_if = "Option::is_none")]
     vgname: Option<&'static str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pool: Option<&'static str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    sparse: Option<u8>,
     content: &'static str,
     shared: u8,
     digest: &'static str,
@@ -134,12 +140,34 @@ fn content_types(id: &str) -> &'static str {
     }
 }
 
+/// Whether storage `id` exists and holds content type `content` (`images`, `rootdir`, ...).
+pub(crate) fn takes(id: &str, content: &str) -> bool {
+    STORAGES.contains(&id) && content_types(id).split(',').any(|c| c == content)
+}
+
 /// The storage's name as a `'static` one of [`STORAGES`] (callers checked it exists).
 fn storage_name(id: &str) -> &'static str {
-    if id == "local" {
-        "local"
-    } else {
-        "local-lvm"
+    STORAGES
+        .iter()
+        .find(|s| **s == id)
+        .copied()
+        .unwrap_or("local-lvm")
+}
+
+/// PVE's plugin type of a storage.
+pub(crate) fn plugin(id: &str) -> &'static str {
+    match id {
+        "local" => "dir",
+        "local-zfs" => "zfspool",
+        _ => "lvmthin",
+    }
+}
+
+fn size_of(id: &str) -> u64 {
+    match id {
+        "local" => LOCAL_SIZE,
+        "local-zfs" => ZFS_SIZE,
+        _ => LVM_SIZE,
     }
 }
 
@@ -150,11 +178,11 @@ pub(crate) fn resource(shared: &Shared, id: &str) -> StorageResource {
         storage: storage_name(id),
         node: shared.node.clone(),
         status: "available",
-        plugintype: if id == "local" { "dir" } else { "lvmthin" },
+        plugintype: plugin(id),
         content: content_types(id),
         shared: 0,
         disk: 0,
-        maxdisk: if id == "local" { LOCAL_SIZE } else { LVM_SIZE },
+        maxdisk: size_of(id),
     }
 }
 
@@ -167,6 +195,8 @@ pub(crate) fn config() -> ApiResult<Value> {
             path: Some("/var/lib/vz"),
             thinpool: None,
             vgname: None,
+            pool: None,
+            sparse: None,
             content: content_types("local"),
             shared: 0,
             digest: "0",
@@ -177,7 +207,21 @@ pub(crate) fn config() -> ApiResult<Value> {
             path: None,
             thinpool: Some("data"),
             vgname: Some("pve"),
+            pool: None,
+            sparse: None,
             content: content_types("local-lvm"),
+            shared: 0,
+            digest: "0",
+        },
+        StorageConfig {
+            storage: "local-zfs",
+            ty: "zfspool",
+            path: None,
+            thinpool: None,
+            vgname: None,
+            pool: Some("rpool/data"),
+            sparse: Some(1),
+            content: content_types("local-zfs"),
             shared: 0,
             digest: "0",
         },
@@ -193,24 +237,41 @@ pub(crate) fn get(id: &str) -> ApiResult<()> {
     }
 }
 
-fn used_lvm(shared: &Shared) -> u64 {
+/// The bytes of the guests' volumes on storage `id`.
+fn used_on(shared: &Shared, id: &str) -> u64 {
     let st = shared.lock();
     st.guests
         .values()
-        .flat_map(|g| g.disks())
-        .map(|(_, s)| s)
+        .flat_map(|g| {
+            g.disks()
+                .into_iter()
+                .filter(|(key, _)| volume_storage(g.config.get(key)) == Some(id))
+                .map(|(_, s)| s)
+                .collect::<Vec<_>>()
+        })
         .fold(0, u64::saturating_add)
 }
 
+/// The storage of a disk's config value (`local-lvm:vm-100-disk-0,size=8G` → `local-lvm`).
+fn volume_storage(prop: Option<&Value>) -> Option<&str> {
+    prop?
+        .as_str()?
+        .split(',')
+        .next()?
+        .split_once(':')
+        .map(|(s, _)| s)
+}
+
 fn status_of(shared: &Shared, id: &str) -> StorageStatus {
-    let (total, used) = if id == "local" {
-        (LOCAL_SIZE, 8 * GIB)
+    let total = size_of(id);
+    let used = if id == "local" {
+        8 * GIB
     } else {
-        (LVM_SIZE, used_lvm(shared).min(LVM_SIZE))
+        used_on(shared, id).min(total)
     };
     StorageStatus {
         storage: storage_name(id),
-        ty: if id == "local" { "dir" } else { "lvmthin" },
+        ty: plugin(id),
         content: content_types(id),
         active: 1,
         enabled: 1,
@@ -294,7 +355,7 @@ pub(crate) fn content(shared: &Arc<Shared>, req: &ApiRequest, id: &str) -> ApiRe
                 continue;
             };
             let volid = prop.split(',').next().unwrap_or("");
-            let Some(vol) = volid.strip_prefix("local-lvm:") else {
+            let Some(vol) = volid.strip_prefix(id).and_then(|v| v.strip_prefix(':')) else {
                 continue;
             };
             // A linked clone's volume is `base-X-disk-0/vm-Y-disk-0`: list its own name.
@@ -303,7 +364,7 @@ pub(crate) fn content(shared: &Arc<Shared>, req: &ApiRequest, id: &str) -> ApiRe
                 None => (None, vol),
             };
             out.push(Volume {
-                volid: format!("local-lvm:{own}"),
+                volid: format!("{id}:{own}"),
                 content: c,
                 format: "raw",
                 size,

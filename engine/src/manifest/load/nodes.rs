@@ -1,6 +1,6 @@
 //! Converting the schema v2 `nodes` list into node specs: each node's keys
 //! and fields (type, vmid, disk, parent, execution, depends_on,
-//! provisioner), with the per-field checks. The readers shared with the v1
+//! provisioner, storage), with the per-field checks. The readers shared with the v1
 //! conversion (the list itself, vmids, hostname-valid names) live here too.
 
 use super::{short, Checker, Parsed};
@@ -9,7 +9,7 @@ use crate::manifest::{
 };
 use crate::yaml::{Node, Span, Value};
 
-pub(super) const NODE_KEYS: [&str; 11] = [
+pub(super) const NODE_KEYS: [&str; 12] = [
     "name",
     "type",
     "spec",
@@ -21,6 +21,7 @@ pub(super) const NODE_KEYS: [&str; 11] = [
     "execution",
     "depends_on",
     "provisioner",
+    "storage",
 ];
 pub(super) const NODE_EXECUTION_KEYS: [&str; 1] = ["mode"];
 const MAX_VMID: i64 = 999_999_999;
@@ -158,6 +159,7 @@ impl<'a> Checker<'a> {
                 &Provisioner::NAMES,
                 Provisioner::parse,
             );
+            let storage = self.storage_id(n, &who);
             let Some((name, name_span)) = name else {
                 continue;
             };
@@ -184,6 +186,7 @@ impl<'a> Checker<'a> {
                     execution: mode.map(|mode| NodeExecution { mode }),
                     depends_on,
                     provisioner,
+                    storage,
                 },
                 depends_spans,
             });
@@ -218,6 +221,28 @@ impl<'a> Checker<'a> {
             return Some((name, span));
         }
         Some((name, span))
+    }
+
+    /// `storage:` (our addition): a PVE storage ID, checked as PVE checks
+    /// one (`pve-storage-id`), so a typo is caught before anything runs.
+    fn storage_id(&mut self, n: &Node, who: &str) -> Option<String> {
+        let (id, span) = self.string(n, "storage", who)?;
+        let b = id.as_bytes();
+        let ok = b.len() >= 2
+            && b[0].is_ascii_alphabetic()
+            && b[b.len() - 1].is_ascii_alphanumeric()
+            && b.iter()
+                .all(|c| c.is_ascii_alphanumeric() || matches!(c, b'-' | b'_' | b'.'));
+        if ok {
+            return Some(id);
+        }
+        self.problem(
+            format!("storage of {who}: '{}' is not a PVE storage ID", short(&id)),
+            span,
+            "not a storage ID",
+            Some("a storage as `pvesm status` lists it, e.g. local-lvm or local-zfs".into()),
+        );
+        None
     }
 
     fn depends_on(&mut self, n: &Node, who: &str) -> (Vec<String>, Vec<Span>) {

@@ -65,17 +65,29 @@ pub(super) async fn clone(
         .map(|v| *v == json!(1))
         .unwrap_or(!is_template)
         || !is_template;
-    if let Some(s) = values.get("storage").and_then(Value::as_str) {
+    // PVE's order: the storage exists (and, for a VM, takes images) before the
+    // linked-clone check; a container's `rootdir` is found missing by the task.
+    let target = values
+        .get("storage")
+        .and_then(Value::as_str)
+        .map(str::to_string);
+    let mut no_rootdir = None;
+    if let Some(s) = &target {
+        storage::get(s)?;
+        if kind == GuestKind::Qemu && !storage::takes(s, "images") {
+            return Err(ApiError::param(
+                "storage",
+                format!("storage '{s}' does not support vm images"),
+            ));
+        }
         if !full {
             return Err(ApiError::internal(
                 "parameter 'storage' not allowed for linked clones",
             ));
         }
-        storage::get(s)?;
-        if s == "local" {
-            return Err(ApiError::param(
-                "storage",
-                format!("storage '{s}' does not support vm images"),
+        if kind == GuestKind::Lxc && !storage::takes(s, "rootdir") {
+            no_rootdir = Some(format!(
+                "content type 'rootdir' is not available or configured on storage '{s}'"
             ));
         }
     }
@@ -96,7 +108,7 @@ pub(super) async fn clone(
                 return Err(e);
             }
             let src = guest(&st, shared, kind, vmid)?;
-            let (mut cfg, log) = clone_config(src, newid, full);
+            let (mut cfg, log) = clone_config(src, newid, full, target.as_deref());
             let default_name = match kind {
                 GuestKind::Qemu => format!("Copy-of-VM-{src_name}"),
                 GuestKind::Lxc => src_name.clone(),
@@ -162,11 +174,20 @@ pub(super) async fn clone(
     if let Some(FaultKind::TaskFailure { message }) = f {
         job.fail = Some(message.unwrap_or_else(|| default_failure(kind, Op::Clone, newid)));
     }
+    if no_rootdir.is_some() {
+        job.fail = no_rootdir;
+    }
     Ok(json!(submit(shared, job).await))
 }
 
-/// New MACs and volumes for a clone's config.
-fn clone_config(src: &Guest, newid: u32, full: bool) -> (BTreeMap<String, Value>, Vec<String>) {
+/// New MACs and volumes for a clone's config: a full clone's volumes on `target` (else
+/// each on its source's storage), a linked clone's based on the template's.
+fn clone_config(
+    src: &Guest,
+    newid: u32,
+    full: bool,
+    target: Option<&str>,
+) -> (BTreeMap<String, Value>, Vec<String>) {
     let mut log = Vec::new();
     let mut cfg = BTreeMap::new();
     let mut disk_n = 0;
@@ -180,9 +201,12 @@ fn clone_config(src: &Guest, newid: u32, full: bool) -> (BTreeMap<String, Value>
         };
         if is_disk_key(src.kind, k) {
             let (first, rest) = text.split_once(',').unwrap_or((text, ""));
+            let source = first.split_once(':').map_or("local-lvm", |(s, _)| s);
+            // PVE copies a cloud-init drive even for a linked clone, to `storage` if given.
+            let to = target.unwrap_or(source);
             if text.contains("media=cdrom") {
                 let new = if first.contains("-cloudinit") {
-                    format!("local-lvm:vm-{newid}-cloudinit,media=cdrom")
+                    format!("{to}:vm-{newid}-cloudinit,media=cdrom")
                 } else {
                     text.to_string()
                 };
@@ -190,7 +214,12 @@ fn clone_config(src: &Guest, newid: u32, full: bool) -> (BTreeMap<String, Value>
                 continue;
             }
             let base = first.split('/').next().unwrap_or(first);
-            let name = format!("vm-{newid}-disk-{disk_n}");
+            // A container's volume on ZFS is a subvolume.
+            let prefix = match (src.kind, storage::plugin(to)) {
+                (GuestKind::Lxc, "zfspool") if full || !src.template() => "subvol",
+                _ => "vm",
+            };
+            let name = format!("{prefix}-{newid}-disk-{disk_n}");
             disk_n += 1;
             let vol = if full || !src.template() {
                 log.push(format!("create full clone of drive {k} ({first})"));
@@ -198,7 +227,7 @@ fn clone_config(src: &Guest, newid: u32, full: bool) -> (BTreeMap<String, Value>
                 let size = disk_size(text).unwrap_or(0);
                 log.push(format!("transferred 0.0 B of {0} (0.00%)", human(size)));
                 log.push(format!("transferred {0} of {0} (100.00%)", human(size)));
-                format!("local-lvm:{name}")
+                format!("{to}:{name}")
             } else {
                 log.push(format!("create linked clone of drive {k} ({first})"));
                 log.push(format!("  Logical volume \"{name}\" created."));

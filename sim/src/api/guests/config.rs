@@ -9,6 +9,7 @@ use std::sync::Arc;
 use serde_json::{json, Value};
 
 use super::super::request::{data, ApiRequest};
+use super::super::storage;
 use super::common::{
     arm, checked, default_failure, fault, guest, human, locked_error, no_config, sync_lock,
     task_type, type_str, unlock,
@@ -77,12 +78,16 @@ pub(super) fn materialize(
         if let Some((storage, what)) = first.split_once(':') {
             let is_new = what.parse::<f64>().is_ok() || what == "cloudinit";
             if is_new {
-                if storage != "local-lvm" && storage != "local" {
+                if !storage::STORAGES.contains(&storage) {
                     return Err(ApiError::internal(format!(
                         "storage '{storage}' does not exist"
                     )));
                 }
-                if storage == "local" {
+                let content = match kind {
+                    GuestKind::Qemu => "images",
+                    GuestKind::Lxc => "rootdir",
+                };
+                if !storage::takes(storage, content) {
                     let what = if kind == GuestKind::Qemu {
                         "vm images"
                     } else {
