@@ -1,6 +1,6 @@
 //! Converting the schema v2 `nodes` list into node specs: each node's keys
 //! and fields (type, vmid, disk, parent, execution, depends_on,
-//! provisioner), with the per-field checks. The readers shared with the v1
+//! provisioner, features), with the per-field checks. The readers shared with the v1
 //! conversion (the list itself, vmids, hostname-valid names) live here too.
 
 use super::{short, Checker, Parsed};
@@ -9,7 +9,7 @@ use crate::manifest::{
 };
 use crate::yaml::{Node, Span, Value};
 
-const NODE_KEYS: [&str; 11] = [
+const NODE_KEYS: [&str; 12] = [
     "name",
     "type",
     "spec",
@@ -21,6 +21,7 @@ const NODE_KEYS: [&str; 11] = [
     "execution",
     "depends_on",
     "provisioner",
+    "features",
 ];
 const MAX_VMID: i64 = 999_999_999;
 
@@ -157,6 +158,7 @@ impl<'a> Checker<'a> {
                 &Provisioner::NAMES,
                 Provisioner::parse,
             );
+            let features = self.features(n, kind, &who);
             let Some((name, name_span)) = name else {
                 continue;
             };
@@ -183,6 +185,7 @@ impl<'a> Checker<'a> {
                     execution: mode.map(|mode| NodeExecution { mode }),
                     depends_on,
                     provisioner,
+                    features,
                 },
                 depends_spans,
             });

@@ -107,6 +107,7 @@ impl<'a> Checker<'a> {
                     execution: None,
                     depends_on: Vec::new(),
                     provisioner: None,
+                    features: None,
                 },
                 depends_spans: Vec::new(),
             });
