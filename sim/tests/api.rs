@@ -393,7 +393,7 @@ async fn lxc_clone_create_config_start_interfaces_shutdown_delete() {
     let end = c.wait_task("pve", &r.upid(), Duration::from_secs(10)).await;
     assert_eq!(
         end["exitstatus"],
-        "unable to create CT 202 - can't find file 'local:vztmpl/nope.tar.zst'"
+        "unable to create CT 202 - volume 'local:vztmpl/nope.tar.zst' does not exist"
     );
     assert!(h.guest(202).is_none());
     let list = c.get("/nodes/pve/lxc").await.ok().clone();

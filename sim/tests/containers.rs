@@ -137,7 +137,7 @@ async fn a_container_is_made_from_a_template_in_the_storage_only() {
     let end = ended(&c, &r.upid()).await;
     assert_eq!(
         end["exitstatus"],
-        format!("unable to create CT 300 - can't find file 'local:vztmpl/{UBUNTU}'")
+        format!("unable to create CT 300 - volume 'local:vztmpl/{UBUNTU}' does not exist")
     );
     assert!(h.guest(300).is_none());
     // A storage that does not exist is refused before the task.
@@ -145,6 +145,19 @@ async fn a_container_is_made_from_a_template_in_the_storage_only() {
     assert_eq!(
         (r.status, r.message()),
         (500, "storage 'nfs' does not exist\n")
+    );
+    let r = create(
+        "300",
+        "local:iso/debian-13.1.0-amd64-netinst.iso".into(),
+        vec![],
+    )
+    .await;
+    assert_eq!(
+        (r.status, r.message()),
+        (
+            500,
+            "unable to use volume local:iso/debian-13.1.0-amd64-netinst.iso - content type needs to be 'vztmpl'\n"
+        )
     );
 
     let r = create(

@@ -201,7 +201,7 @@ impl SimulatedPve {
         let node_file = format!(
             "# Written by the parent driver: this host is a nested PVE (a simulator).\n\
              api_endpoint: https://{ip}:8006\nfingerprint: \"{fp}\"\napi_token: {node}\n\
-             datastore: local\nbridge: vmbr0\nip: {ip}\npvesim_guest_net: \"{net}\"\n\
+             datastore: local-lvm\nbridge: vmbr0\nip: {ip}\npvesim_guest_net: \"{net}\"\n\
              pvesim_time_scale: {scale}\n",
             ip = guest.ip,
             node = guest.name,

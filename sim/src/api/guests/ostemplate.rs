@@ -1,7 +1,7 @@
 //! The `ostemplate` of `POST /nodes/{node}/lxc`: the container template archive a new
 //! container is unpacked from, looked up in the storage's content as PVE does.
 
-use crate::error::ApiResult;
+use crate::error::{ApiError, ApiResult};
 use crate::model::split_vztmpl;
 use crate::state::Shared;
 
@@ -11,11 +11,18 @@ use super::super::storage;
 /// templates: an error now). A file that is not there fails the task later, as unpacking
 /// does on PVE: its message is returned for the task to end with.
 pub(super) fn check(shared: &Shared, vmid: u32, volid: &str) -> ApiResult<Option<String>> {
-    if let Some((store, _)) = volid.split_once(':') {
+    if let Some((store, name)) = volid.split_once(':') {
         storage::get(store)?;
+        let kind = name.split('/').next().unwrap_or_default();
+        if kind != "vztmpl" {
+            return Err(ApiError::internal(format!(
+                "unable to use volume {volid} - content type needs to be 'vztmpl'"
+            )));
+        }
     }
+    // The storage plugin's activate_volume, when the worker unpacks it.
     let found = split_vztmpl(volid).is_some() && shared.lock().files.contains_key(volid);
-    Ok((!found).then(|| format!("unable to create CT {vmid} - can't find file '{volid}'")))
+    Ok((!found).then(|| format!("unable to create CT {vmid} - volume '{volid}' does not exist")))
 }
 
 /// PVE detects the OS from the unpacked tree; the archive's name says the same here.
