@@ -256,9 +256,14 @@ mod tests {
             ]
         );
         let bare = CtTemplateSource::Url {
+            url: "https://example.org/t/deb_1_amd64.tar.zst".into(),
+            file: "deb_1_amd64.tar.zst".into(),
             checksum: None,
-            ..src
         };
         assert_eq!(download_params(&bare).len(), 3);
+        let app = CtTemplateSource::Appliance {
+            package: "debian-12-standard".into(),
+        };
+        assert!(download_params(&app).is_empty());
     }
 }
