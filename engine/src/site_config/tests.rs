@@ -41,7 +41,7 @@ fn builtin_secrets_open_with_the_test_key_only() {
     let host = site.host("sim", Some(&secrets)).unwrap();
     assert!(host.simulated && !host.is_host_only);
     assert_eq!(host.api_endpoint.as_deref(), Some("https://127.0.0.1:8006"));
-    assert_eq!(host.datastore.as_deref(), Some("local"));
+    assert_eq!(host.datastore.as_deref(), Some("local-lvm"));
     assert!(host.api_token.is_some());
     // On disk the example is not special: no test key is added.
     let disk = SiteConfig::at(
