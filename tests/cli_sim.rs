@@ -9,8 +9,10 @@ use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::sim::{sim_driver, sim_guests, sim_run, wait_for_journal, SimRun};
-use common::{copy_dir, repo, Driver};
+use common::sim::{
+    sim_driver, sim_guests, sim_run, site_copy, site_driver, wait_for_journal, SimRun,
+};
+use common::{repo, Driver};
 use serde_json::Value;
 
 /// API-only nodes (no SSH step): a VM with an explicit vmid, one without,
@@ -23,29 +25,6 @@ nodes:
   - {name: edge2, type: vm, spec: base, preset: vm-xsmall, image: debian-12}
   - {name: box, type: ct, spec: base, preset: vm-xsmall, image: debian-12, vmid: 99005}
 ";
-
-/// The built-in example site-config copied to `dir/site-config`, with
-/// `defaults_extra` (indented YAML) appended to site.yaml's `defaults`.
-fn site_copy(dir: &Path, defaults_extra: &str) -> std::path::PathBuf {
-    let site = dir.join("site-config");
-    copy_dir(&repo().join("site-config-example"), &site);
-    if !defaults_extra.is_empty() {
-        let mut site_yaml = std::fs::read_to_string(site.join("site.yaml")).unwrap();
-        site_yaml.push('\n');
-        site_yaml.push_str(defaults_extra);
-        std::fs::write(site.join("site.yaml"), site_yaml).unwrap();
-    }
-    site
-}
-
-/// A `driver` command on the site-config at `site` (its secrets opened with
-/// the example's test key), with its state in `state`.
-fn site_driver(site: &Path, state: &Path) -> Command {
-    let mut c = sim_driver(state);
-    c.env("HOMESTAK_SITE_CONFIG", site)
-        .env("SOPS_AGE_KEY_FILE", site.join("age-test-key.txt"));
-    c
-}
 
 #[test]
 fn create_then_destroy_leaves_the_simulator_empty() {

@@ -2,7 +2,8 @@
 //!
 //! - [`pve`]: the Proxmox VE REST client and guest operations;
 //!   [`preflight`]: checks of a PVE host through its API.
-//! - [`runner`]: the `NodeRunner` the engine's executor drives.
+//! - [`runner`]: the `NodeRunner` the engine's executor drives;
+//!   [`ct_templates`]: container templates found or fetched once per host.
 //! - [`ssh`]: SSH client (libssh2) — wait with backoff, exec, PTY
 //!   streaming, stdin, SFTP upload, jump hosts, host-key policy.
 //! - [`ansible`]: `ansible-playbook` with a generated inventory and an
@@ -21,6 +22,7 @@
 #![forbid(unsafe_code)]
 
 pub mod ansible;
+pub mod ct_templates;
 pub mod download;
 pub mod nested;
 pub mod poll;
@@ -71,6 +73,12 @@ impl Kind for process::ProcessError {
     }
 }
 
+impl Kind for ct_templates::CtTemplateError {
+    fn timed_out(&self) -> bool {
+        matches!(self, ct_templates::CtTemplateError::Pve(e) if e.timed_out())
+    }
+}
+
 impl Kind for pve::tls::TlsError {
     fn timed_out(&self) -> bool {
         false
@@ -108,6 +116,7 @@ into_action_error!(
     process::ProcessError,
     pve::PveError,
     pve::tls::TlsError,
+    ct_templates::CtTemplateError,
 );
 
 #[cfg(test)]

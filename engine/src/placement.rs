@@ -19,6 +19,10 @@ pub enum Method {
     LinkedClone,
     /// By OpenTofu, with `datastore` in its variables.
     Tofu,
+    /// A container created from a container template (vztmpl): its root
+    /// disk is new, so it goes where asked whether the host clones linked
+    /// or not.
+    Create,
 }
 
 /// Where the storage choice comes from.
@@ -73,6 +77,10 @@ impl Placement {
             }
             (Method::Tofu, Some(s)) => format!("tofu, disks on {s}{from}"),
             (Method::Tofu, None) => "tofu, disks where its configuration puts them".to_string(),
+            (Method::Create, Some(s)) => format!("created from a container template, root disk on {s}{from}"),
+            (Method::Create, None) => {
+                "created from a container template, root disk on local-lvm (PVE's default; no datastore: in the node file)".to_string()
+            }
         };
         match &self.on {
             Some(host) => format!("on '{host}': {what}"),
@@ -135,6 +143,12 @@ pub fn clone_storage<'a>(
     }
 }
 
+/// Where a container's root disk goes: its `storage:`, else the node
+/// file's `datastore:` (containers are created, never cloned).
+pub fn ct_storage<'a>(node: &'a NodeSpec, host: &HostDisks<'a>) -> Option<&'a str> {
+    node.storage.as_deref().or(host.datastore)
+}
+
 /// Every node's placement, in manifest order; `tofu` names the nodes
 /// OpenTofu makes. Refuses a `storage:` a linked clone cannot honour.
 pub fn place(
@@ -172,6 +186,17 @@ pub fn place(
                 return Ok(Placement {
                     node: n.name.clone(),
                     method: Method::Tofu,
+                    storage: s.map(str::to_string),
+                    from: from(&s),
+                    on: None,
+                    content,
+                });
+            }
+            if n.kind == NodeKind::Ct {
+                let s = ct_storage(n, host);
+                return Ok(Placement {
+                    node: n.name.clone(),
+                    method: Method::Create,
                     storage: s.map(str::to_string),
                     from: from(&s),
                     on: None,
@@ -264,11 +289,21 @@ mod tests {
             full_clone: false,
             file: "nodes/h.yaml",
         };
-        let e = place(&m, &host, &[]).unwrap_err();
+        // A container is created, not cloned: its storage holds when clones are linked.
+        let p = place(&m, &host, &[]).unwrap();
+        assert_eq!(
+            p[1].describe(),
+            "created from a container template, root disk on tank (the manifest's storage:)"
+        );
+        let vm = manifest(&M.replace(
+            "type: ct, image: debian-12-ct",
+            "type: vm, image: debian-12",
+        ));
+        let e = place(&vm, &host, &[]).unwrap_err();
         assert_eq!(e.node, "b");
         assert!(e.help().contains("full_clone: true"), "{}", e.help());
-        assert_eq!(clone_storage(&m.nodes[0], &host).unwrap(), None);
-        let p = place(&m, &host, &["b".to_string()]).unwrap();
+        assert_eq!(clone_storage(&vm.nodes[0], &host).unwrap(), None);
+        let p = place(&vm, &host, &["b".to_string()]).unwrap();
         assert_eq!(
             p[0].describe(),
             "linked clone: stays on the template's storage"

@@ -58,6 +58,8 @@ const EFFECTS: &[Effect] = &[
     e("node", "depends_on", || json!(["side"])),
     e("node", "provisioner", || json!("tofu")),
     e("node", "storage", || json!("local-zfs")),
+    // `leaf` is a vm: refused there, naming `features`.
+    e("node", "features", || json!({"nesting": true})),
     e("node.execution", "mode", || json!("pull")),
 ];
 

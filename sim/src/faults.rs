@@ -355,7 +355,11 @@ mod tests {
     #[test]
     fn ssh_command_faults_match_the_command_and_the_guest_and_count_down() {
         let mut set = FaultSet::default();
-        set.add(Fault::ssh_command_fails("hostname").for_name("edge").times(1));
+        set.add(
+            Fault::ssh_command_fails("hostname")
+                .for_name("edge")
+                .times(1),
+        );
         assert_eq!(set.ssh_command_fault(9, "edge", "true"), None);
         assert_eq!(set.ssh_command_fault(9, "other", "hostname"), None);
         assert_eq!(

@@ -101,3 +101,46 @@ pub fn saved_guests(dir: &std::path::Path) -> Result<Vec<SavedGuest>, SimError> 
         })
         .collect())
 }
+
+/// A finished task saved in a simulator folder: its type (`vzcreate`, `download`, ...), its
+/// id (a vmid, a template name) and how it ended (`OK` or the error).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SavedTask {
+    pub ttype: String,
+    pub id: String,
+    pub exitstatus: String,
+}
+
+/// What a simulator folder holds besides guest names: each guest's config (vmid → PVE's
+/// config keys), the finished tasks in order, and the storage files' volids. For tests.
+#[derive(Clone, Debug, Default)]
+pub struct SavedWorld {
+    pub configs: std::collections::BTreeMap<u32, serde_json::Map<String, serde_json::Value>>,
+    pub tasks: Vec<SavedTask>,
+    pub files: Vec<String>,
+}
+
+/// The folder's saved world (empty when nothing was saved yet).
+pub fn saved_world(dir: &std::path::Path) -> Result<SavedWorld, SimError> {
+    let Some(st) = state::load(dir)? else {
+        return Ok(SavedWorld::default());
+    };
+    Ok(SavedWorld {
+        configs: st
+            .guests
+            .values()
+            .map(|g| (g.vmid, g.config.clone().into_iter().collect()))
+            .collect(),
+        tasks: st
+            .task_order
+            .iter()
+            .filter_map(|u| st.tasks.get(u))
+            .map(|t| SavedTask {
+                ttype: t.ttype.clone(),
+                id: t.id.clone(),
+                exitstatus: t.exitstatus.clone().unwrap_or_default(),
+            })
+            .collect(),
+        files: st.files.keys().cloned().collect(),
+    })
+}

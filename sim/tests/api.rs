@@ -389,10 +389,13 @@ async fn lxc_clone_create_config_start_interfaces_shutdown_delete() {
             &[("vmid", "202"), ("ostemplate", "local:vztmpl/nope.tar.zst")],
         )
         .await;
+    // As on PVE, a missing archive fails the task (when unpacking), and no container stays.
+    let end = c.wait_task("pve", &r.upid(), Duration::from_secs(10)).await;
     assert_eq!(
-        (r.status, r.message()),
-        (500, "volume 'local:vztmpl/nope.tar.zst' does not exist\n")
+        end["exitstatus"],
+        "unable to create CT 202 - volume 'local:vztmpl/nope.tar.zst' does not exist"
     );
+    assert!(h.guest(202).is_none());
     let list = c.get("/nodes/pve/lxc").await.ok().clone();
     assert!(list
         .as_array()

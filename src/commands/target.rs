@@ -308,6 +308,7 @@ impl Guests {
             python: settings.python.clone(),
             tofu,
             ansible_program: crate::env::ansible_program(),
+            ct_templates: settings.ct_templates.clone(),
         };
         let sizes = settings.sizes.clone();
         let size_for: actions::runner::SizeFor = Arc::new(move |node| {
@@ -430,15 +431,16 @@ fn tofu_setup(
     })
 }
 
+/// Where guests' disks go: the node file's `datastore:`, else PVE's default `local-lvm`.
+fn datastore(host: &HostConfig) -> String {
+    host.datastore.clone().unwrap_or_else(|| "local-lvm".into())
+}
+
 /// The preflight checks of a connected host for a run of `manifest`: the
 /// API's, the content of the storages it uses, and nested virtualization
 /// for a tiered manifest.
 pub async fn preflight(t: &Target, guests: &Guests, manifest: &Manifest) -> Vec<Check> {
-    let storage = t
-        .host
-        .datastore
-        .clone()
-        .unwrap_or_else(|| "local-lvm".into());
+    let storage = datastore(&t.host);
     let wants = Wants {
         host: &t.host.name,
         storage: &storage,

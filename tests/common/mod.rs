@@ -1,6 +1,7 @@
 //! Helpers for tests that run the built `driver` binary.
 #![allow(dead_code)]
 
+pub mod fakepve;
 pub mod sim;
 
 use std::path::{Path, PathBuf};

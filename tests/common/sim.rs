@@ -5,7 +5,7 @@ use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use super::Driver;
+use super::{copy_dir, repo, Driver};
 
 /// A `driver` command on the built-in site-config (host `sim`) with its state
 /// (and the simulator's) in `state`, and no simulator settings from outside.
@@ -16,6 +16,29 @@ pub fn sim_driver(state: &Path) -> Command {
         .env_remove("PVESIM_TIME_SCALE")
         .env("DRIVER_STATE_DIR", state)
         .current_dir(state);
+    c
+}
+
+/// The built-in example site-config copied to `dir/site-config`, with
+/// `defaults_extra` (indented YAML) appended to site.yaml's `defaults`.
+pub fn site_copy(dir: &Path, defaults_extra: &str) -> std::path::PathBuf {
+    let site = dir.join("site-config");
+    copy_dir(&repo().join("site-config-example"), &site);
+    if !defaults_extra.is_empty() {
+        let mut site_yaml = std::fs::read_to_string(site.join("site.yaml")).unwrap();
+        site_yaml.push('\n');
+        site_yaml.push_str(defaults_extra);
+        std::fs::write(site.join("site.yaml"), site_yaml).unwrap();
+    }
+    site
+}
+
+/// A `driver` command on the site-config at `site` (its secrets opened with
+/// the example's test key), with its state in `state`.
+pub fn site_driver(site: &Path, state: &Path) -> Command {
+    let mut c = sim_driver(state);
+    c.env("HOMESTAK_SITE_CONFIG", site)
+        .env("SOPS_AGE_KEY_FILE", site.join("age-test-key.txt"));
     c
 }
 

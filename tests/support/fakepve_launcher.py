@@ -13,6 +13,10 @@ one per line, with one JSON line each:
   {"op": "lock", "vmid": N}                      hold VM N's config lock (lock timeout)
   {"op": "unlock", "vmid": N}
   {"op": "guests"}                               -> {"guests": [{"vmid", "name", "status", "template"}]}
+  {"op": "store_file", "storage": "local", "name": "x.tar.zst", "content": "vztmpl"}
+                                                 put a file in a storage's content
+  {"op": "requests", "method": "POST", "suffix": "/lxc"}
+                                                 -> {"requests": [BODY, ...]} the bodies recorded
 """
 import asyncio
 import hashlib
@@ -73,6 +77,15 @@ async def main():
             elif op == "guests":
                 reply({"guests": [{"vmid": v.vmid, "name": v.name, "status": v.status,
                                    "template": bool(v.template)} for v in pve.vms]})
+            elif op == "store_file":
+                pve.store_file(cmd["storage"], cmd["name"], cmd.get("size", 1 << 20),
+                               content=cmd.get("content", "iso"))
+                reply({"ok": True})
+            elif op == "requests":
+                bodies = [b.decode() if isinstance(b, bytes) else b
+                          for (m, path, b) in pve.requests
+                          if m == cmd["method"] and path.endswith(cmd["suffix"])]
+                reply({"requests": bodies})
             else:
                 reply({"error": "unknown op " + op})
         except Exception as e:  # report, keep serving

@@ -1,11 +1,14 @@
 //! `PveRunner`: the engine's `NodeRunner` for a PVE host reached through its
 //! API. Provisioning is native (clone a template named like the node's
-//! image, then configure, resize, start, wait for the agent's IP).
+//! image, then configure, resize, start, wait for the agent's IP; a
+//! container is created from its image's container template).
 //!
 //! Files: this one (the runner, its set-up, the action dispatch, tofu and
-//! ansible), [`provision`] (template, clone, adopt, size), [`owned`] (which
-//! guests a call may act on).
+//! ansible), [`provision`] (template, clone or create, adopt, size),
+//! [`container`] (a container's create parameters and template), [`owned`]
+//! (which guests a call may act on).
 
+mod container;
 mod owned;
 mod provision;
 
@@ -56,6 +59,9 @@ pub struct GuestSetup {
     pub tofu: Option<TofuSetup>,
     /// `ansible-playbook` to run; `None`: from `PATH`.
     pub ansible_program: Option<PathBuf>,
+    /// Image name → where its container template comes from (images/NAME.yaml `vztmpl:`).
+    pub ct_templates:
+        std::collections::BTreeMap<String, engine::site_config::ct_template::CtTemplateSource>,
 }
 
 /// The seed's TofuApply/TofuDestroy as the provisioner of some nodes.
@@ -92,6 +98,8 @@ pub struct PveRunner {
     /// Template vmids by (kind, name), found once per run: listing every
     /// guest for each provision would make a wide create quadratic.
     templates: std::sync::Mutex<std::collections::HashMap<(GuestKind, String), u32>>,
+    /// Container templates found or fetched on this host, once each per run.
+    ct_templates: crate::ct_templates::CtTemplates,
 }
 
 fn kind_of(n: &NodeSpec) -> GuestKind {
@@ -110,6 +118,7 @@ impl PveRunner {
             ssh: None,
             nesting: None,
             templates: Default::default(),
+            ct_templates: Default::default(),
         }
     }
 
@@ -180,7 +189,13 @@ impl PveRunner {
             Some(key) => HostKeyCheck::pinned(key),
             None => HostKeyCheck::accept_new(Some(ssh.known_hosts.clone())),
         };
-        let target = SshTarget::new(ip, &ssh.user, ssh.auth.clone())
+        // PVE puts a container's `ssh-public-keys` in root's authorized_keys (there is no
+        // cloud-init user in a container); VMs get the cloud-init user.
+        let user = match kind_of(&call.node) {
+            GuestKind::Lxc => "root",
+            GuestKind::Qemu => ssh.user.as_str(),
+        };
+        let target = SshTarget::new(ip, user, ssh.auth.clone())
             .port(ssh.port)
             .host_keys(check);
         Ok((target, ssh))

@@ -1,6 +1,6 @@
-//! Provisioning a guest: find the template, clone it under a vmid that is
-//! recorded before the clone starts, adopt only this state's own guest, then
-//! size and mark it.
+//! Provisioning a guest: find the template, clone it (a VM) or create from it
+//! (a container) under a vmid that is recorded before the guest is made,
+//! adopt only this state's own guest, then size and mark it.
 
 use engine::executor::{ActionCall, ActionError, ActionOutput};
 use engine::ownership::{self, Claim};
@@ -8,6 +8,14 @@ use serde_json::Value;
 
 use super::{kind_of, PveRunner};
 use crate::pve::{CloneMode, GuestKind};
+
+/// How a new guest is made once its vmid is picked and recorded.
+enum Make {
+    /// A clone of template `0` (VMs).
+    Clone(u32),
+    /// `POST /lxc` with these parameters, `vmid` added (containers).
+    Create(Vec<(&'static str, String)>),
+}
 
 impl PveRunner {
     /// The vmid of the `kind` template named `image`.
@@ -59,7 +67,10 @@ impl PveRunner {
                 node.name
             ))
         })?;
-        let template = self.template(kind, image).await?;
+        let make = match kind {
+            GuestKind::Qemu => Make::Clone(self.template(kind, image).await?),
+            GuestKind::Lxc => Make::Create(self.container_params(call, image, size).await?),
+        };
 
         // A guest already there under this node's vmid is adopted only when
         // it is this state's (an earlier run of it, or a clone that was in
@@ -86,7 +97,7 @@ impl PveRunner {
                 // else's now, so pick again.
                 Err(why) if node.vmid.is_none() => {
                     call.facts.log(format!("{why}: picking another vmid"));
-                    (self.clone_new(call, kind, template, None).await?, false)
+                    (self.make_new(call, kind, &make, None).await?, false)
                 }
                 Err(why) => {
                     return Err(ActionError::new(format!(
@@ -103,10 +114,17 @@ impl PveRunner {
                     )))
                 }
             },
-            None => (
-                self.clone_new(call, kind, template, node.vmid).await?,
-                false,
-            ),
+            None => {
+                let vmid = self.make_new(call, kind, &make, node.vmid).await?;
+                if let Make::Create(_) = make {
+                    // Created whole: size, network, marker and tag were in the create call.
+                    return Ok(ActionOutput {
+                        vm_id: Some(vmid),
+                        ..ActionOutput::default()
+                    });
+                }
+                (vmid, false)
+            }
         };
         let cfg = self.client.config(kind, vmid).await?;
 
@@ -139,12 +157,9 @@ impl PveRunner {
                     params.push(("sshkeys", enc.replace('+', "%20")));
                 }
             }
-            GuestKind::Lxc => {
-                params.push((
-                    "net0",
-                    format!("name=eth0,bridge={},ip=dhcp", self.setup.bridge),
-                ));
-            }
+            // Its network came with its create call: setting net0 again would give it a
+            // new MAC (and another DHCP lease) on PVE.
+            GuestKind::Lxc => {}
         }
         self.client.set_config(kind, vmid, &params).await?;
         let disk = node.disk.unwrap_or(size.disk_gb);
@@ -157,27 +172,26 @@ impl PveRunner {
         })
     }
 
-    /// Picks a vmid (`explicit`: the manifest's, else the cluster's next
-    /// free one), records it, then clones. Two clones racing for the same
-    /// free id: the loser asks again.
-    async fn clone_new(
-        &self,
-        call: &ActionCall,
-        kind: GuestKind,
-        template: u32,
-        explicit: Option<u32>,
-    ) -> Result<u32, ActionError> {
-        let host = engine::placement::HostDisks {
+    /// What the node file says about where disks go (see `engine::placement`).
+    pub(super) fn host_disks(&self) -> engine::placement::HostDisks<'_> {
+        engine::placement::HostDisks {
             datastore: self.setup.datastore.as_deref(),
             full_clone: self.setup.full_clone,
             file: &self.setup.node_file,
-        };
-        // Checked before the run too; a nested driver's manifest comes from its parent.
-        let mode = match engine::placement::clone_storage(&call.node, &host) {
-            Ok(storage) if host.full_clone => CloneMode::Full { storage },
-            Ok(_) => CloneMode::Linked,
-            Err(e) => return Err(ActionError::new(format!("{e}: {}", e.help()))),
-        };
+        }
+    }
+
+    /// Picks a vmid (`explicit`: the manifest's, else the cluster's next
+    /// free one), records it, then clones or creates. Two guests racing for
+    /// the same free id: the loser asks again.
+    async fn make_new(
+        &self,
+        call: &ActionCall,
+        kind: GuestKind,
+        make: &Make,
+        explicit: Option<u32>,
+    ) -> Result<u32, ActionError> {
+        let host = self.host_disks();
         let mut tries = 0;
         // Above the last id lost to another clone, once one was lost.
         let mut floor = None;
@@ -190,22 +204,30 @@ impl PveRunner {
             // Durable before the clone starts: a crash from here on leaves a
             // vmid in state that destroy and resume can find.
             call.facts.vm_id(id).await?;
-            let marker = call.owner.marker(&call.node.name).description();
-            match self
-                .client
-                .clone_guest_as(
-                    kind,
-                    template,
-                    id,
-                    &call.node.name,
-                    Some(&marker),
-                    mode,
-                    call.timeout,
-                )
-                .await
-            {
+            let made = match make {
+                Make::Clone(template) => {
+                    let marker = call.owner.marker(&call.node.name).description();
+                    self.client
+                        .clone_guest_as(
+                            kind,
+                            *template,
+                            id,
+                            &call.node.name,
+                            Some(&marker),
+                            clone_mode(call, &host)?,
+                            call.timeout,
+                        )
+                        .await
+                }
+                Make::Create(params) => {
+                    let mut p = vec![("vmid", id.to_string())];
+                    p.extend(params.iter().cloned());
+                    self.client.create_container(&p, call.timeout).await
+                }
+            };
+            match made {
                 Ok(()) => return Ok(id),
-                Err(e) if explicit.is_none() && tries < MAX_CLONE_TRIES && e.is_vmid_taken() => {
+                Err(e) if explicit.is_none() && tries < MAX_MAKE_TRIES && e.is_vmid_taken() => {
                     call.facts.log(format!(
                         "vmid {id} was taken meanwhile; asking PVE for another"
                     ));
@@ -217,9 +239,22 @@ impl PveRunner {
     }
 }
 
-/// Clones whose picked vmid another clone took first, before giving up:
+/// How a node is cloned: linked, or full onto its storage. Checked before
+/// the run too; a nested driver's manifest comes from its parent.
+fn clone_mode<'a>(
+    call: &'a ActionCall,
+    host: &engine::placement::HostDisks<'a>,
+) -> Result<CloneMode<'a>, ActionError> {
+    match engine::placement::clone_storage(&call.node, host) {
+        Ok(storage) if host.full_clone => Ok(CloneMode::Full { storage }),
+        Ok(_) => Ok(CloneMode::Linked),
+        Err(e) => Err(ActionError::new(format!("{e}: {}", e.help()))),
+    }
+}
+
+/// Clones or creates whose picked vmid another guest took first, before giving up:
 /// each retry asks from above the lost id, so racers spread out.
-const MAX_CLONE_TRIES: u32 = 10;
+const MAX_MAKE_TRIES: u32 = 10;
 
 /// The disk a guest boots from, as its config names it.
 fn boot_disk(kind: GuestKind, cfg: &Value) -> Option<String> {

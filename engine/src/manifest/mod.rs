@@ -169,6 +169,24 @@ pub struct NodeSpec {
     /// template's storage; see [`crate::placement`]).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub storage: Option<String>,
+    /// Our addition to the schema: a container's LXC features (`type: ct` only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub features: Option<CtFeatures>,
+}
+
+/// The LXC features a container asks for (`features: {nesting: true}`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CtFeatures {
+    /// Containers inside the container, and the systemd sandboxing that needs it.
+    #[serde(default)]
+    pub nesting: bool,
+}
+
+impl CtFeatures {
+    /// PVE's `features` option (`nesting=1`), `None` when nothing is on.
+    pub fn pve_option(&self) -> Option<String> {
+        self.nesting.then(|| "nesting=1".to_string())
+    }
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]

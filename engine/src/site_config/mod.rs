@@ -1,7 +1,8 @@
 //! The site-config: finding it (`discover`), reading its entities (site
 //! defaults, nodes and hosts, presets, templates, envs, postures, specs,
 //! images), its secrets, and resolving them into what tofu and ansible are
-//! given (`resolve`) or checking a manifest's references against it (`refs`).
+//! given (`resolve`) or checking a manifest's references against it (`refs`);
+//! where containers' templates come from (`ct_template`).
 //!
 //! A site-config is a folder on disk or the example built into the binary;
 //! both read through `Files`, so the rest does not care which. Entities are
@@ -11,6 +12,7 @@
 
 mod builtin;
 mod check;
+pub mod ct_template;
 mod discover;
 mod hosts;
 pub mod refs;

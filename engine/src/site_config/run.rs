@@ -73,6 +73,8 @@ pub struct RunSettings {
     pub image_files: BTreeMap<String, String>,
     /// The non-secret site-config a nested PVE's driver is handed.
     pub child_files: Vec<(String, String)>,
+    /// Image name → where its container template comes from, for the run's containers.
+    pub ct_templates: BTreeMap<String, super::ct_template::CtTemplateSource>,
 }
 
 impl SiteConfig {
@@ -121,6 +123,7 @@ impl SiteConfig {
             nested_sim: nested_sim(host, doc)?,
             image_files: self.image_files()?,
             child_files: self.child_files()?,
+            ct_templates: self.ct_templates(manifest)?,
         })
     }
 

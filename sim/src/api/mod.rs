@@ -1,12 +1,14 @@
 //! The PVE endpoints pvesim answers, routed by method and path below `/api2/json`. Each
 //! submodule owns one area: `access` (auth, tokens, permissions), `cluster` (version, nodes,
-//! nextid, resources), `storage` (storages, their content, the network), `tasks` (task list,
+//! nextid, resources), `storage` (storages, their content, the network), `aplinfo` (the
+//! appliance index and its downloads), `tasks` (task list,
 //! status, log), `guests` (QEMU and LXC: create, clone, config, resize, power, delete,
 //! agent), `admin` (`/sim/...`: faults, state, time scale); `request` is what they share.
 //! Answers are serde structs of PVE's JSON shapes, declared beside their handlers.
 
 pub(crate) mod access;
 pub(crate) mod admin;
+mod aplinfo;
 mod cluster;
 mod guests;
 mod request;
@@ -68,7 +70,7 @@ pub(crate) async fn route(shared: &Arc<Shared>, req: &mut ApiRequest) -> ApiResu
             Ok(subdirs(
                 "name",
                 &[
-                    "qemu", "lxc", "status", "storage", "network", "tasks", "version",
+                    "qemu", "lxc", "status", "storage", "network", "tasks", "version", "aplinfo",
                 ],
             ))
         }
@@ -97,6 +99,8 @@ async fn node_route(
         }
         ("GET", ["storage", storage, "status"]) => storage::status(shared, storage),
         ("GET", ["storage", storage, "content"]) => storage::content(shared, req, storage),
+        ("GET", ["aplinfo"]) => aplinfo::list(),
+        ("POST", ["aplinfo"]) => aplinfo::download(shared, req).await,
         ("GET", ["tasks"]) => tasks::list(shared, req),
         ("GET", ["tasks", upid]) => {
             tasks::status(shared, upid)?;

@@ -22,11 +22,7 @@ pub(crate) const LOCAL_SIZE: u64 = 100 * GIB;
 /// The storages, in PVE's listing order.
 pub(crate) const STORAGES: [&str; 3] = ["local", "local-lvm", "local-zfs"];
 
-/// Container templates and ISO images on `local`, as `pveam download` would leave them.
-pub(crate) const VZTMPL: &[&str] = &[
-    "local:vztmpl/debian-12-standard_12.12-1_amd64.tar.zst",
-    "local:vztmpl/debian-13-standard_13.1-2_amd64.tar.zst",
-];
+/// ISO images on `local` (container templates are files in the state: `State::files`).
 const ISOS: &[&str] = &["local:iso/debian-13.1.0-amd64-netinst.iso"];
 
 /// One storage in `GET /cluster/resources`.
@@ -327,8 +323,13 @@ pub(crate) fn content(shared: &Arc<Shared>, req: &ApiRequest, id: &str) -> ApiRe
     let mut out = Vec::new();
     if id == "local" {
         if want("vztmpl") {
-            for v in VZTMPL {
-                out.push(file(v, "vztmpl", "tzst", 130_000_000));
+            let st = shared.lock();
+            let prefix = format!("{id}:");
+            for (volid, f) in st.files.iter().filter(|(v, _)| v.starts_with(&prefix)) {
+                out.push(Volume {
+                    ctime: f.ctime,
+                    ..file(volid, "vztmpl", vztmpl_format(&f.format), f.size)
+                });
             }
         }
         if want("iso") {
@@ -376,6 +377,20 @@ pub(crate) fn content(shared: &Arc<Shared>, req: &ApiRequest, id: &str) -> ApiRe
         }
     }
     data(out)
+}
+
+/// A stored file's format as a `'static` one of PVE's names.
+fn vztmpl_format(f: &str) -> &'static str {
+    match f {
+        "tzst" => "tzst",
+        "txz" => "txz",
+        _ => "tgz",
+    }
+}
+
+/// Whether storage `id` takes `content` (e.g. `vztmpl`, `rootdir`).
+pub(crate) fn supports(id: &str, content: &str) -> bool {
+    STORAGES.contains(&id) && content_types(id).split(',').any(|c| c == content)
 }
 
 /// `GET /nodes/{node}/network[?type=bridge|any_bridge|eth|...]`.

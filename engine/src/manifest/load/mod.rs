@@ -7,10 +7,11 @@
 //! This module holds the entry point ([`load()`]), the `Checker` that collects
 //! the problems, and its readers of typed fields. The conversion of the
 //! top level (name, pattern, settings, execution) is in `document`, the
-//! schema v2 node list in `nodes`, the schema v1 `levels` in `v1`, and the
+//! schema v2 node list in `nodes` (a node's `features:` in `features`), the schema v1 `levels` in `v1`, and the
 //! checks across nodes (names, vmids, parents, depends_on) in `graph`.
 
 mod document;
+mod features;
 mod graph;
 mod nodes;
 mod v1;

@@ -1,6 +1,6 @@
 //! Converting the schema v2 `nodes` list into node specs: each node's keys
 //! and fields (type, vmid, disk, parent, execution, depends_on,
-//! provisioner, storage), with the per-field checks. The readers shared with the v1
+//! provisioner, storage, features), with the per-field checks. The readers shared with the v1
 //! conversion (the list itself, vmids, hostname-valid names) live here too.
 
 use super::{short, Checker, Parsed};
@@ -9,7 +9,7 @@ use crate::manifest::{
 };
 use crate::yaml::{Node, Span, Value};
 
-pub(super) const NODE_KEYS: [&str; 12] = [
+pub(super) const NODE_KEYS: [&str; 13] = [
     "name",
     "type",
     "spec",
@@ -22,6 +22,7 @@ pub(super) const NODE_KEYS: [&str; 12] = [
     "depends_on",
     "provisioner",
     "storage",
+    "features",
 ];
 pub(super) const NODE_EXECUTION_KEYS: [&str; 1] = ["mode"];
 const MAX_VMID: i64 = 999_999_999;
@@ -160,6 +161,7 @@ impl<'a> Checker<'a> {
                 Provisioner::parse,
             );
             let storage = self.storage_id(n, &who);
+            let features = self.features(n, kind, &who);
             let Some((name, name_span)) = name else {
                 continue;
             };
@@ -187,6 +189,7 @@ impl<'a> Checker<'a> {
                     depends_on,
                     provisioner,
                     storage,
+                    features,
                 },
                 depends_spans,
             });

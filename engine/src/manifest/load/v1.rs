@@ -108,6 +108,7 @@ impl<'a> Checker<'a> {
                     depends_on: Vec::new(),
                     provisioner: None,
                     storage: None,
+                    features: None,
                 },
                 depends_spans: Vec::new(),
             });

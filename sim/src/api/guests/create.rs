@@ -8,9 +8,9 @@ use std::time::Instant;
 use serde_json::{json, Value};
 
 use super::super::request::ApiRequest;
-use super::super::storage::VZTMPL;
 use super::common::{arm, checked, exists_error, fault, new_guest, task_type, type_str};
 use super::config::materialize;
+use super::ostemplate;
 use crate::clock::now_unix;
 use crate::error::{ApiError, ApiResult};
 use crate::faults::Op;
@@ -55,22 +55,21 @@ pub(super) async fn create(
     let keys = values
         .remove("ssh-public-keys")
         .and_then(|v| v.as_str().map(str::to_string));
+    let mut missing = None;
     if kind == GuestKind::Lxc {
         let tmpl = values
             .remove("ostemplate")
             .and_then(|v| v.as_str().map(str::to_string))
             .unwrap_or_default();
-        if !VZTMPL.contains(&tmpl.as_str()) {
-            return Err(ApiError::internal(format!(
-                "volume '{tmpl}' does not exist"
-            )));
+        // PVE checks the storage before forking; the archive itself only when unpacking.
+        missing = ostemplate::check(shared, vmid, &tmpl)?;
+        values
+            .entry("ostype".into())
+            .or_insert(json!(ostemplate::ostype(&tmpl)));
+        // Unprivileged unless asked otherwise (PVE's create, whatever the schema's default).
+        if values.remove("unprivileged").is_none_or(|v| v == json!(1)) {
+            values.insert("unprivileged".into(), json!(1));
         }
-        let ostype = if tmpl.contains("debian") {
-            "debian"
-        } else {
-            "unmanaged"
-        };
-        values.entry("ostype".into()).or_insert(json!(ostype));
         values.entry("arch".into()).or_insert(json!("amd64"));
         values
             .entry("rootfs".into())
@@ -162,6 +161,7 @@ pub(super) async fn create(
     job.rollback = Box::new(move |st, _| {
         st.guests.remove(&vmid);
     });
+    job.fail = missing;
     arm(&mut job, f, kind, Op::Create, vmid);
     if job.lock_fault.is_some() {
         // The create lock is the new guest's own: a timeout there fails the task the same way.

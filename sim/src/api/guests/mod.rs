@@ -6,7 +6,7 @@
 //!
 //! This file routes; the handlers live by concern: [`list`] (list, status), [`create`],
 //! [`clone`], [`config`] (config, pending, resize), [`lifecycle`] (power, delete), [`agent`]
-//! (QEMU agent, LXC interfaces); [`common`] is what they share and [`shapes`] PVE's JSON
+//! (QEMU agent, LXC interfaces), [`ostemplate`] (a container's template archive); [`common`] is what they share and [`shapes`] PVE's JSON
 //! shapes they answer with.
 
 mod agent;
@@ -16,6 +16,7 @@ mod config;
 mod create;
 mod lifecycle;
 mod list;
+mod ostemplate;
 mod shapes;
 
 use std::sync::Arc;
