@@ -13,6 +13,7 @@ mod builtin;
 mod check;
 mod discover;
 mod hosts;
+pub mod images;
 pub mod refs;
 pub mod resolve;
 pub mod run;
@@ -23,6 +24,7 @@ pub use discover::{
     discover, explain, DiscoveryError, Origin, Probe, ProbeOutcome, ProbeStep, SiteConfigDir,
 };
 pub use hosts::HostConfig;
+pub use images::{HashAlgorithm, ImageSource, ImageSpec};
 
 use crate::secrets::{self, sops, Identities, IdentityEnv, IdentitySource, SecretsError, Tree};
 use crate::yaml::{self, Node, Value};
