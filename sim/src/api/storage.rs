@@ -1,6 +1,7 @@
 //! Storage and network: `local` (a directory, for templates and ISOs) and `local-lvm` (thin
 //! LVM, for guest disks), their configuration, status and content (the guests' volumes
-//! found in their configs), and the node's network (`eno1` and the bridge `vmbr0`).
+//! found in their configs, the files `content` keeps), and the node's network (`eno1` and
+//! the bridge `vmbr0`).
 
 use std::sync::Arc;
 
@@ -126,9 +127,9 @@ struct Iface {
     priority: u32,
 }
 
-fn content_types(id: &str) -> &'static str {
+fn content_types(shared: &Shared, id: &str) -> &'static str {
     if id == "local" {
-        "backup,iso,snippets,vztmpl"
+        super::content::local_content(shared.bare)
     } else {
         "images,rootdir"
     }
@@ -151,7 +152,7 @@ pub(crate) fn resource(shared: &Shared, id: &str) -> StorageResource {
         node: shared.node.clone(),
         status: "available",
         plugintype: if id == "local" { "dir" } else { "lvmthin" },
-        content: content_types(id),
+        content: content_types(shared, id),
         shared: 0,
         disk: 0,
         maxdisk: if id == "local" { LOCAL_SIZE } else { LVM_SIZE },
@@ -159,7 +160,7 @@ pub(crate) fn resource(shared: &Shared, id: &str) -> StorageResource {
 }
 
 /// `GET /storage`.
-pub(crate) fn config() -> ApiResult<Value> {
+pub(crate) fn config(shared: &Shared) -> ApiResult<Value> {
     data([
         StorageConfig {
             storage: "local",
@@ -167,7 +168,7 @@ pub(crate) fn config() -> ApiResult<Value> {
             path: Some("/var/lib/vz"),
             thinpool: None,
             vgname: None,
-            content: content_types("local"),
+            content: content_types(shared, "local"),
             shared: 0,
             digest: "0",
         },
@@ -177,7 +178,7 @@ pub(crate) fn config() -> ApiResult<Value> {
             path: None,
             thinpool: Some("data"),
             vgname: Some("pve"),
-            content: content_types("local-lvm"),
+            content: content_types(shared, "local-lvm"),
             shared: 0,
             digest: "0",
         },
@@ -211,7 +212,7 @@ fn status_of(shared: &Shared, id: &str) -> StorageStatus {
     StorageStatus {
         storage: storage_name(id),
         ty: if id == "local" { "dir" } else { "lvmthin" },
-        content: content_types(id),
+        content: content_types(shared, id),
         active: 1,
         enabled: 1,
         shared: 0,
@@ -233,7 +234,7 @@ pub(crate) fn list(shared: &Arc<Shared>, req: &ApiRequest) -> ApiResult<Value> {
             .filter(|id| {
                 content.is_none_or(|c| {
                     c.split(',')
-                        .all(|c| content_types(id).split(',').any(|t| t == c))
+                        .all(|c| content_types(shared, id).split(',').any(|t| t == c))
                 })
             })
             .map(|id| status_of(shared, id))
@@ -265,17 +266,27 @@ pub(crate) fn content(shared: &Arc<Shared>, req: &ApiRequest, id: &str) -> ApiRe
     };
     let mut out = Vec::new();
     if id == "local" {
-        if want("vztmpl") {
+        // The seeded host's files are fixed; a bare one holds only what was stored.
+        if want("vztmpl") && !shared.bare {
             for v in VZTMPL {
                 out.push(file(v, "vztmpl", "tzst", 130_000_000));
             }
         }
-        if want("iso") {
+        if want("iso") && !shared.bare {
             for v in ISOS {
                 out.push(file(v, "iso", "iso", 700_000_000));
             }
         }
-        return data(out);
+        let mut all: Vec<Value> = out
+            .iter()
+            .filter_map(|v| serde_json::to_value(v).ok())
+            .collect();
+        all.extend(
+            super::content::volumes(shared, id, content)
+                .iter()
+                .filter_map(|v| serde_json::to_value(v).ok()),
+        );
+        return data(all);
     }
     let st = shared.lock();
     for g in st.guests.values() {
