@@ -10,6 +10,8 @@
 //! - [`tofu`]: the seed's TofuApply/TofuDestroy with per env-node state
 //!   isolation and `-json` output parsing.
 //! - [`download`]: release-image download (split parts, resume, checksums).
+//! - [`templates`]: the templates guests are cloned from, made from the
+//!   site-config's images when missing (API, or SSH with PVE's tools).
 //! - [`process`]: running a local tool with streamed output and a time limit
 //!   (shared by ansible and tofu).
 //!
@@ -27,6 +29,7 @@ pub mod process;
 pub mod pve;
 pub mod runner;
 pub mod ssh;
+pub mod templates;
 pub mod tofu;
 
 use engine::executor::{ActionError, ActionErrorKind};
@@ -75,6 +78,12 @@ impl Kind for pve::tls::TlsError {
     }
 }
 
+impl Kind for templates::TemplateError {
+    fn timed_out(&self) -> bool {
+        templates::TemplateError::timed_out(self)
+    }
+}
+
 impl Kind for pve::PveError {
     fn timed_out(&self) -> bool {
         matches!(
@@ -106,6 +115,7 @@ into_action_error!(
     process::ProcessError,
     pve::PveError,
     pve::tls::TlsError,
+    templates::TemplateError,
 );
 
 #[cfg(test)]

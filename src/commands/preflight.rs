@@ -68,8 +68,17 @@ pub fn run(args: &PreflightArgs, site_flag: Option<&Path>) -> Result<(), Failure
         let m = manifest.as_ref().unwrap_or(&empty);
         let checked = target::check(&site, &args.host, m)?;
         let simulated = checked.host.simulated;
-        let (t, _) = target::connect(checked, &state_dir).await?;
+        let (t, guests) = target::connect(checked, &state_dir).await?;
         let mut out = target::preflight(&t).await;
+        if manifest.is_some() {
+            let runner = guests.runner(&site, &t, m, &state_dir, &Default::default())?;
+            if let Some(images) = runner.images() {
+                out.extend(
+                    super::templates::preflight_checks(&t.client, images.setup(), &args.host, m)
+                        .await,
+                );
+            }
+        }
         if m.pattern == Pattern::Tiered {
             out.push(if simulated {
                 check(

@@ -3,9 +3,11 @@
 //! image, then configure, resize, start, wait for the agent's IP).
 //!
 //! Files: this one (the runner, its set-up, the action dispatch, tofu and
-//! ansible), [`provision`] (template, clone, adopt, size), [`owned`] (which
-//! guests a call may act on).
+//! ansible), [`provision`] (template, clone, adopt, size), [`images`] (the
+//! template a node needs, made when missing), [`owned`] (which guests a call
+//! may act on).
 
+mod images;
 mod owned;
 mod provision;
 
@@ -87,6 +89,8 @@ pub struct PveRunner {
     /// Template vmids by (kind, name), found once per run: listing every
     /// guest for each provision would make a wide create quadratic.
     templates: std::sync::Mutex<std::collections::HashMap<(GuestKind, String), u32>>,
+    /// Makes missing templates from the site-config's images (once per run each).
+    images: Option<Arc<crate::templates::Templates>>,
 }
 
 fn kind_of(n: &NodeSpec) -> GuestKind {
@@ -105,7 +109,14 @@ impl PveRunner {
             ssh: None,
             nesting: None,
             templates: Default::default(),
+            images: None,
         }
+    }
+
+    /// Lets `ensure_image` make missing templates from the site-config's images.
+    pub fn with_images(mut self, images: Arc<crate::templates::Templates>) -> Self {
+        self.images = Some(images);
+        self
     }
 
     /// Lets `pve` nodes become nested PVE hosts.
@@ -184,6 +195,11 @@ impl PveRunner {
     pub fn client(&self) -> &PveClient {
         &self.client
     }
+
+    /// What makes missing templates, when set up.
+    pub fn images(&self) -> Option<&Arc<crate::templates::Templates>> {
+        self.images.as_ref()
+    }
 }
 
 impl NodeRunner for PveRunner {
@@ -205,6 +221,7 @@ impl NodeRunner for PveRunner {
             self.refresh_ip(&mut call).await?;
         }
         match call.action {
+            Action::EnsureImage => self.ensure_image(&call).await,
             Action::Provision => match self.tofu_for(&call.node) {
                 Some((tofu, vars)) => self.tofu_provision(&call, tofu, vars).await,
                 None => self.provision(&call).await,
