@@ -198,3 +198,154 @@ fn a_bare_host_gets_its_templates_once_and_a_second_run_reuses_them() {
     );
     assert_eq!(templates(d.state_path()), ["debian-12", "debian-13"]);
 }
+
+#[test]
+fn ten_nodes_waiting_for_one_missing_image_cause_one_fetch() {
+    let server = Server::start();
+    let d = site(&server, None);
+    let nodes: Vec<(String, &str)> = (0..10).map(|i| (format!("n{i}"), "debian-13")).collect();
+    let refs: Vec<(&str, &str)> = nodes.iter().map(|(n, i)| (n.as_str(), *i)).collect();
+    let m = write_manifest(&d, "ten", &refs);
+    let r = d
+        .run(&[
+            "create",
+            "--manifest-file",
+            &m,
+            "-H",
+            "sim-bare",
+            "--json-output",
+        ])
+        .ok();
+    let _ = r;
+    assert_eq!(server.hits(UPSTREAM), 1);
+    assert_eq!(templates(d.state_path()), ["debian-13"]);
+    d.run(&["destroy", "--manifest-file", &m, "-H", "sim-bare", "--yes"])
+        .ok();
+    // Templates are shared by every state: a destroy leaves them.
+    assert_eq!(templates(d.state_path()), ["debian-13"]);
+}
+
+#[test]
+fn a_wrong_checksum_names_image_url_and_both_sums_and_leaves_no_template() {
+    let server = Server::start();
+    let wrong = "ab".repeat(32);
+    let d = site(&server, Some(&wrong));
+    let m = write_manifest(&d, "bad", &[("a", "debian-13")]);
+    let r = d
+        .run(&["create", "--manifest-file", &m, "-H", "sim-bare"])
+        .code(1);
+    let all = format!("{}{}", r.stdout, r.stderr);
+    let actual = sha256_hex(&qcow2(2 << 20, 9));
+    assert!(all.contains("image 'debian-13'"), "{all}");
+    assert!(all.contains(&format!("{}{UPSTREAM}", server.base)), "{all}");
+    assert!(all.contains(&wrong) && all.contains(&actual), "{all}");
+    assert!(templates(d.state_path()).is_empty());
+    // Nothing half-made: no VM of that name, no file in the storage.
+    let guests = sim::saved_guests(&d.state_path().join("pvesim-sim-bare")).unwrap();
+    assert!(guests.iter().all(|g| g.name != "debian-13"), "{guests:?}");
+    let stored = d.state_path().join("pvesim-sim-bare/storage/local/import");
+    let left: Vec<_> = std::fs::read_dir(&stored)
+        .map(|rd| rd.filter_map(Result::ok).map(|e| e.file_name()).collect())
+        .unwrap_or_default();
+    assert!(left.is_empty(), "{left:?}");
+}
+
+#[test]
+fn images_ensure_and_preflight_report_and_make_templates() {
+    let server = Server::start();
+    let d = site(&server, None);
+    std::fs::create_dir_all(d.site_path().join("manifests")).unwrap();
+    std::fs::write(
+        d.site_path().join("manifests/pair.yaml"),
+        "schema_version: 2\nname: pair\nnodes:\n\
+         - {name: a, type: vm, preset: vm-small, image: debian-12}\n\
+         - {name: b, type: vm, preset: vm-small, image: pve-9}\n",
+    )
+    .unwrap();
+    // pve-9 has a release file but the server has no such release: it is still "known".
+    let pre = d
+        .run(&["preflight", "-H", "sim-bare", "-M", "pair", "--json-output"])
+        .ok();
+    let checks = pre.json();
+    let tpl: Vec<&serde_json::Value> = checks
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|c| c["name"] == "template")
+        .collect();
+    assert_eq!(tpl.len(), 2, "{checks}");
+    assert!(
+        tpl[0]["detail"]
+            .as_str()
+            .unwrap()
+            .contains("`driver images ensure -H sim-bare debian-12`"),
+        "{checks}"
+    );
+    let r = d
+        .run(&[
+            "images",
+            "ensure",
+            "-H",
+            "sim-bare",
+            "debian-12",
+            "--json-output",
+        ])
+        .ok();
+    let out = r.json();
+    assert_eq!(out[0]["image"], "debian-12", "{out}");
+    assert_eq!(out[0]["outcome"], "made", "{out}");
+    let again = d
+        .run(&[
+            "images",
+            "ensure",
+            "-H",
+            "sim-bare",
+            "debian-12",
+            "--json-output",
+        ])
+        .ok();
+    assert_eq!(again.json()[0]["outcome"], "present");
+    assert_eq!(server.hits(PART_A), 1);
+    let pre = d.run(&["preflight", "-H", "sim-bare", "-M", "pair"]).ok();
+    assert!(
+        pre.stdout.contains("qemu template 'debian-12': vmid"),
+        "{}",
+        pre.stdout
+    );
+    // An image whose file says nothing usable: the one failing check, with why.
+    std::fs::write(
+        d.site_path().join("manifests/orphan.yaml"),
+        "schema_version: 2\nname: orphan\nnodes:\n- {name: a, type: vm, preset: vm-small, image: debian-13}\n",
+    )
+    .unwrap();
+    std::fs::write(
+        d.site_path().join("images/debian-13.yaml"),
+        format!("url: {}{UPSTREAM}\n", server.base),
+    )
+    .unwrap();
+    let pre = d.run(&["preflight", "-H", "sim-bare", "-M", "orphan"]);
+    assert_eq!(pre.code, 1, "{}{}", pre.stdout, pre.stderr);
+    assert!(pre.stdout.contains("FAIL template"), "{}", pre.stdout);
+    assert!(pre.stdout.contains("needs its checksum"), "{}", pre.stdout);
+}
+
+#[test]
+fn unknown_keys_in_image_files_are_refused_with_a_hint() {
+    let server = Server::start();
+    let d = site(&server, None);
+    std::fs::write(
+        d.site_path().join("images/debian-12.yaml"),
+        "file: debian-12.qcow2\nrelase: v1\n",
+    )
+    .unwrap();
+    let r = d.run(&["validate", "--all"]);
+    let all = common::flat(&format!("{}{}", r.stdout, r.stderr));
+    assert_ne!(r.code, 0, "{all}");
+    assert!(
+        all.contains("unknown key 'relase'") && all.contains("did you mean 'release'"),
+        "{all}"
+    );
+    let r = d.run(&["config", "show"]);
+    let all = format!("{}{}", r.stdout, r.stderr);
+    assert!(all.contains("unknown key 'relase'"), "{all}");
+}
