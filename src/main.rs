@@ -28,6 +28,9 @@ fn main() -> ExitCode {
         Command::Images {
             what: cli::ImagesCmd::Download(a),
         } => commands::images::download(a, site),
+        Command::Images {
+            what: cli::ImagesCmd::Ensure(a),
+        } => commands::images::ensure(a, site),
         Command::Validate(a) => commands::validate::run(a, site),
         Command::Graph(a) => commands::graph::run(a, site),
         Command::List {
@@ -79,6 +82,9 @@ fn json_verb(c: &Command) -> Option<&'static str> {
         Command::Images {
             what: cli::ImagesCmd::Download(a),
         } => ("images download", a.json_output),
+        Command::Images {
+            what: cli::ImagesCmd::Ensure(a),
+        } => ("images ensure", a.json_output),
         Command::Validate(a) => ("validate", a.json_output),
         Command::List {
             what: ListWhat::Manifests { json_output },

@@ -40,7 +40,7 @@ fn dry_runs_refuse_unknown_empty_and_path_like_hosts() {
             }
             let r = d.run(&args).code(2);
             assert!(
-                r.stderr.contains("father, sim, srv1"),
+                r.stderr.contains("father, sim, sim-bare, srv1"),
                 "{args:?}: the hint lists the known hosts:\n{}",
                 r.stderr
             );

@@ -355,7 +355,12 @@ fn against_fakepve_the_create_request_carries_the_template_keys_and_unprivileged
         .collect();
     assert_eq!(
         steps,
-        vec![("provision", true), ("start_vm", true), ("wait_ip", false)],
+        vec![
+            ("ensure_image", true),
+            ("provision", true),
+            ("start_vm", true),
+            ("wait_ip", false)
+        ],
         "{v}\n{}",
         out.stderr
     );

@@ -211,6 +211,8 @@ fn preflight_alone_checks_the_simulated_host() {
             "storage",
             "bridge",
             "content",
+            // The seeded host has the template n2-quick clones there.
+            "template",
             "nested",
             "tofu-locks"
         ]
@@ -584,7 +586,7 @@ fn resume_after_a_stop_mid_clone(state: &Path) {
     assert_eq!(edge["status"], "pending", "{st}");
     assert_eq!(
         edge["done"],
-        serde_json::json!(["provision"]),
+        serde_json::json!(["ensure_image", "provision"]),
         "the clone in flight finished: {st}"
     );
     let again = sim_run(state, &["create", "-M", "n1-basic", "-H", "sim"]).ok();

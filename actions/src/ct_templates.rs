@@ -112,38 +112,26 @@ async fn find_or_fetch(
                 .await?;
             Ok(format!("{storage}:vztmpl/{}", entry.template))
         }
-        CtTemplateSource::Url { url, file, .. } => {
+        CtTemplateSource::Url {
+            url,
+            file,
+            checksum,
+        } => {
             log(format!(
                 "downloading {url} into {storage} (not on any storage yet)"
             ));
+            let sum = checksum
+                .as_ref()
+                .map(|(algo, hex)| (algo.as_str(), hex.as_str()));
+            let upid = client
+                .download_url(storage, url, "vztmpl", file, sum)
+                .await?;
             client
-                .download_url(storage, &download_params(source), timeout)
+                .follow_task(&upid, timeout, &|l: &str| log(format!("host: {l}")))
                 .await?;
             Ok(format!("{storage}:vztmpl/{file}"))
         }
     }
-}
-
-/// The parameters of `download-url` for a URL source (none for an appliance).
-pub fn download_params(source: &CtTemplateSource) -> Vec<(&'static str, String)> {
-    let CtTemplateSource::Url {
-        url,
-        file,
-        checksum,
-    } = source
-    else {
-        return Vec::new();
-    };
-    let mut p = vec![
-        ("content", "vztmpl".to_string()),
-        ("filename", file.clone()),
-        ("url", url.clone()),
-    ];
-    if let Some((algo, hex)) = checksum {
-        p.push(("checksum", hex.clone()));
-        p.push(("checksum-algorithm", algo.clone()));
-    }
-    p
 }
 
 /// The stored template that fits `source`: the exact file for a URL, the newest version of
@@ -233,37 +221,5 @@ mod tests {
             Some("local:vztmpl/mine.tar.gz")
         );
         assert_eq!(pick_stored(&url("other.tar.gz"), &have), None);
-    }
-
-    #[test]
-    fn download_url_request_names_content_file_url_and_checksum() {
-        let src = CtTemplateSource::Url {
-            url: "https://example.org/t/deb_1_amd64.tar.zst".into(),
-            file: "deb_1_amd64.tar.zst".into(),
-            checksum: Some(("sha512".into(), "ab".repeat(64))),
-        };
-        assert_eq!(
-            download_params(&src),
-            vec![
-                ("content", "vztmpl".to_string()),
-                ("filename", "deb_1_amd64.tar.zst".to_string()),
-                (
-                    "url",
-                    "https://example.org/t/deb_1_amd64.tar.zst".to_string()
-                ),
-                ("checksum", "ab".repeat(64)),
-                ("checksum-algorithm", "sha512".to_string()),
-            ]
-        );
-        let bare = CtTemplateSource::Url {
-            url: "https://example.org/t/deb_1_amd64.tar.zst".into(),
-            file: "deb_1_amd64.tar.zst".into(),
-            checksum: None,
-        };
-        assert_eq!(download_params(&bare).len(), 3);
-        let app = CtTemplateSource::Appliance {
-            package: "debian-12-standard".into(),
-        };
-        assert!(download_params(&app).is_empty());
     }
 }

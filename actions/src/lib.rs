@@ -11,6 +11,8 @@
 //! - [`tofu`]: the seed's TofuApply/TofuDestroy with per env-node state
 //!   isolation and `-json` output parsing.
 //! - [`download`]: release-image download (split parts, resume, checksums).
+//! - [`templates`]: the templates guests are cloned from, made from the
+//!   site-config's images when missing (API, or SSH with PVE's tools).
 //! - [`process`]: running a local tool with streamed output and a time limit
 //!   (shared by ansible and tofu).
 //! - [`poll`]: the one poll-until-deadline helper every wait goes through.
@@ -31,6 +33,7 @@ pub mod process;
 pub mod pve;
 pub mod runner;
 pub mod ssh;
+pub mod templates;
 pub mod tofu;
 
 use engine::executor::{ActionError, ActionErrorKind};
@@ -85,6 +88,12 @@ impl Kind for pve::tls::TlsError {
     }
 }
 
+impl Kind for templates::TemplateError {
+    fn timed_out(&self) -> bool {
+        templates::TemplateError::timed_out(self)
+    }
+}
+
 impl Kind for pve::PveError {
     fn timed_out(&self) -> bool {
         matches!(
@@ -117,6 +126,7 @@ into_action_error!(
     pve::PveError,
     pve::tls::TlsError,
     ct_templates::CtTemplateError,
+    templates::TemplateError,
 );
 
 #[cfg(test)]

@@ -30,6 +30,9 @@ impl Verb {
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Action {
+    /// The template the node is cloned from is on the host: made from the
+    /// site-config's image when missing (once per host and image a run).
+    EnsureImage,
     /// Clone the image's template (or create) with the resolved preset.
     Provision,
     StartVm,
@@ -55,7 +58,8 @@ pub enum Action {
 }
 
 impl Action {
-    pub const ALL: [Action; 15] = [
+    pub const ALL: [Action; 16] = [
+        Action::EnsureImage,
         Action::Provision,
         Action::StartVm,
         Action::WaitIp,
@@ -79,6 +83,7 @@ impl Action {
 
     pub fn name(self) -> &'static str {
         match self {
+            Action::EnsureImage => "ensure_image",
             Action::Provision => "provision",
             Action::StartVm => "start_vm",
             Action::WaitIp => "wait_ip",
@@ -100,6 +105,8 @@ impl Action {
     /// Default time limit, from the original's timeout tables.
     pub fn default_timeout(self, verb: Verb) -> Duration {
         let secs = match self {
+            // A download of a few GB, then an import.
+            Action::EnsureImage => 1800,
             Action::Provision => 300,
             Action::StartVm => 60,
             Action::WaitIp => 300,

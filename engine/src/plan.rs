@@ -241,7 +241,13 @@ fn create_phase<'m>(graph: &ManifestGraph<'m>, host: &'m str, sizes: &[usize]) -
     for (k, &i) in graph.create_order().iter().enumerate() {
         slot[i] = k;
         let n = graph.node(i);
-        let mut actions = vec![Action::Provision, Action::StartVm, Action::WaitIp];
+        let mut actions = Vec::with_capacity(8);
+        // Nodes cloned on the target host need their template there; a
+        // nested PVE's guests get theirs from its DownloadImages.
+        if graph.parent(i).is_none() && n.image.is_some() {
+            actions.push(Action::EnsureImage);
+        }
+        actions.extend([Action::Provision, Action::StartVm, Action::WaitIp]);
         let pull = n.mode(graph.manifest.default_mode()) == ExecMode::Pull;
         if pull {
             actions.push(Action::AwaitPull);

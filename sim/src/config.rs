@@ -37,6 +37,11 @@ pub struct SimConfig {
     pub faults: Vec<Fault>,
     /// Seed the template guests (qemu 9000..9003, lxc 9100..9101) when the state is new.
     pub seed_templates: bool,
+    /// A fresh PVE 9 install: no templates (whatever `seed_templates` says), `local` a
+    /// directory storage for `backup,import,iso,vztmpl` and every storage empty. Files
+    /// downloaded or uploaded into it are kept under the state folder (`storage/`), or a
+    /// temporary folder without one.
+    pub bare: bool,
     /// The port every running guest's SSH server listens on, on the guest's own address.
     /// 22 as on a real guest (binding it needs root or `CAP_NET_BIND_SERVICE`; without them a
     /// start task fails and says so). 0: each guest gets a free port of its own, shown in
@@ -64,6 +69,7 @@ impl Default for SimConfig {
             state_dir: None,
             faults: Vec::new(),
             seed_templates: true,
+            bare: false,
             guest_ssh_port: 22,
             guest_net: None,
             shared: false,

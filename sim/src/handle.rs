@@ -85,7 +85,11 @@ impl PveSim {
             Some(d) => crate::state::load(d)?.unwrap_or_default(),
             None => State::default(),
         };
-        if state.guests.is_empty() && state.tokens.is_empty() && config.seed_templates {
+        if state.guests.is_empty()
+            && state.tokens.is_empty()
+            && config.seed_templates
+            && !config.bare
+        {
             crate::state::seed(&mut state, net);
         }
         let token = config
@@ -123,7 +127,19 @@ impl PveSim {
             state,
             tls.fingerprint.clone(),
             token.clone(),
-        ));
+        )?);
+        if !config.bare {
+            // The seeded host's `local` holds container templates, as `pveam download` left them.
+            for a in crate::model::APPLIANCES.iter().filter(|a| a.seeded) {
+                crate::api::content::store_placeholder(
+                    &shared.storage_root,
+                    crate::api::content::FileContent::Vztmpl,
+                    &a.template(),
+                    a.size,
+                )
+                .map_err(|e| SimError::io(&shared.storage_root, e))?;
+            }
+        }
         restore_guest_ssh(&shared);
         let handle_url = url_of(addr);
         if let Some(d) = &dir {

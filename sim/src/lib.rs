@@ -141,6 +141,9 @@ pub fn saved_world(dir: &std::path::Path) -> Result<SavedWorld, SimError> {
                 exitstatus: t.exitstatus.clone().unwrap_or_default(),
             })
             .collect(),
-        files: st.files.keys().cloned().collect(),
+        files: api::content::volumes_in(&dir.join("storage"), "local", None)
+            .into_iter()
+            .map(|v| v.volid)
+            .collect(),
     })
 }

@@ -24,8 +24,8 @@ use crate::error::ApiError;
 use crate::params::{percent_decode, Params};
 use crate::state::Shared;
 
-/// Largest request body read (PVE's own limit for API calls is 64 KiB of parameters; uploads
-/// are not simulated).
+/// Largest request body read (PVE's own limit for API calls is 64 KiB of parameters;
+/// uploads are streamed to a file instead, see `upload`).
 const MAX_BODY: usize = 1 << 20;
 const API_PREFIX: &str = "/api2/json";
 
@@ -153,6 +153,20 @@ async fn handle(shared: Arc<Shared>, req: Request<Incoming>) -> Response<Full<By
     let query = req.uri().query().unwrap_or("").to_string();
     let headers = req.headers().clone();
 
+    // An upload streams its body to a file: it is taken before the body limit below.
+    if method == "POST" {
+        let segs: Option<Vec<String>> = raw_path
+            .split('/')
+            .filter(|s| !s.is_empty())
+            .skip(2)
+            .map(|s| percent_decode(s, false))
+            .collect();
+        if let Some(segs) = segs.filter(|s| {
+            raw_path.starts_with(&format!("{API_PREFIX}/")) && crate::api::upload::is_upload(s)
+        }) {
+            return upload(&shared, &method, &segs, &headers, req.into_body()).await;
+        }
+    }
     let mut params = Params::default();
     if let Err(e) = params.add_form(&query) {
         return respond(Err(e));
@@ -258,6 +272,30 @@ async fn handle(shared: Arc<Shared>, req: Request<Incoming>) -> Response<Full<By
     }
     let extra = std::mem::take(&mut req.extra);
     respond_with(result, extra)
+}
+
+/// `POST .../storage/{storage}/upload`: authenticated and fault-checked like any call,
+/// then streamed by [`crate::api::upload`].
+async fn upload(
+    shared: &Arc<Shared>,
+    method: &str,
+    segs: &[String],
+    headers: &hyper::HeaderMap,
+    body: Incoming,
+) -> Response<Full<Bytes>> {
+    let user = match crate::api::access::authenticate(shared, method, segs, headers) {
+        Ok(u) => u,
+        Err(e) => return respond(Err(e)),
+    };
+    let rel = format!("{API_PREFIX}/{}", segs.join("/"));
+    if let Some((status, message)) = shared.lock().faults.http_error(method, &rel) {
+        let message = message.unwrap_or_else(|| default_http_message(status));
+        return respond(Err(ApiError::new(status, message)));
+    }
+    let ctype = headers
+        .get(hyper::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok());
+    respond(crate::api::upload::upload(shared, segs, &user, ctype, body).await)
 }
 
 fn default_http_message(status: u16) -> String {

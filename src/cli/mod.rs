@@ -233,6 +233,34 @@ pub enum ImagesCmd {
     /// with resume, checked against published checksums and joined; skipped when the
     /// image is already there.
     Download(ImagesDownloadArgs),
+    /// Make sure the qemu templates named IMAGE (or those a manifest's nodes clone, with
+    /// -M) are on a host, each made from the site-config's images/IMAGE.yaml when missing:
+    /// the file into the host's `import` storage (a release downloaded here and uploaded, an
+    /// upstream `url:` fetched by the host), a VM imported from it, made a template. What
+    /// `create` does first for each image it needs.
+    Ensure(ImagesEnsureArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct ImagesEnsureArgs {
+    /// The PVE host.
+    #[arg(short = 'H', long, value_name = "HOST")]
+    pub host: String,
+    /// Images (template names), as in the manifests' `image:`.
+    #[arg(value_name = "IMAGE")]
+    pub images: Vec<String>,
+    /// The images this manifest's nodes clone on the host (besides any named).
+    #[arg(short = 'M', long = "manifest", value_name = "NAME")]
+    pub manifest: Option<String>,
+    /// Where run state (the download cache, a simulated host's state) is kept.
+    #[arg(long, value_name = "PATH")]
+    pub state_dir: Option<PathBuf>,
+    /// Time limit per image, in seconds.
+    #[arg(long, value_name = "SECS", default_value_t = 1800)]
+    pub timeout: u64,
+    /// Print the outcome as JSON.
+    #[arg(long)]
+    pub json_output: bool,
 }
 
 #[derive(Debug, Args)]

@@ -47,6 +47,11 @@ pub struct ServeArgs {
     /// simulated host): stop when none is left (see sim::folder).
     #[arg(long, hide = true, requires = "state_dir")]
     pub shared: bool,
+    /// Start as a freshly installed PVE 9: no templates, storages holding nothing (`local`
+    /// takes backup, import, iso and vztmpl). Without it the simulator is seeded with the
+    /// templates the example manifests clone.
+    #[arg(long)]
+    pub bare: bool,
     /// A fault active from the start, as JSON (repeatable), e.g.
     /// '{"kind":"task_failure","op":"clone"}' or '{"kind":"slow_api","delay_ms":500}'.
     #[arg(long = "fault", value_name = "JSON")]

@@ -83,3 +83,82 @@ pub fn download(args: &ImagesDownloadArgs, site_flag: Option<&Path>) -> Result<(
     }
     Ok(())
 }
+
+/// `driver images ensure -H HOST [IMAGE...] [-M MANIFEST]`: the ensure step alone.
+pub fn ensure(
+    args: &crate::cli::ImagesEnsureArgs,
+    site_flag: Option<&Path>,
+) -> Result<(), Failure> {
+    use engine::catalog::ManifestRef;
+    let dir = discover_site(site_flag)?;
+    let site = SiteConfig::open(dir.clone()).map_err(config_failure)?;
+    let manifest = match &args.manifest {
+        Some(m) => Some(super::load_manifest(&ManifestRef::Name(m.clone()), &dir)?.manifest),
+        None => None,
+    };
+    let mut images = args.images.clone();
+    if let Some(m) = &manifest {
+        for (kind, image) in super::templates::wanted(m) {
+            if kind == actions::pve::GuestKind::Qemu && !images.contains(&image) {
+                images.push(image);
+            }
+        }
+    }
+    if images.is_empty() {
+        return Err(Failure::usage(miette::miette!(
+            help = "name the images (`driver images ensure -H HOST debian-12`) or a manifest (-M)",
+            "no image to ensure"
+        )));
+    }
+    let empty = engine::Manifest {
+        schema_version: 2,
+        name: "images".into(),
+        description: None,
+        pattern: engine::manifest::Pattern::Flat,
+        execution: Default::default(),
+        settings: Default::default(),
+        nodes: Vec::new(),
+    };
+    let m = manifest.as_ref().unwrap_or(&empty);
+    let state_dir = args
+        .state_dir
+        .clone()
+        .unwrap_or_else(engine::state::default_dir);
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .map_err(|e| Failure::Run(Some(miette::miette!("cannot start the runtime: {e}"))))?;
+    let timeout = std::time::Duration::from_secs(args.timeout);
+    let outcome = rt.block_on(async {
+        let checked = super::target::check(&site, &args.host, m)?;
+        let (t, guests) = super::target::connect(checked, &state_dir).await?;
+        let runner = guests.runner(&site, &t, m, &state_dir, &Default::default())?;
+        let r = match runner.images() {
+            Some(templates) => super::templates::ensure_all(
+                templates,
+                &t.client,
+                &images,
+                timeout,
+                args.json_output,
+            )
+            .await
+            .map_err(|e| Failure::Run(Some(miette::miette!("{e}")))),
+            None => Err(Failure::Run(Some(miette::miette!(
+                "no image setup for this host"
+            )))),
+        };
+        if let Some(sim) = t.sim {
+            sim.shutdown().await;
+        }
+        r
+    })?;
+    if args.json_output {
+        render::json::print(&outcome);
+    } else {
+        for o in &outcome {
+            crate::outln!("{}: template vmid {} ({})", o.image, o.vmid, o.outcome);
+        }
+    }
+    Ok(())
+}

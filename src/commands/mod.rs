@@ -16,6 +16,7 @@ pub mod sshkey;
 pub mod state;
 pub mod status;
 pub mod target;
+pub mod templates;
 pub mod validate;
 
 use std::path::Path;

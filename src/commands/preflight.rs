@@ -68,7 +68,21 @@ pub fn run(args: &PreflightArgs, site_flag: Option<&Path>) -> Result<(), Failure
         let m = manifest.as_ref().unwrap_or(&empty);
         let checked = target::check(&site, &args.host, m)?;
         let (t, guests) = target::connect(checked, &state_dir).await?;
-        let out = target::preflight(&t, &guests, m).await;
+        let mut out = target::preflight(&t, &guests, m).await;
+        if manifest.is_some() {
+            let runner = guests.runner(&site, &t, m, &state_dir, &Default::default())?;
+            if let Some(images) = runner.images() {
+                let templates =
+                    super::templates::preflight_checks(&t.client, images.setup(), &args.host, m)
+                        .await;
+                // Beside the storage checks, before the nested one.
+                let at = out
+                    .iter()
+                    .position(|c| c.name == "nested")
+                    .unwrap_or(out.len());
+                out.splice(at..at, templates);
+            }
+        }
         if let Some(sim) = t.sim {
             sim.shutdown().await;
         }

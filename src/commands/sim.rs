@@ -41,6 +41,7 @@ pub fn run(cmd: &SimCommand) -> Result<(), Failure> {
         faults,
         guest_ssh_port: args.guest_ssh_port,
         guest_net: args.guest_net,
+        bare: args.bare,
         ..sim::SimConfig::default()
     };
     let on_ready = |h: &sim::SimHandle| {

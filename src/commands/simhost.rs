@@ -20,6 +20,8 @@ pub struct Settings<'a> {
     pub node: &'a str,
     pub time_scale: f64,
     pub guest_ssh_port: u16,
+    /// `simulated: bare`: a fresh install instead of a seeded one.
+    pub bare: bool,
 }
 
 /// A run's use of its host's simulator. [`SimLease::shutdown`] leaves it (the last run
@@ -101,6 +103,7 @@ fn serve_command(exe: &Path, dir: &Path, s: &Settings<'_>) -> Command {
     .arg(s.time_scale.to_string())
     .arg("--guest-ssh-port")
     .arg(s.guest_ssh_port.to_string())
+    .args(s.bare.then_some("--bare"))
     // Settings of a `driver sim serve` a user runs, not of this one (PVESIM_FAULTS is
     // this run's and goes on).
     .env_remove("PVESIM_TOKEN")

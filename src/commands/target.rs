@@ -224,6 +224,7 @@ pub async fn connect(checked: Checked, state_dir: &Path) -> Result<(Target, Gues
                 node: &host.node_name,
                 time_scale: scale,
                 guest_ssh_port: SIM_GUEST_SSH_PORT,
+                bare: host.simulated_bare,
             };
             let lease = super::simhost::attach(&dir, &settings).await?;
             let Some(ep) = lease.endpoint().cloned() else {
@@ -331,7 +332,15 @@ impl Guests {
             auth: SshAuth::key_file(key_path.clone()),
             known_hosts: state_dir.join(format!("known_hosts@{}", t.host.name)),
         };
-        let runner = PveRunner::new(t.client.clone(), setup, size_for).with_ssh(ssh);
+        let images = super::templates::image_setup(
+            site,
+            &t.host,
+            state_dir,
+            SshAuth::key_file(key_path.clone()),
+        );
+        let runner = PveRunner::new(t.client.clone(), setup, size_for)
+            .with_ssh(ssh)
+            .with_images(Arc::new(actions::templates::Templates::new(images)));
         let nested_host = match simulated {
             Some((guest_net, time_scale)) => NestedHost::Simulated(SimulatedPve {
                 guest_net,

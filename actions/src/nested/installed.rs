@@ -372,28 +372,12 @@ impl InstalledPve {
                     guest.name
                 ))
             })?;
-            let id = json(
-                conn,
-                "pvesh get /cluster/nextid --output-format json",
-                "picking a VM id",
-            )
-            .await?;
-            let id = id
-                .as_str()
-                .and_then(|s| s.parse::<u32>().ok())
-                .or_else(|| id.as_u64().and_then(|i| u32::try_from(i).ok()))
-                .ok_or_else(|| fail(format!("`pvesh get /cluster/nextid` printed {id}")))?;
+            let id = crate::templates::ssh::next_id(conn)
+                .await
+                .map_err(|e| fail(format!("picking a VM id: {e}")))?;
             guest.log(format!("making template {image} (vmid {id}) from {file}"));
             conn.exec(
-                &format!(
-                    "qm create {id} --name {name} --memory 2048 --cores 2 \
-                     --net0 virtio,bridge={BRIDGE} --scsihw virtio-scsi-pci \
-                     --scsi0 {storage}:0,import-from={path} --ide2 {storage}:cloudinit \
-                     --boot order=scsi0 --serial0 socket --vga serial0 --agent enabled=1 \
-                     && qm template {id}",
-                    name = shell_quote(image),
-                    path = shell_quote(&path),
-                ),
+                &crate::templates::ssh::qm_template_command(id, image, &storage, &path, BRIDGE),
                 guest.timeout,
             )
             .await?

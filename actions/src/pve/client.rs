@@ -14,7 +14,8 @@ use super::tls::{self, TlsTrust};
 use crate::poll::{self, Backoff, GaveUp, Poll, Waited};
 
 /// Polls a PVE task's status: 50 ms doubling to 2 s.
-const TASK_POLL: Backoff = Backoff::new(Duration::from_millis(50), 2, Duration::from_secs(2));
+pub(super) const TASK_POLL: Backoff =
+    Backoff::new(Duration::from_millis(50), 2, Duration::from_secs(2));
 
 /// Where a PVE API is and how to log in.
 #[derive(Clone)]
@@ -149,12 +150,12 @@ impl PveError {
 #[derive(Clone)]
 pub struct PveClient {
     endpoint: String,
-    api: String,
+    pub(super) api: String,
     node: String,
     token_id: String,
     /// The whole `Authorization` value; never logged.
-    auth: String,
-    http: reqwest::Client,
+    pub(super) auth: String,
+    pub(super) http: reqwest::Client,
     /// Attempts for retryable failures, and the first backoff.
     attempts: u32,
     backoff: Duration,
@@ -310,6 +311,17 @@ impl PveClient {
         }
     }
 
+    /// The error of an answer with a failure status (for calls made outside `request`).
+    pub(super) fn status_error(
+        &self,
+        method: &Method,
+        path: &str,
+        status: StatusCode,
+        body: &Value,
+    ) -> PveError {
+        self.to_error(method, path, FailureRef::Status(status, body))
+    }
+
     fn to_error(&self, method: &Method, path: &str, f: FailureRef<'_>) -> PveError {
         match f {
             FailureRef::Certificate(m) => PveError::Fingerprint {
@@ -405,6 +417,26 @@ impl PveClient {
             exitstatus: exit,
             log,
         })
+    }
+
+    /// A task's log lines from line `start` on (0-based).
+    pub async fn task_log_from(&self, upid: &str, start: usize) -> Result<Vec<String>, PveError> {
+        let node = upid.split(':').nth(1).unwrap_or(&self.node).to_string();
+        let path = format!("/nodes/{node}/tasks/{}/log", encode_path(upid));
+        let log = self
+            .get_with(
+                &path,
+                &[("start", start.to_string()), ("limit", "500".into())],
+            )
+            .await?;
+        Ok(log
+            .as_array()
+            .map(|a| {
+                a.iter()
+                    .filter_map(|l| l.get("t").and_then(Value::as_str).map(str::to_string))
+                    .collect()
+            })
+            .unwrap_or_default())
     }
 
     async fn task_log_tail(

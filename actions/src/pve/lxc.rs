@@ -95,17 +95,6 @@ impl PveClient {
         self.run_task(Method::POST, &path, &params, timeout).await
     }
 
-    /// Has the node fetch `url` into `storage` as `content` file `filename` and waits.
-    pub async fn download_url(
-        &self,
-        storage: &str,
-        params: &[(&str, String)],
-        timeout: Duration,
-    ) -> Result<(), PveError> {
-        let path = format!("/nodes/{}/storage/{storage}/download-url", self.node());
-        self.run_task(Method::POST, &path, params, timeout).await
-    }
-
     /// Creates a container (`POST /nodes/{node}/lxc`, `vmid` among `params`) and waits.
     pub async fn create_container(
         &self,

@@ -11,14 +11,13 @@ use engine::site_config::ct_template::CtTemplateSource;
 use super::{PveRunner, Sizing};
 
 impl PveRunner {
-    /// The parameters of `POST /nodes/{node}/lxc` for `call`'s node (all but `vmid`).
-    pub(super) async fn container_params(
+    /// The volid of the container template `image` names, found or fetched on the host
+    /// (once per run: `ensure_image` does it first, provision finds it done).
+    pub(super) async fn ct_template(
         &self,
         call: &ActionCall,
         image: &str,
-        size: Sizing,
-    ) -> Result<Vec<(&'static str, String)>, ActionError> {
-        let node = &call.node;
+    ) -> Result<String, ActionError> {
         let source = self
             .setup
             .ct_templates
@@ -29,10 +28,21 @@ impl PveRunner {
             });
         let facts = call.facts.clone();
         let log = move |line: String| facts.log(line);
-        let volid = self
+        Ok(self
             .ct_templates
             .ensure(&self.client, &source, call.timeout, &log)
-            .await?;
+            .await?)
+    }
+
+    /// The parameters of `POST /nodes/{node}/lxc` for `call`'s node (all but `vmid`).
+    pub(super) async fn container_params(
+        &self,
+        call: &ActionCall,
+        image: &str,
+        size: Sizing,
+    ) -> Result<Vec<(&'static str, String)>, ActionError> {
+        let node = &call.node;
+        let volid = self.ct_template(call, image).await?;
         let disk = node.disk.unwrap_or(size.disk_gb);
         // PVE's own default when nothing is said (as the plan's placement shows).
         let storage =

@@ -5,10 +5,12 @@
 //!
 //! Files: this one (the runner, its set-up, the action dispatch, tofu and
 //! ansible), [`provision`] (template, clone or create, adopt, size),
-//! [`container`] (a container's create parameters and template), [`owned`]
-//! (which guests a call may act on).
+//! [`container`] (a container's create parameters and template), [`images`]
+//! (the template a node needs, made when missing), [`owned`] (which guests a
+//! call may act on).
 
 mod container;
+mod images;
 mod owned;
 mod provision;
 
@@ -100,6 +102,8 @@ pub struct PveRunner {
     templates: std::sync::Mutex<std::collections::HashMap<(GuestKind, String), u32>>,
     /// Container templates found or fetched on this host, once each per run.
     ct_templates: crate::ct_templates::CtTemplates,
+    /// Makes missing templates from the site-config's images (once per run each).
+    images: Option<Arc<crate::templates::Templates>>,
 }
 
 fn kind_of(n: &NodeSpec) -> GuestKind {
@@ -119,7 +123,14 @@ impl PveRunner {
             nesting: None,
             templates: Default::default(),
             ct_templates: Default::default(),
+            images: None,
         }
+    }
+
+    /// Lets `ensure_image` make missing templates from the site-config's images.
+    pub fn with_images(mut self, images: Arc<crate::templates::Templates>) -> Self {
+        self.images = Some(images);
+        self
     }
 
     /// Lets `pve` nodes become nested PVE hosts.
@@ -204,6 +215,11 @@ impl PveRunner {
     pub fn client(&self) -> &PveClient {
         &self.client
     }
+
+    /// What makes missing templates, when set up.
+    pub fn images(&self) -> Option<&Arc<crate::templates::Templates>> {
+        self.images.as_ref()
+    }
 }
 
 impl NodeRunner for PveRunner {
@@ -225,6 +241,7 @@ impl NodeRunner for PveRunner {
             self.refresh_ip(&mut call).await?;
         }
         match call.action {
+            Action::EnsureImage => self.ensure_image(&call).await,
             Action::Provision => match self.tofu_for(&call.node) {
                 Some((tofu, vars)) => self.tofu_provision(&call, tofu, vars).await,
                 None => self.provision(&call).await,

@@ -19,7 +19,7 @@ enum Make {
 
 impl PveRunner {
     /// The vmid of the `kind` template named `image`.
-    async fn template(&self, kind: GuestKind, image: &str) -> Result<u32, ActionError> {
+    pub(super) async fn template(&self, kind: GuestKind, image: &str) -> Result<u32, ActionError> {
         let key = (kind, image.to_string());
         if let Some(id) = self
             .templates

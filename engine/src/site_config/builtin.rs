@@ -38,6 +38,10 @@ pub const FILES: &[(&str, &str)] = &[
         include_str!("../../../site-config-example/images/pve-9.yaml"),
     ),
     (
+        "nodes/sim-bare.yaml",
+        include_str!("../../../site-config-example/nodes/sim-bare.yaml"),
+    ),
+    (
         "nodes/sim.yaml",
         include_str!("../../../site-config-example/nodes/sim.yaml"),
     ),

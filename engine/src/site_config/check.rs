@@ -20,6 +20,7 @@ impl SiteConfig {
             for name in self.names(kind) {
                 let checked = match kind {
                     Entity::Posture => resolver.posture(&name, true).map(drop),
+                    Entity::Image => self.check_image(&name),
                     _ => self.find(kind, &name).map(drop),
                 };
                 if let Err(e) = checked {

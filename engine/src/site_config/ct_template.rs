@@ -79,7 +79,7 @@ fn invalid(file: &str, message: String) -> ConfigError {
 }
 
 /// One `vztmpl:` mapping.
-fn parse(file: &str, v: &Node) -> Result<CtTemplateSource, ConfigError> {
+pub(super) fn parse(file: &str, v: &Node) -> Result<CtTemplateSource, ConfigError> {
     let usage = "write `vztmpl: {appliance: debian-12-standard}` (from `pveam available`) or \
                  `vztmpl: {url: https://.../NAME.tar.zst, sha256: HEX}`";
     let Some(map) = v.as_map() else {

@@ -20,6 +20,9 @@ pub struct HostConfig {
     pub is_host_only: bool,
     /// `simulated: true`: driver runs its PVE simulator for this host.
     pub simulated: bool,
+    /// `simulated: bare`: the simulator starts like a fresh PVE install (no
+    /// templates, empty storages) instead of seeded with templates.
+    pub simulated_bare: bool,
     /// The PVE node name (`node:` in the file, else the file name).
     pub node_name: String,
     pub api_endpoint: Option<String>,
@@ -46,6 +49,23 @@ fn port(n: Option<&Node>) -> Option<u16> {
     match n.map(|n| &n.value) {
         Some(crate::yaml::Value::Int(i)) => u16::try_from(*i).ok(),
         _ => None,
+    }
+}
+
+/// `simulated:` of a node file: absent or `false` (a real host), `true` (the
+/// simulator, seeded with templates) or `bare` (the simulator as a fresh
+/// install); anything else is refused.
+fn simulated_of(file: &str, n: Option<&Node>) -> Result<(bool, bool), ConfigError> {
+    use crate::yaml::Value;
+    match n.map(|n| &n.value) {
+        None | Some(Value::Null) | Some(Value::Bool(false)) => Ok((false, false)),
+        Some(Value::Bool(true)) => Ok((true, false)),
+        Some(Value::Str(s)) if s == "bare" => Ok((true, true)),
+        Some(_) => Err(ConfigError::Invalid {
+            file: file.to_string(),
+            message: "simulated: must be true (a simulator seeded with templates), bare (a                       simulator like a fresh PVE install) or false"
+                .into(),
+        }),
     }
 }
 
@@ -125,14 +145,13 @@ impl SiteConfig {
                     url_host(ep)
                 }
             });
+            let (simulated, simulated_bare) = simulated_of(&node.file, d.get("simulated"))?;
             return Ok(HostConfig {
                 name: name.to_string(),
                 file: node.file.clone(),
                 is_host_only: false,
-                simulated: matches!(
-                    d.get("simulated").map(|n| &n.value),
-                    Some(crate::yaml::Value::Bool(true))
-                ),
+                simulated,
+                simulated_bare,
                 node_name: s(d, "node").unwrap_or_else(|| name.to_string()),
                 api_endpoint,
                 api_token_key: Some(key),
@@ -166,6 +185,7 @@ impl SiteConfig {
                 file: host.file.clone(),
                 is_host_only: true,
                 simulated: false,
+                simulated_bare: false,
                 node_name: name.to_string(),
                 api_endpoint: None,
                 api_token_key: None,

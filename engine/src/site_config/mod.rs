@@ -15,6 +15,7 @@ mod check;
 pub mod ct_template;
 mod discover;
 mod hosts;
+pub mod images;
 pub mod refs;
 pub mod resolve;
 pub mod run;
@@ -25,6 +26,7 @@ pub use discover::{
     discover, explain, DiscoveryError, Origin, Probe, ProbeOutcome, ProbeStep, SiteConfigDir,
 };
 pub use hosts::HostConfig;
+pub use images::{HashAlgorithm, ImageSource, ImageSpec};
 
 use crate::secrets::{self, sops, Identities, IdentityEnv, IdentitySource, SecretsError, Tree};
 use crate::yaml::{self, Node, Value};

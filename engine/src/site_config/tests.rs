@@ -23,7 +23,7 @@ fn builtin_example_loads_and_lists() {
         ["dev", "local", "prod", "stage"]
     );
     assert_eq!(site.names(Entity::Spec), ["base", "pve"]);
-    assert_eq!(site.host_names(), ["sim", "srv1"]);
+    assert_eq!(site.host_names(), ["sim", "sim-bare", "srv1"]);
     assert_eq!(site.default_str("bridge"), Some("vmbr0"));
 }
 
@@ -114,6 +114,7 @@ fn check_files_finds_broken_files_with_their_place() {
         ("presets/ok.yaml", "cores: 1\n"),
         ("presets/bad.yaml", "cores: 1\nmemory: [1\n"),
         ("postures/odd.yaml", "auth:\n  method: magic\n"),
+        ("images/odd.yaml", "file: a.qcow2\nchecksum: abc\n"),
     ] {
         let path = t.path().join(rel);
         std::fs::create_dir_all(path.parent().unwrap()).unwrap();
@@ -121,7 +122,13 @@ fn check_files_finds_broken_files_with_their_place() {
     }
     let site = SiteConfig::at(t.path()).unwrap();
     let problems: Vec<String> = site.check_files().iter().map(|e| e.to_string()).collect();
-    assert_eq!(problems.len(), 2, "{problems:?}");
+    assert_eq!(problems.len(), 3, "{problems:?}");
+    assert!(
+        problems
+            .iter()
+            .any(|p| p.contains("unknown key 'checksum'")),
+        "{problems:?}"
+    );
     assert!(
         problems[0].contains("presets/bad.yaml:3:1: YAML syntax error"),
         "{problems:?}"
@@ -135,7 +142,11 @@ fn host_names_that_are_paths_are_refused_with_the_known_hosts() {
     for bad in ["", "/etc/passwd", "../nodes/sim"] {
         let e = site.host(bad, None).unwrap_err();
         assert!(matches!(e, ConfigError::BadName { .. }), "{bad:?}: {e}");
-        assert_eq!(e.help().as_deref(), Some("available: sim, srv1"), "{bad:?}");
+        assert_eq!(
+            e.help().as_deref(),
+            Some("available: sim, sim-bare, srv1"),
+            "{bad:?}"
+        );
     }
 }
 
@@ -172,4 +183,19 @@ fn action_timeouts_are_typed_and_unknown_actions_refused() {
         site.action_timeouts().is_err(),
         "a number where a map belongs is refused"
     );
+}
+
+#[test]
+fn simulated_bare_and_bad_simulated_values() {
+    let site = SiteConfig::builtin();
+    let bare = site.host("sim-bare", None).unwrap();
+    assert!(bare.simulated && bare.simulated_bare);
+    let seeded = site.host("sim", None).unwrap();
+    assert!(seeded.simulated && !seeded.simulated_bare);
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir_all(dir.path().join("nodes")).unwrap();
+    std::fs::write(dir.path().join("nodes/x.yaml"), "simulated: maybe\n").unwrap();
+    let site = SiteConfig::at(dir.path()).unwrap();
+    let e = site.host("x", None).unwrap_err().to_string();
+    assert!(e.contains("simulated: must be true"), "{e}");
 }

@@ -9,11 +9,11 @@ use std::time::Duration;
 use serde::Serialize;
 use serde_json::{json, Value};
 
+use super::content::{self, FileContent};
 use super::request::{data, ApiRequest};
 use super::storage;
-use crate::clock::now_unix;
 use crate::error::{ApiError, ApiResult};
-use crate::model::{appliance, StoredFile, APL_SOURCE, APPLIANCES};
+use crate::model::{appliance, APL_SOURCE, APPLIANCES};
 use crate::schema::{validate, Ty};
 use crate::state::Shared;
 use crate::tasks::{submit, Job};
@@ -102,7 +102,7 @@ pub(crate) async fn download(shared: &Arc<Shared>, req: &ApiRequest) -> ApiResul
     }
     let a = appliance(&template).ok_or_else(|| ApiError::param("template", "no such template"))?;
     storage::get(&store)?;
-    if !storage::supports(&store, "vztmpl") {
+    if !storage::takes(&store, "vztmpl") {
         return Err(ApiError::internal(format!(
             "storage '{store}' does not support templates"
         )));
@@ -114,9 +114,9 @@ pub(crate) async fn download(shared: &Arc<Shared>, req: &ApiRequest) -> ApiResul
         "download",
         template.clone(),
         &req.user,
-        Box::new(move |st, _| {
-            st.files
-                .insert(volid, StoredFile::vztmpl(&template, size, now_unix()));
+        Box::new(move |_, shared| {
+            content::store_placeholder(&shared.storage_root, FileContent::Vztmpl, &template, size)
+                .map_err(|e| format!("unable to store '{volid}': {e}"))?;
             Ok(vec![
                 "calculating checksum...OK, checksum verified".to_string(),
                 format!(

@@ -1,7 +1,8 @@
 //! The PVE endpoints pvesim answers, routed by method and path below `/api2/json`. Each
 //! submodule owns one area: `access` (auth, tokens, permissions), `cluster` (version, nodes,
-//! nextid, resources), `storage` (storages, their content, the network), `aplinfo` (the
-//! appliance index and its downloads), `tasks` (task list,
+//! nextid, resources), `storage` (storages, their content, the network), `content` (the files a
+//! directory storage holds), `download` (`download-url`), `upload` (streamed multipart uploads),
+//! `aplinfo` (the appliance index and its downloads), `tasks` (task list,
 //! status, log), `guests` (QEMU and LXC: create, clone, config, resize, power, delete,
 //! agent), `admin` (`/sim/...`: faults, state, time scale); `request` is what they share.
 //! Answers are serde structs of PVE's JSON shapes, declared beside their handlers.
@@ -10,10 +11,13 @@ pub(crate) mod access;
 pub(crate) mod admin;
 mod aplinfo;
 mod cluster;
+pub(crate) mod content;
+mod download;
 mod guests;
 mod request;
 mod storage;
 mod tasks;
+pub(crate) mod upload;
 
 pub(crate) use request::ApiRequest;
 
@@ -27,7 +31,7 @@ use crate::state::Shared;
 use request::{not_implemented, subdirs};
 
 /// The node must be this simulator's (a one-node cluster): others do not resolve.
-fn check_node(shared: &Shared, node: &str) -> ApiResult<()> {
+pub(crate) fn check_node(shared: &Shared, node: &str) -> ApiResult<()> {
     if node == shared.node {
         Ok(())
     } else {
@@ -64,7 +68,7 @@ pub(crate) async fn route(shared: &Arc<Shared>, req: &mut ApiRequest) -> ApiResu
         ("GET", ["cluster", "resources"]) => cluster::resources(shared, req),
         ("GET", ["cluster", "status"]) => cluster::cluster_status(shared),
         ("GET", ["nodes"]) => cluster::nodes(shared),
-        ("GET", ["storage"]) => storage::config(),
+        ("GET", ["storage"]) => storage::config(shared),
         ("GET", ["nodes", node]) => {
             check_node(shared, node)?;
             Ok(subdirs(
@@ -95,7 +99,14 @@ async fn node_route(
         ("GET", ["storage"]) => storage::list(shared, req),
         ("GET", ["storage", storage]) => {
             storage::get(storage)?;
-            Ok(subdirs("subdir", &["content", "status"]))
+            Ok(subdirs(
+                "subdir",
+                &["content", "download-url", "status", "upload"],
+            ))
+        }
+        ("POST", ["storage", storage, "download-url"]) => {
+            storage::get(storage)?;
+            download::download_url(shared, req, storage).await
         }
         ("GET", ["storage", storage, "status"]) => storage::status(shared, storage),
         ("GET", ["storage", storage, "content"]) => storage::content(shared, req, storage),

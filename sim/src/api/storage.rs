@@ -1,7 +1,8 @@
 //! Storage and network: `local` (a directory, for templates and ISOs), `local-lvm` (thin
 //! LVM, for guest disks) and `local-zfs` (a ZFS pool, for guest disks: a second place a full
 //! clone can be sent to), their configuration, status and content (the guests' volumes found
-//! in their configs), and the node's network (`eno1` and the bridge `vmbr0`).
+//! in their configs, the files `content` keeps), and the node's network (`eno1` and the bridge
+//! `vmbr0`).
 
 use std::sync::Arc;
 
@@ -128,17 +129,24 @@ struct Iface {
     priority: u32,
 }
 
-fn content_types(id: &str) -> &'static str {
+fn content_types(shared: &Shared, id: &str) -> &'static str {
     if id == "local" {
-        "backup,iso,snippets,vztmpl"
+        super::content::local_content(shared.bare)
     } else {
         "images,rootdir"
     }
 }
 
-/// Whether storage `id` exists and holds content type `content` (`images`, `rootdir`, ...).
+/// Whether storage `id` exists and holds content type `content`: one of `images`,
+/// `rootdir` or `vztmpl`, which a bare host and a seeded one configure alike (they differ
+/// in `import` and `snippets` only; ask [`content_types`] for those).
 pub(crate) fn takes(id: &str, content: &str) -> bool {
-    STORAGES.contains(&id) && content_types(id).split(',').any(|c| c == content)
+    let types = if id == "local" {
+        super::content::local_content(false)
+    } else {
+        "images,rootdir"
+    };
+    STORAGES.contains(&id) && types.split(',').any(|c| c == content)
 }
 
 /// The storage's name as a `'static` one of [`STORAGES`] (callers checked it exists).
@@ -175,7 +183,7 @@ pub(crate) fn resource(shared: &Shared, id: &str) -> StorageResource {
         node: shared.node.clone(),
         status: "available",
         plugintype: plugin(id),
-        content: content_types(id),
+        content: content_types(shared, id),
         shared: 0,
         disk: 0,
         maxdisk: size_of(id),
@@ -183,7 +191,7 @@ pub(crate) fn resource(shared: &Shared, id: &str) -> StorageResource {
 }
 
 /// `GET /storage`.
-pub(crate) fn config() -> ApiResult<Value> {
+pub(crate) fn config(shared: &Shared) -> ApiResult<Value> {
     data([
         StorageConfig {
             storage: "local",
@@ -193,7 +201,7 @@ pub(crate) fn config() -> ApiResult<Value> {
             vgname: None,
             pool: None,
             sparse: None,
-            content: content_types("local"),
+            content: content_types(shared, "local"),
             shared: 0,
             digest: "0",
         },
@@ -205,7 +213,7 @@ pub(crate) fn config() -> ApiResult<Value> {
             vgname: Some("pve"),
             pool: None,
             sparse: None,
-            content: content_types("local-lvm"),
+            content: content_types(shared, "local-lvm"),
             shared: 0,
             digest: "0",
         },
@@ -217,7 +225,7 @@ pub(crate) fn config() -> ApiResult<Value> {
             vgname: None,
             pool: Some("rpool/data"),
             sparse: Some(1),
-            content: content_types("local-zfs"),
+            content: content_types(shared, "local-zfs"),
             shared: 0,
             digest: "0",
         },
@@ -268,7 +276,7 @@ fn status_of(shared: &Shared, id: &str) -> StorageStatus {
     StorageStatus {
         storage: storage_name(id),
         ty: plugin(id),
-        content: content_types(id),
+        content: content_types(shared, id),
         active: 1,
         enabled: 1,
         shared: 0,
@@ -290,7 +298,7 @@ pub(crate) fn list(shared: &Arc<Shared>, req: &ApiRequest) -> ApiResult<Value> {
             .filter(|id| {
                 content.is_none_or(|c| {
                     c.split(',')
-                        .all(|c| content_types(id).split(',').any(|t| t == c))
+                        .all(|c| content_types(shared, id).split(',').any(|t| t == c))
                 })
             })
             .map(|id| status_of(shared, id))
@@ -322,22 +330,22 @@ pub(crate) fn content(shared: &Arc<Shared>, req: &ApiRequest, id: &str) -> ApiRe
     };
     let mut out = Vec::new();
     if id == "local" {
-        if want("vztmpl") {
-            let st = shared.lock();
-            let prefix = format!("{id}:");
-            for (volid, f) in st.files.iter().filter(|(v, _)| v.starts_with(&prefix)) {
-                out.push(Volume {
-                    ctime: f.ctime,
-                    ..file(volid, "vztmpl", vztmpl_format(&f.format), f.size)
-                });
-            }
-        }
-        if want("iso") {
+        // Container templates, imports and uploaded ISOs are real files (`content`).
+        if want("iso") && !shared.bare {
             for v in ISOS {
                 out.push(file(v, "iso", "iso", 700_000_000));
             }
         }
-        return data(out);
+        let mut all: Vec<Value> = out
+            .iter()
+            .filter_map(|v| serde_json::to_value(v).ok())
+            .collect();
+        all.extend(
+            super::content::volumes(shared, id, content)
+                .iter()
+                .filter_map(|v| serde_json::to_value(v).ok()),
+        );
+        return data(all);
     }
     let st = shared.lock();
     for g in st.guests.values() {
@@ -377,20 +385,6 @@ pub(crate) fn content(shared: &Arc<Shared>, req: &ApiRequest, id: &str) -> ApiRe
         }
     }
     data(out)
-}
-
-/// A stored file's format as a `'static` one of PVE's names.
-fn vztmpl_format(f: &str) -> &'static str {
-    match f {
-        "tzst" => "tzst",
-        "txz" => "txz",
-        _ => "tgz",
-    }
-}
-
-/// Whether storage `id` takes `content` (e.g. `vztmpl`, `rootdir`).
-pub(crate) fn supports(id: &str, content: &str) -> bool {
-    STORAGES.contains(&id) && content_types(id).split(',').any(|c| c == content)
 }
 
 /// `GET /nodes/{node}/network[?type=bridge|any_bridge|eth|...]`.

@@ -1,5 +1,5 @@
 //! The plain data of the simulated world: guests (QEMU VMs and LXC containers) with their PVE
-//! config, power state, address and keys; API tokens and tickets; task records; files in storages (container templates); and the value
+//! config, power state, address and keys; API tokens and tickets; task records; the appliance index; and the value
 //! helpers PVE's config strings need (sizes, booleans, disk keys, the config digest). No locks
 //! and no I/O: [`crate::state`] keeps these behind its lock and saves them.
 
@@ -9,7 +9,6 @@ mod guest;
 mod kind;
 mod task;
 mod values;
-mod volume;
 
 pub(crate) use access::{Ticket, TokenEntry};
 pub(crate) use appliance::{appliance, APL_SOURCE, APPLIANCES};
@@ -18,4 +17,3 @@ pub(crate) use kind::lock_message;
 pub use kind::GuestKind;
 pub(crate) use task::Task;
 pub(crate) use values::{digest, disk_size, format_size, indexed, is_disk_key, parse_size};
-pub(crate) use volume::{split_vztmpl, StoredFile};

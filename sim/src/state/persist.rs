@@ -1,4 +1,4 @@
-//! Saving the lasting state (guests, tokens, storage files, finished tasks) in a state folder, at a cost that
+//! Saving the lasting state (guests, tokens, finished tasks) in a state folder, at a cost that
 //! follows the size of a change, not of the whole simulation.
 //!
 //! - `state.json` is a snapshot of everything, written atomically (temp file + rename);
@@ -26,7 +26,7 @@ use super::tracked::Tracked;
 use super::world::{State, TASKS_KEPT};
 use crate::error::SimError;
 use crate::ids::random_bytes;
-use crate::model::{Guest, StoredFile, Task, TokenEntry};
+use crate::model::{Guest, Task, TokenEntry};
 
 const STATE_FILE: &str = "state.json";
 const JOURNAL_FILE: &str = "state.journal";
@@ -42,7 +42,6 @@ struct SnapshotOut<'a> {
     journal: u64,
     guests: &'a BTreeMap<u32, Guest>,
     tokens: &'a BTreeMap<String, TokenEntry>,
-    files: &'a BTreeMap<String, StoredFile>,
     tasks: Vec<&'a Task>,
     next_pid: u32,
 }
@@ -56,8 +55,6 @@ struct SnapshotIn {
     guests: BTreeMap<u32, Guest>,
     #[serde(default)]
     tokens: BTreeMap<String, TokenEntry>,
-    #[serde(default)]
-    files: BTreeMap<String, StoredFile>,
     #[serde(default)]
     tasks: Vec<Task>,
     #[serde(default)]
@@ -82,10 +79,6 @@ struct BatchOut<'a> {
     tokens: BTreeMap<&'a String, &'a TokenEntry>,
     #[serde(skip_serializing_if = "Vec::is_empty")]
     tokens_gone: Vec<String>,
-    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
-    files: BTreeMap<&'a String, &'a StoredFile>,
-    #[serde(skip_serializing_if = "Vec::is_empty")]
-    files_gone: Vec<String>,
     #[serde(skip_serializing_if = "Vec::is_empty")]
     tasks: Vec<&'a Task>,
 }
@@ -101,10 +94,6 @@ struct BatchIn {
     tokens: BTreeMap<String, TokenEntry>,
     #[serde(default)]
     tokens_gone: Vec<String>,
-    #[serde(default)]
-    files: BTreeMap<String, StoredFile>,
-    #[serde(default)]
-    files_gone: Vec<String>,
     #[serde(default)]
     tasks: Vec<Task>,
 }
@@ -138,9 +127,8 @@ impl Store {
     pub fn append(&mut self, st: &State) -> Result<(), SimError> {
         let guests = st.guests.take_dirty();
         let tokens = st.tokens.take_dirty();
-        let files = st.files.take_dirty();
         let tasks = std::mem::take(&mut *st.finished.borrow_mut());
-        if guests.is_empty() && tokens.is_empty() && files.is_empty() && tasks.is_empty() {
+        if guests.is_empty() && tokens.is_empty() && tasks.is_empty() {
             return Ok(());
         }
         let Some(journal) = self.journal.as_mut() else {
@@ -151,8 +139,6 @@ impl Store {
             guests.into_iter().partition(|v| st.guests.contains_key(v));
         let (tok_set, tok_gone): (Vec<String>, Vec<String>) =
             tokens.into_iter().partition(|t| st.tokens.contains_key(t));
-        let (file_set, files_gone): (Vec<String>, Vec<String>) =
-            files.into_iter().partition(|f| st.files.contains_key(f));
         let batch = BatchOut {
             next_pid: st.next_pid,
             guests: set.iter().filter_map(|v| st.guests.get(v)).collect(),
@@ -162,11 +148,6 @@ impl Store {
                 .filter_map(|t| st.tokens.get_key_value(t))
                 .collect(),
             tokens_gone: tok_gone,
-            files: file_set
-                .iter()
-                .filter_map(|f| st.files.get_key_value(f))
-                .collect(),
-            files_gone,
             tasks: tasks
                 .iter()
                 .filter_map(|u| st.tasks.get(u))
@@ -192,7 +173,6 @@ impl Store {
         // Whatever was pending is in the snapshot.
         st.guests.take_dirty();
         st.tokens.take_dirty();
-        st.files.take_dirty();
         st.finished.borrow_mut().clear();
         let generation = u64::from_le_bytes(random_bytes::<8>());
         let path = self.dir.join(STATE_FILE);
@@ -202,7 +182,6 @@ impl Store {
             journal: generation,
             guests: &st.guests,
             tokens: &st.tokens,
-            files: &st.files,
             tasks: st
                 .task_order
                 .iter()
@@ -249,7 +228,6 @@ pub(crate) fn load(dir: &Path) -> Result<Option<State>, SimError> {
         serde_json::from_slice(&bytes).map_err(|source| SimError::BadState { path, source })?;
     let mut guests = snap.guests;
     let mut tokens = snap.tokens;
-    let mut files = snap.files;
     let mut tasks: Vec<Task> = snap.tasks;
     let mut next_pid = snap.next_pid;
 
@@ -279,10 +257,6 @@ pub(crate) fn load(dir: &Path) -> Result<Option<State>, SimError> {
                     for t in b.tokens_gone {
                         tokens.remove(&t);
                     }
-                    files.extend(b.files);
-                    for f in b.files_gone {
-                        files.remove(&f);
-                    }
                     tasks.extend(b.tasks);
                 }
             }
@@ -302,7 +276,6 @@ pub(crate) fn load(dir: &Path) -> Result<Option<State>, SimError> {
     let mut st = State {
         guests: Tracked::from_map(guests),
         tokens: Tracked::from_map(tokens),
-        files: Tracked::from_map(files),
         next_pid,
         ..State::default()
     };
@@ -356,9 +329,6 @@ mod tests {
         );
         let upid = st.new_task("pve", "qmstart", "101", "root@pam");
         st.finish_task(&upid, "OK".into());
-        let tmpl = "local:vztmpl/debian-12-standard_12.12-1_amd64.tar.zst".to_string();
-        st.files
-            .insert(tmpl.clone(), StoredFile::vztmpl(&tmpl, 1, 1));
         store.append(&st).unwrap();
         // Nothing changed: nothing written.
         let len = std::fs::metadata(dir.path().join(JOURNAL_FILE))
@@ -374,10 +344,6 @@ mod tests {
         let loaded = load(dir.path()).unwrap().unwrap();
         assert_eq!(names(&loaded), vec![(101, "b2".to_string())]);
         assert!(loaded.tokens.contains_key("root@pam!x"));
-        assert!(
-            loaded.files.contains_key(&tmpl),
-            "a file saved in the journal is loaded"
-        );
         assert_eq!(loaded.tasks.len(), 1);
         assert_eq!(loaded.next_pid, st.next_pid);
 

@@ -1,15 +1,14 @@
 //! The template guests a fresh simulator starts with: the images the driver's manifests name
-//! (qemu 9000..9003, lxc 9100..9101), each with a cloud-init drive and the agent on; and the
-//! container templates (`vztmpl`) `local` holds, as `pveam download` would leave them.
+//! (qemu 9000..9003, lxc 9100..9101), each with a cloud-init drive and the agent on. (The
+//! container templates `local` holds are files: `Shared::new` leaves them there.)
 
 use std::collections::BTreeMap;
 
 use serde_json::{json, Value};
 
 use super::world::State;
-use crate::clock::now_unix;
 use crate::ids::{mac_for, random_uuid};
-use crate::model::{Guest, GuestKind, StoredFile, APPLIANCES};
+use crate::model::{Guest, GuestKind};
 
 /// The template guests a fresh simulator starts with: the images the driver's manifests name.
 pub(crate) fn seed(st: &mut State, net: [u8; 2]) {
@@ -86,14 +85,6 @@ pub(crate) fn seed(st: &mut State, net: [u8; 2]) {
         .map(|(k, v)| (k.to_string(), v))
         .collect();
         insert_seed(st, net, vmid, GuestKind::Lxc, config);
-    }
-    let ctime = now_unix().saturating_sub(86_400);
-    for a in APPLIANCES.iter().filter(|a| a.seeded) {
-        let file = a.template();
-        st.files.insert(
-            format!("local:vztmpl/{file}"),
-            StoredFile::vztmpl(&file, a.size, ctime),
-        );
     }
 }
 

@@ -10,6 +10,7 @@ use super::persist::Store;
 use super::world::State;
 use crate::clock::TimeScale;
 use crate::config::{ApiToken, SimConfig, Timings};
+use crate::error::SimError;
 use crate::model::{lock_message, GuestKind};
 use crate::ssh::{BootError, BootRequest, GuestSsh};
 
@@ -27,16 +28,51 @@ pub(crate) struct Shared {
     /// The guests' SSH servers and folders. They reach the state through the cell (their
     /// narrow handle), never through this.
     pub ssh: GuestSsh,
+    /// Started as a fresh install ([`SimConfig::bare`]).
+    pub bare: bool,
+    /// Where file-based storages keep their files (`{root}/{storage}/...`).
+    pub storage_root: PathBuf,
+    /// A temporary `storage_root` (no state folder): removed with the simulator.
+    _storage_tmp: Option<TempRoot>,
+}
+
+/// A folder removed when dropped.
+struct TempRoot(PathBuf);
+
+impl Drop for TempRoot {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
 }
 
 impl Shared {
-    pub fn new(config: &SimConfig, state: State, fingerprint: String, token: ApiToken) -> Self {
+    pub fn new(
+        config: &SimConfig,
+        state: State,
+        fingerprint: String,
+        token: ApiToken,
+    ) -> Result<Self, SimError> {
+        let (storage_root, storage_tmp) = match &config.state_dir {
+            Some(d) => (d.join("storage"), None),
+            None => {
+                let d = std::env::temp_dir().join(format!(
+                    "pvesim-storage-{}-{}",
+                    std::process::id(),
+                    crate::ids::random_uuid()
+                ));
+                (d.clone(), Some(TempRoot(d)))
+            }
+        };
+        std::fs::create_dir_all(&storage_root).map_err(|e| SimError::io(&storage_root, e))?;
         let store = config
             .state_dir
             .as_deref()
             .map(|d| Store::new(d, &config.node_name));
         let cell = Arc::new(StateCell::new(state, store));
-        Shared {
+        Ok(Shared {
+            bare: config.bare,
+            storage_root,
+            _storage_tmp: storage_tmp,
             ssh: GuestSsh::new(
                 config.guest_ssh_port,
                 config.effective_guest_net(),
@@ -52,7 +88,7 @@ impl Shared {
             fingerprint,
             started: Instant::now(),
             token,
-        }
+        })
     }
 
     /// The state; a panic in another holder does not make it unusable.

@@ -1,6 +1,6 @@
-//! [`State`]: everything one simulator knows, as kept behind its lock: guests, tokens and
-//! storage files (tracked for the journal), tickets, tasks (the registry: new, logged,
-//! finished, the oldest forgotten) and the active faults.
+//! [`State`]: everything one simulator knows, as kept behind its lock: guests and tokens
+//! (tracked for the journal), tickets, tasks (the registry: new, logged, finished, the oldest
+//! forgotten) and the active faults.
 
 use std::cell::RefCell;
 use std::collections::{BTreeSet, HashMap, VecDeque};
@@ -10,7 +10,7 @@ use super::tracked::Tracked;
 use crate::clock::now_unix;
 use crate::faults::FaultSet;
 use crate::ids::format_upid;
-use crate::model::{Guest, StoredFile, Task, Ticket, TokenEntry};
+use crate::model::{Guest, Task, Ticket, TokenEntry};
 
 /// How many finished tasks are kept (PVE keeps an index of recent ones too).
 pub(crate) const TASKS_KEPT: usize = 5000;
@@ -22,8 +22,6 @@ pub(crate) struct State {
     pub guests: Tracked<u32, Guest>,
     /// `user@realm!name` → token.
     pub tokens: Tracked<String, TokenEntry>,
-    /// Files in storages by volid (`local:vztmpl/...`), tracked for the journal too.
-    pub files: Tracked<String, StoredFile>,
     pub tickets: HashMap<String, Ticket>,
     pub tasks: HashMap<String, Task>,
     pub task_order: VecDeque<String>,

@@ -37,6 +37,10 @@ pub(super) async fn create(
         .and_then(|v| u32::try_from(v).ok())
         .ok_or_else(|| ApiError::param("vmid", schema::MISSING))?;
     let start = values.remove("start").is_some_and(|v| v == json!(1));
+    let imported = match kind {
+        GuestKind::Qemu => super::import::resolve(shared, &mut values)?,
+        GuestKind::Lxc => Vec::new(),
+    };
     for k in [
         "pool",
         "storage",
@@ -101,6 +105,7 @@ pub(super) async fn create(
             let v = materialize(&st, kind, vmid, &k, v, &config, &mut log)?;
             config.insert(k, v);
         }
+        log.extend(imported);
         if kind == GuestKind::Qemu {
             config
                 .entry("smbios1".into())

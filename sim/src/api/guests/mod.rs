@@ -6,7 +6,9 @@
 //!
 //! This file routes; the handlers live by concern: [`list`] (list, status), [`create`],
 //! [`clone`], [`config`] (config, pending, resize), [`lifecycle`] (power, delete), [`agent`]
-//! (QEMU agent, LXC interfaces), [`ostemplate`] (a container's template archive); [`common`] is what they share and [`shapes`] PVE's JSON
+//! (QEMU agent, LXC interfaces), [`ostemplate`] (a container's template archive), [`import`]
+//! (`import-from` on new disks), [`template`] (a VM made a template); [`common`] is what they
+//! share and [`shapes`] PVE's JSON
 //! shapes they answer with.
 
 mod agent;
@@ -14,10 +16,12 @@ mod clone;
 mod common;
 mod config;
 mod create;
+mod import;
 mod lifecycle;
 mod list;
 mod ostemplate;
 mod shapes;
+mod template;
 
 use std::sync::Arc;
 
@@ -85,6 +89,9 @@ pub(crate) async fn route(
                 ("PUT", ["config"], _) => config::set_config(shared, req, kind, vmid, false).await,
                 ("PUT", ["resize"], _) => config::resize(shared, req, kind, vmid).await,
                 ("POST", ["clone"], _) => clone::clone(shared, req, kind, vmid).await,
+                ("POST", ["template"], GuestKind::Qemu) => {
+                    template::template(shared, req, vmid).await
+                }
                 ("GET", ["status"], _) => {
                     guest(&shared.lock(), shared, kind, vmid)?;
                     Ok(subdirs(

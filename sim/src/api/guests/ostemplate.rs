@@ -2,7 +2,6 @@
 //! container is unpacked from, looked up in the storage's content as PVE does.
 
 use crate::error::{ApiError, ApiResult};
-use crate::model::split_vztmpl;
 use crate::state::Shared;
 
 use super::super::storage;
@@ -21,13 +20,14 @@ pub(super) fn check(shared: &Shared, vmid: u32, volid: &str) -> ApiResult<Option
         }
     }
     // The storage plugin's activate_volume, when the worker unpacks it.
-    let found = split_vztmpl(volid).is_some() && shared.lock().files.contains_key(volid);
+    let found = crate::api::content::volume_file(shared, volid)
+        .is_some_and(|(_, c)| c == crate::api::content::FileContent::Vztmpl);
     Ok((!found).then(|| format!("unable to create CT {vmid} - volume '{volid}' does not exist")))
 }
 
 /// PVE detects the OS from the unpacked tree; the archive's name says the same here.
 pub(super) fn ostype(volid: &str) -> &'static str {
-    let file = split_vztmpl(volid).map_or(volid, |(_, f)| f);
+    let file = volid.split_once(":vztmpl/").map_or(volid, |(_, f)| f);
     for os in [
         "debian",
         "ubuntu",

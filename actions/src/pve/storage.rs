@@ -1,0 +1,265 @@
+//! Storage calls: which storages take what content, what they hold, the host fetching a
+//! file itself (`download-url`), a file sent to it (`upload`, streamed multipart with a
+//! `Content-Length`, as pveproxy wants), a VM created from parameters, a VM made a
+//! template, the PVE version, and following a task with its log lines as they come.
+
+use std::path::Path;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+
+use reqwest::{Method, StatusCode};
+use serde::Deserialize;
+use serde_json::Value;
+
+use super::client::TASK_POLL;
+use super::{PveClient, PveError};
+use crate::poll::{self, GaveUp, Poll};
+
+/// One storage of the node (`GET /nodes/{node}/storage`).
+#[derive(Clone, Debug, Deserialize)]
+pub struct StorageInfo {
+    pub storage: String,
+    #[serde(rename = "type", default)]
+    pub kind: String,
+    /// Comma-separated content types.
+    #[serde(default)]
+    pub content: String,
+    #[serde(default)]
+    pub active: Option<u8>,
+    #[serde(default)]
+    pub enabled: Option<u8>,
+}
+
+impl StorageInfo {
+    pub fn holds(&self, content: &str) -> bool {
+        self.content.split(',').any(|c| c.trim() == content)
+    }
+
+    /// Active and enabled (a listing without the fields counts as both).
+    pub fn usable(&self) -> bool {
+        self.active.unwrap_or(1) == 1 && self.enabled.unwrap_or(1) == 1
+    }
+}
+
+/// One volume of a storage's content.
+#[derive(Clone, Debug, Deserialize)]
+pub struct Volume {
+    pub volid: String,
+    #[serde(default)]
+    pub size: u64,
+}
+
+fn shape(path: &str, e: impl std::fmt::Display) -> PveError {
+    PveError::Shape {
+        path: path.to_string(),
+        message: e.to_string(),
+    }
+}
+
+impl PveClient {
+    /// The node's storages.
+    pub async fn storages(&self) -> Result<Vec<StorageInfo>, PveError> {
+        let path = format!("/nodes/{}/storage", self.node());
+        let v = self.get(&path).await?;
+        serde_json::from_value(v).map_err(|e| shape(&path, e))
+    }
+
+    /// What `storage` holds of `content`.
+    pub async fn volumes(&self, storage: &str, content: &str) -> Result<Vec<Volume>, PveError> {
+        let path = format!("/nodes/{}/storage/{storage}/content", self.node());
+        let v = self
+            .get_with(&path, &[("content", content.to_string())])
+            .await?;
+        serde_json::from_value(v).map_err(|e| shape(&path, e))
+    }
+
+    /// `release` of `GET /version` as `(major, minor)`, e.g. `(9, 0)`.
+    pub async fn version(&self) -> Result<(u32, u32), PveError> {
+        let v = self.get("/version").await?;
+        let text = v
+            .get("release")
+            .or_else(|| v.get("version"))
+            .and_then(Value::as_str)
+            .unwrap_or("");
+        let mut parts = text.split(['.', '-']).map(|p| p.parse::<u32>().ok());
+        match (parts.next().flatten(), parts.next().flatten()) {
+            (Some(a), Some(b)) => Ok((a, b)),
+            _ => Err(shape("/version", format!("no release in {v}"))),
+        }
+    }
+
+    /// `POST .../storage/{storage}/download-url`: the host fetches `url` into `filename`
+    /// of `content`, checked against `checksum` (`(algorithm, hex)`). Returns the UPID.
+    pub async fn download_url(
+        &self,
+        storage: &str,
+        url: &str,
+        content: &str,
+        filename: &str,
+        checksum: Option<(&str, &str)>,
+    ) -> Result<String, PveError> {
+        let path = format!("/nodes/{}/storage/{storage}/download-url", self.node());
+        let mut params = vec![
+            ("url", url.to_string()),
+            ("content", content.to_string()),
+            ("filename", filename.to_string()),
+        ];
+        if let Some((alg, sum)) = checksum {
+            params.push(("checksum-algorithm", alg.to_string()));
+            params.push(("checksum", sum.to_string()));
+        }
+        let v = self.post(&path, &params).await?;
+        v.as_str()
+            .map(str::to_string)
+            .ok_or_else(|| shape(&path, format!("no UPID: {v}")))
+    }
+
+    /// `POST .../storage/{storage}/upload` of the local file `file` as `filename`,
+    /// streamed; `on_bytes` gets the bytes sent so far. Returns the UPID.
+    pub async fn upload(
+        &self,
+        storage: &str,
+        content: &str,
+        file: &Path,
+        filename: &str,
+        checksum: Option<(&str, &str)>,
+        on_bytes: impl Fn(u64) + Send + Sync + 'static,
+    ) -> Result<String, PveError> {
+        use futures_util::StreamExt;
+        let rel = format!("/nodes/{}/storage/{storage}/upload", self.node());
+        let io = |e: std::io::Error| shape(&rel, format!("{}: {e}", file.display()));
+        let f = tokio::fs::File::open(file).await.map_err(io)?;
+        let size = f.metadata().await.map_err(io)?.len();
+        // Unlikely in any file's bytes, and different per call.
+        let boundary = format!(
+            "----driver{:x}{:x}",
+            std::process::id(),
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_nanos())
+        );
+        let mut head = String::new();
+        let mut field = |name: &str, value: &str| {
+            head.push_str(&format!(
+                "--{boundary}\r\nContent-Disposition: form-data; name=\"{name}\"\r\n\r\n{value}\r\n"
+            ));
+        };
+        field("content", content);
+        if let Some((alg, sum)) = checksum {
+            field("checksum-algorithm", alg);
+            field("checksum", sum);
+        }
+        head.push_str(&format!(
+            "--{boundary}\r\nContent-Disposition: form-data; name=\"filename\"; \
+             filename=\"{filename}\"\r\nContent-Type: application/octet-stream\r\n\r\n"
+        ));
+        let tail = format!("\r\n--{boundary}--\r\n");
+        let length = head.len() as u64 + size + tail.len() as u64;
+        let mut sent = 0u64;
+        let body = futures_util::stream::iter([Ok::<_, std::io::Error>(bytes::Bytes::from(head))])
+            .chain(
+                tokio_util::io::ReaderStream::with_capacity(f, 256 * 1024).map(move |chunk| {
+                    if let Ok(c) = &chunk {
+                        sent += c.len() as u64;
+                        on_bytes(sent);
+                    }
+                    chunk
+                }),
+            )
+            .chain(futures_util::stream::iter([Ok(bytes::Bytes::from(tail))]));
+        let resp = self
+            .http
+            .post(format!("{}{rel}", self.api))
+            .header("Authorization", &self.auth)
+            .header(
+                "Content-Type",
+                format!("multipart/form-data; boundary={boundary}"),
+            )
+            // pveproxy reads uploads by their length.
+            .header("Content-Length", length.to_string())
+            // The client's 60 s limit is for API calls, not for gigabytes.
+            .timeout(Duration::from_secs(24 * 3600))
+            .body(reqwest::Body::wrap_stream(body))
+            .send()
+            .await
+            .map_err(|e| PveError::Connect {
+                endpoint: self.endpoint().to_string(),
+                message: e.to_string(),
+            })?;
+        let status: StatusCode = resp.status();
+        let bytes = resp.bytes().await.map_err(|e| PveError::Connect {
+            endpoint: self.endpoint().to_string(),
+            message: e.to_string(),
+        })?;
+        let json: Value = serde_json::from_slice(&bytes)
+            .unwrap_or_else(|_| Value::String(String::from_utf8_lossy(&bytes).trim().to_string()));
+        if !status.is_success() {
+            return Err(self.status_error(&Method::POST, &rel, status, &json));
+        }
+        json.get("data")
+            .and_then(Value::as_str)
+            .map(str::to_string)
+            .ok_or_else(|| shape(&rel, format!("no UPID: {json}")))
+    }
+
+    /// Waits for a task like [`PveClient::wait_task`], handing each new log line to
+    /// `on_line` as it appears.
+    pub async fn follow_task(
+        &self,
+        upid: &str,
+        timeout: Duration,
+        on_line: &(dyn Fn(&str) + Send + Sync),
+    ) -> Result<(), PveError> {
+        let node = upid.split(':').nth(1).unwrap_or(self.node()).to_string();
+        let status_path = format!("/nodes/{node}/tasks/{}/status", upid.replace('/', "%2F"));
+        let seen = AtomicUsize::new(0);
+        let r = poll::until(timeout, TASK_POLL, || async {
+            let st = match self.get(&status_path).await {
+                Ok(st) => st,
+                Err(e) => return Poll::Fail(Some(e)),
+            };
+            match self.task_log_from(upid, seen.load(Ordering::Relaxed)).await {
+                Ok(lines) => {
+                    seen.fetch_add(lines.len(), Ordering::Relaxed);
+                    for l in &lines {
+                        on_line(l);
+                    }
+                }
+                Err(e) => return Poll::Fail(Some(e)),
+            }
+            if st.get("status").and_then(Value::as_str) == Some("stopped") {
+                Poll::Ready(())
+            } else {
+                Poll::Pending(None)
+            }
+        })
+        .await;
+        match r {
+            // Its exit status and last lines, worded as every task's.
+            Ok(_) => self.wait_task(upid, Duration::from_secs(30)).await,
+            Err(GaveUp { last: Some(e), .. }) => Err(e),
+            Err(GaveUp {
+                last: None, waited, ..
+            }) => Err(PveError::TaskTimeout {
+                upid: upid.to_string(),
+                waited,
+            }),
+        }
+    }
+
+    /// `POST /nodes/{node}/qemu` with `params`, and waits for the task.
+    pub async fn create_vm(
+        &self,
+        params: &[(&str, String)],
+        timeout: Duration,
+    ) -> Result<(), PveError> {
+        let path = format!("/nodes/{}/qemu", self.node());
+        self.run_task(Method::POST, &path, params, timeout).await
+    }
+
+    /// `POST /nodes/{node}/qemu/{vmid}/template`, and waits for the task.
+    pub async fn make_template(&self, vmid: u32, timeout: Duration) -> Result<(), PveError> {
+        let path = format!("/nodes/{}/qemu/{vmid}/template", self.node());
+        self.run_task(Method::POST, &path, &[], timeout).await
+    }
+}
