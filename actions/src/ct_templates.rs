@@ -3,12 +3,12 @@
 //! or from the site-config's URL with its checksum), at most once per (host, template) per
 //! run even when many containers ask at the same time.
 
-use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use engine::site_config::ct_template::CtTemplateSource;
 use tokio::sync::OnceCell;
+
+use crate::single_flight::SingleFlight;
 
 use crate::pve::{ApplianceEntry, PveClient, PveError};
 
@@ -37,7 +37,7 @@ pub enum CtTemplateError {
 /// concurrent containers wait for the same download instead of starting their own.
 #[derive(Default)]
 pub struct CtTemplates {
-    cells: Mutex<HashMap<String, Arc<OnceCell<String>>>>,
+    cells: SingleFlight<String, OnceCell<String>>,
 }
 
 impl CtTemplates {
@@ -52,12 +52,9 @@ impl CtTemplates {
         log: &(dyn Fn(String) + Send + Sync),
     ) -> Result<String, CtTemplateError> {
         let key = format!("{}@{}", source.describe(), client.node());
-        let cell = match self.cells.lock() {
-            Ok(mut cells) => cells.entry(key).or_default().clone(),
-            // A panicked holder: no sharing, but still correct.
-            Err(_) => Arc::new(OnceCell::new()),
-        };
-        cell.get_or_try_init(|| find_or_fetch(client, source, timeout, log))
+        self.cells
+            .entry(key)
+            .get_or_try_init(|| find_or_fetch(client, source, timeout, log))
             .await
             .cloned()
     }

@@ -32,6 +32,7 @@ pub mod preflight;
 pub mod process;
 pub mod pve;
 pub mod runner;
+pub mod single_flight;
 pub mod ssh;
 pub mod templates;
 pub mod tofu;

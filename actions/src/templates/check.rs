@@ -50,8 +50,7 @@ pub async fn check(
         let state = match find(client, *kind, image).await? {
             Some(vmid) => TemplateState::Present { vmid },
             None if *kind == GuestKind::Lxc => TemplateState::NoSource {
-                why: "containers are created from template archives (`vztmpl:`), not cloned"
-                    .into(),
+                why: "containers are created from template archives (`vztmpl:`), not cloned".into(),
             },
             None => match (setup.images.get(image), setup.broken.get(image)) {
                 (_, Some(why)) => TemplateState::NoSource { why: why.clone() },

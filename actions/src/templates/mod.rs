@@ -21,14 +21,16 @@ pub mod check;
 mod fetch;
 pub mod ssh;
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 use engine::site_config::ImageSpec;
 use tokio::sync::OnceCell;
+
+use crate::single_flight::SingleFlight;
 
 use crate::pve::{GuestKind, PveClient, PveError};
 use crate::ssh::SshTarget;
@@ -98,6 +100,7 @@ impl TemplateError {
 /// Progress lines for the user (the call's log facts).
 pub type Log<'a> = &'a (dyn Fn(String) + Send + Sync);
 
+#[derive(Default)]
 struct Flight {
     /// Whether a call has started making it (the others wait).
     started: AtomicBool,
@@ -107,7 +110,7 @@ struct Flight {
 /// The templates of one host for one run: lookup, and making each missing one once.
 pub struct Templates {
     setup: Arc<ImageSetup>,
-    flights: Mutex<HashMap<(GuestKind, String), Arc<Flight>>>,
+    flights: SingleFlight<(GuestKind, String), Flight>,
 }
 
 /// The vmid of the `kind` template named `image`, if there is one.
@@ -128,7 +131,7 @@ impl Templates {
     pub fn new(setup: ImageSetup) -> Self {
         Templates {
             setup: Arc::new(setup),
-            flights: Mutex::new(HashMap::new()),
+            flights: SingleFlight::default(),
         }
     }
 
@@ -147,20 +150,7 @@ impl Templates {
         timeout: Duration,
         log: Log<'_>,
     ) -> Result<Ensured, TemplateError> {
-        let flight = {
-            let mut f = self
-                .flights
-                .lock()
-                .unwrap_or_else(std::sync::PoisonError::into_inner);
-            f.entry((kind, image.to_string()))
-                .or_insert_with(|| {
-                    Arc::new(Flight {
-                        started: AtomicBool::new(false),
-                        done: OnceCell::new(),
-                    })
-                })
-                .clone()
-        };
+        let flight = self.flights.entry((kind, image.to_string()));
         if let Some(done) = flight.done.get() {
             return settled(image, done, Ensured::Present);
         }
