@@ -326,3 +326,32 @@ fn validate_all_and_config_show_report_broken_site_config_files() {
     let r = d.run(&["validate", "--all"]).code(2);
     assert!(r.stderr.contains("auth.method 'magic'"), "{}", r.stderr);
 }
+
+/// A node file key driver does not read (a typo) is refused with a guess, by
+/// `validate --all` and by a run naming that host, instead of being ignored
+/// while the default it meant to replace is used.
+#[test]
+fn an_unknown_node_file_key_is_refused_with_a_hint() {
+    let d = Driver::example();
+    let sim = std::fs::read_to_string(d.site_path().join("nodes/sim.yaml")).unwrap();
+    std::fs::write(
+        d.site_path().join("nodes/typo.yaml"),
+        sim.replace("datastore:", "datastor:"),
+    )
+    .unwrap();
+    let r = d.run(&["validate", "--all"]).code(2);
+    let text = common::flat(&r.stderr);
+    assert!(
+        text.contains("nodes/typo.yaml") && text.contains("did you mean 'datastore'?"),
+        "{text}"
+    );
+    let r = d
+        .run(&["create", "-M", "n1-basic", "-H", "typo", "--dry-run"])
+        .code(2);
+    let text = common::flat(&r.stderr);
+    assert!(text.contains("unknown key 'datastor'"), "{text}");
+    // Every key the built-in node files hold is one driver reads.
+    d.run(&["validate", "--all"]).code(2);
+    std::fs::remove_file(d.site_path().join("nodes/typo.yaml")).unwrap();
+    d.run(&["validate", "--all"]).ok();
+}

@@ -21,6 +21,9 @@ impl SiteConfig {
                 let checked = match kind {
                     Entity::Posture => resolver.posture(&name, true).map(drop),
                     Entity::Image => self.check_image(&name),
+                    Entity::Node => self
+                        .find(kind, &name)
+                        .and_then(|f| super::hosts::check_node_keys(&f.file, &f.doc)),
                     _ => self.find(kind, &name).map(drop),
                 };
                 if let Err(e) = checked {

@@ -116,6 +116,7 @@ impl SiteConfig {
 
         if let Some(node) = self.try_find(Entity::Node, name)? {
             let d = &node.doc;
+            check_node_keys(&node.file, d)?;
             let api_endpoint = s(d, "api_endpoint");
             let explicit_key = s(d, "api_token");
             let key = explicit_key.clone().unwrap_or_else(|| name.to_string());
@@ -211,6 +212,54 @@ impl SiteConfig {
             available: self.host_names(),
         })
     }
+}
+
+/// Every key a node file may hold, each read somewhere: the entity model's (`host`,
+/// `parent_node`, `api_endpoint`, `api_token`, `datastore`, `ip`) and driver's additions
+/// (PVE node name, bridge, SSH login, simulation, clone mode, API trust).
+pub const NODE_FILE_KEYS: &[&str] = &[
+    "host",
+    "parent_node",
+    "api_endpoint",
+    "api_token",
+    "datastore",
+    "ip",
+    "node",
+    "bridge",
+    "ssh_user",
+    "ssh_port",
+    "simulated",
+    "pvesim_guest_net",
+    "pvesim_time_scale",
+    "full_clone",
+    "fingerprint",
+    "ca_file",
+    "insecure",
+];
+
+/// A node file with a key driver does not read is refused, so a misspelt setting
+/// (`datastor:`) never silently falls back to a default.
+pub(crate) fn check_node_keys(file: &str, doc: &Node) -> Result<(), ConfigError> {
+    let Some(entries) = doc.as_map() else {
+        return Ok(());
+    };
+    for (k, _) in entries {
+        let key = k.as_str().unwrap_or("?");
+        if !NODE_FILE_KEYS.contains(&key) {
+            let guess = crate::manifest::did_you_mean(key, NODE_FILE_KEYS)
+                .map(|g| format!("did you mean '{g}'? "))
+                .unwrap_or_default();
+            return Err(ConfigError::Invalid {
+                file: file.to_string(),
+                message: format!(
+                    "unknown key '{}' ({guess}a node file knows: {})",
+                    crate::yaml::shorten(key, 60),
+                    NODE_FILE_KEYS.join(", ")
+                ),
+            });
+        }
+    }
+    Ok(())
 }
 
 #[cfg(test)]
