@@ -3,16 +3,15 @@
 //! in PVE's words, a SIGKILLed run resumes without duplicates, two runs
 //! cannot share a state, and preflight names its fixes.
 
-mod common;
 
 use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::sim::{
+use crate::common::sim::{
     sim_driver, sim_guests, sim_run, site_copy, site_driver, wait_for_journal, SimRun,
 };
-use common::{repo, Driver};
+use crate::common::{repo, Driver};
 use serde_json::Value;
 
 /// API-only nodes (no SSH step): a VM with an explicit vmid, one without,
@@ -63,7 +62,7 @@ fn create_then_destroy_leaves_the_simulator_empty() {
 #[test]
 fn a_failed_clone_is_reported_in_pves_words_with_the_task_log() {
     let r = SimRun::new(API_ONLY);
-    let out = common::Run::from(
+    let out = crate::common::Run::from(
         r.cmd("create", &["--json-output"])
             .env(
                 "PVESIM_FAULTS",
@@ -173,7 +172,7 @@ fn preflight_failure_names_the_fix() {
     )
     .unwrap();
     let state = tempfile::tempdir().unwrap();
-    let out = common::Run::from(
+    let out = crate::common::Run::from(
         site_driver(&site, state.path())
             .args(["create", "-M", "n1-push", "-H", "simbad"])
             .output()
@@ -228,12 +227,12 @@ fn preflight_alone_checks_the_simulated_host() {
 }
 
 /// `driver test` with the built-in site-config and host `sim`, in a fresh state folder.
-fn sim_test(manifest: &str, extra: &[&str]) -> (common::Run, tempfile::TempDir) {
+fn sim_test(manifest: &str, extra: &[&str]) -> (crate::common::Run, tempfile::TempDir) {
     let state = tempfile::tempdir().unwrap();
     let mut c = sim_driver(state.path());
     c.args(["test", "-M", manifest, "-H", "sim", "--json-output"])
         .args(extra);
-    (common::Run::from(c.output().unwrap()), state)
+    (crate::common::Run::from(c.output().unwrap()), state)
 }
 
 /// A newcomer need not be root: the simulator's guests answer SSH on an
@@ -261,11 +260,11 @@ fn the_simulator_runs_without_root() {
             "--reuid=65534",
             "--regid=65534",
             "--clear-groups",
-            common::BIN,
+            crate::common::BIN,
         ]);
         c
     } else {
-        Command::new(common::BIN)
+        Command::new(crate::common::BIN)
     };
     c.env_remove("HOMESTAK_SITE_CONFIG")
         .env_remove("PVESIM_FAULTS")
@@ -274,7 +273,7 @@ fn the_simulator_runs_without_root() {
         .env("DRIVER_STATE_DIR", state.path())
         .current_dir(state.path())
         .args(["test", "-M", "n2-quick", "-H", "sim", "--json-output"]);
-    let out = common::Run::from(c.output().unwrap()).ok();
+    let out = crate::common::Run::from(c.output().unwrap()).ok();
     let v = out.json();
     assert_eq!(v["success"], true, "{v}");
     assert!(
@@ -380,7 +379,7 @@ fn processes_under(dir: &Path) -> Vec<String> {
 fn parallelism_is_passed_on_to_nested_drivers() {
     let state = tempfile::tempdir().unwrap();
     let run = |verb: &str, args: &[&str]| {
-        common::Run::from(
+        crate::common::Run::from(
             sim_driver(state.path())
                 .args([verb, "-M", "n2-wide", "-H", "sim"])
                 .args(args)
@@ -419,7 +418,7 @@ fn deep_leaf_without_ip_under_each_on_error_policy() {
     for policy in ["stop", "rollback", "continue"] {
         let state = tempfile::tempdir().unwrap();
         let run = |args: &[&str]| {
-            common::Run::from(
+            crate::common::Run::from(
                 sim_driver(state.path())
                     .env(
                         "PVESIM_FAULTS",
@@ -502,7 +501,7 @@ fn a_lost_vmid_race_is_retried_only_for_picked_ids() {
     let picked = SimRun::new(
         "schema_version: 2\nname: race\nsettings: {verify_ssh: false}\nnodes:\n  - {name: a1, type: vm, preset: vm-xsmall, image: debian-12}\n",
     );
-    let out = common::Run::from(
+    let out = crate::common::Run::from(
         picked
             .cmd("create", &["--json-output"])
             .env("PVESIM_FAULTS", race)
@@ -522,7 +521,7 @@ fn a_lost_vmid_race_is_retried_only_for_picked_ids() {
     let explicit = SimRun::new(
         "schema_version: 2\nname: race\nsettings: {verify_ssh: false}\nnodes:\n  - {name: a1, type: vm, preset: vm-xsmall, image: debian-12, vmid: 100}\n",
     );
-    let out = common::Run::from(
+    let out = crate::common::Run::from(
         explicit
             .cmd("create", &["--json-output"])
             .env("PVESIM_FAULTS", race)
@@ -736,7 +735,7 @@ fn a_child_driver_lost_mid_delegation_then_resume() {
             .status()
             .unwrap();
     }
-    let out = common::Run::from(child.wait_with_output().unwrap()).code(1);
+    let out = crate::common::Run::from(child.wait_with_output().unwrap()).code(1);
     let v = out.json();
     let err = v["error"].as_str().unwrap();
     assert!(
@@ -779,7 +778,7 @@ fn a_stop_reaches_the_drivers_on_nested_pves() {
         .status()
         .unwrap();
     assert!(sent.success());
-    let out = common::Run::from(child.wait_with_output().unwrap()).code(130);
+    let out = crate::common::Run::from(child.wait_with_output().unwrap()).code(130);
     // The innermost driver said it was stopping, relayed up two levels.
     assert!(
         out.stderr
@@ -892,7 +891,7 @@ fn lost_ssh_connection_to_a_nested_pve_mid_delegation_then_resume() {
         String::from_utf8_lossy(&cut.stderr)
     );
 
-    let out = common::Run::from(child.wait_with_output().unwrap()).code(1);
+    let out = crate::common::Run::from(child.wait_with_output().unwrap()).code(1);
     assert!(!out.stderr.contains("panicked"), "{}", out.stderr);
     let v = out.json();
     let err = v["error"].as_str().unwrap();
@@ -958,7 +957,7 @@ fn configure_runs_the_specs_playbook_with_ansible() {
     )
     .unwrap();
     let state = tempfile::tempdir().unwrap();
-    let out = common::Run::from(
+    let out = crate::common::Run::from(
         site_driver(&site, state.path())
             .env("DRIVER_ANSIBLE_PLAYBOOK", &ansible)
             .args(["create", "-M", "n1-basic", "-H", "sim"])
@@ -1000,7 +999,7 @@ fn the_tofu_provisioner_runs_tofu_with_isolated_state() {
     .unwrap();
     let state = tempfile::tempdir().unwrap();
     let log = state.path().join("tofu-calls.jsonl");
-    let out = common::Run::from(
+    let out = crate::common::Run::from(
         site_driver(&site, state.path())
             .env("DRIVER_TOFU", repo().join("tests/support/tofu_standin.py"))
             .env("TOFU_STANDIN_LOG", &log)
@@ -1105,7 +1104,7 @@ fn the_tofu_provisioner_runs_tofu_with_isolated_state() {
 fn host_keys_are_pinned_per_node_in_state() {
     let state = tempfile::tempdir().unwrap();
     let run =
-        |args: &[&str]| common::Run::from(sim_driver(state.path()).args(args).output().unwrap());
+        |args: &[&str]| crate::common::Run::from(sim_driver(state.path()).args(args).output().unwrap());
     run(&["create", "-M", "n1-basic", "-H", "sim"]).ok();
     let st = run(&["status", "-M", "n1-basic", "-H", "sim", "--json-output"])
         .ok()
@@ -1250,7 +1249,7 @@ fn at_once(state: &Path, verb: &str, manifests: &[&Path]) {
         })
         .collect();
     for child in children {
-        let out = common::Run::from(child.wait_with_output().unwrap()).ok();
+        let out = crate::common::Run::from(child.wait_with_output().unwrap()).ok();
         let v: Value = serde_json::from_str(&out.stdout)
             .unwrap_or_else(|e| panic!("stdout is not one JSON document ({e}): {}", out.stdout));
         assert_eq!(v["success"], true, "{v}");
@@ -1351,7 +1350,7 @@ fn a_killed_simulator_leaves_no_second_nested_simulator() {
         most = most.max(pids_in(&guest, "sim serve").len());
         std::thread::sleep(Duration::from_millis(20));
     }
-    let out = common::Run::from(resumed.wait_with_output().unwrap()).ok();
+    let out = crate::common::Run::from(resumed.wait_with_output().unwrap()).ok();
     assert_eq!(out.json()["success"], true);
     assert!(
         most <= 1,

@@ -2,11 +2,10 @@
 //! its source's storage), a linked clone on its template's (PVE refuses `storage` there),
 //! and a storage without the content type the guest needs refused in PVE's words.
 
-mod common;
 
 use std::time::Duration;
 
-use common::{start, Client};
+use crate::common::{start, Client};
 use serde_json::Value;
 
 const NODE: &str = "pve";
@@ -36,7 +35,7 @@ fn volume(cfg: &Value, key: &str) -> String {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_full_clone_goes_to_the_storage_asked_for() {
-    let (h, c) = start(common::config()).await;
+    let (h, c) = start(crate::common::config()).await;
     let st = clone(
         &c,
         "qemu",
@@ -94,7 +93,7 @@ async fn a_full_clone_goes_to_the_storage_asked_for() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_storage_is_refused_for_linked_clones_and_without_the_content_needed() {
-    let (h, c) = start(common::config()).await;
+    let (h, c) = start(crate::common::config()).await;
     let r = c
         .post(
             &format!("/nodes/{NODE}/qemu/9000/clone"),

@@ -3,13 +3,12 @@
 //! log progress, nothing left after a failure), streamed multipart `upload` past the API's
 //! body limit, a VM made from an imported disk (`import-from`) and made a template.
 
-mod common;
 
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use common::{start, Client};
+use crate::common::{start, Client};
 use serde_json::Value;
 use sim::SimConfig;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -20,7 +19,7 @@ const WAIT: Duration = Duration::from_secs(30);
 fn bare() -> SimConfig {
     SimConfig {
         bare: true,
-        ..common::config()
+        ..crate::common::config()
     }
 }
 
@@ -126,7 +125,7 @@ async fn a_bare_host_has_no_templates_and_empty_storages() {
     let st = c.get(&format!("/nodes/{NODE}/storage?storage=local")).await;
     assert_eq!(st.ok()[0]["content"], "backup,import,iso,vztmpl");
     // The seeded simulator is an older install: no `import` there.
-    let (h2, c2) = start(common::config()).await;
+    let (h2, c2) = start(crate::common::config()).await;
     let st = c2
         .get(&format!("/nodes/{NODE}/storage?storage=local"))
         .await;

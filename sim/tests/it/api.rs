@@ -2,11 +2,10 @@
 //! faults, auth, parameter checks, persistence. Every test starts its own simulator on a
 //! free port, so they run in parallel.
 
-mod common;
 
 use std::time::{Duration, Instant};
 
-use common::{encode, start, Auth, Client};
+use crate::common::{encode, start, Auth, Client};
 use serde_json::{json, Value};
 use sim::{Fault, FaultKind, Op, SimConfig, Timings};
 
@@ -14,7 +13,7 @@ const NODE: &str = "pve";
 const WAIT: Duration = Duration::from_secs(20);
 
 fn cfg() -> SimConfig {
-    common::config()
+    crate::common::config()
 }
 
 /// Runs a task to its end and asserts it succeeded.

@@ -1,7 +1,6 @@
 //! ansible-playbook (ansible-core) through our generated inventory, against a
 //! real sshd on 127.0.0.1 (directly and through a bastion).
 
-mod common;
 
 use std::os::unix::fs::PermissionsExt;
 use std::path::PathBuf;
@@ -10,12 +9,12 @@ use std::time::Duration;
 
 use actions::ansible::{self, AnsibleError, InventoryHost, PlaybookRun};
 use actions::ssh::{HostKeyCheck, Secret, SshAuth};
-use common::{Sshd, SshdOptions};
+use crate::common::{Sshd, SshdOptions};
 use serde_json::json;
 
 /// `.venv/bin/ansible-playbook` (made by scripts/install-test-deps.sh), else PATH.
 fn ansible_playbook() -> PathBuf {
-    let venv = common::repo_root().join(".venv/bin/ansible-playbook");
+    let venv = crate::common::repo_root().join(".venv/bin/ansible-playbook");
     if venv.exists() {
         return venv;
     }
@@ -214,7 +213,7 @@ async fn unreachable_host_and_changed_key_are_reported() {
     )
     .expect("playbook");
     // The pinned key is not the server's.
-    let other = common::keygen(&work.path().join("other"));
+    let other = crate::common::keygen(&work.path().join("other"));
     let mut h = host("guest-x", &sshd);
     h.ssh.host_keys = HostKeyCheck::pinned(actions::ssh::HostKey::parse(&other).expect("key"));
     let mut run = PlaybookRun::new(&playbook, vec![h], json!({}));

@@ -5,15 +5,14 @@
 //! checked closed (`--strict`): a field the schemas do not describe fails
 //! here. And a parent refuses a nested driver of another protocol version.
 
-mod common;
 
 use std::io::Write;
 use std::os::unix::fs::PermissionsExt;
 use std::path::PathBuf;
 use std::process::{Command, Stdio};
 
-use common::sim::{sim_driver, sim_guests};
-use common::{repo, Driver};
+use crate::common::sim::{sim_driver, sim_guests};
+use crate::common::{repo, Driver};
 use serde_json::Value;
 
 const INSTALL: &str = "run scripts/install-test-deps.sh (it installs jsonschema into .venv: \
@@ -64,8 +63,8 @@ fn validate(name: &str, text: &str, lines: bool) {
     );
 }
 
-fn sim(state: &std::path::Path, args: &[&str]) -> common::Run {
-    common::Run::from(sim_driver(state).args(args).output().unwrap())
+fn sim(state: &std::path::Path, args: &[&str]) -> crate::common::Run {
+    crate::common::Run::from(sim_driver(state).args(args).output().unwrap())
 }
 
 #[test]
@@ -133,7 +132,7 @@ fn json_output_of_refused_and_failed_runs() {
 
     // A run that fails on the host: the node's error, then the rollback.
     let state = tempfile::tempdir().unwrap();
-    let out = common::Run::from(
+    let out = crate::common::Run::from(
         sim_driver(state.path())
             .env(
                 "PVESIM_FAULTS",
@@ -181,7 +180,7 @@ fn status_json_output_after_create_failure_and_destroy() {
     assert!(v["nodes"][0]["host_key"].is_string(), "{v}");
     validate("status", &out.stdout, false);
 
-    common::Run::from(
+    crate::common::Run::from(
         sim_driver(state.path())
             .env(
                 "PVESIM_FAULTS",
@@ -258,7 +257,7 @@ fn every_events_line_of_nested_runs() {
     );
 
     let state = tempfile::tempdir().unwrap();
-    let out = common::Run::from(
+    let out = crate::common::Run::from(
         sim_driver(state.path())
             .env(
                 "PVESIM_FAULTS",

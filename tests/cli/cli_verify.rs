@@ -3,10 +3,9 @@
 //! the tree naming its path, `settings.cleanup_on_failure` both ways, and a
 //! wait that polls to its limit and says what it saw.
 
-mod common;
 
-use common::sim::{sim_driver, SimRun};
-use common::Run;
+use crate::common::sim::{sim_driver, SimRun};
+use crate::common::Run;
 use serde_json::Value;
 
 /// `verify` of each node in a `--json-output` document, by name.

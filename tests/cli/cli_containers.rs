@@ -5,13 +5,12 @@
 //! against fakepve (an independent fake of PVE's API) the create request carries what PVE
 //! needs.
 
-mod common;
 
 use std::path::Path;
 
-use common::fakepve::{FakePve, NODE, SECRET, TOKEN_ID};
-use common::sim::{sim_guests, site_copy, site_driver};
-use common::{repo, Driver, Run};
+use crate::common::fakepve::{FakePve, NODE, SECRET, TOKEN_ID};
+use crate::common::sim::{sim_guests, site_copy, site_driver};
+use crate::common::{repo, Driver, Run};
 use engine::ownership::Marker;
 use serde_json::{json, Value};
 

@@ -3,16 +3,15 @@
 //! damaged journal left behind is reconciled with the host's markers. Guests
 //! are counted from the simulator's own state, never from driver's.
 
-mod common;
 
-use common::flat;
+use crate::common::flat;
 
 use std::collections::BTreeMap;
 use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
 
-use common::sim::{
+use crate::common::sim::{
     sim_driver, sim_guests, sim_run, wait_for_journal, wait_for_journal_text, SimRun,
 };
 
@@ -138,7 +137,7 @@ fn crash_and_recover(at: KillAt, damage: Damage) {
                 c.stderr
             );
             assert!(!c.stderr.contains("wait for the other run"), "{}", c.stderr);
-            let rebuilt = common::Run::from(
+            let rebuilt = crate::common::Run::from(
                 sim_driver(&dir)
                     .args(["state", "rebuild", "--manifest-file", &mf, "-H", "sim"])
                     .output()

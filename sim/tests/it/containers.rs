@@ -3,11 +3,10 @@
 //! must be in the storage, with `ssh-public-keys` for root (not kept in the config),
 //! `unprivileged` by default and `features` as given.
 
-mod common;
 
 use std::time::Duration;
 
-use common::{start, Client};
+use crate::common::{start, Client};
 use serde_json::Value;
 use sim::SimConfig;
 
@@ -42,7 +41,7 @@ async fn aplinfo_lists_and_downloads_templates_that_stay_after_a_restart() {
     let dir = tempfile::tempdir().unwrap();
     let cfg = SimConfig {
         state_dir: Some(dir.path().to_path_buf()),
-        ..common::config()
+        ..crate::common::config()
     };
     let (h, c) = start(cfg.clone()).await;
     let index = c.get("/nodes/pve/aplinfo").await.ok().clone();
@@ -113,7 +112,7 @@ async fn aplinfo_lists_and_downloads_templates_that_stay_after_a_restart() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_container_is_made_from_a_template_in_the_storage_only() {
-    let (h, c) = start(common::config()).await;
+    let (h, c) = start(crate::common::config()).await;
     let create = |vmid: &'static str, tmpl: String, extra: Vec<(&'static str, &'static str)>| {
         let c = c.clone();
         async move {

@@ -4,14 +4,13 @@
 //! (and OpenSSH's `ssh`/`sftp` in one test). Guest SSH uses port 0 (a free port per guest)
 //! unless a test needs a fixed one, so tests run side by side and without root.
 
-mod common;
 
 use std::net::SocketAddr;
 use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use common::{encode, start, Client};
+use crate::common::{encode, start, Client};
 use russh::client::{self, Handle};
 use russh::keys::ssh_key::private::Ed25519Keypair;
 use russh::keys::{PrivateKey, PrivateKeyWithHashAlg, PublicKey, PublicKeyOrCertificate};
@@ -25,7 +24,7 @@ const NODE: &str = "pve";
 const WAIT: Duration = Duration::from_secs(20);
 
 fn cfg() -> SimConfig {
-    common::config()
+    crate::common::config()
 }
 
 fn key(seed: u8) -> PrivateKey {

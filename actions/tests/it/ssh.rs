@@ -1,6 +1,5 @@
 //! The SSH client against a real OpenSSH sshd on 127.0.0.1.
 
-mod common;
 
 use std::os::unix::fs::PermissionsExt;
 use std::sync::{Arc, Mutex};
@@ -10,7 +9,7 @@ use actions::ssh::{
     self, HostKeyCheck, HostKeyPolicy, OutputStream, Secret, SshAuth, SshError, SshTarget,
     StreamOptions,
 };
-use common::{Sshd, SshdOptions};
+use crate::common::{Sshd, SshdOptions};
 
 const T: Duration = Duration::from_secs(20);
 
@@ -192,7 +191,7 @@ async fn pty_timeout_hangs_up_the_remote_command() {
 /// not a raw libssh2 error or a wait for the command's time limit.
 #[tokio::test]
 async fn a_connection_lost_mid_command_is_reported_as_lost() {
-    common::require("ss", "apt-get install iproute2");
+    crate::common::require("ss", "apt-get install iproute2");
     let sshd = Sshd::start();
     let c = ssh::connect(&sshd.target()).await.expect("connect");
     let port = sshd.port;
@@ -383,7 +382,7 @@ async fn jump_host_reaches_the_target_through_the_bastion() {
 async fn changed_host_key_is_refused_loudly() {
     let sshd = Sshd::start();
     let dir = tempfile::tempdir().expect("tempdir");
-    let other = common::keygen(&dir.path().join("other"));
+    let other = crate::common::keygen(&dir.path().join("other"));
     let other = ssh::HostKey::parse(&other).expect("key");
     let kh = dir.path().join("known_hosts");
     std::fs::write(&kh, format!("[127.0.0.1]:{} {}\n", sshd.port, other)).expect("write");
@@ -495,7 +494,7 @@ async fn key_from_memory_agent_and_auth_failure() {
     assert!(!format!("{:?}", t.auth).contains("PRIVATE KEY"));
 
     // ssh-agent.
-    common::require("ssh-agent", "apt-get install openssh-client");
+    crate::common::require("ssh-agent", "apt-get install openssh-client");
     let sock = sshd.path("agent.sock");
     let mut agent = std::process::Command::new("ssh-agent")
         .arg("-D")
@@ -530,7 +529,7 @@ async fn key_from_memory_agent_and_auth_failure() {
 
     // A key the server does not know: Auth error, no key material in it.
     let dir = tempfile::tempdir().expect("tempdir");
-    common::keygen(&dir.path().join("stranger"));
+    crate::common::keygen(&dir.path().join("stranger"));
     let mut t = sshd.target();
     t.auth = SshAuth::key_file(dir.path().join("stranger"));
     let e = ssh::connect(&t).await.expect_err("refused");
@@ -547,11 +546,11 @@ async fn key_from_memory_agent_and_auth_failure() {
 
 #[tokio::test]
 async fn wait_for_ssh_retries_until_the_server_is_up() {
-    let port = common::free_port();
+    let port = crate::common::free_port();
     // Nothing listens yet: give up after the deadline, having retried.
     let t = SshTarget::new(
         "127.0.0.1",
-        common::current_user(),
+        crate::common::current_user(),
         SshAuth::key_file("/dev/null"),
     )
     .port(port);
@@ -571,7 +570,7 @@ async fn wait_for_ssh_retries_until_the_server_is_up() {
     // The server comes up 1.5 s into the wait (a guest booting).
     let dir = tempfile::tempdir().expect("tempdir");
     let key = dir.path().join("id");
-    let public = common::keygen(&key);
+    let public = crate::common::keygen(&key);
     let starter = std::thread::spawn(move || {
         std::thread::sleep(Duration::from_millis(1500));
         Sshd::start_with(SshdOptions {
@@ -581,7 +580,7 @@ async fn wait_for_ssh_retries_until_the_server_is_up() {
         })
     });
     // Its host key is new to us: accept-new, as for a fresh guest.
-    let t = SshTarget::new("127.0.0.1", common::current_user(), SshAuth::key_file(&key))
+    let t = SshTarget::new("127.0.0.1", crate::common::current_user(), SshAuth::key_file(&key))
         .port(port)
         .host_keys(HostKeyCheck::accept_new(None));
     let start = Instant::now();
@@ -604,7 +603,7 @@ async fn wait_for_ssh_retries_auth_until_the_key_is_installed() {
     // A fresh guest: sshd is up but cloud-init has not written the key yet.
     let dir = tempfile::tempdir().expect("tempdir");
     let key = dir.path().join("id");
-    let public = common::keygen(&key);
+    let public = crate::common::keygen(&key);
     let sshd = Sshd::start_with(SshdOptions {
         authorized_key: Some(String::new()),
         ..Default::default()

@@ -1,9 +1,8 @@
 //! The manifest-facing commands through the real binary: validate, graph,
 //! list, dry-run plans, exit codes and the run.sh shim.
 
-mod common;
 
-use common::{repo, Driver, BIN};
+use crate::common::{repo, Driver, BIN};
 
 #[test]
 fn version_names_the_commit() {

@@ -1,12 +1,11 @@
 //! `driver images download` against a local HTTP server (Python's) serving
 //! a release listing and an image split in parts with a SHA256SUMS file.
 
-mod common;
 
 use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
 
-use common::Driver;
+use crate::common::Driver;
 
 #[test]
 fn downloads_split_parts_checks_and_joins_them_then_skips() {

@@ -2,12 +2,11 @@
 //! (stdout, stderr, JSON, errors, logs at -vvv) is searched for the secret
 //! values, which must never be there.
 
-mod common;
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use common::{repo, Run, BIN};
+use crate::common::{repo, Run, BIN};
 
 fn fixture() -> PathBuf {
     repo().join("tests/fixtures/site-config")

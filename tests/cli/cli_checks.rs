@@ -4,11 +4,10 @@
 //! refused before acting leaves no state files, and state errors say what
 //! to do about them. None of these start a simulator or reach a host.
 
-mod common;
 
-use common::flat;
+use crate::common::flat;
 
-use common::{Driver, Run};
+use crate::common::{Driver, Run};
 
 /// Runs `driver ARGS` and checks that stdout is exactly one JSON document
 /// saying the run failed.
@@ -340,7 +339,7 @@ fn an_unknown_node_file_key_is_refused_with_a_hint() {
     )
     .unwrap();
     let r = d.run(&["validate", "--all"]).code(2);
-    let text = common::flat(&r.stderr);
+    let text = crate::common::flat(&r.stderr);
     assert!(
         text.contains("nodes/typo.yaml") && text.contains("did you mean 'datastore'?"),
         "{text}"
@@ -348,7 +347,7 @@ fn an_unknown_node_file_key_is_refused_with_a_hint() {
     let r = d
         .run(&["create", "-M", "n1-basic", "-H", "typo", "--dry-run"])
         .code(2);
-    let text = common::flat(&r.stderr);
+    let text = crate::common::flat(&r.stderr);
     assert!(text.contains("unknown key 'datastor'"), "{text}");
     // Every key the built-in node files hold is one driver reads.
     d.run(&["validate", "--all"]).code(2);

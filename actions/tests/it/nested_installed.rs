@@ -4,7 +4,6 @@
 //! stand-ins on its PATH (tests/support/pve_cli_standin.py) that answer in
 //! PVE's JSON shapes and record every call and its effect.
 
-mod common;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -13,7 +12,7 @@ use std::time::Duration;
 
 use actions::nested::{Guest, InstalledPve, NestedHost, Nesting};
 use actions::ssh::{self, Connection};
-use common::{repo_root, require, Sshd, SshdOptions};
+use crate::common::{repo_root, require, Sshd, SshdOptions};
 use serde_json::{json, Value};
 
 /// The subtree a parent hands over (as JSON, the way delegation does).
@@ -100,7 +99,7 @@ impl PveGuest {
         )
         .unwrap();
         let key = self.path("child_ed25519");
-        common::keygen(&key);
+        crate::common::keygen(&key);
         Nesting {
             binary: driver,
             version: "driver 9.9.9-standin".into(),

@@ -4,7 +4,6 @@
 //! install) gets the template made with `qm` over SSH, the image fetched there with the
 //! real `curl` from a loopback HTTP server and checked with the real `sha256sum`.
 
-mod common;
 
 use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader, Write};
@@ -15,7 +14,7 @@ use std::time::Duration;
 
 use actions::pve::{tls, GuestKind, PveClient, PveTarget, TlsTrust};
 use actions::templates::{Ensured, ImageSetup, Templates};
-use common::{repo_root, require, Sshd, SshdOptions};
+use crate::common::{repo_root, require, Sshd, SshdOptions};
 use serde_json::{json, Value};
 
 const T: Duration = Duration::from_secs(120);

@@ -4,14 +4,13 @@
 //! and preflight refusing a storage without the content a run needs, against
 //! the simulator and against fakepve (PyPI), an independent fake of PVE's API.
 
-mod common;
 
 use std::io::{BufRead, BufReader, Write};
 use std::path::{Path, PathBuf};
 use std::process::{Child, ChildStdin, ChildStdout, Command, Stdio};
 
 use actions::pve::{tls, PveClient, PveTarget, TlsTrust};
-use common::{repo, Driver};
+use crate::common::{repo, Driver};
 use serde_json::{json, Value};
 
 /// Two VMs on the simulator: `a` as the node file says, `b` with its own storage.
@@ -107,7 +106,7 @@ fn linked_clones_stay_on_the_template_and_refuse_a_storage() {
     let r = d
         .run(&["create", "--manifest-file", m, "-H", "simz", "--dry-run"])
         .code(2);
-    let err = common::flat(&r.stderr);
+    let err = crate::common::flat(&r.stderr);
     assert!(
         err.contains("node 'b' sets `storage: local-lvm`")
             && err.contains("set `full_clone: true` in"),
@@ -400,7 +399,7 @@ fn against_fakepve_a_tiered_preflight_says_when_ssh_to_the_host_fails() {
     let r = d
         .run(&["preflight", "-H", "fake", "-M", "n2-quick"])
         .code(1);
-    let out = common::flat(&r.stdout);
+    let out = crate::common::flat(&r.stdout);
     assert!(
         out.contains(&format!(
             "FAIL nested cannot check over SSH (root@127.0.0.1:{port})"

@@ -3,14 +3,13 @@
 //! Every run here is bounded by a kill timeout (never a timing assertion),
 //! and the memory-hungry ones by an address-space limit.
 
-mod common;
 
 use std::io::Read;
 use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{Driver, Run};
+use crate::common::{Driver, Run};
 
 /// Generous: these take milliseconds when fixed; the limit only turns a
 /// hang (a FIFO, an endless read) into a failure instead of a stuck CI job.

@@ -4,7 +4,6 @@
 //! the driver, uploaded to the host) and an upstream-style `url:` + `sha256:` image (fetched
 //! by the host itself). The server counts every fetch.
 
-mod common;
 
 use std::collections::HashMap;
 use std::io::{BufRead, BufReader, Write};
@@ -12,7 +11,7 @@ use std::net::TcpListener;
 use std::path::Path;
 use std::sync::{Arc, Mutex};
 
-use common::Driver;
+use crate::common::Driver;
 
 type Files = Arc<Mutex<HashMap<String, Vec<u8>>>>;
 
@@ -339,7 +338,7 @@ fn unknown_keys_in_image_files_are_refused_with_a_hint() {
     )
     .unwrap();
     let r = d.run(&["validate", "--all"]);
-    let all = common::flat(&format!("{}{}", r.stdout, r.stderr));
+    let all = crate::common::flat(&format!("{}{}", r.stdout, r.stderr));
     assert_ne!(r.code, 0, "{all}");
     assert!(
         all.contains("unknown key 'relase'") && all.contains("did you mean 'release'"),

@@ -3,12 +3,11 @@
 //! under a root laid out like a host's (`sys/module/kvm_*/parameters/nested`,
 //! `proc/cpuinfo`), so each outcome is asserted with its message and fix.
 
-mod common;
 
 use std::path::Path;
 
 use actions::preflight::nested::nested_check;
-use common::{free_port, Sshd};
+use crate::common::{free_port, Sshd};
 
 /// A host root with these files (`rel path`, content).
 fn host(files: &[(&str, &str)]) -> tempfile::TempDir {
@@ -110,7 +109,7 @@ async fn ssh_failing_says_so_and_how_to_fix_it() {
 
     // Not let in: a key the server does not know.
     let stranger = sshd.path("stranger");
-    common::keygen(&stranger);
+    crate::common::keygen(&stranger);
     let t = sshd.target();
     let t =
         actions::ssh::SshTarget::new(&t.host, &t.user, actions::ssh::SshAuth::key_file(&stranger))

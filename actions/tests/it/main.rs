@@ -1,0 +1,15 @@
+//! The actions' integration tests: real sshd, ansible, fakepve, the simulator, stand-ins.
+//!
+//! One binary for the crate's integration tests (each file a module): linking one
+//! test binary instead of one per file shortens the build (see BENCHMARKS.md).
+
+mod common;
+
+mod ansible;
+mod download;
+mod nested_check;
+mod nested_installed;
+mod pve_client;
+mod ssh;
+mod templates_ssh;
+mod tofu;

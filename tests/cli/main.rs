@@ -1,0 +1,19 @@
+//! The CLI tests: the `driver` binary run as users and parent drivers run it.
+//!
+//! One binary for the crate's integration tests (each file a module): linking one
+//! test binary instead of one per file shortens the build (see BENCHMARKS.md).
+
+mod common;
+
+mod cli_checks;
+mod cli_config_secrets;
+mod cli_containers;
+mod cli_hostile_yaml;
+mod cli_images;
+mod cli_manifests;
+mod cli_ownership;
+mod cli_placement;
+mod cli_schemas;
+mod cli_sim;
+mod cli_templates;
+mod cli_verify;
