@@ -76,6 +76,17 @@ pub struct Endpoint {
     pub time_scale: f64,
     /// Started for the runs that use the folder (not by hand): the last one stops it.
     pub shared: bool,
+    /// A bare host's image mirror (see [`crate::mirror`]).
+    pub images_mirror: Option<ImagesMirror>,
+}
+
+/// Where a bare simulator's image mirror listens and what it serves, from `pvesim.json`.
+#[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
+pub struct ImagesMirror {
+    /// `http://IP:PORT`: the release API base, and `/images/FILE` the upstream-style files.
+    pub url: String,
+    /// Each file's SHA-256 (`NAME.qcow2` → lower-case hex).
+    pub sha256: std::collections::BTreeMap<String, String>,
 }
 
 #[derive(Deserialize)]
@@ -88,6 +99,8 @@ struct Info {
     time_scale: f64,
     #[serde(default)]
     shared: bool,
+    #[serde(default)]
+    images_mirror: Option<ImagesMirror>,
 }
 
 /// Reads the endpoint the simulator serving `dir` wrote (`None` while it is not there yet).
@@ -107,6 +120,7 @@ fn read_endpoint(dir: &Path) -> Option<Endpoint> {
         pid: info.pid,
         time_scale: info.time_scale,
         shared: info.shared,
+        images_mirror: info.images_mirror,
     })
 }
 

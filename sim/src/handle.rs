@@ -32,6 +32,8 @@ pub struct SimHandle {
     cert_pem: String,
     stop: watch::Sender<bool>,
     server: Option<JoinHandle<()>>,
+    /// The image mirror a bare host serves ([`crate::mirror`]): where, and its server.
+    mirror: Option<(SocketAddr, JoinHandle<()>)>,
     /// The state folder's lock: one simulator per folder. Released last, once the state is
     /// saved and the guests' processes have ended.
     folder_lock: Option<FolderLock>,
@@ -141,6 +143,20 @@ impl PveSim {
             }
         }
         restore_guest_ssh(&shared);
+        // A bare host's image mirror: its own loopback port, on the API's address.
+        let mirror_listener = match config.bare {
+            true => {
+                let at = SocketAddr::new(config.bind.ip(), 0);
+                let l = tokio::net::TcpListener::bind(at)
+                    .await
+                    .map_err(|source| SimError::Bind { addr: at, source })?;
+                let a = l
+                    .local_addr()
+                    .map_err(|source| SimError::Bind { addr: at, source })?;
+                Some((l, a))
+            }
+            false => None,
+        };
         let handle_url = url_of(addr);
         if let Some(d) = &dir {
             tls::write_file(&d.join(FINGERPRINT_FILE), &format!("{}\n", tls.fingerprint))?;
@@ -148,7 +164,7 @@ impl PveSim {
                 &d.join(TOKEN_FILE),
                 &format!("{}\n", token.to_token_string()),
             )?;
-            let info = json!({
+            let mut info = json!({
                 "url": handle_url,
                 "api_url": format!("{handle_url}/api2/json"),
                 "node": config.node_name,
@@ -164,6 +180,16 @@ impl PveSim {
                 "shared": config.shared,
                 "pid": std::process::id(),
             });
+            if let Some((_, a)) = &mirror_listener {
+                info["images_mirror"] = json!({
+                    "url": crate::mirror::url_of(*a),
+                    "sha256": crate::mirror::catalogue()
+                        .images
+                        .iter()
+                        .map(|i| (i.file.clone(), json!(i.sha256)))
+                        .collect::<serde_json::Map<_, _>>(),
+                });
+            }
             let text = serde_json::to_string_pretty(&info).unwrap_or_default();
             tls::write_file(&d.join(INFO_FILE), &format!("{text}\n"))?;
             shared.snapshot(&shared.lock());
@@ -177,6 +203,10 @@ impl PveSim {
             shared.clone(),
             stop_rx,
         ));
+        let mirror = mirror_listener.map(|(l, a)| {
+            tracing::info!(url = %crate::mirror::url_of(a), "pvesim image mirror listening");
+            (a, tokio::spawn(crate::mirror::serve(l, stop.subscribe())))
+        });
         tracing::info!(url = %handle_url, node = %config.node_name, fingerprint = %tls.fingerprint, "pvesim listening");
         Ok(SimHandle {
             shared,
@@ -185,6 +215,7 @@ impl PveSim {
             cert_pem: tls.cert_pem,
             stop,
             server: Some(server),
+            mirror,
             folder_lock,
         })
     }
@@ -224,6 +255,11 @@ impl SimHandle {
     /// `https://IP:PORT`.
     pub fn url(&self) -> String {
         url_of(self.addr)
+    }
+
+    /// The image mirror's `http://IP:PORT` (a bare host's; see [`crate::mirror`]).
+    pub fn images_mirror_url(&self) -> Option<String> {
+        self.mirror.as_ref().map(|(a, _)| crate::mirror::url_of(*a))
     }
 
     /// `https://IP:PORT/api2/json`.
@@ -350,6 +386,9 @@ impl SimHandle {
         if let Some(server) = self.server.take() {
             let _ = server.await;
         }
+        if let Some((_, mirror)) = self.mirror.take() {
+            let _ = mirror.await;
+        }
         {
             let st = self.shared.lock();
             self.shared.snapshot(&st);
@@ -365,6 +404,9 @@ impl Drop for SimHandle {
         if let Some(server) = self.server.take() {
             let _ = self.stop.send(true);
             server.abort();
+        }
+        if let Some((_, mirror)) = self.mirror.take() {
+            mirror.abort();
         }
         self.shared.close();
         self.shared.ssh.close_all_now();

@@ -25,6 +25,7 @@
 //! - [`folder`]: one simulator per state folder, shared by the runs that use it;
 //! - `handle`: starting a simulator ([`PveSim`]) and watching and stopping it ([`SimHandle`]);
 //! - `server`: HTTP over TLS, auth, the slow-API and HTTP-error faults, PVE's envelope;
+//!   [`mirror`]: a bare host's image mirror (plain HTTP, its own port);
 //! - `api`: the PVE endpoints and `/sim/...`, one module per area, answers as serde structs
 //!   of PVE's JSON shapes;
 //! - `tasks` (the task runner: simulated time, config locks, injected failures) and `info`
@@ -51,6 +52,7 @@ pub mod folder;
 mod handle;
 mod ids;
 mod info;
+pub mod mirror;
 mod model;
 mod net;
 mod params;

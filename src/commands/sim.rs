@@ -73,6 +73,11 @@ pub fn run(cmd: &SimCommand) -> Result<(), Failure> {
             h.guest_ssh_port(),
             h.guests_dir().display()
         );
+        if let Some(m) = h.images_mirror_url() {
+            crate::outln!(
+                "  images:      {m} (the image mirror of a bare host: releases and /images/)"
+            );
+        }
         crate::outln!("Ctrl-C stops it.");
     };
     let served = match args.shared {

@@ -332,12 +332,19 @@ impl Guests {
             auth: SshAuth::key_file(key_path.clone()),
             known_hosts: state_dir.join(format!("known_hosts@{}", t.host.name)),
         };
+        let mirror = t
+            .sim
+            .as_ref()
+            .and_then(|l| l.endpoint())
+            .and_then(|e| e.images_mirror.as_ref());
         let images = super::templates::image_setup(
             site,
             &t.host,
             state_dir,
             SshAuth::key_file(key_path.clone()),
-        );
+            mirror,
+        )
+        .map_err(|e| run_err(e, None))?;
         let runner = PveRunner::new(t.client.clone(), setup, size_for)
             .with_ssh(ssh)
             .with_images(Arc::new(actions::templates::Templates::new(images)));

@@ -13,7 +13,7 @@ use actions::ssh::{HostKeyCheck, SshAuth, SshTarget};
 use actions::templates::check::{self, TemplateState};
 use actions::templates::{Ensured, ImageSetup};
 use engine::manifest::NodeKind;
-use engine::site_config::{Entity, HostConfig, SiteConfig};
+use engine::site_config::{Entity, HostConfig, ImageMirror, ImagesMirror, SiteConfig};
 use engine::Manifest;
 
 /// Where the SSH fallback puts image files on a host (as `publish.sh` and nested hosts do).
@@ -22,13 +22,15 @@ const HOST_IMAGE_DIR: &str = "/var/lib/vz/template/iso";
 /// What making templates on `host` needs: the site-config's images read typed (the broken
 /// ones kept with their error), the default release tag, the driver's download cache, and
 /// the host over SSH for the fallback (a real host's `ip:`/`ssh_user:`; a simulated host
-/// has no shell).
+/// has no shell). With `images_mirror: sim` every image comes from `mirror`, the image
+/// mirror the host's simulator publishes (an error when it publishes none).
 pub fn image_setup(
     site: &SiteConfig,
     host: &HostConfig,
     state_dir: &Path,
     auth: SshAuth,
-) -> ImageSetup {
+    mirror: Option<&sim::folder::ImagesMirror>,
+) -> Result<ImageSetup, String> {
     let mut setup = ImageSetup {
         default_release: actions::download::resolve_tag(
             None,
@@ -40,13 +42,42 @@ pub fn image_setup(
         host_image_dir: HOST_IMAGE_DIR.to_string(),
         ..ImageSetup::default()
     };
+    let mirror = match (host.images_mirror, mirror) {
+        (None, _) => None,
+        (Some(ImagesMirror::Sim), Some(m)) => Some(ImageMirror {
+            url: m.url.clone(),
+            sha256: m.sha256.clone(),
+        }),
+        (Some(ImagesMirror::Sim), None) => {
+            return Err(format!(
+                "{} says `images_mirror: sim`, but the simulator serving '{}' publishes no image \
+                 mirror (a simulator started without --bare, by another driver?)",
+                host.file, host.name
+            ))
+        }
+    };
+    if let Some(m) = &mirror {
+        let note = format!(
+            "the simulator's image mirror {} (images_mirror: sim)",
+            m.url
+        );
+        tracing::info!("images of '{}' come from {note}", host.name);
+        setup.mirror = Some(note);
+        // The mirror's files are stand-ins: never in the cache real hosts' images are taken from.
+        setup.cache_dir = state_dir.join("images").join("sim-mirror");
+    }
     for name in site.names(Entity::Image) {
-        match site.image(&name) {
+        let spec = site.image(&name).map_err(|e| e.to_string());
+        let spec = match (spec, &mirror) {
+            (Ok(s), Some(m)) => s.mirrored(m),
+            (spec, _) => spec,
+        };
+        match spec {
             Ok(spec) => {
                 setup.images.insert(name, spec);
             }
             Err(e) => {
-                setup.broken.insert(name, e.to_string());
+                setup.broken.insert(name, e);
             }
         }
     }
@@ -58,7 +89,7 @@ pub fn image_setup(
                 .host_keys(HostKeyCheck::accept_new(Some(known)))
         });
     }
-    setup
+    Ok(setup)
 }
 
 /// The (kind, image) of each node cloned on the target host itself, once each.

@@ -131,6 +131,10 @@ fn site(server: &Server, upstream_sum: Option<&str>) -> Driver {
     server.put("/dl/SHA256SUMS", sums.into_bytes());
     server.put(UPSTREAM, up.clone());
     let d = Driver::example();
+    // This server, not the simulator's own image mirror.
+    let bare = d.site_path().join("nodes/sim-bare.yaml");
+    let node = std::fs::read_to_string(&bare).unwrap();
+    std::fs::write(&bare, node.replace("images_mirror: sim\n", "")).unwrap();
     let images = d.site_path().join("images");
     std::fs::write(
         images.join("debian-12.yaml"),

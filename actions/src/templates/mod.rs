@@ -52,6 +52,9 @@ pub struct ImageSetup {
     pub ssh: Option<SshTarget>,
     /// Where the SSH fallback puts image files on the host.
     pub host_image_dir: String,
+    /// Where the images come from when a mirror replaces their files' locations (node file
+    /// `images_mirror:`; the specs above already point there), for the log.
+    pub mirror: Option<String>,
 }
 
 /// A template's vmid, and whether this call made it.
@@ -215,6 +218,9 @@ impl Templates {
             ));
         }
         let spec = self.spec(image, client.node())?;
+        if let Some(m) = &self.setup.mirror {
+            log(format!("{image}: from {m}"));
+        }
         let id = api::make(client, &self.setup, spec, timeout, log).await?;
         Ok((id, true))
     }

@@ -23,6 +23,9 @@ pub struct HostConfig {
     /// `simulated: bare`: the simulator starts like a fresh PVE install (no
     /// templates, empty storages) instead of seeded with templates.
     pub simulated_bare: bool,
+    /// `images_mirror: sim`: the simulator's built-in image mirror replaces the images'
+    /// download locations (only on a `simulated: bare` host).
+    pub images_mirror: Option<ImagesMirror>,
     /// The PVE node name (`node:` in the file, else the file name).
     pub node_name: String,
     pub api_endpoint: Option<String>,
@@ -39,6 +42,45 @@ pub struct HostConfig {
     pub host: Option<String>,
     /// FK to `nodes/` (for a nested PVE node).
     pub parent_node: Option<String>,
+}
+
+/// Where a host's images come from instead of their files' locations (`images_mirror:`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ImagesMirror {
+    /// `sim`: the image mirror a bare simulator serves (see `sim::mirror`).
+    Sim,
+}
+
+/// `images_mirror:` of a node file: absent, or `sim` on a `simulated: bare` host.
+fn images_mirror_of(
+    file: &str,
+    n: Option<&Node>,
+    simulated: bool,
+    bare: bool,
+) -> Result<Option<ImagesMirror>, ConfigError> {
+    use crate::yaml::Value;
+    let invalid = |message: String| ConfigError::Invalid {
+        file: file.to_string(),
+        message,
+    };
+    match n.map(|n| &n.value) {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::Str(s)) if s == "sim" => match (simulated, bare) {
+            (true, true) => Ok(Some(ImagesMirror::Sim)),
+            (true, false) => Err(invalid(
+                "images_mirror: sim needs `simulated: bare` (the seeded simulator has its templates and serves no image mirror)"
+                    .into(),
+            )),
+            (false, _) => Err(invalid(
+                "images_mirror: sim is the built-in simulator's image mirror, and this host is not simulated: remove it (a real host gets images from where images/*.yaml say)"
+                    .into(),
+            )),
+        },
+        Some(_) => Err(invalid(
+            "images_mirror: the only value is `sim` (the simulator's built-in image mirror, for a `simulated: bare` host)"
+                .into(),
+        )),
+    }
 }
 
 fn s(n: &Node, k: &str) -> Option<String> {
@@ -63,7 +105,7 @@ fn simulated_of(file: &str, n: Option<&Node>) -> Result<(bool, bool), ConfigErro
         Some(Value::Str(s)) if s == "bare" => Ok((true, true)),
         Some(_) => Err(ConfigError::Invalid {
             file: file.to_string(),
-            message: "simulated: must be true (a simulator seeded with templates), bare (a                       simulator like a fresh PVE install) or false"
+            message: "simulated: must be true (a simulator seeded with templates), bare (a simulator like a fresh PVE install) or false"
                 .into(),
         }),
     }
@@ -147,12 +189,19 @@ impl SiteConfig {
                 }
             });
             let (simulated, simulated_bare) = simulated_of(&node.file, d.get("simulated"))?;
+            let images_mirror = images_mirror_of(
+                &node.file,
+                d.get("images_mirror"),
+                simulated,
+                simulated_bare,
+            )?;
             return Ok(HostConfig {
                 name: name.to_string(),
                 file: node.file.clone(),
                 is_host_only: false,
                 simulated,
                 simulated_bare,
+                images_mirror,
                 node_name: s(d, "node").unwrap_or_else(|| name.to_string()),
                 api_endpoint,
                 api_token_key: Some(key),
@@ -187,6 +236,7 @@ impl SiteConfig {
                 is_host_only: true,
                 simulated: false,
                 simulated_bare: false,
+                images_mirror: None,
                 node_name: name.to_string(),
                 api_endpoint: None,
                 api_token_key: None,
@@ -216,7 +266,7 @@ impl SiteConfig {
 
 /// Every key a node file may hold, each read somewhere: the entity model's (`host`,
 /// `parent_node`, `api_endpoint`, `api_token`, `datastore`, `ip`) and driver's additions
-/// (PVE node name, bridge, SSH login, simulation, clone mode, API trust).
+/// (PVE node name, bridge, SSH login, simulation and its image mirror, clone mode, API trust).
 pub const NODE_FILE_KEYS: &[&str] = &[
     "host",
     "parent_node",
@@ -229,6 +279,7 @@ pub const NODE_FILE_KEYS: &[&str] = &[
     "ssh_user",
     "ssh_port",
     "simulated",
+    "images_mirror",
     "pvesim_guest_net",
     "pvesim_time_scale",
     "full_clone",

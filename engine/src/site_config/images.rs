@@ -3,7 +3,8 @@
 //! optionally `release:`, `repo:`, `api_base:`), fetched by the driver, or
 //! an upstream cloud image (`url:` with `sha256:` or `sha512:`, optionally
 //! `file:` naming it on the host), fetched by the host itself. Unknown keys
-//! and contradictory ones are refused, with a hint.
+//! and contradictory ones are refused, with a hint. [`ImageSpec::mirrored`]
+//! points either kind at an image mirror instead (node file `images_mirror:`).
 
 use crate::yaml::{Node, Value};
 
@@ -243,6 +244,61 @@ pub fn parse_image(name: &str, file: &str, doc: &Node) -> Result<ImageSpec, Conf
     })
 }
 
+/// The image mirror a host's images come from instead (`images_mirror:`): its base URL, a
+/// GitHub-shaped release API and upstream-style files under `/images/`, and the SHA-256 of
+/// each file it serves (`NAME.qcow2` → hex).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ImageMirror {
+    pub url: String,
+    pub sha256: std::collections::BTreeMap<String, String>,
+}
+
+impl ImageSpec {
+    /// This image as the mirror serves it: a release image keeps its repository, tag and
+    /// file, its releases listed by the mirror (`api_base`); an upstream image becomes the
+    /// mirror's `/images/NAME.qcow2` (by the image's name: the mirror's copy of it), checked
+    /// against the mirror's SHA-256, stored under its own `file:`. An error (to report when
+    /// the image is needed) when the mirror has no such file.
+    pub fn mirrored(&self, mirror: &ImageMirror) -> Result<ImageSpec, String> {
+        let base = mirror.url.trim_end_matches('/');
+        let served = |file: &str| {
+            mirror.sha256.get(file).cloned().ok_or_else(|| {
+                format!(
+                    "the image mirror at {base} has no {file} (it serves {})",
+                    mirror
+                        .sha256
+                        .keys()
+                        .map(String::as_str)
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                )
+            })
+        };
+        let source = match &self.source {
+            ImageSource::Release { release, repo, .. } => {
+                served(&self.file)?;
+                ImageSource::Release {
+                    release: release.clone(),
+                    repo: repo.clone(),
+                    api_base: base.to_string(),
+                }
+            }
+            ImageSource::Url { .. } => {
+                let file = format!("{}.qcow2", self.name);
+                ImageSource::Url {
+                    checksum: served(&file)?,
+                    url: format!("{base}/images/{file}"),
+                    algorithm: HashAlgorithm::Sha256,
+                }
+            }
+        };
+        Ok(ImageSpec {
+            source,
+            ..self.clone()
+        })
+    }
+}
+
 impl SiteConfig {
     /// `images/NAME.yaml`, read typed.
     pub fn image(&self, name: &str) -> Result<ImageSpec, ConfigError> {
@@ -297,6 +353,45 @@ mod tests {
                 ..
             }
         ));
+    }
+
+    #[test]
+    fn a_mirror_replaces_where_either_kind_comes_from() {
+        let mirror = ImageMirror {
+            url: "http://127.0.0.1:9/".into(),
+            sha256: [("img.qcow2".to_string(), "c".repeat(64))].into(),
+        };
+        let r = read("file: img.qcow2\nrelease: v1\nrepo: o/r\n").unwrap();
+        let m = r.mirrored(&mirror).unwrap();
+        assert_eq!(
+            m.source,
+            ImageSource::Release {
+                release: Some("v1".into()),
+                repo: "o/r".into(),
+                api_base: "http://127.0.0.1:9".into()
+            }
+        );
+        let u = read(&format!(
+            "url: https://x/a/deb.qcow2\nfile: d.qcow2\nsha512: {}\n",
+            "a".repeat(128)
+        ))
+        .unwrap();
+        let m = u.mirrored(&mirror).unwrap();
+        assert_eq!(m.file, "d.qcow2");
+        assert_eq!(
+            m.source,
+            ImageSource::Url {
+                url: "http://127.0.0.1:9/images/img.qcow2".into(),
+                algorithm: HashAlgorithm::Sha256,
+                checksum: "c".repeat(64)
+            }
+        );
+        let other = read("file: other.qcow2\n").unwrap();
+        let e = other.mirrored(&mirror).unwrap_err();
+        assert!(
+            e.contains("has no other.qcow2 (it serves img.qcow2)"),
+            "{e}"
+        );
     }
 
     #[test]

@@ -25,8 +25,8 @@ use std::path::{Path, PathBuf};
 pub use discover::{
     discover, explain, DiscoveryError, Origin, Probe, ProbeOutcome, ProbeStep, SiteConfigDir,
 };
-pub use hosts::HostConfig;
-pub use images::{HashAlgorithm, ImageSource, ImageSpec};
+pub use hosts::{HostConfig, ImagesMirror};
+pub use images::{HashAlgorithm, ImageMirror, ImageSource, ImageSpec};
 
 use crate::secrets::{self, sops, Identities, IdentityEnv, IdentitySource, SecretsError, Tree};
 use crate::yaml::{self, Node, Value};

@@ -190,12 +190,33 @@ fn simulated_bare_and_bad_simulated_values() {
     let site = SiteConfig::builtin();
     let bare = site.host("sim-bare", None).unwrap();
     assert!(bare.simulated && bare.simulated_bare);
+    assert_eq!(bare.images_mirror, Some(super::ImagesMirror::Sim));
     let seeded = site.host("sim", None).unwrap();
     assert!(seeded.simulated && !seeded.simulated_bare);
+    assert_eq!(seeded.images_mirror, None);
     let dir = tempfile::tempdir().unwrap();
     std::fs::create_dir_all(dir.path().join("nodes")).unwrap();
     std::fs::write(dir.path().join("nodes/x.yaml"), "simulated: maybe\n").unwrap();
     let site = SiteConfig::at(dir.path()).unwrap();
     let e = site.host("x", None).unwrap_err().to_string();
     assert!(e.contains("simulated: must be true"), "{e}");
+    for (file, says) in [
+        (
+            "simulated: true\nimages_mirror: sim\n",
+            "needs `simulated: bare`",
+        ),
+        (
+            "api_endpoint: https://10.0.0.5:8006\nimages_mirror: sim\n",
+            "this host is not simulated: remove it",
+        ),
+        (
+            "simulated: bare\nimages_mirror: github\n",
+            "the only value is `sim`",
+        ),
+    ] {
+        std::fs::write(dir.path().join("nodes/x.yaml"), file).unwrap();
+        let site = SiteConfig::at(dir.path()).unwrap();
+        let e = site.host("x", None).unwrap_err().to_string();
+        assert!(e.contains(says), "{file}: {e}");
+    }
 }
