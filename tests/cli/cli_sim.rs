@@ -3,7 +3,6 @@
 //! in PVE's words, a SIGKILLed run resumes without duplicates, two runs
 //! cannot share a state, and preflight names its fixes.
 
-
 use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
@@ -1103,8 +1102,9 @@ fn the_tofu_provisioner_runs_tofu_with_isolated_state() {
 #[test]
 fn host_keys_are_pinned_per_node_in_state() {
     let state = tempfile::tempdir().unwrap();
-    let run =
-        |args: &[&str]| crate::common::Run::from(sim_driver(state.path()).args(args).output().unwrap());
+    let run = |args: &[&str]| {
+        crate::common::Run::from(sim_driver(state.path()).args(args).output().unwrap())
+    };
     run(&["create", "-M", "n1-basic", "-H", "sim"]).ok();
     let st = run(&["status", "-M", "n1-basic", "-H", "sim", "--json-output"])
         .ok()

@@ -11,6 +11,7 @@ mod cli_containers;
 mod cli_hostile_yaml;
 mod cli_images;
 mod cli_manifests;
+mod cli_mirror;
 mod cli_ownership;
 mod cli_placement;
 mod cli_schemas;

@@ -1,15 +1,14 @@
 //! The SSH client against a real OpenSSH sshd on 127.0.0.1.
 
-
 use std::os::unix::fs::PermissionsExt;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use crate::common::{Sshd, SshdOptions};
 use actions::ssh::{
     self, HostKeyCheck, HostKeyPolicy, OutputStream, Secret, SshAuth, SshError, SshTarget,
     StreamOptions,
 };
-use crate::common::{Sshd, SshdOptions};
 
 const T: Duration = Duration::from_secs(20);
 
@@ -580,9 +579,13 @@ async fn wait_for_ssh_retries_until_the_server_is_up() {
         })
     });
     // Its host key is new to us: accept-new, as for a fresh guest.
-    let t = SshTarget::new("127.0.0.1", crate::common::current_user(), SshAuth::key_file(&key))
-        .port(port)
-        .host_keys(HostKeyCheck::accept_new(None));
+    let t = SshTarget::new(
+        "127.0.0.1",
+        crate::common::current_user(),
+        SshAuth::key_file(&key),
+    )
+    .port(port)
+    .host_keys(HostKeyCheck::accept_new(None));
     let start = Instant::now();
     let r = ssh::wait_for_ssh(&t, T).await;
     let sshd = starter.join().expect("sshd thread");

@@ -2,7 +2,6 @@
 //! faults, auth, parameter checks, persistence. Every test starts its own simulator on a
 //! free port, so they run in parallel.
 
-
 use std::time::{Duration, Instant};
 
 use crate::common::{encode, start, Auth, Client};

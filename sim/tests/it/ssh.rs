@@ -4,7 +4,6 @@
 //! (and OpenSSH's `ssh`/`sftp` in one test). Guest SSH uses port 0 (a free port per guest)
 //! unless a test needs a fixed one, so tests run side by side and without root.
 
-
 use std::net::SocketAddr;
 use std::path::Path;
 use std::sync::Arc;

@@ -4,12 +4,10 @@
 //! release, downloaded, checked and uploaded), and a second run reuses it; an upstream-style
 //! `url:` image is the mirror's copy, fetched by the host itself with `download-url`.
 
-mod common;
-
 use std::path::Path;
 
-use common::sim::{sim_run, site_copy, site_driver};
-use common::Run;
+use crate::common::sim::{sim_run, site_copy, site_driver};
+use crate::common::Run;
 
 /// (name, vmid) of the bare simulator's templates.
 fn templates(state: &Path) -> Vec<(String, u32)> {
@@ -147,7 +145,7 @@ fn images_mirror_is_refused_on_a_real_host_with_a_hint() {
         .output()
         .unwrap();
     let r = Run::from(out);
-    let all = common::flat(&format!("{}{}", r.stdout, r.stderr));
+    let all = crate::common::flat(&format!("{}{}", r.stdout, r.stderr));
     assert_eq!(r.code, 2, "{all}");
     assert!(
         all.contains("images_mirror: sim is the built-in simulator's image mirror")

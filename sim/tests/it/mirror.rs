@@ -3,8 +3,6 @@
 //! same files upstream-style under `/images/`, and the host's own `download-url` fetching
 //! one of them and importing it at its virtual size. A seeded host serves none.
 
-mod common;
-
 use std::collections::BTreeMap;
 use std::time::Duration;
 
@@ -69,9 +67,9 @@ async fn a_bare_host_serves_its_images_as_release_parts_and_upstream_files() {
     let cfg = SimConfig {
         bare: true,
         state_dir: Some(dir.path().to_path_buf()),
-        ..common::config()
+        ..crate::common::config()
     };
-    let (h, c) = common::start(cfg).await;
+    let (h, c) = crate::common::start(cfg).await;
     let base = h.images_mirror_url().expect("a bare host has a mirror");
     assert!(base.starts_with("http://127.0.0.1:"), "{base}");
     // Published beside the API's endpoint, with each file's SHA-256.
@@ -192,7 +190,7 @@ async fn a_bare_host_serves_its_images_as_release_parts_and_upstream_files() {
 
 #[tokio::test]
 async fn a_seeded_host_has_no_mirror() {
-    let (h, _) = common::start(common::config()).await;
+    let (h, _) = crate::common::start(crate::common::config()).await;
     assert_eq!(h.images_mirror_url(), None);
     h.shutdown().await;
 }
