@@ -285,7 +285,7 @@ fn a_template_missing_on_the_host_is_downloaded_once_for_many_containers() {
 
 #[test]
 fn against_fakepve_the_create_request_carries_the_template_keys_and_unprivileged() {
-    let mut pve = FakePve::start((std::process::id() % 200 + 1) as u8);
+    let mut pve = FakePve::start();
     let template = "debian-12-standard_12.12-1_amd64.tar.zst";
     pve.cmd(json!({"op": "store_file", "storage": "local", "name": template, "content": "vztmpl"}));
     let d = Driver::example();

@@ -4,12 +4,10 @@
 //! and preflight refusing a storage without the content a run needs, against
 //! the simulator and against fakepve (PyPI), an independent fake of PVE's API.
 
-use std::io::{BufRead, BufReader, Write};
 use std::path::{Path, PathBuf};
-use std::process::{Child, ChildStdin, ChildStdout, Command, Stdio};
 
-use crate::common::{repo, Driver};
-use actions::pve::{tls, PveClient, PveTarget, TlsTrust};
+use crate::common::fakepve::{FakePve, SECRET, TOKEN_ID};
+use crate::common::Driver;
 use serde_json::{json, Value};
 
 /// Two VMs on the simulator: `a` as the node file says, `b` with its own storage.
@@ -179,66 +177,15 @@ fn preflight_on_the_simulator_refuses_a_datastore_without_images() {
 
 // ---- against fakepve ----
 
-const TOKEN_ID: &str = "root@pam!driver";
-const SECRET: &str = "0b0e1c2a-1111-4222-8333-944455556666";
-
-struct FakePve {
-    child: Child,
-    io: (ChildStdin, BufReader<ChildStdout>),
-    url: String,
-    fingerprint: String,
+/// What these tests ask of fakepve beyond starting it.
+trait Placement {
+    fn block<T>(f: impl std::future::Future<Output = T>) -> T;
+    fn add_storage(&self, id: &str, content: &str);
+    fn disk(&self, vmid: u32) -> String;
+    fn site(&self, node_file_extra: &str) -> Driver;
 }
 
-impl FakePve {
-    fn start() -> FakePve {
-        let python = repo().join(".venv/bin/python");
-        assert!(
-            python.exists(),
-            "fakepve is not installed: run scripts/install-test-deps.sh \
-             (it does: python3 -m venv .venv && .venv/bin/pip install 'fakepve[crypto]')"
-        );
-        let host = format!("127.67.{}.{}", std::process::id() % 200 + 1, 10);
-        let mut child = Command::new(&python)
-            .arg(repo().join("tests/support/fakepve_launcher.py"))
-            .args([&host, TOKEN_ID, SECRET])
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .spawn()
-            .expect("start fakepve");
-        let stdin = child.stdin.take().unwrap();
-        let mut stdout = BufReader::new(child.stdout.take().unwrap());
-        let mut line = String::new();
-        stdout.read_line(&mut line).unwrap();
-        let ready: Value = serde_json::from_str(&line)
-            .unwrap_or_else(|e| panic!("fakepve did not start ({e}): {line:?}"));
-        FakePve {
-            child,
-            io: (stdin, stdout),
-            url: ready["url"].as_str().unwrap().to_string(),
-            fingerprint: ready["fingerprint"].as_str().unwrap().to_string(),
-        }
-    }
-
-    fn cmd(&mut self, v: Value) {
-        writeln!(self.io.0, "{v}").unwrap();
-        self.io.0.flush().unwrap();
-        let mut line = String::new();
-        self.io.1.read_line(&mut line).unwrap();
-        let r: Value = serde_json::from_str(&line).unwrap();
-        assert!(r.get("error").is_none(), "fakepve: {r}");
-    }
-
-    fn client(&self) -> PveClient {
-        PveClient::new(&PveTarget {
-            endpoint: self.url.clone(),
-            node: "pve1".into(),
-            token_id: TOKEN_ID.into(),
-            token_secret: SECRET.into(),
-            trust: TlsTrust::Fingerprint(tls::parse_fingerprint(&self.fingerprint).unwrap()),
-        })
-        .unwrap()
-    }
-
+impl Placement for FakePve {
     fn block<T>(f: impl std::future::Future<Output = T>) -> T {
         tokio::runtime::Builder::new_current_thread()
             .enable_all()
@@ -294,13 +241,6 @@ impl FakePve {
         )
         .unwrap();
         d
-    }
-}
-
-impl Drop for FakePve {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
     }
 }
 

@@ -4,6 +4,7 @@
 use std::io::{BufRead, BufReader, Write};
 use std::process::{Child, ChildStdin, ChildStdout, Command, Stdio};
 
+use actions::pve::{tls, PveClient, PveTarget, TlsTrust};
 use serde_json::Value;
 
 pub const TOKEN_ID: &str = "root@pam!driver";
@@ -21,8 +22,9 @@ pub struct FakePve {
 }
 
 impl FakePve {
-    /// Starts one on a loopback address of its own (`127.65.N.10`).
-    pub fn start(n: u8) -> FakePve {
+    /// Starts one on a loopback address of its own, from this test process's pid (each
+    /// test is a process of its own, so tests running side by side never share one).
+    pub fn start() -> FakePve {
         let root = super::repo();
         let python = root.join(".venv/bin/python");
         assert!(
@@ -30,7 +32,8 @@ impl FakePve {
             "fakepve is not installed: run scripts/install-test-deps.sh \
              (it does: python3 -m venv .venv && .venv/bin/pip install 'fakepve[crypto]')"
         );
-        let host = format!("127.65.{n}.10");
+        let pid = std::process::id();
+        let host = format!("127.65.{}.{}", (pid >> 8) & 0xff, (pid & 0xff) % 254 + 1);
         let mut child = Command::new(&python)
             .arg(root.join("tests/support/fakepve_launcher.py"))
             .args([&host, TOKEN_ID, SECRET])
@@ -70,6 +73,20 @@ impl FakePve {
             "api_endpoint: {}\nfingerprint: \"{}\"\napi_token: fake\ndatastore: local-lvm\nbridge: vmbr0\n",
             self.url, self.fingerprint
         )
+    }
+}
+
+impl FakePve {
+    /// An API client of it, as driver's own.
+    pub fn client(&self) -> PveClient {
+        PveClient::new(&PveTarget {
+            endpoint: self.url.clone(),
+            node: NODE.into(),
+            token_id: TOKEN_ID.into(),
+            token_secret: SECRET.into(),
+            trust: TlsTrust::Fingerprint(tls::parse_fingerprint(&self.fingerprint).unwrap()),
+        })
+        .unwrap()
     }
 }
 
