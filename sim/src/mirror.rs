@@ -23,7 +23,6 @@ use std::convert::Infallible;
 use std::fmt::Write as _;
 use std::net::SocketAddr;
 use std::sync::{Arc, OnceLock};
-use std::time::Duration;
 
 use bytes::Bytes;
 use http_body_util::Full;
@@ -33,7 +32,6 @@ use hyper_util::rt::TokioIo;
 use serde_json::json;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
-use tokio::task::JoinSet;
 
 /// The images served, with their disk (virtual) sizes: those of the seeded templates.
 pub const IMAGES: &[(&str, u64)] = &[
@@ -273,7 +271,7 @@ fn respond(base: &str, req: &Request<Incoming>) -> Response<Full<Bytes>> {
 }
 
 /// Serves the mirror on `listener` until `stop` changes.
-pub(crate) async fn serve(listener: TcpListener, mut stop: watch::Receiver<bool>) {
+pub(crate) async fn serve(listener: TcpListener, stop: watch::Receiver<bool>) {
     let base: Arc<str> = match listener.local_addr() {
         Ok(a) => url_of(a).into(),
         Err(e) => {
@@ -281,37 +279,22 @@ pub(crate) async fn serve(listener: TcpListener, mut stop: watch::Receiver<bool>
             return;
         }
     };
-    let mut conns = JoinSet::new();
-    loop {
-        while conns.try_join_next().is_some() {}
-        tokio::select! {
-            _ = stop.changed() => break,
-            accepted = listener.accept() => {
-                let (tcp, peer) = match accepted {
-                    Ok(x) => x,
-                    Err(e) => {
-                        tracing::warn!("pvesim mirror: accept failed: {e}");
-                        tokio::time::sleep(Duration::from_millis(50)).await;
-                        continue;
-                    }
-                };
-                let base = base.clone();
-                conns.spawn(async move {
-                    let service = hyper::service::service_fn(move |req| {
-                        let r = respond(&base, &req);
-                        async move { Ok::<_, Infallible>(r) }
-                    });
-                    if let Err(e) = hyper::server::conn::http1::Builder::new()
-                        .serve_connection(TokioIo::new(tcp), service)
-                        .await
-                    {
-                        tracing::debug!(%peer, "pvesim mirror: connection ended: {e}");
-                    }
-                });
+    crate::server::accept_loop(listener, stop, "pvesim mirror", move |tcp, peer| {
+        let base = base.clone();
+        async move {
+            let service = hyper::service::service_fn(move |req| {
+                let r = respond(&base, &req);
+                async move { Ok::<_, Infallible>(r) }
+            });
+            if let Err(e) = hyper::server::conn::http1::Builder::new()
+                .serve_connection(TokioIo::new(tcp), service)
+                .await
+            {
+                tracing::debug!(%peer, "pvesim mirror: connection ended: {e}");
             }
         }
-    }
-    conns.shutdown().await;
+    })
+    .await;
 }
 
 #[cfg(test)]

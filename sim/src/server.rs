@@ -33,44 +33,63 @@ pub(crate) async fn serve(
     listener: TcpListener,
     acceptor: TlsAcceptor,
     shared: Arc<Shared>,
-    mut stop: watch::Receiver<bool>,
+    stop: watch::Receiver<bool>,
 ) {
+    accept_loop(listener, stop, "pvesim", move |tcp, peer| {
+        let acceptor = acceptor.clone();
+        let shared = shared.clone();
+        async move {
+            let tls =
+                match tokio::time::timeout(Duration::from_secs(10), acceptor.accept(tcp)).await {
+                    Ok(Ok(s)) => s,
+                    Ok(Err(e)) => {
+                        tracing::debug!(%peer, "pvesim: TLS handshake failed: {e}");
+                        return;
+                    }
+                    Err(_) => return,
+                };
+            let service = hyper::service::service_fn(move |req| {
+                let shared = shared.clone();
+                async move { Ok::<_, Infallible>(handle(shared, req).await) }
+            });
+            if let Err(e) = hyper::server::conn::http1::Builder::new()
+                .serve_connection(TokioIo::new(tls), service)
+                .await
+            {
+                tracing::debug!(%peer, "pvesim: connection ended: {e}");
+            }
+        }
+    })
+    .await;
+}
+
+/// Accepts connections on `listener` until `stop` changes, each served by `conn` as a
+/// task of its own; the ones still open are ended on the way out. `what` names the
+/// server in logs.
+pub(crate) async fn accept_loop<F, Fut>(
+    listener: TcpListener,
+    mut stop: watch::Receiver<bool>,
+    what: &'static str,
+    conn: F,
+) where
+    F: Fn(tokio::net::TcpStream, std::net::SocketAddr) -> Fut,
+    Fut: std::future::Future<Output = ()> + Send + 'static,
+{
     let mut conns = JoinSet::new();
     loop {
         while conns.try_join_next().is_some() {}
         tokio::select! {
             _ = stop.changed() => break,
             accepted = listener.accept() => {
-                let (tcp, peer) = match accepted {
-                    Ok(x) => x,
+                match accepted {
+                    Ok((tcp, peer)) => {
+                        conns.spawn(conn(tcp, peer));
+                    }
                     Err(e) => {
-                        tracing::warn!("pvesim: accept failed: {e}");
+                        tracing::warn!("{what}: accept failed: {e}");
                         tokio::time::sleep(Duration::from_millis(50)).await;
-                        continue;
                     }
-                };
-                let acceptor = acceptor.clone();
-                let shared = shared.clone();
-                conns.spawn(async move {
-                    let tls = match tokio::time::timeout(Duration::from_secs(10), acceptor.accept(tcp)).await {
-                        Ok(Ok(s)) => s,
-                        Ok(Err(e)) => {
-                            tracing::debug!(%peer, "pvesim: TLS handshake failed: {e}");
-                            return;
-                        }
-                        Err(_) => return,
-                    };
-                    let service = hyper::service::service_fn(move |req| {
-                        let shared = shared.clone();
-                        async move { Ok::<_, Infallible>(handle(shared, req).await) }
-                    });
-                    if let Err(e) = hyper::server::conn::http1::Builder::new()
-                        .serve_connection(TokioIo::new(tls), service)
-                        .await
-                    {
-                        tracing::debug!(%peer, "pvesim: connection ended: {e}");
-                    }
-                });
+                }
             }
         }
     }
