@@ -4,7 +4,6 @@
 //! refused before acting leaves no state files, and state errors say what
 //! to do about them. None of these start a simulator or reach a host.
 
-
 use crate::common::flat;
 
 use crate::common::{Driver, Run};

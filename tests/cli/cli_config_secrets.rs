@@ -2,7 +2,6 @@
 //! (stdout, stderr, JSON, errors, logs at -vvv) is searched for the secret
 //! values, which must never be there.
 
-
 use std::path::{Path, PathBuf};
 use std::process::Command;
 

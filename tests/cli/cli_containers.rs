@@ -5,7 +5,6 @@
 //! against fakepve (an independent fake of PVE's API) the create request carries what PVE
 //! needs.
 
-
 use std::path::Path;
 
 use crate::common::fakepve::{FakePve, NODE, SECRET, TOKEN_ID};

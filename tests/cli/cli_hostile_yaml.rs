@@ -3,7 +3,6 @@
 //! Every run here is bounded by a kill timeout (never a timing assertion),
 //! and the memory-hungry ones by an address-space limit.
 
-
 use std::io::Read;
 use std::path::Path;
 use std::process::{Command, Stdio};

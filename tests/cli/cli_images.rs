@@ -1,7 +1,6 @@
 //! `driver images download` against a local HTTP server (Python's) serving
 //! a release listing and an image split in parts with a SHA256SUMS file.
 
-
 use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
 

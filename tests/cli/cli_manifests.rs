@@ -1,7 +1,6 @@
 //! The manifest-facing commands through the real binary: validate, graph,
 //! list, dry-run plans, exit codes and the run.sh shim.
 
-
 use crate::common::{repo, Driver, BIN};
 
 #[test]

@@ -3,7 +3,6 @@
 //! damaged journal left behind is reconciled with the host's markers. Guests
 //! are counted from the simulator's own state, never from driver's.
 
-
 use crate::common::flat;
 
 use std::collections::BTreeMap;

@@ -4,13 +4,12 @@
 //! and preflight refusing a storage without the content a run needs, against
 //! the simulator and against fakepve (PyPI), an independent fake of PVE's API.
 
-
 use std::io::{BufRead, BufReader, Write};
 use std::path::{Path, PathBuf};
 use std::process::{Child, ChildStdin, ChildStdout, Command, Stdio};
 
-use actions::pve::{tls, PveClient, PveTarget, TlsTrust};
 use crate::common::{repo, Driver};
+use actions::pve::{tls, PveClient, PveTarget, TlsTrust};
 use serde_json::{json, Value};
 
 /// Two VMs on the simulator: `a` as the node file says, `b` with its own storage.

@@ -5,7 +5,6 @@
 //! checked closed (`--strict`): a field the schemas do not describe fails
 //! here. And a parent refuses a nested driver of another protocol version.
 
-
 use std::io::Write;
 use std::os::unix::fs::PermissionsExt;
 use std::path::PathBuf;

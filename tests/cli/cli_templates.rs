@@ -4,7 +4,6 @@
 //! the driver, uploaded to the host) and an upstream-style `url:` + `sha256:` image (fetched
 //! by the host itself). The server counts every fetch.
 
-
 use std::collections::HashMap;
 use std::io::{BufRead, BufReader, Write};
 use std::net::TcpListener;

@@ -3,7 +3,6 @@
 //! the tree naming its path, `settings.cleanup_on_failure` both ways, and a
 //! wait that polls to its limit and says what it saw.
 
-
 use crate::common::sim::{sim_driver, SimRun};
 use crate::common::Run;
 use serde_json::Value;

@@ -1,15 +1,14 @@
 //! ansible-playbook (ansible-core) through our generated inventory, against a
 //! real sshd on 127.0.0.1 (directly and through a bastion).
 
-
 use std::os::unix::fs::PermissionsExt;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use crate::common::{Sshd, SshdOptions};
 use actions::ansible::{self, AnsibleError, InventoryHost, PlaybookRun};
 use actions::ssh::{HostKeyCheck, Secret, SshAuth};
-use crate::common::{Sshd, SshdOptions};
 use serde_json::json;
 
 /// `.venv/bin/ansible-playbook` (made by scripts/install-test-deps.sh), else PATH.

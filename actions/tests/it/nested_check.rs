@@ -3,11 +3,10 @@
 //! under a root laid out like a host's (`sys/module/kvm_*/parameters/nested`,
 //! `proc/cpuinfo`), so each outcome is asserted with its message and fix.
 
-
 use std::path::Path;
 
-use actions::preflight::nested::nested_check;
 use crate::common::{free_port, Sshd};
+use actions::preflight::nested::nested_check;
 
 /// A host root with these files (`rel path`, content).
 fn host(files: &[(&str, &str)]) -> tempfile::TempDir {

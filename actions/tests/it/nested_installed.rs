@@ -4,15 +4,14 @@
 //! stand-ins on its PATH (tests/support/pve_cli_standin.py) that answer in
 //! PVE's JSON shapes and record every call and its effect.
 
-
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 use std::time::Duration;
 
+use crate::common::{repo_root, require, Sshd, SshdOptions};
 use actions::nested::{Guest, InstalledPve, NestedHost, Nesting};
 use actions::ssh::{self, Connection};
-use crate::common::{repo_root, require, Sshd, SshdOptions};
 use serde_json::{json, Value};
 
 /// The subtree a parent hands over (as JSON, the way delegation does).

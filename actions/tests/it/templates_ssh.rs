@@ -4,7 +4,6 @@
 //! install) gets the template made with `qm` over SSH, the image fetched there with the
 //! real `curl` from a loopback HTTP server and checked with the real `sha256sum`.
 
-
 use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader, Write};
 use std::net::TcpListener;
@@ -12,9 +11,9 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use crate::common::{repo_root, require, Sshd, SshdOptions};
 use actions::pve::{tls, GuestKind, PveClient, PveTarget, TlsTrust};
 use actions::templates::{Ensured, ImageSetup, Templates};
-use crate::common::{repo_root, require, Sshd, SshdOptions};
 use serde_json::{json, Value};
 
 const T: Duration = Duration::from_secs(120);

@@ -3,7 +3,6 @@
 //! must be in the storage, with `ssh-public-keys` for root (not kept in the config),
 //! `unprivileged` by default and `features` as given.
 
-
 use std::time::Duration;
 
 use crate::common::{start, Client};

@@ -2,7 +2,6 @@
 //! its source's storage), a linked clone on its template's (PVE refuses `storage` there),
 //! and a storage without the content type the guest needs refused in PVE's words.
 
-
 use std::time::Duration;
 
 use crate::common::{start, Client};

@@ -3,7 +3,6 @@
 //! log progress, nothing left after a failure), streamed multipart `upload` past the API's
 //! body limit, a VM made from an imported disk (`import-from`) and made a template.
 
-
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
