@@ -43,7 +43,39 @@ fn n3_deep_create_mid_delegation(
         );
         std::thread::sleep(Duration::from_millis(50));
     }
+    // Its process is there; "at work" is when its own run has recorded a step
+    // for edge in its journal (a stop sent before that finds nothing started).
+    while !journals_under(&leaf_guest)
+        .iter()
+        .any(|j| std::fs::read_to_string(j).is_ok_and(|t| t.contains("\"edge\"")))
+    {
+        assert!(
+            Instant::now() < deadline,
+            "the driver on leaf-pve never started on edge"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
     (child, root_guest, leaf_guest)
+}
+
+/// Every run journal (`*.journal`) below `dir`.
+fn journals_under(dir: &Path) -> Vec<std::path::PathBuf> {
+    let mut out = Vec::new();
+    let mut todo = vec![dir.to_path_buf()];
+    while let Some(d) = todo.pop() {
+        let Ok(entries) = std::fs::read_dir(&d) else {
+            continue;
+        };
+        for e in entries.flatten() {
+            let p = e.path();
+            if p.is_dir() && !p.is_symlink() {
+                todo.push(p);
+            } else if p.extension().is_some_and(|x| x == "journal") {
+                out.push(p);
+            }
+        }
+    }
+    out
 }
 
 /// The driver on root-pve dies mid-delegation (SIGKILL; for a lost
