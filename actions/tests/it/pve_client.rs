@@ -352,9 +352,29 @@ async fn bad_token_is_refused(pve: &impl Peer) {
         text.contains("refused the API token root@pam!driver"),
         "{text}"
     );
+    // The fix is named even when PVE says no more than `Authentication failed!`.
+    assert!(
+        text.contains("pveum user token add root@pam driver --privsep 0"),
+        "{text}"
+    );
     assert!(
         !text.contains("wrong"),
         "the secret must not appear: {text}"
+    );
+}
+
+/// pvesim answers a bad token as PVE 9.1.5+ does: `401 Authentication failed!` in the status
+/// line and an empty body; the reason still reaches the error.
+#[tokio::test]
+async fn bad_token_with_an_empty_body_names_the_reason() {
+    let pve = Sim::start().await;
+    let mut t = pve.target();
+    t.token_secret = "wrong".into();
+    let e = PveClient::new(&t).unwrap().guests().await.unwrap_err();
+    let text = e.to_string();
+    assert!(
+        text.contains("refused the API token root@pam!driver (401 Authentication failed!)"),
+        "{text}"
     );
 }
 

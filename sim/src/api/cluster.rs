@@ -14,7 +14,12 @@ use crate::model::{Guest, GuestKind};
 use crate::schema::{specs, validate};
 use crate::state::Shared;
 
-pub(crate) const PVE_VERSION: &str = "9.0.3";
+/// The PVE release pvesim answers as. Version-dependent texts follow it: the 401 reason
+/// (`Authentication failed!` since pve-manager 9.1.5, `PVE/HTTPServer.pm` `auth_handler`).
+pub(crate) const PVE_VERSION: &str = "9.2.11";
+/// Its release line and the pve-manager commit it was built from (`repoid`, 16 hex digits).
+pub(crate) const PVE_RELEASE: &str = "9.2";
+pub(crate) const PVE_REPOID: &str = "f6997e698c7933ea";
 const NODE_MEM: u64 = 64 * GIB;
 const NODE_CPUS: u64 = 16;
 
@@ -173,8 +178,8 @@ enum Resource {
 pub(crate) fn version() -> ApiResult<Value> {
     data(Version {
         version: PVE_VERSION,
-        release: "9.0",
-        repoid: "a6a3c0b0",
+        release: PVE_RELEASE,
+        repoid: PVE_REPOID,
     })
 }
 
@@ -262,7 +267,7 @@ pub(crate) fn node_status(shared: &Arc<Shared>) -> ApiResult<Value> {
         },
         ksm: Ksm { shared: 0 },
         kversion: "Linux 6.14.8-2-pve #1 SMP PREEMPT_DYNAMIC PMX 6.14.8-2 (2025-07-22T10:04Z) x86_64",
-        pveversion: format!("pve-manager/{PVE_VERSION}/a6a3c0b0"),
+        pveversion: format!("pve-manager/{PVE_VERSION}/{PVE_REPOID}"),
         current_kernel: Kernel {
             sysname: "Linux",
             release: "6.14.8-2-pve",
