@@ -187,6 +187,7 @@ async fn answers_leave_out_what_pve_leaves_out() {
             "pstart",
             "starttime",
             "status",
+            "tokenid",
             "type",
             "upid",
             "user"
