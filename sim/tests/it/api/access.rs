@@ -158,10 +158,18 @@ async fn parameter_errors_have_pve_shape() {
         r.body["errors"]["onboot"],
         "type check ('boolean') failed - got 'maybe'"
     );
-    assert!(r.body["errors"]["memory"]
-        .as_str()
-        .unwrap()
-        .starts_with("invalid format - "));
+    // PVE keeps the newline its `die` text ends with.
+    assert_eq!(
+        r.body["errors"]["memory"],
+        "invalid format - format error\nmemory.current: value must have a minimum value of 16\n"
+    );
+    let r = c
+        .put("/nodes/pve/qemu/9000/config", &[("memory", "-1")])
+        .await;
+    assert_eq!(
+        r.body["errors"]["memory"],
+        "invalid format - format error\nmemory.current: value must have a minimum value of 16\n"
+    );
     let r = c.post("/nodes/pve/qemu/9000/clone", &[]).await;
     assert_eq!(
         r.body["errors"]["newid"],
