@@ -47,7 +47,9 @@ struct NodeEntry {
     disk: u64,
     maxdisk: u64,
     uptime: u64,
-    ssl_fingerprint: String,
+    /// `GET /nodes` only: `/cluster/resources` node entries carry none.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    ssl_fingerprint: Option<String>,
 }
 
 /// One member of `GET /cluster/status`.
@@ -159,6 +161,10 @@ struct GuestResource {
     netout: u64,
     diskread: u64,
     diskwrite: u64,
+    /// QEMU only: the host's view of its memory (pve-manager `PVE/API2Tools.pm`
+    /// `extract_vm_stats`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    memhost: Option<u64>,
     /// As stored: a string, or whatever the config holds.
     #[serde(skip_serializing_if = "Option::is_none")]
     tags: Option<Value>,
@@ -210,7 +216,7 @@ fn node_entry(shared: &Shared) -> NodeEntry {
         disk: 8 * GIB,
         maxdisk: LOCAL_SIZE,
         uptime: uptime(shared),
-        ssl_fingerprint: shared.fingerprint.clone(),
+        ssl_fingerprint: Some(shared.fingerprint.clone()),
     }
 }
 
@@ -314,11 +320,7 @@ fn guest_resource(node: &str, g: &Guest) -> GuestResource {
         maxcpu: g.cores(),
         cpu: if g.running { 0.01 } else { 0.0 },
         maxmem: g.memory_mb() << 20,
-        mem: if g.running {
-            (g.memory_mb() << 20) / 4
-        } else {
-            0
-        },
+        mem: super::guests::mem_used(g),
         maxdisk: g.maxdisk(),
         disk: 0,
         uptime: g.uptime(),
@@ -326,6 +328,7 @@ fn guest_resource(node: &str, g: &Guest) -> GuestResource {
         netout: 0,
         diskread: 0,
         diskwrite: 0,
+        memhost: (g.kind == GuestKind::Qemu).then(|| super::guests::mem_used(g)),
         tags: g.config.get("tags").cloned(),
         lock: g.lock_prop(),
     }
@@ -348,7 +351,12 @@ pub(crate) fn resources(shared: &Arc<Shared>, req: &ApiRequest) -> ApiResult<Val
     }
     let mut out = Vec::new();
     if ty.is_none() || ty == Some("node") {
-        out.push(Resource::Node(node_entry(shared)));
+        // pve-manager `PVE/API2/Cluster.pm` `resources`: node entries come from the rrd
+        // data and have no `ssl_fingerprint` (that is `GET /nodes`).
+        out.push(Resource::Node(NodeEntry {
+            ssl_fingerprint: None,
+            ..node_entry(shared)
+        }));
     }
     if ty.is_none() || ty == Some("vm") {
         let st = shared.lock();
