@@ -86,8 +86,13 @@ struct NodeStatus {
     boot_info: BootInfo,
 }
 
+/// pve-common `PVE/ProcFSTools.pm` `read_cpuinfo`, as `GET /nodes/{node}/status` gives it.
 #[derive(Serialize)]
 struct CpuInfo {
+    user_hz: u32,
+    vendor: &'static str,
+    /// From `/proc/cpuinfo` by a regex: a string.
+    family: &'static str,
     model: &'static str,
     cpus: u64,
     sockets: u32,
@@ -246,6 +251,9 @@ pub(crate) fn node_status(shared: &Arc<Shared>) -> ApiResult<Value> {
         wait: 0.0,
         loadavg: ["0.12", "0.08", "0.05"],
         cpuinfo: CpuInfo {
+            user_hz: 100,
+            vendor: "GenuineIntel",
+            family: "6",
             model: "pvesim virtual CPU",
             cpus: NODE_CPUS,
             sockets: 1,

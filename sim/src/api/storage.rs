@@ -391,9 +391,8 @@ pub(crate) fn content(shared: &Arc<Shared>, req: &ApiRequest, id: &str) -> ApiRe
                 vmid: Some(g.vmid),
                 ctime: (!zfs).then_some(ctime),
                 name: zfs.then(|| own.to_string()),
-                parent: zfs.then(|| {
-                    parent.map_or(Value::Null, |p| Value::from(format!("{p}@__base__")))
-                }),
+                parent: zfs
+                    .then(|| parent.map_or(Value::Null, |p| Value::from(format!("{p}@__base__")))),
             });
         }
     }

@@ -144,18 +144,19 @@ pub(crate) fn list(shared: &Arc<Shared>, req: &ApiRequest) -> ApiResult<Value> {
             .map(|t| {
                 let (user, tokenid) = split_user(&t.user);
                 TaskEntry {
-                upid: &t.upid,
-                node: &t.node,
-                pid: t.pid,
-                pstart: t.pstart,
-                starttime: t.starttime,
-                ty: &t.ttype,
-                id: &t.id,
-                user,
-                tokenid,
-                endtime: t.endtime,
-                status: t.exitstatus.as_deref(),
-            }})
+                    upid: &t.upid,
+                    node: &t.node,
+                    pid: t.pid,
+                    pstart: t.pstart,
+                    starttime: t.starttime,
+                    ty: &t.ttype,
+                    id: &t.id,
+                    user,
+                    tokenid,
+                    endtime: t.endtime,
+                    status: t.exitstatus.as_deref(),
+                }
+            })
             .collect::<Vec<_>>(),
     )
 }

@@ -340,7 +340,11 @@ pub(super) async fn resize(
             .get(&disk)
             .and_then(Value::as_str)
             .map(str::to_string);
-        (prop.as_deref().and_then(disk_size).unwrap_or(0), g.name(), prop)
+        (
+            prop.as_deref().and_then(disk_size).unwrap_or(0),
+            g.name(),
+            prop,
+        )
     };
     let (relative, amount) = match size.strip_prefix('+') {
         Some(s) => (true, s),

@@ -114,7 +114,10 @@ async fn qemu_clone_config_resize_start_agent_shutdown_delete() {
     let st = c.wait_task(NODE, &upid, WAIT).await;
     assert_eq!(st["exitstatus"], "shrinking disks is not supported");
     let conf = c.get("/nodes/pve/qemu/100/config").await.ok().clone();
-    assert!(conf["scsi0"].as_str().unwrap().ends_with("size=32G"), "{conf}");
+    assert!(
+        conf["scsi0"].as_str().unwrap().ends_with("size=32G"),
+        "{conf}"
+    );
 
     // Agent before start: the VM is not running.
     let r = c

@@ -32,7 +32,10 @@ async fn time_scale_zero_finishes_at_once_and_scaled_tasks_take_time() {
     assert_eq!(st["type"], "qmclone");
     assert_eq!(st["id"], "9001");
     // PVE splits a token's task owner: `user` the owner, `tokenid` the token's name.
-    assert_eq!((&st["user"], &st["tokenid"]), (&json!("root@pam"), &json!("driver")));
+    assert_eq!(
+        (&st["user"], &st["tokenid"]),
+        (&json!("root@pam"), &json!("driver"))
+    );
     let listed = c.get("/nodes/pve/tasks?limit=1").await.ok().clone();
     assert_eq!(listed[0]["user"], "root@pam");
     assert_eq!(listed[0]["tokenid"], "driver");

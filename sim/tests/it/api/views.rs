@@ -161,7 +161,15 @@ async fn answers_leave_out_what_pve_leaves_out() {
         .clone();
     assert_eq!(
         keys(&stopped),
-        with(&["agent", "clipboard", "cpus", "ha", "memhost", "qmpstatus", "serial"]),
+        with(&[
+            "agent",
+            "clipboard",
+            "cpus",
+            "ha",
+            "memhost",
+            "qmpstatus",
+            "serial"
+        ]),
         "{stopped}"
     );
     ok_task(
