@@ -108,7 +108,20 @@ pub(crate) fn respond(result: Result<Value, ApiError>) -> Response<Full<Bytes>> 
 /// reason in the status line only and an empty body (pve-http-server
 /// `PVE/APIServer/AnyEvent.pm` `authenticate_and_handle_request`: `HTTP::Response->new(401, $err)`
 /// with no content), and closes the connection (`keep_alive = 0` for every code >= 400).
-fn refuse(e: ApiError) -> Response<Full<Bytes>> {
+/// Delayed, as pveproxy delays every 401 by 3 s (`Timings::unauthorized_delay` times the
+/// time scale: none at scale 0).
+async fn refuse(shared: &Shared, e: ApiError) -> Response<Full<Bytes>> {
+    if e.status == 401 {
+        let d = shared.scaled(shared.timings.unauthorized_delay);
+        if !d.is_zero() {
+            tokio::time::sleep(d).await;
+        }
+    }
+    refuse_now(e)
+}
+
+/// [`refuse`] without the delay (pvesim's own `/sim` endpoints).
+fn refuse_now(e: ApiError) -> Response<Full<Bytes>> {
     let mut resp = respond(Err(e));
     *resp.body_mut() = Full::new(Bytes::new());
     let h = resp.headers_mut();
@@ -248,7 +261,7 @@ async fn handle(shared: Arc<Shared>, req: Request<Incoming>) -> Response<Full<By
                 &segs[1..],
                 &body,
             )),
-            Err(e) => refuse(e),
+            Err(e) => refuse_now(e),
         };
     }
     if segs.len() < 2 || segs[0] != "api2" || segs[1] != "json" {
@@ -272,14 +285,8 @@ async fn handle(shared: Arc<Shared>, req: Request<Incoming>) -> Response<Full<By
     let user = match crate::api::access::authenticate(&shared, &method, &segs, &headers) {
         Ok(u) => u,
         Err(e) => {
-            if e.status == 401 {
-                let d = shared.scaled(shared.timings.unauthorized_delay);
-                if !d.is_zero() {
-                    tokio::time::sleep(d).await;
-                }
-            }
             tracing::debug!(%method, %rel, "pvesim: {}", e.message);
-            return refuse(e);
+            return refuse(&shared, e).await;
         }
     };
 
@@ -322,7 +329,7 @@ async fn upload(
 ) -> Response<Full<Bytes>> {
     let user = match crate::api::access::authenticate(shared, method, segs, headers) {
         Ok(u) => u,
-        Err(e) => return refuse(e),
+        Err(e) => return refuse(shared, e).await,
     };
     let rel = format!("{API_PREFIX}/{}", segs.join("/"));
     if let Some((status, message)) = shared.lock().faults.http_error(method, &rel) {
