@@ -1,6 +1,8 @@
 //! HTTP over TLS, the way pveproxy answers: accepts connections on the loopback listener,
 //! decodes requests (path, query, form or JSON body), applies the slow-API and HTTP-error
-//! faults, authenticates (API token or ticket + CSRF token, 401s delayed like PVE's), hands
+//! faults, authenticates (API token or ticket + CSRF token; 401s delayed like PVE's by
+//! `Timings::unauthorized_delay` times the time scale, with the reason in the status line and an
+//! empty body), hands
 //! `/api2/json/...` to [`crate::api`] and `/sim/...` to the admin endpoints, and writes PVE's
 //! JSON envelope with the message's first line as the HTTP reason phrase.
 
@@ -100,6 +102,35 @@ pub(crate) async fn accept_loop<F, Fut>(
 /// and `errors` per parameter.
 pub(crate) fn respond(result: Result<Value, ApiError>) -> Response<Full<Bytes>> {
     respond_with(result, serde_json::Map::new())
+}
+
+/// A request that did not authenticate: pveproxy answers before any API handler runs, with the
+/// reason in the status line only and an empty body (pve-http-server
+/// `PVE/APIServer/AnyEvent.pm` `authenticate_and_handle_request`: `HTTP::Response->new(401, $err)`
+/// with no content), and closes the connection (`keep_alive = 0` for every code >= 400).
+/// Delayed, as pveproxy delays every 401 by 3 s (`Timings::unauthorized_delay` times the
+/// time scale: none at scale 0).
+async fn refuse(shared: &Shared, e: ApiError) -> Response<Full<Bytes>> {
+    if e.status == 401 {
+        let d = shared.scaled(shared.timings.unauthorized_delay);
+        if !d.is_zero() {
+            tokio::time::sleep(d).await;
+        }
+    }
+    refuse_now(e)
+}
+
+/// [`refuse`] without the delay (pvesim's own `/sim` endpoints).
+fn refuse_now(e: ApiError) -> Response<Full<Bytes>> {
+    let mut resp = respond(Err(e));
+    *resp.body_mut() = Full::new(Bytes::new());
+    let h = resp.headers_mut();
+    h.remove(hyper::header::CONTENT_TYPE);
+    h.insert(
+        hyper::header::CONNECTION,
+        hyper::header::HeaderValue::from_static("close"),
+    );
+    resp
 }
 
 fn respond_with(
@@ -230,7 +261,7 @@ async fn handle(shared: Arc<Shared>, req: Request<Incoming>) -> Response<Full<By
                 &segs[1..],
                 &body,
             )),
-            Err(e) => respond(Err(e)),
+            Err(e) => refuse_now(e),
         };
     }
     if segs.len() < 2 || segs[0] != "api2" || segs[1] != "json" {
@@ -254,14 +285,8 @@ async fn handle(shared: Arc<Shared>, req: Request<Incoming>) -> Response<Full<By
     let user = match crate::api::access::authenticate(&shared, &method, &segs, &headers) {
         Ok(u) => u,
         Err(e) => {
-            if e.status == 401 {
-                let d = shared.scaled(shared.timings.unauthorized_delay);
-                if !d.is_zero() {
-                    tokio::time::sleep(d).await;
-                }
-            }
             tracing::debug!(%method, %rel, "pvesim: {}", e.message);
-            return respond(Err(e));
+            return refuse(&shared, e).await;
         }
     };
 
@@ -304,7 +329,7 @@ async fn upload(
 ) -> Response<Full<Bytes>> {
     let user = match crate::api::access::authenticate(shared, method, segs, headers) {
         Ok(u) => u,
-        Err(e) => return respond(Err(e)),
+        Err(e) => return refuse(shared, e).await,
     };
     let rel = format!("{API_PREFIX}/{}", segs.join("/"));
     if let Some((status, message)) = shared.lock().faults.http_error(method, &rel) {

@@ -46,7 +46,17 @@ impl fmt::Debug for PveTarget {
 pub enum PveError {
     #[error("cannot reach the PVE API at {endpoint}: {message}")]
     Connect { endpoint: String, message: String },
-    #[error("{endpoint} refused the API token {token_id} ({status}): {message}")]
+    /// PVE 9.1.5 and later say only `Authentication failed!` (in the status line, with an
+    /// empty body) whatever the cause, so the text names the token and the usual fixes itself.
+    #[error(
+        "{endpoint} refused the API token {token_id} ({status} {message}): the token does not \
+         exist on that host, has expired, or its secret is not the one given; `pveum user token \
+         list {}` on the host lists the tokens, and `pveum user token add {} {} --privsep 0` \
+         makes a new one (its secret goes in secrets.yaml)",
+        token_user(token_id),
+        token_user(token_id),
+        token_name(token_id)
+    )]
     Unauthorized {
         endpoint: String,
         token_id: String,
@@ -91,6 +101,16 @@ pub enum PveError {
         got: String,
         pinned: String,
     },
+}
+
+/// `root@pam` of `root@pam!driver`.
+fn token_user(token_id: &str) -> &str {
+    token_id.split_once('!').map_or(token_id, |(u, _)| u)
+}
+
+/// `driver` of `root@pam!driver`.
+fn token_name(token_id: &str) -> &str {
+    token_id.split_once('!').map_or("driver", |(_, n)| n)
 }
 
 fn fields(errors: &BTreeMap<String, String>) -> String {
@@ -301,9 +321,20 @@ impl PveClient {
             }
         })?;
         let status = resp.status();
+        // pveproxy refuses a request it cannot authenticate with the reason in the status line
+        // and an empty body (`401 Authentication failed!`): keep the reason for the error.
+        let reason = resp
+            .extensions()
+            .get::<hyper::ext::ReasonPhrase>()
+            .map(|r| String::from_utf8_lossy(r.as_bytes()).trim().to_string());
         let body = resp.bytes().await.map_err(|e| Failure::Lost(chain(&e)))?;
-        let json: Value = serde_json::from_slice(&body)
-            .unwrap_or_else(|_| Value::String(String::from_utf8_lossy(&body).trim().to_string()));
+        let json: Value = serde_json::from_slice(&body).unwrap_or_else(|_| {
+            let text = String::from_utf8_lossy(&body).trim().to_string();
+            Value::String(match reason {
+                Some(r) if text.is_empty() => r,
+                _ => text,
+            })
+        });
         if status.is_success() {
             Ok(json.get("data").cloned().unwrap_or(Value::Null))
         } else {

@@ -232,8 +232,19 @@ impl PveClient {
     ) -> Result<(), PveError> {
         let path = format!("{}/resize", self.guest_path(kind, vmid));
         let params = [("disk", disk.to_string()), ("size", format!("{size_gb}G"))];
-        self.run_task(Method::PUT, &path, &params, Duration::from_secs(300))
+        match self
+            .run_task(Method::PUT, &path, &params, Duration::from_secs(300))
             .await
+        {
+            // A container's disk already that size (a resumed run): pve-container's
+            // `resize_vm` refuses before forking (qemu-server's ends its task OK instead).
+            Err(PveError::Api {
+                status: 500,
+                message,
+                ..
+            }) if message == "disk is already at specified size" => Ok(()),
+            r => r,
+        }
     }
 
     /// Waits while the guest's config holds a `lock` (e.g. a clone task of

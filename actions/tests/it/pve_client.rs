@@ -229,6 +229,8 @@ async fn vm_lifecycle_clone_config_start_agent_shutdown_delete(pve: &impl Peer) 
     .await
     .unwrap();
     c.resize(GuestKind::Qemu, id, "scsi0", 10).await.unwrap();
+    // Again, as a resumed run does: already that size is no error.
+    c.resize(GuestKind::Qemu, id, "scsi0", 10).await.unwrap();
     let cfg = c
         .get(&format!("/nodes/pve1/qemu/{id}/config"))
         .await
@@ -352,10 +354,43 @@ async fn bad_token_is_refused(pve: &impl Peer) {
         text.contains("refused the API token root@pam!driver"),
         "{text}"
     );
+    // The fix is named even when PVE says no more than `Authentication failed!`.
+    assert!(
+        text.contains("pveum user token add root@pam driver --privsep 0"),
+        "{text}"
+    );
     assert!(
         !text.contains("wrong"),
         "the secret must not appear: {text}"
     );
+}
+
+/// pvesim answers a bad token as PVE 9.1.5+ does: `401 Authentication failed!` in the status
+/// line and an empty body; the reason still reaches the error.
+#[tokio::test]
+async fn bad_token_with_an_empty_body_names_the_reason() {
+    let pve = Sim::start().await;
+    let mut t = pve.target();
+    t.token_secret = "wrong".into();
+    let e = PveClient::new(&t).unwrap().guests().await.unwrap_err();
+    let text = e.to_string();
+    assert!(
+        text.contains("refused the API token root@pam!driver (401 Authentication failed!)"),
+        "{text}"
+    );
+}
+
+/// A container's disk already at the size asked (a resumed run): PVE refuses with a 500
+/// (`disk is already at specified size`), which is no error for driver.
+#[tokio::test]
+async fn lxc_resize_to_the_same_size_is_done() {
+    let pve = Sim::start().await;
+    let c = pve.client();
+    c.clone_guest(GuestKind::Lxc, 9100, 300, "ct", None, true, LONG)
+        .await
+        .unwrap();
+    c.resize(GuestKind::Lxc, 300, "rootfs", 12).await.unwrap();
+    c.resize(GuestKind::Lxc, 300, "rootfs", 12).await.unwrap();
 }
 
 both!(

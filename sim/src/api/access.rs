@@ -1,7 +1,11 @@
 //! Authentication and access: API tokens (`Authorization: PVEAPIToken=USER@REALM!ID=SECRET`),
 //! tickets (`POST /access/ticket`, cookie `PVEAuthCookie`, header `CSRFPreventionToken` for
 //! writes), `GET /access/permissions`, and token management under `/access/users/{userid}/token`.
-//! Wording follows PVE's (`No ticket`, `invalid token value!`, `no such token ...`).
+//! Wording follows PVE 9.1.5 and later: a request without credentials is refused with
+//! `No ticket`, a wrong token or ticket with `Authentication failed!` whatever the cause (the
+//! cause, `invalid token value!`, `no such token ...`, goes to the log only; pve-manager
+//! `PVE/HTTPServer.pm` `auth_handler`, commit 26c10a2e). pveproxy sends these reasons in the
+//! status line with an empty body (see `crate::server`).
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -161,7 +165,7 @@ pub(crate) fn authenticate(
             .or_else(|| auth.strip_prefix("PVEAPIToken "))
             .map(str::trim);
         if let Some(token) = token {
-            return verify_token(shared, token);
+            return verify_token(shared, token).map_err(auth_failed);
         }
     }
     let ticket = headers
@@ -179,7 +183,9 @@ pub(crate) fn authenticate(
         st.tickets.get(&ticket).cloned()
     };
     let Some(session) = session.filter(|s| s.issued.elapsed() < TICKET_LIFETIME) else {
-        return Err(unauthorized("permission denied - invalid PVE ticket"));
+        return Err(auth_failed(unauthorized(
+            "permission denied - invalid PVE ticket",
+        )));
     };
     if method != "GET" && method != "HEAD" {
         let csrf = headers
@@ -191,6 +197,17 @@ pub(crate) fn authenticate(
     }
     Ok(session.user)
 }
+
+/// What pveproxy answers when a token or ticket does not verify: one reason for every cause
+/// (pve-manager `PVE/HTTPServer.pm` `auth_handler` since 9.1.5); the cause is logged, as PVE
+/// `warn`s it to the journal.
+fn auth_failed(cause: ApiError) -> ApiError {
+    tracing::info!("pvesim: authentication failure: {}", cause.message);
+    unauthorized(AUTH_FAILED)
+}
+
+/// The 401 reason for a token or ticket that does not verify.
+pub(crate) const AUTH_FAILED: &str = "Authentication failed!";
 
 fn split_tokenid(tokenid: &str) -> ApiResult<(&str, &str)> {
     let bad = || {

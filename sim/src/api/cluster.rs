@@ -14,7 +14,12 @@ use crate::model::{Guest, GuestKind};
 use crate::schema::{specs, validate};
 use crate::state::Shared;
 
-pub(crate) const PVE_VERSION: &str = "9.0.3";
+/// The PVE release pvesim answers as. Version-dependent texts follow it: the 401 reason
+/// (`Authentication failed!` since pve-manager 9.1.5, `PVE/HTTPServer.pm` `auth_handler`).
+pub(crate) const PVE_VERSION: &str = "9.2.11";
+/// Its release line and the pve-manager commit it was built from (`repoid`, 16 hex digits).
+pub(crate) const PVE_RELEASE: &str = "9.2";
+pub(crate) const PVE_REPOID: &str = "f6997e698c7933ea";
 const NODE_MEM: u64 = 64 * GIB;
 const NODE_CPUS: u64 = 16;
 
@@ -42,7 +47,9 @@ struct NodeEntry {
     disk: u64,
     maxdisk: u64,
     uptime: u64,
-    ssl_fingerprint: String,
+    /// `GET /nodes` only: `/cluster/resources` node entries carry none.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    ssl_fingerprint: Option<String>,
 }
 
 /// One member of `GET /cluster/status`.
@@ -79,8 +86,13 @@ struct NodeStatus {
     boot_info: BootInfo,
 }
 
+/// pve-common `PVE/ProcFSTools.pm` `read_cpuinfo`, as `GET /nodes/{node}/status` gives it.
 #[derive(Serialize)]
 struct CpuInfo {
+    user_hz: u32,
+    vendor: &'static str,
+    /// From `/proc/cpuinfo` by a regex: a string.
+    family: &'static str,
     model: &'static str,
     cpus: u64,
     sockets: u32,
@@ -154,6 +166,10 @@ struct GuestResource {
     netout: u64,
     diskread: u64,
     diskwrite: u64,
+    /// QEMU only: the host's view of its memory (pve-manager `PVE/API2Tools.pm`
+    /// `extract_vm_stats`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    memhost: Option<u64>,
     /// As stored: a string, or whatever the config holds.
     #[serde(skip_serializing_if = "Option::is_none")]
     tags: Option<Value>,
@@ -173,8 +189,8 @@ enum Resource {
 pub(crate) fn version() -> ApiResult<Value> {
     data(Version {
         version: PVE_VERSION,
-        release: "9.0",
-        repoid: "a6a3c0b0",
+        release: PVE_RELEASE,
+        repoid: PVE_REPOID,
     })
 }
 
@@ -205,7 +221,7 @@ fn node_entry(shared: &Shared) -> NodeEntry {
         disk: 8 * GIB,
         maxdisk: LOCAL_SIZE,
         uptime: uptime(shared),
-        ssl_fingerprint: shared.fingerprint.clone(),
+        ssl_fingerprint: Some(shared.fingerprint.clone()),
     }
 }
 
@@ -235,6 +251,9 @@ pub(crate) fn node_status(shared: &Arc<Shared>) -> ApiResult<Value> {
         wait: 0.0,
         loadavg: ["0.12", "0.08", "0.05"],
         cpuinfo: CpuInfo {
+            user_hz: 100,
+            vendor: "GenuineIntel",
+            family: "6",
             model: "pvesim virtual CPU",
             cpus: NODE_CPUS,
             sockets: 1,
@@ -262,7 +281,7 @@ pub(crate) fn node_status(shared: &Arc<Shared>) -> ApiResult<Value> {
         },
         ksm: Ksm { shared: 0 },
         kversion: "Linux 6.14.8-2-pve #1 SMP PREEMPT_DYNAMIC PMX 6.14.8-2 (2025-07-22T10:04Z) x86_64",
-        pveversion: format!("pve-manager/{PVE_VERSION}/a6a3c0b0"),
+        pveversion: format!("pve-manager/{PVE_VERSION}/{PVE_REPOID}"),
         current_kernel: Kernel {
             sysname: "Linux",
             release: "6.14.8-2-pve",
@@ -309,11 +328,7 @@ fn guest_resource(node: &str, g: &Guest) -> GuestResource {
         maxcpu: g.cores(),
         cpu: if g.running { 0.01 } else { 0.0 },
         maxmem: g.memory_mb() << 20,
-        mem: if g.running {
-            (g.memory_mb() << 20) / 4
-        } else {
-            0
-        },
+        mem: super::guests::mem_used(g),
         maxdisk: g.maxdisk(),
         disk: 0,
         uptime: g.uptime(),
@@ -321,6 +336,7 @@ fn guest_resource(node: &str, g: &Guest) -> GuestResource {
         netout: 0,
         diskread: 0,
         diskwrite: 0,
+        memhost: (g.kind == GuestKind::Qemu).then(|| super::guests::mem_used(g)),
         tags: g.config.get("tags").cloned(),
         lock: g.lock_prop(),
     }
@@ -343,7 +359,12 @@ pub(crate) fn resources(shared: &Arc<Shared>, req: &ApiRequest) -> ApiResult<Val
     }
     let mut out = Vec::new();
     if ty.is_none() || ty == Some("node") {
-        out.push(Resource::Node(node_entry(shared)));
+        // pve-manager `PVE/API2/Cluster.pm` `resources`: node entries come from the rrd
+        // data and have no `ssl_fingerprint` (that is `GET /nodes`).
+        out.push(Resource::Node(NodeEntry {
+            ssl_fingerprint: None,
+            ..node_entry(shared)
+        }));
     }
     if ty.is_none() || ty == Some("vm") {
         let st = shared.lock();

@@ -79,22 +79,27 @@ struct StorageStatus {
     used_fraction: f64,
 }
 
-/// One volume in `GET .../storage/{storage}/content`.
+/// One volume in `GET .../storage/{storage}/content`. Guest volumes have the members their
+/// plugin's `list_images` gives (pve-storage `PVE/Storage/LvmThinPlugin.pm`: `volid, format,
+/// size, vmid, ctime`; `ZFSPoolPlugin.pm` via `zfs_list_zvol`: `name, size, parent, format,
+/// vmid` and no `ctime`), plus `content` from `Plugin.pm` `list_volumes`; none has `used`.
 #[derive(Serialize)]
 struct Volume {
     volid: String,
     content: &'static str,
     format: &'static str,
     size: u64,
-    /// Guest volumes only.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    used: Option<u64>,
     #[serde(skip_serializing_if = "Option::is_none")]
     vmid: Option<u32>,
-    ctime: u64,
-    /// A linked clone's base volume.
     #[serde(skip_serializing_if = "Option::is_none")]
-    parent: Option<String>,
+    ctime: Option<u64>,
+    /// ZFS only: the zvol's name.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    name: Option<String>,
+    /// ZFS only: the snapshot a linked clone comes from (`base-9000-disk-0@__base__`), else
+    /// null.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    parent: Option<Value>,
 }
 
 /// One interface in `GET /nodes/{node}/network`; the bridge has the address.
@@ -323,9 +328,9 @@ pub(crate) fn content(shared: &Arc<Shared>, req: &ApiRequest, id: &str) -> ApiRe
         content,
         format,
         size,
-        used: None,
         vmid: None,
-        ctime,
+        ctime: Some(ctime),
+        name: None,
         parent: None,
     };
     let mut out = Vec::new();
@@ -367,20 +372,27 @@ pub(crate) fn content(shared: &Arc<Shared>, req: &ApiRequest, id: &str) -> ApiRe
             let Some(vol) = volid.strip_prefix(id).and_then(|v| v.strip_prefix(':')) else {
                 continue;
             };
-            // A linked clone's volume is `base-X-disk-0/vm-Y-disk-0`: list its own name.
+            // A linked clone's volume is `base-X-disk-0/vm-Y-disk-0`: LVM-thin lists its own
+            // name, ZFS the whole and the base's snapshot as `parent`.
             let (parent, own) = match vol.split_once('/') {
                 Some((p, o)) => (Some(p), o),
                 None => (None, vol),
             };
+            let zfs = plugin(id) == "zfspool";
             out.push(Volume {
-                volid: format!("{id}:{own}"),
+                volid: if zfs {
+                    format!("{id}:{vol}")
+                } else {
+                    format!("{id}:{own}")
+                },
                 content: c,
                 format: "raw",
                 size,
-                used: Some(size / 4),
                 vmid: Some(g.vmid),
-                ctime,
-                parent: parent.map(str::to_string),
+                ctime: (!zfs).then_some(ctime),
+                name: zfs.then(|| own.to_string()),
+                parent: zfs
+                    .then(|| parent.map_or(Value::Null, |p| Value::from(format!("{p}@__base__")))),
             });
         }
     }

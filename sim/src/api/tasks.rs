@@ -24,6 +24,9 @@ struct TaskStatus<'a> {
     ty: &'a str,
     id: &'a str,
     user: &'a str,
+    /// The token's name when a token started the task (`user` is then its owner).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    tokenid: Option<&'a str>,
     /// `running` or `stopped`.
     status: &'static str,
     /// `OK` or the error, once stopped.
@@ -44,6 +47,8 @@ struct TaskEntry<'a> {
     id: &'a str,
     user: &'a str,
     #[serde(skip_serializing_if = "Option::is_none")]
+    tokenid: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     endtime: Option<u64>,
     /// The exit status (`OK` or the error), once stopped; absent while it runs.
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -55,6 +60,15 @@ struct TaskEntry<'a> {
 struct LogLine<'a> {
     n: usize,
     t: &'a str,
+}
+
+/// `root@pam!driver` as PVE shows a task's owner: `user` `root@pam` and `tokenid` `driver`
+/// (pve-manager `PVE/API2/Tasks.pm` `$convert_token_task`, for the list and the status).
+fn split_user(user: &str) -> (&str, Option<&str>) {
+    match user.split_once('!') {
+        Some((u, t)) if u.contains('@') && !t.is_empty() => (u, Some(t)),
+        _ => (user, None),
+    }
 }
 
 fn find_task(shared: &Shared, upid: &str) -> ApiResult<Task> {
@@ -71,6 +85,7 @@ fn find_task(shared: &Shared, upid: &str) -> ApiResult<Task> {
 
 pub(crate) fn status(shared: &Arc<Shared>, upid: &str) -> ApiResult<Value> {
     let t = find_task(shared, upid)?;
+    let (user, tokenid) = split_user(&t.user);
     data(TaskStatus {
         upid: &t.upid,
         node: &t.node,
@@ -79,7 +94,8 @@ pub(crate) fn status(shared: &Arc<Shared>, upid: &str) -> ApiResult<Value> {
         starttime: t.starttime,
         ty: &t.ttype,
         id: &t.id,
-        user: &t.user,
+        user,
+        tokenid,
         status: if t.running { "running" } else { "stopped" },
         exitstatus: t.exitstatus.as_deref(),
     })
@@ -125,17 +141,21 @@ pub(crate) fn list(shared: &Arc<Shared>, req: &ApiRequest) -> ApiResult<Value> {
                 _ => !t.running,
             })
             .take(limit)
-            .map(|t| TaskEntry {
-                upid: &t.upid,
-                node: &t.node,
-                pid: t.pid,
-                pstart: t.pstart,
-                starttime: t.starttime,
-                ty: &t.ttype,
-                id: &t.id,
-                user: &t.user,
-                endtime: t.endtime,
-                status: t.exitstatus.as_deref(),
+            .map(|t| {
+                let (user, tokenid) = split_user(&t.user);
+                TaskEntry {
+                    upid: &t.upid,
+                    node: &t.node,
+                    pid: t.pid,
+                    pstart: t.pstart,
+                    starttime: t.starttime,
+                    ty: &t.ttype,
+                    id: &t.id,
+                    user,
+                    tokenid,
+                    endtime: t.endtime,
+                    status: t.exitstatus.as_deref(),
+                }
             })
             .collect::<Vec<_>>(),
     )

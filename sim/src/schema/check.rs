@@ -94,9 +94,18 @@ pub(crate) fn check(ty: Ty, key: &str, v: &str) -> Result<Value, String> {
                 Err("value does not match the regex pattern".to_string())
             }
         }
+        // pve-common `PVE/JSONSchema.pm` `check_prop`: `add_error(..., "invalid format - $@")`,
+        // and `$@` is always a newline-terminated `die` text (or a stringified `format error`
+        // exception, whose lines all end in one): these values keep that newline.
         Ty::Fmt(f) => check_format(f, key, v)
             .map(|()| Value::from(v))
-            .map_err(|why| format!("invalid format - {why}")),
+            .map_err(|why| {
+                let mut m = format!("invalid format - {why}");
+                if !m.ends_with('\n') {
+                    m.push('\n');
+                }
+                m
+            }),
     }
 }
 
@@ -143,12 +152,18 @@ fn check_format(f: &str, key: &str, v: &str) -> Result<(), String> {
             .ok_or_else(|| format!("invalid urlencoded string: {v}")),
         "qemu-memory" => {
             let n = v.strip_prefix("current=").unwrap_or(v);
-            match n.parse::<u64>() {
-                Ok(m) if m >= 16 => Ok(()),
-                Ok(_) => Err(format!(
+            // `current` is an integer (`^[+-]?\d+$`, so `-1` is one) with a minimum of 16.
+            let parsed = if is_int(n) {
+                n.trim_start_matches('+').parse::<i64>().ok()
+            } else {
+                None
+            };
+            match parsed {
+                Some(m) if m >= 16 => Ok(()),
+                Some(_) => Err(format!(
                     "format error\n{key}.current: value must have a minimum value of 16"
                 )),
-                Err(_) => Err(format!(
+                None => Err(format!(
                     "format error\n{key}.current: type check ('integer') failed - got '{n}'"
                 )),
             }

@@ -7,6 +7,7 @@ mod common;
 
 mod api;
 mod containers;
+mod fidelity;
 mod mirror;
 mod ssh;
 mod storage;

@@ -328,21 +328,23 @@ pub(super) async fn resize(
             }),
         ));
     }
+    // qemu-server (`PVE/API2/Qemu.pm` `resize_vm`) checks the disk and the size inside the
+    // worker: a bad request is answered 200 and its task fails. pve-container
+    // (`PVE/API2/LXC.pm` `resize_vm`, `$load_and_check`) checks before forking: a 500.
+    let refuse = |msg: String| -> ApiResult<Value> { Err(ApiError::internal(msg)) };
     let (cur, name, prop) = {
         let st = shared.lock();
         let g = guest(&st, shared, kind, vmid)?;
-        let Some(prop) = g
+        let prop = g
             .config
             .get(&disk)
             .and_then(Value::as_str)
-            .map(str::to_string)
-        else {
-            return Err(ApiError::internal(format!("disk '{disk}' does not exist")));
-        };
-        if prop.contains("media=cdrom") {
-            return Err(ApiError::internal("you can't resize a cdrom"));
-        }
-        (disk_size(&prop).unwrap_or(0), g.name(), prop)
+            .map(str::to_string);
+        (
+            prop.as_deref().and_then(disk_size).unwrap_or(0),
+            g.name(),
+            prop,
+        )
     };
     let (relative, amount) = match size.strip_prefix('+') {
         Some(s) => (true, s),
@@ -356,8 +358,42 @@ pub(super) async fn resize(
     } else {
         amount
     };
-    if new < cur {
-        return Err(ApiError::internal("shrinking disks is not supported"));
+    let problem = match &prop {
+        None => Some(format!("disk '{disk}' does not exist")),
+        Some(p) if kind == GuestKind::Qemu && p.contains("media=cdrom") => {
+            Some("you can't resize a cdrom".to_string())
+        }
+        Some(_) if new < cur => Some(match kind {
+            GuestKind::Qemu => "shrinking disks is not supported".to_string(),
+            GuestKind::Lxc => "unable to shrink disk size".to_string(),
+        }),
+        Some(_) if new == cur && kind == GuestKind::Lxc => {
+            Some("disk is already at specified size".to_string())
+        }
+        Some(_) => None,
+    };
+    if let Some(msg) = problem {
+        if kind == GuestKind::Lxc {
+            return refuse(msg);
+        }
+        let job = Job::new(
+            "resize",
+            vmid.to_string(),
+            &req.user,
+            Box::new(move |_, _| Err(msg)),
+        );
+        return Ok(json!(submit(shared, job).await));
+    }
+    let prop = prop.unwrap_or_default();
+    if new == cur {
+        // qemu-server: `return if $size == $newsize;`, the task ends OK with nothing done.
+        let job = Job::new(
+            "resize",
+            vmid.to_string(),
+            &req.user,
+            Box::new(|_, _| Ok(Vec::new())),
+        );
+        return Ok(json!(submit(shared, job).await));
     }
     let f = fault(shared, Op::Resize, &[vmid], Some(&name));
     let volid = prop.split(',').next().unwrap_or("").to_string();

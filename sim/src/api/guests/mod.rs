@@ -19,6 +19,7 @@ mod create;
 mod import;
 mod lifecycle;
 mod list;
+pub(crate) use list::mem_used;
 mod ostemplate;
 mod shapes;
 mod template;

@@ -23,8 +23,24 @@ pub(super) struct GuestEntry {
     pub uptime: u64,
     pub netin: u64,
     pub netout: u64,
-    pub diskread: u64,
-    pub diskwrite: u64,
+    /// Containers always; QEMU only in its full status while it runs (qemu-server
+    /// `PVE/QemuServer.pm` `vmstatus`: they come from `query-blockstats`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub diskread: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub diskwrite: Option<u64>,
+    /// QEMU only, always: the memory its cgroup uses (0 while stopped).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub memhost: Option<u64>,
+    /// QEMU only: `1` when a `serial0..3` port is configured.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub serial: Option<u8>,
+    /// While it runs: the cgroup's pressure stall averages (PVE 9).
+    #[serde(flatten)]
+    pub pressure: Option<Pressure>,
+    /// Containers only, in bytes.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub swap: Option<u64>,
     /// `lxc` for containers; QEMU's list has no `type`.
     #[serde(rename = "type", skip_serializing_if = "Option::is_none")]
     pub ty: Option<&'static str>,
@@ -56,11 +72,28 @@ pub(super) struct StatusCurrent {
     /// QEMU only: `1` when the agent is configured.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub agent: Option<u8>,
+    /// QEMU only, when `vga` is set: its `clipboard` (null when it has none).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub clipboard: Option<Value>,
+    /// QEMU only, while it runs: the balloon's size in bytes (`query-balloon`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub balloon: Option<u64>,
     /// QEMU only, while it runs.
     #[serde(rename = "running-machine", skip_serializing_if = "Option::is_none")]
     pub running_machine: Option<&'static str>,
     #[serde(rename = "running-qemu", skip_serializing_if = "Option::is_none")]
     pub running_qemu: Option<&'static str>,
+}
+
+/// The `avg10` pressure stall values of a running guest's cgroup.
+#[derive(Serialize, Default)]
+pub(super) struct Pressure {
+    pub pressurecpusome: f64,
+    pub pressurecpufull: f64,
+    pub pressureiosome: f64,
+    pub pressureiofull: f64,
+    pub pressurememorysome: f64,
+    pub pressurememoryfull: f64,
 }
 
 #[derive(Serialize)]

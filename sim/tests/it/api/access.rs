@@ -18,36 +18,35 @@ async fn auth_tokens_tickets_and_401s() {
     })
     .await;
     let tok = h.token();
+    // PVE 9.1.5+ (pvesim claims 9.2): one reason for every bad token or ticket, in the status
+    // line only, with an empty body.
     let cases = [
         (Auth::None, "No ticket"),
         (
             Auth::Header(format!("PVEAPIToken={}=wrong", tok.full_id())),
-            "invalid token value!",
+            "Authentication failed!",
         ),
         (
             Auth::Header(format!("PVEAPIToken=root@pam!nope={}", tok.secret)),
-            "no such token 'nope' for user 'root@pam'",
+            "Authentication failed!",
         ),
         (
             Auth::Header(format!("PVEAPIToken=ghost@pve!driver={}", tok.secret)),
-            "no such user ('ghost@pve')",
+            "Authentication failed!",
         ),
         (
             Auth::Ticket {
                 ticket: "PVE:root@pam:00000000::forged".into(),
                 csrf: None,
             },
-            "permission denied - invalid PVE ticket",
+            "Authentication failed!",
         ),
     ];
     for (auth, reason) in cases {
         let r = c.with_auth(auth).get("/version").await;
         assert_eq!(r.status, 401, "{r:?}");
         assert_eq!(r.reason, reason);
-        assert_eq!(
-            r.body,
-            json!({"data": null, "message": format!("{reason}\n")})
-        );
+        assert_eq!(r.body, serde_json::Value::Null, "an empty body: {r:?}");
     }
     // The version answers with the right token.
     let v = c.get("/version").await.ok().clone();
@@ -159,10 +158,18 @@ async fn parameter_errors_have_pve_shape() {
         r.body["errors"]["onboot"],
         "type check ('boolean') failed - got 'maybe'"
     );
-    assert!(r.body["errors"]["memory"]
-        .as_str()
-        .unwrap()
-        .starts_with("invalid format - "));
+    // PVE keeps the newline its `die` text ends with.
+    assert_eq!(
+        r.body["errors"]["memory"],
+        "invalid format - format error\nmemory.current: value must have a minimum value of 16\n"
+    );
+    let r = c
+        .put("/nodes/pve/qemu/9000/config", &[("memory", "-1")])
+        .await;
+    assert_eq!(
+        r.body["errors"]["memory"],
+        "invalid format - format error\nmemory.current: value must have a minimum value of 16\n"
+    );
     let r = c.post("/nodes/pve/qemu/9000/clone", &[]).await;
     assert_eq!(
         r.body["errors"]["newid"],

@@ -31,7 +31,14 @@ async fn time_scale_zero_finishes_at_once_and_scaled_tasks_take_time() {
     assert!(t0.elapsed() < Duration::from_secs(2));
     assert_eq!(st["type"], "qmclone");
     assert_eq!(st["id"], "9001");
-    assert_eq!(st["user"], "root@pam!driver");
+    // PVE splits a token's task owner: `user` the owner, `tokenid` the token's name.
+    assert_eq!(
+        (&st["user"], &st["tokenid"]),
+        (&json!("root@pam"), &json!("driver"))
+    );
+    let listed = c.get("/nodes/pve/tasks?limit=1").await.ok().clone();
+    assert_eq!(listed[0]["user"], "root@pam");
+    assert_eq!(listed[0]["tokenid"], "driver");
     assert!(st["pid"].as_u64().unwrap() > 0);
 
     // At scale 0.1 a linked clone (2 s) takes ~0.2 s: first seen running, with `lock: clone`.

@@ -63,6 +63,11 @@ async fn host_views_version_nodes_storage_network() {
         .unwrap()
         .iter()
         .any(|i| i["volid"] == "local-lvm:base-9003-disk-0"));
+    // LVM-thin's `list_images` gives no `used` (nor `parent`).
+    assert_eq!(
+        keys(&images[0]),
+        ["content", "ctime", "format", "size", "vmid", "volid"]
+    );
     let net = c
         .get("/nodes/father/network?type=any_bridge")
         .await
@@ -101,33 +106,45 @@ fn keys(v: &Value) -> Vec<&str> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn answers_leave_out_what_pve_leaves_out() {
     let (_h, c) = start(cfg()).await;
-    const USAGE: [&str; 13] = [
-        "cpu",
-        "disk",
-        "diskread",
-        "diskwrite",
-        "maxdisk",
-        "maxmem",
-        "mem",
-        "name",
-        "netin",
-        "netout",
-        "status",
-        "uptime",
+    // qemu-server `vmstatus`: no `diskread`/`diskwrite` outside a running VM's full status,
+    // `memhost` always; pve-container: `diskread`, `diskwrite`, `swap`, `maxswap` always.
+    const USAGE: [&str; 11] = [
+        "cpu", "disk", "maxdisk", "maxmem", "mem", "name", "netin", "netout", "status", "uptime",
         "vmid",
+    ];
+    const PRESSURE: [&str; 6] = [
+        "pressurecpufull",
+        "pressurecpusome",
+        "pressureiofull",
+        "pressureiosome",
+        "pressurememoryfull",
+        "pressurememorysome",
     ];
     let with = |extra: &[&'static str]| {
         let mut k: Vec<&str> = USAGE.iter().chain(extra).copied().collect();
         k.sort_unstable();
         k
     };
-    // A stopped QEMU template: no `type`, `pid`, `lock`, `tags` or `maxswap`.
+    // A stopped QEMU template: no `type`, `pid`, `lock`, `tags` or `maxswap`; `serial`, as
+    // the cloud images' templates have `serial0: socket`.
     let qemu = c.get("/nodes/pve/qemu").await.ok().clone();
-    assert_eq!(keys(&qemu[0]), with(&["cpus", "template"]), "{qemu}");
+    assert_eq!(
+        keys(&qemu[0]),
+        with(&["cpus", "memhost", "serial", "template"]),
+        "{qemu}"
+    );
     let lxc = c.get("/nodes/pve/lxc").await.ok().clone();
     assert_eq!(
         keys(&lxc[0]),
-        with(&["cpus", "maxswap", "template", "type"]),
+        with(&[
+            "cpus",
+            "diskread",
+            "diskwrite",
+            "maxswap",
+            "swap",
+            "template",
+            "type"
+        ]),
         "{lxc}"
     );
     assert_eq!(lxc[0]["type"], "lxc");
@@ -144,7 +161,15 @@ async fn answers_leave_out_what_pve_leaves_out() {
         .clone();
     assert_eq!(
         keys(&stopped),
-        with(&["agent", "cpus", "ha", "qmpstatus"]),
+        with(&[
+            "agent",
+            "clipboard",
+            "cpus",
+            "ha",
+            "memhost",
+            "qmpstatus",
+            "serial"
+        ]),
         "{stopped}"
     );
     ok_task(
@@ -157,20 +182,42 @@ async fn answers_leave_out_what_pve_leaves_out() {
         .await
         .ok()
         .clone();
-    assert_eq!(
-        keys(&running),
-        with(&[
-            "agent",
-            "cpus",
-            "ha",
-            "pid",
-            "qmpstatus",
-            "running-machine",
-            "running-qemu"
-        ]),
-        "{running}"
-    );
+    // `clipboard` is there (null) because the template sets `vga: serial0`.
+    let mut extra = vec![
+        "agent",
+        "balloon",
+        "clipboard",
+        "cpus",
+        "diskread",
+        "diskwrite",
+        "ha",
+        "memhost",
+        "pid",
+        "qmpstatus",
+        "running-machine",
+        "running-qemu",
+        "serial",
+    ];
+    extra.extend(PRESSURE);
+    assert_eq!(keys(&running), with(&extra), "{running}");
     assert_eq!(running["ha"], json!({"managed": 0}));
+    let listed = c.get("/nodes/pve/qemu").await.ok().clone();
+    let vm = listed
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|g| g["vmid"] == 100)
+        .unwrap();
+    let mut extra = vec!["cpus", "memhost", "pid", "serial"];
+    extra.extend(PRESSURE);
+    assert_eq!(keys(vm), with(&extra), "{vm}");
+    // `/cluster/resources`: VMs carry `memhost`, the node no `ssl_fingerprint`.
+    let res = c.get("/cluster/resources").await.ok().clone();
+    let res = res.as_array().unwrap();
+    let node = res.iter().find(|r| r["type"] == "node").unwrap();
+    assert!(node.get("ssl_fingerprint").is_none(), "{node}");
+    let vm = res.iter().find(|r| r["id"] == "qemu/100").unwrap();
+    assert!(vm["memhost"].as_u64().unwrap() > 0, "{vm}");
     let ping = c.post("/nodes/pve/qemu/100/agent/ping", &[]).await;
     assert_eq!(ping.ok(), &json!({"result": {}}));
 
@@ -187,6 +234,7 @@ async fn answers_leave_out_what_pve_leaves_out() {
             "pstart",
             "starttime",
             "status",
+            "tokenid",
             "type",
             "upid",
             "user"

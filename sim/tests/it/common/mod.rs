@@ -154,9 +154,30 @@ impl Client {
     }
 
     pub fn pinned_to(h: &SimHandle, fingerprint: &str) -> Client {
+        Client::pinned_at(
+            h.addr(),
+            fingerprint,
+            Auth::Header(h.token().header_value()),
+        )
+    }
+
+    /// Any PVE-like server (fakepve) at `addr` whose certificate has `fingerprint`
+    /// (`AB:CD:...`, or bare hex in either case).
+    pub fn pinned_at(addr: std::net::SocketAddr, fingerprint: &str, auth: Auth) -> Client {
+        let fingerprint = if fingerprint.contains(':') {
+            fingerprint.to_ascii_uppercase()
+        } else {
+            fingerprint
+                .to_ascii_uppercase()
+                .as_bytes()
+                .chunks(2)
+                .map(|c| String::from_utf8_lossy(c).into_owned())
+                .collect::<Vec<_>>()
+                .join(":")
+        };
         let p = provider();
         let verifier = Arc::new(Pinned {
-            fingerprint: fingerprint.to_string(),
+            fingerprint,
             provider: p.clone(),
         });
         let cfg = rustls::ClientConfig::builder_with_provider(p)
@@ -166,9 +187,9 @@ impl Client {
             .with_custom_certificate_verifier(verifier)
             .with_no_client_auth();
         Client {
-            addr: h.addr(),
+            addr,
             tls: Arc::new(cfg),
-            auth: Auth::Header(h.token().header_value()),
+            auth,
         }
     }
 
