@@ -139,15 +139,22 @@ fn a_killed_simulator_leaves_no_second_nested_simulator() {
         .spawn()
         .unwrap();
     let mut most = 0;
+    // What was running when the most were seen: pid, parent, state and command line.
+    let mut seen = Vec::new();
     while resumed.try_wait().unwrap().is_none() {
-        most = most.max(pids_in(&guest, "sim serve").len());
+        let now = pids_in(&guest, "sim serve");
+        if now.len() > most {
+            most = now.len();
+            seen = now.iter().map(|p| describe(*p)).collect();
+        }
         std::thread::sleep(Duration::from_millis(20));
     }
     let out = crate::common::Run::from(resumed.wait_with_output().unwrap()).ok();
     assert_eq!(out.json()["success"], true);
     assert!(
         most <= 1,
-        "{most} nested simulators ran at once in root-pve"
+        "{most} nested simulators ran at once in root-pve: {seen:#?}\n{}",
+        out.stderr
     );
     assert_eq!(
         pids_in(&guest, "sim serve"),
@@ -160,4 +167,19 @@ fn a_killed_simulator_leaves_no_second_nested_simulator() {
     )
     .ok();
     assert!(sim_guests(&state.path().join("pvesim-sim")).is_empty());
+}
+
+/// `pid PID (ppid P, state S): CMDLINE` from /proc, for a failure message.
+fn describe(pid: i32) -> String {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    let fields: Vec<&str> = stat
+        .rsplit_once(')')
+        .map_or(Vec::new(), |(_, rest)| rest.split_whitespace().collect());
+    let cmd = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
+    format!(
+        "pid {pid} (ppid {}, state {}): {}",
+        fields.get(1).unwrap_or(&"?"),
+        fields.first().unwrap_or(&"?"),
+        String::from_utf8_lossy(&cmd).replace('\0', " ")
+    )
 }
