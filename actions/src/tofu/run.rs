@@ -59,29 +59,9 @@ impl TofuWorkspace {
         on_line: &mut (dyn FnMut(&str) + Send),
     ) -> Result<ApplyOutcome, TofuError> {
         let cleared_lockfile = self.init(on_line).await?;
-        let vars = self.write_tfvars(tfvars)?;
-        let state = format!("-state={}", self.state_file().display());
-        let var_file = format!("-var-file={}", vars.display());
         let ran = self
-            .run(
-                "apply",
-                &[
-                    "apply",
-                    "-auto-approve",
-                    "-input=false",
-                    "-json",
-                    &state,
-                    &var_file,
-                ],
-                self.timeouts.apply,
-                on_line,
-            )
-            .await;
-        remove_tfvars(&vars);
-        let ran = ran?;
-        if ran.code != 0 {
-            return Err(self.failed("apply", ran));
-        }
+            .change("apply", tfvars, self.timeouts.apply, on_line)
+            .await?;
         let outputs = self.outputs().await?;
         let context = provisioned_context(tfvars, &outputs);
         info!(workspace = %self.name(), vms = context.len().saturating_sub(1), "tofu apply complete");
@@ -101,34 +81,49 @@ impl TofuWorkspace {
         on_line: &mut (dyn FnMut(&str) + Send),
     ) -> Result<DestroyOutcome, TofuError> {
         let cleared_lockfile = self.init(on_line).await?;
+        let ran = self
+            .change("destroy", tfvars, self.timeouts.destroy, on_line)
+            .await?;
+        Ok(DestroyOutcome {
+            changes: ran.changes,
+            warnings: ran.diagnostics,
+            cleared_lockfile,
+        })
+    }
+
+    /// `tofu apply` or `tofu destroy` (`verb`) on this workspace's state with
+    /// `tfvars` in a private file removed afterwards; a non-zero exit is an error.
+    async fn change(
+        &self,
+        verb: &'static str,
+        tfvars: &Value,
+        timeout: std::time::Duration,
+        on_line: &mut (dyn FnMut(&str) + Send),
+    ) -> Result<Ran, TofuError> {
         let vars = self.write_tfvars(tfvars)?;
         let state = format!("-state={}", self.state_file().display());
         let var_file = format!("-var-file={}", vars.display());
         let ran = self
             .run(
-                "destroy",
+                verb,
                 &[
-                    "destroy",
+                    verb,
                     "-auto-approve",
                     "-input=false",
                     "-json",
                     &state,
                     &var_file,
                 ],
-                self.timeouts.destroy,
+                timeout,
                 on_line,
             )
             .await;
         remove_tfvars(&vars);
         let ran = ran?;
         if ran.code != 0 {
-            return Err(self.failed("destroy", ran));
+            return Err(self.failed(verb, ran));
         }
-        Ok(DestroyOutcome {
-            changes: ran.changes,
-            warnings: ran.diagnostics,
-            cleared_lockfile,
-        })
+        Ok(ran)
     }
 
     /// `tofu output -json -state=...` (values of sensitive outputs are
