@@ -54,19 +54,35 @@ fn processes_under(dir: &Path) -> Vec<String> {
 }
 
 /// Pids of processes whose working directory is `dir` and whose command line contains `word`.
+///
+/// A process that is its parent's fork on the way to `exec` is left out: spawning a command in a
+/// guest's folder forks, changes directory, then execs, so for a moment (long, under load) a copy
+/// of the simulator sits in the guest's folder with the simulator's own command line.
 fn pids_in(dir: &Path, word: &str) -> Vec<i32> {
     let Ok(dir) = dir.canonicalize() else {
         return Vec::new();
+    };
+    let cmdline = |pid: &str| {
+        std::fs::read(format!("/proc/{pid}/cmdline"))
+            .ok()
+            .map(|c| String::from_utf8_lossy(&c).replace('\0', " "))
     };
     std::fs::read_dir("/proc")
         .unwrap()
         .filter_map(|e| {
             let e = e.ok()?;
-            let pid: i32 = e.file_name().to_str()?.parse().ok()?;
+            let name = e.file_name();
+            let name = name.to_str()?;
+            let pid: i32 = name.parse().ok()?;
             let cwd = std::fs::read_link(e.path().join("cwd")).ok()?;
-            let cmd = std::fs::read(e.path().join("cmdline")).ok()?;
-            let cmd = String::from_utf8_lossy(&cmd).replace('\0', " ");
-            (cwd == dir && cmd.contains(word)).then_some(pid)
+            let cmd = cmdline(name)?;
+            if cwd != dir || !cmd.contains(word) {
+                return None;
+            }
+            let stat = std::fs::read_to_string(e.path().join("stat")).ok()?;
+            // `pid (comm) state ppid ...`: comm may hold spaces, so split after its `)`.
+            let ppid = stat.rsplit_once(')')?.1.split_whitespace().nth(1)?;
+            (cmdline(ppid).as_deref() != Some(cmd.as_str())).then_some(pid)
         })
         .collect()
 }
