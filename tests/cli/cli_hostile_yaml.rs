@@ -277,14 +277,14 @@ fn devices_and_directories_are_refused() {
 }
 
 #[test]
-fn files_over_8_mib_are_refused() {
+fn files_over_32_mib_are_refused() {
     let d = Driver::new();
     let p = d.site_path().join("big.yaml");
-    // Sparse: no 9 MiB written to disk, but that is its size.
+    // Sparse: no 33 MiB written to disk, but that is its size.
     let f = std::fs::File::create(&p).unwrap();
-    f.set_len(9 * 1024 * 1024).unwrap();
+    f.set_len(33 * 1024 * 1024).unwrap();
     let r = run(&d, &["validate", &p.display().to_string()]);
-    expect(&r, 2, &["larger than the 8 MiB limit"]);
+    expect(&r, 2, &["larger than the 32 MiB limit"]);
 }
 
 #[test]

@@ -301,6 +301,36 @@ impl Nesting {
         }
     }
 
+    /// The child's node file names the guest's address as it is now: a guest given another
+    /// address since the file was written (a new DHCP lease after a restart; a simulated guest
+    /// whose address another process holds) would send the child to whoever has the old one.
+    /// A nested simulator re-issues its certificate for the new address, so its fingerprint
+    /// is taken again too.
+    async fn repoint_node_file(
+        &self,
+        conn: &Connection,
+        name: &str,
+        ip: &str,
+    ) -> Result<(), ActionError> {
+        // The address comes from the guest's agent: only a well-formed one goes into the command.
+        let ip: std::net::Ipv4Addr = ip
+            .parse()
+            .map_err(|_| fail(format!("'{name}' reported a malformed address {ip:?}")))?;
+        let fingerprint = match &self.host {
+            NestedHost::Simulated(_) => {
+                " -e \"s#^fingerprint: .*#fingerprint: \\\"$(cat pvesim/pvesim.fingerprint)\\\"#\""
+            }
+            NestedHost::Installed(_) => "",
+        };
+        let file = shell_quote(&format!("site-config/nodes/{name}.yaml"));
+        let cmd = format!(
+            "sed -i -e 's#^api_endpoint: .*#api_endpoint: https://{ip}:8006#' \
+             -e 's#^ip: .*#ip: {ip}#'{fingerprint} {file}"
+        );
+        conn.exec(&self.sh(&cmd), SHORT).await?.check()?;
+        Ok(())
+    }
+
     /// Runs this verb for the subtree on the child driver and relays its
     /// events; the child's node outcomes and context come back.
     pub async fn delegate(
@@ -323,14 +353,15 @@ impl Nesting {
                 return Ok(ActionOutput::default());
             }
         }
+        let ip = node_ip(call)?;
         let env = match &self.host {
             NestedHost::Simulated(s) => {
-                s.ensure_running(self, conn, node_ip(call)?, &call.node.name)
-                    .await?;
+                s.ensure_running(self, conn, ip, &call.node.name).await?;
                 s.child_env()
             }
             NestedHost::Installed(_) => "",
         };
+        self.repoint_node_file(conn, &call.node.name, ip).await?;
         conn.upload_bytes(
             sub.as_bytes().to_vec(),
             &self.path("subtree.json"),

@@ -21,6 +21,11 @@ const FAULT_POLL: Duration = Duration::from_millis(200);
 /// Other addresses tried when a guest's own one is in use on this machine.
 const REPICKS: usize = 16;
 const BACKLOG: u32 = 128;
+/// The port a nested PVE (a simulator in the guest) serves its API on. An address whose API
+/// port another process holds (the orphaned nested simulator of another simulator's guest,
+/// left by a crash) is not free: the guest's own nested PVE could not start there, and a
+/// client asking that address would reach someone else's PVE.
+const NESTED_API_PORT: u16 = 8006;
 
 /// Binds the guest's address (and listens on it when `listen`), or when another process
 /// on this machine already holds it (another simulator's guest), another free address of
@@ -42,10 +47,12 @@ pub(super) fn claim(
     let first = SocketAddr::from((ip, port));
     for attempt in 0..=REPICKS {
         let addr = SocketAddr::V4(SocketAddrV4::new(ip, port));
-        let claimed = bind(addr).and_then(|s| match listen {
-            true => s.listen(BACKLOG).map(Start::Listening),
-            false => Ok(Start::Bound(s)),
-        });
+        let claimed = bind(addr)
+            .and_then(|s| match listen {
+                true => s.listen(BACKLOG).map(Start::Listening),
+                false => Ok(Start::Bound(s)),
+            })
+            .and_then(|start| api_port_free(ip).map(|()| start));
         match claimed {
             Ok(start) => return Ok((ip, start)),
             Err(e) if e.kind() == std::io::ErrorKind::PermissionDenied => {
@@ -123,6 +130,14 @@ impl Start {
 
 /// Binds without listening: the port is taken (and bind errors show) while connections are
 /// still refused, as on a guest that is booting.
+/// Fails with `AddrInUse` when another process listens on `ip`'s nested-API port.
+fn api_port_free(ip: Ipv4Addr) -> std::io::Result<()> {
+    // Listening, not just binding, is what tells (see [`claim`]); the socket closes at once.
+    bind(SocketAddr::from((ip, NESTED_API_PORT)))?
+        .listen(1)
+        .map(drop)
+}
+
 fn bind(addr: SocketAddr) -> std::io::Result<TcpSocket> {
     let socket = TcpSocket::new_v4()?;
     // A guest that reboots binds its address again while old connections linger in TIME_WAIT.

@@ -127,7 +127,8 @@ fn a_killed_simulator_leaves_no_second_nested_simulator() {
     assert_eq!(
         pids_in(&guest, "sim serve").len(),
         1,
-        "the nested one survives"
+        "the nested one survives; its log:\n{}",
+        std::fs::read_to_string(guest.join("pvesim.log")).unwrap_or_default()
     );
 
     let mut resumed = sim_driver(state.path())

@@ -124,3 +124,34 @@ async fn a_fixed_port_on_every_guest_and_taken_addresses_move_aside() {
     let err = sim::PveSim::start(bad).await.err().expect("refused");
     assert!(err.to_string().contains("127.0.0.0/8"), "{err}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_address_whose_pve_api_port_is_held_is_not_given_to_a_guest() {
+    // A simulator killed without stopping its guests leaves their nested simulators
+    // running, each listening on its guest's address, port 8006. A guest given that
+    // address could not start its own nested PVE there, and a client would reach the
+    // orphan: the next simulator's guest gets another address.
+    let (h1, c1) = start(cfg()).await;
+    let k = key(13);
+    let a = make_vm(&c1, &h1, 141, "root", &[&k]).await;
+    h1.shutdown().await;
+    let orphan = std::net::TcpListener::bind((a.ip, 8006)).expect("bind the orphan's port");
+    let (h2, c2) = start(cfg()).await;
+    let b = make_vm(&c2, &h2, 141, "root", &[&k]).await;
+    assert_ne!(
+        a.ip, b.ip,
+        "the guest took the address whose port 8006 is held"
+    );
+    let sb = login_guest(&b, "root", &k).await;
+    assert_eq!(
+        sh(&sb, "echo $PVESIM_GUEST_IP").await.trim(),
+        b.ip.to_string()
+    );
+    h2.shutdown().await;
+    // Once the port is free again, the guest's first address is its own again.
+    drop(orphan);
+    let (h3, c3) = start(cfg()).await;
+    let c = make_vm(&c3, &h3, 141, "root", &[&k]).await;
+    assert_eq!(a.ip, c.ip);
+    h3.shutdown().await;
+}
