@@ -65,7 +65,7 @@ def pvesh(state, args):
     verb, path = words[0], words[1].rstrip("/")
     node = state["node"]
     if verb == "get" and path == "/version":
-        return out({"version": "9.0.3", "release": "9.0", "repoid": "025864202ebb6109"})
+        return out({"version": "9.2.11", "release": "9.2", "repoid": "f6997e698c7933ea"})
     if verb == "get" and path == "/nodes":
         return out([{"node": node, "status": "online", "type": "node"}])
     if path.startswith("/nodes/") and path.split("/")[2] != node:
@@ -187,7 +187,7 @@ def main():
     if not state.get("installed", True) and tool != "ip":
         return fail(f"sh: 1: {tool}: not found", 127)
     if tool == "pveversion":
-        print("pve-manager/9.0.3/025864202ebb6109 (running kernel: 6.14.8-2-pve)")
+        print("pve-manager/9.2.11/f6997e698c7933ea (running kernel: 6.14.8-2-pve)")
         return 0
     if state.get("api_down", 0) > 0 and tool == "pvesh":
         state["api_down"] -= 1

@@ -262,7 +262,7 @@ async fn a_real_pve_guest_is_set_up_with_pves_own_tools_once() {
         )
     );
     let log = lines.lock().unwrap().join("\n");
-    assert!(log.contains("pve-manager/9.0.3"), "{log}");
+    assert!(log.contains("pve-manager/9.2.11"), "{log}");
     assert!(log.contains("creating bridge vmbr0 over ens18"), "{log}");
 
     // Again, as a resumed run does: what is there is kept.

@@ -311,9 +311,19 @@ pub(crate) fn list(shared: &Arc<Shared>, req: &ApiRequest) -> ApiResult<Value> {
     )
 }
 
+/// pve-storage `PVE/API2/Storage/Status.pm` `read_status`: the storage's `storage_info`
+/// entry as it is (no `storage`, no `used_fraction`: `index` adds those), and an unknown
+/// storage is a parameter error (`raise_param_exc`), not a 500.
 pub(crate) fn status(shared: &Arc<Shared>, id: &str) -> ApiResult<Value> {
-    get(id)?;
-    data(status_of(shared, id))
+    if !STORAGES.contains(&id) {
+        return Err(ApiError::param("storage", "No such storage."));
+    }
+    let mut v = data(status_of(shared, id))?;
+    if let Some(o) = v.as_object_mut() {
+        o.remove("storage");
+        o.remove("used_fraction");
+    }
+    Ok(v)
 }
 
 /// `GET /nodes/{node}/storage/{storage}/content[?content=...][&vmid=N]`.

@@ -17,9 +17,12 @@ pub(crate) enum Ty {
     Fmt(&'static str),
     /// `+?\d+(\.\d+)?[KMGT]?` (resize).
     DiskSize,
+    /// pve-common's `pve-vmid` option: an integer with the `pve-vmid` format, which
+    /// `check_prop` checks before the range (so `5` is a bad VM ID, not too small).
+    Vmid,
 }
 
-pub(super) const VMID: Ty = Ty::Int(Some(100), Some(999_999_999));
+pub(super) const VMID: Ty = Ty::Vmid;
 
 pub(super) fn int_min(min: i64) -> Ty {
     Ty::Int(Some(min), None)
@@ -83,6 +86,16 @@ pub(crate) fn check(ty: Ty, key: &str, v: &str) -> Result<Value, String> {
                 ))
             }
         }
+        Ty::Vmid => {
+            if !is_int(v) {
+                return Err(type_err("integer", v));
+            }
+            let d = v.as_bytes();
+            if !(3..=9).contains(&d.len()) || d[0] == b'0' || !d.iter().all(u8::is_ascii_digit) {
+                return Err("invalid format - value does not look like a valid VM ID\n".into());
+            }
+            check(Ty::Int(Some(100), Some(999_999_999)), key, v)
+        }
         Ty::DiskSize => {
             let d = v.strip_prefix('+').unwrap_or(v);
             let d = d.strip_suffix(['K', 'M', 'G', 'T']).unwrap_or(d);
@@ -138,7 +151,24 @@ fn kv_pairs(v: &str) -> Vec<(&str, Option<&str>)> {
         .collect()
 }
 
-const NIC_MODELS: &[&str] = &["virtio", "e1000", "e1000e", "rtl8139", "vmxnet3", "i82551"];
+/// qemu-server `PVE/QemuServer/Network.pm` `$nic_model_list`, in its order (the enumeration
+/// error lists them so).
+const NIC_MODELS: &[&str] = &[
+    "e1000",
+    "e1000-82540em",
+    "e1000-82544gc",
+    "e1000-82545em",
+    "e1000e",
+    "i82551",
+    "i82557b",
+    "i82559er",
+    "ne2k_isa",
+    "ne2k_pci",
+    "pcnet",
+    "rtl8139",
+    "virtio",
+    "vmxnet3",
+];
 
 fn check_format(f: &str, key: &str, v: &str) -> Result<(), String> {
     match f {
@@ -191,17 +221,25 @@ fn check_format(f: &str, key: &str, v: &str) -> Result<(), String> {
             Ok(())
         }
         "qemu-net" => {
-            let pairs = kv_pairs(v);
-            let has_model = pairs.iter().any(|(k, val)| {
-                NIC_MODELS.contains(k)
-                    || (*k == "model" && val.is_some_and(|m| NIC_MODELS.contains(&m)))
+            // `model` is the format's `default_key` (a bare word is the model) and each model
+            // name is a key alias (`virtio=MAC`); pve-common `parse_property_string`, then the
+            // enumeration check of `check_prop`.
+            let model = kv_pairs(v).into_iter().find_map(|(k, val)| match val {
+                None => Some(k),
+                Some(m) if k == "model" => Some(m),
+                Some(_) if NIC_MODELS.contains(&k) => Some(k),
+                Some(_) => None,
             });
-            if !has_model {
-                return Err(format!(
+            match model {
+                None => Err(format!(
                     "format error\n{key}.model: property is missing and it is not optional"
-                ));
+                )),
+                Some(m) if !NIC_MODELS.contains(&m) => Err(format!(
+                    "format error\n{key}.model: value '{m}' does not have a value in the enumeration '{}'",
+                    NIC_MODELS.join(", ")
+                )),
+                Some(_) => Ok(()),
             }
-            Ok(())
         }
         "lxc-net" => {
             let pairs = kv_pairs(v);

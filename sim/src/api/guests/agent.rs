@@ -123,6 +123,7 @@ pub(super) fn interfaces(shared: &Arc<Shared>, vmid: u32) -> ApiResult<Value> {
     data([
         LxcIface {
             name: "lo",
+            hardware_address: "00:00:00:00:00:00".to_string(),
             hwaddr: "00:00:00:00:00:00".to_string(),
             inet: "127.0.0.1/8".to_string(),
             inet6: Some("::1/128"),
@@ -130,6 +131,7 @@ pub(super) fn interfaces(shared: &Arc<Shared>, vmid: u32) -> ApiResult<Value> {
         },
         LxcIface {
             name: "eth0",
+            hardware_address: mac_of(g),
             hwaddr: mac_of(g),
             inet: format!("{}/16", g.ip),
             inet6: None,

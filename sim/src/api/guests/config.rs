@@ -332,19 +332,35 @@ pub(super) async fn resize(
     // worker: a bad request is answered 200 and its task fails. pve-container
     // (`PVE/API2/LXC.pm` `resize_vm`, `$load_and_check`) checks before forking: a 500.
     let refuse = |msg: String| -> ApiResult<Value> { Err(ApiError::internal(msg)) };
-    let (cur, name, prop) = {
+    let found = {
         let st = shared.lock();
-        let g = guest(&st, shared, kind, vmid)?;
-        let prop = g
-            .config
-            .get(&disk)
-            .and_then(Value::as_str)
-            .map(str::to_string);
-        (
-            prop.as_deref().and_then(disk_size).unwrap_or(0),
-            g.name(),
-            prop,
-        )
+        guest(&st, shared, kind, vmid).map(|g| {
+            let prop = g
+                .config
+                .get(&disk)
+                .and_then(Value::as_str)
+                .map(str::to_string);
+            (
+                prop.as_deref().and_then(disk_size).unwrap_or(0),
+                g.name(),
+                prop,
+            )
+        })
+    };
+    let (cur, name, prop) = match found {
+        Ok(f) => f,
+        // qemu-server loads the config in the worker too: a missing VM is a failed task.
+        Err(e) if kind == GuestKind::Qemu => {
+            let msg = e.message.trim_end().to_string();
+            let job = Job::new(
+                "resize",
+                vmid.to_string(),
+                &req.user,
+                Box::new(move |_, _| Err(msg)),
+            );
+            return Ok(json!(submit(shared, job).await));
+        }
+        Err(e) => return Err(e),
     };
     let (relative, amount) = match size.strip_prefix('+') {
         Some(s) => (true, s),

@@ -8,7 +8,7 @@ use std::time::Instant;
 use serde_json::{json, Value};
 
 use super::super::request::ApiRequest;
-use super::common::{arm, checked, exists_error, fault, new_guest, task_type, type_str};
+use super::common::{arm, checked, fault, new_guest, task_type, type_str};
 use super::config::materialize;
 use super::ostemplate;
 use crate::clock::now_unix;
@@ -97,8 +97,16 @@ pub(super) async fn create(
     let mut log = Vec::new();
     {
         let mut st = shared.lock();
-        if let Some(e) = exists_error(&st, kind, vmid, &shared.node) {
-            return Err(e);
+        // qemu-server `PVE/API2/Qemu.pm` `create_vm` and pve-container `API2/LXC.pm`
+        // `create_vm`: `die "$emsg $@"` around `create_and_lock_config`, whose
+        // `check_vmid_unused` (pve-cluster `PVE/Cluster.pm`) names the guest already there.
+        if let Some(existing) = st.guests.get(&vmid) {
+            return Err(ApiError::internal(format!(
+                "unable to create {} {vmid} - {} {vmid} already exists on node '{}'",
+                type_str(kind),
+                type_str(existing.kind),
+                shared.node
+            )));
         }
         let mut config = BTreeMap::new();
         for (k, v) in values {

@@ -44,7 +44,7 @@ fn entry(g: &Guest, full: bool) -> GuestEntry {
         diskwrite: io,
         memhost: (!lxc).then(|| mem_used(g)),
         serial: (!lxc && (0..4).any(|i| g.config.contains_key(&format!("serial{i}")))).then_some(1),
-        pressure: g.running.then(Pressure::default),
+        pressure: g.running.then(|| Pressure::idle(lxc)),
         swap: lxc.then_some(0),
         ty: lxc.then_some("lxc"),
         maxswap: lxc.then(|| g.config.get("swap").and_then(Value::as_u64).unwrap_or(512) << 20),

@@ -85,15 +85,35 @@ pub(super) struct StatusCurrent {
     pub running_qemu: Option<&'static str>,
 }
 
-/// The `avg10` pressure stall values of a running guest's cgroup.
-#[derive(Serialize, Default)]
+/// The `avg10` pressure stall values of a running guest's cgroup. pve-common
+/// `ProcFSTools::read_cgroup_pressure` captures them as text: qemu-server's `vmstatus`
+/// makes numbers of them (`* 1`), pve-container's (`PVE/LXC.pm` `vmstatus`) passes the text
+/// on, so a container's are JSON strings (`"0.00"`).
+#[derive(Serialize)]
 pub(super) struct Pressure {
-    pub pressurecpusome: f64,
-    pub pressurecpufull: f64,
-    pub pressureiosome: f64,
-    pub pressureiofull: f64,
-    pub pressurememorysome: f64,
-    pub pressurememoryfull: f64,
+    pub pressurecpusome: Value,
+    pub pressurecpufull: Value,
+    pub pressureiosome: Value,
+    pub pressureiofull: Value,
+    pub pressurememorysome: Value,
+    pub pressurememoryfull: Value,
+}
+
+impl Pressure {
+    pub fn idle(lxc: bool) -> Pressure {
+        let v = || match lxc {
+            true => Value::from("0.00"),
+            false => Value::from(0.0),
+        };
+        Pressure {
+            pressurecpusome: v(),
+            pressurecpufull: v(),
+            pressureiosome: v(),
+            pressureiofull: v(),
+            pressurememorysome: v(),
+            pressurememoryfull: v(),
+        }
+    }
 }
 
 #[derive(Serialize)]
@@ -183,6 +203,10 @@ pub(super) struct OsInfo {
 #[derive(Serialize)]
 pub(super) struct LxcIface {
     pub name: &'static str,
+    /// pve-container `PVE/LXC.pm` `get_interfaces` sets both `hardware-address` and the
+    /// older `hwaddr` (kept "until the next major release").
+    #[serde(rename = "hardware-address")]
+    pub hardware_address: String,
     pub hwaddr: String,
     pub inet: String,
     /// Loopback only.

@@ -178,9 +178,10 @@ async fn parameter_errors_have_pve_shape() {
     let r = c
         .post("/nodes/pve/qemu/9000/clone", &[("newid", "5")])
         .await;
+    // pve-common `check_prop` checks the `pve-vmid` format before the minimum.
     assert_eq!(
         r.body["errors"]["newid"],
-        "value must have a minimum value of 100"
+        "invalid format - value does not look like a valid VM ID\n"
     );
     let r = c.get("/nodes/pve/qemu/abc/config").await;
     assert_eq!(

@@ -224,7 +224,10 @@ async fn qemu_create_allocates_disks_and_macs() {
     let r = c.post("/nodes/pve/qemu", &[("vmid", "120")]).await;
     assert_eq!(
         (r.status, r.message()),
-        (500, "unable to create VM 120: config file already exists\n")
+        (
+            500,
+            "unable to create VM 120 - VM 120 already exists on node 'pve'\n"
+        )
     );
     let r = c
         .post(

@@ -16,8 +16,28 @@ pub enum Act {
     },
     /// The final status of the task the last call started, followed until it stops.
     Task,
+    /// The log of the task the last call started.
+    TaskLog,
     /// The same request with a wrong token secret.
     BadToken { path: &'static str },
+    /// Brings each peer to the same state by its own means (not compared): a fault injected
+    /// into pvesim (JSON as `POST /sim/faults`), a command to fakepve's launcher, a request
+    /// sent to one peer only.
+    Prepare {
+        sim: Option<Side>,
+        fake: Option<Side>,
+    },
+}
+
+/// One peer's own way to a state.
+pub enum Side {
+    Fault(&'static str),
+    Launcher(&'static str),
+    Call {
+        method: &'static str,
+        path: &'static str,
+        params: &'static [(&'static str, &'static str)],
+    },
 }
 
 pub struct Step {
@@ -31,7 +51,7 @@ pub struct Step {
     pub setup: bool,
 }
 
-fn step(name: &'static str, act: Act) -> Step {
+pub fn step(name: &'static str, act: Act) -> Step {
     Step {
         name,
         act,
@@ -41,7 +61,7 @@ fn step(name: &'static str, act: Act) -> Step {
     }
 }
 
-fn get(name: &'static str, path: &'static str) -> Step {
+pub fn get(name: &'static str, path: &'static str) -> Step {
     step(
         name,
         Act::Call {
@@ -52,7 +72,7 @@ fn get(name: &'static str, path: &'static str) -> Step {
     )
 }
 
-fn call(
+pub fn call(
     name: &'static str,
     method: &'static str,
     path: &'static str,
@@ -68,27 +88,50 @@ fn call(
     )
 }
 
-fn task(name: &'static str) -> Step {
+pub fn task(name: &'static str) -> Step {
     step(name, Act::Task)
 }
 
+pub fn task_log(name: &'static str) -> Step {
+    step(name, Act::TaskLog)
+}
+
+pub fn prepare(name: &'static str, sim: Option<Side>, fake: Option<Side>) -> Step {
+    Step {
+        setup: true,
+        ..step(name, Act::Prepare { sim, fake })
+    }
+}
+
 impl Step {
-    fn pick(mut self, key: &'static str, v: Value) -> Step {
+    pub fn pick(mut self, key: &'static str, v: Value) -> Step {
         self.pick = Some((key, v));
         self
     }
-    fn keep(mut self, keys: &'static [&'static str]) -> Step {
+    pub fn keep(mut self, keys: &'static [&'static str]) -> Step {
         self.keep = Some(keys);
         self
     }
-    fn setup(mut self) -> Step {
+    pub fn setup(mut self) -> Step {
         self.setup = true;
         self
     }
 }
 
-/// The sequence, version 1.
+/// The whole sequence: the first part below, then the VMs' lifecycles in full, storage and
+/// access (whose upload gives the container create its template), containers, and the
+/// error cases.
 pub fn steps() -> Vec<Step> {
+    let mut all = first();
+    all.extend(super::steps_qemu::steps());
+    all.extend(super::steps_misc::steps());
+    all.extend(super::steps_lxc::steps());
+    all.extend(super::steps_errors::steps());
+    all
+}
+
+/// The first part: one VM's life from clone to delete.
+fn first() -> Vec<Step> {
     const CLONE: &str = "/nodes/{node}/qemu/9000/clone";
     const VM: &str = "/nodes/{node}/qemu/150";
     vec![
