@@ -39,6 +39,13 @@ fn main() -> ExitCode {
         Command::Config { what } => commands::config::run(what, site),
         Command::Secrets { what } => commands::secrets::run(what, site),
         Command::State { what } => commands::state::run(what, site),
+        Command::Scenario { what } => commands::scenario::run(
+            what,
+            &commands::scenario::Globals {
+                site,
+                verbose: cli.verbose,
+            },
+        ),
         Command::Sim { what } => commands::sim::run(what),
     };
     match result {
@@ -99,6 +106,7 @@ fn json_verb(c: &Command) -> Option<&'static str> {
             what: cli::StateCmd::Rebuild(a),
         } => ("state rebuild", a.json_output),
         Command::Config { .. }
+        | Command::Scenario { .. }
         | Command::Secrets { .. }
         | Command::Graph(_)
         | Command::Sim { .. } => ("", false),

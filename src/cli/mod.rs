@@ -1,6 +1,7 @@
 //! The command line: verbs, flags and their help text.
 
 pub mod config;
+pub mod scenario;
 pub mod secrets;
 pub mod sim;
 
@@ -88,6 +89,12 @@ pub enum Command {
     State {
         #[command(subcommand)]
         what: StateCmd,
+    },
+    /// The original's scenarios (`./run.sh --scenario NAME`), each run as the command that
+    /// does its job now, or refused naming what replaced it.
+    Scenario {
+        #[command(subcommand)]
+        what: scenario::ScenarioCmd,
     },
     /// The Proxmox VE simulator (pvesim).
     Sim {

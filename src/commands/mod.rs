@@ -9,6 +9,8 @@ pub mod images;
 pub mod list;
 pub mod preflight;
 pub mod run;
+pub mod scenario;
+pub mod scenario_table;
 pub mod secrets;
 pub mod sim;
 pub mod simhost;

@@ -6,6 +6,7 @@
 mod common;
 
 mod cli_checks;
+mod cli_compat;
 mod cli_config_secrets;
 mod cli_containers;
 mod cli_hostile_yaml;
