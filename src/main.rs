@@ -46,6 +46,7 @@ fn main() -> ExitCode {
                 verbose: cli.verbose,
             },
         ),
+        Command::Host { what } => commands::host::run(what, site),
         Command::Sim { what } => commands::sim::run(what),
     };
     match result {
@@ -105,6 +106,7 @@ fn json_verb(c: &Command) -> Option<&'static str> {
         Command::State {
             what: cli::StateCmd::Rebuild(a),
         } => ("state rebuild", a.json_output),
+        Command::Host { .. } => ("", false), // prints its own document, failed or not
         Command::Config { .. }
         | Command::Scenario { .. }
         | Command::Secrets { .. }

@@ -1,6 +1,7 @@
 //! The command line: verbs, flags and their help text.
 
 pub mod config;
+pub mod host;
 pub mod scenario;
 pub mod secrets;
 pub mod sim;
@@ -95,6 +96,12 @@ pub enum Command {
     Scenario {
         #[command(subcommand)]
         what: scenario::ScenarioCmd,
+    },
+    /// Turn a Debian machine into a PVE host driver can use: install PVE, set it up,
+    /// users, bootstrap (each step checks first and reports what it changed).
+    Host {
+        #[command(subcommand)]
+        what: host::HostCmd,
     },
     /// The Proxmox VE simulator (pvesim).
     Sim {

@@ -86,6 +86,9 @@ pub struct ScenarioRunArgs {
     /// Packer release tag: refused, images come from site-config images/*.yaml.
     #[arg(long, value_name = "TAG")]
     pub packer_release: Option<String>,
+    /// Host steps work on the filesystem under PATH (passed to `driver host`; tests, chroots).
+    #[arg(long, value_name = "PATH", hide = true)]
+    pub root: Option<String>,
     /// Where run state is kept (passed to the commands the scenario runs).
     #[arg(long, value_name = "PATH")]
     pub state_dir: Option<PathBuf>,

@@ -4,6 +4,8 @@
 pub mod config;
 pub mod execute;
 pub mod graph;
+pub mod host;
+pub mod host_node;
 pub mod hostcheck;
 pub mod images;
 pub mod list;

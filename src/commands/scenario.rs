@@ -251,6 +251,7 @@ fn verb_phase(
             (a.remote.is_some(), "--remote"),
             (a.vm_ip.is_some(), "--vm-ip"),
             (a.homestak_user.is_some(), "--homestak-user"),
+            (a.root.is_some(), "--root"),
         ],
         s,
         "it runs a manifest on a PVE host",
@@ -319,7 +320,7 @@ fn host_phases(
             (a.manifest_file.is_some(), "--manifest-file"),
             (!a.vm_ids.is_empty(), "--vm-id"),
             (a.yes, "--yes"),
-            (a.skip_preflight, "--skip-preflight"),
+            (a.timeout.is_some(), "--timeout"),
             (a.state_dir.is_some(), "--state-dir"),
         ],
         s,
@@ -368,8 +369,11 @@ fn host_phases(
             if a.dry_run {
                 argv.push("--dry-run".into());
             }
-            if let Some(t) = a.timeout {
-                argv.extend(["--timeout".into(), t.to_string()]);
+            if let Some(r) = &a.root {
+                argv.extend(["--root".into(), r.clone()]);
+            }
+            if a.skip_preflight && step == HostStep::InstallPve {
+                argv.push("--skip-preflight".into());
             }
             Planned {
                 name: step.phase().to_string(),
