@@ -39,6 +39,14 @@ fn main() -> ExitCode {
         Command::Config { what } => commands::config::run(what, site),
         Command::Secrets { what } => commands::secrets::run(what, site),
         Command::State { what } => commands::state::run(what, site),
+        Command::Scenario { what } => commands::scenario::run(
+            what,
+            &commands::scenario::Globals {
+                site,
+                verbose: cli.verbose,
+            },
+        ),
+        Command::Host { what } => commands::host::run(what, site),
         Command::Sim { what } => commands::sim::run(what),
     };
     match result {
@@ -98,7 +106,9 @@ fn json_verb(c: &Command) -> Option<&'static str> {
         Command::State {
             what: cli::StateCmd::Rebuild(a),
         } => ("state rebuild", a.json_output),
+        Command::Host { .. } => ("", false), // prints its own document, failed or not
         Command::Config { .. }
+        | Command::Scenario { .. }
         | Command::Secrets { .. }
         | Command::Graph(_)
         | Command::Sim { .. } => ("", false),

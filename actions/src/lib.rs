@@ -26,6 +26,7 @@
 pub mod ansible;
 pub mod ct_templates;
 pub mod download;
+pub mod host;
 pub mod nested;
 pub mod poll;
 pub mod preflight;

@@ -1,6 +1,8 @@
 //! The command line: verbs, flags and their help text.
 
 pub mod config;
+pub mod host;
+pub mod scenario;
 pub mod secrets;
 pub mod sim;
 
@@ -88,6 +90,18 @@ pub enum Command {
     State {
         #[command(subcommand)]
         what: StateCmd,
+    },
+    /// The original's scenarios (`./run.sh --scenario NAME`), each run as the command that
+    /// does its job now, or refused naming what replaced it.
+    Scenario {
+        #[command(subcommand)]
+        what: scenario::ScenarioCmd,
+    },
+    /// Turn a Debian machine into a PVE host driver can use: install PVE, set it up,
+    /// users, bootstrap (each step checks first and reports what it changed).
+    Host {
+        #[command(subcommand)]
+        what: host::HostCmd,
     },
     /// The Proxmox VE simulator (pvesim).
     Sim {

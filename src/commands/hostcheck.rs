@@ -95,7 +95,7 @@ pub async fn nested(t: &Target, simulated: bool, ssh_key: Option<&Path>) -> Chec
 
 /// The key driver reaches the host with: site.yaml `defaults.ssh_key`, else
 /// the ssh-agent, else `~/.ssh/id_ed25519`.
-fn host_auth(ssh_key: Option<&Path>) -> SshAuth {
+pub(crate) fn host_auth(ssh_key: Option<&Path>) -> SshAuth {
     if let Some(k) = ssh_key {
         return SshAuth::key_file(k);
     }

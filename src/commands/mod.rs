@@ -4,11 +4,15 @@
 pub mod config;
 pub mod execute;
 pub mod graph;
+pub mod host;
+pub mod host_node;
 pub mod hostcheck;
 pub mod images;
 pub mod list;
 pub mod preflight;
 pub mod run;
+pub mod scenario;
+pub mod scenario_table;
 pub mod secrets;
 pub mod sim;
 pub mod simhost;

@@ -74,7 +74,8 @@ fn resolve_host(
     if host.is_host_only {
         return Err(Failure::usage(miette::miette!(
             help = format!(
-                "create nodes/{name}.yaml with api_endpoint and api_token once PVE runs there"
+                "make it a PVE node first: driver host install-pve -H {name} && driver host setup -H {name} \
+                 (setup writes nodes/{name}.yaml)"
             ),
             "'{name}' ({}) is a machine without PVE yet: create, destroy and test need a PVE node",
             host.file

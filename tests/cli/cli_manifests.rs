@@ -513,8 +513,9 @@ fn run_sh_shim_passes_through() {
         .env("DRIVER", BIN)
         .output()
         .unwrap();
+    // A scenario now runs (cli_compat): without a target it is refused, naming the flags.
     assert_eq!(out.status.code(), Some(2));
-    assert!(String::from_utf8_lossy(&out.stderr).contains("use the verbs"));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--local, -H HOST"));
 }
 
 #[test]

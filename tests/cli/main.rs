@@ -6,8 +6,10 @@
 mod common;
 
 mod cli_checks;
+mod cli_compat;
 mod cli_config_secrets;
 mod cli_containers;
+mod cli_host;
 mod cli_hostile_yaml;
 mod cli_images;
 mod cli_manifests;

@@ -108,7 +108,14 @@ def pvesh(state, args):
 
 def pveum(state, args):
     words, opts = options(args)
-    if words[:2] != ["user", "token"] or len(words) < 5:
+    if words[:2] != ["user", "token"] or len(words) < 4:
+        return fail("USAGE: pveum user token add|remove|list <userid> [<tokenid>]")
+    if words[:3] == ["user", "token", "list"] and len(words) == 4:
+        prefix = words[3] + "!"
+        return out([{"tokenid": k[len(prefix):], "privsep": v.get("privsep"),
+                     "comment": v.get("comment")}
+                    for k, v in state["tokens"].items() if k.startswith(prefix)])
+    if len(words) < 5:
         return fail("USAGE: pveum user token add|remove <userid> <tokenid>")
     verb, user, token = words[2], words[3], words[4]
     full = f"{user}!{token}"

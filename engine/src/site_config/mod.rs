@@ -164,9 +164,10 @@ impl ConfigError {
                     }
                 ))
             }
-            ConfigError::HostOnly { .. } => Some(
-                "run pve-setup on it first; afterwards nodes/NAME.yaml describes its API".into(),
-            ),
+            ConfigError::HostOnly { name, .. } => Some(format!(
+                "make it a PVE node first: driver host install-pve -H {name} && driver host setup -H {name} \
+                 (setup writes nodes/{name}.yaml)"
+            )),
             ConfigError::Secrets(SecretsError::Sops {
                 source: sops::SopsError::NoIdentity { .. },
                 ..

@@ -3,6 +3,7 @@
 
 pub mod fakepve;
 pub mod sim;
+pub mod sshd;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
