@@ -15,6 +15,8 @@
 //!   site-config's images when missing (API, or SSH with PVE's tools).
 //! - [`process`]: running a local tool with streamed output and a time limit
 //!   (shared by ansible and tofu).
+//! - [`resources`]: guests, nodes, storages and tasks as rows, selectors, and the
+//!   resource verbs (power, delete, config diff, create) behind `driver get|vm|ct`.
 //! - [`poll`]: the one poll-until-deadline helper every wait goes through.
 //!
 //! Each error type converts into the engine's
@@ -31,6 +33,7 @@ pub mod poll;
 pub mod preflight;
 pub mod process;
 pub mod pve;
+pub mod resources;
 pub mod runner;
 pub mod single_flight;
 pub mod ssh;

@@ -1,6 +1,7 @@
 //! The command line: verbs, flags and their help text.
 
 pub mod config;
+pub mod resources;
 pub mod secrets;
 pub mod sim;
 
@@ -94,6 +95,24 @@ pub enum Command {
         #[command(subcommand)]
         what: sim::SimCommand,
     },
+    /// List a host's VMs, containers, nodes, storages or tasks (kubectl-like: -o, -l).
+    Get(resources::GetArgs),
+    /// Everything about one guest: its config, status, who made it, its recent tasks.
+    Describe(resources::DescribeArgs),
+    /// Act on VMs: start, stop, shutdown, reboot, delete, set, create.
+    Vm {
+        #[command(subcommand)]
+        what: resources::GuestCmd,
+    },
+    /// Act on containers: start, stop, shutdown, reboot, delete, set, create.
+    Ct {
+        #[command(subcommand)]
+        what: resources::GuestCmd,
+    },
+    /// A host's tasks; --watch follows them.
+    Tasks(resources::TasksArgs),
+    /// Print a shell completion script (bash, zsh, fish, ...).
+    Completion(resources::CompletionArgs),
 }
 
 #[derive(Debug, Subcommand)]

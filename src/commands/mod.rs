@@ -8,6 +8,7 @@ pub mod hostcheck;
 pub mod images;
 pub mod list;
 pub mod preflight;
+pub mod resources;
 pub mod run;
 pub mod secrets;
 pub mod sim;

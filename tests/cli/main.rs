@@ -14,6 +14,8 @@ mod cli_manifests;
 mod cli_mirror;
 mod cli_ownership;
 mod cli_placement;
+mod cli_resources;
+mod cli_resources_fakepve;
 mod cli_schemas;
 mod cli_sim;
 mod cli_templates;
