@@ -50,6 +50,7 @@ fn main() -> ExitCode {
         }
         Command::Tasks(a) => commands::resources::tasks::run(a, site),
         Command::Completion(a) => commands::resources::completion(a),
+        Command::Check(a) => commands::resources::check::run(a, site),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -117,7 +118,8 @@ fn json_verb(c: &Command) -> Option<&'static str> {
         | Command::Vm { .. }
         | Command::Ct { .. }
         | Command::Tasks(_)
-        | Command::Completion(_) => ("", false),
+        | Command::Completion(_)
+        | Command::Check(_) => ("", false),
     };
     json.then_some(verb)
 }

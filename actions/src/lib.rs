@@ -17,6 +17,7 @@
 //!   (shared by ansible and tofu).
 //! - [`resources`]: guests, nodes, storages and tasks as rows, selectors, and the
 //!   resource verbs (power, delete, config diff, create) behind `driver get|vm|ct`.
+//! - [`health`]: a built tree checked node by node against the host (`driver check`).
 //! - [`poll`]: the one poll-until-deadline helper every wait goes through.
 //!
 //! Each error type converts into the engine's
@@ -28,6 +29,7 @@
 pub mod ansible;
 pub mod ct_templates;
 pub mod download;
+pub mod health;
 pub mod nested;
 pub mod poll;
 pub mod preflight;

@@ -113,6 +113,9 @@ pub enum Command {
     Tasks(resources::TasksArgs),
     /// Print a shell completion script (bash, zsh, fish, ...).
     Completion(resources::CompletionArgs),
+    /// Compare a built tree with its host, node by node: missing, stopped, locked, drifted,
+    /// agent silent, SSH failing. Exit 3 when any node has a problem.
+    Check(resources::CheckArgs),
 }
 
 #[derive(Debug, Subcommand)]

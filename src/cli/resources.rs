@@ -293,3 +293,28 @@ driver completion fish > ~/.config/fish/completions/driver.fish")]
 pub struct CompletionArgs {
     pub shell: clap_complete::Shell,
 }
+
+#[derive(Debug, Args)]
+#[command(
+    after_help = "Problems: not_created, missing (its guest is gone), replaced (another \
+guest holds its vmid), stopped, locked (a config lock held past --lock-after, or with no task \
+holding it), drift (cores, memory, a disk smaller than asked, the network bridge), agent_silent \
+(a running VM whose guest agent gives no address), ssh_failing (no SSH server answers at its \
+recorded address). Nodes inside a nested PVE are checked by the driver there, not here.\n\n\
+Exit codes: 0 every node healthy; 3 at least one node has a problem (the JSON names each); \
+1 the check itself failed (host unreachable, no recorded run); 2 invalid usage."
+)]
+pub struct CheckArgs {
+    #[command(flatten)]
+    pub manifest: super::ManifestArgs,
+    #[command(flatten)]
+    pub host: HostArgs,
+    /// A config lock older than this many seconds is a problem.
+    #[arg(long, value_name = "SECONDS", default_value_t = 600)]
+    pub lock_after: u64,
+    /// Do not try SSH.
+    #[arg(long)]
+    pub no_ssh: bool,
+    #[arg(short, long, value_enum, default_value_t = Output::Table)]
+    pub output: Output,
+}

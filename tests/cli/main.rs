@@ -5,6 +5,7 @@
 
 mod common;
 
+mod cli_check;
 mod cli_checks;
 mod cli_config_secrets;
 mod cli_containers;

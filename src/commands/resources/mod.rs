@@ -2,6 +2,7 @@
 //! a host, pick guests with targets and selectors, ask before destroying, and hand the rows
 //! to `render::resources`. The work itself is `actions::resources`.
 
+pub mod check;
 pub mod create;
 pub mod describe;
 pub mod get;
