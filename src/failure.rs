@@ -8,6 +8,8 @@ pub enum Failure {
     Run(Option<miette::Report>),
     /// Stopped by Ctrl-C / SIGTERM (exit 130).
     Interrupted(Option<miette::Report>),
+    /// `driver check` found problems (exit 3): the check ran, the tree is not healthy.
+    Unhealthy(Option<miette::Report>),
 }
 
 impl Failure {
@@ -20,13 +22,17 @@ impl Failure {
             Failure::Usage(_) => 2,
             Failure::Run(_) => 1,
             Failure::Interrupted(_) => 130,
+            Failure::Unhealthy(_) => 3,
         }
     }
 
     /// What to print on stderr; `None` when it was already reported.
     pub fn report(&self) -> Option<&miette::Report> {
         match self {
-            Failure::Usage(r) | Failure::Run(r) | Failure::Interrupted(r) => r.as_ref(),
+            Failure::Usage(r)
+            | Failure::Run(r)
+            | Failure::Interrupted(r)
+            | Failure::Unhealthy(r) => r.as_ref(),
         }
     }
 }

@@ -48,6 +48,17 @@ fn main() -> ExitCode {
         ),
         Command::Host { what } => commands::host::run(what, site),
         Command::Sim { what } => commands::sim::run(what),
+        Command::Get(a) => commands::resources::get::run(a, site),
+        Command::Describe(a) => commands::resources::describe::run(a, site),
+        Command::Vm { what } => {
+            commands::resources::verbs::run(cli::resources::KindArg::Vm, what, site)
+        }
+        Command::Ct { what } => {
+            commands::resources::verbs::run(cli::resources::KindArg::Ct, what, site)
+        }
+        Command::Tasks(a) => commands::resources::tasks::run(a, site),
+        Command::Completion(a) => commands::resources::completion(a),
+        Command::Check(a) => commands::resources::check::run(a, site),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -111,7 +122,14 @@ fn json_verb(c: &Command) -> Option<&'static str> {
         | Command::Scenario { .. }
         | Command::Secrets { .. }
         | Command::Graph(_)
-        | Command::Sim { .. } => ("", false),
+        | Command::Sim { .. }
+        | Command::Get(_)
+        | Command::Describe(_)
+        | Command::Vm { .. }
+        | Command::Ct { .. }
+        | Command::Tasks(_)
+        | Command::Completion(_)
+        | Command::Check(_) => ("", false),
     };
     json.then_some(verb)
 }

@@ -15,6 +15,9 @@
 //!   site-config's images when missing (API, or SSH with PVE's tools).
 //! - [`process`]: running a local tool with streamed output and a time limit
 //!   (shared by ansible and tofu).
+//! - [`resources`]: guests, nodes, storages and tasks as rows, selectors, and the
+//!   resource verbs (power, delete, config diff, create) behind `driver get|vm|ct`.
+//! - [`health`]: a built tree checked node by node against the host (`driver check`).
 //! - [`poll`]: the one poll-until-deadline helper every wait goes through.
 //!
 //! Each error type converts into the engine's
@@ -26,12 +29,14 @@
 pub mod ansible;
 pub mod ct_templates;
 pub mod download;
+pub mod health;
 pub mod host;
 pub mod nested;
 pub mod poll;
 pub mod preflight;
 pub mod process;
 pub mod pve;
+pub mod resources;
 pub mod runner;
 pub mod single_flight;
 pub mod ssh;

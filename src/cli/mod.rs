@@ -2,6 +2,7 @@
 
 pub mod config;
 pub mod host;
+pub mod resources;
 pub mod scenario;
 pub mod secrets;
 pub mod sim;
@@ -108,6 +109,27 @@ pub enum Command {
         #[command(subcommand)]
         what: sim::SimCommand,
     },
+    /// List a host's VMs, containers, nodes, storages or tasks (kubectl-like: -o, -l).
+    Get(resources::GetArgs),
+    /// Everything about one guest: its config, status, who made it, its recent tasks.
+    Describe(resources::DescribeArgs),
+    /// Act on VMs: start, stop, shutdown, reboot, delete, set, create.
+    Vm {
+        #[command(subcommand)]
+        what: resources::GuestCmd,
+    },
+    /// Act on containers: start, stop, shutdown, reboot, delete, set, create.
+    Ct {
+        #[command(subcommand)]
+        what: resources::GuestCmd,
+    },
+    /// A host's tasks; --watch follows them.
+    Tasks(resources::TasksArgs),
+    /// Print a shell completion script (bash, zsh, fish, ...).
+    Completion(resources::CompletionArgs),
+    /// Compare a built tree with its host, node by node: missing, stopped, locked, drifted,
+    /// agent silent, SSH failing. Exit 3 when any node has a problem.
+    Check(resources::CheckArgs),
 }
 
 #[derive(Debug, Subcommand)]

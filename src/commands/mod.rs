@@ -10,6 +10,7 @@ pub mod hostcheck;
 pub mod images;
 pub mod list;
 pub mod preflight;
+pub mod resources;
 pub mod run;
 pub mod scenario;
 pub mod scenario_table;

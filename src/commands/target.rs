@@ -381,10 +381,10 @@ impl Guests {
 const OUTER_GUEST_NET: [u8; 2] = [127, 77];
 
 /// Guests answer SSH on the standard port.
-const GUEST_SSH_PORT: u16 = 22;
+pub(crate) const GUEST_SSH_PORT: u16 = 22;
 /// The simulator's guests, each on its own loopback address, answer SSH on
 /// an unprivileged port, so the simulator runs without root.
-const SIM_GUEST_SSH_PORT: u16 = 2222;
+pub(crate) const SIM_GUEST_SSH_PORT: u16 = 2222;
 
 /// driver's own key, made once in the state folder.
 fn own_key(state_dir: &Path) -> Result<(std::path::PathBuf, String), Failure> {

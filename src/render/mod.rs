@@ -6,6 +6,7 @@ pub mod json;
 pub mod plan;
 pub mod progress;
 pub mod report;
+pub mod resources;
 pub mod summary;
 
 use std::io::Write;

@@ -5,6 +5,7 @@
 
 mod common;
 
+mod cli_check;
 mod cli_checks;
 mod cli_compat;
 mod cli_config_secrets;
@@ -16,6 +17,8 @@ mod cli_manifests;
 mod cli_mirror;
 mod cli_ownership;
 mod cli_placement;
+mod cli_resources;
+mod cli_resources_fakepve;
 mod cli_schemas;
 mod cli_sim;
 mod cli_templates;

@@ -130,3 +130,73 @@ pub fn wait_for_journal_text(path: &Path, what: &str, found: impl Fn(&str) -> bo
         std::thread::sleep(Duration::from_millis(20));
     }
 }
+
+/// The simulator of host `sim` for a state folder, held by the test itself (as a run holds
+/// it), so the test can act on the host behind driver's back through its API while driver
+/// commands come and go. Leaves it when dropped.
+pub struct HeldSim {
+    lease: Option<sim::folder::Lease>,
+    pub client: actions::pve::PveClient,
+    pub rt: tokio::runtime::Runtime,
+}
+
+impl HeldSim {
+    pub fn attach(state: &Path) -> HeldSim {
+        let dir = state.join("pvesim-sim");
+        let lease = sim::folder::attach(&dir, Duration::from_secs(120), || {
+            Command::new(super::BIN)
+                .args([
+                    "sim",
+                    "serve",
+                    "--shared",
+                    "--bind",
+                    "127.0.0.1:0",
+                    "--node",
+                    "sim",
+                ])
+                .arg("--state-dir")
+                .arg(&dir)
+                .args(["--time-scale", "0", "--guest-ssh-port", "2222"])
+                .env_remove("PVESIM_TOKEN")
+                .env_remove("PVESIM_FAULTS")
+                .stdin(Stdio::null())
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn()
+        })
+        .expect("attach to the simulator");
+        let ep = lease.endpoint().clone();
+        let client = actions::pve::PveClient::new(&actions::pve::PveTarget {
+            endpoint: ep.url.clone(),
+            node: ep.node.clone(),
+            token_id: ep.token.full_id(),
+            token_secret: ep.token.secret.clone(),
+            trust: actions::pve::TlsTrust::Fingerprint(
+                actions::pve::tls::parse_fingerprint(&ep.fingerprint).unwrap(),
+            ),
+        })
+        .unwrap();
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        HeldSim {
+            lease: Some(lease),
+            client,
+            rt,
+        }
+    }
+
+    /// Runs an API call on the held simulator.
+    pub fn call<T>(&self, f: impl std::future::Future<Output = T>) -> T {
+        self.rt.block_on(f)
+    }
+}
+
+impl Drop for HeldSim {
+    fn drop(&mut self) {
+        if let Some(l) = self.lease.take() {
+            let _ = l.release(Duration::from_secs(120));
+        }
+    }
+}
