@@ -40,6 +40,7 @@ fn main() -> ExitCode {
         Command::Secrets { what } => commands::secrets::run(what, site),
         Command::State { what } => commands::state::run(what, site),
         Command::Sim { what } => commands::sim::run(what),
+        Command::Serve(a) => commands::serve::run(a, site),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -98,6 +99,7 @@ fn json_verb(c: &Command) -> Option<&'static str> {
         Command::State {
             what: cli::StateCmd::Rebuild(a),
         } => ("state rebuild", a.json_output),
+        Command::Serve(a) => ("serve", a.json_output),
         Command::Config { .. }
         | Command::Secrets { .. }
         | Command::Graph(_)

@@ -2,6 +2,7 @@
 
 pub mod config;
 pub mod secrets;
+pub mod serve;
 pub mod sim;
 
 use std::path::PathBuf;
@@ -89,6 +90,11 @@ pub enum Command {
         #[command(subcommand)]
         what: StateCmd,
     },
+    /// The controller daemon: resolved specs for nodes (pull mode) and git repos, over HTTPS.
+    ///
+    /// SIGHUP re-reads the site-config and its secrets (connections stay open);
+    /// SIGTERM or Ctrl-C finishes the requests in flight and removes the temporary repos.
+    Serve(serve::ServeArgs),
     /// The Proxmox VE simulator (pvesim).
     Sim {
         #[command(subcommand)]

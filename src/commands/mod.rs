@@ -10,6 +10,7 @@ pub mod list;
 pub mod preflight;
 pub mod run;
 pub mod secrets;
+pub mod serve;
 pub mod sim;
 pub mod simhost;
 pub mod sshkey;
