@@ -34,7 +34,7 @@ fn python() -> PathBuf {
 
 /// Validates `text` (one document, or with `lines` one per line) against
 /// `schemas/v1/<name>.schema.json`.
-fn validate(name: &str, text: &str, lines: bool) {
+pub(crate) fn validate(name: &str, text: &str, lines: bool) {
     let mut c = Command::new(python());
     c.arg(repo().join("tests/support/validate_schema.py"))
         .arg(repo().join("schemas/v1"))

@@ -15,6 +15,7 @@ mod cli_mirror;
 mod cli_ownership;
 mod cli_placement;
 mod cli_schemas;
+mod cli_serve;
 mod cli_sim;
 mod cli_templates;
 mod cli_verify;
