@@ -100,6 +100,9 @@ fn json_verb(c: &Command) -> Option<&'static str> {
             what: cli::StateCmd::Rebuild(a),
         } => ("state rebuild", a.json_output),
         Command::Serve(a) => ("serve", a.json_output),
+        Command::Config {
+            what: cli::config::ConfigCmd::Apply(a),
+        } => ("config apply", a.json_output),
         Command::Config { .. }
         | Command::Secrets { .. }
         | Command::Graph(_)

@@ -27,6 +27,7 @@ pub mod ansible;
 pub mod ct_templates;
 pub mod download;
 pub mod nested;
+pub mod node_config;
 pub mod poll;
 pub mod preflight;
 pub mod process;

@@ -7,6 +7,7 @@ pub mod graph;
 pub mod hostcheck;
 pub mod images;
 pub mod list;
+pub mod node_config;
 pub mod preflight;
 pub mod run;
 pub mod secrets;

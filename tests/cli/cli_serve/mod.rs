@@ -3,6 +3,7 @@
 //! the server as written), openssl for the certificate, git for dumb-HTTP clones. Each test
 //! waits on the daemon's own JSON lines (`listening`, `reloaded`, `stopped`), never on time.
 
+mod fetch_apply;
 mod lifecycle;
 mod repos;
 mod specs;
