@@ -85,10 +85,12 @@ pub fn apply(a: &ApplyArgs) -> Result<(), Failure> {
     let target = match &a.root {
         Some(r) => Target::Root(r.clone()),
         None if node_config::is_root() => Target::Machine,
-        None => return Err(Failure::usage(miette::miette!(
+        None => {
+            return Err(Failure::usage(miette::miette!(
             help = "run it as root on the node, or pass --root DIR to apply inside DIR (simulated)",
             "applying a spec to this machine needs root"
-        ))),
+        )))
+        }
     };
     let text = std::fs::read_to_string(&spec_path).map_err(|e| {
         Failure::usage(miette::miette!(
