@@ -59,6 +59,7 @@ fn main() -> ExitCode {
         Command::Tasks(a) => commands::resources::tasks::run(a, site),
         Command::Completion(a) => commands::resources::completion(a),
         Command::Check(a) => commands::resources::check::run(a, site),
+        Command::Serve(a) => commands::serve::run(a, site),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -118,6 +119,10 @@ fn json_verb(c: &Command) -> Option<&'static str> {
             what: cli::StateCmd::Rebuild(a),
         } => ("state rebuild", a.json_output),
         Command::Host { .. } => ("", false), // prints its own document, failed or not
+        Command::Serve(a) => ("serve", a.json_output),
+        Command::Config {
+            what: cli::config::ConfigCmd::Apply(a),
+        } => ("config apply", a.json_output),
         Command::Config { .. }
         | Command::Scenario { .. }
         | Command::Secrets { .. }

@@ -32,6 +32,7 @@ pub mod download;
 pub mod health;
 pub mod host;
 pub mod nested;
+pub mod node_config;
 pub mod poll;
 pub mod preflight;
 pub mod process;

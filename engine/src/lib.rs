@@ -12,6 +12,7 @@ pub mod executor;
 pub mod files;
 pub mod graph;
 pub mod manifest;
+pub mod node_config;
 pub mod outcome;
 pub mod output;
 pub mod ownership;

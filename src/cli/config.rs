@@ -19,6 +19,56 @@ pub enum ConfigCmd {
     /// Without --tfvars / --ansible-vars both are printed on stdout with every
     /// secret replaced by "[redacted]"; the files get the real values (mode 0600).
     Resolve(ResolveArgs),
+    /// On a node: fetch this node's resolved spec from the controller (`driver serve`)
+    /// into ~/.state/config/spec.yaml.
+    Fetch(FetchArgs),
+    /// On a node: apply a fetched spec (packages, users, SSH keys, files, services) and
+    /// write ~/.state/config/complete.json with what changed. A second apply changes nothing.
+    Apply(ApplyArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct FetchArgs {
+    /// The controller, https://HOST:PORT.
+    #[arg(long, value_name = "URL", env = "HOMESTAK_SPEC_SERVER")]
+    pub server: String,
+    /// This node's token (site or node token, as its posture wants); none for `network`.
+    #[arg(
+        long,
+        value_name = "T",
+        env = "HOMESTAK_AUTH_TOKEN",
+        hide_env_values = true
+    )]
+    pub token: Option<String>,
+    /// SHA-256 fingerprint of the controller's certificate (`driver serve` prints it).
+    #[arg(long, value_name = "F", env = "HOMESTAK_SPEC_FINGERPRINT")]
+    pub fingerprint: String,
+    /// This node's name at the controller (default: the hostname).
+    #[arg(long, value_name = "NAME", env = "HOMESTAK_IDENTITY")]
+    pub identity: Option<String>,
+    /// Where spec.yaml and complete.json live (default: ~/.state/config).
+    #[arg(long, value_name = "DIR")]
+    pub state_dir: Option<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+pub struct ApplyArgs {
+    /// The spec to apply (default: spec.yaml in the state folder).
+    #[arg(long, value_name = "FILE")]
+    pub spec: Option<PathBuf>,
+    /// Say what would change; change nothing, write nothing.
+    #[arg(long)]
+    pub dry_run: bool,
+    /// Apply inside DIR instead of this machine (files written there; packages, users and
+    /// services recorded there), reported as simulated. Needed when not root.
+    #[arg(long, value_name = "DIR")]
+    pub root: Option<PathBuf>,
+    /// Where spec.yaml and complete.json live (default: ~/.state/config).
+    #[arg(long, value_name = "DIR")]
+    pub state_dir: Option<PathBuf>,
+    /// Print the report (complete.json's content) as JSON.
+    #[arg(long)]
+    pub json_output: bool,
 }
 
 #[derive(Debug, Args)]

@@ -5,6 +5,7 @@ pub mod host;
 pub mod resources;
 pub mod scenario;
 pub mod secrets;
+pub mod serve;
 pub mod sim;
 
 use std::path::PathBuf;
@@ -104,6 +105,11 @@ pub enum Command {
         #[command(subcommand)]
         what: host::HostCmd,
     },
+    /// The controller daemon: resolved specs for nodes (pull mode) and git repos, over HTTPS.
+    ///
+    /// SIGHUP re-reads the site-config and its secrets (connections stay open);
+    /// SIGTERM or Ctrl-C finishes the requests in flight and removes the temporary repos.
+    Serve(serve::ServeArgs),
     /// The Proxmox VE simulator (pvesim).
     Sim {
         #[command(subcommand)]

@@ -17,6 +17,8 @@ pub fn run(cmd: &ConfigCmd, site_flag: Option<&Path>) -> Result<(), Failure> {
     match cmd {
         ConfigCmd::Show { json_output } => show(*json_output, site_flag),
         ConfigCmd::Resolve(a) => resolve(a, site_flag),
+        ConfigCmd::Fetch(a) => super::node_config::fetch(a),
+        ConfigCmd::Apply(a) => super::node_config::apply(a),
     }
 }
 

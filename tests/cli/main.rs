@@ -20,6 +20,7 @@ mod cli_placement;
 mod cli_resources;
 mod cli_resources_fakepve;
 mod cli_schemas;
+mod cli_serve;
 mod cli_sim;
 mod cli_templates;
 mod cli_verify;

@@ -558,7 +558,7 @@ fn encode_path(s: &str) -> String {
 }
 
 /// An error with its causes, e.g. the TLS reason behind a connect failure.
-fn chain(e: &dyn std::error::Error) -> String {
+pub(crate) fn chain(e: &dyn std::error::Error) -> String {
     let mut s = e.to_string();
     let mut cur = e.source();
     while let Some(c) = cur {

@@ -1,7 +1,7 @@
 //! Proxmox VE: the REST client, TLS trust, guest operations, containers from
 //! templates, and storage (content, downloads, uploads, templates).
 
-mod client;
+pub(crate) mod client;
 mod guests;
 mod lxc;
 mod storage;

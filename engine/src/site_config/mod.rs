@@ -19,6 +19,7 @@ pub mod images;
 pub mod refs;
 pub mod resolve;
 pub mod run;
+pub mod spec;
 
 use std::path::{Path, PathBuf};
 

@@ -1,0 +1,42 @@
+//! The node side of pull mode: fetching this node's resolved spec from the controller
+//! (`fetch`, TLS pinned to the controller's fingerprint) and applying it (`apply`): each
+//! item of `engine::node_config::plan` checked, then changed only when it is not already
+//! so, with what changed written to `complete.json`.
+//!
+//! Applying changes the machine only as root and only when asked to ([`Target::Machine`]).
+//! [`Target::Root`] applies everything inside a folder instead (files written there,
+//! packages, users and services recorded there) and reports every item as simulated: what
+//! tests and simulated guests use, so they never touch the machine they run on.
+
+mod apply;
+mod fetch;
+
+pub use apply::{apply, Applied, ApplyReport, Failed};
+pub use fetch::{fetch, FetchError};
+
+use std::path::PathBuf;
+
+/// Where a spec is applied.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Target {
+    /// This machine (apt-get, useradd, systemctl; needs root).
+    Machine,
+    /// Inside this folder, simulated.
+    Root(PathBuf),
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum NodeConfigError {
+    #[error("{item}: {message}")]
+    Item { item: String, message: String },
+    #[error("cannot write {path}: {source}")]
+    Write {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+}
+
+/// Is this process root (may it change the machine)?
+pub fn is_root() -> bool {
+    rustix::process::geteuid().is_root()
+}
