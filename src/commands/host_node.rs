@@ -54,6 +54,11 @@ pub async fn setup(
         .map(|t| t.expose().split('=').next().unwrap_or_default().to_string());
     let o = host::setup::SetupOptions {
         bridge: site.default_str("bridge").unwrap_or("vmbr0").to_string(),
+        // As the original's configure role: `defaults.pve_remove_subscription_nag` (default true).
+        remove_nag: site
+            .defaults()
+            .and_then(|d| d.get("pve_remove_subscription_nag"))
+            .is_none_or(|v| v.value != engine::yaml::Value::Bool(false)),
         dry_run,
         known_token_id: known,
     };

@@ -11,6 +11,7 @@
 
 pub mod bootstrap;
 pub mod install;
+pub mod pve;
 pub mod setup;
 pub mod user;
 
