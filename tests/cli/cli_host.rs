@@ -283,9 +283,30 @@ fn install_pve_then_setup_over_ssh_and_a_second_run_changes_nothing() {
     assert_eq!(h.m.state("host.json")["reboots"], 1);
 
     // setup: storage, bridge, nested, token; nodes/pvehost.yaml and the secret.
+    // PVE's web UI library, with the subscription check the original's configure role removes.
+    let lib =
+        h.m.p("root/usr/share/javascript/proxmox-widget-toolkit/proxmoxlib.js");
+    std::fs::create_dir_all(lib.parent().unwrap()).unwrap();
+    let js = "checked_command: function(orig_cmd) {\n\tif (res === null || res === undefined || !res || res\n\t\t\t.data.status.toLowerCase() !== 'active') {\n\t\tExt.Msg.show({ title: gettext('No valid subscription'),\n";
+    std::fs::write(&lib, js).unwrap();
     let r = h.step("setup", &[]);
     let c = changed(&r);
+    let patched = std::fs::read_to_string(&lib).unwrap();
+    assert!(
+        patched.contains("\tif (false) {\n\t\tExt.Msg.show") && !patched.contains("!== 'active'"),
+        "{patched}"
+    );
+    assert_eq!(
+        std::fs::read_to_string(lib.with_extension("js.bak")).unwrap(),
+        js
+    );
+    assert_eq!(
+        h.m.calls("host.json.log", &["systemctl", "restart", "pveproxy"]),
+        2,
+        "once for the certificates (install-pve), once for the dialog"
+    );
     for want in [
+        "removed the subscription dialog",
         "storage local: added content snippets, import",
         "bridge vmbr0 on eno1 (198.51.100.61/24)",
         "wrote /etc/modprobe.d/kvm-nested.conf",
