@@ -492,8 +492,36 @@ fn seed_host_scenarios_run_their_host_steps() {
         .collect();
     assert_eq!(names, ["bootstrap", "create_user"]);
     assert!(!Path::new(&format!("{root}/usr/local/bin/driver")).exists());
-    // pve-setup --local runs install-pve, which needs the address PVE is to answer on.
+    // install-pve --local (what pve-setup --local starts with) takes the address the
+    // default route uses (it then reboots into the Proxmox kernel, a stand-in here).
+    let r = local(&m, &d, &["host", "install-pve"]).ok();
+    assert!(
+        changed(&r).iter().any(|c| c == "wrote /etc/hosts"),
+        "{}",
+        r.stdout
+    );
+    let hosts = m.file("etc/hosts").unwrap();
+    assert!(hosts.contains("198.51.100.61 pvehost"), "{hosts}");
+    // ... and asks for it only when that is ambiguous.
+    let mut pve = m.state("pve.json");
+    pve["default_routes"] = json!([]);
+    pve["links"] = json!([
+        {"ifname": "lo", "addr_info": [{"family": "inet", "local": "127.0.0.1", "prefixlen": 8}]},
+        {"ifname": "eno1", "addr_info": [{"family": "inet", "local": "198.51.100.61", "prefixlen": 24}]},
+        {"ifname": "eno2", "addr_info": [{"family": "inet", "local": "203.0.113.7", "prefixlen": 24}]},
+    ]);
+    std::fs::write(m.p("pve.json"), pve.to_string()).unwrap();
     let r = scen(&["--scenario", "pve-setup", "--local", "--dry-run"]);
-    assert_eq!(r.code, 2, "--local needs the address: {}", r.stderr);
-    assert!(flat(&r.stderr).contains("--address ADDR"), "{}", r.stderr);
+    assert_eq!(r.code, 2, "ambiguous: {}", r.stderr);
+    let r2 = local(&m, &d, &["host", "install-pve", "--dry-run"]).code(2);
+    assert!(
+        flat(&r2.stderr).contains("several addresses"),
+        "{}",
+        r2.stderr
+    );
+    let e = flat(&r.stderr);
+    assert!(
+        e.contains("--address ADDR") && e.contains("198.51.100.61 on eno1, 203.0.113.7 on eno2"),
+        "{e}"
+    );
 }
