@@ -123,7 +123,8 @@ pub async fn setup(
 }
 
 /// Sets `api_tokens.NAME` in the site's secrets.yaml: re-encrypted to its
-/// recipients when it is encrypted, plain (mode 0600) when it is plain or new.
+/// recipients, with its own selector (e.g. `encrypted_regex`), when it is
+/// encrypted; plain (mode 0600) when it is plain or new.
 fn store_token(
     dir: &Path,
     secrets: Option<engine::site_config::SiteSecrets>,
@@ -132,12 +133,12 @@ fn store_token(
 ) -> Result<&'static str, Failure> {
     let path = dir.join("secrets.yaml");
     let (mut tree, recipients) = match secrets {
-        Some(s) => (s.tree, s.encrypted.then_some(s.recipients)),
+        Some(s) => (s.tree, s.encrypted.then_some((s.recipients, s.selector))),
         None => (Tree::Map(vec![]), None),
     };
     set(&mut tree, &["api_tokens", name], token);
     let (text, how) = match recipients {
-        Some(rs) => {
+        Some((rs, selector)) => {
             let recipients = rs
                 .iter()
                 .map(|r| Recipient::parse(r))
@@ -148,9 +149,10 @@ fn store_token(
                         path.display()
                     ))
                 })?;
+            // The file's own settings: its recipients and which values it encrypts.
             let opts = EncryptOptions {
                 recipients,
-                selector: Default::default(),
+                selector,
             };
             let text = sops::encrypt(&tree, &opts)
                 .map_err(|e| run_err(format!("{}: {e}", path.display())))?;

@@ -282,6 +282,49 @@ fn install_pve_then_setup_over_ssh_and_a_second_run_changes_nothing() {
     assert_eq!(changed(&r), Vec::<String>::new(), "{}", r.stdout);
     assert_eq!(h.m.state("host.json")["reboots"], 1);
 
+    // The site encrypts only some of its secrets (`encrypted_regex`): the token is
+    // stored under the file's own settings.
+    let site = h.d.site_path();
+    let rules = std::fs::read_to_string(site.join(".sops.yaml")).unwrap();
+    let age_line = rules
+        .lines()
+        .find(|l| l.contains("age:"))
+        .unwrap()
+        .to_string();
+    std::fs::write(
+        site.join(".sops.yaml"),
+        format!(
+            "creation_rules:\n  - path_regex: secrets\\.yaml$\n    encrypted_regex: ^(api_tokens|passwords|auth)$\n{age_line}\n"
+        ),
+    )
+    .unwrap();
+    h.run(&[
+        "secrets",
+        "decrypt",
+        "secrets.yaml",
+        "-o",
+        "plain-secrets.yaml",
+    ])
+    .ok();
+    h.run(&[
+        "secrets",
+        "encrypt",
+        "plain-secrets.yaml",
+        "-o",
+        "secrets.yaml",
+    ])
+    .ok();
+    std::fs::remove_file(site.join("plain-secrets.yaml")).unwrap();
+    let before = std::fs::read_to_string(site.join("secrets.yaml")).unwrap();
+    assert!(
+        before.contains("encrypted_regex: ^(api_tokens|passwords|auth)$"),
+        "{before}"
+    );
+    assert!(
+        before.contains("ssh-ed25519 "),
+        "ssh_keys stay plain: {before}"
+    );
+
     // setup: storage, bridge, nested, token; nodes/pvehost.yaml and the secret.
     // PVE's web UI library, with the subscription check the original's configure role removes.
     let lib =
@@ -331,6 +374,11 @@ fn install_pve_then_setup_over_ssh_and_a_second_run_changes_nothing() {
     );
     let secrets = std::fs::read_to_string(h.d.site_path().join("secrets.yaml")).unwrap();
     assert!(secrets.contains("pvehost: ENC[AES256_GCM"), "{secrets}");
+    assert!(
+        secrets.contains("encrypted_regex: ^(api_tokens|passwords|auth)$")
+            && secrets.contains("ssh-ed25519 "),
+        "the file's own selector is kept: {secrets}"
+    );
     // The site opens it, with the token the host made.
     let r = h.run(&["secrets", "check", "--json-output"]).ok();
     assert!(r.stdout.contains("api_tokens.pvehost"), "{}", r.stdout);
