@@ -90,6 +90,12 @@ impl Kind for ct_templates::CtTemplateError {
     }
 }
 
+impl Kind for host::HostError {
+    fn timed_out(&self) -> bool {
+        matches!(self, host::HostError::Ssh(e) if e.timed_out())
+    }
+}
+
 impl Kind for pve::tls::TlsError {
     fn timed_out(&self) -> bool {
         false
@@ -135,6 +141,7 @@ into_action_error!(
     pve::tls::TlsError,
     ct_templates::CtTemplateError,
     templates::TemplateError,
+    host::HostError,
 );
 
 #[cfg(test)]

@@ -44,6 +44,9 @@ pub enum Action {
     Configure,
     /// Pull mode: wait for the guest to report its spec applied.
     AwaitPull,
+    /// PVE lifecycle: Proxmox VE onto a `pve` node whose image lacks it
+    /// (planned only for those; see `Plan::install_pve`).
+    InstallPve,
     /// PVE lifecycle: upload this driver and the site-config subset.
     Bootstrap,
     CopySecrets,
@@ -58,7 +61,7 @@ pub enum Action {
 }
 
 impl Action {
-    pub const ALL: [Action; 16] = [
+    pub const ALL: [Action; 17] = [
         Action::EnsureImage,
         Action::Provision,
         Action::StartVm,
@@ -66,6 +69,7 @@ impl Action {
         Action::WaitSsh,
         Action::Configure,
         Action::AwaitPull,
+        Action::InstallPve,
         Action::Bootstrap,
         Action::CopySecrets,
         Action::ConfigureBridge,
@@ -90,6 +94,7 @@ impl Action {
             Action::WaitSsh => "wait_ssh",
             Action::Configure => "configure",
             Action::AwaitPull => "await_pull",
+            Action::InstallPve => "install_pve",
             Action::Bootstrap => "bootstrap",
             Action::CopySecrets => "copy_secrets",
             Action::ConfigureBridge => "configure_bridge",
@@ -113,6 +118,8 @@ impl Action {
             Action::WaitSsh | Action::VerifySsh => 60,
             Action::Configure => 600,
             Action::AwaitPull => 600,
+            // apt: a full upgrade, the Proxmox kernel, a reboot, PVE's packages.
+            Action::InstallPve => 2400,
             Action::Bootstrap => 600,
             Action::CopySecrets => 60,
             Action::ConfigureBridge => 120,

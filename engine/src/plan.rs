@@ -146,6 +146,23 @@ impl<'m> Plan<'m> {
         }
     }
 
+    /// Puts `install_pve` before `bootstrap` for each `pve` node whose image
+    /// is not one of `images_with_pve` (site-config `images/NAME.yaml`
+    /// `pve: true`): a plain Debian guest gets Proxmox VE installed rather
+    /// than refused. (The step checks first, so an image that has PVE after
+    /// all costs one probe.)
+    pub fn install_pve(&mut self, images_with_pve: &std::collections::BTreeSet<String>) {
+        for s in self.phases.iter_mut().flat_map(|p| p.steps.iter_mut()) {
+            let lacks = s.image.is_some_and(|i| !images_with_pve.contains(i));
+            if s.kind != NodeKind::Pve || !lacks || s.actions.contains(&Action::InstallPve) {
+                continue;
+            }
+            if let Some(at) = s.actions.iter().position(|a| *a == Action::Bootstrap) {
+                s.actions.insert(at, Action::InstallPve);
+            }
+        }
+    }
+
     /// Steps that run in this process, over all phases.
     pub fn local_steps(&self) -> usize {
         self.phases
@@ -392,6 +409,44 @@ mod tests {
         assert_eq!(verify[0].actions, [Action::VerifySsh, Action::Delegate]);
         assert_eq!(verify[0].delegated_nodes, Some(2));
         assert_eq!(verify[2].runner, Runner::Delegated { via: "root-pve" });
+    }
+
+    #[test]
+    fn install_pve_only_where_the_image_lacks_pve() {
+        let y = "schema_version: 2\nname: i\nnodes:\n\
+            - {name: plain, type: pve, image: debian-13}\n\
+            - {name: ready, type: pve, image: debian-13-pve}\n\
+            - {name: vm, type: vm, image: debian-13}\n";
+        let m = load(Source::new("t", y)).unwrap().manifest;
+        let g = ManifestGraph::new(&m);
+        let mut p = Plan::build(Verb::Test, &g, "h");
+        let with: std::collections::BTreeSet<String> = ["debian-13-pve".to_string()].into();
+        p.install_pve(&with);
+        p.install_pve(&with);
+        let installs = |name: &str| -> Vec<usize> {
+            p.phases
+                .iter()
+                .flat_map(|ph| &ph.steps)
+                .filter(|s| s.name == name)
+                .map(|s| {
+                    s.actions
+                        .iter()
+                        .filter(|a| **a == Action::InstallPve)
+                        .count()
+                })
+                .collect()
+        };
+        assert_eq!(installs("plain"), [1, 0, 0], "create only, once");
+        assert_eq!(installs("ready"), [0, 0, 0]);
+        assert_eq!(installs("vm"), [0, 0, 0]);
+        let plain = &p.phases[0]
+            .steps
+            .iter()
+            .find(|s| s.name == "plain")
+            .unwrap();
+        let at = |a| plain.actions.iter().position(|x| *x == a).unwrap();
+        assert_eq!(at(Action::InstallPve) + 1, at(Action::Bootstrap));
+        assert!(at(Action::WaitSsh) < at(Action::InstallPve));
     }
 
     #[test]

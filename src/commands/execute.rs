@@ -32,6 +32,12 @@ pub struct Ready {
 }
 
 impl Ready {
+    /// The site-config's images with PVE installed (`pve: true`): the plan's
+    /// `install_pve` steps go to the `pve` nodes of other images.
+    pub fn images_with_pve(&self) -> Result<std::collections::BTreeSet<String>, Failure> {
+        self.site.images_with_pve().map_err(config_failure)
+    }
+
     /// Where each node's disks go, as checked.
     pub fn placement(&self) -> &[engine::placement::Placement] {
         &self.checked.placement

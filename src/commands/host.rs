@@ -205,7 +205,7 @@ async fn run_step(
     let a = cmd.step();
     match cmd {
         HostCmd::InstallPve(i) => {
-            let address = pve_address(m)?;
+            let address = pve_address(address_of(m, h).await?)?;
             let o = install::InstallOptions {
                 address,
                 domain: m.domain.clone(),
@@ -229,7 +229,7 @@ async fn run_step(
             super::host_node::setup(
                 site,
                 m.name.clone(),
-                pve_address(m)?,
+                pve_address(address_of(m, h).await?)?,
                 m.ssh.as_ref(),
                 h,
                 a.dry_run,
@@ -273,8 +273,26 @@ async fn run_step(
     }
 }
 
-fn pve_address(m: &Machine) -> Result<String, Failure> {
-    let addr = m.address.clone().ok_or_else(|| {
+/// The address PVE is to answer on: given, or (`--local`) the one this
+/// machine's default route uses, unless that is ambiguous.
+async fn address_of(m: &Machine, h: &Host) -> Result<Option<String>, Failure> {
+    if m.address.is_some() || m.ssh.is_some() {
+        return Ok(m.address.clone());
+    }
+    match h.own_address().await? {
+        Ok(a) => {
+            tracing::info!("--local: PVE is to answer on {a} (the default route's address)");
+            Ok(Some(a))
+        }
+        Err(why) => Err(usage(
+            format!("which address is PVE to answer on? {why}"),
+            Some("pass --address ADDR".into()),
+        )),
+    }
+}
+
+fn pve_address(addr: Option<String>) -> Result<String, Failure> {
+    let addr = addr.ok_or_else(|| {
         usage(
             "which address is PVE to answer on?".into(),
             Some("pass --address ADDR".into()),

@@ -54,6 +54,11 @@ pub async fn setup(
         .map(|t| t.expose().split('=').next().unwrap_or_default().to_string());
     let o = host::setup::SetupOptions {
         bridge: site.default_str("bridge").unwrap_or("vmbr0").to_string(),
+        // As the original's configure role: `defaults.pve_remove_subscription_nag` (default true).
+        remove_nag: site
+            .defaults()
+            .and_then(|d| d.get("pve_remove_subscription_nag"))
+            .is_none_or(|v| v.value != engine::yaml::Value::Bool(false)),
         dry_run,
         known_token_id: known,
     };
@@ -118,7 +123,8 @@ pub async fn setup(
 }
 
 /// Sets `api_tokens.NAME` in the site's secrets.yaml: re-encrypted to its
-/// recipients when it is encrypted, plain (mode 0600) when it is plain or new.
+/// recipients, with its own selector (e.g. `encrypted_regex`), when it is
+/// encrypted; plain (mode 0600) when it is plain or new.
 fn store_token(
     dir: &Path,
     secrets: Option<engine::site_config::SiteSecrets>,
@@ -127,12 +133,12 @@ fn store_token(
 ) -> Result<&'static str, Failure> {
     let path = dir.join("secrets.yaml");
     let (mut tree, recipients) = match secrets {
-        Some(s) => (s.tree, s.encrypted.then_some(s.recipients)),
+        Some(s) => (s.tree, s.encrypted.then_some((s.recipients, s.selector))),
         None => (Tree::Map(vec![]), None),
     };
     set(&mut tree, &["api_tokens", name], token);
     let (text, how) = match recipients {
-        Some(rs) => {
+        Some((rs, selector)) => {
             let recipients = rs
                 .iter()
                 .map(|r| Recipient::parse(r))
@@ -143,9 +149,10 @@ fn store_token(
                         path.display()
                     ))
                 })?;
+            // The file's own settings: its recipients and which values it encrypts.
             let opts = EncryptOptions {
                 recipients,
-                selector: Default::default(),
+                selector,
             };
             let text = sops::encrypt(&tree, &opts)
                 .map_err(|e| run_err(format!("{}: {e}", path.display())))?;

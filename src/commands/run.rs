@@ -49,6 +49,7 @@ fn run_verb(
     let ready = super::execute::prepare(args, &loaded, &site)?;
     let graph = ManifestGraph::new(&loaded.manifest);
     let mut plan = Plan::build(verb, &graph, &args.host);
+    plan.install_pve(&ready.images_with_pve()?);
     if args.verify_only {
         if verb != Verb::Test {
             return Err(Failure::usage(miette::miette!(

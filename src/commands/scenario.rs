@@ -428,6 +428,23 @@ fn execute(
     (results, None)
 }
 
+/// After a destroy, the context no longer names the destroyed guests: their
+/// `NAME_ip` and `NAME_vm_id`, and `vm_ip` / `vm_id` where they were theirs.
+fn forget_destroyed(nodes: &[Value], ctx: &mut Map<String, Value>) {
+    for n in nodes.iter().filter(|n| n["status"] == "destroyed") {
+        let Some(name) = n["name"].as_str() else {
+            continue;
+        };
+        for (key, first) in [("ip", "vm_ip"), ("vm_id", "vm_id")] {
+            if let Some(v) = ctx.remove(&format!("{name}_{key}")) {
+                if ctx.get(first) == Some(&v) {
+                    ctx.remove(first);
+                }
+            }
+        }
+    }
+}
+
 fn phase(name: &str, status: &str, duration: f64) -> Value {
     serde_json::json!({"name": name, "status": status, "duration": duration})
 }
@@ -463,11 +480,15 @@ fn fold_verb(
     if let Some(c) = doc["context"].as_object() {
         ctx.extend(c.clone());
     }
-    if let Some(first) = nodes.iter().find(|n| n["ip"].is_string()) {
-        ctx.insert("vm_ip".into(), first["ip"].clone());
-    }
-    if let Some(first) = nodes.iter().find(|n| n["vm_id"].is_number()) {
-        ctx.insert("vm_id".into(), first["vm_id"].clone());
+    if verb == Verb::Destroy {
+        forget_destroyed(&nodes, ctx);
+    } else {
+        if let Some(first) = nodes.iter().find(|n| n["ip"].is_string()) {
+            ctx.insert("vm_ip".into(), first["ip"].clone());
+        }
+        if let Some(first) = nodes.iter().find(|n| n["vm_id"].is_number()) {
+            ctx.insert("vm_id".into(), first["vm_id"].clone());
+        }
     }
     // What the next run of the chain needs to find the same tree.
     let flag = |f: &str| {

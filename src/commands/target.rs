@@ -355,6 +355,7 @@ impl Guests {
                 guest_ssh_port: SIM_GUEST_SSH_PORT,
                 time_scale,
                 faults: crate::env::SimEnv::read()?.faults_json,
+                images_with_pve: site.images_with_pve().map_err(config_failure)?,
             }),
             None => NestedHost::Installed(InstalledPve {
                 image_files: settings.image_files.clone(),

@@ -454,6 +454,13 @@ fn a_chained_create_then_destroy_through_the_context_file() {
     assert_eq!(doc["phases"][0]["name"], "destroy_edge");
     assert_eq!(doc["phases"][0]["status"], "passed");
     assert_eq!(sim_guests(&sim_state), vec![]);
+    // The context no longer names the destroyed guest; the tree's host and manifest stay.
+    let saved: Value = serde_json::from_str(&std::fs::read_to_string(&ctx).unwrap()).unwrap();
+    for gone in ["edge_vm_id", "edge_ip", "vm_id", "vm_ip"] {
+        assert!(saved.get(gone).is_none(), "{gone} kept: {saved}");
+    }
+    assert_eq!(saved["host"], "sim");
+    assert_eq!(saved["manifest"], "n1-basic");
 
     // A context file that is not JSON is refused, not overwritten.
     std::fs::write(&ctx, "not json").unwrap();

@@ -282,10 +282,74 @@ fn install_pve_then_setup_over_ssh_and_a_second_run_changes_nothing() {
     assert_eq!(changed(&r), Vec::<String>::new(), "{}", r.stdout);
     assert_eq!(h.m.state("host.json")["reboots"], 1);
 
+    // The site encrypts only some of its secrets (`encrypted_regex`): the token is
+    // stored under the file's own settings.
+    let site = h.d.site_path();
+    let rules = std::fs::read_to_string(site.join(".sops.yaml")).unwrap();
+    let age_line = rules
+        .lines()
+        .find(|l| l.contains("age:"))
+        .unwrap()
+        .to_string();
+    std::fs::write(
+        site.join(".sops.yaml"),
+        format!(
+            "creation_rules:\n  - path_regex: secrets\\.yaml$\n    encrypted_regex: ^(api_tokens|passwords|auth)$\n{age_line}\n"
+        ),
+    )
+    .unwrap();
+    h.run(&[
+        "secrets",
+        "decrypt",
+        "secrets.yaml",
+        "-o",
+        "plain-secrets.yaml",
+    ])
+    .ok();
+    h.run(&[
+        "secrets",
+        "encrypt",
+        "plain-secrets.yaml",
+        "-o",
+        "secrets.yaml",
+    ])
+    .ok();
+    std::fs::remove_file(site.join("plain-secrets.yaml")).unwrap();
+    let before = std::fs::read_to_string(site.join("secrets.yaml")).unwrap();
+    assert!(
+        before.contains("encrypted_regex: ^(api_tokens|passwords|auth)$"),
+        "{before}"
+    );
+    assert!(
+        before.contains("ssh-ed25519 "),
+        "ssh_keys stay plain: {before}"
+    );
+
     // setup: storage, bridge, nested, token; nodes/pvehost.yaml and the secret.
+    // PVE's web UI library, with the subscription check the original's configure role removes.
+    let lib =
+        h.m.p("root/usr/share/javascript/proxmox-widget-toolkit/proxmoxlib.js");
+    std::fs::create_dir_all(lib.parent().unwrap()).unwrap();
+    let js = "checked_command: function(orig_cmd) {\n\tif (res === null || res === undefined || !res || res\n\t\t\t.data.status.toLowerCase() !== 'active') {\n\t\tExt.Msg.show({ title: gettext('No valid subscription'),\n";
+    std::fs::write(&lib, js).unwrap();
     let r = h.step("setup", &[]);
     let c = changed(&r);
+    let patched = std::fs::read_to_string(&lib).unwrap();
+    assert!(
+        patched.contains("\tif (false) {\n\t\tExt.Msg.show") && !patched.contains("!== 'active'"),
+        "{patched}"
+    );
+    assert_eq!(
+        std::fs::read_to_string(lib.with_extension("js.bak")).unwrap(),
+        js
+    );
+    assert_eq!(
+        h.m.calls("host.json.log", &["systemctl", "restart", "pveproxy"]),
+        2,
+        "once for the certificates (install-pve), once for the dialog"
+    );
     for want in [
+        "removed the subscription dialog",
         "storage local: added content snippets, import",
         "bridge vmbr0 on eno1 (198.51.100.61/24)",
         "wrote /etc/modprobe.d/kvm-nested.conf",
@@ -310,6 +374,11 @@ fn install_pve_then_setup_over_ssh_and_a_second_run_changes_nothing() {
     );
     let secrets = std::fs::read_to_string(h.d.site_path().join("secrets.yaml")).unwrap();
     assert!(secrets.contains("pvehost: ENC[AES256_GCM"), "{secrets}");
+    assert!(
+        secrets.contains("encrypted_regex: ^(api_tokens|passwords|auth)$")
+            && secrets.contains("ssh-ed25519 "),
+        "the file's own selector is kept: {secrets}"
+    );
     // The site opens it, with the token the host made.
     let r = h.run(&["secrets", "check", "--json-output"]).ok();
     assert!(r.stdout.contains("api_tokens.pvehost"), "{}", r.stdout);
@@ -471,8 +540,36 @@ fn seed_host_scenarios_run_their_host_steps() {
         .collect();
     assert_eq!(names, ["bootstrap", "create_user"]);
     assert!(!Path::new(&format!("{root}/usr/local/bin/driver")).exists());
-    // pve-setup --local runs install-pve, which needs the address PVE is to answer on.
+    // install-pve --local (what pve-setup --local starts with) takes the address the
+    // default route uses (it then reboots into the Proxmox kernel, a stand-in here).
+    let r = local(&m, &d, &["host", "install-pve"]).ok();
+    assert!(
+        changed(&r).iter().any(|c| c == "wrote /etc/hosts"),
+        "{}",
+        r.stdout
+    );
+    let hosts = m.file("etc/hosts").unwrap();
+    assert!(hosts.contains("198.51.100.61 pvehost"), "{hosts}");
+    // ... and asks for it only when that is ambiguous.
+    let mut pve = m.state("pve.json");
+    pve["default_routes"] = json!([]);
+    pve["links"] = json!([
+        {"ifname": "lo", "addr_info": [{"family": "inet", "local": "127.0.0.1", "prefixlen": 8}]},
+        {"ifname": "eno1", "addr_info": [{"family": "inet", "local": "198.51.100.61", "prefixlen": 24}]},
+        {"ifname": "eno2", "addr_info": [{"family": "inet", "local": "203.0.113.7", "prefixlen": 24}]},
+    ]);
+    std::fs::write(m.p("pve.json"), pve.to_string()).unwrap();
     let r = scen(&["--scenario", "pve-setup", "--local", "--dry-run"]);
-    assert_eq!(r.code, 2, "--local needs the address: {}", r.stderr);
-    assert!(flat(&r.stderr).contains("--address ADDR"), "{}", r.stderr);
+    assert_eq!(r.code, 2, "ambiguous: {}", r.stderr);
+    let r2 = local(&m, &d, &["host", "install-pve", "--dry-run"]).code(2);
+    assert!(
+        flat(&r2.stderr).contains("several addresses"),
+        "{}",
+        r2.stderr
+    );
+    let e = flat(&r.stderr);
+    assert!(
+        e.contains("--address ADDR") && e.contains("198.51.100.61 on eno1, 203.0.113.7 on eno2"),
+        "{e}"
+    );
 }

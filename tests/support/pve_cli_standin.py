@@ -178,9 +178,13 @@ def qm(state, args):
 
 def ip(state, args):
     if args[:3] == ["-j", "-4", "addr"]:
+        if "links" in state:
+            return out(state["links"])
         return out([{"ifindex": 2, "ifname": state["iface"], "addr_info": [
             {"family": "inet", "local": state["address"], "prefixlen": state["prefixlen"]}]}])
     if args[:4] == ["-j", "-4", "route", "show"]:
+        if "default_routes" in state:
+            return out(state["default_routes"])
         return out([{"dst": "default", "gateway": state["gateway"], "dev": state["iface"]}])
     return fail(f"ip: unknown arguments {args}")
 

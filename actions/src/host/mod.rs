@@ -11,6 +11,7 @@
 
 pub mod bootstrap;
 pub mod install;
+pub mod pve;
 pub mod setup;
 pub mod user;
 
@@ -225,6 +226,61 @@ impl Host {
     pub async fn has_pve(&self) -> Result<Option<String>, HostError> {
         let o = self.run("pveversion 2>/dev/null", SHORT).await?;
         Ok(o.ok().then(|| o.stdout.trim().to_string()))
+    }
+
+    /// The address this machine answers on, for `--local` without `--address`:
+    /// the IPv4 address of the interface the default route uses (a bridge
+    /// already made holds it), else the one non-loopback IPv4 address there is.
+    /// `Ok(Err(why))` when that is not one address (the candidates named).
+    pub async fn own_address(&self) -> Result<Result<String, String>, HostError> {
+        let parse = |cmd: &str, out: String| {
+            serde_json::from_str::<serde_json::Value>(out.trim())
+                .map_err(|e| self.refuse(format!("`{cmd}` printed no JSON ({e})")))
+        };
+        let (r, a) = ("ip -j -4 route show default", "ip -j -4 addr show");
+        let routes = parse(r, self.ok(r, SHORT).await?)?;
+        let addrs = parse(a, self.ok(a, SHORT).await?)?;
+        let list = |v: &serde_json::Value| v.as_array().cloned().unwrap_or_default();
+        let mut devs: Vec<String> = list(&routes)
+            .iter()
+            .filter_map(|r| r["dev"].as_str().map(str::to_string))
+            .collect();
+        devs.dedup();
+        let mut found: Vec<(String, String)> = Vec::new();
+        for link in list(&addrs) {
+            let dev = link["ifname"].as_str().unwrap_or_default().to_string();
+            if dev == "lo" || !(devs.is_empty() || devs.contains(&dev)) {
+                continue;
+            }
+            for info in list(&link["addr_info"]) {
+                let local = info["local"].as_str().unwrap_or_default();
+                if info["family"] != "inet6" && !local.is_empty() && !local.starts_with("127.") {
+                    found.push((local.to_string(), dev.clone()));
+                }
+            }
+        }
+        let named = |f: &[(String, String)]| {
+            f.iter()
+                .map(|(a, d)| format!("{a} on {d}"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        };
+        Ok(match found.as_slice() {
+            [(one, _)] => Ok(one.clone()),
+            [] if devs.is_empty() => Err("no default route and no IPv4 address".into()),
+            [] => Err(format!(
+                "the default route's {} has no IPv4 address",
+                devs.join(", ")
+            )),
+            many if devs.is_empty() => Err(format!(
+                "no default route, and several addresses: {}",
+                named(many)
+            )),
+            many => Err(format!(
+                "the default route's interfaces hold several addresses: {}",
+                named(many)
+            )),
+        })
     }
 
     pub fn refuse(&self, message: impl Into<String>) -> HostError {

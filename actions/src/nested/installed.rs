@@ -1,7 +1,11 @@
 //! A `pve` guest of a real PVE host: its image has Proxmox VE installed
-//! (e.g. `debian-13-pve`), and it is set up as a host for its subtree with
-//! PVE's own command line tools over SSH, as root on it (`pveversion`,
-//! `pvesh`, `pveum`, `pvesm`, `qm`); each step reads before it writes.
+//! (e.g. `debian-13-pve`), or its `install_pve` step installs it onto the
+//! plain Debian it runs (`crate::host::install`, as `driver host install-pve`
+//! does, over the guest's SSH connection); then it is set up as a host for its
+//! subtree with PVE's own command line tools over SSH, as root on it
+//! (`pveversion`, `pvesh`, `pveum`, `pvesm`, `qm`); each step reads before it
+//! writes. Storage, bridge, fingerprint and token are done as `driver host
+//! setup` does them (`crate::host::pve`).
 //!
 //! The child driver, its site-config subset and its state live in one
 //! folder on the guest ([`InstalledPve::dir`]).
@@ -13,8 +17,11 @@ use engine::executor::ActionError;
 use serde_json::Value;
 
 use super::{fail, Guest, Nesting, CHILD_TOKEN, SHORT};
+use crate::host::install::{self, InstallOptions, Installed, Reconnect};
+use crate::host::pve::{self, BridgePort};
+use crate::host::{setup, Host, Report, Shell};
 use crate::poll::{self, Backoff, GaveUp, Poll};
-use crate::ssh::{shell_quote, Connection};
+use crate::ssh::{shell_quote, Connection, SshTarget};
 
 /// Where the child driver lives on a nested PVE unless told otherwise.
 pub const DEFAULT_DIR: &str = "/var/lib/driver";
@@ -36,6 +43,11 @@ pub struct InstalledPve {
     pub image_dir: String,
     /// Image name → its release file (site-config `images/NAME.yaml` `file:`).
     pub image_files: BTreeMap<String, String>,
+    /// What the host steps (`install_pve`) see as `/` on the guest: `/` but
+    /// in tests.
+    pub root: String,
+    /// How long `install_pve` waits for the guest to come back from its reboot.
+    pub reboot_timeout: Duration,
 }
 
 impl Default for InstalledPve {
@@ -44,50 +56,62 @@ impl Default for InstalledPve {
             dir: DEFAULT_DIR.into(),
             image_dir: DEFAULT_IMAGE_DIR.into(),
             image_files: BTreeMap::new(),
+            root: "/".into(),
+            reboot_timeout: Duration::from_secs(600),
         }
     }
-}
-
-/// Runs a PVE tool that prints JSON (`--output-format json`) and parses it.
-async fn json(conn: &Connection, cmd: &str, what: &str) -> Result<Value, ActionError> {
-    let out = conn.exec(cmd, SHORT).await?;
-    if !out.status.success() {
-        return Err(fail(format!(
-            "{what} failed (`{cmd}`): {}",
-            out.stderr.trim().lines().last().unwrap_or("no message")
-        )));
-    }
-    serde_json::from_str(out.stdout.trim())
-        .map_err(|e| fail(format!("{what}: `{cmd}` printed no JSON ({e})")).because(e))
 }
 
 fn str_of<'v>(v: &'v Value, key: &str) -> Option<&'v str> {
     v.get(key).and_then(Value::as_str)
 }
 
+/// What a step changed, for the user.
+fn log(guest: &Guest<'_>, r: &Report) {
+    for c in &r.changed {
+        guest.log(c.clone());
+    }
+}
+
 impl InstalledPve {
-    /// The PVE node name of the guest: the one node of a fresh install (or
-    /// the one named like the manifest node).
-    async fn node_name(&self, conn: &Connection, guest: &Guest<'_>) -> Result<String, ActionError> {
-        let nodes = json(
-            conn,
-            "pvesh get /nodes --output-format json",
-            "listing PVE nodes",
-        )
-        .await?;
-        let names: Vec<&str> = nodes
-            .as_array()
-            .map(|a| a.iter().filter_map(|n| str_of(n, "node")).collect())
-            .unwrap_or_default();
-        match names.as_slice() {
-            [only] => Ok(only.to_string()),
-            many if many.contains(&guest.name) => Ok(guest.name.to_string()),
-            _ => Err(fail(format!(
-                "cannot tell which PVE node {} is (its nodes: {})",
-                guest.name,
-                names.join(", ")
-            ))),
+    /// The host steps' view of the guest, over its SSH connection.
+    fn host(&self, conn: &Connection, guest: &Guest<'_>) -> Host {
+        Host {
+            shell: Shell::Ssh(conn.clone()),
+            root: self.root.clone(),
+            label: guest.name.to_string(),
         }
+    }
+
+    /// Proxmox VE onto the guest's Debian 13, as `driver host install-pve`
+    /// does (it checks first: a guest that has PVE changes nothing), then its
+    /// repositories as `driver host setup` leaves them.
+    pub(super) async fn install_pve(
+        &self,
+        conn: &Connection,
+        target: &SshTarget,
+        guest: &Guest<'_>,
+    ) -> Result<(), ActionError> {
+        let mut h = self.host(conn, guest);
+        let o = InstallOptions {
+            address: guest.ip.to_string(),
+            domain: None,
+            skip_preflight: false,
+            dry_run: false,
+            reboot_timeout: self.reboot_timeout,
+        };
+        let mut r = match install::install_pve(&mut h, &o, Reconnect::Ssh(target)).await? {
+            Installed::Done(r) => r,
+            Installed::Rebooting(_) => {
+                return Err(fail("the install asked to be finished after a reboot"))
+            }
+        };
+        setup::ensure_repos(&h, false, &mut r).await?;
+        if r.changed.is_empty() {
+            guest.log("Proxmox VE is installed");
+        }
+        log(guest, &r);
+        Ok(())
     }
 
     /// After the upload: PVE is installed, its API answers, and a storage
@@ -101,11 +125,12 @@ impl InstalledPve {
         let v = conn.exec("pveversion", SHORT).await?;
         if !v.status.success() {
             return Err(fail(format!(
-                "{} does not run Proxmox VE (`pveversion`: {}): give it an image with PVE \
-                 installed (e.g. debian-13-pve), or install PVE on it first (the pve-install \
-                 playbook)",
+                "{} does not run Proxmox VE (`pveversion`: {}): its image is said to have PVE \
+                 (images/{}.yaml `pve: true`); drop that line to have driver install PVE on it, \
+                 or give it an image with PVE installed (e.g. debian-13-pve)",
                 guest.name,
-                v.stderr.trim().lines().last().unwrap_or("failed")
+                v.stderr.trim().lines().last().unwrap_or("failed"),
+                guest.image.unwrap_or("IMAGE"),
             )));
         }
         guest.log(v.stdout.trim().to_string());
@@ -134,99 +159,53 @@ impl InstalledPve {
                 )))
             }
         }
-        let node = self.node_name(conn, guest).await?;
-        if self.guest_storage(conn, &node).await?.is_none() {
-            // A fresh install's `local` holds only ISOs and templates; the
-            // seed's nested-pve role widens it the same way.
-            guest.log("enabling guest disks and snippets on storage 'local'");
-            conn.exec(
-                "pvesm set local --content images,rootdir,vztmpl,backup,iso,snippets",
-                SHORT,
-            )
-            .await?
-            .check()?;
-        }
+        let h = self.host(conn, guest);
+        let node = pve::node_name(&h, Some(guest.name)).await?;
+        let mut r = Report::default();
+        pve::ensure_storage(&h, &node, false, &mut r).await?;
+        log(guest, &r);
         Ok(())
     }
 
-    /// The first active storage that takes guest disks (`local-lvm` first).
-    async fn guest_storage(
-        &self,
-        conn: &Connection,
-        node: &str,
-    ) -> Result<Option<String>, ActionError> {
-        let list = json(
-            conn,
-            &format!("pvesh get /nodes/{node}/storage --output-format json"),
-            "listing storage",
-        )
-        .await?;
-        let mut usable: Vec<String> = list
-            .as_array()
-            .into_iter()
-            .flatten()
-            .filter(|s| {
-                str_of(s, "content").is_some_and(|c| c.split(',').any(|c| c == "images"))
-                    && s.get("active").and_then(Value::as_u64).unwrap_or(1) == 1
-            })
-            .filter_map(|s| str_of(s, "storage").map(str::to_string))
-            .collect();
-        usable.sort_by_key(|s| s != "local-lvm");
-        Ok(usable.into_iter().next())
-    }
-
-    /// A token made with `pveum`; returns it (`USER@REALM!ID=SECRET`) and the
-    /// child's node file.
+    /// The child's API token (kept when the child's secrets hold it and it
+    /// is on the guest; else made anew with `pveum`), returned
+    /// (`USER@REALM!ID=SECRET`) when new, and the child's node file.
     pub(super) async fn api_token(
         &self,
-        _n: &Nesting,
+        n: &Nesting,
         conn: &Connection,
         guest: &Guest<'_>,
-    ) -> Result<(String, String), ActionError> {
-        let node = self.node_name(conn, guest).await?;
-        let storage = self.guest_storage(conn, &node).await?.ok_or_else(|| {
-            fail(format!(
-                "no storage on {} takes guest disks (content 'images')",
-                guest.name
-            ))
-        })?;
-        let certs = json(
-            conn,
-            &format!("pvesh get /nodes/{node}/certificates/info --output-format json"),
-            "reading the PVE certificate",
-        )
-        .await?;
-        // pveproxy serves its own certificate when one was uploaded.
-        let cert = |file: &str| {
-            certs
-                .as_array()
-                .into_iter()
-                .flatten()
-                .find(|c| str_of(c, "filename") == Some(file))
-                .and_then(|c| str_of(c, "fingerprint"))
-                .map(str::to_string)
-        };
-        let fingerprint = cert("pveproxy-ssl.pem")
-            .or_else(|| cert("pve-ssl.pem"))
+    ) -> Result<(Option<String>, String), ActionError> {
+        let h = self.host(conn, guest);
+        let node = pve::node_name(&h, Some(guest.name)).await?;
+        let mut r = Report::default();
+        let storage = pve::ensure_storage(&h, &node, false, &mut r).await?;
+        let fingerprint = pve::fingerprint(&h, &node)
+            .await?
             .ok_or_else(|| fail(format!("{} shows no API certificate", guest.name)))?;
-        let _ = conn
+        let held = format!("root@pam!{CHILD_TOKEN}=");
+        let known = conn
             .exec(
-                &format!("pveum user token remove root@pam {CHILD_TOKEN}"),
+                &n.sh(&format!(
+                    "grep -qF {} site-config/secrets.yaml",
+                    shell_quote(&held)
+                )),
                 SHORT,
             )
-            .await?;
-        let made = json(
-            conn,
-            &format!(
-                "pveum user token add root@pam {CHILD_TOKEN} --privsep 0 --comment {} \
-                 --output-format json",
-                shell_quote("driver (nested)")
-            ),
-            "creating the API token",
+            .await?
+            .status
+            .success();
+        let token = pve::ensure_token(
+            &h,
+            "root@pam",
+            CHILD_TOKEN,
+            "driver (nested)",
+            known,
+            false,
+            &mut r,
         )
         .await?;
-        let value = str_of(&made, "value")
-            .ok_or_else(|| fail("`pveum user token add` printed no token value"))?;
+        log(guest, &r);
         let node_file = format!(
             "# Written by the parent driver: this host is a nested PVE.\n\
              node: {node}\napi_endpoint: https://{ip}:8006\nfingerprint: \"{fingerprint}\"\n\
@@ -234,7 +213,7 @@ impl InstalledPve {
             ip = guest.ip,
             name = guest.name,
         );
-        Ok((format!("root@pam!{CHILD_TOKEN}={value}"), node_file))
+        Ok((token.map(|t| t.expose().clone()), node_file))
     }
 
     /// vmbr0 exists, or is made: a bridge over the interface that holds the
@@ -246,72 +225,20 @@ impl InstalledPve {
         conn: &Connection,
         guest: &Guest<'_>,
     ) -> Result<(), ActionError> {
-        let node = self.node_name(conn, guest).await?;
-        let list = format!("pvesh get /nodes/{node}/network --output-format json");
-        let has_bridge = |nets: &Value| {
-            nets.as_array().into_iter().flatten().any(|i| {
-                str_of(i, "iface") == Some(BRIDGE)
-                    && i.get("active").and_then(Value::as_u64) == Some(1)
-            })
-        };
-        if has_bridge(&json(conn, &list, "listing networks").await?) {
-            return Ok(());
-        }
-        let addrs = json(conn, "ip -j -4 addr show", "listing addresses").await?;
-        let (iface, prefix) = addrs
-            .as_array()
-            .into_iter()
-            .flatten()
-            .find_map(|link| {
-                let a = link
-                    .get("addr_info")?
-                    .as_array()?
-                    .iter()
-                    .find(|a| str_of(a, "local") == Some(guest.ip))?;
-                Some((
-                    str_of(link, "ifname")?.to_string(),
-                    a.get("prefixlen")?.as_u64()?,
-                ))
-            })
-            .ok_or_else(|| {
-                fail(format!(
-                    "no interface of {} holds its address {}",
-                    guest.name, guest.ip
-                ))
-            })?;
-        let routes = json(conn, "ip -j -4 route show default", "listing routes").await?;
-        let gateway = routes
-            .as_array()
-            .and_then(|r| r.first())
-            .and_then(|r| str_of(r, "gateway"))
-            .map(|g| format!(" --gateway {}", shell_quote(g)))
-            .unwrap_or_default();
-        guest.log(format!(
-            "creating bridge {BRIDGE} over {iface} ({}/{prefix})",
-            guest.ip
-        ));
-        conn.exec(
-            &format!(
-                "pvesh create /nodes/{node}/network --iface {BRIDGE} --type bridge --autostart 1 \
-                 --bridge_ports {iface} --cidr {ip}/{prefix}{gateway}",
-                iface = shell_quote(&iface),
-                ip = guest.ip,
-            ),
-            SHORT,
+        let h = self.host(conn, guest);
+        let node = pve::node_name(&h, Some(guest.name)).await?;
+        let mut r = Report::default();
+        pve::ensure_bridge(
+            &h,
+            &node,
+            BRIDGE,
+            BridgePort::Holding(guest.ip),
+            false,
+            &mut r,
         )
-        .await?
-        .check()?;
-        conn.exec(&format!("pvesh set /nodes/{node}/network"), SHORT)
-            .await?
-            .check()?;
-        if has_bridge(&json(conn, &list, "listing networks").await?) {
-            Ok(())
-        } else {
-            Err(fail(format!(
-                "bridge {BRIDGE} on {} is not active after the network reload",
-                guest.name
-            )))
-        }
+        .await?;
+        log(guest, &r);
+        Ok(())
     }
 
     /// Each image the child's guests are cloned from is a template on the
@@ -327,11 +254,11 @@ impl InstalledPve {
         if images.is_empty() {
             return Ok(());
         }
-        let node = self.node_name(conn, guest).await?;
-        let resources = json(
-            conn,
+        let h = self.host(conn, guest);
+        let node = pve::node_name(&h, Some(guest.name)).await?;
+        let resources = pve::json(
+            &h,
             "pvesh get /cluster/resources --type vm --output-format json",
-            "listing guests",
         )
         .await?;
         let have: Vec<&str> = resources
@@ -366,12 +293,7 @@ impl InstalledPve {
                 ));
                 conn.exec(&get, guest.timeout).await?.check()?;
             }
-            let storage = self.guest_storage(conn, &node).await?.ok_or_else(|| {
-                fail(format!(
-                    "no storage on {} takes guest disks (content 'images')",
-                    guest.name
-                ))
-            })?;
+            let storage = pve::ensure_storage(&h, &node, false, &mut Report::default()).await?;
             let id = crate::templates::ssh::next_id(conn)
                 .await
                 .map_err(|e| fail(format!("picking a VM id: {e}")))?;

@@ -8,7 +8,11 @@
 //! - [`simulated`]: on a simulated host the guest runs a nested pvesim,
 //!   started by the uploaded driver;
 //! - [`installed`]: on a real host the guest runs Proxmox VE (installed in
-//!   its image) and is set up through PVE's own command line tools.
+//!   its image, or by its `install_pve` step onto the plain Debian it runs)
+//!   and is set up through PVE's own command line tools.
+//!
+//! `install_pve` is planned only for a `pve` node whose image lacks PVE
+//! (site-config `images/NAME.yaml` without `pve: true`; `Plan::install_pve`).
 //!
 //! Each step checks first, so a resumed run redoes only what is missing.
 //! Everything the child needs is written as files in the guest (never put
@@ -68,6 +72,8 @@ pub enum NestedHost {
 pub struct Guest<'a> {
     pub name: &'a str,
     pub ip: &'a str,
+    /// The image it was made from (the manifest's `image:`).
+    pub image: Option<&'a str>,
     /// The manifest of the nodes below it (JSON).
     pub subtree: Option<&'a str>,
     /// The step's time limit (for its long commands, e.g. a download).
@@ -150,10 +156,12 @@ impl Nesting {
         format!("cd {} && {cmd}", shell_quote(self.dir()))
     }
 
-    /// Runs one create step of the PVE lifecycle on `guest`.
+    /// Runs one create step of the PVE lifecycle on `guest` (reached at
+    /// `target`, which `install_pve` reconnects to after the guest's reboot).
     pub async fn setup_step(
         &self,
         conn: &Connection,
+        target: &ssh::SshTarget,
         call: &ActionCall,
     ) -> Result<(), ActionError> {
         use engine::plan::Action;
@@ -161,17 +169,34 @@ impl Nesting {
         let guest = Guest {
             name: &call.node.name,
             ip: node_ip(call)?,
+            image: call.node.image.as_deref(),
             subtree: call.subtree.as_deref(),
             timeout: call.timeout,
             log: &log,
         };
         match call.action {
+            Action::InstallPve => self.install_pve(conn, target, &guest).await,
             Action::Bootstrap => self.bootstrap(conn, &guest).await,
             Action::CopySecrets => self.copy_secrets(conn).await,
             Action::CreateApiToken => self.create_api_token(conn, &guest).await,
             Action::ConfigureBridge => self.configure_bridge(conn, &guest).await,
             Action::DownloadImages => self.download_images(conn, &guest).await,
             other => Err(fail(format!("{} is not a PVE setup step", other.name()))),
+        }
+    }
+
+    /// Proxmox VE onto a guest whose image lacks it: on a real host, PVE's
+    /// packages (as `driver host install-pve`); on a simulated one, where a
+    /// guest cannot run them, the nested simulator's service.
+    pub async fn install_pve(
+        &self,
+        conn: &Connection,
+        target: &ssh::SshTarget,
+        guest: &Guest<'_>,
+    ) -> Result<(), ActionError> {
+        match &self.host {
+            NestedHost::Simulated(s) => s.install(self, conn, guest).await,
+            NestedHost::Installed(i) => i.install_pve(conn, target, guest).await,
         }
     }
 
@@ -194,6 +219,24 @@ impl Nesting {
             dirs.join(" ")
         );
         conn.exec(&mkdir, SHORT).await?.check()?;
+        self.ensure_binary(conn, guest).await?;
+        for (rel, text) in &self.site_files {
+            conn.upload_bytes(
+                text.clone(),
+                &self.path(&format!("site-config/{rel}")),
+                0o644,
+                SHORT,
+            )
+            .await?;
+        }
+        match &self.host {
+            NestedHost::Simulated(s) => s.start(self, conn, guest).await,
+            NestedHost::Installed(i) => i.check_pve(self, conn, guest).await,
+        }
+    }
+
+    /// This driver in [`dir`](Self::dir), uploaded unless the same build is there.
+    async fn ensure_binary(&self, conn: &Connection, guest: &Guest<'_>) -> Result<(), ActionError> {
         // The same version line and size: the same build (a rebuild of the
         // same commit usually differs in size; a hash of a debug build
         // would cost a second per run).
@@ -220,19 +263,7 @@ impl Nesting {
             )
             .await?;
         }
-        for (rel, text) in &self.site_files {
-            conn.upload_bytes(
-                text.clone(),
-                &self.path(&format!("site-config/{rel}")),
-                0o644,
-                SHORT,
-            )
-            .await?;
-        }
-        match &self.host {
-            NestedHost::Simulated(s) => s.start(self, conn, guest).await,
-            NestedHost::Installed(i) => i.check_pve(self, conn, guest).await,
-        }
+        Ok(())
     }
 
     /// The child's SSH key pair (its only secret besides its API token).
@@ -249,8 +280,9 @@ impl Nesting {
         Ok(())
     }
 
-    /// A new API token for the child driver (a token's secret is shown only
-    /// once, so an old one is replaced), written with the child's node file.
+    /// The child driver's API token (one whose secret the child's secrets
+    /// lack is replaced: a token's secret is shown only once), written with
+    /// the child's node file.
     pub async fn create_api_token(
         &self,
         conn: &Connection,
@@ -267,14 +299,17 @@ impl Nesting {
             SHORT,
         )
         .await?;
-        let secrets = format!("api_tokens:\n  {}: \"{token}\"\n", guest.name);
-        conn.upload_bytes(
-            secrets,
-            &self.path("site-config/secrets.yaml"),
-            0o600,
-            SHORT,
-        )
-        .await?;
+        // `None`: the child's secrets hold the token that is there.
+        if let Some(token) = token {
+            let secrets = format!("api_tokens:\n  {}: \"{token}\"\n", guest.name);
+            conn.upload_bytes(
+                secrets,
+                &self.path("site-config/secrets.yaml"),
+                0o600,
+                SHORT,
+            )
+            .await?;
+        }
         Ok(())
     }
 

@@ -2,7 +2,16 @@
 //! nested pvesim bound to the guest's own address, started by the uploaded
 //! driver from the guest's boot script (so it comes back when the guest
 //! restarts).
+//!
+//! What stands for Proxmox VE in a simulated guest is that service (the
+//! driver binary and `etc/rc.local`): a guest of an image with PVE
+//! (`pve: true`) is taken to have it, and the bootstrap writes it; a plain
+//! Debian guest gets it from its `install_pve` step ([`SimulatedPve::install`]),
+//! which says so in its log, since no Proxmox VE package can be installed in
+//! a simulator's guest. Without either, the bootstrap refuses, as a real
+//! guest without PVE is refused.
 
+use std::collections::BTreeSet;
 use std::time::Duration;
 
 use engine::executor::ActionError;
@@ -25,7 +34,12 @@ pub struct SimulatedPve {
     /// Simulator faults (JSON list, `$PVESIM_FAULTS`) for nested simulators too:
     /// a fault aimed at a node name only acts where that node is.
     pub faults: Option<String>,
+    /// The images with PVE installed (site-config `pve: true`).
+    pub images_with_pve: BTreeSet<String>,
 }
+
+/// The nested simulator's service in a guest's folder.
+const SERVICE: &str = "etc/rc.local";
 
 /// Shell test (opening an `if`) that `pvesim.pid` names a live simulator of
 /// this guest: PIDs are reused (quickly, where pid_max is small), so the pid
@@ -73,6 +87,44 @@ impl SimulatedPve {
         }
     }
 
+    /// Is there PVE (its stand-in, the nested simulator's service) on the
+    /// guest: from its image, or put there by `install_pve`?
+    async fn has_pve(&self, conn: &Connection, guest: &Guest<'_>) -> Result<bool, ActionError> {
+        if guest
+            .image
+            .is_some_and(|i| self.images_with_pve.contains(i))
+        {
+            return Ok(true);
+        }
+        Ok(conn
+            .exec(&format!("test -f {SERVICE}"), SHORT)
+            .await?
+            .status
+            .success())
+    }
+
+    /// `install_pve` on a simulated guest: the nested simulator's service
+    /// (this driver and the boot script that starts it) in place of PVE's
+    /// packages; checked first, like the real install.
+    pub(super) async fn install(
+        &self,
+        n: &Nesting,
+        conn: &Connection,
+        guest: &Guest<'_>,
+    ) -> Result<(), ActionError> {
+        if self.has_pve(conn, guest).await? {
+            guest.log("the nested PVE simulator is installed");
+            return Ok(());
+        }
+        n.ensure_binary(conn, guest).await?;
+        self.write_service(conn, guest).await?;
+        guest.log(format!(
+            "installed the nested PVE simulator as this simulated guest's Proxmox VE \
+             ({SERVICE} starts it at each boot; a simulator's guest runs no Proxmox VE packages)"
+        ));
+        Ok(())
+    }
+
     /// Writes the guest's boot script and starts the nested simulator.
     pub(super) async fn start(
         &self,
@@ -80,12 +132,28 @@ impl SimulatedPve {
         conn: &Connection,
         guest: &Guest<'_>,
     ) -> Result<(), ActionError> {
+        if !self.has_pve(conn, guest).await? {
+            let image = guest.image.unwrap_or("(none)");
+            return Err(fail(format!(
+                "{} has no PVE: its image {image} has none (images/{image}.yaml has no \
+                 `pve: true`) and no install_pve step installed the nested simulator there",
+                guest.name
+            )));
+        }
+        self.write_service(conn, guest).await?;
+        let start = format!("PVESIM_GUEST_IP={} sh {SERVICE}", guest.ip);
+        let out = conn.exec(&n.sh(&start), SHORT).await?.check()?;
+        guest.log(format!("nested PVE simulator {}", out.stdout.trim()));
+        self.wait_api(conn, guest.ip, guest.name).await
+    }
+
+    /// The nested PVE's "service": started at every boot of its guest (the
+    /// simulator runs `etc/rc.local`), and by [`start`](Self::start).
+    async fn write_service(&self, conn: &Connection, guest: &Guest<'_>) -> Result<(), ActionError> {
         if let Some(f) = &self.faults {
             conn.upload_bytes(f.clone(), "pvesim-faults.json", 0o644, SHORT)
                 .await?;
         }
-        // The nested PVE's "service": started at every boot of its guest (the
-        // simulator runs `etc/rc.local`), and now.
         let rc_local = format!(
             "#!/bin/sh\n# Written by driver: this guest is a nested PVE (a simulator).\n\
              {one_at_a_time}\n\
@@ -103,12 +171,8 @@ impl SimulatedPve {
             scale = self.time_scale,
         );
         conn.exec("mkdir -p etc", SHORT).await?.check()?;
-        conn.upload_bytes(rc_local, "etc/rc.local", 0o755, SHORT)
-            .await?;
-        let start = format!("PVESIM_GUEST_IP={} sh etc/rc.local", guest.ip);
-        let out = conn.exec(&n.sh(&start), SHORT).await?.check()?;
-        guest.log(format!("nested PVE simulator {}", out.stdout.trim()));
-        self.wait_api(conn, guest.ip, guest.name).await
+        conn.upload_bytes(rc_local, SERVICE, 0o755, SHORT).await?;
+        Ok(())
     }
 
     /// Makes sure the nested simulator runs (its guest may have been
@@ -187,7 +251,7 @@ impl SimulatedPve {
         _n: &Nesting,
         conn: &Connection,
         guest: &Guest<'_>,
-    ) -> Result<(String, String), ActionError> {
+    ) -> Result<(Option<String>, String), ActionError> {
         let root = self.root_client(conn, guest.ip, guest.name).await?;
         let path = format!("/access/users/root@pam/token/{CHILD_TOKEN}");
         let _ = root.request(Method::DELETE, &path, &[]).await;
@@ -219,7 +283,7 @@ impl SimulatedPve {
             net = self.child_net(),
             scale = self.time_scale,
         );
-        Ok((format!("root@pam!{CHILD_TOKEN}={value}"), node_file))
+        Ok((Some(format!("root@pam!{CHILD_TOKEN}={value}")), node_file))
     }
 
     /// A nested simulator always has vmbr0; its absence is a fault.

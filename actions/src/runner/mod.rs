@@ -155,7 +155,7 @@ impl PveRunner {
         let (target, _) = self.ssh_target(call)?;
         let conn = nested::connect(&target).await?;
         if call.action != Action::Delegate {
-            n.setup_step(&conn, call).await?;
+            n.setup_step(&conn, &target, call).await?;
             return Ok(ActionOutput::default());
         }
         let out = n.delegate(&conn, call).await?;
@@ -230,6 +230,7 @@ impl NodeRunner for PveRunner {
             call.action,
             Action::Configure
                 | Action::VerifySsh
+                | Action::InstallPve
                 | Action::Bootstrap
                 | Action::CopySecrets
                 | Action::ConfigureBridge
@@ -260,7 +261,8 @@ impl NodeRunner for PveRunner {
                     ..ActionOutput::default()
                 })
             }
-            Action::Bootstrap
+            Action::InstallPve
+            | Action::Bootstrap
             | Action::CopySecrets
             | Action::CreateApiToken
             | Action::ConfigureBridge

@@ -14,7 +14,8 @@ use super::{
     StreamOptions,
 };
 
-/// One authenticated session.
+/// One authenticated session (a clone shares it).
+#[derive(Clone)]
 pub struct Connection {
     pub(super) inner: Arc<Mutex<Inner>>,
     pub(super) hops: Vec<HopKey>,

@@ -118,6 +118,7 @@ impl PveGuest {
                 dir: self.path("var/lib/driver").display().to_string(),
                 image_dir: self.path("iso").display().to_string(),
                 image_files: BTreeMap::from([("debian-12".into(), "debian-12.qcow2".into())]),
+                ..InstalledPve::default()
             }),
         }
     }
@@ -149,6 +150,7 @@ fn guest<'a>(sub: &'a str, log: &'a (dyn Fn(String) + Send + Sync)) -> Guest<'a>
     Guest {
         name: "inner",
         ip: "127.0.0.1",
+        image: Some("debian-13-pve"),
         subtree: Some(sub),
         timeout: T,
         log,
@@ -198,11 +200,11 @@ async fn a_real_pve_guest_is_set_up_with_pves_own_tools_once() {
     );
     // The waiting on the API: it answered on the third try.
     assert!(pve.called("pvesh", &["get", "/version"]) >= 3);
-    // Storage: `local` now takes disks and snippets (the seed's fix).
+    // Storage: `local` now takes disks, snippets and imports (the seed's fix).
     let st = pve.state();
     assert_eq!(
         st["storage"][0]["content"],
-        "images,rootdir,vztmpl,backup,iso,snippets"
+        "iso,vztmpl,backup,snippets,import,images,rootdir"
     );
     // API token: made by pveum, without privilege separation; it and the
     // node file are what the child driver reads.
@@ -263,7 +265,10 @@ async fn a_real_pve_guest_is_set_up_with_pves_own_tools_once() {
     );
     let log = lines.lock().unwrap().join("\n");
     assert!(log.contains("pve-manager/9.2.11"), "{log}");
-    assert!(log.contains("creating bridge vmbr0 over ens18"), "{log}");
+    assert!(
+        log.contains("bridge vmbr0 on ens18 (127.0.0.1/24), network reloaded"),
+        "{log}"
+    );
 
     // Again, as a resumed run does: what is there is kept.
     let before = pve.calls().len();
@@ -297,14 +302,22 @@ async fn a_real_pve_guest_is_set_up_with_pves_own_tools_once() {
             .any(|l| l.contains("uploading driver")),
         "the same driver is not uploaded twice"
     );
-    // A token's secret is shown only once: it is replaced, not reused.
+    // The token the child's secrets hold is kept (no pveum add or remove).
     let st = pve.state();
-    assert_ne!(st["tokens"]["root@pam!driver-child"]["value"], first_token);
-    assert!(read(&dir.join("site-config/secrets.yaml")).contains(
-        st["tokens"]["root@pam!driver-child"]["value"]
-            .as_str()
-            .unwrap()
-    ));
+    assert_eq!(st["tokens"]["root@pam!driver-child"]["value"], first_token);
+    assert!(
+        !again.iter().any(|c| c[0] == "pveum" && c[3] != "list"),
+        "{again:?}"
+    );
+    assert!(read(&dir.join("site-config/secrets.yaml")).contains(first_token.as_str().unwrap()));
+
+    // A token whose secret the child lacks is made anew (shown only once).
+    std::fs::remove_file(dir.join("site-config/secrets.yaml")).unwrap();
+    set_up(&n, &c, &lines).await;
+    let st = pve.state();
+    let new = st["tokens"]["root@pam!driver-child"]["value"].clone();
+    assert_ne!(new, first_token);
+    assert!(read(&dir.join("site-config/secrets.yaml")).contains(new.as_str().unwrap()));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

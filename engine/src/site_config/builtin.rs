@@ -30,6 +30,10 @@ pub const FILES: &[(&str, &str)] = &[
         include_str!("../../../site-config-example/images/debian-12.yaml"),
     ),
     (
+        "images/debian-13.yaml",
+        include_str!("../../../site-config-example/images/debian-13.yaml"),
+    ),
+    (
         "images/debian-13-pve.yaml",
         include_str!("../../../site-config-example/images/debian-13-pve.yaml"),
     ),

@@ -12,7 +12,7 @@ use super::{ConfigError, Entity, SiteConfig};
 
 /// The keys an image file may hold.
 pub const IMAGE_KEYS: &[&str] = &[
-    "file", "release", "repo", "api_base", "url", "sha256", "sha512", "vztmpl",
+    "file", "release", "repo", "api_base", "url", "sha256", "sha512", "vztmpl", "pve",
 ];
 
 /// Default repository whose releases hold the images.
@@ -75,6 +75,9 @@ pub struct ImageSpec {
     /// The file name on the host (and in a release).
     pub file: String,
     pub source: ImageSource,
+    /// `pve: true`: Proxmox VE is installed in the image, so a `pve` node made
+    /// from it needs no `install_pve` step.
+    pub pve: bool,
 }
 
 /// Extensions PVE's `import` content takes for disk images.
@@ -98,6 +101,18 @@ fn text<'a>(doc: &'a Node, file: &str, key: &str) -> Result<Option<&'a str>, Con
                 format!("'{key}' must be a non-empty string, not {}", n.kind()),
             )),
         },
+    }
+}
+
+/// `pve:` (default false): whether Proxmox VE is installed in the image.
+fn has_pve(doc: &Node, file: &str) -> Result<bool, ConfigError> {
+    match doc.get("pve").map(|n| &n.value) {
+        None | Some(Value::Null) | Some(Value::Bool(false)) => Ok(false),
+        Some(Value::Bool(true)) => Ok(true),
+        Some(_) => Err(invalid(
+            file,
+            "'pve' is true (Proxmox VE is installed in the image) or false".into(),
+        )),
     }
 }
 
@@ -241,6 +256,7 @@ pub fn parse_image(name: &str, file: &str, doc: &Node) -> Result<ImageSpec, Conf
         file_path: file.to_string(),
         file: file_name,
         source,
+        pve: has_pve(doc, file)?,
     })
 }
 
@@ -321,6 +337,19 @@ impl SiteConfig {
             parse_image(name, &found.file, &found.doc)?;
         }
         Ok(())
+    }
+
+    /// The images with Proxmox VE installed (`pve: true`): a `pve` node made
+    /// from any other image gets PVE installed by its `install_pve` step.
+    pub fn images_with_pve(&self) -> Result<std::collections::BTreeSet<String>, ConfigError> {
+        let mut with = std::collections::BTreeSet::new();
+        for name in self.names(Entity::Image) {
+            let found = self.find(Entity::Image, &name)?;
+            if has_pve(&found.doc, &found.file)? {
+                with.insert(name);
+            }
+        }
+        Ok(with)
     }
 
     /// Whether the site-config has `images/NAME.yaml`.

@@ -282,6 +282,9 @@ pub struct SiteSecrets {
     pub encrypted: bool,
     /// The recipients the file is encrypted to (public keys).
     pub recipients: Vec<String>,
+    /// Which of its values the file encrypts (its sops metadata's
+    /// `encrypted_regex` and the like): a re-encryption keeps it.
+    pub selector: secrets::sops::Selector,
     /// The recipient whose identity opened it, and where that identity came from.
     pub opened_by: Option<(String, String)>,
     pub tree: Tree,
@@ -531,6 +534,7 @@ pub fn load_secrets_text(
             file: file.to_string(),
             encrypted: true,
             recipients: d.metadata.age.iter().map(|(r, _)| r.clone()).collect(),
+            selector: d.metadata.selector,
             opened_by: Some((d.opened_by, source)),
             tree: d.tree,
         })
@@ -553,6 +557,7 @@ pub fn load_secrets_text(
             file: file.to_string(),
             encrypted: false,
             recipients: Vec::new(),
+            selector: Default::default(),
             opened_by: None,
             tree,
         })

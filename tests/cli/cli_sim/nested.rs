@@ -151,3 +151,90 @@ fn deep_leaf_without_ip_under_each_on_error_policy() {
         );
     }
 }
+
+/// n2-quick with a plain Debian image for its PVE node (`debian-13`: no
+/// `pve: true` in images/debian-13.yaml).
+fn n2_quick_on_debian() -> String {
+    let builtin = std::fs::read_to_string(crate::common::repo().join("manifests/n2-quick.yaml"))
+        .expect("manifests/n2-quick.yaml");
+    assert!(builtin.contains("image: debian-13-pve\n"), "{builtin}");
+    builtin
+        .replace("name: n2-quick", "name: n2-quick-debian")
+        .replace("image: debian-13-pve\n", "image: debian-13\n")
+}
+
+/// A `pve` node of a plain Debian image becomes a nested (simulated) PVE
+/// through its install_pve step, and n2-quick passes that way: the plan has
+/// the step only for that node, and the simulated guest says what it got
+/// (the nested simulator, not Proxmox VE's packages).
+#[test]
+fn n2_quick_with_a_plain_debian_pve_node_installs_pve_first() {
+    let state = tempfile::tempdir().unwrap();
+    let file = state.path().join("n2-quick-debian.yaml");
+    std::fs::write(&file, n2_quick_on_debian()).unwrap();
+    let file = file.to_str().unwrap();
+
+    let plan = |args: &[&str]| {
+        let out = sim_driver(state.path())
+            .args(["create", "-H", "sim", "--dry-run", "--json-output"])
+            .args(args)
+            .output()
+            .unwrap();
+        let v: Value = serde_json::from_slice(&out.stdout)
+            .unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(&out.stderr)));
+        v["plan"]["phases"][0]["steps"][0]["actions"].clone()
+    };
+    let installs = plan(&["--manifest-file", file]);
+    let names: Vec<&str> = installs
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(Value::as_str)
+        .collect();
+    let at = |a: &str| names.iter().position(|n| *n == a);
+    assert_eq!(
+        at("install_pve").map(|i| i + 1),
+        at("bootstrap"),
+        "{names:?}"
+    );
+    let builtin = plan(&["-M", "n2-quick"]);
+    assert!(
+        !builtin
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|a| a == "install_pve"),
+        "debian-13-pve has PVE: {builtin}"
+    );
+
+    let out = crate::common::Run::from(
+        sim_driver(state.path())
+            .args([
+                "test",
+                "--manifest-file",
+                file,
+                "-H",
+                "sim",
+                "--json-output",
+            ])
+            .output()
+            .unwrap(),
+    )
+    .ok();
+    let v = out.json();
+    assert_eq!(v["success"], true, "{v}");
+    for want in [
+        "root-pve: install_pve done",
+        "installed the nested PVE simulator as this simulated guest's Proxmox VE",
+        "root-pve/edge: wait_ssh done",
+    ] {
+        assert!(
+            out.stderr.contains(want),
+            "{want:?} not in:\n{}",
+            out.stderr
+        );
+    }
+    assert!(sim_guests(&state.path().join("pvesim-sim")).is_empty());
+    let leftover = processes_under(state.path());
+    assert!(leftover.is_empty(), "{leftover:?}");
+}
