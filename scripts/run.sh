@@ -18,7 +18,7 @@
 #
 # RUN_SH_ECHO=1 prints the driver command line (one argument per line) instead of running it.
 # Which driver runs: $DRIVER if set, else a binary built in this checkout
-# (target/release, then target/debug), else `driver` on PATH, else `cargo run --release`.
+# (the newer of target/release and target/debug), else `driver` on PATH, else `cargo run --release`.
 set -euo pipefail
 here="$(cd "$(dirname "$(readlink -f "${BASH_SOURCE[0]}")")/.." && pwd)"
 
@@ -80,7 +80,12 @@ fi
 if [[ -n "${DRIVER:-}" ]]; then
   exec "$DRIVER" "${args[@]}"
 fi
-for b in "$here/target/release/driver" "$here/target/debug/driver"; do
+# The newer of the two builds: an old release binary must not shadow a fresh debug one.
+rel="$here/target/release/driver" dbg="$here/target/debug/driver"
+if [[ -x "$rel" && -x "$dbg" ]]; then
+  if [[ "$dbg" -nt "$rel" ]]; then exec "$dbg" "${args[@]}"; else exec "$rel" "${args[@]}"; fi
+fi
+for b in "$rel" "$dbg"; do
   if [[ -x "$b" ]]; then exec "$b" "${args[@]}"; fi
 done
 if command -v driver >/dev/null 2>&1; then

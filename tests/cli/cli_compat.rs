@@ -184,6 +184,21 @@ fn run_sh_runs_this_driver() {
     )
     .ok();
     assert_eq!(r.json()["valid"], true, "{}", r.stdout);
+    // The controller verbs of both generations reach driver's own (their behaviour is
+    // tested in cli_serve).
+    for args in [
+        &["server", "start", "--help"][..],
+        &["serve", "--help"],
+        &["config", "fetch", "--help"],
+        &["config", "apply", "--help"],
+    ] {
+        let r = run_sh(state.path(), args).ok();
+        assert!(
+            r.stdout.contains("Usage: driver "),
+            "{args:?}: {}",
+            r.stdout
+        );
+    }
 }
 
 /// Every scenario seed 001 names (its table, the packer ones, the retired ones).
