@@ -393,7 +393,16 @@ fn execute(
     ctx: &mut Map<String, Value>,
 ) -> (Vec<Value>, Option<(String, u8)>) {
     let mut results = Vec::new();
+    // A dry run that would install PVE cannot preview the setup of a PVE that isn't there.
+    let mut pve_pending = false;
     for p in phases {
+        if pve_pending && p.name == HostStep::Setup.phase() {
+            let mut r = phase(&p.name, "skipped", 0.0);
+            r["reason"] =
+                "runs once Proxmox VE is installed (this dry run installed nothing)".into();
+            results.push(r);
+            continue;
+        }
         let t = Instant::now();
         let (doc, code) = match child(g, &p.argv) {
             Ok(v) => v,
@@ -413,6 +422,9 @@ fn execute(
                 );
                 r["changed"] = doc["changed"].clone();
                 results.push(r);
+                pve_pending = a.dry_run
+                    && p.name == HostStep::InstallPve.phase()
+                    && doc["changed"].as_array().is_some_and(|c| !c.is_empty());
                 if let Some(c) = doc["context"].as_object() {
                     ctx.extend(c.clone());
                 }

@@ -540,6 +540,21 @@ fn seed_host_scenarios_run_their_host_steps() {
         .collect();
     assert_eq!(names, ["bootstrap", "create_user"]);
     assert!(!Path::new(&format!("{root}/usr/local/bin/driver")).exists());
+    // A dry run of pve-setup on a machine without PVE: the install says what it would do,
+    // and the setup of the PVE it would install is skipped, saying why.
+    let r = scen(&["--scenario", "pve-setup", "--local", "--dry-run"]).ok();
+    crate::cli_schemas::validate("scenario-output", &r.stdout, false);
+    let doc = r.json();
+    assert_eq!(doc["phases"][0]["name"], "ensure_pve", "{doc}");
+    assert!(
+        !doc["phases"][0]["changed"].as_array().unwrap().is_empty(),
+        "{doc}"
+    );
+    assert_eq!(doc["phases"][1]["name"], "setup_pve", "{doc}");
+    assert_eq!(doc["phases"][1]["status"], "skipped", "{doc}");
+    assert!(m
+        .file("etc/hosts")
+        .is_none_or(|h| !h.contains("198.51.100.61 pvehost")));
     // install-pve --local (what pve-setup --local starts with) takes the address the
     // default route uses (it then reboots into the Proxmox kernel, a stand-in here).
     let r = local(&m, &d, &["host", "install-pve"]).ok();
