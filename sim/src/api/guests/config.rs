@@ -61,6 +61,7 @@ pub(super) fn pending(shared: &Arc<Shared>, kind: GuestKind, vmid: u32) -> ApiRe
 
 /// Turns `storage:size` into a fresh volume, `net` without a MAC into one with a MAC, and
 /// checks storages and bridges, as PVE does when it writes a config.
+#[allow(clippy::too_many_arguments)]
 pub(super) fn materialize(
     shared: &Shared,
     st: &State,
