@@ -55,6 +55,12 @@ pub struct Placement {
     /// Content types the storage must hold: `images` (VM disks) or `rootdir`
     /// (container volumes).
     pub content: &'static str,
+    /// The PVE cluster node its guest goes on, when the manifest pins one (`target_node:`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub target_node: Option<String>,
+    /// The policy that picks its cluster node at run time (`placement:`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub policy: Option<crate::manifest::NodePolicy>,
 }
 
 impl Placement {
@@ -81,6 +87,14 @@ impl Placement {
             (Method::Create, None) => {
                 "created from a container template, root disk on local-lvm (PVE's default; no datastore: in the node file)".to_string()
             }
+        };
+        let what = match (&self.target_node, self.policy) {
+            (Some(n), _) => format!("{what}; on cluster node {n} (target_node:)"),
+            (None, Some(p)) => format!(
+                "{what}; cluster node chosen when it is made by placement: {} (free memory and CPU in /cluster/resources)",
+                p.as_str()
+            ),
+            (None, None) => what,
         };
         match &self.on {
             Some(host) => format!("on '{host}': {what}"),
@@ -174,6 +188,8 @@ pub fn place(
                     },
                     on: Some(parent.clone()),
                     content,
+                    target_node: n.target_node.clone(),
+                    policy: n.placement,
                 });
             }
             let from = |s: &Option<&str>| match (s, &n.storage) {
@@ -190,6 +206,8 @@ pub fn place(
                     from: from(&s),
                     on: None,
                     content,
+                    target_node: n.target_node.clone(),
+                    policy: n.placement,
                 });
             }
             if n.kind == NodeKind::Ct {
@@ -201,6 +219,8 @@ pub fn place(
                     from: from(&s),
                     on: None,
                     content,
+                    target_node: n.target_node.clone(),
+                    policy: n.placement,
                 });
             }
             let s = clone_storage(n, host)?;
@@ -215,6 +235,8 @@ pub fn place(
                 from: from(&s),
                 on: None,
                 content,
+                target_node: n.target_node.clone(),
+                policy: n.placement,
             })
         })
         .collect()

@@ -50,6 +50,11 @@ pub struct Step<'m> {
     /// for where they go in the end).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub storage: Option<&'m str>,
+    /// The manifest's PVE cluster node (`target_node:`) or policy (`placement:`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub target_node: Option<&'m str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub placement: Option<crate::manifest::NodePolicy>,
     pub mode: ExecMode,
     pub runner: Runner<'m>,
     pub actions: Vec<Action>,
@@ -232,6 +237,8 @@ fn step<'m>(graph: &ManifestGraph<'m>, i: usize, host: &'m str, actions: Vec<Act
         disk: n.disk,
         provisioner: n.provisioner,
         storage: n.storage.as_deref(),
+        target_node: n.target_node.as_deref(),
+        placement: n.placement,
         mode: n.mode(graph.manifest.default_mode()),
         runner,
         actions,

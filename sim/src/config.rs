@@ -52,6 +52,12 @@ pub struct SimConfig {
     /// `127.77.0.0/16`, or for a simulator bound on an address in `127.N.0.0/16` with N >= 77
     /// (a nested host inside a guest), `127.(N+1).0.0/16`, so nested address plans never collide.
     pub guest_net: Option<[u8; 2]>,
+    /// Nodes in the simulated cluster: 0 or 1 is a standalone node (no cluster); N > 1 is
+    /// a cluster of `node_name`, `{node_name}2`, ... `{node_name}N`, each answering the API on
+    /// its own loopback address (`bind`'s, then the next ones), sharing one state (as
+    /// pmxcfs shares it), with `local`, `local-lvm` and `local-zfs` per node and the shared
+    /// storage `ceph-vm` on all (the seeded templates' disks are there).
+    pub cluster_nodes: u32,
     /// Serving its folder for the runs that use it ([`crate::folder::serve_shared`] sets it;
     /// written to `pvesim.json`): the last run to leave stops it. Others are left alone.
     pub shared: bool,
@@ -72,6 +78,7 @@ impl Default for SimConfig {
             bare: false,
             guest_ssh_port: 22,
             guest_net: None,
+            cluster_nodes: 0,
             shared: false,
         }
     }

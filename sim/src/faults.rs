@@ -78,6 +78,10 @@ pub enum FaultKind {
         #[serde(default)]
         message: Option<String>,
     },
+    /// Cluster node `node` is down: its API endpoint refuses connections, the cluster shows
+    /// it offline, and calls for it through another node fail with `595 Connection refused`.
+    /// Counts are not consumed.
+    NodeDown { node: String },
 }
 
 /// A fault and where it applies. Unset target fields match everything.
@@ -147,6 +151,13 @@ impl Fault {
 
     pub fn slow_api(delay_ms: u64) -> Self {
         Fault::new(FaultKind::SlowApi { delay_ms })
+    }
+
+    /// Cluster node `node` goes down (see [`FaultKind::NodeDown`]).
+    pub fn node_down(node: &str) -> Self {
+        Fault::new(FaultKind::NodeDown {
+            node: node.to_string(),
+        })
     }
 
     pub fn http_error(status: u16) -> Self {
@@ -264,6 +275,12 @@ impl FaultSet {
     }
 
     /// Whether the SSH server of this guest must not listen (does not consume counts).
+    pub fn node_down(&self, node: &str) -> bool {
+        self.active
+            .iter()
+            .any(|(_, f)| matches!(&f.kind, FaultKind::NodeDown { node: n } if n == node))
+    }
+
     pub fn ssh_refused(&self, vmid: u32, name: &str) -> bool {
         self.active.iter().any(|(_, f)| {
             f.kind == FaultKind::SshRefused

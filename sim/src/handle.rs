@@ -32,6 +32,8 @@ pub struct SimHandle {
     cert_pem: String,
     stop: watch::Sender<bool>,
     server: Option<JoinHandle<()>>,
+    /// The other cluster nodes' API servers (none for a standalone simulator).
+    member_servers: Vec<JoinHandle<()>>,
     /// The image mirror a bare host serves ([`crate::mirror`]): where, and its server.
     mirror: Option<(SocketAddr, JoinHandle<()>)>,
     /// The state folder's lock: one simulator per folder. Released last, once the state is
@@ -112,7 +114,6 @@ impl PveSim {
             state.faults.add(f.clone());
         }
 
-        let tls = tls::material(dir.as_deref(), config.bind.ip(), &config.node_name)?;
         let listener = tokio::net::TcpListener::bind(config.bind)
             .await
             .map_err(|source| SimError::Bind {
@@ -123,12 +124,24 @@ impl PveSim {
             addr: config.bind,
             source,
         })?;
+        let (cluster, members) = crate::members::bind_members(&config, addr).await?;
+        if cluster.is_some() && state.guests.values().all(|g| g.template()) {
+            // A cluster's templates are on its shared storage, so any node can clone them.
+            crate::state::templates_on(&mut state, crate::cluster::SHARED_STORAGE);
+        }
+        let others: Vec<IpAddr> = members
+            .iter()
+            .filter_map(|(_, l)| l.local_addr().ok())
+            .map(|a| a.ip())
+            .collect();
+        let tls = tls::material(dir.as_deref(), config.bind.ip(), &config.node_name, &others)?;
 
         let shared = Arc::new(Shared::new(
             &config,
             state,
             tls.fingerprint.clone(),
             token.clone(),
+            cluster,
         )?);
         if !config.bare {
             // The seeded host's `local` holds container templates, as `pveam download` left them.
@@ -197,12 +210,32 @@ impl PveSim {
 
         let (stop, stop_rx) = watch::channel(false);
         let acceptor = tokio_rustls::TlsAcceptor::from(tls.server_config.clone());
-        let server = tokio::spawn(crate::server::serve(
-            listener,
-            acceptor,
-            shared.clone(),
-            stop_rx,
-        ));
+        let server = match shared.cluster.is_some() {
+            // A cluster's first node can be down like any other.
+            true => tokio::spawn(crate::members::serve_member(
+                listener,
+                acceptor.clone(),
+                shared.clone(),
+                stop_rx,
+            )),
+            false => tokio::spawn(crate::server::serve(
+                listener,
+                acceptor.clone(),
+                shared.clone(),
+                stop_rx,
+            )),
+        };
+        let member_servers = members
+            .into_iter()
+            .map(|(name, listener)| {
+                tokio::spawn(crate::members::serve_member(
+                    listener,
+                    acceptor.clone(),
+                    Arc::new(shared.at(&name)),
+                    stop.subscribe(),
+                ))
+            })
+            .collect();
         let mirror = mirror_listener.map(|(l, a)| {
             tracing::info!(url = %crate::mirror::url_of(a), "pvesim image mirror listening");
             (a, tokio::spawn(crate::mirror::serve(l, stop.subscribe())))
@@ -215,6 +248,7 @@ impl PveSim {
             cert_pem: tls.cert_pem,
             stop,
             server: Some(server),
+            member_servers,
             mirror,
             folder_lock,
         })
@@ -269,6 +303,23 @@ impl SimHandle {
 
     pub fn node(&self) -> &str {
         &self.shared.node
+    }
+
+    /// Each cluster node's name and API URL (`https://IP:PORT`), in node id order; a
+    /// standalone simulator's own alone.
+    pub fn node_urls(&self) -> Vec<(String, String)> {
+        self.node_addrs()
+            .into_iter()
+            .map(|(n, a)| (n, url_of(a)))
+            .collect()
+    }
+
+    /// Each cluster node's name and API address, as [`SimHandle::node_urls`].
+    pub fn node_addrs(&self) -> Vec<(String, SocketAddr)> {
+        match &self.shared.cluster {
+            Some(c) => c.members.iter().map(|m| (m.name.clone(), m.addr)).collect(),
+            None => vec![(self.shared.node.clone(), self.addr)],
+        }
     }
 
     /// SHA-256 fingerprint of the server certificate, `AA:BB:...` (what clients pin).
@@ -386,6 +437,9 @@ impl SimHandle {
         if let Some(server) = self.server.take() {
             let _ = server.await;
         }
+        for s in std::mem::take(&mut self.member_servers) {
+            let _ = s.await;
+        }
         if let Some((_, mirror)) = self.mirror.take() {
             let _ = mirror.await;
         }
@@ -404,6 +458,9 @@ impl Drop for SimHandle {
         if let Some(server) = self.server.take() {
             let _ = self.stop.send(true);
             server.abort();
+        }
+        for s in self.member_servers.drain(..) {
+            s.abort();
         }
         if let Some((_, mirror)) = self.mirror.take() {
             mirror.abort();

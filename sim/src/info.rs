@@ -98,7 +98,7 @@ pub(crate) fn guest_info(shared: &Shared, g: &Guest, st: &State) -> GuestInfo {
         vmid: g.vmid,
         kind: g.kind,
         name: g.name(),
-        node: shared.node.clone(),
+        node: g.node_or(&shared.primary).to_string(),
         running: g.running,
         template: g.template(),
         ip: g.ip,

@@ -24,6 +24,7 @@
 //! import loops, between modules or between the files of one):
 //! - [`folder`]: one simulator per state folder, shared by the runs that use it;
 //! - `handle`: starting a simulator ([`PveSim`]) and watching and stopping it ([`SimHandle`]);
+//!   `members`: a cluster's other nodes' endpoints (bound, served, closed while down);
 //! - `server`: HTTP over TLS, auth, the slow-API and HTTP-error faults, PVE's envelope;
 //!   [`mirror`]: a bare host's image mirror (plain HTTP, its own port);
 //! - `api`: the PVE endpoints and `/sim/...`, one module per area, answers as serde structs
@@ -37,13 +38,15 @@
 //!   handle the state gives them);
 //! - [`config`] (what a simulator is started with), `tls` (certificates, private files),
 //!   `files` (a state folder's file names and locks), `params` (request parameters);
-//! - leaves: `error`, `clock` (Unix time, time scale), `ids` (random ids, UPIDs, MACs, free
+//! - leaves: `error`, `clock` (Unix time, time scale), `cluster` (a cluster's nodes and
+//!   their endpoints), `ids` (random ids, UPIDs, MACs, free
 //!   vmids), `net` (guest address plans), [`faults`] (what can go wrong on purpose).
 
 #![forbid(unsafe_code)]
 
 mod api;
 mod clock;
+mod cluster;
 pub mod config;
 mod error;
 pub mod faults;
@@ -52,6 +55,7 @@ pub mod folder;
 mod handle;
 mod ids;
 mod info;
+mod members;
 pub mod mirror;
 mod model;
 mod net;

@@ -38,31 +38,36 @@ pub(crate) async fn serve(
     stop: watch::Receiver<bool>,
 ) {
     accept_loop(listener, stop, "pvesim", move |tcp, peer| {
-        let acceptor = acceptor.clone();
-        let shared = shared.clone();
-        async move {
-            let tls =
-                match tokio::time::timeout(Duration::from_secs(10), acceptor.accept(tcp)).await {
-                    Ok(Ok(s)) => s,
-                    Ok(Err(e)) => {
-                        tracing::debug!(%peer, "pvesim: TLS handshake failed: {e}");
-                        return;
-                    }
-                    Err(_) => return,
-                };
-            let service = hyper::service::service_fn(move |req| {
-                let shared = shared.clone();
-                async move { Ok::<_, Infallible>(handle(shared, req).await) }
-            });
-            if let Err(e) = hyper::server::conn::http1::Builder::new()
-                .serve_connection(TokioIo::new(tls), service)
-                .await
-            {
-                tracing::debug!(%peer, "pvesim: connection ended: {e}");
-            }
-        }
+        serve_conn(acceptor.clone(), shared.clone(), tcp, peer)
     })
     .await;
+}
+
+/// One API connection: TLS, then HTTP/1.1 requests until the client closes it.
+pub(crate) async fn serve_conn(
+    acceptor: TlsAcceptor,
+    shared: Arc<Shared>,
+    tcp: tokio::net::TcpStream,
+    peer: std::net::SocketAddr,
+) {
+    let tls = match tokio::time::timeout(Duration::from_secs(10), acceptor.accept(tcp)).await {
+        Ok(Ok(s)) => s,
+        Ok(Err(e)) => {
+            tracing::debug!(%peer, "pvesim: TLS handshake failed: {e}");
+            return;
+        }
+        Err(_) => return,
+    };
+    let service = hyper::service::service_fn(move |req| {
+        let shared = shared.clone();
+        async move { Ok::<_, Infallible>(handle(shared, req).await) }
+    });
+    if let Err(e) = hyper::server::conn::http1::Builder::new()
+        .serve_connection(TokioIo::new(tls), service)
+        .await
+    {
+        tracing::debug!(%peer, "pvesim: connection ended: {e}");
+    }
 }
 
 /// Accepts connections on `listener` until `stop` changes, each served by `conn` as a

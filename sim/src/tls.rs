@@ -57,8 +57,14 @@ pub(crate) fn material(
     dir: Option<&Path>,
     ip: IpAddr,
     node: &str,
+    others: &[IpAddr],
 ) -> Result<TlsMaterial, SimError> {
-    let names = format!("{ip} localhost {node}");
+    // A cluster's nodes share one certificate here (PVE gives each its own, signed by the
+    // cluster's CA): it names every node's address.
+    let mut names = format!("{ip} localhost {node}");
+    for o in others {
+        names.push_str(&format!(" {o}"));
+    }
     let ca_key = match dir.map(|d| d.join(CA_KEY_FILE)).filter(|p| p.exists()) {
         Some(p) => {
             let pem = std::fs::read_to_string(&p).map_err(|e| SimError::io(&p, e))?;
@@ -86,6 +92,9 @@ pub(crate) fn material(
             let mut p = CertificateParams::new(vec!["localhost".to_string(), node.to_string()])
                 .map_err(tls_err)?;
             p.subject_alt_names.push(SanType::IpAddress(ip));
+            for o in others {
+                p.subject_alt_names.push(SanType::IpAddress(*o));
+            }
             p.distinguished_name.push(DnType::CommonName, node);
             p.distinguished_name
                 .push(DnType::OrganizationName, "PVE Cluster Node");

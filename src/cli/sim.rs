@@ -52,6 +52,11 @@ pub struct ServeArgs {
     /// templates the example manifests clone.
     #[arg(long)]
     pub bare: bool,
+    /// Simulate a PVE cluster of N nodes (NAME, NAME2, ... NAMEN), each answering the API on
+    /// its own loopback address (--bind's, then the next ones) with one shared state, and a
+    /// shared storage `ceph-vm` holding the templates. 1: a standalone node.
+    #[arg(long, value_name = "N", default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=16))]
+    pub cluster_nodes: u32,
     /// A fault active from the start, as JSON (repeatable), e.g.
     /// '{"kind":"task_failure","op":"clone"}' or '{"kind":"slow_api","delay_ms":500}'.
     #[arg(long = "fault", value_name = "JSON")]

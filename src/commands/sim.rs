@@ -42,6 +42,7 @@ pub fn run(cmd: &SimCommand) -> Result<(), Failure> {
         guest_ssh_port: args.guest_ssh_port,
         guest_net: args.guest_net,
         bare: args.bare,
+        cluster_nodes: args.cluster_nodes,
         ..sim::SimConfig::default()
     };
     let on_ready = |h: &sim::SimHandle| {
@@ -51,6 +52,12 @@ pub fn run(cmd: &SimCommand) -> Result<(), Failure> {
             .unwrap_or_default();
         crate::outln!("pvesim listening on {} (node {})", h.url(), h.node());
         crate::outln!("  API:         {}", h.api_url());
+        let urls = h.node_urls();
+        if urls.len() > 1 {
+            for (node, url) in &urls {
+                crate::outln!("  cluster node {node}: {url}");
+            }
+        }
         crate::outln!("  fingerprint: {}", h.fingerprint());
         if let Some(f) = h.fingerprint_file() {
             crate::outln!("               (also in {})", f.display());

@@ -115,7 +115,9 @@ pub fn check(site: &SiteConfig, name: &str, manifest: &Manifest) -> Result<Check
         true => None,
         false => {
             let target = real_target(site, &host)?;
-            let client = PveClient::new(&target).map_err(|e| run_err(e.to_string(), None))?;
+            let client = PveClient::new(&target)
+                .map_err(|e| run_err(e.to_string(), None))?
+                .with_fallbacks(&host.api_endpoints);
             Some((target, client))
         }
     };
@@ -254,6 +256,11 @@ pub async fn connect(checked: Checked, state_dir: &Path) -> Result<(Target, Gues
             (target, client, Some(lease))
         }
     };
+    // A cluster member's guest calls go to the node holding each guest. A host that
+    // cannot be asked is reported by preflight, with its hints.
+    if let Err(e) = client.detect_cluster().await {
+        tracing::debug!("cluster status of {}: {e}", host.name);
+    }
     let t = Target {
         host,
         client,

@@ -7,6 +7,7 @@ mod common;
 
 mod cli_check;
 mod cli_checks;
+mod cli_cluster;
 mod cli_compat;
 mod cli_config_secrets;
 mod cli_containers;

@@ -5,11 +5,13 @@
 
 use std::collections::BTreeMap;
 use std::fmt;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use reqwest::{Method, StatusCode};
 use serde_json::Value;
 
+use super::endpoints::Endpoints;
 use super::tls::{self, TlsTrust};
 use crate::poll::{self, Backoff, GaveUp, Poll, Waited};
 
@@ -166,11 +168,15 @@ impl PveError {
     }
 }
 
-/// An authenticated connection to one PVE API.
+/// An authenticated connection to one PVE API (or a cluster's, through any of its nodes'
+/// endpoints: [`PveClient::with_fallbacks`]).
 #[derive(Clone)]
 pub struct PveClient {
     endpoint: String,
     pub(super) api: String,
+    endpoints: Arc<Endpoints>,
+    /// The cluster's nodes and where its guests are, once asked ([`super::cluster`]).
+    pub(super) cluster: Arc<super::cluster::ClusterCell>,
     node: String,
     token_id: String,
     /// The whole `Authorization` value; never logged.
@@ -223,6 +229,8 @@ impl PveClient {
         let endpoint = target.endpoint.trim_end_matches('/').to_string();
         Ok(PveClient {
             api: format!("{endpoint}/api2/json"),
+            endpoints: Arc::new(Endpoints::new(&endpoint, &[])),
+            cluster: Arc::default(),
             endpoint,
             node: target.node.clone(),
             token_id: target.token_id.clone(),
@@ -231,6 +239,13 @@ impl PveClient {
             attempts: 4,
             backoff: Duration::from_millis(200),
         })
+    }
+
+    /// The same client, trying `others` in turn when the endpoint in use cannot be
+    /// reached (a cluster's other nodes; same token and TLS trust).
+    pub fn with_fallbacks(mut self, others: &[String]) -> Self {
+        self.endpoints = Arc::new(Endpoints::new(&self.endpoint, others));
+        self
     }
 
     pub fn node(&self) -> &str {
@@ -266,12 +281,36 @@ impl PveClient {
     ) -> Result<Value, PveError> {
         let mut wait = self.backoff;
         let mut attempt = 1;
+        let mut unreachable = Vec::new();
         loop {
-            let failure = match self.once(&method, path, params).await {
+            let (at, base) = self.endpoints.current();
+            let base = base.to_string();
+            let failure = match self.once(&base, &method, path, params).await {
                 Ok(v) => return Ok(v),
                 Err(f) => f,
             };
-            let err = self.to_error(&method, path, failure.as_ref());
+            // Another endpoint of the cluster, at once, when this one was not reached.
+            if let Failure::NotSent(m) = &failure {
+                if !unreachable.iter().any(|(u, _)| *u == base) {
+                    unreachable.push((base.clone(), m.clone()));
+                }
+                if unreachable.len() < self.endpoints.len() {
+                    self.endpoints.failed(at);
+                    continue;
+                }
+            }
+            let mut err = self.to_error(&method, path, failure.as_ref());
+            if let PveError::Connect { endpoint, message } = &mut err {
+                *endpoint = base.clone();
+                if unreachable.len() > 1 {
+                    *message = unreachable
+                        .iter()
+                        .map(|(u, m)| format!("{u}: {m}"))
+                        .collect::<Vec<_>>()
+                        .join("; ");
+                    *endpoint = format!("any of its {} endpoints", unreachable.len());
+                }
+            }
             if !failure.retryable(method == Method::GET, &err) || attempt >= self.attempts {
                 return Err(err);
             }
@@ -279,16 +318,18 @@ impl PveClient {
             tokio::time::sleep(wait).await;
             wait *= 2;
             attempt += 1;
+            unreachable.clear();
         }
     }
 
     async fn once(
         &self,
+        base: &str,
         method: &Method,
         path: &str,
         params: &[(&str, String)],
     ) -> Result<Value, Failure> {
-        let url = format!("{}{}", self.api, path);
+        let url = format!("{base}/api2/json{path}");
         let encoded = {
             let mut s = form_urlencoded::Serializer::new(String::new());
             for (k, v) in params {
@@ -450,45 +491,6 @@ impl PveClient {
         })
     }
 
-    /// A task's log lines from line `start` on (0-based).
-    pub async fn task_log_from(&self, upid: &str, start: usize) -> Result<Vec<String>, PveError> {
-        let node = upid.split(':').nth(1).unwrap_or(&self.node).to_string();
-        let path = format!("/nodes/{node}/tasks/{}/log", encode_path(upid));
-        let log = self
-            .get_with(
-                &path,
-                &[("start", start.to_string()), ("limit", "500".into())],
-            )
-            .await?;
-        Ok(log
-            .as_array()
-            .map(|a| {
-                a.iter()
-                    .filter_map(|l| l.get("t").and_then(Value::as_str).map(str::to_string))
-                    .collect()
-            })
-            .unwrap_or_default())
-    }
-
-    async fn task_log_tail(
-        &self,
-        node: &str,
-        upid: &str,
-        lines: usize,
-    ) -> Result<Vec<String>, PveError> {
-        let path = format!("/nodes/{node}/tasks/{}/log", encode_path(upid));
-        let log = self.get_with(&path, &[("limit", "1000".into())]).await?;
-        let all: Vec<String> = log
-            .as_array()
-            .map(|a| {
-                a.iter()
-                    .filter_map(|l| l.get("t").and_then(Value::as_str).map(str::to_string))
-                    .collect()
-            })
-            .unwrap_or_default();
-        Ok(all[all.len().saturating_sub(lines)..].to_vec())
-    }
-
     /// Runs a call that answers with a UPID and waits for the task. A task
     /// that failed to take the guest's lock is started again (it did nothing).
     pub async fn run_task(
@@ -553,7 +555,7 @@ impl Failure {
 
 /// UPIDs contain ':' and '@', which are fine in a path segment, but a
 /// '/' or '%' would not be.
-fn encode_path(s: &str) -> String {
+pub(super) fn encode_path(s: &str) -> String {
     s.replace('%', "%25").replace('/', "%2F")
 }
 
@@ -573,22 +575,5 @@ pub(crate) fn chain(e: &dyn std::error::Error) -> String {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn a_certificate_mismatch_is_not_retried_a_refused_connection_is() {
-        let e = PveError::Shape {
-            path: "/".into(),
-            message: String::new(),
-        };
-        let mismatch = Failure::Certificate(tls::FingerprintMismatch {
-            got: "AA".into(),
-            pinned: "BB".into(),
-        });
-        assert!(!mismatch.retryable(true, &e));
-        assert!(Failure::NotSent("refused".into()).retryable(false, &e));
-        assert!(!Failure::Lost("reset".into()).retryable(false, &e));
-        assert!(Failure::Lost("reset".into()).retryable(true, &e));
-    }
-}
+#[path = "client_tests.rs"]
+mod tests;

@@ -67,16 +67,35 @@ fn truthy(v: Option<&Value>) -> bool {
 }
 
 impl PveClient {
-    fn guest_path(&self, kind: GuestKind, vmid: u32) -> String {
-        format!("/nodes/{}/{}/{vmid}", self.node(), kind.segment())
+    /// The one way to a guest's API path: on the node that holds it now
+    /// ([`PveClient::guest_node`]).
+    async fn guest_path(&self, kind: GuestKind, vmid: u32) -> Result<String, PveError> {
+        let node = self.guest_node(vmid).await?;
+        Ok(format!("/nodes/{node}/{}/{vmid}", kind.segment()))
     }
 
-    /// Every VM and container on this node.
+    /// Every VM and container on this node (in a cluster: on every node).
     pub async fn guests(&self) -> Result<Vec<Guest>, PveError> {
         let mut out = Vec::new();
         for kind in [GuestKind::Qemu, GuestKind::Lxc] {
-            let path = format!("/nodes/{}/{}", self.node(), kind.segment());
-            let list = self.get(&path).await?;
+            let (path, list) = if self.is_cluster() {
+                let path = "/cluster/resources".to_string();
+                let all = self.get_with(&path, &[("type", "vm".into())]).await?;
+                let mine: Vec<Value> = all
+                    .as_array()
+                    .map(|a| {
+                        a.iter()
+                            .filter(|g| g["type"] == kind.segment())
+                            .cloned()
+                            .collect()
+                    })
+                    .unwrap_or_default();
+                (path, Value::Array(mine))
+            } else {
+                let path = format!("/nodes/{}/{}", self.node(), kind.segment());
+                let list = self.get(&path).await?;
+                (path, list)
+            };
             let items = list.as_array().ok_or_else(|| PveError::Shape {
                 path: path.clone(),
                 message: "expected a list".into(),
@@ -180,7 +199,35 @@ impl PveClient {
         mode: CloneMode<'_>,
         timeout: Duration,
     ) -> Result<(), PveError> {
-        let path = format!("{}/clone", self.guest_path(kind, template));
+        self.clone_guest_to(
+            kind,
+            template,
+            newid,
+            name,
+            description,
+            mode,
+            None,
+            timeout,
+        )
+        .await
+    }
+
+    /// [`PveClient::clone_guest_as`] onto cluster node `to` (PVE's `target`, given when it
+    /// is not the template's own node; PVE wants the template on shared storage then).
+    #[allow(clippy::too_many_arguments)]
+    pub async fn clone_guest_to(
+        &self,
+        kind: GuestKind,
+        template: u32,
+        newid: u32,
+        name: &str,
+        description: Option<&str>,
+        mode: CloneMode<'_>,
+        to: Option<&str>,
+        timeout: Duration,
+    ) -> Result<(), PveError> {
+        let from = self.guest_node(template).await?;
+        let path = format!("/nodes/{from}/{}/{template}/clone", kind.segment());
         let name_key = match kind {
             GuestKind::Qemu => "name",
             GuestKind::Lxc => "hostname",
@@ -198,12 +245,15 @@ impl PveClient {
         if let Some(d) = description {
             params.push(("description", d.to_string()));
         }
+        if let Some(t) = to.filter(|t| *t != from) {
+            params.push(("target", t.to_string()));
+        }
         self.run_task(Method::POST, &path, &params, timeout).await
     }
 
     /// A guest's current config.
     pub async fn config(&self, kind: GuestKind, vmid: u32) -> Result<Value, PveError> {
-        self.get(&format!("{}/config", self.guest_path(kind, vmid)))
+        self.get(&format!("{}/config", self.guest_path(kind, vmid).await?))
             .await
     }
 
@@ -217,7 +267,7 @@ impl PveClient {
         if params.is_empty() {
             return Ok(());
         }
-        let path = format!("{}/config", self.guest_path(kind, vmid));
+        let path = format!("{}/config", self.guest_path(kind, vmid).await?);
         self.run_task(Method::PUT, &path, params, Duration::from_secs(120))
             .await
     }
@@ -230,7 +280,7 @@ impl PveClient {
         disk: &str,
         size_gb: u32,
     ) -> Result<(), PveError> {
-        let path = format!("{}/resize", self.guest_path(kind, vmid));
+        let path = format!("{}/resize", self.guest_path(kind, vmid).await?);
         let params = [("disk", disk.to_string()), ("size", format!("{size_gb}G"))];
         match self
             .run_task(Method::PUT, &path, &params, Duration::from_secs(300))
@@ -255,7 +305,7 @@ impl PveClient {
         vmid: u32,
         timeout: Duration,
     ) -> Result<(), PveError> {
-        let path = format!("{}/config", self.guest_path(kind, vmid));
+        let path = format!("{}/config", self.guest_path(kind, vmid).await?);
         let r = poll::until(timeout, LOCK_POLL, || async {
             match self.get(&path).await {
                 Ok(cfg) => match cfg.get("lock").and_then(Value::as_str) {
@@ -285,7 +335,7 @@ impl PveClient {
 
     /// `running`, `stopped`, ..., or `None` when the guest does not exist.
     pub async fn status(&self, kind: GuestKind, vmid: u32) -> Result<Option<String>, PveError> {
-        let path = format!("{}/status/current", self.guest_path(kind, vmid));
+        let path = format!("{}/status/current", self.guest_path(kind, vmid).await?);
         match self.get(&path).await {
             Ok(v) => Ok(v.get("status").and_then(Value::as_str).map(str::to_string)),
             Err(e) if e.is_missing() => Ok(None),
@@ -302,7 +352,7 @@ impl PveClient {
         if self.status(kind, vmid).await?.as_deref() == Some("running") {
             return Ok(());
         }
-        let path = format!("{}/status/start", self.guest_path(kind, vmid));
+        let path = format!("{}/status/start", self.guest_path(kind, vmid).await?);
         self.run_task(Method::POST, &path, &[], timeout).await
     }
 
@@ -318,7 +368,7 @@ impl PveClient {
             None | Some("stopped") => return Ok(()),
             _ => {}
         }
-        let path = format!("{}/status/shutdown", self.guest_path(kind, vmid));
+        let path = format!("{}/status/shutdown", self.guest_path(kind, vmid).await?);
         let secs = timeout.as_secs().max(1) / 2;
         let params = [("timeout", secs.max(1).to_string())];
         match self
@@ -336,7 +386,7 @@ impl PveClient {
         vmid: u32,
         timeout: Duration,
     ) -> Result<(), PveError> {
-        let path = format!("{}/status/stop", self.guest_path(kind, vmid));
+        let path = format!("{}/status/stop", self.guest_path(kind, vmid).await?);
         self.run_task(
             Method::POST,
             &path,
@@ -353,7 +403,7 @@ impl PveClient {
         vmid: u32,
         timeout: Duration,
     ) -> Result<(), PveError> {
-        let path = self.guest_path(kind, vmid);
+        let path = self.guest_path(kind, vmid).await?;
         let params = [
             ("purge", "1".to_string()),
             ("destroy-unreferenced-disks", "1".to_string()),
@@ -381,11 +431,14 @@ impl PveClient {
             GuestKind::Qemu => (
                 format!(
                     "{}/agent/network-get-interfaces",
-                    self.guest_path(kind, vmid)
+                    self.guest_path(kind, vmid).await?
                 ),
                 Some("result"),
             ),
-            GuestKind::Lxc => (format!("{}/interfaces", self.guest_path(kind, vmid)), None),
+            GuestKind::Lxc => (
+                format!("{}/interfaces", self.guest_path(kind, vmid).await?),
+                None,
+            ),
         };
         let v = match self.get(&path).await {
             Ok(v) => v,

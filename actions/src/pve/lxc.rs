@@ -101,7 +101,17 @@ impl PveClient {
         params: &[(&str, String)],
         timeout: Duration,
     ) -> Result<(), PveError> {
-        let path = format!("/nodes/{}/lxc", self.node());
+        self.create_container_on(None, params, timeout).await
+    }
+
+    /// [`PveClient::create_container`] on cluster node `on` (else the node file's).
+    pub async fn create_container_on(
+        &self,
+        on: Option<&str>,
+        params: &[(&str, String)],
+        timeout: Duration,
+    ) -> Result<(), PveError> {
+        let path = format!("/nodes/{}/lxc", on.unwrap_or(self.node()));
         self.run_task(Method::POST, &path, params, timeout).await
     }
 }

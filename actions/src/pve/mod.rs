@@ -1,13 +1,18 @@
 //! Proxmox VE: the REST client, TLS trust, guest operations, containers from
-//! templates, and storage (content, downloads, uploads, templates).
+//! templates, and storage (content, downloads, uploads, templates); a cluster's endpoints
+//! tried in turn, its nodes, where each guest is, and placement.
 
 pub(crate) mod client;
+mod cluster;
+mod endpoints;
 mod guests;
 mod lxc;
 mod storage;
+mod tasklog;
 pub mod tls;
 
 pub use client::{PveClient, PveError, PveTarget};
+pub use cluster::ClusterNode;
 pub use guests::{CloneMode, Guest, GuestKind};
 pub use lxc::ApplianceEntry;
 pub use storage::{StorageInfo, Volume};

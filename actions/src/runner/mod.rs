@@ -9,6 +9,7 @@
 //! (the template a node needs, made when missing), [`owned`] (which guests a
 //! call may act on).
 
+mod cluster;
 mod container;
 mod images;
 mod owned;

@@ -1,6 +1,7 @@
 //! Provisioning a guest: find the template, clone it (a VM) or create from it
 //! (a container) under a vmid that is recorded before the guest is made,
-//! adopt only this state's own guest, then size and mark it.
+//! adopt only this state's own guest, then size and mark it; in a cluster, on the node
+//! `target_node:` or `placement:` says (see `cluster`).
 
 use engine::executor::{ActionCall, ActionError, ActionOutput};
 use engine::ownership::{self, Claim};
@@ -192,6 +193,7 @@ impl PveRunner {
         explicit: Option<u32>,
     ) -> Result<u32, ActionError> {
         let host = self.host_disks();
+        let on = self.cluster_node_for(call).await?;
         let mut tries = 0;
         // Above the last id lost to another clone, once one was lost.
         let mut floor = None;
@@ -208,13 +210,14 @@ impl PveRunner {
                 Make::Clone(template) => {
                     let marker = call.owner.marker(&call.node.name).description();
                     self.client
-                        .clone_guest_as(
+                        .clone_guest_to(
                             kind,
                             *template,
                             id,
                             &call.node.name,
                             Some(&marker),
                             clone_mode(call, &host)?,
+                            on.as_deref(),
                             call.timeout,
                         )
                         .await
@@ -222,7 +225,9 @@ impl PveRunner {
                 Make::Create(params) => {
                     let mut p = vec![("vmid", id.to_string())];
                     p.extend(params.iter().cloned());
-                    self.client.create_container(&p, call.timeout).await
+                    self.client
+                        .create_container_on(on.as_deref(), &p, call.timeout)
+                        .await
                 }
             };
             match made {

@@ -172,6 +172,43 @@ pub struct NodeSpec {
     /// Our addition to the schema: a container's LXC features (`type: ct` only).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub features: Option<CtFeatures>,
+    /// Our addition to the schema: the PVE cluster node its guest goes on (`target_node:
+    /// pve2`), else the node file's node (see [`crate::placement`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub target_node: Option<String>,
+    /// Our addition to the schema: the cluster node chosen at run time by a policy
+    /// (`placement: spread|pack`), from the nodes' free memory and CPU.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub placement: Option<NodePolicy>,
+}
+
+/// How a guest's cluster node is chosen (`placement:`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum NodePolicy {
+    /// The online node with the most free memory (then the least CPU in use).
+    Spread,
+    /// The online node with the least free memory that still holds the guest.
+    Pack,
+}
+
+impl NodePolicy {
+    pub const NAMES: [&'static str; 2] = ["spread", "pack"];
+
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "spread" => Some(NodePolicy::Spread),
+            "pack" => Some(NodePolicy::Pack),
+            _ => None,
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            NodePolicy::Spread => "spread",
+            NodePolicy::Pack => "pack",
+        }
+    }
 }
 
 /// The LXC features a container asks for (`features: {nesting: true}`).

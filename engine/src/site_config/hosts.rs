@@ -29,6 +29,9 @@ pub struct HostConfig {
     /// The PVE node name (`node:` in the file, else the file name).
     pub node_name: String,
     pub api_endpoint: Option<String>,
+    /// `api_endpoints:`: a PVE cluster's other nodes' API URLs, tried in turn (after
+    /// `api_endpoint`, when that is given) when one cannot be reached.
+    pub api_endpoints: Vec<String>,
     /// The key into `secrets.api_tokens` (`api_token:` in the file, else the name).
     pub api_token_key: Option<String>,
     /// The token itself, when secrets were given and hold it.
@@ -111,6 +114,30 @@ fn simulated_of(file: &str, n: Option<&Node>) -> Result<(bool, bool), ConfigErro
     }
 }
 
+/// `api_endpoints:` of a node file: absent, or a list of `https://` URLs.
+fn endpoints_of(file: &str, n: Option<&Node>) -> Result<Vec<String>, ConfigError> {
+    use crate::yaml::Value;
+    let invalid = || {
+        ConfigError::Invalid {
+        file: file.to_string(),
+        message: "api_endpoints: must be a list of API URLs, e.g. [https://10.0.0.5:8006, https://10.0.0.6:8006] (a cluster's nodes, tried in turn)".into(),
+    }
+    };
+    match n.map(|n| &n.value) {
+        None | Some(Value::Null) => Ok(Vec::new()),
+        Some(Value::Seq(items)) => items
+            .iter()
+            .map(|i| match i.as_str() {
+                Some(u) if u.starts_with("https://") || u.starts_with("http://") => {
+                    Ok(u.to_string())
+                }
+                _ => Err(invalid()),
+            })
+            .collect(),
+        Some(_) => Err(invalid()),
+    }
+}
+
 /// `https://10.0.0.5:8006` → `10.0.0.5`.
 fn url_host(url: &str) -> Option<String> {
     let rest = url.split_once("://").map_or(url, |(_, r)| r);
@@ -159,7 +186,13 @@ impl SiteConfig {
         if let Some(node) = self.try_find(Entity::Node, name)? {
             let d = &node.doc;
             check_node_keys(&node.file, d)?;
-            let api_endpoint = s(d, "api_endpoint");
+            let mut api_endpoints = endpoints_of(&node.file, d.get("api_endpoints"))?;
+            // The first of `api_endpoints` stands for `api_endpoint` when that is absent.
+            let api_endpoint = match s(d, "api_endpoint") {
+                Some(e) => Some(e),
+                None if !api_endpoints.is_empty() => Some(api_endpoints.remove(0)),
+                None => None,
+            };
             let explicit_key = s(d, "api_token");
             let key = explicit_key.clone().unwrap_or_else(|| name.to_string());
             let api_token = match secrets {
@@ -204,6 +237,7 @@ impl SiteConfig {
                 images_mirror,
                 node_name: s(d, "node").unwrap_or_else(|| name.to_string()),
                 api_endpoint,
+                api_endpoints,
                 api_token_key: Some(key),
                 api_token,
                 ssh_host,
@@ -239,6 +273,7 @@ impl SiteConfig {
                 images_mirror: None,
                 node_name: name.to_string(),
                 api_endpoint: None,
+                api_endpoints: Vec::new(),
                 api_token_key: None,
                 api_token: None,
                 ssh_host,
@@ -271,6 +306,7 @@ pub const NODE_FILE_KEYS: &[&str] = &[
     "host",
     "parent_node",
     "api_endpoint",
+    "api_endpoints",
     "api_token",
     "datastore",
     "ip",

@@ -60,6 +60,8 @@ const EFFECTS: &[Effect] = &[
     e("node", "storage", || json!("local-zfs")),
     // `leaf` is a vm: refused there, naming `features`.
     e("node", "features", || json!({"nesting": true})),
+    e("node", "target_node", || json!("pve2")),
+    e("node", "placement", || json!("spread")),
     e("node.execution", "mode", || json!("pull")),
 ];
 

@@ -101,8 +101,8 @@ pub(crate) async fn download(shared: &Arc<Shared>, req: &ApiRequest) -> ApiResul
         ));
     }
     let a = appliance(&template).ok_or_else(|| ApiError::param("template", "no such template"))?;
-    storage::get(&store)?;
-    if !storage::takes(&store, "vztmpl") {
+    storage::get(shared, &store)?;
+    if !storage::takes(shared, &store, "vztmpl") {
         return Err(ApiError::internal(format!(
             "storage '{store}' does not support templates"
         )));

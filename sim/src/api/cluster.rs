@@ -59,11 +59,31 @@ struct ClusterMember {
     name: String,
     #[serde(rename = "type")]
     ty: &'static str,
-    ip: &'static str,
+    ip: String,
     level: &'static str,
     local: u8,
     nodeid: u32,
     online: u8,
+}
+
+/// The cluster's own entry in `GET /cluster/status` (pve-manager `PVE/API2/Cluster.pm`
+/// `get_status`: from pmxcfs's `clinfo`).
+#[derive(Serialize)]
+struct ClusterEntry {
+    id: &'static str,
+    name: &'static str,
+    #[serde(rename = "type")]
+    ty: &'static str,
+    nodes: usize,
+    quorate: u8,
+    version: u32,
+}
+
+#[derive(Serialize)]
+#[serde(untagged)]
+enum StatusEntry {
+    Cluster(ClusterEntry),
+    Node(ClusterMember),
 }
 
 /// `GET /nodes/{node}/status`.
@@ -198,48 +218,102 @@ fn uptime(shared: &Shared) -> u64 {
     shared.started.elapsed().as_secs() + 86_400
 }
 
+/// The memory node `shared.node`'s running guests take (and 2 GiB for the host itself).
 fn mem_used(shared: &Shared) -> u64 {
     let st = shared.lock();
     st.guests
         .values()
-        .filter(|g| g.running)
+        .filter(|g| g.running && g.node_or(&shared.primary) == shared.node)
         .map(|g| g.memory_mb().saturating_mul(1 << 20))
         .fold(2 * GIB, u64::saturating_add)
 }
 
+/// A running guest's share of its node's CPUs (pvesim's guests idle at 1 %).
+fn cpu_used(shared: &Shared) -> f64 {
+    let st = shared.lock();
+    let cores: u64 = st
+        .guests
+        .values()
+        .filter(|g| g.running && g.node_or(&shared.primary) == shared.node)
+        .map(|g| g.cores())
+        .sum();
+    0.03 + 0.01 * cores as f64 / NODE_CPUS as f64
+}
+
+/// Node `shared.node`; a node that is down is `offline` with no figures (pve-manager
+/// `PVE/API2Tools.pm` `extract_node_stats`: only members online get their rrd stats).
 fn node_entry(shared: &Shared) -> NodeEntry {
+    let online = !shared.node_down(&shared.node);
     NodeEntry {
         node: shared.node.clone(),
         id: format!("node/{}", shared.node),
         ty: "node",
-        status: "online",
+        status: if online { "online" } else { "offline" },
         level: "",
-        cpu: 0.03,
+        cpu: if online { cpu_used(shared) } else { 0.0 },
         maxcpu: NODE_CPUS,
-        mem: mem_used(shared).min(NODE_MEM),
+        mem: if online {
+            mem_used(shared).min(NODE_MEM)
+        } else {
+            0
+        },
         maxmem: NODE_MEM,
         disk: 8 * GIB,
         maxdisk: LOCAL_SIZE,
-        uptime: uptime(shared),
+        uptime: if online { uptime(shared) } else { 0 },
         ssl_fingerprint: Some(shared.fingerprint.clone()),
     }
 }
 
-pub(crate) fn nodes(shared: &Arc<Shared>) -> ApiResult<Value> {
-    data([node_entry(shared)])
+/// The simulator's nodes, each as itself.
+fn all_nodes(shared: &Shared) -> Vec<Shared> {
+    match &shared.cluster {
+        Some(c) => c.members.iter().map(|m| shared.at(&m.name)).collect(),
+        None => vec![shared.clone()],
+    }
 }
 
+pub(crate) fn nodes(shared: &Arc<Shared>) -> ApiResult<Value> {
+    data(all_nodes(shared).iter().map(node_entry).collect::<Vec<_>>())
+}
+
+/// `GET /cluster/status`: a standalone node has only its own entry (`nodeid` 0, PVE's
+/// fake entry without a cluster); a cluster has its entry and one per member, `local` the
+/// node whose endpoint answered.
 pub(crate) fn cluster_status(shared: &Arc<Shared>) -> ApiResult<Value> {
-    data([ClusterMember {
-        id: format!("node/{}", shared.node),
-        name: shared.node.clone(),
-        ty: "node",
-        ip: "127.0.0.1",
-        level: "",
-        local: 1,
-        nodeid: 0,
-        online: 1,
-    }])
+    let Some(c) = &shared.cluster else {
+        return data([ClusterMember {
+            id: format!("node/{}", shared.node),
+            name: shared.node.clone(),
+            ty: "node",
+            ip: "127.0.0.1".to_string(),
+            level: "",
+            local: 1,
+            nodeid: 0,
+            online: 1,
+        }]);
+    };
+    let mut out = vec![StatusEntry::Cluster(ClusterEntry {
+        id: "cluster",
+        name: crate::cluster::CLUSTER_NAME,
+        ty: "cluster",
+        nodes: c.members.len(),
+        quorate: 1,
+        version: c.members.len() as u32,
+    })];
+    for m in &c.members {
+        out.push(StatusEntry::Node(ClusterMember {
+            id: format!("node/{}", m.name),
+            name: m.name.clone(),
+            ty: "node",
+            ip: m.addr.ip().to_string(),
+            level: "",
+            local: u8::from(m.name == shared.node),
+            nodeid: m.nodeid,
+            online: u8::from(!shared.node_down(&m.name)),
+        }));
+    }
+    data(out)
 }
 
 /// `GET /nodes/{node}/status`. `cpuinfo.flags` has `vmx`: nested virtualization is available.
@@ -312,7 +386,7 @@ pub(crate) fn nextid(shared: &Arc<Shared>, req: &ApiRequest) -> ApiResult<Value>
     Ok(json!(free.to_string()))
 }
 
-fn guest_resource(node: &str, g: &Guest) -> GuestResource {
+fn guest_resource(node: &str, g: &Guest, node_up: bool) -> GuestResource {
     let t = match g.kind {
         GuestKind::Qemu => "qemu",
         GuestKind::Lxc => "lxc",
@@ -323,7 +397,12 @@ fn guest_resource(node: &str, g: &Guest) -> GuestResource {
         vmid: g.vmid,
         name: g.name(),
         node: node.to_string(),
-        status: if g.running { "running" } else { "stopped" },
+        // A down node's guests are `unknown` (no rrd data reaches the others).
+        status: match (node_up, g.running) {
+            (false, _) => "unknown",
+            (true, true) => "running",
+            (true, false) => "stopped",
+        },
         template: u8::from(g.template()),
         maxcpu: g.cores(),
         cpu: if g.running { 0.01 } else { 0.0 },
@@ -358,25 +437,31 @@ pub(crate) fn resources(shared: &Arc<Shared>, req: &ApiRequest) -> ApiResult<Val
         }
     }
     let mut out = Vec::new();
+    let nodes = all_nodes(shared);
     if ty.is_none() || ty == Some("node") {
         // pve-manager `PVE/API2/Cluster.pm` `resources`: node entries come from the rrd
         // data and have no `ssl_fingerprint` (that is `GET /nodes`).
-        out.push(Resource::Node(NodeEntry {
-            ssl_fingerprint: None,
-            ..node_entry(shared)
+        out.extend(nodes.iter().map(|n| {
+            Resource::Node(NodeEntry {
+                ssl_fingerprint: None,
+                ..node_entry(n)
+            })
         }));
     }
     if ty.is_none() || ty == Some("vm") {
+        let down: Vec<bool> = nodes.iter().map(|n| shared.node_down(&n.node)).collect();
         let st = shared.lock();
-        out.extend(
-            st.guests
-                .values()
-                .map(|g| Resource::Guest(guest_resource(&shared.node, g))),
-        );
+        out.extend(st.guests.values().map(|g| {
+            let node = g.node_or(&shared.primary);
+            let up = nodes.iter().zip(&down).all(|(n, d)| n.node != node || !d);
+            Resource::Guest(guest_resource(node, g, up))
+        }));
     }
     if ty.is_none() || ty == Some("storage") {
-        for id in storage::STORAGES {
-            out.push(Resource::Storage(storage::resource(shared, id)));
+        for n in &nodes {
+            for id in storage::ids(n) {
+                out.push(Resource::Storage(storage::resource(n, id)));
+            }
         }
     }
     data(out)

@@ -148,7 +148,10 @@ pub(crate) fn target(
     }
     match storage {
         "local" => {}
-        other if super::storage::STORAGES.contains(&other) => {
+        other
+            if super::storage::STORAGES.contains(&other)
+                || other == crate::cluster::SHARED_STORAGE =>
+        {
             return Err(ApiError::internal(format!(
                 "can't {verb} to storage type '{}', not a file based storage!",
                 super::storage::plugin(other)

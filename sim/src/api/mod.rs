@@ -4,7 +4,7 @@
 //! directory storage holds), `download` (`download-url`), `upload` (streamed multipart uploads),
 //! `aplinfo` (the appliance index and its downloads), `tasks` (task list,
 //! status, log), `guests` (QEMU and LXC: create, clone, config, resize, power, delete,
-//! agent), `admin` (`/sim/...`: faults, state, time scale); `request` is what they share.
+//! agent, migrate), `admin` (`/sim/...`: faults, state, time scale); `request` is what they share.
 //! Answers are serde structs of PVE's JSON shapes, declared beside their handlers.
 
 pub(crate) mod access;
@@ -30,9 +30,9 @@ use crate::model::GuestKind;
 use crate::state::Shared;
 use request::{not_implemented, subdirs};
 
-/// The node must be this simulator's (a one-node cluster): others do not resolve.
+/// The node must be this simulator's (or one of its cluster's): others do not resolve.
 pub(crate) fn check_node(shared: &Shared, node: &str) -> ApiResult<()> {
-    if node == shared.node {
+    if shared.has_node(node) {
         Ok(())
     } else {
         Err(ApiError::internal(format!(
@@ -41,6 +41,8 @@ pub(crate) fn check_node(shared: &Shared, node: &str) -> ApiResult<()> {
     }
 }
 
+/// Routes a request that reached node `shared.node`'s endpoint; a `/nodes/{other}/...`
+/// path is answered as `other` (pveproxy's `proxyto => 'node'`).
 pub(crate) async fn route(shared: &Arc<Shared>, req: &mut ApiRequest) -> ApiResult<Value> {
     let segs: Vec<String> = req.segs.clone();
     let s: Vec<&str> = segs.iter().map(String::as_str).collect();
@@ -80,6 +82,14 @@ pub(crate) async fn route(shared: &Arc<Shared>, req: &mut ApiRequest) -> ApiResu
         }
         (_, ["nodes", node, rest @ ..]) => {
             check_node(shared, node)?;
+            // As pveproxy does, a call for another cluster node is answered by that node.
+            if *node != shared.node {
+                if shared.node_down(node) {
+                    return Err(ApiError::new(595, "Connection refused"));
+                }
+                let there = Arc::new(shared.at(node));
+                return node_route(&there, req, &m, rest).await;
+            }
             node_route(shared, req, &m, rest).await
         }
         _ => Err(not_implemented(req)),
@@ -98,14 +108,14 @@ async fn node_route(
         ("GET", ["network"]) => storage::network(req),
         ("GET", ["storage"]) => storage::list(shared, req),
         ("GET", ["storage", storage]) => {
-            storage::get(storage)?;
+            storage::get(shared, storage)?;
             Ok(subdirs(
                 "subdir",
                 &["content", "download-url", "status", "upload"],
             ))
         }
         ("POST", ["storage", storage, "download-url"]) => {
-            storage::get(storage)?;
+            storage::get(shared, storage)?;
             download::download_url(shared, req, storage).await
         }
         ("GET", ["storage", storage, "status"]) => storage::status(shared, storage),

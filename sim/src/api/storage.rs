@@ -2,7 +2,7 @@
 //! LVM, for guest disks) and `local-zfs` (a ZFS pool, for guest disks: a second place a full
 //! clone can be sent to), their configuration, status and content (the guests' volumes found
 //! in their configs, the files `content` keeps), and the node's network (`eno1` and the bridge
-//! `vmbr0`).
+//! `vmbr0`). A cluster adds `ceph-vm` (RBD, shared: the same volumes on every node).
 
 use std::sync::Arc;
 
@@ -22,6 +22,23 @@ pub(crate) const LOCAL_SIZE: u64 = 100 * GIB;
 
 /// The storages, in PVE's listing order.
 pub(crate) const STORAGES: [&str; 3] = ["local", "local-lvm", "local-zfs"];
+/// A cluster's shared storage.
+const SHARED: &str = crate::cluster::SHARED_STORAGE;
+const RBD_SIZE: u64 = 2048 * GIB;
+
+/// The storages of this simulator: [`STORAGES`], and in a cluster its shared one.
+pub(crate) fn ids(shared: &Shared) -> Vec<&'static str> {
+    let mut v = STORAGES.to_vec();
+    if shared.cluster.is_some() {
+        v.push(SHARED);
+    }
+    v
+}
+
+/// Whether storage `id` is shared (the same on every node).
+pub(crate) fn is_shared(shared: &Shared, id: &str) -> bool {
+    id == SHARED && shared.cluster.is_some()
+}
 
 /// ISO images on `local` (container templates are files in the state: `State::files`).
 const ISOS: &[&str] = &["local:iso/debian-13.1.0-amd64-netinst.iso"];
@@ -145,19 +162,20 @@ fn content_types(shared: &Shared, id: &str) -> &'static str {
 /// Whether storage `id` exists and holds content type `content`: one of `images`,
 /// `rootdir` or `vztmpl`, which a bare host and a seeded one configure alike (they differ
 /// in `import` and `snippets` only; ask [`content_types`] for those).
-pub(crate) fn takes(id: &str, content: &str) -> bool {
+pub(crate) fn takes(shared: &Shared, id: &str, content: &str) -> bool {
     let types = if id == "local" {
         super::content::local_content(false)
     } else {
         "images,rootdir"
     };
-    STORAGES.contains(&id) && types.split(',').any(|c| c == content)
+    ids(shared).contains(&id) && types.split(',').any(|c| c == content)
 }
 
-/// The storage's name as a `'static` one of [`STORAGES`] (callers checked it exists).
+/// The storage's name as a `'static` one of [`ids`] (callers checked it exists).
 fn storage_name(id: &str) -> &'static str {
     STORAGES
         .iter()
+        .chain([&SHARED])
         .find(|s| **s == id)
         .copied()
         .unwrap_or("local-lvm")
@@ -168,6 +186,7 @@ pub(crate) fn plugin(id: &str) -> &'static str {
     match id {
         "local" => "dir",
         "local-zfs" => "zfspool",
+        SHARED => "rbd",
         _ => "lvmthin",
     }
 }
@@ -176,6 +195,7 @@ fn size_of(id: &str) -> u64 {
     match id {
         "local" => LOCAL_SIZE,
         "local-zfs" => ZFS_SIZE,
+        SHARED => RBD_SIZE,
         _ => LVM_SIZE,
     }
 }
@@ -189,7 +209,7 @@ pub(crate) fn resource(shared: &Shared, id: &str) -> StorageResource {
         status: "available",
         plugintype: plugin(id),
         content: content_types(shared, id),
-        shared: 0,
+        shared: u8::from(is_shared(shared, id)),
         disk: 0,
         maxdisk: size_of(id),
     }
@@ -197,7 +217,7 @@ pub(crate) fn resource(shared: &Shared, id: &str) -> StorageResource {
 
 /// `GET /storage`.
 pub(crate) fn config(shared: &Shared) -> ApiResult<Value> {
-    data([
+    let mut out = vec![
         StorageConfig {
             storage: "local",
             ty: "dir",
@@ -234,12 +254,28 @@ pub(crate) fn config(shared: &Shared) -> ApiResult<Value> {
             shared: 0,
             digest: "0",
         },
-    ])
+    ];
+    if shared.cluster.is_some() {
+        // pve-storage `PVE/Storage/RBDPlugin.pm`: `shared` is always set for RBD.
+        out.push(StorageConfig {
+            storage: SHARED,
+            ty: "rbd",
+            path: None,
+            thinpool: None,
+            vgname: None,
+            pool: Some("vm-pool"),
+            sparse: None,
+            content: "images,rootdir",
+            shared: 1,
+            digest: "0",
+        });
+    }
+    data(out)
 }
 
 /// The storage exists, or PVE's error.
-pub(crate) fn get(id: &str) -> ApiResult<()> {
-    if STORAGES.contains(&id) {
+pub(crate) fn get(shared: &Shared, id: &str) -> ApiResult<()> {
+    if ids(shared).contains(&id) {
         Ok(())
     } else {
         Err(ApiError::internal(format!("storage '{id}' does not exist")))
@@ -248,9 +284,11 @@ pub(crate) fn get(id: &str) -> ApiResult<()> {
 
 /// The bytes of the guests' volumes on storage `id`.
 fn used_on(shared: &Shared, id: &str) -> u64 {
+    let everywhere = is_shared(shared, id);
     let st = shared.lock();
     st.guests
         .values()
+        .filter(|g| everywhere || g.node_or(&shared.primary) == shared.node)
         .flat_map(|g| {
             g.disks()
                 .into_iter()
@@ -284,7 +322,7 @@ fn status_of(shared: &Shared, id: &str) -> StorageStatus {
         content: content_types(shared, id),
         active: 1,
         enabled: 1,
-        shared: 0,
+        shared: u8::from(is_shared(shared, id)),
         total,
         used,
         avail: total - used,
@@ -297,7 +335,7 @@ pub(crate) fn list(shared: &Arc<Shared>, req: &ApiRequest) -> ApiResult<Value> {
     let content = req.params.get("content");
     let only = req.params.get("storage");
     data(
-        STORAGES
+        ids(shared)
             .iter()
             .filter(|id| only.is_none_or(|o| o == **id))
             .filter(|id| {
@@ -315,7 +353,7 @@ pub(crate) fn list(shared: &Arc<Shared>, req: &ApiRequest) -> ApiResult<Value> {
 /// entry as it is (no `storage`, no `used_fraction`: `index` adds those), and an unknown
 /// storage is a parameter error (`raise_param_exc`), not a 500.
 pub(crate) fn status(shared: &Arc<Shared>, id: &str) -> ApiResult<Value> {
-    if !STORAGES.contains(&id) {
+    if !ids(shared).contains(&id) {
         return Err(ApiError::param("storage", "No such storage."));
     }
     let mut v = data(status_of(shared, id))?;
@@ -328,7 +366,7 @@ pub(crate) fn status(shared: &Arc<Shared>, id: &str) -> ApiResult<Value> {
 
 /// `GET /nodes/{node}/storage/{storage}/content[?content=...][&vmid=N]`.
 pub(crate) fn content(shared: &Arc<Shared>, req: &ApiRequest, id: &str) -> ApiResult<Value> {
-    get(id)?;
+    get(shared, id)?;
     let content = req.params.get("content");
     let vmid = req.params.int("vmid");
     let want = |c: &str| content.is_none_or(|x| x == c);
@@ -363,7 +401,12 @@ pub(crate) fn content(shared: &Arc<Shared>, req: &ApiRequest, id: &str) -> ApiRe
         return data(all);
     }
     let st = shared.lock();
-    for g in st.guests.values() {
+    let everywhere = is_shared(shared, id);
+    for g in st
+        .guests
+        .values()
+        .filter(|g| everywhere || g.node_or(&shared.primary) == shared.node)
+    {
         if vmid.is_some_and(|v| v != i64::from(g.vmid)) {
             continue;
         }

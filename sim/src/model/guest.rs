@@ -37,6 +37,10 @@ pub(crate) struct Guest {
     /// the private half is in the guest's folder.
     #[serde(default)]
     pub host_key: Option<String>,
+    /// The cluster node holding it; `None`: the simulator's first (a standalone one's only)
+    /// node.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub node: Option<String>,
 }
 
 impl Guest {
@@ -54,7 +58,13 @@ impl Guest {
             busy: None,
             authorized_keys: None,
             host_key: None,
+            node: None,
         }
+    }
+
+    /// The node holding it, given the simulator's first node's name.
+    pub fn node_or<'a>(&'a self, primary: &'a str) -> &'a str {
+        self.node.as_deref().unwrap_or(primary)
     }
 
     pub fn name(&self) -> String {

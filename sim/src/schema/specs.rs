@@ -121,6 +121,28 @@ pub const DELETE: &[ParamSpec] = &[
     ("skiplock", Ty::Bool, false),
     ("force", Ty::Bool, false),
 ];
+/// qemu-server `migrate_vm` (the options pvesim acts on or has no use for).
+pub const MIGRATE_QEMU: &[ParamSpec] = &[
+    NODE,
+    VMID_P,
+    ("target", Ty::Str, true),
+    ("online", Ty::Bool, false),
+    ("force", Ty::Bool, false),
+    ("with-local-disks", Ty::Bool, false),
+    ("targetstorage", Ty::Str, false),
+    ("bwlimit", Ty::Int(Some(0), None), false),
+];
+/// pve-container `migrate_vm`.
+pub const MIGRATE_LXC: &[ParamSpec] = &[
+    NODE,
+    VMID_P,
+    ("target", Ty::Str, true),
+    ("online", Ty::Bool, false),
+    ("restart", Ty::Bool, false),
+    ("timeout", Ty::Int(None, None), false),
+    ("target-storage", Ty::Str, false),
+    ("bwlimit", Ty::Num(Some(0.0), None), false),
+];
 pub const TASK_LOG: &[ParamSpec] = &[
     NODE,
     ("upid", Ty::Str, true),

@@ -17,6 +17,6 @@ mod tracked;
 mod world;
 
 pub(crate) use persist::load;
-pub(crate) use seed::seed;
+pub(crate) use seed::{seed, templates_on};
 pub(crate) use shared::Shared;
 pub(crate) use world::State;

@@ -99,3 +99,18 @@ fn insert_seed(
         st.guests.insert(vmid, Guest::new(vmid, kind, config, ip));
     }
 }
+
+/// Moves the seeded templates' disks to `storage` (a cluster's shared one, so every node can
+/// clone them).
+pub(crate) fn templates_on(st: &mut State, storage: &str) {
+    let vmids: Vec<u32> = st.guests.keys().copied().collect();
+    for vmid in vmids {
+        if let Some(g) = st.guests.get_mut(&vmid) {
+            for v in g.config.values_mut() {
+                if let Some(text) = v.as_str().and_then(|t| t.strip_prefix("local-lvm:")) {
+                    *v = Value::String(format!("{storage}:{text}"));
+                }
+            }
+        }
+    }
+}

@@ -1,6 +1,9 @@
 //! [`Shared`]: what every request handler and task shares: the state (through its lock),
 //! the time scale and timings, the node's identity and token, and the guests' SSH servers.
+//! In a cluster every node answers through its own [`Shared`] (the same [`Common`], its own
+//! `node`), as pmxcfs gives every node the same view and each node acts as itself.
 
+use std::ops::Deref;
 use std::path::PathBuf;
 use std::sync::{Arc, MutexGuard};
 use std::time::{Duration, Instant};
@@ -9,17 +12,36 @@ use super::cell::StateCell;
 use super::persist::Store;
 use super::world::State;
 use crate::clock::TimeScale;
+use crate::cluster::ClusterInfo;
 use crate::config::{ApiToken, SimConfig, Timings};
 use crate::error::SimError;
 use crate::model::{lock_message, GuestKind};
 use crate::ssh::{BootError, BootRequest, GuestSsh};
 
-/// What every request handler and task shares.
+/// What every request handler and task shares: the node it acts as, and the rest.
+#[derive(Clone)]
 pub(crate) struct Shared {
+    /// The node this view answers as (tasks, config paths, `local` in `/cluster/status`).
+    pub node: String,
+    common: Arc<Common>,
+}
+
+impl Deref for Shared {
+    type Target = Common;
+    fn deref(&self) -> &Common {
+        &self.common
+    }
+}
+
+/// What every node of a simulator shares.
+pub(crate) struct Common {
     cell: Arc<StateCell>,
     time_scale: TimeScale,
     pub timings: Timings,
-    pub node: String,
+    /// The first node (a standalone simulator's only one): guests without a node are on it.
+    pub primary: String,
+    /// The cluster's nodes, when the simulator is a cluster ([`SimConfig::cluster_nodes`]).
+    pub cluster: Option<ClusterInfo>,
     pub state_dir: Option<PathBuf>,
     pub root_password: Option<String>,
     pub fingerprint: String,
@@ -51,6 +73,7 @@ impl Shared {
         state: State,
         fingerprint: String,
         token: ApiToken,
+        cluster: Option<ClusterInfo>,
     ) -> Result<Self, SimError> {
         let (storage_root, storage_tmp) = match &config.state_dir {
             Some(d) => (d.join("storage"), None),
@@ -69,7 +92,9 @@ impl Shared {
             .as_deref()
             .map(|d| Store::new(d, &config.node_name));
         let cell = Arc::new(StateCell::new(state, store));
-        Ok(Shared {
+        let common = Common {
+            primary: config.node_name.clone(),
+            cluster,
             bare: config.bare,
             storage_root,
             _storage_tmp: storage_tmp,
@@ -82,13 +107,42 @@ impl Shared {
             cell,
             time_scale: TimeScale::new(config.time_scale),
             timings: config.timings,
-            node: config.node_name.clone(),
             state_dir: config.state_dir.clone(),
             root_password: config.root_password.clone(),
             fingerprint,
             started: Instant::now(),
             token,
+        };
+        Ok(Shared {
+            node: config.node_name.clone(),
+            common: Arc::new(common),
         })
+    }
+
+    /// The same simulator answering as cluster node `node` (callers checked it is one).
+    pub fn at(&self, node: &str) -> Shared {
+        Shared {
+            node: node.to_string(),
+            common: self.common.clone(),
+        }
+    }
+
+    /// Whether `node` is a node of this simulator (its own name, or a cluster member's).
+    pub fn has_node(&self, node: &str) -> bool {
+        match &self.cluster {
+            Some(c) => c.member(node).is_some(),
+            None => node == self.primary,
+        }
+    }
+
+    /// A new guest's `node`: `None` on the primary node (as a standalone simulator keeps it).
+    pub fn guest_node(&self, node: &str) -> Option<String> {
+        (node != self.primary).then(|| node.to_string())
+    }
+
+    /// Whether `node` is down (a `node_down` fault): its API refuses connections.
+    pub fn node_down(&self, node: &str) -> bool {
+        self.cluster.is_some() && self.lock().faults.node_down(node)
     }
 
     /// The state; a panic in another holder does not make it unusable.

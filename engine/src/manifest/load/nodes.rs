@@ -1,15 +1,15 @@
 //! Converting the schema v2 `nodes` list into node specs: each node's keys
 //! and fields (type, vmid, disk, parent, execution, depends_on,
-//! provisioner, storage, features), with the per-field checks. The readers shared with the v1
+//! provisioner, storage, features, target_node, placement), with the per-field checks. The readers shared with the v1
 //! conversion (the list itself, vmids, hostname-valid names) live here too.
 
 use super::{short, Checker, Parsed};
 use crate::manifest::{
-    hostname_problem, NodeExecution, NodeKind, NodeLocation, NodeSpec, Provisioner,
+    hostname_problem, NodeExecution, NodeKind, NodeLocation, NodePolicy, NodeSpec, Provisioner,
 };
 use crate::yaml::{Node, Span, Value};
 
-pub(super) const NODE_KEYS: [&str; 13] = [
+pub(super) const NODE_KEYS: [&str; 15] = [
     "name",
     "type",
     "spec",
@@ -23,6 +23,8 @@ pub(super) const NODE_KEYS: [&str; 13] = [
     "provisioner",
     "storage",
     "features",
+    "target_node",
+    "placement",
 ];
 pub(super) const NODE_EXECUTION_KEYS: [&str; 1] = ["mode"];
 const MAX_VMID: i64 = 999_999_999;
@@ -162,6 +164,19 @@ impl<'a> Checker<'a> {
             );
             let storage = self.storage_id(n, &who);
             let features = self.features(n, kind, &who);
+            let target_node = self.target_node(n, &who);
+            let placement =
+                self.choice(n, "placement", &who, &NodePolicy::NAMES, NodePolicy::parse);
+            if let (Some(_), Some(_)) = (&target_node, &placement) {
+                if let Some(p) = n.get("placement") {
+                    self.problem(
+                        format!("{who} sets both target_node and placement"),
+                        p.span,
+                        "placement with target_node",
+                        Some("a pinned node needs no policy: keep one of them".into()),
+                    );
+                }
+            }
             let Some((name, name_span)) = name else {
                 continue;
             };
@@ -190,6 +205,8 @@ impl<'a> Checker<'a> {
                     provisioner,
                     storage,
                     features,
+                    target_node,
+                    placement,
                 },
                 depends_spans,
             });
@@ -244,6 +261,24 @@ impl<'a> Checker<'a> {
             span,
             "not a storage ID",
             Some("a storage as `pvesm status` lists it, e.g. local-lvm or local-zfs".into()),
+        );
+        None
+    }
+
+    /// `target_node:` (our addition): a PVE node name (`pve-node`: a hostname).
+    fn target_node(&mut self, n: &Node, who: &str) -> Option<String> {
+        let (name, span) = self.string(n, "target_node", who)?;
+        if hostname_problem(&name).is_none() {
+            return Some(name);
+        }
+        self.problem(
+            format!(
+                "target_node of {who}: '{}' is not a PVE node name",
+                short(&name)
+            ),
+            span,
+            "not a node name",
+            Some("a cluster node as `pvecm nodes` lists it, e.g. pve2".into()),
         );
         None
     }

@@ -109,6 +109,8 @@ impl<'a> Checker<'a> {
                     provisioner: None,
                     storage: None,
                     features: None,
+                    target_node: None,
+                    placement: None,
                 },
                 depends_spans: Vec::new(),
             });

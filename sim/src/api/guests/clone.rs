@@ -47,15 +47,26 @@ pub(super) async fn clone(
         .get(name_key)
         .and_then(Value::as_str)
         .map(str::to_string);
-    if let Some(t) = values.get("target").and_then(Value::as_str) {
-        if t != shared.node {
-            return Err(ApiError::internal(format!("no such cluster node '{t}'")));
+    // qemu-server `PVE/API2/Qemu.pm` `clone_vm`: the local node (or `localhost`) as
+    // target is no target; another must be a cluster node.
+    let to_node = match values.get("target").and_then(Value::as_str) {
+        Some(t) if t != shared.node && t != "localhost" => {
+            if !shared.has_node(t) {
+                return Err(ApiError::internal(format!("no such cluster node '{t}'")));
+            }
+            Some(t.to_string())
         }
-    }
-    let (is_template, src_lock, src_name) = {
+        _ => None,
+    };
+    let (is_template, src_lock, src_name, src_local) = {
         let st = shared.lock();
         let src = guest(&st, shared, kind, vmid)?;
-        (src.template(), src.lock_prop(), src.name())
+        (
+            src.template(),
+            src.lock_prop(),
+            src.name(),
+            uses_local_storage(shared, src),
+        )
     };
     if let Some(l) = src_lock {
         return Err(ApiError::internal(locked_error(kind, &l)));
@@ -73,23 +84,34 @@ pub(super) async fn clone(
         .map(str::to_string);
     let mut no_rootdir = None;
     if let Some(s) = &target {
-        storage::get(s)?;
-        if kind == GuestKind::Qemu && !storage::takes(s, "images") {
+        storage::get(shared, s)?;
+        if kind == GuestKind::Qemu && !storage::takes(shared, s, "images") {
             return Err(ApiError::param(
                 "storage",
                 format!("storage '{s}' does not support vm images"),
             ));
+        }
+        if to_node.is_some() && !storage::is_shared(shared, s) {
+            return Err(ApiError::internal(format!(
+                "can't clone to non-shared storage '{s}'"
+            )));
         }
         if !full {
             return Err(ApiError::internal(
                 "parameter 'storage' not allowed for linked clones",
             ));
         }
-        if kind == GuestKind::Lxc && !storage::takes(s, "rootdir") {
+        if kind == GuestKind::Lxc && !storage::takes(shared, s, "rootdir") {
             no_rootdir = Some(format!(
                 "content type 'rootdir' is not available or configured on storage '{s}'"
             ));
         }
+    }
+    if let (Some(t), true) = (&to_node, src_local) {
+        return Err(ApiError::internal(format!(
+            "can't clone {ts} to node '{t}' ({ts} uses local storage)",
+            ts = type_str(kind)
+        )));
     }
     let f = fault(shared, Op::Clone, &[newid, vmid], new_name.as_deref());
     // A template is cloned under a shared lock (parallel clones are fine); anything else
@@ -140,6 +162,7 @@ pub(super) async fn clone(
         result
     };
     let log = reserve?;
+    let moved_to = to_node.as_deref().map(|t| shared.guest_node(t));
     let mut job = Job::new(
         task_type(kind, "clone"),
         vmid.to_string(),
@@ -147,6 +170,10 @@ pub(super) async fn clone(
         Box::new(move |st, _| match st.guests.get_mut(&newid) {
             Some(g) => {
                 g.config.remove("lock");
+                // The new config moves to the target node once the disks are made.
+                if let Some(n) = moved_to {
+                    g.node = n;
+                }
                 Ok(Vec::new())
             }
             None => Err(format!("clone failed: {} {newid} vanished", type_str(kind))),
@@ -178,6 +205,25 @@ pub(super) async fn clone(
         job.fail = no_rootdir;
     }
     Ok(json!(submit(shared, job).await))
+}
+
+/// Whether a guest has a disk (or an ISO) on a storage that is not shared (qemu-server
+/// `check_storage_access_clone`: such a guest cannot be cloned to another node).
+fn uses_local_storage(shared: &Shared, g: &Guest) -> bool {
+    g.config.iter().any(|(k, v)| {
+        let Some(text) = v.as_str() else {
+            return false;
+        };
+        if !is_disk_key(g.kind, k) {
+            return false;
+        }
+        let first = text.split(',').next().unwrap_or(text);
+        match first.split_once(':') {
+            Some((store, _)) => !storage::is_shared(shared, store),
+            // `none`, `cdrom`: no volume.
+            None => false,
+        }
+    })
 }
 
 /// New MACs and volumes for a clone's config: a full clone's volumes on `target` (else

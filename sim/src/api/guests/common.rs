@@ -57,7 +57,8 @@ pub(super) fn no_config(shared: &Shared, kind: GuestKind, vmid: u32) -> ApiError
     ))
 }
 
-/// The guest, if it exists and is of this kind (PVE looks for the kind's own config file).
+/// The guest, if it exists on this node and is of this kind (PVE looks for the kind's own
+/// config file in the node's folder: a guest on another cluster node is not found here).
 pub(super) fn guest<'a>(
     st: &'a State,
     shared: &Shared,
@@ -66,7 +67,7 @@ pub(super) fn guest<'a>(
 ) -> ApiResult<&'a Guest> {
     st.guests
         .get(&vmid)
-        .filter(|g| g.kind == kind)
+        .filter(|g| g.kind == kind && g.node_or(&shared.primary) == shared.node)
         .ok_or_else(|| no_config(shared, kind, vmid))
 }
 
@@ -152,7 +153,9 @@ pub(super) fn new_guest(
     })?;
     // A folder left by an earlier guest with this vmid (and its host key) is not this one's.
     shared.ssh.prepare_new(vmid);
-    Ok(Guest::new(vmid, kind, config, ip))
+    let mut g = Guest::new(vmid, kind, config, ip);
+    g.node = shared.guest_node(&shared.node);
+    Ok(g)
 }
 
 /// PVE's refusal to make a guest whose vmid is taken, if it is.

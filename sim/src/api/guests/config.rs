@@ -61,7 +61,9 @@ pub(super) fn pending(shared: &Arc<Shared>, kind: GuestKind, vmid: u32) -> ApiRe
 
 /// Turns `storage:size` into a fresh volume, `net` without a MAC into one with a MAC, and
 /// checks storages and bridges, as PVE does when it writes a config.
+#[allow(clippy::too_many_arguments)]
 pub(super) fn materialize(
+    shared: &Shared,
     st: &State,
     kind: GuestKind,
     vmid: u32,
@@ -78,7 +80,7 @@ pub(super) fn materialize(
         if let Some((storage, what)) = first.split_once(':') {
             let is_new = what.parse::<f64>().is_ok() || what == "cloudinit";
             if is_new {
-                if !storage::STORAGES.contains(&storage) {
+                if !storage::ids(shared).contains(&storage) {
                     return Err(ApiError::internal(format!(
                         "storage '{storage}' does not exist"
                     )));
@@ -87,7 +89,7 @@ pub(super) fn materialize(
                     GuestKind::Qemu => "images",
                     GuestKind::Lxc => "rootdir",
                 };
-                if !storage::takes(storage, content) {
+                if !storage::takes(shared, storage, content) {
                     let what = if kind == GuestKind::Qemu {
                         "vm images"
                     } else {
@@ -260,7 +262,7 @@ pub(super) async fn set_config(
             cfg.remove(d);
         }
         for (k, v) in values {
-            let v = materialize(st, kind, vmid, &k, v, &cfg, &mut log)?;
+            let v = materialize(&shared2, st, kind, vmid, &k, v, &cfg, &mut log)?;
             cfg.insert(k, v);
         }
         if let Some(g) = st.guests.get_mut(&vmid) {

@@ -105,12 +105,12 @@ pub(super) async fn create(
                 "unable to create {} {vmid} - {} {vmid} already exists on node '{}'",
                 type_str(kind),
                 type_str(existing.kind),
-                shared.node
+                existing.node_or(&shared.primary)
             )));
         }
         let mut config = BTreeMap::new();
         for (k, v) in values {
-            let v = materialize(&st, kind, vmid, &k, v, &config, &mut log)?;
+            let v = materialize(shared, &st, kind, vmid, &k, v, &config, &mut log)?;
             config.insert(k, v);
         }
         log.extend(imported);

@@ -60,7 +60,7 @@ pub(super) fn list(shared: &Arc<Shared>, kind: GuestKind) -> ApiResult<Value> {
     data(
         st.guests
             .values()
-            .filter(|g| g.kind == kind)
+            .filter(|g| g.kind == kind && g.node_or(&shared.primary) == shared.node)
             .map(|g| entry(g, false))
             .collect::<Vec<_>>(),
     )

@@ -6,7 +6,7 @@
 //!
 //! This file routes; the handlers live by concern: [`list`] (list, status), [`create`],
 //! [`clone`], [`config`] (config, pending, resize), [`lifecycle`] (power, delete), [`agent`]
-//! (QEMU agent, LXC interfaces), [`ostemplate`] (a container's template archive), [`import`]
+//! (QEMU agent, LXC interfaces), [`migrate`] (to another cluster node), [`ostemplate`] (a container's template archive), [`import`]
 //! (`import-from` on new disks), [`template`] (a VM made a template); [`common`] is what they
 //! share and [`shapes`] PVE's JSON
 //! shapes they answer with.
@@ -19,6 +19,7 @@ mod create;
 mod import;
 mod lifecycle;
 mod list;
+mod migrate;
 pub(crate) use list::mem_used;
 mod ostemplate;
 mod shapes;
@@ -90,6 +91,7 @@ pub(crate) async fn route(
                 ("PUT", ["config"], _) => config::set_config(shared, req, kind, vmid, false).await,
                 ("PUT", ["resize"], _) => config::resize(shared, req, kind, vmid).await,
                 ("POST", ["clone"], _) => clone::clone(shared, req, kind, vmid).await,
+                ("POST", ["migrate"], _) => migrate::migrate(shared, req, kind, vmid).await,
                 ("POST", ["template"], GuestKind::Qemu) => {
                     template::template(shared, req, vmid).await
                 }

@@ -11,7 +11,7 @@ use super::super::storage;
 /// does on PVE: its message is returned for the task to end with.
 pub(super) fn check(shared: &Shared, vmid: u32, volid: &str) -> ApiResult<Option<String>> {
     if let Some((store, name)) = volid.split_once(':') {
-        storage::get(store)?;
+        storage::get(shared, store)?;
         let kind = name.split('/').next().unwrap_or_default();
         if kind != "vztmpl" {
             return Err(ApiError::internal(format!(

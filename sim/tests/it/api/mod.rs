@@ -1,11 +1,13 @@
 //! pvesim over real HTTPS on loopback, one module per theme: guests' lifecycles
 //! (`guests`), tasks, time, agents, locks and task faults (`tasks`), who may call
 //! the API and how bad calls are answered (`access`), the host's read-only views
-//! (`views`), and state kept across restarts (`persistence`). Every test starts its
+//! (`views`), state kept across restarts (`persistence`), and a simulated cluster
+//! (`cluster`). Every test starts its
 //! own simulator on a free port, so they run in parallel. Here: the helpers more than
 //! one of them use.
 
 mod access;
+mod cluster;
 mod guests;
 mod persistence;
 mod tasks;

@@ -1,0 +1,233 @@
+//! `driver` on a simulated 3-node PVE cluster (pvesim `cluster_nodes: 3`, held by the test)
+//! through a real node file naming several API endpoints: the first endpoint's node is down
+//! the whole time (a `node_down` fault), so every call fails over to the next; a pinned node
+//! (`target_node:`) and a placed one (`placement: spread`) land where they should, as the
+//! simulator's own `/cluster/resources` says; a guest migrated between create and destroy is
+//! still destroyed, on its new node; and `driver test` passes end to end.
+
+use std::process::Stdio;
+
+use actions::pve::{GuestKind, PveClient, PveTarget, TlsTrust};
+use serde_json::Value;
+
+use crate::common::{Driver, Run};
+
+/// `a` pinned to pve2, `b` placed by spread (pve3 is down, pve2 holds `a`: pve), `c` left
+/// where its template is (the node file's node, pve).
+const MANIFEST: &str = "schema_version: 2
+name: clustered
+settings: {verify_ssh: false}
+nodes:
+  - {name: a, type: vm, spec: base, preset: vm-small, image: debian-12, target_node: pve2}
+  - {name: b, type: vm, spec: base, preset: vm-small, image: debian-12, placement: spread}
+  - {name: c, type: vm, spec: base, preset: vm-xsmall, image: debian-12}
+";
+
+struct Cluster {
+    handle: Option<sim::SimHandle>,
+    rt: tokio::runtime::Runtime,
+    api: PveClient,
+    driver: Driver,
+}
+
+impl Cluster {
+    fn start() -> Cluster {
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .unwrap();
+        let handle = rt
+            .block_on(sim::PveSim::start(sim::SimConfig {
+                cluster_nodes: 3,
+                guest_ssh_port: 0,
+                faults: vec![sim::Fault::node_down("pve3")],
+                ..sim::SimConfig::default()
+            }))
+            .expect("pvesim cluster starts");
+        let urls = handle.node_urls();
+        let url = |n: &str| urls.iter().find(|(m, _)| m == n).unwrap().1.clone();
+        let token = handle.token();
+        let api = PveClient::new(&PveTarget {
+            endpoint: url("pve2"),
+            node: "pve2".into(),
+            token_id: token.full_id(),
+            token_secret: token.secret.clone(),
+            trust: TlsTrust::Fingerprint(
+                actions::pve::tls::parse_fingerprint(handle.fingerprint()).unwrap(),
+            ),
+        })
+        .unwrap();
+        let driver = Driver::example();
+        let site = driver.site_path();
+        // The down node's endpoint first: every run starts by failing over.
+        std::fs::write(
+            site.join("nodes/lab.yaml"),
+            format!(
+                "api_endpoint: {}\napi_endpoints: [{}, {}]\nnode: pve\nfingerprint: \"{}\"\n\
+                 api_token: lab\ndatastore: ceph-vm\nbridge: vmbr0\n",
+                url("pve3"),
+                url("pve"),
+                url("pve2"),
+                handle.fingerprint()
+            ),
+        )
+        .unwrap();
+        std::fs::write(
+            site.join("secrets.yaml"),
+            format!("api_tokens:\n  lab: {}\n", token.to_token_string()),
+        )
+        .unwrap();
+        std::fs::write(site.join("m.yaml"), MANIFEST).unwrap();
+        Cluster {
+            handle: Some(handle),
+            rt,
+            api,
+            driver,
+        }
+    }
+
+    fn run(&self, args: &[&str]) -> Run {
+        let m = self.driver.site_path().join("m.yaml");
+        let mut all = args.to_vec();
+        all.extend(["--manifest-file", m.to_str().unwrap(), "-H", "lab"]);
+        Run::from(
+            self.driver
+                .cmd()
+                .args(&all)
+                .stdin(Stdio::null())
+                .output()
+                .unwrap(),
+        )
+    }
+
+    /// (name, vmid, node) of the guests that are not templates, as the simulator lists them.
+    fn guests(&self) -> Vec<(String, u64, String)> {
+        let res = self
+            .rt
+            .block_on(
+                self.api
+                    .get_with("/cluster/resources", &[("type", "vm".into())]),
+            )
+            .unwrap();
+        let mut v: Vec<(String, u64, String)> = res
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|g| g["template"] != 1)
+            .map(|g| {
+                (
+                    g["name"].as_str().unwrap().to_string(),
+                    g["vmid"].as_u64().unwrap(),
+                    g["node"].as_str().unwrap().to_string(),
+                )
+            })
+            .collect();
+        v.sort();
+        v
+    }
+}
+
+impl Drop for Cluster {
+    fn drop(&mut self) {
+        if let Some(h) = self.handle.take() {
+            self.rt.block_on(h.shutdown());
+        }
+    }
+}
+
+#[test]
+fn pinned_and_placed_guests_land_on_their_nodes_with_one_endpoint_down() {
+    let c = Cluster::start();
+
+    let plan = c.run(&["create", "--dry-run"]).ok();
+    assert!(
+        plan.stdout.contains("on cluster node pve2 (target_node:)"),
+        "{}",
+        plan.stdout
+    );
+    assert!(
+        plan.stdout.contains("by placement: spread"),
+        "{}",
+        plan.stdout
+    );
+
+    let out = c.run(&["create", "--json-output"]);
+    assert_eq!(
+        out.json()["success"],
+        true,
+        "{}\n{}",
+        out.stdout,
+        out.stderr
+    );
+    let guests = c.guests();
+    let node_of = |name: &str| {
+        guests
+            .iter()
+            .find(|g| g.0 == name)
+            .unwrap_or_else(|| panic!("no guest {name}: {guests:?}"))
+            .2
+            .clone()
+    };
+    assert_eq!(node_of("a"), "pve2", "{guests:?}");
+    // pve3 is down: spread takes the node with the most free memory of the others.
+    assert_eq!(node_of("b"), "pve", "{guests:?}");
+    assert_eq!(node_of("c"), "pve", "{guests:?}");
+    assert_eq!(guests.len(), 3, "{guests:?}");
+
+    // Behind driver's back, `b` moves to pve2 (live); destroy still finds and removes it.
+    let b = guests.iter().find(|g| g.0 == "b").unwrap().1 as u32;
+    c.rt.block_on(c.api.detect_cluster()).unwrap();
+    c.rt.block_on(c.api.migrate_guest(
+        GuestKind::Qemu,
+        b,
+        "pve2",
+        true,
+        std::time::Duration::from_secs(60),
+    ))
+    .unwrap();
+    assert_eq!(node_of_now(&c, "b"), "pve2");
+
+    let out = c.run(&["destroy", "--yes", "--json-output"]);
+    assert_eq!(
+        out.json()["success"],
+        true,
+        "{}\n{}",
+        out.stdout,
+        out.stderr
+    );
+    assert!(c.guests().is_empty(), "{:?}", c.guests());
+
+    // The whole cycle in one run, the down endpoint still first in the node file.
+    let out = c.run(&["test", "--json-output"]);
+    let v: Value = out.json();
+    assert_eq!(v["success"], true, "{}\n{}", out.stdout, out.stderr);
+    assert!(c.guests().is_empty(), "{:?}", c.guests());
+}
+
+fn node_of_now(c: &Cluster, name: &str) -> String {
+    c.guests()
+        .into_iter()
+        .find(|g| g.0 == name)
+        .map(|g| g.2)
+        .unwrap_or_default()
+}
+
+#[test]
+fn a_pinned_node_that_is_not_in_the_cluster_is_refused_naming_the_nodes() {
+    let c = Cluster::start();
+    std::fs::write(
+        c.driver.site_path().join("m.yaml"),
+        MANIFEST.replace("target_node: pve2", "target_node: pve9"),
+    )
+    .unwrap();
+    let out = c.run(&["create", "--json-output"]);
+    assert_eq!(out.json()["success"], false, "{}", out.stdout);
+    let text = format!("{}{}", out.stdout, out.stderr);
+    assert!(
+        text.contains(
+            "`target_node: pve9`, which is not a node of the cluster (nodes: pve, pve2, pve3)"
+        ),
+        "{text}"
+    );
+}
