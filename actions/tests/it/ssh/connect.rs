@@ -196,17 +196,33 @@ async fn key_from_memory_agent_and_auth_failure() {
         .stdout(std::process::Stdio::null())
         .spawn()
         .expect("ssh-agent");
-    let deadline = Instant::now() + Duration::from_secs(5);
-    while !sock.exists() && Instant::now() < deadline {
+    // The socket file appears at bind(), before the agent listens: ready is when `ssh-add -l`
+    // reaches it (exit 1, no identities) instead of failing to connect (exit 2).
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let listed = std::process::Command::new("ssh-add")
+            .arg("-l")
+            .env("SSH_AUTH_SOCK", &sock)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .status()
+            .expect("ssh-add -l");
+        if listed.code() != Some(2) {
+            break;
+        }
+        assert!(Instant::now() < deadline, "ssh-agent never answered on {sock:?}");
         std::thread::sleep(Duration::from_millis(20));
     }
     let added = std::process::Command::new("ssh-add")
         .arg(&sshd.client_key)
         .env("SSH_AUTH_SOCK", &sock)
-        .stderr(std::process::Stdio::null())
-        .status()
+        .output()
         .expect("ssh-add");
-    assert!(added.success());
+    assert!(
+        added.status.success(),
+        "ssh-add: {}",
+        String::from_utf8_lossy(&added.stderr)
+    );
     let mut t = sshd.target();
     t.auth = SshAuth::Agent {
         socket: Some(sock.clone()),
