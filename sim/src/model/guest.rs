@@ -37,6 +37,11 @@ pub(crate) struct Guest {
     /// the private half is in the guest's folder.
     #[serde(default)]
     pub host_key: Option<String>,
+    /// Its snapshots' config sections (`[name]` in the config file: the config at that
+    /// moment plus `snaptime`, `description`, `parent`, `snapstate`), by name. Their files
+    /// are in the guest SSH root's `.snapshots/{vmid}/{name}/`.
+    #[serde(default)]
+    pub snapshots: BTreeMap<String, BTreeMap<String, Value>>,
 }
 
 impl Guest {
@@ -54,6 +59,7 @@ impl Guest {
             busy: None,
             authorized_keys: None,
             host_key: None,
+            snapshots: BTreeMap::new(),
         }
     }
 

@@ -8,6 +8,7 @@
 mod access;
 mod guests;
 mod persistence;
+mod snapshots;
 mod tasks;
 mod views;
 
