@@ -21,5 +21,6 @@ mod cli_resources;
 mod cli_resources_fakepve;
 mod cli_schemas;
 mod cli_sim;
+mod cli_snapshots;
 mod cli_templates;
 mod cli_verify;

@@ -553,7 +553,7 @@ impl Failure {
 
 /// UPIDs contain ':' and '@', which are fine in a path segment, but a
 /// '/' or '%' would not be.
-fn encode_path(s: &str) -> String {
+pub fn encode_path(s: &str) -> String {
     s.replace('%', "%25").replace('/', "%2F")
 }
 

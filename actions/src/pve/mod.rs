@@ -7,7 +7,7 @@ mod lxc;
 mod storage;
 pub mod tls;
 
-pub use client::{PveClient, PveError, PveTarget};
+pub use client::{encode_path, PveClient, PveError, PveTarget};
 pub use guests::{CloneMode, Guest, GuestKind};
 pub use lxc::ApplianceEntry;
 pub use storage::{StorageInfo, Volume};
