@@ -60,6 +60,9 @@ fn main() -> ExitCode {
         Command::Completion(a) => commands::resources::completion(a),
         Command::Check(a) => commands::resources::check::run(a, site),
         Command::Serve(a) => commands::serve::run(a, site),
+        Command::Snapshot { what } => commands::resources::snapshot::run(what, site),
+        Command::Backup(a) => commands::resources::backup::backup(a, site),
+        Command::Restore(a) => commands::resources::backup::restore(a, site),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -134,7 +137,10 @@ fn json_verb(c: &Command) -> Option<&'static str> {
         | Command::Ct { .. }
         | Command::Tasks(_)
         | Command::Completion(_)
-        | Command::Check(_) => ("", false),
+        | Command::Check(_)
+        | Command::Snapshot { .. }
+        | Command::Backup(_)
+        | Command::Restore(_) => ("", false),
     };
     json.then_some(verb)
 }

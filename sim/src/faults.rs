@@ -23,6 +23,16 @@ pub enum Op {
     Stop,
     Shutdown,
     Delete,
+    /// `POST .../snapshot`.
+    Snapshot,
+    /// `POST .../snapshot/{name}/rollback`.
+    Rollback,
+    /// `DELETE .../snapshot/{name}`.
+    DelSnapshot,
+    /// `POST /nodes/{node}/vzdump` (per guest).
+    Backup,
+    /// A create with `archive=` (QEMU) or `restore=1` (LXC).
+    Restore,
 }
 
 impl Op {
@@ -36,6 +46,11 @@ impl Op {
             Op::Stop => "stop",
             Op::Shutdown => "shutdown",
             Op::Delete => "delete",
+            Op::Snapshot => "snapshot",
+            Op::Rollback => "rollback",
+            Op::DelSnapshot => "del_snapshot",
+            Op::Backup => "backup",
+            Op::Restore => "restore",
         }
     }
 }

@@ -66,6 +66,7 @@ mod ssh;
 mod state;
 mod tasks;
 mod tls;
+mod trees;
 
 pub use config::{ApiToken, SimConfig, Timings};
 pub use error::SimError;

@@ -27,6 +27,9 @@ pub(crate) struct Job {
     pub fail: Option<String>,
     /// Injected lock timeout on this vmid.
     pub lock_fault: Option<u32>,
+    /// Runs once the locks are held, before the steps (PVE's `__snapshot_prepare`: check
+    /// and set the config's `lock` property); its error ends the task with nothing to undo.
+    pub prepare: Option<Apply>,
     pub apply: Apply,
     pub rollback: Rollback,
 }
@@ -42,6 +45,7 @@ impl Job {
             steps: Vec::new(),
             fail: None,
             lock_fault: None,
+            prepare: None,
             apply,
             rollback: Box::new(|_, _| {}),
         }
@@ -102,6 +106,7 @@ async fn run(shared: &Shared, upid: &str, job: Job) {
         steps,
         fail,
         lock_fault,
+        prepare,
         apply,
         rollback,
         ..
@@ -120,6 +125,22 @@ async fn run(shared: &Shared, upid: &str, job: Job) {
             break;
         }
     }
+    let mut unprepared = false;
+    if let (None, Some(p)) = (&error, prepare) {
+        let mut st = shared.lock();
+        match p(&mut st, shared) {
+            Ok(lines) => {
+                for l in lines {
+                    st.task_log(upid, l);
+                }
+                shared.persist(&st);
+            }
+            Err(e) => {
+                error = Some(e);
+                unprepared = true;
+            }
+        }
+    }
     if error.is_none() {
         for (d, line) in steps {
             sleep_scaled(shared, d).await;
@@ -129,7 +150,9 @@ async fn run(shared: &Shared, upid: &str, job: Job) {
     let mut st = shared.lock();
     let result = match (error, fail) {
         (Some(e), _) | (None, Some(e)) => {
-            rollback(&mut st, shared);
+            if !unprepared {
+                rollback(&mut st, shared);
+            }
             Err(e)
         }
         (None, None) => apply(&mut st, shared),

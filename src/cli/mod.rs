@@ -7,6 +7,7 @@ pub mod scenario;
 pub mod secrets;
 pub mod serve;
 pub mod sim;
+pub mod snapshots;
 
 use std::path::PathBuf;
 
@@ -136,6 +137,15 @@ pub enum Command {
     /// Compare a built tree with its host, node by node: missing, stopped, locked, drifted,
     /// agent silent, SSH failing. Exit 3 when any node has a problem.
     Check(resources::CheckArgs),
+    /// Snapshots of guests or of a manifest's whole tree: create, list, rollback, delete.
+    Snapshot {
+        #[command(subcommand)]
+        what: snapshots::SnapshotCmd,
+    },
+    /// Back guests (or a manifest's tree) up with vzdump; --keep-last prunes older ones.
+    Backup(snapshots::BackupArgs),
+    /// Restore a guest from a backup (its newest, or --from VOLID).
+    Restore(snapshots::RestoreArgs),
 }
 
 #[derive(Debug, Subcommand)]

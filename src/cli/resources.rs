@@ -167,6 +167,13 @@ pub struct SetArgs {
     /// Replace its tags (comma-separated); driver's own tag is kept.
     #[arg(long, value_name = "TAGS", value_delimiter = ',')]
     pub tags: Option<Vec<String>>,
+    /// Take a snapshot first; roll back to it when the change or the health check after it
+    /// fails (then the command fails); delete it when all went well.
+    #[arg(long)]
+    pub snapshot: bool,
+    /// With --snapshot: keep the snapshot after a successful change.
+    #[arg(long, requires = "snapshot")]
+    pub keep_snapshot: bool,
     /// Show the diff, change nothing.
     #[arg(long)]
     pub dry_run: bool,

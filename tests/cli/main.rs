@@ -23,5 +23,6 @@ mod cli_resources_fakepve;
 mod cli_schemas;
 mod cli_serve;
 mod cli_sim;
+mod cli_snapshots;
 mod cli_templates;
 mod cli_verify;

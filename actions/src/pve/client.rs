@@ -555,7 +555,7 @@ impl Failure {
 
 /// UPIDs contain ':' and '@', which are fine in a path segment, but a
 /// '/' or '%' would not be.
-pub(super) fn encode_path(s: &str) -> String {
+pub fn encode_path(s: &str) -> String {
     s.replace('%', "%25").replace('/', "%2F")
 }
 

@@ -11,7 +11,7 @@ mod storage;
 mod tasklog;
 pub mod tls;
 
-pub use client::{PveClient, PveError, PveTarget};
+pub use client::{encode_path, PveClient, PveError, PveTarget};
 pub use cluster::ClusterNode;
 pub use guests::{CloneMode, Guest, GuestKind};
 pub use lxc::ApplianceEntry;

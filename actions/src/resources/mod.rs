@@ -1,12 +1,15 @@
 //! The resource layer behind `driver get | describe | vm | ct | tasks`: the guests, nodes,
 //! storages and tasks of one PVE node as plain rows (read through the one [`PveClient`]),
 //! selectors that pick guests ([`select`]), and what the verbs do to them ([`ops`]:
-//! power, delete with its ownership rule, config changes as a diff, create). Rendering
+//! power, delete with its ownership rule, config changes as a diff, create), snapshots
+//! ([`snapshots`]) and backups ([`backups`]). Rendering
 //! these rows is the CLI's business.
 
+pub mod backups;
 pub mod create;
 pub mod ops;
 pub mod select;
+pub mod snapshots;
 
 use serde::Serialize;
 use serde_json::Value;

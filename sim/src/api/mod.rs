@@ -4,7 +4,8 @@
 //! directory storage holds), `download` (`download-url`), `upload` (streamed multipart uploads),
 //! `aplinfo` (the appliance index and its downloads), `tasks` (task list,
 //! status, log), `guests` (QEMU and LXC: create, clone, config, resize, power, delete,
-//! agent, migrate), `admin` (`/sim/...`: faults, state, time scale); `request` is what they share.
+//! agent, migrate, snapshots, restores), `vzdump` (backups and removing file volumes), `admin`
+//! (`/sim/...`: faults, state, time scale); `request` is what they share.
 //! Answers are serde structs of PVE's JSON shapes, declared beside their handlers.
 
 pub(crate) mod access;
@@ -18,6 +19,7 @@ mod request;
 mod storage;
 mod tasks;
 pub(crate) mod upload;
+pub(crate) mod vzdump;
 
 pub(crate) use request::ApiRequest;
 
@@ -77,6 +79,7 @@ pub(crate) async fn route(shared: &Arc<Shared>, req: &mut ApiRequest) -> ApiResu
                 "name",
                 &[
                     "qemu", "lxc", "status", "storage", "network", "tasks", "version", "aplinfo",
+                    "vzdump",
                 ],
             ))
         }
@@ -120,6 +123,11 @@ async fn node_route(
         }
         ("GET", ["storage", storage, "status"]) => storage::status(shared, storage),
         ("GET", ["storage", storage, "content"]) => storage::content(shared, req, storage),
+        ("DELETE", ["storage", storage, "content", volume]) => {
+            storage::get(shared, storage)?;
+            vzdump::delete_volume(shared, req, storage, volume).await
+        }
+        ("POST", ["vzdump"]) => vzdump::vzdump(shared, req).await,
         ("GET", ["aplinfo"]) => aplinfo::list(),
         ("POST", ["aplinfo"]) => aplinfo::download(shared, req).await,
         ("GET", ["tasks"]) => tasks::list(shared, req),

@@ -398,6 +398,10 @@ pub(crate) fn content(shared: &Arc<Shared>, req: &ApiRequest, id: &str) -> ApiRe
                 .iter()
                 .filter_map(|v| serde_json::to_value(v).ok()),
         );
+        if want("backup") {
+            let vmid = vmid.and_then(|v| u32::try_from(v).ok());
+            all.extend(super::vzdump::backup_volumes(shared, id, vmid));
+        }
         return data(all);
     }
     let st = shared.lock();

@@ -41,6 +41,11 @@ pub(crate) struct Guest {
     /// node.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub node: Option<String>,
+    /// Its snapshots' config sections (`[name]` in the config file: the config at that
+    /// moment plus `snaptime`, `description`, `parent`, `snapstate`), by name. Their files
+    /// are in the guest SSH root's `.snapshots/{vmid}/{name}/`.
+    #[serde(default)]
+    pub snapshots: BTreeMap<String, BTreeMap<String, Value>>,
 }
 
 impl Guest {
@@ -59,6 +64,7 @@ impl Guest {
             authorized_keys: None,
             host_key: None,
             node: None,
+            snapshots: BTreeMap::new(),
         }
     }
 

@@ -172,6 +172,18 @@ const NIC_MODELS: &[&str] = &[
 
 fn check_format(f: &str, key: &str, v: &str) -> Result<(), String> {
     match f {
+        // pve-common's `pve-configid` (also `pve-snapshot-name`, with maxLength 40).
+        "pve-configid" => {
+            let mut c = v.chars();
+            let ok = c.next().is_some_and(|f| f.is_ascii_alphabetic())
+                && v.len() > 1
+                && c.all(|x| x.is_ascii_alphanumeric() || x == '_' || x == '-');
+            if v.len() > 40 {
+                return Err("value may only be 40 characters long".to_string());
+            }
+            ok.then_some(())
+                .ok_or_else(|| format!("invalid configuration ID '{v}'"))
+        }
         "dns-name" => is_dns_name(v)
             .then_some(())
             .ok_or_else(|| "value does not look like a valid DNS name".to_string()),

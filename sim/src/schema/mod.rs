@@ -14,4 +14,4 @@ mod validate;
 
 pub(crate) use check::{check, Ty};
 pub(crate) use props::prop;
-pub(crate) use validate::{validate, ParamSpec, MISSING};
+pub(crate) use validate::{validate, ParamSpec, MISSING, NOT_IN_SCHEMA};

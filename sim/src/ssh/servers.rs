@@ -120,6 +120,15 @@ impl GuestSsh {
         self.root.join(vmid.to_string())
     }
 
+    /// Where the files of the guest's snapshot `name` are kept (beside the guests' folders,
+    /// never inside one: a snapshot is not part of the guest's own tree).
+    pub fn snapshot_dir(&self, vmid: u32, name: &str) -> PathBuf {
+        self.root
+            .join(".snapshots")
+            .join(vmid.to_string())
+            .join(name)
+    }
+
     /// Whether the guest's address is final (see `Server::settled`); a guest without a
     /// server (templates, stopped guests) has nothing to wait for.
     pub fn settled(&self, vmid: u32) -> bool {
@@ -255,6 +264,11 @@ impl GuestSsh {
     }
 
     fn remove_dir(&self, vmid: u32) {
+        // Its snapshots go with it (PVE destroys their volumes with the guest's).
+        let snaps = self.root.join(".snapshots").join(vmid.to_string());
+        if let Err(e) = crate::trees::remove_tree(&snaps) {
+            tracing::warn!(path = %snaps.display(), "pvesim: cannot remove snapshots: {e}");
+        }
         let dir = self.guest_dir(vmid);
         match std::fs::remove_dir_all(&dir) {
             Ok(()) => {}

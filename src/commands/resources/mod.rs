@@ -1,11 +1,14 @@
-//! The resource verbs (`get`, `describe`, `vm|ct ...`, `tasks`, `completion`): connect to
+//! The resource verbs (`get`, `describe`, `vm|ct ...`, `tasks`, `completion`, `snapshot`,
+//! `backup`, `restore`): connect to
 //! a host, pick guests with targets and selectors, ask before destroying, and hand the rows
 //! to `render::resources`. The work itself is `actions::resources`.
 
+pub mod backup;
 pub mod check;
 pub mod create;
 pub mod describe;
 pub mod get;
+pub mod snapshot;
 pub mod tasks;
 pub mod verbs;
 

@@ -238,6 +238,8 @@ struct SetResult {
     name: String,
     diff: Vec<ops::DiffLine>,
     applied: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    snapshot: Option<super::snapshot::Guarded>,
 }
 
 fn set(kind: Kind, a: &SetArgs, site: Option<&Path>) -> Result<(), Failure> {
@@ -288,7 +290,14 @@ fn set(kind: Kind, a: &SetArgs, site: Option<&Path>) -> Result<(), Failure> {
             }
         }
         let apply = !a.dry_run && !p.is_empty();
-        if apply {
+        let mut guarded = None;
+        if apply && a.snapshot {
+            let g2 = super::snapshot::guarded_change(c, g, &change, &p, a.keep_snapshot).await?;
+            if !json {
+                crate::outln!("applied (snapshot '{}' {})", g2.snapshot, g2.outcome);
+            }
+            guarded = Some(g2);
+        } else if apply {
             ops::apply_change(&c.client, g, &p)
                 .await
                 .map_err(pve_failure)?;
@@ -301,6 +310,7 @@ fn set(kind: Kind, a: &SetArgs, site: Option<&Path>) -> Result<(), Failure> {
             name: g.name.clone(),
             diff: p.diff.clone(),
             applied: apply,
+            snapshot: guarded,
         })
     })?;
     if json {

@@ -41,6 +41,14 @@ pub(super) fn task_type(kind: GuestKind, op: &str) -> &'static str {
         (GuestKind::Lxc, "shutdown") => "vzshutdown",
         (GuestKind::Lxc, "reboot") => "vzreboot",
         (GuestKind::Lxc, "delete") => "vzdestroy",
+        (GuestKind::Qemu, "snapshot") => "qmsnapshot",
+        (GuestKind::Qemu, "rollback") => "qmrollback",
+        (GuestKind::Qemu, "delsnapshot") => "qmdelsnapshot",
+        (GuestKind::Qemu, "restore") => "qmrestore",
+        (GuestKind::Lxc, "snapshot") => "vzsnapshot",
+        (GuestKind::Lxc, "rollback") => "vzrollback",
+        (GuestKind::Lxc, "delsnapshot") => "vzdelsnapshot",
+        (GuestKind::Lxc, "restore") => "vzrestore",
         _ => "resize",
     }
 }
@@ -121,6 +129,11 @@ pub(super) fn default_failure(kind: GuestKind, op: Op, vmid: u32) -> String {
         (Op::Shutdown, GuestKind::Qemu) => "VM quit/powerdown failed - got timeout".to_string(),
         (Op::Stop | Op::Shutdown, GuestKind::Lxc) => "container did not stop".to_string(),
         (Op::Delete, _) => "failed to remove config file: Permission denied".to_string(),
+        (Op::Snapshot, _) => format!("lvcreate snapshot 'pve/snap_vm-{vmid}-disk-0' error:   Volume group \"pve\" has insufficient free space"),
+        (Op::Rollback, _) => format!("lvconvert 'pve/snap_vm-{vmid}-disk-0' error: Failed to merge snapshot"),
+        (Op::DelSnapshot, _) => format!("lvremove 'pve/snap_vm-{vmid}-disk-0' error: Logical volume in use"),
+        (Op::Backup, _) => "job errors".to_string(),
+        (Op::Restore, _) => format!("unable to restore {} {vmid} - command 'vma extract' failed: exit code 133", type_str(kind)),
     }
 }
 

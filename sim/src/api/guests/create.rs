@@ -26,6 +26,9 @@ pub(super) async fn create(
     req: &ApiRequest,
     kind: GuestKind,
 ) -> ApiResult<Value> {
+    if super::restore::is_restore(req, kind) {
+        return super::restore::restore(shared, req, kind).await;
+    }
     let spec = match kind {
         GuestKind::Qemu => specs::CREATE_QEMU,
         GuestKind::Lxc => specs::CREATE_LXC,

@@ -6,8 +6,10 @@
 //!
 //! This file routes; the handlers live by concern: [`list`] (list, status), [`create`],
 //! [`clone`], [`config`] (config, pending, resize), [`lifecycle`] (power, delete), [`agent`]
-//! (QEMU agent, LXC interfaces), [`migrate`] (to another cluster node), [`ostemplate`] (a container's template archive), [`import`]
-//! (`import-from` on new disks), [`template`] (a VM made a template); [`common`] is what they
+//! (QEMU agent, LXC interfaces), [`migrate`] (to another cluster node), [`ostemplate`] (a
+//! container's template archive), [`import`] (`import-from` on new disks), [`template`] (a VM
+//! made a template), [`snapshot`] (snapshots and rollback), [`restore`] (a guest from a
+//! backup); [`common`] is what they
 //! share and [`shapes`] PVE's JSON
 //! shapes they answer with.
 
@@ -22,7 +24,9 @@ mod list;
 mod migrate;
 pub(crate) use list::mem_used;
 mod ostemplate;
+mod restore;
 mod shapes;
+mod snapshot;
 mod template;
 
 use std::sync::Arc;
@@ -68,9 +72,9 @@ pub(crate) async fn route(
                 ("GET", [], _) => {
                     guest(&shared.lock(), shared, kind, vmid)?;
                     let names: &[&str] = match kind {
-                        GuestKind::Qemu => {
-                            &["config", "status", "agent", "resize", "clone", "pending"]
-                        }
+                        GuestKind::Qemu => &[
+                            "config", "status", "agent", "resize", "clone", "pending", "snapshot",
+                        ],
                         GuestKind::Lxc => &[
                             "config",
                             "status",
@@ -78,6 +82,7 @@ pub(crate) async fn route(
                             "resize",
                             "clone",
                             "pending",
+                            "snapshot",
                         ],
                     };
                     Ok(subdirs("subdir", names))
@@ -101,6 +106,21 @@ pub(crate) async fn route(
                         "subdir",
                         &["current", "start", "stop", "shutdown", "reboot"],
                     ))
+                }
+                ("GET", ["snapshot"], _) => snapshot::list(shared, req, kind, vmid),
+                ("POST", ["snapshot"], _) => snapshot::create(shared, req, kind, vmid).await,
+                ("GET", ["snapshot", name], _) => snapshot::index(shared, req, vmid, name),
+                ("DELETE", ["snapshot", name], _) => {
+                    snapshot::delete(shared, req, kind, vmid, name).await
+                }
+                ("GET", ["snapshot", name, "config"], _) => {
+                    snapshot::get_config(shared, req, kind, vmid, name)
+                }
+                ("PUT", ["snapshot", name, "config"], _) => {
+                    snapshot::update_config(shared, req, kind, vmid, name)
+                }
+                ("POST", ["snapshot", name, "rollback"], _) => {
+                    snapshot::rollback(shared, req, kind, vmid, name).await
                 }
                 ("GET", ["status", "current"], _) => list::status_current(shared, kind, vmid),
                 ("POST", ["status", action @ ("start" | "stop" | "shutdown" | "reboot")], _) => {

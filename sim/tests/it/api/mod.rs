@@ -10,6 +10,7 @@ mod access;
 mod cluster;
 mod guests;
 mod persistence;
+mod snapshots;
 mod tasks;
 mod views;
 
