@@ -210,7 +210,10 @@ async fn key_from_memory_agent_and_auth_failure() {
         if listed.code() != Some(2) {
             break;
         }
-        assert!(Instant::now() < deadline, "ssh-agent never answered on {sock:?}");
+        assert!(
+            Instant::now() < deadline,
+            "ssh-agent never answered on {sock:?}"
+        );
         std::thread::sleep(Duration::from_millis(20));
     }
     let added = std::process::Command::new("ssh-add")
