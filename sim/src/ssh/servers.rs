@@ -146,6 +146,7 @@ impl GuestSsh {
             ip: current_ip,
             taken,
             refused,
+            user_data,
         } = req;
         self.halt(vmid, Halt::Kill);
 
@@ -190,6 +191,7 @@ impl GuestSsh {
             tags,
             groups: groups.clone(),
             records: self.records.clone(),
+            user_data,
         });
         let config = Arc::new(listen::server_config(key));
         tokio::spawn(listen::serve_guest(
