@@ -125,9 +125,10 @@ impl Controller {
         let driver = match &config.driver_binary {
             Some(p) => {
                 let p = p.clone();
-                let read = tokio::task::spawn_blocking(move || std::fs::read(&p).map_err(|e| (p, e)))
-                    .await
-                    .map_err(|e| ControllerError::Internal(e.to_string()))?;
+                let read =
+                    tokio::task::spawn_blocking(move || std::fs::read(&p).map_err(|e| (p, e)))
+                        .await
+                        .map_err(|e| ControllerError::Internal(e.to_string()))?;
                 Some(bytes::Bytes::from(read.map_err(|(p, e)| {
                     ControllerError::Internal(format!("cannot read {}: {e}", p.display()))
                 })?))

@@ -115,7 +115,8 @@ impl PullSetup {
             let text = out.stdout;
             let (status, rest) = text.split_once("<<spec>>").unwrap_or((&text, ""));
             let (spec, complete) = rest.split_once("<<complete>>").unwrap_or((rest, ""));
-            if spec.contains("fetched") && !fetched.swap(true, std::sync::atomic::Ordering::SeqCst) {
+            if spec.contains("fetched") && !fetched.swap(true, std::sync::atomic::Ordering::SeqCst)
+            {
                 call.facts.log("spec fetched (config/spec.yaml)");
             }
             if !complete.trim().is_empty() {
@@ -205,7 +206,10 @@ mod tests {
         let r = serde_json::json!({"success": false, "spec": "base",
             "failed": {"item": "file /etc/timezone", "error": "Is a directory"}});
         let e = result("edge", &r, &|_| {}).unwrap_err().to_string();
-        assert!(e.contains("'edge' failed to apply spec 'base' at file /etc/timezone: Is a directory"), "{e}");
+        assert!(
+            e.contains("'edge' failed to apply spec 'base' at file /etc/timezone: Is a directory"),
+            "{e}"
+        );
         let ok = serde_json::json!({"success": true, "spec": "base", "changed": 2,
             "items": [1, 2, 3], "simulated": true, "root": "/g"});
         let seen = std::sync::Mutex::new(Vec::new());

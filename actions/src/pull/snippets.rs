@@ -69,8 +69,13 @@ impl SnippetStore {
                 conn.exec(&format!("mkdir -p {}", shell_quote(&dir)), SHORT)
                     .await?
                     .check()?;
-                conn.upload_bytes(text.as_bytes().to_vec(), &format!("{dir}/{name}"), 0o600, SHORT)
-                    .await?;
+                conn.upload_bytes(
+                    text.as_bytes().to_vec(),
+                    &format!("{dir}/{name}"),
+                    0o600,
+                    SHORT,
+                )
+                .await?;
                 Ok(())
             }
             SnippetStore::Unreachable { node_file } => Err(ActionError::new(format!(

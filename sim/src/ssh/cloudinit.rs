@@ -54,10 +54,7 @@ pub(crate) fn snippet_path(storage_root: &Path, volid: &str) -> Result<PathBuf, 
 /// `path` of a `write_files` entry inside the guest's folder; `None` when it would leave it.
 fn inside(dir: &Path, path: &str) -> Option<PathBuf> {
     let rel = Path::new(path.trim_start_matches('/'));
-    if rel
-        .components()
-        .any(|c| !matches!(c, Component::Normal(_)))
-    {
+    if rel.components().any(|c| !matches!(c, Component::Normal(_))) {
         return None;
     }
     Some(dir.join(rel))
@@ -107,7 +104,9 @@ fn write_files(dir: &Path, entries: &Yaml, log: &mut Vec<String>) {
             continue;
         };
         if f["encoding"].as_str().is_some_and(|e| e != "text/plain") {
-            log.push(format!("write_files: {path}: encoding not simulated: skipped"));
+            log.push(format!(
+                "write_files: {path}: encoding not simulated: skipped"
+            ));
             continue;
         }
         let content = f["content"].as_str().unwrap_or("");
@@ -235,7 +234,10 @@ pub(super) fn run(ctx: &GuestCtx) {
                 let _ = child.wait().await;
             });
         }
-        Err(e) => tracing::warn!(vmid = ctx.vmid, "pvesim: cloud-init runcmd failed to start: {e}"),
+        Err(e) => tracing::warn!(
+            vmid = ctx.vmid,
+            "pvesim: cloud-init runcmd failed to start: {e}"
+        ),
     }
 }
 
@@ -275,7 +277,12 @@ mod tests {
     #[test]
     fn runcmd_lists_are_quoted() {
         let y = &YamlLoader::load_from_str("- [sh, -c, \"echo 'hi'\"]\n- ls -l\n").unwrap()[0];
-        let lines: Vec<String> = y.as_vec().unwrap().iter().filter_map(command_line).collect();
+        let lines: Vec<String> = y
+            .as_vec()
+            .unwrap()
+            .iter()
+            .filter_map(command_line)
+            .collect();
         assert_eq!(lines, ["'sh' '-c' 'echo '\\''hi'\\'''", "ls -l"]);
     }
 }

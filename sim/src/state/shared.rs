@@ -139,10 +139,10 @@ impl Shared {
         let Some(volid) = crate::ssh::user_volume(custom) else {
             return Ok(None);
         };
-        let path = crate::ssh::snippet_path(&self.storage_root, volid).map_err(BootError::Snippet)?;
-        let text = std::fs::read(&path).map_err(|e| {
-            BootError::Snippet(format!("volume '{volid}' cannot be read: {e}"))
-        })?;
+        let path =
+            crate::ssh::snippet_path(&self.storage_root, volid).map_err(BootError::Snippet)?;
+        let text = std::fs::read(&path)
+            .map_err(|e| BootError::Snippet(format!("volume '{volid}' cannot be read: {e}")))?;
         if text.len() > 1024 * 1024 {
             return Err(BootError::Snippet(format!("{volid}: larger than 1 MiB")));
         }
