@@ -36,6 +36,7 @@ pub mod node_config;
 pub mod poll;
 pub mod preflight;
 pub mod process;
+pub mod pull;
 pub mod pve;
 pub mod resources;
 pub mod runner;

@@ -39,6 +39,8 @@ pub(crate) struct AppState {
     pub specs: RwLock<Arc<Specs>>,
     pub repos: Vec<Arc<Repo>>,
     pub repo_token: Option<Digest>,
+    /// The driver binary served at `/bin/driver`, if any.
+    pub driver: Option<Bytes>,
 }
 
 impl AppState {
@@ -241,6 +243,10 @@ async fn route(state: &AppState, req: Request<Incoming>) -> Response<Body> {
             bytes("application/json", format!("{body}\n"))
         }
         ["spec", identity] => spec(state, &parts.headers, identity),
+        ["bin", "driver"] => match &state.driver {
+            Some(b) => bytes("application/octet-stream", b.clone()),
+            None => refuse(StatusCode::NOT_FOUND),
+        },
         [first, rest @ ..] if first.ends_with(".git") && !rest.is_empty() => {
             repo(state, &parts.headers, first, &segs[1..]).await
         }

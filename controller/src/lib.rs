@@ -6,6 +6,8 @@
 //! - `/{repo}.git/...`: a temporary bare clone of each served repo (with a `_working` branch
 //!   holding the uncommitted changes) over git's dumb HTTP protocol, and raw files of that
 //!   branch, behind a bearer repo token (see `repos`).
+//! - `GET /bin/driver`: the driver binary, when one is configured (a run's own controller
+//!   serves it to its pull-mode guests).
 //!
 //! This crate owns the server side: TLS material (`tls`), the accept loop, limits and routing
 //! (`http`), path confinement (`paths`), token checks (`auth`), the spec snapshot that a reload
@@ -78,6 +80,9 @@ pub struct ServeConfig {
     pub specs: SpecSource,
     /// How long a stop waits for requests in flight before it cuts them.
     pub drain: Duration,
+    /// A driver binary served at `GET /bin/driver` (no token: it is no secret; a pull-mode
+    /// guest checks it against the SHA-256 its cloud-init user-data names). Read once, at start.
+    pub driver_binary: Option<PathBuf>,
 }
 
 /// A running controller. Dropping it without [`Controller::shutdown`] still removes the
@@ -117,6 +122,19 @@ impl Controller {
                     .map_err(|e| ControllerError::Internal(e.to_string()))??,
             )
         };
+        let driver = match &config.driver_binary {
+            Some(p) => {
+                let p = p.clone();
+                let read =
+                    tokio::task::spawn_blocking(move || std::fs::read(&p).map_err(|e| (p, e)))
+                        .await
+                        .map_err(|e| ControllerError::Internal(e.to_string()))?;
+                Some(bytes::Bytes::from(read.map_err(|(p, e)| {
+                    ControllerError::Internal(format!("cannot read {}: {e}", p.display()))
+                })?))
+            }
+            None => None,
+        };
         let listener = tokio::net::TcpListener::bind(config.bind)
             .await
             .map_err(|source| ControllerError::Bind {
@@ -137,6 +155,7 @@ impl Controller {
                 .repo_token
                 .as_ref()
                 .map(|t| auth::digest(t.expose().as_bytes())),
+            driver,
         });
         let (stop, stop_rx) = watch::channel(false);
         let server = tokio::spawn(http::serve(

@@ -13,6 +13,11 @@ pub(crate) const CLIENTS_LOCK: &str = "clients.lock";
 pub(crate) const START_LOCK: &str = "start.lock";
 pub(crate) const INFO_FILE: &str = "pvesim.json";
 pub(crate) const TOKEN_FILE: &str = "pvesim.token";
+/// The folder under a state folder where the storages' files are (`local`'s in `local/`, in
+/// PVE's layout: `template/iso`, `snippets`, ...): the simulated host's filesystem for them.
+pub fn storage_dir(state_dir: &Path) -> std::path::PathBuf {
+    state_dir.join("storage")
+}
 /// What the shared server writes its output to, in its folder.
 pub const LOG_FILE: &str = "pvesim.log";
 /// The server certificate's fingerprint, for clients to pin.

@@ -26,7 +26,7 @@ use serde::Deserialize;
 
 use crate::config::{ApiToken, SimConfig};
 use crate::error::SimError;
-pub use crate::files::{is_served, LOG_FILE};
+pub use crate::files::{is_served, storage_dir, LOG_FILE};
 use crate::files::{
     open_lock, try_lock, CLIENTS_LOCK, INFO_FILE, SERVER_LOCK, START_LOCK, TOKEN_FILE,
 };

@@ -108,6 +108,12 @@ pub fn execute(
             parallelism: Some(args.parallelism.max(1)),
             clones_per_host: Some(args.clones_per_host.max(1)),
         };
+        let mut guests = guests;
+        // Pull-mode nodes fetch their specs from the run's own controller (not for destroy).
+        let controller = match verb {
+            Verb::Destroy => None,
+            _ => rt.block_on(guests.start_pull(&site, &t, &loaded.manifest, &state_dir))?,
+        };
         let runner = guests.runner(&site, &t, &loaded.manifest, &state_dir, &passed_on)?;
         let limit = args
             .timeout
@@ -120,7 +126,13 @@ pub fn execute(
             timeouts,
             limit,
         };
-        rt.block_on(run(runner, args, todo, opened))
+        let ran = rt.block_on(run(runner, args, todo, opened));
+        if let Some(c) = controller {
+            if let Err(e) = rt.block_on(c.shutdown()) {
+                tracing::warn!("stopping the controller: {e}");
+            }
+        }
+        ran
     })();
     if let Some(sim) = t.sim {
         // Its state is saved as it changes; this just stops serving.

@@ -39,6 +39,14 @@ pub fn storage_needs(
             needs.add(s, c, format!("{what} of {}", p.node));
         }
     }
+    // Pull-mode guests' cloud-init user-data is a snippet there (PVE reads it at start).
+    for n in super::pull::pull_nodes(manifest) {
+        needs.add(
+            super::pull::SNIPPET_STORAGE,
+            content::SNIPPETS,
+            format!("cloud-init snippet of {}", n.name),
+        );
+    }
     let Some(templates) = templates else {
         return needs;
     };

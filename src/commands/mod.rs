@@ -11,6 +11,7 @@ pub mod images;
 pub mod list;
 pub mod node_config;
 pub mod preflight;
+pub mod pull;
 pub mod resources;
 pub mod run;
 pub mod scenario;

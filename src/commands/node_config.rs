@@ -110,10 +110,30 @@ pub fn apply(a: &ApplyArgs) -> Result<(), Failure> {
                 e.message
             ))
         })?;
-    let items = engine::node_config::plan(&spec)
-        .map_err(|e| Failure::usage(miette::miette!("{}: {e}", spec_path.display())))?;
     let identity = spec["identity"]["name"].as_str().unwrap_or_default();
     let name = spec["spec"].as_str().unwrap_or_default();
+    let items = match engine::node_config::plan(&spec) {
+        Ok(items) => items,
+        Err(e) => {
+            // The node's result is complete.json whatever went wrong: a run waiting for it
+            // (pull mode) learns which key was refused, instead of waiting in vain.
+            if !a.dry_run {
+                let item = match &e {
+                    engine::node_config::PlanError::Unsupported { key, .. } => {
+                        format!("spec key '{key}'")
+                    }
+                    engine::node_config::PlanError::NotASpec(_) => "spec".to_string(),
+                };
+                let report = refused(&target, identity, name, item, e.to_string());
+                let json = serde_json::to_string_pretty(&report).unwrap_or_default();
+                write(&dir.join(COMPLETE_FILE), &(json + "\n"))?;
+            }
+            return Err(Failure::usage(miette::miette!(
+                "{}: {e}",
+                spec_path.display()
+            )));
+        }
+    };
     let report = node_config::apply(&items, &target, a.dry_run, identity, name);
     if !a.dry_run {
         let json = serde_json::to_string_pretty(&report).unwrap_or_default();
@@ -151,4 +171,18 @@ pub fn apply(a: &ApplyArgs) -> Result<(), Failure> {
             f.error
         )))),
     }
+}
+
+/// The report of an apply refused before any item: nothing changed, `failed` says why.
+fn refused(
+    target: &Target,
+    identity: &str,
+    spec: &str,
+    item: String,
+    error: String,
+) -> node_config::ApplyReport {
+    let mut report = node_config::apply(&[], target, false, identity, spec);
+    report.success = false;
+    report.failed = Some(node_config::Failed { item, error });
+    report
 }

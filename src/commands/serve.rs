@@ -87,6 +87,7 @@ pub fn run(a: &ServeArgs, site_flag: Option<&Path>) -> Result<(), Failure> {
             nodes,
         },
         drain: Duration::from_secs(a.drain),
+        driver_binary: None,
     };
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()

@@ -55,6 +55,8 @@ pub struct Guests {
     settings: RunSettings,
     /// The guest network and time scale when the host is a simulator.
     simulated: Option<([u8; 2], f64)>,
+    /// The run's controller, for pull-mode nodes (see [`Guests::start_pull`]).
+    pull: Option<actions::pull::PullSetup>,
 }
 
 fn run_err(msg: String, help: Option<String>) -> Failure {
@@ -141,6 +143,7 @@ pub fn check(site: &SiteConfig, name: &str, manifest: &Manifest) -> Result<Check
         secrets,
         settings,
         simulated,
+        pull: None,
     };
     Ok(Checked {
         host,
@@ -220,7 +223,7 @@ pub async fn connect(checked: Checked, state_dir: &Path) -> Result<(Target, Gues
     let (target, client, sim) = match api {
         Some((target, client)) => (target, client, None),
         None => {
-            let dir = state_dir.join(format!("pvesim-{}", host.name));
+            let dir = sim_dir(state_dir, &host);
             // Checked here, where a bad value is a usage error; the simulator reads it too.
             crate::env::SimEnv::read()?;
             let settings = super::simhost::Settings {
@@ -271,7 +274,52 @@ pub async fn connect(checked: Checked, state_dir: &Path) -> Result<(Target, Gues
     Ok((t, guests))
 }
 
+/// The simulator folder of a `simulated:` host, in the state folder.
+fn sim_dir(state_dir: &Path, host: &HostConfig) -> std::path::PathBuf {
+    state_dir.join(format!("pvesim-{}", host.name))
+}
+
 impl Guests {
+    /// Starts the run's controller when the manifest has pull-mode nodes here (see
+    /// `super::pull`); the runner built next uses it. The caller stops it after the run.
+    pub async fn start_pull(
+        &mut self,
+        site: &SiteConfig,
+        t: &Target,
+        manifest: &Manifest,
+        state_dir: &Path,
+    ) -> Result<Option<controller::Controller>, Failure> {
+        if super::pull::pull_nodes(manifest).is_empty() {
+            return Ok(None);
+        }
+        let sim_dir = match (t.host.simulated, self.simulated) {
+            (true, _) => Some(sim_dir(state_dir, &t.host)),
+            // A nested simulator: this driver runs in its guest's folder.
+            (false, Some(_)) => Some(
+                std::env::current_dir()
+                    .map_err(|e| run_err(format!("cannot tell the current folder: {e}"), None))?
+                    .join(actions::nested::simulated::STATE_DIR),
+            ),
+            (false, None) => None,
+        };
+        let (key_path, _) = match &self.settings.ssh_key {
+            Some(k) => key_pair(k.clone())?,
+            None => own_key(state_dir)?,
+        };
+        let side = super::pull::HostSide {
+            host: &t.host,
+            sim_dir,
+            ssh_auth: SshAuth::key_file(key_path),
+            state_dir,
+            api_endpoint: &t.api.endpoint,
+        };
+        let started = super::pull::start(site, self.secrets.as_ref(), manifest, side).await?;
+        Ok(started.map(|rc| {
+            self.pull = Some(rc.setup);
+            rc.controller
+        }))
+    }
+
     /// The runner of the run's nodes on a connected host. Makes driver's own
     /// SSH key in the state folder the first time one is needed.
     pub fn runner(
@@ -286,6 +334,7 @@ impl Guests {
             secrets,
             settings,
             simulated,
+            pull,
         } = self;
         let (key_path, public) = match &settings.ssh_key {
             Some(k) => key_pair(k.clone())?,
@@ -353,9 +402,12 @@ impl Guests {
             mirror,
         )
         .map_err(|e| run_err(e, None))?;
-        let runner = PveRunner::new(t.client.clone(), setup, size_for)
+        let mut runner = PveRunner::new(t.client.clone(), setup, size_for)
             .with_ssh(ssh)
             .with_images(Arc::new(actions::templates::Templates::new(images)));
+        if let Some(p) = pull {
+            runner = runner.with_pull(p);
+        }
         let nested_host = match simulated {
             Some((guest_net, time_scale)) => NestedHost::Simulated(SimulatedPve {
                 guest_net,

@@ -18,6 +18,7 @@ mod cli_manifests;
 mod cli_mirror;
 mod cli_ownership;
 mod cli_placement;
+mod cli_pull;
 mod cli_resources;
 mod cli_resources_fakepve;
 mod cli_schemas;

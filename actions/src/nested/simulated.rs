@@ -23,6 +23,9 @@ use crate::poll::{self, Backoff, GaveUp, Poll};
 use crate::pve::{tls, PveClient, PveTarget, TlsTrust};
 use crate::ssh::Connection;
 
+/// The nested simulator's state folder, in its guest's folder (where the child driver runs).
+pub const STATE_DIR: &str = "pvesim";
+
 #[derive(Clone, Debug)]
 pub struct SimulatedPve {
     /// The guest network (first two octets) of the simulator this host is;
@@ -159,13 +162,14 @@ impl SimulatedPve {
              {one_at_a_time}\n\
              {alive} {reuse_or_stop} fi\n\
              [ -f pvesim-faults.json ] && export PVESIM_FAULTS=\"$(cat pvesim-faults.json)\"\n\
-             nohup ./driver sim serve --bind \"$PVESIM_GUEST_IP:8006\" --node {node} --state-dir pvesim \
+             nohup ./driver sim serve --bind \"$PVESIM_GUEST_IP:8006\" --node {node} --state-dir {state_dir} \
              --guest-net {net} --guest-ssh-port {port} --time-scale {scale} > pvesim.log 2>&1 < /dev/null 9>&- &\n\
              echo $! > pvesim.pid\necho started\n",
             one_at_a_time = ONE_AT_A_TIME,
             alive = OURS_ALIVE,
             reuse_or_stop = REUSE_OR_STOP,
             node = guest.name,
+            state_dir = STATE_DIR,
             net = self.child_net(),
             port = self.guest_ssh_port,
             scale = self.time_scale,

@@ -4,7 +4,8 @@
 //! container is created from its image's container template).
 //!
 //! Files: this one (the runner, its set-up, the action dispatch, tofu and
-//! ansible), [`provision`] (template, clone or create, adopt, size),
+//! ansible), [`provision`] (template, clone or create, adopt, size), [`pull`]
+//! (pull-mode nodes: their cloud-init snippet, waiting for their markers),
 //! [`container`] (a container's create parameters and template), [`images`]
 //! (the template a node needs, made when missing), [`owned`] (which guests a
 //! call may act on).
@@ -14,6 +15,7 @@ mod container;
 mod images;
 mod owned;
 mod provision;
+mod pull;
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -105,6 +107,8 @@ pub struct PveRunner {
     ct_templates: crate::ct_templates::CtTemplates,
     /// Makes missing templates from the site-config's images (once per run each).
     images: Option<Arc<crate::templates::Templates>>,
+    /// The run's controller, for pull-mode nodes.
+    pull: Option<crate::pull::PullSetup>,
 }
 
 fn kind_of(n: &NodeSpec) -> GuestKind {
@@ -125,7 +129,14 @@ impl PveRunner {
             templates: Default::default(),
             ct_templates: Default::default(),
             images: None,
+            pull: None,
         }
+    }
+
+    /// Lets pull-mode nodes configure themselves from the run's controller.
+    pub fn with_pull(mut self, pull: crate::pull::PullSetup) -> Self {
+        self.pull = Some(pull);
+        self
     }
 
     /// Lets `ensure_image` make missing templates from the site-config's images.
@@ -336,6 +347,7 @@ impl NodeRunner for PveRunner {
                 Ok(ActionOutput::default())
             }
             Action::Configure => self.configure(&call).await,
+            Action::AwaitPull => self.await_pull(&call).await,
             Action::VerifySsh => {
                 let (target, _) = self.ssh_target(&call)?;
                 let conn = ssh::connect(&target).await?;
@@ -343,10 +355,6 @@ impl NodeRunner for PveRunner {
                 call.facts.log(format!("ssh ok: {}", out.stdout.trim()));
                 Ok(ActionOutput::default())
             }
-            other => Err(ActionError::new(format!(
-                "{} is not available in this build of driver yet",
-                other.name()
-            ))),
         }
     }
 

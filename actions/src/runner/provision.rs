@@ -61,6 +61,8 @@ impl PveRunner {
     pub(super) async fn provision(&self, call: &ActionCall) -> Result<ActionOutput, ActionError> {
         let node = &call.node;
         let kind = kind_of(node);
+        // Refused before anything is made.
+        let pull = self.pull_for(call)?;
         let size = (self.size_for)(node).map_err(ActionError::new)?;
         let image = node.image.as_deref().ok_or_else(|| {
             ActionError::new(format!(
@@ -156,6 +158,11 @@ impl PveRunner {
                     let keys = self.setup.ssh_keys.join("\n");
                     let enc: String = form_urlencoded::byte_serialize(keys.as_bytes()).collect();
                     params.push(("sshkeys", enc.replace('+', "%20")));
+                }
+                if let Some(p) = pull {
+                    // Its user-data replaces PVE's own (which ciuser/sshkeys make), so it
+                    // carries the same user and keys.
+                    params.push(("cicustom", self.pull_snippet(p, call, vmid).await?));
                 }
             }
             // Its network came with its create call: setting net0 again would give it a

@@ -30,6 +30,9 @@ pub(crate) enum BootError {
         path: PathBuf,
         source: std::io::Error,
     },
+    /// qemu-server reads the `cicustom` snippets when it starts the guest.
+    #[error("cloud-init: {0}")]
+    Snippet(String),
     #[error("guest SSH: host key {}: {message}", path.display())]
     HostKey { path: PathBuf, message: String },
 }

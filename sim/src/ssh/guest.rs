@@ -23,6 +23,8 @@ pub(crate) struct GuestCtx {
     pub tags: String,
     pub groups: Arc<procs::Groups>,
     pub records: Arc<dyn GuestRecords>,
+    /// Its cloud-init user-data (`cicustom` user snippet), run at its boot moment.
+    pub user_data: Option<String>,
 }
 
 impl GuestCtx {

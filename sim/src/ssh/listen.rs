@@ -275,6 +275,7 @@ pub(super) async fn serve_guest(
             booted = true;
             settled.store(true, Ordering::SeqCst);
             run_boot_script(&ctx);
+            super::cloudinit::run(&ctx);
         }
         tokio::select! {
             _ = stop.changed() => break,

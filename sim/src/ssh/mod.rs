@@ -10,7 +10,8 @@
 //! - each guest's folder (`{state_dir}/guests/{vmid}/`, or a per-simulator temp folder) is its
 //!   filesystem root and `HOME`: commands run there ([`session`]), SFTP is rooted there
 //!   ([`sftp`]), and its host key lives there ([`keys`]);
-//! - the `ssh_refused` fault keeps a guest's server from listening.
+//! - the `ssh_refused` fault keeps a guest's server from listening;
+//! - a guest's cloud-init user-data (`cicustom`) runs at its first boot ([`cloudinit`]).
 //!
 //! The servers never hold the simulator's state: what they need of it goes through a narrow
 //! handle ([`GuestRecords`], implemented by the state), and a boot gets the guest's facts as a
@@ -21,6 +22,7 @@
 //! with its connections), [`records`] (the narrow handle), [`error`], [`keys`], [`procs`],
 //! [`sftp`].
 
+mod cloudinit;
 mod error;
 mod guest;
 mod keys;
@@ -31,6 +33,7 @@ mod servers;
 mod session;
 mod sftp;
 
+pub(crate) use cloudinit::{snippet_path, user_volume};
 pub(crate) use error::BootError;
 pub(crate) use keys::fingerprint_of_line;
 pub(crate) use procs::send as send_signal;

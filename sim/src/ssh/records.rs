@@ -53,6 +53,8 @@ pub(crate) struct BootRequest {
     pub taken: BTreeSet<Ipv4Addr>,
     /// An `ssh_refused` fault holds it now.
     pub refused: bool,
+    /// Its cloud-init user-data, from its `cicustom` user snippet (see `cloudinit`).
+    pub user_data: Option<String>,
 }
 
 /// What a boot changed about the guest, for the caller to record.

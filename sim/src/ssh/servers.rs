@@ -155,6 +155,7 @@ impl GuestSsh {
             ip: current_ip,
             taken,
             refused,
+            user_data,
         } = req;
         self.halt(vmid, Halt::Kill);
 
@@ -199,6 +200,7 @@ impl GuestSsh {
             tags,
             groups: groups.clone(),
             records: self.records.clone(),
+            user_data,
         });
         let config = Arc::new(listen::server_config(key));
         tokio::spawn(listen::serve_guest(

@@ -76,7 +76,7 @@ impl Shared {
         cluster: Option<ClusterInfo>,
     ) -> Result<Self, SimError> {
         let (storage_root, storage_tmp) = match &config.state_dir {
-            Some(d) => (d.join("storage"), None),
+            Some(d) => (crate::files::storage_dir(d), None),
             None => {
                 let d = std::env::temp_dir().join(format!(
                     "pvesim-storage-{}-{}",
@@ -184,6 +184,25 @@ impl Shared {
         self.cell.save(st, true);
     }
 
+    /// The guest's cloud-init user-data: its `cicustom` user snippet, read (at most 1 MiB, as
+    /// qemu-server reads it) when it starts; a snippet that is not there fails the start.
+    fn user_data(&self, g: &crate::model::Guest) -> Result<Option<String>, BootError> {
+        let Some(custom) = g.config.get("cicustom").and_then(serde_json::Value::as_str) else {
+            return Ok(None);
+        };
+        let Some(volid) = crate::ssh::user_volume(custom) else {
+            return Ok(None);
+        };
+        let path =
+            crate::ssh::snippet_path(&self.storage_root, volid).map_err(BootError::Snippet)?;
+        let text = std::fs::read(&path)
+            .map_err(|e| BootError::Snippet(format!("volume '{volid}' cannot be read: {e}")))?;
+        if text.len() > 1024 * 1024 {
+            return Err(BootError::Snippet(format!("{volid}: larger than 1 MiB")));
+        }
+        Ok(Some(String::from_utf8_lossy(&text).into_owned()))
+    }
+
     /// Brings up the SSH server of guest `vmid`, which has just been (or, after a restart,
     /// already is) started, and records its address and host key. Templates and missing
     /// guests have none. Must run inside the tokio runtime.
@@ -195,6 +214,7 @@ impl Shared {
             return Ok(());
         }
         let name = g.name();
+        let user_data = self.user_data(g)?;
         let req = BootRequest {
             vmid,
             ready_at: g.agent_ready_at.unwrap_or_else(Instant::now),
@@ -207,6 +227,7 @@ impl Shared {
                 .collect(),
             refused: st.faults.ssh_refused(vmid, &name),
             name,
+            user_data,
         };
         let booted = self.ssh.boot(req)?;
         if let Some(g) = st.guests.get_mut(&vmid) {

@@ -1,0 +1,79 @@
+//! The runner's pull-mode steps: at provision, the guest's cloud-init snippet written and
+//! named in its `cicustom`; at `await_pull`, SSH awaited (its host key recorded, as
+//! `wait_ssh` does) and the guest's markers read until it reports its spec applied.
+
+use engine::executor::{ActionCall, ActionError, ActionOutput};
+use engine::manifest::NodeKind;
+
+use super::PveRunner;
+use crate::pull::PullSetup;
+use crate::ssh;
+
+impl PveRunner {
+    /// The pull setup when `call`'s node is a pull-mode node; an error when it is one this
+    /// runner cannot make (no controller, a container, a tofu-made guest).
+    pub(super) fn pull_for(&self, call: &ActionCall) -> Result<Option<&PullSetup>, ActionError> {
+        let Some(p) = self.pull.as_ref().filter(|p| p.is_pull(&call.node.name)) else {
+            return Ok(None);
+        };
+        if call.node.kind == NodeKind::Ct {
+            return Err(ActionError::new(format!(
+                "'{}' is a container in pull mode: containers have no cloud-init to fetch their \
+                 spec at boot; use `execution: {{mode: push}}` for it",
+                call.node.name
+            )));
+        }
+        if self.tofu_for(&call.node).is_some() {
+            return Err(ActionError::new(format!(
+                "'{}' is made by tofu and in pull mode: its cloud-init comes from the tofu \
+                 configuration; use `execution: {{mode: push}}` or the API provisioner for it",
+                call.node.name
+            )));
+        }
+        Ok(Some(p))
+    }
+
+    /// Writes the guest's user-data snippet; the `cicustom` value naming it.
+    pub(super) async fn pull_snippet(
+        &self,
+        p: &PullSetup,
+        call: &ActionCall,
+        vmid: u32,
+    ) -> Result<String, ActionError> {
+        let name = PullSetup::snippet_name(&call.node.name, vmid);
+        let text = p.user_data(&call.node.name, &self.setup.ci_user, &self.setup.ssh_keys);
+        p.snippets
+            .write(&self.client, &p.storage, &name, &text)
+            .await?;
+        call.facts.log(format!(
+            "cloud-init user-data {}:snippets/{name}: fetches its spec from {}",
+            p.storage, p.server
+        ));
+        Ok(format!("user={}:snippets/{name}", p.storage))
+    }
+
+    pub(super) async fn await_pull(&self, call: &ActionCall) -> Result<ActionOutput, ActionError> {
+        let p = self.pull_for(call)?.ok_or_else(|| {
+            ActionError::new(format!(
+                "'{}' is in pull mode, and this run has no controller for it",
+                call.node.name
+            ))
+        })?;
+        let (target, _) = self.ssh_target(call)?;
+        let conn = ssh::wait_for_ssh(&target, call.timeout).await?;
+        for hop in conn.accepted_keys() {
+            call.facts.log(format!(
+                "accepted new host key {} for {}",
+                hop.key.fingerprint(),
+                hop.host
+            ));
+        }
+        if let Some(key) = conn.host_key() {
+            call.facts
+                .host_key(&format!("{} {}", key.key_type, key.key))
+                .await?;
+        }
+        p.await_markers(&conn, call).await?;
+        Ok(ActionOutput::default())
+    }
+}
