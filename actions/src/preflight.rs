@@ -1,8 +1,10 @@
 //! Preflight checks against a PVE host's API, each failed one naming its fix:
 //! API reachable and version, token valid (with its user and privileges),
 //! node name, target storage, bridge. [`content`] checks the content types
-//! of the storages a run uses, [`nested`] nested virtualization over SSH.
+//! of the storages a run uses, [`nested`] nested virtualization over SSH,
+//! [`cluster`] guests that may be cloned onto other cluster nodes.
 
+pub mod cluster;
 pub mod content;
 pub mod nested;
 

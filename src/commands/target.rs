@@ -535,6 +535,22 @@ pub async fn preflight(t: &Target, guests: &Guests, manifest: &Manifest) -> Vec<
     let templates = t.client.guests().await.ok();
     let needs = super::hostcheck::storage_needs(&t.placement, manifest, templates.as_deref());
     out.extend(preflight::content::content_checks(&t.client, &t.host.name, &needs).await);
+    // VMs of this host that may be cloned onto another cluster node (containers are created
+    // on theirs, not cloned).
+    let elsewhere: Vec<preflight::cluster::Elsewhere> = manifest
+        .nodes
+        .iter()
+        .filter(|n| n.parent.is_none() && n.kind != engine::manifest::NodeKind::Ct)
+        .filter(|n| n.target_node.is_some() || n.placement.is_some())
+        .map(|n| preflight::cluster::Elsewhere {
+            name: &n.name,
+            target_node: n.target_node.as_deref(),
+            storage: n.storage.as_deref().unwrap_or(&storage),
+        })
+        .collect();
+    out.extend(
+        preflight::cluster::placement_checks(&t.client, &t.host.name, &storage, &elsewhere).await,
+    );
     if manifest.pattern == engine::manifest::Pattern::Tiered {
         let key = guests.settings.ssh_key.as_deref();
         out.push(super::hostcheck::nested(t, guests.simulated.is_some(), key).await);

@@ -10,7 +10,7 @@ use std::process::Stdio;
 use actions::pve::{GuestKind, PveClient, PveTarget, TlsTrust};
 use serde_json::Value;
 
-use crate::common::{Driver, Run};
+use crate::common::{flat, Driver, Run};
 
 /// `a` pinned to pve2, `b` placed by spread (pve3 is down, pve2 holds `a`: pve), `c` left
 /// where its template is (the node file's node, pve).
@@ -221,7 +221,17 @@ fn a_pinned_node_that_is_not_in_the_cluster_is_refused_naming_the_nodes() {
         MANIFEST.replace("target_node: pve2", "target_node: pve9"),
     )
     .unwrap();
+    // Preflight refuses it before anything is made...
     let out = c.run(&["create", "--json-output"]);
+    assert_eq!(out.json()["success"], false, "{}", out.stdout);
+    let text = format!("{}{}", out.stdout, out.stderr);
+    assert!(
+        text.contains("preflight: placement: 'a' is pinned to no node 'pve9' (the cluster has: pve, pve2, pve3)"),
+        "{text}"
+    );
+    assert!(c.guests().is_empty(), "{:?}", c.guests());
+    // ... and without preflight, the run itself does.
+    let out = c.run(&["create", "--json-output", "--skip-preflight"]);
     assert_eq!(out.json()["success"], false, "{}", out.stdout);
     let text = format!("{}{}", out.stdout, out.stderr);
     assert!(
@@ -229,5 +239,80 @@ fn a_pinned_node_that_is_not_in_the_cluster_is_refused_naming_the_nodes() {
             "`target_node: pve9`, which is not a node of the cluster (nodes: pve, pve2, pve3)"
         ),
         "{text}"
+    );
+}
+
+#[test]
+fn guests_placed_on_other_nodes_need_shared_storage_and_preflight_says_so() {
+    let c = Cluster::start();
+    let file = c.driver.site_path().join("nodes/lab.yaml");
+    let text = std::fs::read_to_string(&file).unwrap();
+    std::fs::write(
+        &file,
+        text.replace("datastore: ceph-vm", "datastore: local-lvm"),
+    )
+    .unwrap();
+    let out = c.run(&["create", "--json-output"]);
+    assert_eq!(out.json()["success"], false, "{}", out.stdout);
+    let text = flat(&format!("{}{}", out.stdout, out.stderr));
+    assert!(
+        text.contains(
+            "preflight: placement: a, b may go to other nodes than pve, but storage \
+             'local-lvm' is local to each node"
+        ) && text.contains("to a shared storage"),
+        "{text}"
+    );
+    assert!(c.guests().is_empty(), "{:?}", c.guests());
+    // Pinned to the node file's own node, the same guests need nothing shared.
+    std::fs::write(
+        c.driver.site_path().join("m.yaml"),
+        MANIFEST
+            .replace("target_node: pve2", "target_node: pve")
+            .replace(", placement: spread", ""),
+    )
+    .unwrap();
+    let out = c.run(&["create", "--json-output"]);
+    assert_eq!(
+        out.json()["success"],
+        true,
+        "{}\n{}",
+        out.stdout,
+        out.stderr
+    );
+    assert!(c.guests().iter().all(|g| g.2 == "pve"), "{:?}", c.guests());
+    c.run(&["destroy", "--yes"]).ok();
+}
+
+#[test]
+fn placement_on_a_standalone_host_is_refused_by_preflight() {
+    let state = tempfile::tempdir().unwrap();
+    let m = state.path().join("m.yaml");
+    std::fs::write(
+        &m,
+        "schema_version: 2\nname: placed\nnodes:\n  - {name: b, type: vm, spec: base, \
+         preset: vm-small, image: debian-12, placement: spread}\n",
+    )
+    .unwrap();
+    let out = Run::from(
+        crate::common::sim::sim_driver(state.path())
+            .args([
+                "create",
+                "--manifest-file",
+                m.to_str().unwrap(),
+                "-H",
+                "sim",
+            ])
+            .stdin(Stdio::null())
+            .output()
+            .unwrap(),
+    );
+    assert_ne!(out.code, 0, "{}", out.stderr);
+    assert!(
+        flat(&out.stderr).contains(
+            "preflight: placement: b set `target_node:` or `placement:`, but sim is not a PVE \
+             cluster member"
+        ),
+        "{}",
+        out.stderr
     );
 }
