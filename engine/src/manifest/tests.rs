@@ -123,37 +123,6 @@ fn node_missing_type() {
 }
 
 #[test]
-fn a_pve_node_in_pull_mode_is_refused_with_a_hint() {
-    let help = one(
-        &with_nodes("  - {name: p, type: pve, execution: {mode: pull}}\n"),
-        "node 'p' is a pve node in pull mode (its execution.mode is pull): PVE nodes are set up \
-         over SSH (push); their pull-mode self-configure is not supported",
-        4,
-        5,
-    );
-    assert!(help.unwrap().contains("execution: {mode: push}"));
-    let by_default = "schema_version: 2\nname: t\nexecution: {default_mode: pull}\nnodes:\n  \
-                      - {name: p, type: pve}\n  - {name: v, type: vm, parent: p}\n";
-    let ps = problems(by_default);
-    assert_eq!(ps.len(), 1, "{ps:#?}");
-    assert!(
-        ps[0]
-            .0
-            .contains("(the manifest's execution.default_mode is pull)"),
-        "{ps:#?}"
-    );
-    // Forced to push, it loads; its guests stay in pull mode.
-    let m = load(Source::new(
-        "m.yaml",
-        "schema_version: 2\nname: t\nexecution: {default_mode: pull}\nnodes:\n  - {name: p, \
-         type: pve, execution: {mode: push}}\n  - {name: v, type: vm, parent: p}\n",
-    ))
-    .unwrap()
-    .manifest;
-    assert_eq!(m.nodes[1].mode(m.default_mode()), ExecMode::Pull);
-}
-
-#[test]
 fn duplicate_node_name() {
     let ps = problems(&with_nodes(
         "  - {name: a, type: vm}\n  - {name: a, type: vm}\n",
