@@ -36,7 +36,9 @@ fn a_pve_node_in_pull_mode_is_refused_with_a_hint() {
     );
     assert_eq!(ps.len(), 1, "{ps:#?}");
     assert!(
-        ps[0].0.contains("(the manifest's execution.default_mode is pull)"),
+        ps[0]
+            .0
+            .contains("(the manifest's execution.default_mode is pull)"),
         "{ps:#?}"
     );
     // Forced to push, it loads; the guests below it stay in pull mode.
