@@ -4,8 +4,11 @@
 
 use engine::manifest::{load, ExecMode, Source};
 
-/// The problems of `yaml`: (message, line, column, help).
-fn problems(yaml: &str) -> Vec<(String, Option<usize>, Option<usize>, Option<String>)> {
+/// A problem: (message, line, column, help).
+type Found = (String, Option<usize>, Option<usize>, Option<String>);
+
+/// The problems of `yaml`.
+fn problems(yaml: &str) -> Vec<Found> {
     match load(Source::new("m.yaml", yaml)) {
         Ok(_) => panic!("expected problems, manifest loaded:\n{yaml}"),
         Err(e) => e
