@@ -12,7 +12,8 @@ use std::net::{IpAddr, SocketAddr, ToSocketAddrs, UdpSocket};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use actions::pull::{PullSetup, SnippetStore};
+use actions::nested::auth::ChildAuth;
+use actions::pull::{PullSetup, SnippetCleanup, SnippetStore};
 use actions::ssh::{HostKeyCheck, SshAuth, SshTarget};
 use controller::{Controller, ServeConfig, SpecSource};
 use engine::manifest::ExecMode;
@@ -43,6 +44,54 @@ pub fn pull_nodes(manifest: &Manifest) -> Vec<&engine::manifest::NodeSpec> {
         .iter()
         .filter(|n| n.parent.is_none() && n.mode(manifest.default_mode()) == ExecMode::Pull)
         .collect()
+}
+
+/// Per `pve` node: the tokens its driver needs for the pull-mode nodes below it (at any
+/// depth), exactly those their postures want. A token that does not resolve is not passed:
+/// the driver below refuses that node, naming the secret it lacks.
+pub fn child_auth(
+    site: &SiteConfig,
+    secrets: Option<&SiteSecrets>,
+    manifest: &Manifest,
+) -> BTreeMap<String, ChildAuth> {
+    let resolver = Resolver::new(site, secrets);
+    let parent_of = |name: &str| {
+        manifest
+            .nodes
+            .iter()
+            .find(|n| n.name == name)
+            .and_then(|n| n.parent.as_deref())
+    };
+    let mut out: BTreeMap<String, ChildAuth> = BTreeMap::new();
+    for n in &manifest.nodes {
+        if n.mode(manifest.default_mode()) != ExecMode::Pull {
+            continue;
+        }
+        let Some(spec) = n.spec.as_deref() else {
+            continue;
+        };
+        let Ok(resolved) = resolver.resolve_spec(site, secrets, &n.name, spec) else {
+            continue;
+        };
+        if resolved.token.is_empty() {
+            continue;
+        }
+        // Every PVE above it runs a driver that passes the token on.
+        let mut up = n.parent.as_deref();
+        while let Some(pve) = up {
+            let a = out.entry(pve.to_string()).or_default();
+            match resolved.auth {
+                AuthMethod::Network => {}
+                AuthMethod::SiteToken => a.site_token = Some(resolved.token.clone()),
+                AuthMethod::NodeToken => {
+                    a.node_tokens.insert(n.name.clone(), resolved.token.clone());
+                }
+            }
+            up = parent_of(pve);
+        }
+    }
+    out.retain(|_, a| !a.is_empty());
+    out
 }
 
 /// What the host is, for where snippets go and where the controller listens.
@@ -137,7 +186,22 @@ pub async fn start(
         "controller for pull-mode nodes at {server} (fingerprint {})",
         controller.fingerprint()
     );
-    let snippets = match (&side.sim_dir, side.host.ssh_host.as_ref()) {
+    let snippets = snippet_store(&side);
+    let setup = PullSetup {
+        server,
+        fingerprint: controller.fingerprint().to_string(),
+        binary_sha256,
+        nodes: tokens,
+        snippets,
+        storage: SNIPPET_STORAGE.into(),
+        simulated: side.sim_dir.is_some(),
+    };
+    Ok(Some(RunController { controller, setup }))
+}
+
+/// Where the host keeps snippets: the simulator's storage folder, or over SSH.
+pub fn snippet_store(side: &HostSide<'_>) -> SnippetStore {
+    match (&side.sim_dir, side.host.ssh_host.as_ref()) {
         (Some(dir), _) => SnippetStore::Folder(sim::folder::storage_dir(dir)),
         (None, Some(ip)) => SnippetStore::Ssh(
             SshTarget::new(ip.clone(), &side.host.ssh_user, side.ssh_auth.clone())
@@ -150,17 +214,20 @@ pub async fn start(
         (None, None) => SnippetStore::Unreachable {
             node_file: side.host.file.clone(),
         },
-    };
-    let setup = PullSetup {
-        server,
-        fingerprint: controller.fingerprint().to_string(),
-        binary_sha256,
-        nodes: tokens,
-        snippets,
+    }
+}
+
+/// What a destroy (or a failed create's cleanup) needs to remove the snippets of this
+/// manifest's pull-mode guests.
+pub fn snippet_cleanup(manifest: &Manifest, side: &HostSide<'_>) -> SnippetCleanup {
+    SnippetCleanup {
+        store: snippet_store(side),
         storage: SNIPPET_STORAGE.into(),
-        simulated: side.sim_dir.is_some(),
-    };
-    Ok(Some(RunController { controller, setup }))
+        nodes: pull_nodes(manifest)
+            .iter()
+            .map(|n| n.name.clone())
+            .collect(),
+    }
 }
 
 /// Where the controller binds, and the URL guests are told when it is not `https://BOUND`.

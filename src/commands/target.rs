@@ -292,6 +292,20 @@ impl Guests {
         if super::pull::pull_nodes(manifest).is_empty() {
             return Ok(None);
         }
+        let side = self.host_side(t, state_dir)?;
+        let started = super::pull::start(site, self.secrets.as_ref(), manifest, side).await?;
+        Ok(started.map(|rc| {
+            self.pull = Some(rc.setup);
+            rc.controller
+        }))
+    }
+
+    /// What the host is, for its snippets and the run's controller.
+    fn host_side<'a>(
+        &self,
+        t: &'a Target,
+        state_dir: &'a Path,
+    ) -> Result<super::pull::HostSide<'a>, Failure> {
         let sim_dir = match (t.host.simulated, self.simulated) {
             (true, _) => Some(sim_dir(state_dir, &t.host)),
             // A nested simulator: this driver runs in its guest's folder.
@@ -306,18 +320,13 @@ impl Guests {
             Some(k) => key_pair(k.clone())?,
             None => own_key(state_dir)?,
         };
-        let side = super::pull::HostSide {
+        Ok(super::pull::HostSide {
             host: &t.host,
             sim_dir,
             ssh_auth: SshAuth::key_file(key_path),
             state_dir,
             api_endpoint: &t.api.endpoint,
-        };
-        let started = super::pull::start(site, self.secrets.as_ref(), manifest, side).await?;
-        Ok(started.map(|rc| {
-            self.pull = Some(rc.setup);
-            rc.controller
-        }))
+        })
     }
 
     /// The runner of the run's nodes on a connected host. Makes driver's own
@@ -330,6 +339,7 @@ impl Guests {
         state_dir: &Path,
         passed_on: &PassedOn,
     ) -> Result<Arc<PveRunner>, Failure> {
+        let cleanup = super::pull::snippet_cleanup(manifest, &self.host_side(t, state_dir)?);
         let Guests {
             secrets,
             settings,
@@ -408,6 +418,7 @@ impl Guests {
         if let Some(p) = pull {
             runner = runner.with_pull(p);
         }
+        let runner = runner.with_snippet_cleanup(cleanup);
         let nested_host = match simulated {
             Some((guest_net, time_scale)) => NestedHost::Simulated(SimulatedPve {
                 guest_net,
@@ -432,6 +443,7 @@ impl Guests {
             parallelism: passed_on.parallelism,
             clones_per_host: passed_on.clones_per_host,
             host: nested_host,
+            child_auth: super::pull::child_auth(site, secrets.as_ref(), manifest),
         });
         Ok(Arc::new(runner))
     }

@@ -19,6 +19,8 @@ mod cli_mirror;
 mod cli_ownership;
 mod cli_placement;
 mod cli_pull;
+mod cli_pull_nested;
+mod cli_pull_snippets;
 mod cli_resources;
 mod cli_resources_fakepve;
 mod cli_schemas;

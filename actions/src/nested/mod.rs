@@ -19,6 +19,7 @@
 //! in a command line): its site-config subset, secrets limited to its own
 //! API token and SSH key, and the subtree.
 
+pub mod auth;
 pub mod installed;
 pub mod simulated;
 
@@ -60,6 +61,8 @@ pub struct Nesting {
     pub clones_per_host: Option<usize>,
     /// How a guest becomes a PVE host here.
     pub host: NestedHost,
+    /// Per `pve` node: the pull-mode tokens its driver is given (see [`auth`]).
+    pub child_auth: std::collections::BTreeMap<String, auth::ChildAuth>,
 }
 
 #[derive(Clone, Debug)]
@@ -299,9 +302,28 @@ impl Nesting {
             SHORT,
         )
         .await?;
-        // `None`: the child's secrets hold the token that is there.
+        let auth = self.child_auth.get(guest.name).cloned().unwrap_or_default();
+        // `None`: the child's secrets hold the token that is there (kept, and rewritten
+        // only to carry its subtree's pull-mode tokens).
+        let token = match token {
+            Some(t) => Some(t),
+            None if auth.is_empty() => None,
+            None => {
+                let held = conn
+                    .exec(&self.sh("cat site-config/secrets.yaml"), SHORT)
+                    .await?
+                    .check()?;
+                Some(auth::api_token_in(&held.stdout, guest.name).ok_or_else(|| {
+                    fail(format!(
+                        "{}'s site-config/secrets.yaml holds its API token in a form this \
+                         driver did not write: remove the file there to have a new token made",
+                        guest.name
+                    ))
+                })?)
+            }
+        };
         if let Some(token) = token {
-            let secrets = format!("api_tokens:\n  {}: \"{token}\"\n", guest.name);
+            let secrets = auth.secrets_yaml(guest.name, &token);
             conn.upload_bytes(
                 secrets,
                 &self.path("site-config/secrets.yaml"),

@@ -9,6 +9,7 @@
 //! guest's own record, so a resumed run (with a new controller) still reads how an earlier
 //! boot went, and nothing the guest sends can change what the controller serves.
 
+mod rerun;
 pub mod snippets;
 pub mod userdata;
 
@@ -22,7 +23,7 @@ use serde_json::Value;
 use crate::poll::{self, Backoff, Poll};
 use crate::ssh::{Connection, ExecOutput};
 
-pub use snippets::SnippetStore;
+pub use snippets::{SnippetCleanup, SnippetStore};
 
 /// What the runner needs for its pull-mode nodes: the run's controller and where snippets go.
 #[derive(Clone, Debug)]
@@ -80,8 +81,17 @@ impl PullSetup {
 
     /// The node's user-data.
     pub fn user_data(&self, node: &str, user: &str, ssh_keys: &[String]) -> String {
+        userdata::render(&self.pull_node(node, user, ssh_keys))
+    }
+
+    fn pull_node<'a>(
+        &'a self,
+        node: &'a str,
+        user: &'a str,
+        ssh_keys: &'a [String],
+    ) -> PullNode<'a> {
         let token = self.nodes.get(node).and_then(|t| t.as_ref());
-        userdata::render(&PullNode {
+        PullNode {
             identity: node,
             server: &self.server,
             fingerprint: &self.fingerprint,
@@ -90,7 +100,7 @@ impl PullSetup {
             user,
             ssh_keys,
             simulated: self.simulated,
-        })
+        }
     }
 
     /// Waits for the guest's markers (see the module docs) and reports its own result: what

@@ -38,7 +38,7 @@ fn block(text: &str, indent: usize) -> String {
 }
 
 /// The env file: `KEY='value'` lines that the script sources.
-fn env_file(n: &PullNode<'_>) -> String {
+pub(crate) fn env_file(n: &PullNode<'_>) -> String {
     let mut env = format!(
         "HOMESTAK_SPEC_SERVER={}\nHOMESTAK_SPEC_FINGERPRINT={}\nHOMESTAK_IDENTITY={}\n",
         sh(n.server),

@@ -353,7 +353,14 @@ impl PveClient {
             return Ok(());
         }
         let path = format!("{}/status/start", self.guest_path(kind, vmid).await?);
-        self.run_task(Method::POST, &path, &[], timeout).await
+        match self.run_task(Method::POST, &path, &[], timeout).await {
+            // A start still in flight from a stopped run (resumed) won the race: it is up.
+            Err(e) if self.status(kind, vmid).await?.as_deref() == Some("running") => {
+                tracing::debug!("start of {vmid} found it started meanwhile: {e}");
+                Ok(())
+            }
+            done => done,
+        }
     }
 
     /// Asks the guest to shut down; if it has not stopped within `timeout`,

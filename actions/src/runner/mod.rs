@@ -109,6 +109,8 @@ pub struct PveRunner {
     images: Option<Arc<crate::templates::Templates>>,
     /// The run's controller, for pull-mode nodes.
     pull: Option<crate::pull::PullSetup>,
+    /// Where pull-mode guests' snippets are, removed with their guests.
+    snippets: Option<crate::pull::SnippetCleanup>,
 }
 
 fn kind_of(n: &NodeSpec) -> GuestKind {
@@ -130,12 +132,19 @@ impl PveRunner {
             ct_templates: Default::default(),
             images: None,
             pull: None,
+            snippets: None,
         }
     }
 
     /// Lets pull-mode nodes configure themselves from the run's controller.
     pub fn with_pull(mut self, pull: crate::pull::PullSetup) -> Self {
         self.pull = Some(pull);
+        self
+    }
+
+    /// Lets destroys remove the cloud-init snippets of the pull-mode guests they delete.
+    pub fn with_snippet_cleanup(mut self, cleanup: crate::pull::SnippetCleanup) -> Self {
+        self.snippets = Some(cleanup);
         self
     }
 
@@ -316,6 +325,8 @@ impl NodeRunner for PveRunner {
                 // Only what is this state's is deleted (see `own_vmid`).
                 match self.own_vmid(&call).await? {
                     Some(id) => {
+                        // First: a failed removal leaves the guest, and a retry finds both.
+                        self.remove_pull_snippet(&call, kind, id).await?;
                         self.client.delete_guest(kind, id, t).await?;
                         // The address is free again: forget the old guest's key.
                         if let (Some(ssh), Some(ip)) = (&self.ssh, call.ip.as_deref()) {

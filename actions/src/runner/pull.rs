@@ -73,7 +73,45 @@ impl PveRunner {
                 .host_key(&format!("{} {}", key.key_type, key.key))
                 .await?;
         }
+        p.rerun_if_stale(&conn, call).await?;
         p.await_markers(&conn, call).await?;
         Ok(ActionOutput::default())
+    }
+}
+
+impl PveRunner {
+    /// Removes the cloud-init snippet of a guest about to be deleted (it holds the node's
+    /// token): the one its `cicustom` names when that is ours for this node and vmid, else
+    /// (a create that failed before its `cicustom` was set) the name a pull-mode node of
+    /// this manifest gets. Only for guests `own_vmid` found this state's.
+    pub(super) async fn remove_pull_snippet(
+        &self,
+        call: &ActionCall,
+        kind: crate::pve::GuestKind,
+        vmid: u32,
+    ) -> Result<(), ActionError> {
+        let Some(c) = &self.snippets else {
+            return Ok(());
+        };
+        if kind != crate::pve::GuestKind::Qemu {
+            return Ok(());
+        }
+        let cfg = self.client.config(kind, vmid).await?;
+        let named = cfg["cicustom"]
+            .as_str()
+            .and_then(|v| crate::pull::snippets::ours_in_cicustom(v, &call.node.name, vmid));
+        let (storage, name) = match named {
+            Some(s) => s,
+            None if c.nodes.contains(&call.node.name) => (
+                c.storage.clone(),
+                PullSetup::snippet_name(&call.node.name, vmid),
+            ),
+            None => return Ok(()),
+        };
+        c.store.remove(&self.client, &storage, &name).await?;
+        call.facts.log(format!(
+            "removed cloud-init user-data {storage}:snippets/{name}"
+        ));
+        Ok(())
     }
 }

@@ -439,7 +439,7 @@ fn serialized_manifest_loads_back_identical() {
         "m",
         "schema_version: 2\nname: t\ndescription: d\npattern: tiered\nexecution: {default_mode: pull}\n\
          settings: {on_error: continue, timeout_buffer: 5}\nnodes:\n\
-         - {name: p, type: pve, spec: pve, preset: vm-large, image: pve-9, vmid: 100, disk: 64}\n\
+         - {name: p, type: pve, spec: pve, preset: vm-large, image: pve-9, vmid: 100, disk: 64, execution: {mode: push}}\n\
          - {name: c, type: ct, parent: p, execution: {mode: push}}\n\
          - {name: d, type: vm, parent: p, depends_on: [c]}\n",
     ))

@@ -5,6 +5,7 @@
 
 mod age_cli;
 mod manifest_keys;
+mod pve_pull;
 mod resolver;
 mod sops_cli;
 mod sops_vector;

@@ -5,7 +5,8 @@
 
 use super::{short, Checker, Parsed};
 use crate::manifest::{
-    hostname_problem, NodeExecution, NodeKind, NodeLocation, NodePolicy, NodeSpec, Provisioner,
+    hostname_problem, ExecMode, NodeExecution, NodeKind, NodeLocation, NodePolicy, NodeSpec,
+    Provisioner,
 };
 use crate::yaml::{Node, Span, Value};
 
@@ -212,6 +213,36 @@ impl<'a> Checker<'a> {
             });
         }
         out
+    }
+
+    /// A `pve` node in pull mode is refused: seed 001's two-phase self-configure (the node
+    /// fetching its scoped site defaults and secrets from the controller's
+    /// `/config/{identity}` and running its own PVE setup at boot) is not built, and a PVE
+    /// node is set up over SSH (push) instead of half of it being pulled.
+    pub(super) fn pve_pull(&mut self, nodes: &[Parsed], default: ExecMode) {
+        for p in nodes {
+            if p.kind != Some(NodeKind::Pve) || p.spec.mode(default) != ExecMode::Pull {
+                continue;
+            }
+            let why = match p.spec.execution {
+                Some(_) => "its execution.mode",
+                None => "the manifest's execution.default_mode",
+            };
+            self.problem(
+                format!(
+                    "node '{}' is a pve node in pull mode ({why} is pull): PVE nodes are set up \
+                     over SSH (push); their pull-mode self-configure is not supported",
+                    short(&p.spec.name)
+                ),
+                p.loc.node,
+                "pve node in pull mode",
+                Some(
+                    "give it `execution: {mode: push}` (the guests below it may still be in \
+                     pull mode)"
+                        .into(),
+                ),
+            );
+        }
     }
 
     /// A required node/level name that must be a valid hostname. A name that
