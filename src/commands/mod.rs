@@ -15,6 +15,7 @@ pub mod pull;
 pub mod resources;
 pub mod run;
 pub mod scenario;
+mod scenario_context;
 pub mod scenario_table;
 pub mod secrets;
 pub mod serve;
