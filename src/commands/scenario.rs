@@ -13,7 +13,7 @@ use std::time::Instant;
 use serde::Serialize;
 use serde_json::{Map, Value};
 
-use super::scenario_context::{forget_destroyed, load_context, save_context};
+use super::scenario_context::{forget_destroyed, load_context, save_context, usage};
 use super::scenario_table::{self as table, HostStep, Job, Scenario};
 use super::Failure;
 use crate::cli::scenario::{ScenarioCmd, ScenarioRunArgs};
@@ -88,13 +88,6 @@ struct ScenarioOutput {
     #[serde(skip_serializing_if = "Option::is_none")]
     error: Option<String>,
     dry_run: bool,
-}
-
-pub(super) fn usage(msg: String, help: Option<String>) -> Failure {
-    Failure::usage(match help {
-        Some(h) => miette::miette!(help = h, "{msg}"),
-        None => miette::miette!("{msg}"),
-    })
 }
 
 fn run_scenario(a: &ScenarioRunArgs, g: &Globals<'_>) -> Result<(), Failure> {

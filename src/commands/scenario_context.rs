@@ -5,8 +5,15 @@ use std::path::Path;
 
 use serde_json::{Map, Value};
 
-use super::scenario::usage;
 use super::Failure;
+
+/// A usage error (exit 2) with an optional hint.
+pub(super) fn usage(msg: String, help: Option<String>) -> Failure {
+    Failure::usage(match help {
+        Some(h) => miette::miette!(help = h, "{msg}"),
+        None => miette::miette!("{msg}"),
+    })
+}
 
 /// After a destroy, the context no longer names the destroyed guests: their
 /// `NAME_ip` and `NAME_vm_id`, and `vm_ip` / `vm_id` where they were theirs.
