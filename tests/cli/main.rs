@@ -10,6 +10,7 @@ mod cli_checks;
 mod cli_compat;
 mod cli_config_secrets;
 mod cli_containers;
+mod cli_heal;
 mod cli_host;
 mod cli_hostile_yaml;
 mod cli_images;

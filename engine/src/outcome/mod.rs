@@ -170,6 +170,9 @@ pub struct RunOutcome {
     /// reason any of its phases stopped for.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub stop: Option<StopReason>,
+    /// What this run repaired on a tree that existed already (`create --heal`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub heals: Vec<crate::state::Heal>,
 }
 
 impl RunOutcome {
@@ -185,6 +188,7 @@ impl RunOutcome {
             interrupted,
             rolled_back: false,
             stop: None,
+            heals: Vec::new(),
         }
     }
 }

@@ -101,6 +101,54 @@ pub struct RunState {
     pub nodes: Vec<NodeState>,
     #[serde(default)]
     pub context: BTreeMap<String, serde_json::Value>,
+    /// What `create` repaired on the host (`--heal`), oldest first, the last
+    /// [`HEALS_KEPT`] kept across runs.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub heals: Vec<Heal>,
+}
+
+/// How many heal records a state keeps.
+pub const HEALS_KEPT: usize = 100;
+
+/// One repair `create` made (or meant to make) to a node whose guest was found
+/// changed behind driver's back.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Heal {
+    pub node: String,
+    /// `start`, `recreate`, `resize` or `leave` (a problem not repaired).
+    pub what: String,
+    /// The problem and the repair, in words.
+    pub detail: String,
+    pub at: String,
+    pub run_id: String,
+    pub result: HealResult,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum HealResult {
+    Done,
+    Failed,
+    /// Handed to the run's create steps (restart, rebuild): settled when the run ends.
+    Pending,
+    /// Not repaired (the mode does not, or it cannot be).
+    Skipped,
+    /// What a dry run would do (never in a state file).
+    Planned,
+}
+
+impl HealResult {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            HealResult::Done => "done",
+            HealResult::Failed => "failed",
+            HealResult::Pending => "pending",
+            HealResult::Skipped => "skipped",
+            HealResult::Planned => "planned",
+        }
+    }
 }
 
 impl RunState {
@@ -114,6 +162,11 @@ impl RunState {
         previous: Option<RunState>,
     ) -> RunState {
         let state_id = previous.as_ref().map(|p| p.state_id.clone());
+        let mut heals = previous
+            .as_ref()
+            .map(|p| p.heals.clone())
+            .unwrap_or_default();
+        heals.drain(..heals.len().saturating_sub(HEALS_KEPT));
         let mut old: BTreeMap<String, NodeState> = previous
             .map(|p| p.nodes.into_iter().map(|n| (n.name.clone(), n)).collect())
             .unwrap_or_default();
@@ -139,6 +192,27 @@ impl RunState {
             updated_at: crate::clock::now(),
             nodes,
             context: BTreeMap::new(),
+            heals,
+        }
+    }
+
+    /// Settles this run's pending heals by how their nodes ended: a restart or
+    /// rebuild is done when the node's create steps completed.
+    pub fn settle_heals(&mut self, run_id: &str) {
+        for h in self.heals.iter_mut() {
+            if h.run_id != run_id || h.result != HealResult::Pending {
+                continue;
+            }
+            match self.nodes.iter().find(|n| n.name == h.node) {
+                Some(n) if n.status == NodeStatus::Completed => h.result = HealResult::Done,
+                n => {
+                    h.result = HealResult::Failed;
+                    h.error = Some(
+                        n.and_then(|n| n.error.clone())
+                            .unwrap_or_else(|| "the run ended before the node was built".into()),
+                    );
+                }
+            }
         }
     }
 
