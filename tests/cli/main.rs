@@ -22,5 +22,6 @@ mod cli_resources;
 mod cli_resources_fakepve;
 mod cli_schemas;
 mod cli_sim;
+mod cli_tasks_watch;
 mod cli_templates;
 mod cli_verify;
