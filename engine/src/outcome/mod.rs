@@ -12,6 +12,7 @@
 //! removed without a new [`PROTOCOL`] version.
 
 mod event;
+mod heal;
 mod path;
 mod stop;
 
@@ -22,6 +23,7 @@ use serde::{Deserialize, Serialize};
 use crate::action::{Action, PhaseKind, Verb};
 
 pub use event::{Event, EventKind, RESULT_EVENT};
+pub use heal::{Heal, HealResult};
 pub use path::{NodePath, NodePathError};
 pub use stop::StopReason;
 
@@ -172,7 +174,7 @@ pub struct RunOutcome {
     pub stop: Option<StopReason>,
     /// What this run repaired on a tree that existed already (`create --heal`).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub heals: Vec<crate::state::Heal>,
+    pub heals: Vec<Heal>,
 }
 
 impl RunOutcome {
