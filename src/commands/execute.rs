@@ -324,7 +324,6 @@ async fn run<R: NodeRunner>(
         timeouts,
         manifest_arg: Some(args.manifest.cli_flag()),
         run_id,
-        ..RunOptions::default()
     };
     let executor = Executor::new(graph, runner, options, Some(ev_tx));
     let result = executor.run(plan, store, previous, stop).await;
