@@ -29,6 +29,7 @@
 pub mod ansible;
 pub mod ct_templates;
 pub mod download;
+pub mod heal;
 pub mod health;
 pub mod host;
 pub mod nested;

@@ -248,6 +248,17 @@ pub struct RunArgs {
     #[arg(long)]
     pub verify_only: bool,
 
+    /// create, on a tree built before: what to repair of what changed behind driver's back
+    /// (what `driver check` reports), shown before it is done. restart (the default): start
+    /// stopped guests (waiting for their address and SSH as create does), rebuild missing
+    /// ones (a missing guest cannot be restarted; its old SSH host key is forgotten), set
+    /// drifted cores, memory and disk size back; recreate: also delete and rebuild this
+    /// state's guests whose problem cannot be repaired in place (bridge changed, SSH or the
+    /// guest agent not answering); none: repair nothing, and refuse to go on while a node
+    /// has a problem. Locked guests and guests that are not this state's are never touched.
+    #[arg(long, value_enum, value_name = "MODE")]
+    pub heal: Option<HealArg>,
+
     /// Where run state is kept [default: $DRIVER_STATE_DIR, $XDG_STATE_HOME/driver, ~/.local/state/driver].
     #[arg(long, value_name = "PATH")]
     pub state_dir: Option<PathBuf>,
@@ -260,6 +271,13 @@ pub struct RunArgs {
     /// Where `test` writes its reports.
     #[arg(long, value_name = "PATH", default_value = "reports")]
     pub reports_dir: PathBuf,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum HealArg {
+    None,
+    Restart,
+    Recreate,
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]

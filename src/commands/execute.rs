@@ -99,10 +99,31 @@ pub fn execute(
             let checks = rt.block_on(target::preflight(&t, &guests, &loaded.manifest));
             target::report_preflight(&checks)?;
         }
-        let (opened, waited) = match early {
+        let ((store, mut previous), waited) = match early {
             Some(o) => o,
             None => lock_state(&state_dir, manifest, args)?,
         };
+        let run_id = engine::executor::new_run_id();
+        if let Some(mode) = super::heal::mode(verb, args)? {
+            let setup = super::heal::Setup {
+                manifest: &loaded.manifest,
+                sizes: guests.sizes(),
+                host: &t.host,
+                known_hosts: target::known_hosts(&state_dir, &t.host.name),
+                flag: args.manifest.cli_flag(),
+            };
+            let heals = rt.block_on(super::heal::before_create(
+                &t.client,
+                &setup,
+                mode,
+                &mut previous,
+                &run_id,
+                false,
+            ))?;
+            if !heals.is_empty() {
+                render::err(&super::heal::text(&heals, false));
+            }
+        }
         let passed_on = target::PassedOn {
             action_timeouts: args.action_timeouts.clone(),
             parallelism: Some(args.parallelism.max(1)),
@@ -125,8 +146,9 @@ pub fn execute(
             plan,
             timeouts,
             limit,
+            run_id,
         };
-        let ran = rt.block_on(run(runner, args, todo, opened));
+        let ran = rt.block_on(run(runner, args, todo, (store, previous)));
         if let Some(c) = controller {
             if let Err(e) = rt.block_on(c.shutdown()) {
                 tracing::warn!("stopping the controller: {e}");
@@ -142,6 +164,68 @@ pub fn execute(
     // after; the process does not wait on them.
     rt.shutdown_timeout(Duration::from_secs(3));
     outcome
+}
+
+/// `create --dry-run` on a tree built before: what healing it would do (read only; it
+/// connects, unlike the rest of a dry run, and starts a simulated host's simulator under
+/// the state's lock). Nothing when no earlier run completed a node.
+pub fn dry_heal(
+    verb: Verb,
+    args: &RunArgs,
+    loaded: &Loaded,
+    ready: Ready,
+) -> Result<Vec<engine::state::Heal>, Failure> {
+    let Some(mode) = super::heal::mode(verb, args)? else {
+        return Ok(Vec::new());
+    };
+    let state_dir = args.state_dir.clone().unwrap_or_else(state::default_dir);
+    let manifest = &loaded.manifest.name;
+    let built = StateStore::peek(&state_dir, manifest, &args.host)
+        .map_err(|e| Failure::Run(Some(miette::miette!("{e}"))))?
+        .is_some_and(|st| {
+            st.nodes
+                .iter()
+                .any(|n| n.status == engine::outcome::NodeStatus::Completed)
+        });
+    if !built {
+        return Ok(Vec::new());
+    }
+    let checked = ready.checked;
+    let lock = match checked.host.simulated {
+        true => Some(lock_state(&state_dir, manifest, args)?),
+        false => None,
+    };
+    let previous = match &lock {
+        Some(((_, p), _)) => p.clone(),
+        None => StateStore::peek(&state_dir, manifest, &args.host)
+            .map_err(|e| Failure::Run(Some(miette::miette!("{e}"))))?,
+    };
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .map_err(|e| Failure::Run(Some(miette::miette!("cannot start the runtime: {e}"))))?;
+    let heals = rt.block_on(async {
+        let (t, guests) = target::connect(checked, &state_dir).await?;
+        let setup = super::heal::Setup {
+            manifest: &loaded.manifest,
+            sizes: guests.sizes(),
+            host: &t.host,
+            known_hosts: target::known_hosts(&state_dir, &t.host.name),
+            flag: args.manifest.cli_flag(),
+        };
+        let mut previous = previous;
+        let run_id = engine::executor::new_run_id();
+        let heals =
+            super::heal::before_create(&t.client, &setup, mode, &mut previous, &run_id, true).await;
+        if let Some(sim) = t.sim {
+            sim.shutdown().await;
+        }
+        heals
+    });
+    rt.shutdown_timeout(Duration::from_secs(3));
+    drop(lock);
+    heals
 }
 
 /// Per-action time limits: `--action-timeout` over site.yaml's
@@ -213,6 +297,8 @@ struct Todo<'a, 'm> {
     timeouts: HashMap<Action, Duration>,
     /// What is left of `--timeout` after waiting for the state's lock.
     limit: Option<Duration>,
+    /// This run's id (its heals carry it).
+    run_id: String,
 }
 
 async fn run<R: NodeRunner>(
@@ -228,6 +314,7 @@ async fn run<R: NodeRunner>(
         plan,
         timeouts,
         limit,
+        run_id,
     } = todo;
     let m = &loaded.manifest;
 
@@ -254,7 +341,7 @@ async fn run<R: NodeRunner>(
         timeout: limit,
         timeouts,
         manifest_arg: Some(args.manifest.cli_flag()),
-        ..RunOptions::default()
+        run_id,
     };
     let executor = Executor::new(graph, runner, options, Some(ev_tx));
     let result = executor.run(plan, store, previous, stop).await;
@@ -284,7 +371,21 @@ async fn run<R: NodeRunner>(
     } else {
         render::out(&render::summary::text(&out));
     }
+    let failed_heals: Vec<String> = out
+        .outcome
+        .heals
+        .iter()
+        .filter(|h| h.result == engine::state::HealResult::Failed)
+        .map(|h| format!("{} ({})", h.node, h.what))
+        .collect();
     match (&out.outcome.error, out.outcome.interrupted) {
+        (None, _) if !failed_heals.is_empty() => Err(Failure::Run(Some(miette::miette!(
+            help = "`driver status` shows each heal and why it failed",
+            "{} finished, but {} heal(s) failed: {}",
+            verb.as_str(),
+            failed_heals.len(),
+            failed_heals.join(", ")
+        )))),
         (None, _) => Ok(()),
         (Some(e), true) => Err(Failure::Interrupted(Some(miette::miette!(
             help = "run the same command again to resume, or `driver destroy` to clean up",

@@ -47,6 +47,8 @@ fn run_verb(
     }
     // What the run would refuse, the dry run refuses too.
     let ready = super::execute::prepare(args, &loaded, &site)?;
+    // `--heal` on a verb that does not heal is refused before anything is touched.
+    super::heal::mode(verb, args)?;
     let graph = ManifestGraph::new(&loaded.manifest);
     let mut plan = Plan::build(verb, &graph, &args.host);
     plan.install_pve(&ready.images_with_pve()?);
@@ -65,17 +67,23 @@ fn run_verb(
     if args.dry_run {
         // Destroy makes no disks.
         let placement = match verb {
-            Verb::Destroy => &[][..],
-            _ => ready.placement(),
+            Verb::Destroy => Vec::new(),
+            _ => ready.placement().to_vec(),
         };
+        // A tree built before: what healing it would do comes first.
+        let heals = super::execute::dry_heal(verb, args, &loaded, ready)?;
         if args.json_output {
-            let out = RunOutput {
-                placement: placement.to_vec(),
+            let mut out = RunOutput {
+                placement,
                 ..dry_run_output(&plan, &graph, started)
             };
+            out.outcome.heals = heals;
             print_output(args, &out);
         } else {
-            crate::out!("{}", render::plan::text(&plan, placement));
+            if !heals.is_empty() {
+                crate::out!("{}\n", super::heal::text(&heals, true));
+            }
+            crate::out!("{}", render::plan::text(&plan, &placement));
         }
         return Ok(());
     }
@@ -171,6 +179,7 @@ fn dry_run_output<'m>(
         interrupted: false,
         rolled_back: false,
         stop: None,
+        heals: Vec::new(),
     };
     RunOutput {
         dry_run: true,

@@ -61,5 +61,22 @@ pub fn run(args: &StatusArgs, site_flag: Option<&Path>) -> Result<(), Failure> {
             n.error.as_deref().unwrap_or("")
         );
     }
+    if !st.heals.is_empty() {
+        crate::outln!("\n  heals (what changed behind driver's back, and the repair):");
+        for h in &st.heals {
+            crate::outln!(
+                "  {}  {:w$}  {:8}  {:7}  {}{}",
+                h.at,
+                h.node,
+                h.what,
+                h.result.as_str(),
+                h.detail,
+                h.error
+                    .as_ref()
+                    .map(|e| format!(" ({e})"))
+                    .unwrap_or_default()
+            );
+        }
+    }
     Ok(())
 }

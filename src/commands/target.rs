@@ -329,6 +329,11 @@ impl Guests {
         })
     }
 
+    /// Each node's resolved size (cores, memory, disk).
+    pub fn sizes(&self) -> &std::collections::HashMap<String, engine::site_config::run::NodeSize> {
+        &self.settings.sizes
+    }
+
     /// The runner of the run's nodes on a connected host. Makes driver's own
     /// SSH key in the state folder the first time one is needed.
     pub fn runner(
@@ -397,7 +402,7 @@ impl Guests {
                 GUEST_SSH_PORT
             },
             auth: SshAuth::key_file(key_path.clone()),
-            known_hosts: state_dir.join(format!("known_hosts@{}", t.host.name)),
+            known_hosts: known_hosts(state_dir, &t.host.name),
         };
         let mirror = t
             .sim
@@ -454,6 +459,20 @@ const OUTER_GUEST_NET: [u8; 2] = [127, 77];
 
 /// Guests answer SSH on the standard port.
 pub(crate) const GUEST_SSH_PORT: u16 = 22;
+
+/// Where the guests' SSH host keys on `host` are recorded (accepted once, pinned after).
+pub fn known_hosts(state_dir: &Path, host: &str) -> std::path::PathBuf {
+    state_dir.join(format!("known_hosts@{host}"))
+}
+
+/// The port guests on `host` answer SSH on.
+pub fn guest_ssh_port(host: &HostConfig) -> u16 {
+    if host.simulated {
+        SIM_GUEST_SSH_PORT
+    } else {
+        GUEST_SSH_PORT
+    }
+}
 /// The simulator's guests, each on its own loopback address, answer SSH on
 /// an unprivileged port, so the simulator runs without root.
 pub(crate) const SIM_GUEST_SSH_PORT: u16 = 2222;

@@ -160,6 +160,7 @@ mod tests {
             interrupted: false,
             rolled_back: false,
             stop: None,
+            heals: Vec::new(),
         };
         let dir = tempfile::tempdir().unwrap();
         let r = Report {

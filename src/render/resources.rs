@@ -128,11 +128,34 @@ impl Columns for StorageRow {
     }
 }
 
+/// How long ago epoch second `at` was, kubectl's AGE style (`-` for none).
+fn ago(at: Option<u64>) -> String {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    at.map_or_else(|| "-".into(), |t| age(now.saturating_sub(t)))
+}
+
+/// Epoch second `at` as a UTC time to the second (`-` for none).
+fn utc(at: Option<u64>) -> String {
+    at.map_or_else(
+        || "-".into(),
+        |t| {
+            let mut s =
+                engine::clock::rfc3339(std::time::UNIX_EPOCH + std::time::Duration::from_secs(t));
+            // `...:43.000Z` -> `...:43Z`: tasks have whole seconds.
+            s.replace_range(s.len() - 5..s.len() - 1, "");
+            s
+        },
+    )
+}
+
 impl Columns for TaskRow {
     fn headers(wide: bool) -> Vec<&'static str> {
-        let mut h = vec!["TYPE", "ID", "STATUS", "USER", "STARTED"];
+        // AGE as kubectl has it; the times themselves (UTC) in wide (JSON keeps epoch seconds).
+        let mut h = vec!["TYPE", "ID", "STATUS", "USER", "AGE"];
         if wide {
-            h.extend(["ENDED", "UPID"]);
+            h.extend(["STARTED", "ENDED", "UPID"]);
         }
         h
     }
@@ -147,10 +170,10 @@ impl Columns for TaskRow {
             },
             self.status.clone(),
             self.user.clone(),
-            opt(self.starttime),
+            ago(self.starttime),
         ];
         if wide {
-            c.extend([opt(self.endtime), self.upid.clone()]);
+            c.extend([utc(self.starttime), utc(self.endtime), self.upid.clone()]);
         }
         c
     }
@@ -268,5 +291,23 @@ mod tests {
         assert_eq!(back[0]["items"][0]["vmid"].as_i64(), Some(100));
         assert_eq!(age(90_000), "1d1h");
         assert_eq!(age(59), "59s");
+    }
+
+    #[test]
+    fn a_task_shows_its_age_not_epoch_seconds() {
+        let t = TaskRow {
+            upid: "UPID:sim:1".into(),
+            kind: "qmstart".into(),
+            id: "100".into(),
+            user: "root@pam".into(),
+            starttime: Some(1_764_037_663),
+            endtime: None,
+            status: "running".into(),
+        };
+        let c = t.cells(true);
+        // Started in 2025: older than a day, in days and hours.
+        assert!(c[4].ends_with('h') && c[4].contains('d'), "{c:?}");
+        assert_eq!(c[5], "2025-11-25T02:27:43Z");
+        assert_eq!(c[6], "-");
     }
 }

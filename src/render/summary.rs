@@ -34,6 +34,23 @@ pub fn text(out: &RunOutput<'_>) -> String {
                 .unwrap_or_default(),
         );
     }
+    if !o.heals.is_empty() {
+        let _ = writeln!(s, "\n  healed:");
+        for h in &o.heals {
+            let _ = writeln!(
+                s,
+                "  {:w$}  {:8}  {:7}  {}{}",
+                h.node,
+                h.what,
+                h.result.as_str(),
+                h.detail,
+                h.error
+                    .as_ref()
+                    .map(|e| format!(" ({e})"))
+                    .unwrap_or_default()
+            );
+        }
+    }
     let _ = writeln!(
         s,
         "\n{} {} '{}' on {} in {:.1} s",

@@ -271,6 +271,7 @@ impl<'g, 'm, R: NodeRunner> Executor<'g, 'm, R> {
             }
         }
 
+        handle.edit(|st| st.settle_heals(&o.run_id));
         if let Err(e) = handle.snapshot().await {
             error.get_or_insert(format!("cannot write state: {e}"));
         }
@@ -327,6 +328,12 @@ impl<'g, 'm, R: NodeRunner> Executor<'g, 'm, R> {
             interrupted,
             rolled_back,
             stop: stopped,
+            heals: final_state
+                .heals
+                .iter()
+                .filter(|h| h.run_id == o.run_id)
+                .cloned()
+                .collect(),
         }
     }
 

@@ -152,6 +152,11 @@ impl StateHandle {
         f(&self.lock())
     }
 
+    /// Changes the state in memory only: the next [`snapshot`](Self::snapshot) writes it.
+    pub fn edit(&self, f: impl FnOnce(&mut RunState)) {
+        f(&mut self.lock());
+    }
+
     /// Writes a full snapshot (and empties the journal).
     pub async fn snapshot(&self) -> Result<(), RecordError> {
         let (ack, done) = oneshot::channel();

@@ -12,6 +12,7 @@
 //! removed without a new [`PROTOCOL`] version.
 
 mod event;
+mod heal;
 mod path;
 mod stop;
 
@@ -22,6 +23,7 @@ use serde::{Deserialize, Serialize};
 use crate::action::{Action, PhaseKind, Verb};
 
 pub use event::{Event, EventKind, RESULT_EVENT};
+pub use heal::{Heal, HealResult};
 pub use path::{NodePath, NodePathError};
 pub use stop::StopReason;
 
@@ -170,6 +172,9 @@ pub struct RunOutcome {
     /// reason any of its phases stopped for.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub stop: Option<StopReason>,
+    /// What this run repaired on a tree that existed already (`create --heal`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub heals: Vec<Heal>,
 }
 
 impl RunOutcome {
@@ -185,6 +190,7 @@ impl RunOutcome {
             interrupted,
             rolled_back: false,
             stop: None,
+            heals: Vec::new(),
         }
     }
 }

@@ -28,6 +28,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::manifest::Manifest;
 use crate::outcome::NodeStatus;
+pub use crate::outcome::{Heal, HealResult};
 use crate::plan::Action;
 
 pub const STATE_VERSION: u32 = 1;
@@ -101,7 +102,14 @@ pub struct RunState {
     pub nodes: Vec<NodeState>,
     #[serde(default)]
     pub context: BTreeMap<String, serde_json::Value>,
+    /// What `create` repaired on the host (`--heal`), oldest first, the last
+    /// [`HEALS_KEPT`] kept across runs.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub heals: Vec<Heal>,
 }
+
+/// How many heal records a state keeps.
+pub const HEALS_KEPT: usize = 100;
 
 impl RunState {
     /// Fresh state for `manifest`, carrying over what `previous` knew about
@@ -114,6 +122,11 @@ impl RunState {
         previous: Option<RunState>,
     ) -> RunState {
         let state_id = previous.as_ref().map(|p| p.state_id.clone());
+        let mut heals = previous
+            .as_ref()
+            .map(|p| p.heals.clone())
+            .unwrap_or_default();
+        heals.drain(..heals.len().saturating_sub(HEALS_KEPT));
         let mut old: BTreeMap<String, NodeState> = previous
             .map(|p| p.nodes.into_iter().map(|n| (n.name.clone(), n)).collect())
             .unwrap_or_default();
@@ -139,6 +152,27 @@ impl RunState {
             updated_at: crate::clock::now(),
             nodes,
             context: BTreeMap::new(),
+            heals,
+        }
+    }
+
+    /// Settles this run's pending heals by how their nodes ended: a restart or
+    /// rebuild is done when the node's create steps completed.
+    pub fn settle_heals(&mut self, run_id: &str) {
+        for h in self.heals.iter_mut() {
+            if h.run_id != run_id || h.result != HealResult::Pending {
+                continue;
+            }
+            match self.nodes.iter().find(|n| n.name == h.node) {
+                Some(n) if n.status == NodeStatus::Completed => h.result = HealResult::Done,
+                n => {
+                    h.result = HealResult::Failed;
+                    h.error = Some(
+                        n.and_then(|n| n.error.clone())
+                            .unwrap_or_else(|| "the run ended before the node was built".into()),
+                    );
+                }
+            }
         }
     }
 

@@ -201,3 +201,42 @@ fn file_names_are_sanitized() {
     let p = StateStore::path(Path::new("/s"), "n2-quick", "10.0.0.1/x");
     assert_eq!(p, PathBuf::from("/s/n2-quick@10.0.0.1_x.json"));
 }
+
+#[test]
+fn heals_carry_over_capped_and_settle_by_how_their_node_ended() {
+    let m = manifest();
+    let heal = |node: &str, run: &str, result| Heal {
+        node: node.into(),
+        what: "start".into(),
+        detail: "stopped".into(),
+        at: crate::clock::now(),
+        run_id: run.into(),
+        result,
+        error: None,
+    };
+    let mut old = RunState::for_manifest(&m, "h", "run1", "create", None);
+    old.heals = (0..HEALS_KEPT + 5)
+        .map(|_| heal("a", "run1", HealResult::Done))
+        .collect();
+    old.heals.push(heal("a", "run2", HealResult::Pending));
+    old.heals.push(heal("b", "run2", HealResult::Pending));
+    let mut st = RunState::for_manifest(&m, "h", "run2", "create", Some(old));
+    assert_eq!(st.heals.len(), HEALS_KEPT);
+    st.nodes[0].status = NodeStatus::Completed;
+    st.nodes[1].status = NodeStatus::Failed;
+    st.nodes[1].error = Some("wait_ip: timed out".into());
+    st.settle_heals("run2");
+    let last: Vec<(HealResult, Option<&str>)> = st.heals[HEALS_KEPT - 2..]
+        .iter()
+        .map(|h| (h.result, h.error.as_deref()))
+        .collect();
+    assert_eq!(
+        last,
+        [
+            (HealResult::Done, None),
+            (HealResult::Failed, Some("wait_ip: timed out"))
+        ]
+    );
+    // Another run's records are left as they are.
+    assert_eq!(st.heals[0].result, HealResult::Done);
+}

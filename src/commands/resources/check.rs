@@ -1,14 +1,17 @@
 //! `driver check -M NAME -H HOST`: a built tree against its host, node by node (see
 //! `actions::health`); exit 3 when any node has a problem.
 
+use std::collections::HashMap;
 use std::path::Path;
 use std::time::Duration;
 
 use actions::health::{self, Expect, NodeHealth, Options};
 use actions::resources::Kind;
 use engine::manifest::NodeKind;
+use engine::outcome::NodeStatus;
+use engine::site_config::run::NodeSize;
 use engine::site_config::SiteConfig;
-use engine::state::{self, StateStore};
+use engine::state::{self, RunState, StateStore};
 use serde::Serialize;
 
 use super::{pve_failure, run_err};
@@ -62,6 +65,42 @@ impl Columns for Row<'_> {
     }
 }
 
+/// What each node on the host itself should be, from the manifest, the state and the
+/// resolved sizes (nodes inside a nested PVE are its driver's to check); `completed`: only
+/// the nodes the state says a run completed.
+pub(crate) fn expects(
+    manifest: &engine::Manifest,
+    st: &RunState,
+    sizes: &HashMap<String, NodeSize>,
+    bridge: &str,
+    completed: bool,
+) -> Vec<Expect> {
+    manifest
+        .nodes
+        .iter()
+        .filter(|n| n.parent.is_none())
+        .filter_map(|n| {
+            let recorded = st.node(&n.name);
+            if completed && recorded.is_none_or(|r| r.status != NodeStatus::Completed) {
+                return None;
+            }
+            Some(Expect {
+                name: n.name.clone(),
+                kind: match n.kind {
+                    NodeKind::Ct => Kind::Ct,
+                    NodeKind::Vm | NodeKind::Pve => Kind::Vm,
+                },
+                vmid: recorded.and_then(|r| r.vm_id),
+                ip: recorded.and_then(|r| r.ip.clone()),
+                size: sizes
+                    .get(&n.name)
+                    .map(|s| (s.cores, s.memory_mb, s.disk_gb)),
+                bridge: Some(bridge.to_string()),
+            })
+        })
+        .collect()
+}
+
 pub fn run(a: &CheckArgs, site_flag: Option<&Path>) -> Result<(), Failure> {
     let dir = discover_site(site_flag)?;
     let loaded = load_manifest(&a.manifest.to_ref(), &dir)?;
@@ -90,36 +129,10 @@ pub fn run(a: &CheckArgs, site_flag: Option<&Path>) -> Result<(), Failure> {
                 state_dir.display()
             )))
         })?;
-    // Nodes inside a nested PVE are its driver's to check.
-    let expects: Vec<Expect> = manifest
-        .nodes
-        .iter()
-        .filter(|n| n.parent.is_none())
-        .map(|n| {
-            let recorded = st.node(&n.name);
-            Expect {
-                name: n.name.clone(),
-                kind: match n.kind {
-                    NodeKind::Ct => Kind::Ct,
-                    NodeKind::Vm | NodeKind::Pve => Kind::Vm,
-                },
-                vmid: recorded.and_then(|r| r.vm_id),
-                ip: recorded.and_then(|r| r.ip.clone()),
-                size: settings
-                    .sizes
-                    .get(&n.name)
-                    .map(|s| (s.cores, s.memory_mb, s.disk_gb)),
-                bridge: Some(host_cfg.bridge.clone()),
-            }
-        })
-        .collect();
+    let expects = expects(manifest, &st, &settings.sizes, &host_cfg.bridge, false);
     let opts = Options {
         lock_after: Duration::from_secs(a.lock_after),
-        ssh_port: (!a.no_ssh).then_some(if host_cfg.simulated {
-            target::SIM_GUEST_SSH_PORT
-        } else {
-            target::GUEST_SSH_PORT
-        }),
+        ssh_port: (!a.no_ssh).then_some(target::guest_ssh_port(&host_cfg)),
         ssh_timeout: Duration::from_secs(5),
     };
     let owner = st.owner();

@@ -187,6 +187,37 @@ impl HeldSim {
         }
     }
 
+    /// Adds a fault to the held simulator (`POST /sim/faults`, the JSON of `sim::faults::Fault`).
+    pub fn inject(&self, fault: &str) {
+        let out = self.admin(&["-X", "POST", "--data", fault, "/sim/faults"]);
+        assert!(out.contains("\"id\""), "fault not taken: {out}");
+    }
+
+    /// The simulator's active faults, as its `GET /sim/faults` answers.
+    pub fn faults(&self) -> serde_json::Value {
+        serde_json::from_str::<serde_json::Value>(&self.admin(&["/sim/faults"])).unwrap()["data"]
+            .clone()
+    }
+
+    /// A call of the simulator's own control API (curl: the certificate is the loopback
+    /// simulator's own, so not checked).
+    fn admin(&self, args: &[&str]) -> String {
+        let ep = self.lease.as_ref().expect("held").endpoint();
+        let (path, flags) = args.split_last().unwrap();
+        let out = Command::new("curl")
+            .args(["-sk", "-H"])
+            .arg(format!(
+                "Authorization: PVEAPIToken={}={}",
+                ep.token.full_id(),
+                ep.token.secret
+            ))
+            .args(flags)
+            .arg(format!("{}{path}", ep.url))
+            .output()
+            .expect("curl (apt-get install curl)");
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
     /// Runs an API call on the held simulator.
     pub fn call<T>(&self, f: impl std::future::Future<Output = T>) -> T {
         self.rt.block_on(f)
