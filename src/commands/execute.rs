@@ -100,7 +100,7 @@ pub fn execute(
         let passed_on = target::PassedOn {
             action_timeouts: args.action_timeouts.clone(),
             parallelism: Some(args.parallelism.max(1)),
-            clones_per_host: Some(args.clones_per_host.max(1)),
+            clones_per_host: args.clones_per_host.map(|n| n.max(1)),
         };
         let runner = guests.runner(&site, &t, &loaded.manifest, &state_dir, &passed_on)?;
         let limit = args
@@ -229,7 +229,7 @@ async fn run<R: NodeRunner>(
 
     let options = RunOptions {
         parallelism: args.parallelism.max(1),
-        clones_per_host: args.clones_per_host.max(1),
+        clones_per_host: args.clones_per_host.map(|n| n.max(1)),
         on_error: args.on_error.map_or(m.settings.on_error, Into::into),
         // `test` only: `create` never cleans up (but for `on_error: rollback`).
         keep: keeps_failures(args, m),

@@ -198,7 +198,9 @@ impl PveClient {
         if let Some(d) = description {
             params.push(("description", d.to_string()));
         }
-        self.run_task(Method::POST, &path, &params, timeout).await
+        // A lock timeout is the clone limit's to act on (see `run_task_once`).
+        self.run_task_once(Method::POST, &path, &params, timeout)
+            .await
     }
 
     /// A guest's current config.

@@ -17,7 +17,7 @@ mod provision;
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use engine::executor::{ActionCall, ActionError, ActionOutput, NodeRunner};
+use engine::executor::{ActionCall, ActionError, ActionOutput, CloneClass, NodeRunner};
 use engine::manifest::{NodeKind, NodeSpec};
 use engine::ownership::{MarkedGuest, Owner};
 use engine::plan::Action;
@@ -345,6 +345,10 @@ impl NodeRunner for PveRunner {
                 other.name()
             ))),
         }
+    }
+
+    fn clone_class(&self, node: &NodeSpec, host: &str) -> CloneClass {
+        self.clone_class_of(node, host)
     }
 
     async fn exists(
