@@ -226,7 +226,11 @@ mod tests {
         }
         assert_eq!(a.median(), Some(secs(6.0)));
         let s = a.try_start().unwrap();
-        assert_eq!(a.end(s, CloneEnd::Clean(secs(8.5))), Change::Same, "within 1.5x");
+        assert_eq!(
+            a.end(s, CloneEnd::Clean(secs(8.5))),
+            Change::Same,
+            "within 1.5x"
+        );
         let s = a.try_start().unwrap();
         assert_eq!(
             a.end(s, CloneEnd::Clean(secs(9.5))),

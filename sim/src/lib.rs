@@ -37,7 +37,8 @@
 //!   handle the state gives them);
 //! - [`config`] (what a simulator is started with), `tls` (certificates, private files),
 //!   `files` (a state folder's file names and locks), `params` (request parameters);
-//! - leaves: `error`, `clock` (Unix time, time scale), `ids` (random ids, UPIDs, MACs, free
+//! - leaves: `error`, `clock` (Unix time, time scale), `contention` (a contended storage's
+//!   lock queue), `ids` (random ids, UPIDs, MACs, free
 //!   vmids), `net` (guest address plans), [`faults`] (what can go wrong on purpose).
 
 #![forbid(unsafe_code)]
@@ -45,6 +46,7 @@
 mod api;
 mod clock;
 pub mod config;
+mod contention;
 mod error;
 pub mod faults;
 mod files;

@@ -539,7 +539,9 @@ impl PveClient {
             };
             let left = deadline.saturating_duration_since(Instant::now());
             match self.wait_task(upid, left).await {
-                Err(e) if retry_locks && e.is_lock_timeout() && Instant::now() + wait < deadline => {
+                Err(e)
+                    if retry_locks && e.is_lock_timeout() && Instant::now() + wait < deadline =>
+                {
                     tracing::debug!("{path}: {e}; starting it again");
                     tokio::time::sleep(wait).await;
                     wait *= 2;

@@ -185,7 +185,11 @@ impl PveRunner {
     /// `host`, adaptive unless it is a linked clone (a snapshot of the
     /// template, not a copy). Containers are created, not cloned, but
     /// allocate their disk under the same storage lock.
-    pub(super) fn clone_class_of(&self, node: &engine::manifest::NodeSpec, host: &str) -> CloneClass {
+    pub(super) fn clone_class_of(
+        &self,
+        node: &engine::manifest::NodeSpec,
+        host: &str,
+    ) -> CloneClass {
         let disks = self.host_disks();
         let (storage, adaptive) = match kind_of(node) {
             GuestKind::Lxc => (engine::placement::ct_storage(node, &disks), true),

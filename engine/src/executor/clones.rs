@@ -181,14 +181,21 @@ mod tests {
     #[test]
     fn full_clones_are_limited_per_storage_and_linked_ones_not() {
         let p = ClonePool::new(None, 2);
-        let a: Vec<_> = (0..3).filter_map(|_| p.try_acquire("h", &full("h/a"))).collect();
+        let a: Vec<_> = (0..3)
+            .filter_map(|_| p.try_acquire("h", &full("h/a")))
+            .collect();
         assert_eq!(a.len(), 2);
-        assert!(p.try_acquire("h", &full("h/b")).is_some(), "another storage");
+        assert!(
+            p.try_acquire("h", &full("h/b")).is_some(),
+            "another storage"
+        );
         let linked = CloneClass {
             key: "h/a".into(),
             adaptive: false,
         };
-        let l: Vec<_> = (0..10).filter_map(|_| p.try_acquire("h", &linked)).collect();
+        let l: Vec<_> = (0..10)
+            .filter_map(|_| p.try_acquire("h", &linked))
+            .collect();
         assert_eq!(l.len(), 10);
     }
 
@@ -220,10 +227,7 @@ mod tests {
         assert_eq!(p.limit_of("k"), Some(2));
         assert!(p.version() > v);
         let s = p.try_acquire("h", &full("k")).unwrap();
-        assert_eq!(
-            s.end(CloneEnd::Clean(Duration::from_secs(1))),
-            Change::Same
-        );
+        assert_eq!(s.end(CloneEnd::Clean(Duration::from_secs(1))), Change::Same);
         let s = p.try_acquire("h", &full("k")).unwrap();
         assert_eq!(
             s.end(CloneEnd::Clean(Duration::from_secs(1))),
@@ -236,7 +240,8 @@ mod tests {
         let p = ClonePool::new(None, 1);
         let held = p.try_acquire("h", &full("k")).unwrap();
         let p2 = p.clone();
-        let waiter = tokio::spawn(async move { p2.acquire("h", &full("k")).await.key().map(String::from) });
+        let waiter =
+            tokio::spawn(async move { p2.acquire("h", &full("k")).await.key().map(String::from) });
         tokio::task::yield_now().await;
         drop(held);
         assert_eq!(waiter.await.unwrap().as_deref(), Some("k"));

@@ -498,7 +498,10 @@ fn clone_ended<R>(
         return;
     };
     tracing::info!("full clones at once on {key}: now {to} ({why})");
-    ctx.emit_log(name, format!("full clones at once on {key}: now {to} ({why})"));
+    ctx.emit_log(
+        name,
+        format!("full clones at once on {key}: now {to} ({why})"),
+    );
 }
 
 /// Records what a child driver reported about the nodes it handled, under

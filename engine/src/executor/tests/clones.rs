@@ -44,8 +44,8 @@ async fn lock_timeouts_halve_the_limit_and_are_tried_again() {
         })
         .collect();
     assert!(
-        logs.iter()
-            .any(|l| l.contains("full clones at once on h/local-lvm: now 5 (a clone hit a lock timeout)")),
+        logs.iter().any(|l| l
+            .contains("full clones at once on h/local-lvm: now 5 (a clone hit a lock timeout)")),
         "{logs:#?}"
     );
     assert!(
@@ -98,5 +98,9 @@ async fn full_clones_start_at_the_limits_start() {
     let (res, _) = h.run(&m, Verb::Create, &r, adaptive(1), no_stop()).await;
     assert!(res.success, "{res:?}");
     // 1, then 2 once one clone was clean, then 3 after two more.
-    assert!(r.world().max_provisioning <= 3, "{}", r.world().max_provisioning);
+    assert!(
+        r.world().max_provisioning <= 3,
+        "{}",
+        r.world().max_provisioning
+    );
 }
