@@ -5,7 +5,7 @@
 //! marked event stream, with a byte span on every node. JSON is YAML, so the
 //! same parser handles `--manifest-json`.
 
-use std::collections::HashMap;
+use foldhash::HashMap;
 
 use yaml_rust2::parser::{Event, MarkedEventReceiver, Parser};
 use yaml_rust2::scanner::{Marker, TScalarStyle};
@@ -211,7 +211,7 @@ pub fn parse(src: &str) -> Result<Node, SyntaxError> {
     let mut builder = Builder {
         stack: Vec::new(),
         root: None,
-        anchors: HashMap::new(),
+        anchors: HashMap::default(),
         copied: 0,
         budget: alias_budget(src.len()),
         error: None,
@@ -474,6 +474,17 @@ impl Builder<'_> {
 fn scalar(text: String, style: TScalarStyle) -> Value {
     if style != TScalarStyle::Plain {
         return Value::Str(text);
+    }
+    // Most plain scalars are names and words: one starting with a letter is
+    // a string unless it is a boolean or null (yaml-rust2's resolution,
+    // which would copy the text to say so; numbers start otherwise).
+    if text.as_bytes().first().is_some_and(u8::is_ascii_alphabetic) {
+        return match text.as_str() {
+            "null" => Value::Null,
+            "true" | "True" | "TRUE" => Value::Bool(true),
+            "false" | "False" | "FALSE" => Value::Bool(false),
+            _ => Value::Str(text),
+        };
     }
     match Yaml::from_str(&text) {
         Yaml::Integer(i) => Value::Int(i),

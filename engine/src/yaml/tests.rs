@@ -221,3 +221,26 @@ fn spans_stay_inside_the_text() {
         }
     }
 }
+
+/// The fast path for plain scalars that start with a letter resolves them
+/// as yaml-rust2 does.
+#[test]
+fn words_resolve_as_yaml_rust2_resolves_them() {
+    use yaml_rust2::scanner::TScalarStyle;
+    use yaml_rust2::Yaml;
+    let words = [
+        "null", "Null", "NULL", "true", "True", "TRUE", "false", "False", "FALSE", "inf",
+        "Infinity", "nan", "NaN", "e5", "E5", "yes", "no", "on", "pve0", "x1.5", "debian-12",
+        "vm-small", "n", "t", "f", "y",
+    ];
+    for w in words {
+        let expected = match Yaml::from_str(w) {
+            Yaml::Integer(i) => Value::Int(i),
+            Yaml::Real(r) => Value::Float(r.parse().unwrap()),
+            Yaml::Boolean(b) => Value::Bool(b),
+            Yaml::Null => Value::Null,
+            _ => Value::Str(w.to_string()),
+        };
+        assert_eq!(super::scalar(w.to_string(), TScalarStyle::Plain), expected, "{w}");
+    }
+}
