@@ -129,9 +129,9 @@ fn log_tail(log: &[String]) -> String {
 
 impl PveError {
     /// PVE could not take a lock in time: a guest's config lock, or a
-    /// storage's (`can't lock file '/var/lock/pve-manager/pve-storage-ID'
-    /// - got timeout`, or on shared storage `cfs-lock 'storage-ID' error:
-    /// got lock request timeout`; `PVE::Tools::lock_file_full`,
+    /// storage's (`can't lock file '/var/lock/pve-manager/pve-storage-ID' -
+    /// got timeout`, or on shared storage `cfs-lock 'storage-ID' error: got
+    /// lock request timeout`; see `PVE::Tools::lock_file_full` and
     /// `PVE::Cluster::cfs_lock`). The operation did not happen (a clone
     /// rolls back what it made), so trying again is safe.
     pub fn is_lock_timeout(&self) -> bool {

@@ -269,7 +269,10 @@ impl PveRunner {
                     call.facts.log(format!(
                         "vmid {id} was taken meanwhile; asking PVE for another"
                     ));
-                    floor = Some(id.saturating_add(1));
+                    // Above it by a step of this node's own, so that the
+                    // racers that lost together do not all ask for the same
+                    // next id again (twenty at once took twenty rounds).
+                    floor = Some(id.saturating_add(1 + spread(&call.node.name)));
                 }
                 Err(e) => return Err(e.into()),
             }
@@ -293,6 +296,15 @@ fn clone_mode<'a>(
 /// Clones or creates whose picked vmid another guest took first, before giving up:
 /// each retry asks from above the lost id, so racers spread out.
 const MAX_MAKE_TRIES: u32 = 10;
+
+/// 0..32, from a node's name: how far above a lost vmid it asks again.
+fn spread(name: &str) -> u32 {
+    // FNV-1a: stable, and enough to tell sibling names apart.
+    let h = name.bytes().fold(0x811c_9dc5_u32, |h, b| {
+        (h ^ u32::from(b)).wrapping_mul(0x0100_0193)
+    });
+    h % 32
+}
 
 /// The disk a guest boots from, as its config names it.
 fn boot_disk(kind: GuestKind, cfg: &Value) -> Option<String> {

@@ -208,7 +208,31 @@ fn alias_budget(len: usize) -> usize {
 
 /// Parses one YAML document. An empty document is `Value::Null`.
 pub fn parse(src: &str) -> Result<Node, SyntaxError> {
+    parse_inner(src, None)
+}
+
+/// Whether the top-level mapping's entries so far let a list stream.
+pub type Ready = dyn Fn(&[(Node, Node)]) -> bool;
+
+/// Hands the items of one big list on as soon as each is parsed, instead
+/// of keeping them in the tree: the list under `key` in the top-level
+/// mapping, when `ready` accepts the entries before it. The list stays in
+/// the tree, empty. So a 100k-node manifest is never held whole as YAML.
+pub struct Stream<'f> {
+    pub key: &'f str,
+    pub ready: &'f Ready,
+    /// Each item with its index in the list.
+    pub item: &'f mut dyn FnMut(usize, Node),
+}
+
+/// [`parse`], with the items of one list handed to `stream` (see [`Stream`]).
+pub fn parse_streaming(src: &str, stream: Stream<'_>) -> Result<Node, SyntaxError> {
+    parse_inner(src, Some(stream))
+}
+
+fn parse_inner(src: &str, stream: Option<Stream<'_>>) -> Result<Node, SyntaxError> {
     let mut builder = Builder {
+        stream,
         stack: Vec::new(),
         root: None,
         anchors: HashMap::default(),
@@ -267,6 +291,8 @@ enum Frame {
         items: Vec<Node>,
         /// Nodes in this subtree so far, itself included.
         nodes: usize,
+        /// Items handed to the stream so far, if this is its list.
+        streamed: Option<usize>,
     },
     Map {
         start: usize,
@@ -325,7 +351,8 @@ impl<'s> Offsets<'s> {
     }
 }
 
-struct Builder<'s> {
+struct Builder<'s, 'f> {
+    stream: Option<Stream<'f>>,
     stack: Vec<Frame>,
     root: Option<Node>,
     /// Each anchored node with its size in nodes.
@@ -337,7 +364,23 @@ struct Builder<'s> {
     offsets: Offsets<'s>,
 }
 
-impl Builder<'_> {
+impl Builder<'_, '_> {
+    /// Whether a list opening now is the stream's: the value of its key in
+    /// the top-level mapping, once `ready` accepts what came before.
+    fn streams_here(&self) -> bool {
+        let Some(stream) = &self.stream else {
+            return false;
+        };
+        match self.stack.as_slice() {
+            [Frame::Map {
+                entries,
+                key: Some(k),
+                ..
+            }] => k.as_str() == Some(stream.key) && (stream.ready)(entries),
+            _ => false,
+        }
+    }
+
     /// `size` is the number of nodes in `node` (itself included).
     fn push_value(&mut self, node: Node, size: usize, anchor: usize, mark: Marker) {
         if anchor > 0 {
@@ -354,9 +397,20 @@ impl Builder<'_> {
                     self.root = Some(node);
                 }
             }
-            Some(Frame::Seq { items, nodes, .. }) => {
+            Some(Frame::Seq {
+                items,
+                nodes,
+                streamed,
+                ..
+            }) => {
                 *nodes += size;
-                items.push(node)
+                match (streamed, &mut self.stream) {
+                    (Some(i), Some(stream)) => {
+                        (stream.item)(*i, node);
+                        *i += 1;
+                    }
+                    _ => items.push(node),
+                }
             }
             Some(Frame::Map {
                 entries,
@@ -495,7 +549,7 @@ fn scalar(text: String, style: TScalarStyle) -> Value {
     }
 }
 
-impl MarkedEventReceiver for Builder<'_> {
+impl MarkedEventReceiver for Builder<'_, '_> {
     fn on_event(&mut self, ev: Event, mark: Marker) {
         let at = self.offsets.byte(mark.index());
         match ev {
@@ -512,16 +566,21 @@ impl MarkedEventReceiver for Builder<'_> {
                 };
                 self.push_value(node, 1, anchor, mark);
             }
-            Event::SequenceStart(anchor, _) => self.open(
-                Frame::Seq {
-                    start: at,
-                    anchor,
-                    items: Vec::new(),
-                    nodes: 1,
-                },
-                at,
-                mark,
-            ),
+            Event::SequenceStart(anchor, _) => {
+                // An anchored list is copied whole for its aliases: kept.
+                let streamed = (anchor == 0 && self.streams_here()).then_some(0);
+                self.open(
+                    Frame::Seq {
+                        start: at,
+                        anchor,
+                        items: Vec::new(),
+                        nodes: 1,
+                        streamed,
+                    },
+                    at,
+                    mark,
+                )
+            }
             Event::MappingStart(anchor, _) => self.open(
                 Frame::Map {
                     start: at,
@@ -541,6 +600,7 @@ impl MarkedEventReceiver for Builder<'_> {
                         anchor,
                         mut items,
                         nodes,
+                        ..
                     }) => {
                         items.shrink_to_fit();
                         (

@@ -11,7 +11,8 @@ use crate::ready_queue::ReadyQueue;
 impl<'a> Checker<'a> {
     /// Names, parents, vmids and depends_on across all nodes.
     pub(super) fn graph_checks(&mut self, nodes: &[Parsed]) {
-        let mut index: HashMap<&str, usize> = HashMap::with_capacity_and_hasher(nodes.len(), Default::default());
+        let mut index: HashMap<&str, usize> =
+            HashMap::with_capacity_and_hasher(nodes.len(), Default::default());
         for (i, p) in nodes.iter().enumerate() {
             let span = p.loc.name.unwrap_or(p.loc.node);
             match index.get(p.spec.name.as_str()) {
