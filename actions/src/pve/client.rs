@@ -128,12 +128,9 @@ fn log_tail(log: &[String]) -> String {
 }
 
 impl PveError {
-    /// PVE could not take a lock in time: a guest's config lock, or a
-    /// storage's (`can't lock file '/var/lock/pve-manager/pve-storage-ID' -
-    /// got timeout`, or on shared storage `cfs-lock 'storage-ID' error: got
-    /// lock request timeout`; see `PVE::Tools::lock_file_full` and
-    /// `PVE::Cluster::cfs_lock`). The operation did not happen (a clone
-    /// rolls back what it made), so trying again is safe.
+    /// PVE could not take a guest's config lock, or a storage's (`cfs-lock
+    /// ... got lock request timeout` on shared storage): the operation did
+    /// not happen, so trying again is safe.
     pub fn is_lock_timeout(&self) -> bool {
         let text = match self {
             PveError::Api { message, .. } => message.as_str(),
@@ -503,32 +500,6 @@ impl PveClient {
         params: &[(&str, String)],
         timeout: Duration,
     ) -> Result<(), PveError> {
-        self.run_task_with(method, path, params, timeout, true)
-            .await
-    }
-
-    /// [`run_task`](Self::run_task), but a lock timeout is returned, for
-    /// the caller to try again when it sees fit (a clone: the executor,
-    /// with fewer clones at once).
-    pub async fn run_task_once(
-        &self,
-        method: Method,
-        path: &str,
-        params: &[(&str, String)],
-        timeout: Duration,
-    ) -> Result<(), PveError> {
-        self.run_task_with(method, path, params, timeout, false)
-            .await
-    }
-
-    async fn run_task_with(
-        &self,
-        method: Method,
-        path: &str,
-        params: &[(&str, String)],
-        timeout: Duration,
-        retry_locks: bool,
-    ) -> Result<(), PveError> {
         let deadline = Instant::now() + timeout;
         let mut wait = self.backoff;
         loop {
@@ -539,9 +510,7 @@ impl PveClient {
             };
             let left = deadline.saturating_duration_since(Instant::now());
             match self.wait_task(upid, left).await {
-                Err(e)
-                    if retry_locks && e.is_lock_timeout() && Instant::now() + wait < deadline =>
-                {
+                Err(e) if e.is_lock_timeout() && Instant::now() + wait < deadline => {
                     tracing::debug!("{path}: {e}; starting it again");
                     tokio::time::sleep(wait).await;
                     wait *= 2;

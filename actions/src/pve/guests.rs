@@ -203,6 +203,28 @@ impl PveClient {
             .await
     }
 
+    /// [`run_task`](Self::run_task), but a task that failed to take a lock
+    /// is not started again: the caller does that when it sees fit (a
+    /// clone: the executor, with fewer clones at once).
+    pub async fn run_task_once(
+        &self,
+        method: Method,
+        path: &str,
+        params: &[(&str, String)],
+        timeout: Duration,
+    ) -> Result<(), PveError> {
+        let deadline = std::time::Instant::now() + timeout;
+        let upid = self.request(method, path, params).await?;
+        match upid.as_str() {
+            Some(upid) => {
+                let left = deadline.saturating_duration_since(std::time::Instant::now());
+                self.wait_task(upid, left).await
+            }
+            // Some calls finish synchronously and answer null.
+            None => Ok(()),
+        }
+    }
+
     /// A guest's current config.
     pub async fn config(&self, kind: GuestKind, vmid: u32) -> Result<Value, PveError> {
         self.get(&format!("{}/config", self.guest_path(kind, vmid)))

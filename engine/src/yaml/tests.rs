@@ -265,7 +265,7 @@ fn words_resolve_as_yaml_rust2_resolves_them() {
             _ => Value::Str(w.to_string()),
         };
         assert_eq!(
-            super::scalar(w.to_string(), TScalarStyle::Plain),
+            super::builder::scalar(w.to_string(), TScalarStyle::Plain),
             expected,
             "{w}"
         );
