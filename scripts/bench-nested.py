@@ -45,9 +45,11 @@ import bench  # noqa: E402  (the shared runner: wall time, peak RSS, stdout line
 
 # (manifest, case name for files, label, extra create arguments)
 CASES = [
-    ("n3-deep", "default", "default (8)", []),
+    ("n3-deep", "default", "default (16, adaptive clones)", []),
     ("n3-deep", "p1", "--parallelism 1", ["--parallelism", "1"]),
-    ("n2-wide", "default", "default (8)", []),
+    ("n2-wide", "default", "default (16, adaptive clones)", []),
+    ("n2-wide", "p8c4", "--parallelism 8 --clones-per-host 4 (the earlier defaults)",
+     ["--parallelism", "8", "--clones-per-host", "4"]),
     ("n2-wide", "p1", "--parallelism 1", ["--parallelism", "1"]),
     ("n2-wide", "p10c10", "--parallelism 10 --clones-per-host 10",
      ["--parallelism", "10", "--clones-per-host", "10"]),
@@ -158,8 +160,8 @@ def prefixes(node):
 
 
 def clones_of(args):
-    """--clones-per-host in these create arguments (the driver's default: 4)."""
-    return int(args[args.index("--clones-per-host") + 1]) if "--clones-per-host" in args else 4
+    """--clones-per-host in these create arguments (else the adaptive limit's start: 10)."""
+    return int(args[args.index("--clones-per-host") + 1]) if "--clones-per-host" in args else 10
 
 
 def load(path):
@@ -293,8 +295,11 @@ def main():
     runs, driver, outdir = int(sys.argv[2]), sys.argv[3], sys.argv[4]
     os.makedirs(outdir, exist_ok=True)
     logs = []
+    # BENCH_NESTED_CASES=n2-wide:default,n2-wide:p8c4 runs only those cases.
+    only = [c for c in os.environ.get("BENCH_NESTED_CASES", "").split(",") if c]
+    cases = [c for c in CASES if not only or f"{c[0]}:{c[1]}" in only]
     for i in range(1, runs + 1):
-        for manifest, case, lab, extra in CASES:
+        for manifest, case, lab, extra in cases:
             log = run_case(driver, outdir, manifest, case, extra, i)
             a = analyse(load(log), clones_of(extra))
             print(f"run {i}/{runs} {manifest} {lab}: makespan {a['makespan']:.1f} s, "

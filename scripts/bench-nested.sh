@@ -10,7 +10,8 @@
 # Prints markdown for BENCHMARKS.md; the stamped event logs stay in bench-out/nested/
 # (`python3 scripts/bench-nested.py analyse bench-out/nested/*.ndjson` re-reads them).
 #
-# usage: scripts/bench-nested.sh [RUNS]   (default 3; PVESIM_TIME_SCALE default 1)
+# usage: scripts/bench-nested.sh [RUNS]   (default 3; PVESIM_TIME_SCALE default 1;
+#        BENCH_NESTED_CASES=n2-wide:default,n2-wide:p8c4 runs only those cases)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 runs="${1:-3}"

@@ -6,7 +6,7 @@
 //! dependency → dependent (`After`, from `depends_on`). Every walk here is
 //! iterative: a chain of 100k nested nodes must not overflow the stack.
 
-use std::collections::HashMap;
+use foldhash::HashMap;
 
 use petgraph::graph::{DiGraph, NodeIndex};
 use petgraph::visit::EdgeRef;

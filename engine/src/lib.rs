@@ -7,6 +7,7 @@
 pub mod action;
 pub mod catalog;
 pub mod clock;
+pub mod clone_limit;
 pub mod delegation;
 pub mod executor;
 pub mod files;

@@ -85,6 +85,17 @@ pub enum FaultKind {
         #[serde(default)]
         message: Option<String>,
     },
+    /// Contended storage, while active: full clones onto the storage (`storage`, default
+    /// every one) take its allocation lock, as PVE's `vdisk_alloc` does, and hold it for
+    /// `hold_ms` simulated milliseconds times the number of full clones then in flight on it;
+    /// one that would wait longer than `lock_wait` (PVE: 10 s) fails then, as on PVE:
+    /// `clone failed: can't lock file '/var/lock/pve-manager/pve-storage-{id}' - got
+    /// timeout`. Linked clones are not affected. Counts are not consumed.
+    ContendedStorage {
+        hold_ms: u64,
+        #[serde(default)]
+        storage: Option<String>,
+    },
     /// Every matching API request waits this long (real milliseconds, not scaled).
     SlowApi { delay_ms: u64 },
     /// Matching API requests answer this HTTP status (e.g. 500, 502, 503, 595).
@@ -161,6 +172,14 @@ impl Fault {
         Fault::new(FaultKind::SshCommandFails {
             command: command.to_string(),
             message: None,
+        })
+    }
+
+    /// Full clones contend for their storage's lock (every storage, or `storage`).
+    pub fn contended_storage(hold_ms: u64, storage: Option<&str>) -> Self {
+        Fault::new(FaultKind::ContendedStorage {
+            hold_ms,
+            storage: storage.map(str::to_string),
         })
     }
 
@@ -278,6 +297,20 @@ impl FaultSet {
             ) && Self::guest_matches(f, ctx)
         })
         .map(|f| f.kind)
+    }
+
+    /// How long a full clone onto `storage` holds its lock per full clone in flight, if
+    /// the storage is contended (simulated time; does not consume counts).
+    pub fn storage_hold(&self, storage: &str) -> Option<std::time::Duration> {
+        self.active.iter().find_map(|(_, f)| match &f.kind {
+            FaultKind::ContendedStorage {
+                hold_ms,
+                storage: s,
+            } if s.as_deref().is_none_or(|s| s == storage) => {
+                Some(std::time::Duration::from_millis(*hold_ms))
+            }
+            _ => None,
+        })
     }
 
     /// Whether the agent of this guest is switched off (does not consume counts).

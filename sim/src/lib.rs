@@ -39,7 +39,7 @@
 //! - [`config`] (what a simulator is started with), `tls` (certificates, private files),
 //!   `files` (a state folder's file names and locks), `params` (request parameters);
 //! - leaves: `error`, `clock` (Unix time, time scale), `cluster` (a cluster's nodes and
-//!   their endpoints), `ids` (random ids, UPIDs, MACs, free
+//!   their endpoints), `contention` (a contended storage's lock queue), `ids` (random ids, UPIDs, MACs, free
 //!   vmids), `net` (guest address plans), [`faults`] (what can go wrong on purpose).
 
 #![forbid(unsafe_code)]
@@ -48,6 +48,7 @@ mod api;
 mod clock;
 mod cluster;
 pub mod config;
+mod contention;
 mod error;
 pub mod faults;
 mod files;

@@ -30,6 +30,9 @@ pub(crate) struct Job {
     /// Runs once the locks are held, before the steps (PVE's `__snapshot_prepare`: check
     /// and set the config's `lock` property); its error ends the task with nothing to undo.
     pub prepare: Option<Apply>,
+    /// A full clone onto a contended storage: `(storage, hold per clone in flight)`,
+    /// simulated time (see `contention`).
+    pub storage_lock: Option<(String, Duration)>,
     pub apply: Apply,
     pub rollback: Rollback,
 }
@@ -46,6 +49,7 @@ impl Job {
             fail: None,
             lock_fault: None,
             prepare: None,
+            storage_lock: None,
             apply,
             rollback: Box::new(|_, _| {}),
         }
@@ -98,6 +102,41 @@ pub(crate) async fn acquire(shared: &Shared, vmid: u32, holder: &str) -> bool {
     }
 }
 
+/// A full clone's turn at its contended storage's lock: waits for it and
+/// holds it, or fails after the lock timeout with PVE's message.
+async fn storage_turn(
+    shared: &Shared,
+    upid: &str,
+    storage: &str,
+    hold: Duration,
+) -> Option<String> {
+    use crate::contention::{timeout_message, Turn};
+    let turn = shared.storage_locks.enter(
+        storage,
+        Instant::now(),
+        shared.scaled(hold),
+        shared.scaled(shared.timings.lock_wait),
+    );
+    let waits = !matches!(turn, Turn::Got { wait, .. } if wait.is_zero());
+    if waits {
+        // What `lock_file_full` prints while it waits.
+        shared.lock().task_log(upid, "trying to acquire lock...");
+    }
+    match turn {
+        Turn::Got { wait, hold } => {
+            tokio::time::sleep(wait + hold).await;
+            if waits {
+                shared.lock().task_log(upid, " OK");
+            }
+            None
+        }
+        Turn::TimedOut { after } => {
+            tokio::time::sleep(after).await;
+            Some(timeout_message(storage, false))
+        }
+    }
+}
+
 async fn run(shared: &Shared, upid: &str, job: Job) {
     let Job {
         ttype,
@@ -107,12 +146,19 @@ async fn run(shared: &Shared, upid: &str, job: Job) {
         fail,
         lock_fault,
         prepare,
+        storage_lock,
         apply,
         rollback,
         ..
     } = job;
     let mut error = None;
+    if let Some((storage, hold)) = &storage_lock {
+        error = storage_turn(shared, upid, storage, *hold).await;
+    }
     for vmid in lock {
+        if error.is_some() {
+            break;
+        }
         if lock_fault == Some(vmid) {
             sleep_scaled(shared, shared.timings.lock_wait).await;
             error = Some(shared.lock_message(vmid));
@@ -146,6 +192,9 @@ async fn run(shared: &Shared, upid: &str, job: Job) {
             sleep_scaled(shared, d).await;
             shared.lock().task_log(upid, line);
         }
+    }
+    if let Some((storage, _)) = &storage_lock {
+        shared.storage_locks.leave(storage);
     }
     let mut st = shared.lock();
     let result = match (error, fail) {

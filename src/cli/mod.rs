@@ -227,9 +227,12 @@ pub struct RunArgs {
     #[arg(long, value_name = "N", default_value_t = engine::executor::DEFAULT_PARALLELISM)]
     pub parallelism: usize,
 
-    /// Provisions (clones) at once on one PVE host; PVE serializes clones on storage locks.
-    #[arg(long, value_name = "N", default_value_t = engine::executor::DEFAULT_CLONES_PER_HOST)]
-    pub clones_per_host: usize,
+    /// At most N provisions (clones) at once on one PVE host, full or linked, in place of
+    /// the adaptive limit. Default: full clones adapt per host and storage (starting at 10,
+    /// one more after each round of clean clones, halved on a lock timeout or a clone much
+    /// slower than the recent ones); linked clones are not limited.
+    #[arg(long, value_name = "N")]
+    pub clones_per_host: Option<usize>,
 
     /// When a node fails: stop (start nothing new), rollback (then destroy what this run
     /// created), continue (skip what depends on it). Default: the manifest's settings.on_error.

@@ -96,8 +96,8 @@ pub fn execute(
     // The simulator (if any) serves on the runtime's threads until shut down below.
     let outcome = (|| {
         if !args.skip_preflight {
-            let checks = rt.block_on(target::preflight(&t, &guests, &loaded.manifest));
-            target::report_preflight(&checks)?;
+            let checks = rt.block_on(super::preflight::for_run(&t, &guests, &loaded.manifest));
+            super::preflight::report(&checks)?;
         }
         let ((store, mut previous), waited) = match early {
             Some(o) => o,
@@ -127,7 +127,7 @@ pub fn execute(
         let passed_on = target::PassedOn {
             action_timeouts: args.action_timeouts.clone(),
             parallelism: Some(args.parallelism.max(1)),
-            clones_per_host: Some(args.clones_per_host.max(1)),
+            clones_per_host: args.clones_per_host.map(|n| n.max(1)),
         };
         let mut guests = guests;
         // Pull-mode nodes fetch their specs from the run's own controller (not for destroy).
@@ -334,7 +334,7 @@ async fn run<R: NodeRunner>(
 
     let options = RunOptions {
         parallelism: args.parallelism.max(1),
-        clones_per_host: args.clones_per_host.max(1),
+        clones_per_host: args.clones_per_host.map(|n| n.max(1)),
         on_error: args.on_error.map_or(m.settings.on_error, Into::into),
         // `test` only: `create` never cleans up (but for `on_error: rollback`).
         keep: keeps_failures(args, m),
@@ -342,6 +342,8 @@ async fn run<R: NodeRunner>(
         timeouts,
         manifest_arg: Some(args.manifest.cli_flag()),
         run_id,
+        // The adaptive clone limit's start and the lock-timeout back-off: engine defaults.
+        ..RunOptions::default()
     };
     let executor = Executor::new(graph, runner, options, Some(ev_tx));
     let result = executor.run(plan, store, previous, stop).await;

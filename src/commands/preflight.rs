@@ -2,7 +2,7 @@
 
 use std::path::Path;
 
-use actions::preflight::Check;
+use actions::preflight::{self, Check, Wants};
 use engine::catalog::ManifestRef;
 use engine::manifest::Pattern;
 use engine::site_config::SiteConfig;
@@ -68,7 +68,7 @@ pub fn run(args: &PreflightArgs, site_flag: Option<&Path>) -> Result<(), Failure
         let m = manifest.as_ref().unwrap_or(&empty);
         let checked = target::check(&site, &args.host, m)?;
         let (t, guests) = target::connect(checked, &state_dir).await?;
-        let mut out = target::preflight(&t, &guests, m).await;
+        let mut out = for_run(&t, &guests, m).await;
         if manifest.is_some() {
             let runner = guests.runner(&site, &t, m, &state_dir, &Default::default())?;
             if let Some(images) = runner.images() {
@@ -138,4 +138,75 @@ pub fn run(args: &PreflightArgs, site_flag: Option<&Path>) -> Result<(), Failure
             "{failed} preflight check(s) failed"
         ))))
     }
+}
+
+/// The preflight checks of a connected host for a run of `manifest`: the
+/// API's, the content of the storages it uses, and nested virtualization
+/// for a tiered manifest.
+pub async fn for_run(
+    t: &target::Target,
+    guests: &target::Guests,
+    manifest: &engine::manifest::Manifest,
+) -> Vec<Check> {
+    let storage = target::datastore(&t.host);
+    let wants = Wants {
+        host: &t.host.name,
+        storage: &storage,
+        bridge: &t.host.bridge,
+    };
+    let mut out = preflight::api_checks(&t.client, &wants).await;
+    if out
+        .iter()
+        .any(|c| !c.ok && matches!(c.name, "api" | "node"))
+    {
+        // Nothing more can be asked of the API.
+        return out;
+    }
+    // Unlisted (the token check says why): no image is taken for a download.
+    let templates = t.client.guests().await.ok();
+    let needs = super::hostcheck::storage_needs(&t.placement, manifest, templates.as_deref());
+    out.extend(preflight::content::content_checks(&t.client, &t.host.name, &needs).await);
+    // VMs of this host that may be cloned onto another cluster node (containers are created
+    // on theirs, not cloned).
+    let elsewhere: Vec<preflight::cluster::Elsewhere> = manifest
+        .nodes
+        .iter()
+        .filter(|n| n.parent.is_none() && n.kind != engine::manifest::NodeKind::Ct)
+        .filter(|n| n.target_node.is_some() || n.placement.is_some())
+        .map(|n| preflight::cluster::Elsewhere {
+            name: &n.name,
+            target_node: n.target_node.as_deref(),
+            storage: n.storage.as_deref().unwrap_or(&storage),
+        })
+        .collect();
+    out.extend(
+        preflight::cluster::placement_checks(&t.client, &t.host.name, &storage, &elsewhere).await,
+    );
+    if manifest.pattern == engine::manifest::Pattern::Tiered {
+        let key = guests.ssh_key();
+        out.push(super::hostcheck::nested(t, guests.is_simulated(), key).await);
+    }
+    out
+}
+
+/// Prints failed checks; an error when any failed.
+pub fn report(checks: &[Check]) -> Result<(), Failure> {
+    let failed: Vec<&Check> = checks.iter().filter(|c| !c.ok).collect();
+    if failed.is_empty() {
+        return Ok(());
+    }
+    for c in &failed {
+        crate::render::err(&format!("preflight: {}: {}\n", c.name, c.detail));
+        if let Some(fix) = &c.fix {
+            crate::render::err(&format!("    fix: {fix}\n"));
+        }
+    }
+    let names: Vec<&str> = failed.iter().map(|c| c.name).collect();
+    Err(Failure::Run(Some(miette::miette!(
+        help = "fix what is listed above, or pass --skip-preflight to go ahead anyway",
+        "preflight failed ({} of {} checks: {})",
+        failed.len(),
+        checks.len(),
+        names.join(", ")
+    ))))
 }

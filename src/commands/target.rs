@@ -13,7 +13,6 @@ use std::path::Path;
 use std::sync::Arc;
 
 use actions::nested::{InstalledPve, NestedHost, Nesting, SimulatedPve};
-use actions::preflight::{self, Check, Wants};
 use actions::pve::{tls, PveClient, PveTarget, TlsTrust};
 use actions::runner::{GuestSetup, PveRunner, Sizing, SshSetup};
 use actions::ssh::SshAuth;
@@ -280,6 +279,16 @@ fn sim_dir(state_dir: &Path, host: &HostConfig) -> std::path::PathBuf {
 }
 
 impl Guests {
+    /// The SSH key the run's guests get (`settings.ssh_key`), when not driver's own.
+    pub(super) fn ssh_key(&self) -> Option<&Path> {
+        self.settings.ssh_key.as_deref()
+    }
+
+    /// Whether the host is a simulator (built in, or nested in a simulated guest).
+    pub(super) fn is_simulated(&self) -> bool {
+        self.simulated.is_some()
+    }
+
     /// Starts the run's controller when the manifest has pull-mode nodes here (see
     /// `super::pull`); the runner built next uses it. The caller stops it after the run.
     pub async fn start_pull(
@@ -540,73 +549,6 @@ fn tofu_setup(
 }
 
 /// Where guests' disks go: the node file's `datastore:`, else PVE's default `local-lvm`.
-fn datastore(host: &HostConfig) -> String {
+pub(super) fn datastore(host: &HostConfig) -> String {
     host.datastore.clone().unwrap_or_else(|| "local-lvm".into())
-}
-
-/// The preflight checks of a connected host for a run of `manifest`: the
-/// API's, the content of the storages it uses, and nested virtualization
-/// for a tiered manifest.
-pub async fn preflight(t: &Target, guests: &Guests, manifest: &Manifest) -> Vec<Check> {
-    let storage = datastore(&t.host);
-    let wants = Wants {
-        host: &t.host.name,
-        storage: &storage,
-        bridge: &t.host.bridge,
-    };
-    let mut out = preflight::api_checks(&t.client, &wants).await;
-    if out
-        .iter()
-        .any(|c| !c.ok && matches!(c.name, "api" | "node"))
-    {
-        // Nothing more can be asked of the API.
-        return out;
-    }
-    // Unlisted (the token check says why): no image is taken for a download.
-    let templates = t.client.guests().await.ok();
-    let needs = super::hostcheck::storage_needs(&t.placement, manifest, templates.as_deref());
-    out.extend(preflight::content::content_checks(&t.client, &t.host.name, &needs).await);
-    // VMs of this host that may be cloned onto another cluster node (containers are created
-    // on theirs, not cloned).
-    let elsewhere: Vec<preflight::cluster::Elsewhere> = manifest
-        .nodes
-        .iter()
-        .filter(|n| n.parent.is_none() && n.kind != engine::manifest::NodeKind::Ct)
-        .filter(|n| n.target_node.is_some() || n.placement.is_some())
-        .map(|n| preflight::cluster::Elsewhere {
-            name: &n.name,
-            target_node: n.target_node.as_deref(),
-            storage: n.storage.as_deref().unwrap_or(&storage),
-        })
-        .collect();
-    out.extend(
-        preflight::cluster::placement_checks(&t.client, &t.host.name, &storage, &elsewhere).await,
-    );
-    if manifest.pattern == engine::manifest::Pattern::Tiered {
-        let key = guests.settings.ssh_key.as_deref();
-        out.push(super::hostcheck::nested(t, guests.simulated.is_some(), key).await);
-    }
-    out
-}
-
-/// Prints failed checks; an error when any failed.
-pub fn report_preflight(checks: &[Check]) -> Result<(), Failure> {
-    let failed: Vec<&Check> = checks.iter().filter(|c| !c.ok).collect();
-    if failed.is_empty() {
-        return Ok(());
-    }
-    for c in &failed {
-        crate::render::err(&format!("preflight: {}: {}\n", c.name, c.detail));
-        if let Some(fix) = &c.fix {
-            crate::render::err(&format!("    fix: {fix}\n"));
-        }
-    }
-    let names: Vec<&str> = failed.iter().map(|c| c.name).collect();
-    Err(Failure::Run(Some(miette::miette!(
-        help = "fix what is listed above, or pass --skip-preflight to go ahead anyway",
-        "preflight failed ({} of {} checks: {})",
-        failed.len(),
-        checks.len(),
-        names.join(", ")
-    ))))
 }

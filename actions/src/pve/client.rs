@@ -130,15 +130,17 @@ fn log_tail(log: &[String]) -> String {
 }
 
 impl PveError {
-    /// PVE could not take a guest's config lock: the operation did not
-    /// happen, so trying again is safe.
+    /// PVE could not take a guest's config lock, or a storage's (`cfs-lock
+    /// ... got lock request timeout` on shared storage): the operation did
+    /// not happen, so trying again is safe.
     pub fn is_lock_timeout(&self) -> bool {
         let text = match self {
             PveError::Api { message, .. } => message.as_str(),
             PveError::TaskFailed { exitstatus, .. } => exitstatus.as_str(),
             _ => return false,
         };
-        text.contains("can't lock file") && text.contains("got timeout")
+        (text.contains("can't lock file") && text.contains("got timeout"))
+            || (text.contains("cfs-lock") && text.contains("got lock request timeout"))
     }
 
     /// A clone or create whose vmid another guest took meanwhile.

@@ -248,7 +248,31 @@ impl PveClient {
         if let Some(t) = to.filter(|t| *t != from) {
             params.push(("target", t.to_string()));
         }
-        self.run_task(Method::POST, &path, &params, timeout).await
+        // A lock timeout is the clone limit's to act on (see `run_task_once`).
+        self.run_task_once(Method::POST, &path, &params, timeout)
+            .await
+    }
+
+    /// [`run_task`](Self::run_task), but a task that failed to take a lock
+    /// is not started again: the caller does that when it sees fit (a
+    /// clone: the executor, with fewer clones at once).
+    pub async fn run_task_once(
+        &self,
+        method: Method,
+        path: &str,
+        params: &[(&str, String)],
+        timeout: Duration,
+    ) -> Result<(), PveError> {
+        let deadline = std::time::Instant::now() + timeout;
+        let upid = self.request(method, path, params).await?;
+        match upid.as_str() {
+            Some(upid) => {
+                let left = deadline.saturating_duration_since(std::time::Instant::now());
+                self.wait_task(upid, left).await
+            }
+            // Some calls finish synchronously and answer null.
+            None => Ok(()),
+        }
     }
 
     /// A guest's current config.

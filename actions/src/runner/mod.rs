@@ -20,7 +20,7 @@ mod pull;
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use engine::executor::{ActionCall, ActionError, ActionOutput, NodeRunner};
+use engine::executor::{ActionCall, ActionError, ActionOutput, CloneClass, NodeRunner};
 use engine::manifest::{NodeKind, NodeSpec};
 use engine::ownership::{MarkedGuest, Owner};
 use engine::plan::Action;
@@ -367,6 +367,10 @@ impl NodeRunner for PveRunner {
                 Ok(ActionOutput::default())
             }
         }
+    }
+
+    fn clone_class(&self, node: &NodeSpec, host: &str) -> CloneClass {
+        self.clone_class_of(node, host)
     }
 
     async fn exists(

@@ -3,7 +3,9 @@
 //! adopt only this state's own guest, then size and mark it; in a cluster, on the node
 //! `target_node:` or `placement:` says (see `cluster`).
 
-use engine::executor::{ActionCall, ActionError, ActionOutput};
+use std::time::{Duration, Instant};
+
+use engine::executor::{ActionCall, ActionError, ActionErrorKind, ActionOutput, CloneClass};
 use engine::ownership::{self, Claim};
 use serde_json::Value;
 
@@ -82,6 +84,8 @@ impl PveRunner {
             Some(id) => self.inspect(kind, id).await?,
             None => None,
         };
+        // How long the clone (or create) itself took, for the clone limit.
+        let mut made_in = None;
         let (vmid, unmarked) = match existing {
             Some(found) => match found.standing(call) {
                 Ok(()) => {
@@ -100,7 +104,9 @@ impl PveRunner {
                 // else's now, so pick again.
                 Err(why) if node.vmid.is_none() => {
                     call.facts.log(format!("{why}: picking another vmid"));
-                    (self.make_new(call, kind, &make, None).await?, false)
+                    let (vmid, took) = self.make_new(call, kind, &make, None).await?;
+                    made_in = Some(took);
+                    (vmid, false)
                 }
                 Err(why) => {
                     return Err(ActionError::new(format!(
@@ -118,11 +124,13 @@ impl PveRunner {
                 }
             },
             None => {
-                let vmid = self.make_new(call, kind, &make, node.vmid).await?;
+                let (vmid, took) = self.make_new(call, kind, &make, node.vmid).await?;
+                made_in = Some(took);
                 if let Make::Create(_) = make {
                     // Created whole: size, network, marker and tag were in the create call.
                     return Ok(ActionOutput {
                         vm_id: Some(vmid),
+                        made_in,
                         ..ActionOutput::default()
                     });
                 }
@@ -176,8 +184,32 @@ impl PveRunner {
         }
         Ok(ActionOutput {
             vm_id: Some(vmid),
+            made_in,
             ..ActionOutput::default()
         })
+    }
+
+    /// Which clone limit `node`'s guest counts against: its storage's on
+    /// `host`, adaptive unless it is a linked clone (a snapshot of the
+    /// template, not a copy). Containers are created, not cloned, but
+    /// allocate their disk under the same storage lock.
+    pub(super) fn clone_class_of(
+        &self,
+        node: &engine::manifest::NodeSpec,
+        host: &str,
+    ) -> CloneClass {
+        let disks = self.host_disks();
+        let (storage, adaptive) = match kind_of(node) {
+            GuestKind::Lxc => (engine::placement::ct_storage(node, &disks), true),
+            GuestKind::Qemu => match engine::placement::clone_storage(node, &disks) {
+                Ok(s) => (s, disks.full_clone),
+                Err(_) => (None, true),
+            },
+        };
+        CloneClass {
+            key: format!("{host}/{}", storage.unwrap_or("(template's storage)")),
+            adaptive,
+        }
     }
 
     /// What the node file says about where disks go (see `engine::placement`).
@@ -191,14 +223,16 @@ impl PveRunner {
 
     /// Picks a vmid (`explicit`: the manifest's, else the cluster's next
     /// free one), records it, then clones or creates. Two guests racing for
-    /// the same free id: the loser asks again.
+    /// the same free id: the loser asks again. Returns the vmid and how
+    /// long the clone or create took. A lock timeout (the storage's, or a
+    /// config's) is the executor's to try again, with fewer clones at once.
     async fn make_new(
         &self,
         call: &ActionCall,
         kind: GuestKind,
         make: &Make,
         explicit: Option<u32>,
-    ) -> Result<u32, ActionError> {
+    ) -> Result<(u32, Duration), ActionError> {
         let host = self.host_disks();
         let on = self.cluster_node_for(call).await?;
         let mut tries = 0;
@@ -213,6 +247,7 @@ impl PveRunner {
             // Durable before the clone starts: a crash from here on leaves a
             // vmid in state that destroy and resume can find.
             call.facts.vm_id(id).await?;
+            let started = Instant::now();
             let made = match make {
                 Make::Clone(template) => {
                     let marker = call.owner.marker(&call.node.name).description();
@@ -238,12 +273,18 @@ impl PveRunner {
                 }
             };
             match made {
-                Ok(()) => return Ok(id),
+                Ok(()) => return Ok((id, started.elapsed())),
+                Err(e) if e.is_lock_timeout() => {
+                    return Err(ActionError::from_source(ActionErrorKind::Busy, e))
+                }
                 Err(e) if explicit.is_none() && tries < MAX_MAKE_TRIES && e.is_vmid_taken() => {
                     call.facts.log(format!(
                         "vmid {id} was taken meanwhile; asking PVE for another"
                     ));
-                    floor = Some(id.saturating_add(1));
+                    // Above it by a step of this node's own, so that the
+                    // racers that lost together do not all ask for the same
+                    // next id again (twenty at once took twenty rounds).
+                    floor = Some(id.saturating_add(1 + spread(&call.node.name)));
                 }
                 Err(e) => return Err(e.into()),
             }
@@ -267,6 +308,15 @@ fn clone_mode<'a>(
 /// Clones or creates whose picked vmid another guest took first, before giving up:
 /// each retry asks from above the lost id, so racers spread out.
 const MAX_MAKE_TRIES: u32 = 10;
+
+/// 0..32, from a node's name: how far above a lost vmid it asks again.
+fn spread(name: &str) -> u32 {
+    // FNV-1a: stable, and enough to tell sibling names apart.
+    let h = name.bytes().fold(0x811c_9dc5_u32, |h, b| {
+        (h ^ u32::from(b)).wrapping_mul(0x0100_0193)
+    });
+    h % 32
+}
 
 /// The disk a guest boots from, as its config names it.
 fn boot_disk(kind: GuestKind, cfg: &Value) -> Option<String> {

@@ -22,6 +22,10 @@ pub enum ActionErrorKind {
     Stopped,
     /// It ran out of time.
     Timeout,
+    /// A lock it needed was held too long by others (PVE's "can't lock
+    /// file ... got timeout"): nothing was done, and trying again later,
+    /// with fewer clones at once, is safe.
+    Busy,
     /// What it learned could not be recorded in the state.
     State,
     /// A nested driver reported a failure; the message starts with the

@@ -10,9 +10,13 @@
 //! - [`crate::ready_queue`]: which steps may start, given which are done
 //!   (the same Kahn walk orders the graph and checks the manifest);
 //! - `walker.rs`: one phase: ready steps up to `--parallelism` at once, and
-//!   up to `--clones-per-host` making guests (a step waits for a clone slot
-//!   before it takes a step slot, so that waiting holds no step slot), the
+//!   as many making guests as `clones.rs` allows (a step waits for a clone
+//!   slot before it takes a step slot, so that waiting holds no step slot;
+//!   a clone that hit a lock timeout is parked again, with back-off), the
 //!   phase's `on_error` policy, and its stop token;
+//! - `clones.rs`: clone slots: an adaptive limit per (host, storage) for
+//!   full clones ([`crate::clone_limit`]), none for linked ones, or the
+//!   fixed `--clones-per-host`;
 //! - `step.rs`: one step: its actions in order, each intent recorded
 //!   durably *before* the side effect it describes, resume of what an
 //!   earlier run left in flight, and the safe point between actions;
@@ -30,6 +34,7 @@
 //! (the [`NodeRunner`] trait, what an action is given and gives back) and
 //! `error.rs` (the typed [`ActionError`]).
 
+mod clones;
 mod error;
 mod runner;
 mod state_handle;
@@ -43,10 +48,8 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use tokio::sync::Semaphore;
-
 pub use error::{ActionError, ActionErrorKind};
-pub use runner::{ActionCall, ActionOutput, EventSink, Facts, NodeRunner};
+pub use runner::{ActionCall, ActionOutput, CloneClass, EventSink, Facts, NodeRunner};
 pub use state_handle::{RecordError, StateHandle, Writer};
 pub use stop::{StopReason, StopToken};
 
@@ -61,15 +64,27 @@ use crate::state::{RunState, StateStore};
 use step::{Ctx, NodeTimes, Timings};
 use walker::{filtered, Walker};
 
-/// Default number of steps running at once.
-pub const DEFAULT_PARALLELISM: usize = 8;
-/// Default number of concurrent provisions (clones) per PVE host.
-pub const DEFAULT_CLONES_PER_HOST: usize = 4;
+/// Default number of steps running at once. A step spends most of its
+/// time waiting for PVE (a clone, a boot), and what contends on the host
+/// (full clones on a storage) has a limit of its own.
+pub const DEFAULT_PARALLELISM: usize = 16;
+/// Where the adaptive limit of full clones per (host, storage) starts:
+/// PVE waits 10 s for a storage's lock (`cluster_lock_storage`), and an
+/// allocation under it takes well under a second on local storage, so
+/// ten clones queued behind one another fit in that wait.
+pub const DEFAULT_CLONES_START: usize = 10;
 
 #[derive(Clone, Debug)]
 pub struct RunOptions {
     pub parallelism: usize,
-    pub clones_per_host: usize,
+    /// `--clones-per-host`: a fixed cap on clones at once per host, in
+    /// place of the adaptive limit; `None`: adaptive.
+    pub clones_per_host: Option<usize>,
+    /// Where the adaptive limit starts.
+    pub clones_start: usize,
+    /// The first back-off after a clone's lock timeout (doubling after each
+    /// further one).
+    pub lock_backoff: Duration,
     pub on_error: OnError,
     /// `test`: leave what was created when something failed.
     pub keep: bool,
@@ -87,7 +102,9 @@ impl Default for RunOptions {
     fn default() -> Self {
         RunOptions {
             parallelism: DEFAULT_PARALLELISM,
-            clones_per_host: DEFAULT_CLONES_PER_HOST,
+            clones_per_host: None,
+            clones_start: DEFAULT_CLONES_START,
+            lock_backoff: Duration::from_secs(1),
             on_error: OnError::Stop,
             keep: false,
             timeout: None,
@@ -112,6 +129,8 @@ pub struct Executor<'g, 'm, R> {
     runner: Arc<R>,
     options: RunOptions,
     events: Option<EventSink>,
+    /// Clone slots, shared by the run's phases (what a limit learned holds).
+    clones: Arc<clones::ClonePool>,
 }
 
 impl<'g, 'm, R: NodeRunner> Executor<'g, 'm, R> {
@@ -121,11 +140,13 @@ impl<'g, 'm, R: NodeRunner> Executor<'g, 'm, R> {
         options: RunOptions,
         events: Option<EventSink>,
     ) -> Self {
+        let clones = clones::ClonePool::new(options.clones_per_host, options.clones_start);
         Executor {
             graph,
             runner,
             options,
             events,
+            clones,
         }
     }
 
@@ -396,7 +417,7 @@ impl<'g, 'm, R: NodeRunner> Executor<'g, 'm, R> {
         stop: StopToken,
         deadline: Option<Instant>,
     ) -> Ctx<R> {
-        let clones = Arc::new(Semaphore::new(self.options.clones_per_host.max(1)));
+        let clones = self.clones.clone();
         let (target_host, owner) = handle.read(|st| (st.host.clone(), Arc::new(st.owner())));
         Ctx {
             owner,
@@ -410,6 +431,7 @@ impl<'g, 'm, R: NodeRunner> Executor<'g, 'm, R> {
             keeps_errors: verb == Verb::Test,
             parallelism: self.options.parallelism.max(1),
             clones,
+            lock_backoff: self.options.lock_backoff,
             timeouts: self.options.timeouts.clone(),
             deadline,
             time_limit: self.options.timeout,

@@ -116,6 +116,20 @@ pub struct ActionOutput {
     /// Outcomes of nodes a child driver handled (delegation), recorded in
     /// this run's state under their own names.
     pub nodes: Vec<NodeOutcome>,
+    /// For the action that makes a guest: how long the making itself took
+    /// (the clone, without the config around it), which the clone limit
+    /// learns from; `None`: the whole action's time is taken.
+    pub made_in: Option<Duration>,
+}
+
+/// What kind of clone a node's guest is made by, for the clone limit:
+/// which limit it counts against (e.g. `host/storage`), and whether that
+/// limit adapts (a full clone, which contends on its storage's lock) or
+/// there is none (a linked clone: a snapshot, not a copy).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CloneClass {
+    pub key: String,
+    pub adaptive: bool,
 }
 
 /// The side of the world the executor drives (PVE, SSH, a simulator, or a
@@ -135,6 +149,16 @@ pub trait NodeRunner: Send + Sync + 'static {
         vm_id: Option<u32>,
         owner: &Owner,
     ) -> impl Future<Output = Result<bool, ActionError>> + Send;
+
+    /// How `node`'s guest on `host` is made, for the clone limit. By
+    /// default a full clone, limited per host.
+    fn clone_class(&self, node: &NodeSpec, host: &str) -> CloneClass {
+        let _ = node;
+        CloneClass {
+            key: host.to_string(),
+            adaptive: true,
+        }
+    }
 
     /// Every guest on the host that carries a marker of `owner`'s manifest
     /// and host (whatever the state): what the state is reconciled with

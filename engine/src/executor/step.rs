@@ -11,8 +11,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use tokio::sync::{OwnedSemaphorePermit, Semaphore};
-
+use super::clones::{ClonePool, CloneSlot};
 use super::error::{ActionError, ActionErrorKind};
 use super::runner::{ActionCall, EventSink, Facts, NodeRunner};
 use super::state_handle::StateHandle;
@@ -43,9 +42,11 @@ pub(super) struct Ctx<R> {
     pub keeps_errors: bool,
     /// Steps running at once (`--parallelism`).
     pub parallelism: usize,
-    /// Guests being made at once on this driver's host (every local guest
-    /// lives there; nested hosts have their own driver and limit).
-    pub clones: Arc<Semaphore>,
+    /// Clone slots for the guests made on this driver's host (every local
+    /// guest lives there; nested hosts have their own driver and limits).
+    pub clones: Arc<ClonePool>,
+    /// The first back-off after a lock timeout.
+    pub lock_backoff: Duration,
     pub target_host: String,
     pub timeouts: HashMap<Action, Duration>,
     pub deadline: Option<Instant>,
@@ -73,6 +74,13 @@ impl<R> Ctx<R> {
     pub fn emit_run(&self, kind: EventKind) {
         if let Some(s) = &self.events {
             let _ = s.send(Event::run(kind));
+        }
+    }
+
+    /// A line of output about node `name`.
+    pub fn emit_log(&self, name: &str, line: String) {
+        if let Some(s) = &self.events {
+            let _ = s.send(Event::log(NodePath::node(name), line));
         }
     }
 
@@ -124,9 +132,15 @@ pub(super) struct StepJob {
     pub actions: Vec<Action>,
     pub makes_guest: Option<Action>,
     /// A clone slot taken before the step started, for `makes_guest`.
-    pub clone_slot: Option<OwnedSemaphorePermit>,
+    pub clone_slot: Option<CloneSlot>,
+    /// Lock timeouts its clone has hit so far in this run.
+    pub lock_timeouts: u32,
     pub subtree: Option<String>,
 }
+
+/// Lock timeouts a clone may hit before its step fails (with back-off
+/// from 1 to 16 s in between by default, about a minute in all).
+pub(super) const MAX_LOCK_TIMEOUTS: u32 = 8;
 
 /// How one step ended.
 pub(super) enum StepEnd {
@@ -134,6 +148,9 @@ pub(super) enum StepEnd {
     Failed(StepFailure),
     /// Stopped at a safe point before finishing.
     Interrupted,
+    /// Its clone hit a lock timeout (nothing was made): to be tried again
+    /// once the back-off has passed and a clone slot is free.
+    Again(ActionError),
 }
 
 /// Why a step failed: the action that failed (none for a failure between
@@ -223,6 +240,7 @@ pub(super) async fn run_step<R: NodeRunner>(
         ),
         StepEnd::Failed(f) => (NodeStatus::Failed, Some(f.node_text(&name))),
         StepEnd::Interrupted => (NodeStatus::Pending, Some("interrupted".to_string())),
+        StepEnd::Again(_) => (NodeStatus::Pending, None),
     };
     let err = error.clone();
     let phase = ctx.phase;
@@ -242,6 +260,9 @@ pub(super) async fn run_step<R: NodeRunner>(
         })
         .await;
     let (end, status, error) = match recorded {
+        // Not over: the walker starts it again (its intent stays, so the
+        // action runs as resumed and finds what the failed try left).
+        Ok(()) if matches!(end, StepEnd::Again(_)) => return (job.slot, end),
         Ok(()) => (end, status, error),
         Err(e) => {
             let f = StepFailure::between_actions(ActionError::state(e));
@@ -289,9 +310,12 @@ async fn run_actions<R: NodeRunner>(
         // Held for this action only. The walker took it before the step
         // started, so that waiting for it held no step slot; taken here
         // only when the walker had no reason to.
-        let _clone_slot = match (makes_guest, job.clone_slot.take()) {
+        let clone_slot = match (makes_guest, job.clone_slot.take()) {
             (true, Some(p)) => Some(p),
-            (true, None) => ctx.clones.clone().acquire_owned().await.ok(),
+            (true, None) => {
+                let class = ctx.runner.clone_class(&job.spec, &job.host);
+                Some(ctx.clones.acquire(&job.host, &class).await)
+            }
             (false, _) => None,
         };
         let run_id = ctx.run_id.clone();
@@ -376,6 +400,9 @@ async fn run_actions<R: NodeRunner>(
             }
         };
         let seconds = started.elapsed().as_secs_f64();
+        if let Some(slot) = clone_slot {
+            clone_ended(ctx, &job.spec.name, slot, &result, started.elapsed());
+        }
         let error = result.as_ref().err().map(ToString::to_string);
         if let Ok(mut t) = ctx.timings.lock() {
             if let Some(times) = t.get_mut(job.node) {
@@ -420,6 +447,13 @@ async fn run_actions<R: NodeRunner>(
             Err(e) if e.kind() == ActionErrorKind::Stopped && ctx.stop.is_stopping() => {
                 return StepEnd::Interrupted
             }
+            Err(e)
+                if makes_guest
+                    && e.kind() == ActionErrorKind::Busy
+                    && job.lock_timeouts + 1 < MAX_LOCK_TIMEOUTS =>
+            {
+                return StepEnd::Again(e)
+            }
             Err(error) => {
                 return StepEnd::Failed(StepFailure {
                     action: Some(action),
@@ -429,6 +463,45 @@ async fn run_actions<R: NodeRunner>(
         }
     }
     StepEnd::Done
+}
+
+/// Gives a clone slot back with how the clone went, and says so when
+/// that moved its limit.
+fn clone_ended<R>(
+    ctx: &Ctx<R>,
+    name: &str,
+    slot: CloneSlot,
+    result: &Result<super::runner::ActionOutput, ActionError>,
+    took: Duration,
+) {
+    use crate::clone_limit::{Change, CloneEnd};
+    let end = match result {
+        Ok(out) => CloneEnd::Clean(out.made_in.unwrap_or(took)),
+        Err(e) if e.kind() == ActionErrorKind::Busy => CloneEnd::LockTimeout,
+        Err(_) => CloneEnd::Other,
+    };
+    let key = slot.key().map(str::to_string);
+    let change = slot.end(end);
+    let (Some(key), why, to) = (
+        key,
+        match change {
+            Change::Same => return,
+            Change::Grew(_) => "clones finish cleanly",
+            Change::HalvedOnTimeout(_) => "a clone hit a lock timeout",
+            Change::HalvedOnSlow(_) => "a clone took over 1.5x the recent median",
+        },
+        match change {
+            Change::Grew(n) | Change::HalvedOnTimeout(n) | Change::HalvedOnSlow(n) => n,
+            Change::Same => return,
+        },
+    ) else {
+        return;
+    };
+    tracing::info!("full clones at once on {key}: now {to} ({why})");
+    ctx.emit_log(
+        name,
+        format!("full clones at once on {key}: now {to} ({why})"),
+    );
 }
 
 /// Records what a child driver reported about the nodes it handled, under

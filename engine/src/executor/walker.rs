@@ -3,19 +3,21 @@
 //!
 //! A step that still has to make its guest starts only once a clone slot is
 //! free, so that waiting for one holds no step slot (other steps run
-//! meanwhile). On a failure, `continue` blocks what waits on the failed
+//! meanwhile); parked steps of one clone limit start first come, first
+//! served. A clone that hit a lock timeout is parked again, to start no
+//! sooner than its back-off allows. On a failure, `continue` blocks what waits on the failed
 //! step (and every node inside it); `stop` and `rollback` stop the phase.
 //! A stop, whatever its reason, starts nothing new; an abort also drops the
 //! running steps.
 
-use std::collections::VecDeque;
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::Arc;
 use std::time::Instant;
 
-use tokio::sync::OwnedSemaphorePermit;
 use tokio::task::JoinSet;
 
-use super::runner::NodeRunner;
+use super::clones::CloneSlot;
+use super::runner::{CloneClass, NodeRunner};
 use super::step::{run_step, Ctx, StepEnd, StepJob};
 use super::stop::StopReason;
 use crate::graph::ManifestGraph;
@@ -41,7 +43,9 @@ pub(super) struct Walker<'a, 'g, 'm, R> {
     policy: OnError,
     queue: ReadyQueue,
     /// Ready steps waiting for a clone slot, in the order they became ready.
-    parked: VecDeque<usize>,
+    parked: VecDeque<Parked>,
+    /// Lock timeouts per step so far.
+    lock_timeouts: HashMap<usize, u32>,
     set: JoinSet<(usize, StepEnd)>,
     out: PhaseOutcome,
 }
@@ -67,6 +71,7 @@ impl<'a, 'g, 'm, R: NodeRunner> Walker<'a, 'g, 'm, R> {
             policy,
             queue: ReadyQueue::among(steps.len(), |k| steps[k].is_local(), edges),
             parked: VecDeque::new(),
+            lock_timeouts: HashMap::new(),
             set: JoinSet::new(),
             out: PhaseOutcome::default(),
         }
@@ -94,15 +99,23 @@ impl<'a, 'g, 'm, R: NodeRunner> Walker<'a, 'g, 'm, R> {
             if self.caught_up(&mut seen).await {
                 break;
             }
+            let clones_seen = ctx.clones.version();
             if seen.is_none() {
                 self.start_ready().await;
             }
-            if self.set.is_empty() {
+            let slot_free = self.set.len() < ctx.parallelism.max(1);
+            // The earliest a parked step's back-off lets it start.
+            let due = self
+                .parked
+                .iter()
+                .filter_map(|p| p.not_before)
+                .filter(|&t| t > Instant::now())
+                .min();
+            if self.set.is_empty() && (seen.is_some() || due.is_none()) {
                 break;
             }
-            let slot_free = self.set.len() < ctx.parallelism.max(1);
             tokio::select! {
-                joined = self.set.join_next() => {
+                joined = self.set.join_next(), if !self.set.is_empty() => {
                     let Some(joined) = joined else { break };
                     let Ok((k, end)) = joined else { continue };
                     // What the step raised before it ended comes first.
@@ -111,14 +124,11 @@ impl<'a, 'g, 'm, R: NodeRunner> Walker<'a, 'g, 'm, R> {
                     }
                     self.finished(k, end, &mut seen).await;
                 }
-                // A clone slot came free (a running step made its guest).
-                permit = ctx.clones.clone().acquire_owned(),
-                    if seen.is_none() && slot_free && !self.parked.is_empty() =>
-                {
-                    if let (Ok(p), Some(k)) = (permit, self.parked.pop_front()) {
-                        self.spawn(k, Some(p));
-                    }
-                }
+                // A clone slot came free, or a limit moved: try again.
+                _ = ctx.clones.changed(clones_seen),
+                    if seen.is_none() && slot_free && !self.parked.is_empty() => {}
+                // A parked step's back-off has passed.
+                _ = sleep_until(due), if seen.is_none() && slot_free && due.is_some() => {}
                 reason = ctx.stop.stronger_than(seen) => {
                     if self.stopping(reason, &mut seen).await {
                         break;
@@ -137,13 +147,10 @@ impl<'a, 'g, 'm, R: NodeRunner> Walker<'a, 'g, 'm, R> {
     /// its guest only with a clone slot (else it is parked for one).
     async fn start_ready(&mut self) {
         let ctx = self.ctx;
-        while self.set.len() < ctx.parallelism.max(1) {
-            if let Some(&k) = self.parked.front() {
-                if let Ok(p) = ctx.clones.clone().try_acquire_owned() {
-                    self.parked.pop_front();
-                    self.spawn(k, Some(p));
-                    continue;
-                }
+        loop {
+            self.start_parked();
+            if self.set.len() >= ctx.parallelism.max(1) {
+                break;
             }
             let Some(k) = self.queue.pop_ready() else {
                 break;
@@ -158,19 +165,46 @@ impl<'a, 'g, 'm, R: NodeRunner> Walker<'a, 'g, 'm, R> {
                 self.spawn(k, None);
                 continue;
             }
-            // First come, first served: none overtakes a parked step.
-            let permit = match self.parked.is_empty() {
-                true => ctx.clones.clone().try_acquire_owned().ok(),
-                false => None,
-            };
-            match permit {
-                Some(p) => self.spawn(k, Some(p)),
-                None => self.parked.push_back(k),
+            let class = ctx.runner.clone_class(self.graph.node(s.node), s.host);
+            self.parked.push_back(Parked {
+                k,
+                class,
+                not_before: None,
+            });
+        }
+    }
+
+    /// Starts parked steps whose clone slot is free, while step slots are:
+    /// first come, first served within each clone limit (none overtakes a
+    /// parked step of its own limit, but a step whose back-off has not
+    /// passed holds no one up).
+    fn start_parked(&mut self) {
+        let ctx = self.ctx;
+        let now = Instant::now();
+        let mut full: HashSet<String> = HashSet::new();
+        let mut i = 0;
+        while i < self.parked.len() && self.set.len() < ctx.parallelism.max(1) {
+            let p = &self.parked[i];
+            if p.not_before.is_some_and(|t| t > now) || full.contains(&p.class.key) {
+                i += 1;
+                continue;
+            }
+            let host = self.phase.steps[p.k].host;
+            match ctx.clones.try_acquire(host, &p.class) {
+                Some(slot) => {
+                    if let Some(p) = self.parked.remove(i) {
+                        self.spawn(p.k, Some(slot));
+                    }
+                }
+                None => {
+                    full.insert(p.class.key.clone());
+                    i += 1;
+                }
             }
         }
     }
 
-    fn spawn(&mut self, k: usize, clone_slot: Option<OwnedSemaphorePermit>) {
+    fn spawn(&mut self, k: usize, clone_slot: Option<CloneSlot>) {
         let s = &self.phase.steps[k];
         let job = StepJob {
             slot: k,
@@ -180,6 +214,7 @@ impl<'a, 'g, 'm, R: NodeRunner> Walker<'a, 'g, 'm, R> {
             actions: s.actions.clone(),
             makes_guest: s.makes_guest,
             clone_slot,
+            lock_timeouts: self.lock_timeouts.get(&k).copied().unwrap_or(0),
             subtree: s
                 .hands_subtree()
                 .then(|| self.graph.subtree_manifest(s.node).to_json()),
@@ -193,6 +228,31 @@ impl<'a, 'g, 'm, R: NodeRunner> Walker<'a, 'g, 'm, R> {
                 self.queue.done(k);
             }
             StepEnd::Interrupted => {}
+            StepEnd::Again(e) => {
+                let n = self.lock_timeouts.entry(k).or_insert(0);
+                *n += 1;
+                let wait = crate::clone_limit::backoff(self.ctx.lock_backoff, *n, k);
+                let s = &self.phase.steps[k];
+                let class = self.ctx.runner.clone_class(self.graph.node(s.node), s.host);
+                let limit = self
+                    .ctx
+                    .clones
+                    .limit_of(&class.key)
+                    .map(|n| format!(" (full clones at once on {}: {n})", class.key))
+                    .unwrap_or_default();
+                self.ctx.emit_log(
+                    s.name,
+                    format!(
+                        "{e}: nothing was made; trying again in {:.1} s{limit}",
+                        wait.as_secs_f64()
+                    ),
+                );
+                self.parked.push_back(Parked {
+                    k,
+                    class,
+                    not_before: Some(Instant::now() + wait),
+                });
+            }
             StepEnd::Failed(f) => {
                 let name = self.phase.steps[k].name;
                 self.out.error.get_or_insert(f.run_text(name));
@@ -325,6 +385,14 @@ impl<'a, 'g, 'm, R: NodeRunner> Walker<'a, 'g, 'm, R> {
                 .await;
         }
     }
+}
+
+/// A ready step waiting for a clone slot.
+struct Parked {
+    k: usize,
+    class: CloneClass,
+    /// Not before this (a back-off after a lock timeout).
+    not_before: Option<Instant>,
 }
 
 fn policy_name(p: OnError) -> &'static str {

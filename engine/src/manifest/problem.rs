@@ -141,6 +141,13 @@ impl Problems {
         }
     }
 
+    /// Adds `other`'s, after these (keeping the first `MAX_PROBLEMS` of all).
+    pub fn extend(&mut self, other: Problems) {
+        self.total += other.total;
+        let room = MAX_PROBLEMS.saturating_sub(self.kept.len());
+        self.kept.extend(other.kept.into_iter().take(room));
+    }
+
     /// True when further problems are only counted: callers can skip the
     /// work of describing them (suggestions, say).
     pub fn full(&self) -> bool {

@@ -5,7 +5,7 @@
 //! marked event stream, with a byte span on every node. JSON is YAML, so the
 //! same parser handles `--manifest-json`.
 
-use std::collections::HashMap;
+use foldhash::HashMap;
 
 use yaml_rust2::parser::{Event, MarkedEventReceiver, Parser};
 use yaml_rust2::scanner::{Marker, TScalarStyle};
@@ -208,10 +208,34 @@ fn alias_budget(len: usize) -> usize {
 
 /// Parses one YAML document. An empty document is `Value::Null`.
 pub fn parse(src: &str) -> Result<Node, SyntaxError> {
+    parse_inner(src, None)
+}
+
+/// Whether the top-level mapping's entries so far let a list stream.
+pub type Ready = dyn Fn(&[(Node, Node)]) -> bool;
+
+/// Hands the items of one big list on as soon as each is parsed, instead
+/// of keeping them in the tree: the list under `key` in the top-level
+/// mapping, when `ready` accepts the entries before it. The list stays in
+/// the tree, empty. So a 100k-node manifest is never held whole as YAML.
+pub struct Stream<'f> {
+    pub key: &'f str,
+    pub ready: &'f Ready,
+    /// Each item with its index in the list.
+    pub item: &'f mut dyn FnMut(usize, Node),
+}
+
+/// [`parse`], with the items of one list handed to `stream` (see [`Stream`]).
+pub fn parse_streaming(src: &str, stream: Stream<'_>) -> Result<Node, SyntaxError> {
+    parse_inner(src, Some(stream))
+}
+
+fn parse_inner(src: &str, stream: Option<Stream<'_>>) -> Result<Node, SyntaxError> {
     let mut builder = Builder {
+        stream,
         stack: Vec::new(),
         root: None,
-        anchors: HashMap::new(),
+        anchors: HashMap::default(),
         copied: 0,
         budget: alias_budget(src.len()),
         error: None,
@@ -260,333 +284,9 @@ pub fn parse(src: &str) -> Result<Node, SyntaxError> {
     }))
 }
 
-enum Frame {
-    Seq {
-        start: usize,
-        anchor: usize,
-        items: Vec<Node>,
-        /// Nodes in this subtree so far, itself included.
-        nodes: usize,
-    },
-    Map {
-        start: usize,
-        anchor: usize,
-        entries: Vec<(Node, Node)>,
-        key: Option<Node>,
-        nodes: usize,
-        /// The keys' spans, once there are more than `INDEX_KEYS_ABOVE`.
-        index: Option<HashMap<KeyId, Span>>,
-    },
-}
+mod builder;
 
-/// yaml-rust2 marks positions in characters; miette wants bytes. Events
-/// arrive in source order, so a forward-moving cursor makes this O(n) overall.
-struct Offsets<'s> {
-    src: &'s str,
-    ascii: bool,
-    chars: usize,
-    bytes: usize,
-}
-
-impl<'s> Offsets<'s> {
-    fn new(src: &'s str) -> Self {
-        Offsets {
-            src,
-            ascii: src.is_ascii(),
-            chars: 0,
-            bytes: 0,
-        }
-    }
-
-    fn byte(&mut self, char_index: usize) -> usize {
-        if self.ascii {
-            return char_index.min(self.src.len());
-        }
-        if char_index < self.chars {
-            self.chars = 0;
-            self.bytes = 0;
-        }
-        for c in self.src[self.bytes..].chars() {
-            if self.chars == char_index {
-                break;
-            }
-            self.chars += 1;
-            self.bytes += c.len_utf8();
-        }
-        self.bytes
-    }
-
-    /// Byte length of `n` characters starting at byte `at`.
-    fn byte_len(&self, at: usize, n: usize) -> usize {
-        if self.ascii {
-            return n.min(self.src.len().saturating_sub(at));
-        }
-        self.src[at..].chars().take(n).map(char::len_utf8).sum()
-    }
-}
-
-struct Builder<'s> {
-    stack: Vec<Frame>,
-    root: Option<Node>,
-    /// Each anchored node with its size in nodes.
-    anchors: HashMap<usize, (Node, usize)>,
-    /// Nodes copied so far for anchors and aliases, and the limit.
-    copied: usize,
-    budget: usize,
-    error: Option<SyntaxError>,
-    offsets: Offsets<'s>,
-}
-
-impl Builder<'_> {
-    /// `size` is the number of nodes in `node` (itself included).
-    fn push_value(&mut self, node: Node, size: usize, anchor: usize, mark: Marker) {
-        if anchor > 0 {
-            // The copy kept for later aliases costs as much as one alias:
-            // nested anchors would otherwise copy a big tree once per level.
-            if !self.copy(size, mark) {
-                return;
-            }
-            self.anchors.insert(anchor, (node.clone(), size));
-        }
-        match self.stack.last_mut() {
-            None => {
-                if self.root.is_none() {
-                    self.root = Some(node);
-                }
-            }
-            Some(Frame::Seq { items, nodes, .. }) => {
-                *nodes += size;
-                items.push(node)
-            }
-            Some(Frame::Map {
-                entries,
-                key,
-                nodes,
-                index,
-                ..
-            }) => {
-                *nodes += size;
-                match key.take() {
-                    None => {
-                        if let Some(first) = earlier_key(entries, index, &node.value) {
-                            let name = match &node.value {
-                                Value::Str(s) => shorten(s, 60).into_owned(),
-                                Value::Int(i) => i.to_string(),
-                                Value::Float(f) => f.to_string(),
-                                Value::Bool(b) => b.to_string(),
-                                _ => "null".into(),
-                            };
-                            self.duplicate(name, first, node.span, mark);
-                            return;
-                        }
-                        *key = Some(node);
-                    }
-                    Some(k) => {
-                        if let Some(index) = index {
-                            if let Some(id) = KeyId::of(&k.value) {
-                                index.insert(id, k.span);
-                            }
-                        }
-                        entries.push((k, node));
-                        if index.is_none() && entries.len() > INDEX_KEYS_ABOVE {
-                            *index = Some(
-                                entries
-                                    .iter()
-                                    .filter_map(|(k, _)| Some((KeyId::of(&k.value)?, k.span)))
-                                    .collect(),
-                            );
-                        }
-                    }
-                }
-            }
-        }
-    }
-
-    /// A key defined twice in one mapping: both places are reported (YAML
-    /// loaders differ on which one wins, and `type: vm` silently becoming
-    /// `type: ct` is worse than an error).
-    fn duplicate(&mut self, name: String, first: Span, again: Span, mark: Marker) {
-        let before = &self.offsets.src[..first.offset().min(self.offsets.src.len())];
-        let line = before.matches('\n').count() + 1;
-        let col = before.rsplit('\n').next().map_or(0, |l| l.chars().count()) + 1;
-        self.fail(
-            format!("duplicate key '{name}' (first defined at line {line}, column {col})"),
-            again,
-            mark,
-        );
-        if let Some(e) = &mut self.error {
-            e.first = Some(first);
-        }
-    }
-
-    /// Counts `size` copied nodes against the budget; false (and an error)
-    /// when that goes over it.
-    fn copy(&mut self, size: usize, mark: Marker) -> bool {
-        self.copied = self.copied.saturating_add(size);
-        if self.copied <= self.budget {
-            return true;
-        }
-        let span = Span::new(self.offsets.byte(mark.index()), 1);
-        self.fail(
-            format!(
-                "anchors and aliases expand to more than {} values, the limit for a document of \
-                 {} bytes (is this a \"billion laughs\" file?)",
-                self.budget,
-                self.offsets.src.len()
-            ),
-            span,
-            mark,
-        );
-        false
-    }
-
-    /// Records the first problem; the parse stops after this event.
-    fn fail(&mut self, message: String, span: Span, mark: Marker) {
-        self.error.get_or_insert(SyntaxError {
-            message,
-            span,
-            line: mark.line(),
-            col: mark.col() + 1,
-            first: None,
-        });
-    }
-
-    /// A node's span: at least one byte (miette underlines it), but never
-    /// past the end of the text (an empty value at the very end).
-    fn span(&self, start: usize, len: usize) -> Span {
-        let end = start.saturating_add(len.max(1)).min(self.offsets.src.len());
-        Span::new(start, end.saturating_sub(start))
-    }
-
-    fn open(&mut self, frame: Frame, at: usize, mark: Marker) {
-        if self.stack.len() >= MAX_NESTING {
-            self.fail(
-                format!("lists and mappings nest more than {MAX_NESTING} levels deep"),
-                Span::new(at, 1),
-                mark,
-            );
-            return;
-        }
-        self.stack.push(frame);
-    }
-}
-
-fn scalar(text: String, style: TScalarStyle) -> Value {
-    if style != TScalarStyle::Plain {
-        return Value::Str(text);
-    }
-    match Yaml::from_str(&text) {
-        Yaml::Integer(i) => Value::Int(i),
-        Yaml::Real(r) => r.parse().map(Value::Float).unwrap_or(Value::Str(r)),
-        Yaml::Boolean(b) => Value::Bool(b),
-        Yaml::Null => Value::Null,
-        _ => Value::Str(text),
-    }
-}
-
-impl MarkedEventReceiver for Builder<'_> {
-    fn on_event(&mut self, ev: Event, mark: Marker) {
-        let at = self.offsets.byte(mark.index());
-        match ev {
-            Event::Scalar(text, style, anchor, _tag) => {
-                let quoted = matches!(
-                    style,
-                    TScalarStyle::SingleQuoted | TScalarStyle::DoubleQuoted
-                );
-                let chars = text.chars().count() + if quoted { 2 } else { 0 };
-                let len = self.offsets.byte_len(at, chars);
-                let node = Node {
-                    value: scalar(text, style),
-                    span: self.span(at, len),
-                };
-                self.push_value(node, 1, anchor, mark);
-            }
-            Event::SequenceStart(anchor, _) => self.open(
-                Frame::Seq {
-                    start: at,
-                    anchor,
-                    items: Vec::new(),
-                    nodes: 1,
-                },
-                at,
-                mark,
-            ),
-            Event::MappingStart(anchor, _) => self.open(
-                Frame::Map {
-                    start: at,
-                    anchor,
-                    entries: Vec::new(),
-                    key: None,
-                    nodes: 1,
-                    index: None,
-                },
-                at,
-                mark,
-            ),
-            Event::SequenceEnd | Event::MappingEnd => {
-                let (node, anchor, size) = match self.stack.pop() {
-                    Some(Frame::Seq {
-                        start,
-                        anchor,
-                        mut items,
-                        nodes,
-                    }) => {
-                        items.shrink_to_fit();
-                        (
-                            Node {
-                                value: Value::Seq(items),
-                                span: self.span(start, at.saturating_sub(start)),
-                            },
-                            anchor,
-                            nodes,
-                        )
-                    }
-                    Some(Frame::Map {
-                        start,
-                        anchor,
-                        mut entries,
-                        nodes,
-                        ..
-                    }) => {
-                        entries.shrink_to_fit();
-                        // A block mapping's start mark lands after its first
-                        // key; the key itself is where a reader looks.
-                        let start = entries
-                            .first()
-                            .map_or(start, |(k, _)| k.span.offset().min(start));
-                        (
-                            Node {
-                                value: Value::Map(entries),
-                                span: self.span(start, at.saturating_sub(start)),
-                            },
-                            anchor,
-                            nodes,
-                        )
-                    }
-                    None => return,
-                };
-                self.push_value(node, size, anchor, mark);
-            }
-            Event::Alias(id) => {
-                let span = Span::new(at, 1);
-                let Some(&(_, size)) = self.anchors.get(&id) else {
-                    self.fail("alias refers to an unknown anchor".into(), span, mark);
-                    return;
-                };
-                // Counted before the copy is made.
-                if !self.copy(size, mark) {
-                    return;
-                }
-                if let Some((n, _)) = self.anchors.get(&id) {
-                    let mut n = n.clone();
-                    n.span = span;
-                    self.push_value(n, size, 0, mark);
-                }
-            }
-            _ => {}
-        }
-    }
-}
+use builder::{Builder, Offsets};
 
 #[cfg(test)]
 mod tests;

@@ -221,3 +221,87 @@ fn spans_stay_inside_the_text() {
         }
     }
 }
+
+/// The fast path for plain scalars that start with a letter resolves them
+/// as yaml-rust2 does.
+#[test]
+fn words_resolve_as_yaml_rust2_resolves_them() {
+    use yaml_rust2::scanner::TScalarStyle;
+    use yaml_rust2::Yaml;
+    let words = [
+        "null",
+        "Null",
+        "NULL",
+        "true",
+        "True",
+        "TRUE",
+        "false",
+        "False",
+        "FALSE",
+        "inf",
+        "Infinity",
+        "nan",
+        "NaN",
+        "e5",
+        "E5",
+        "yes",
+        "no",
+        "on",
+        "pve0",
+        "x1.5",
+        "debian-12",
+        "vm-small",
+        "n",
+        "t",
+        "f",
+        "y",
+    ];
+    for w in words {
+        let expected = match Yaml::from_str(w) {
+            Yaml::Integer(i) => Value::Int(i),
+            Yaml::Real(r) => Value::Float(r.parse().unwrap()),
+            Yaml::Boolean(b) => Value::Bool(b),
+            Yaml::Null => Value::Null,
+            _ => Value::Str(w.to_string()),
+        };
+        assert_eq!(
+            super::builder::scalar(w.to_string(), TScalarStyle::Plain),
+            expected,
+            "{w}"
+        );
+    }
+}
+
+/// The items of the streamed list are handed on, in order, and left out of
+/// the tree; a list that is not ready yet, or elsewhere, is kept.
+#[test]
+fn a_streamed_list_hands_its_items_on() {
+    let ready = |e: &[(Node, Node)]| e.iter().any(|(k, _)| k.as_str() == Some("go"));
+    let run = |src: &str| {
+        let mut got = Vec::new();
+        let mut item = |i: usize, n: Node| got.push((i, n.as_str().map(String::from)));
+        let tree = parse_streaming(
+            src,
+            Stream {
+                key: "items",
+                ready: &ready,
+                item: &mut item,
+            },
+        )
+        .unwrap();
+        let kept = match &tree.get("items").unwrap().value {
+            Value::Seq(v) => v.len(),
+            _ => usize::MAX,
+        };
+        (got, kept)
+    };
+    let (got, kept) = run("go: 1\nitems: [a, b]\nother: [c]\n");
+    assert_eq!(got, [(0, Some("a".into())), (1, Some("b".into()))]);
+    assert_eq!(kept, 0);
+    let (got, kept) = run("items: [a, b]\ngo: 1\n");
+    assert!(got.is_empty());
+    assert_eq!(kept, 2, "not ready: kept");
+    let (got, kept) = run("go: 1\nitems: &x [a, b]\nalso: *x\n");
+    assert!(got.is_empty());
+    assert_eq!(kept, 2, "anchored: kept");
+}

@@ -56,6 +56,8 @@ pub(crate) struct Common {
     pub storage_root: PathBuf,
     /// A temporary `storage_root` (no state folder): removed with the simulator.
     _storage_tmp: Option<TempRoot>,
+    /// The storages' allocation locks, for the `contended_storage` fault.
+    pub storage_locks: crate::contention::StorageLocks,
 }
 
 /// A folder removed when dropped.
@@ -98,6 +100,7 @@ impl Shared {
             bare: config.bare,
             storage_root,
             _storage_tmp: storage_tmp,
+            storage_locks: Default::default(),
             ssh: GuestSsh::new(
                 config.guest_ssh_port,
                 config.effective_guest_net(),

@@ -7,6 +7,7 @@ mod common;
 
 mod api;
 mod containers;
+mod contention;
 mod fidelity;
 mod mirror;
 mod ssh;

@@ -4,6 +4,7 @@
 //! drivers (`nested`, `nested_stop`), and runs sharing one simulator folder
 //! (`shared_sim`). Here: the helpers more than one of them use.
 
+mod contention;
 mod nested;
 mod nested_stop;
 mod shared_sim;

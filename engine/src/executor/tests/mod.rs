@@ -3,6 +3,7 @@
 //! hold an action until an event (never until some time has passed), so
 //! the tests mean the same under any load.
 
+mod clones;
 mod resume;
 mod scheduling;
 mod stopping;
@@ -53,6 +54,8 @@ struct World {
     max_running: usize,
     provisioning: usize,
     max_provisioning: usize,
+    /// Provisions refused by a contended storage (lock timeouts).
+    busy: usize,
     next_id: u32,
 }
 
@@ -61,6 +64,13 @@ struct Scripted {
     faults: HashMap<(String, Action), Fault>,
     world: Mutex<World>,
     gate: tokio::sync::Semaphore,
+    /// A contended storage: a provision that starts while this many others
+    /// run hits a lock timeout (nothing made); the ones running hold until
+    /// one has, so that the first burst surely contends.
+    storage_slots: Option<usize>,
+    /// Nodes whose name starts so are linked clones (no adaptive limit);
+    /// their provisions hold until all of them run at once.
+    linked: Option<(&'static str, usize)>,
 }
 
 impl Scripted {
@@ -73,7 +83,20 @@ impl Scripted {
                 ..World::default()
             }),
             gate: tokio::sync::Semaphore::new(0),
+            storage_slots: None,
+            linked: None,
         }
+    }
+
+    fn contended(mut self, slots: usize) -> Self {
+        self.storage_slots = Some(slots);
+        self
+    }
+
+    /// `count` nodes named `prefix...` are linked clones.
+    fn linked(mut self, prefix: &'static str, count: usize) -> Self {
+        self.linked = Some((prefix, count));
+        self
     }
 
     /// Lets every action held by [`Fault::Gate`] finish.
@@ -117,13 +140,29 @@ impl Scripted {
 impl NodeRunner for Scripted {
     async fn run(&self, call: ActionCall) -> Result<ActionOutput, ActionError> {
         let start = Instant::now();
+        let provision = call.action == Action::Provision;
         {
             let mut w = self.world();
+            if provision && self.storage_slots.is_some_and(|k| w.provisioning >= k) {
+                w.busy += 1;
+                return Err(ActionError::with_kind(
+                    ActionErrorKind::Busy,
+                    "clone failed: can't lock file '/var/lock/pve-manager/pve-storage-local-lvm' - got timeout",
+                ));
+            }
             w.running += 1;
             w.max_running = w.max_running.max(w.running);
-            if call.action == Action::Provision {
+            if provision {
                 w.provisioning += 1;
                 w.max_provisioning = w.max_provisioning.max(w.provisioning);
+            }
+        }
+        if provision && self.storage_slots.is_some() {
+            self.until(|w| w.busy > 0).await;
+        }
+        if let Some((prefix, n)) = self.linked {
+            if provision && call.node.name.starts_with(prefix) {
+                self.until(|w| w.max_provisioning >= n).await;
             }
         }
         let mut out = ActionOutput::default();
@@ -215,6 +254,15 @@ impl NodeRunner for Scripted {
         _owner: &crate::ownership::Owner,
     ) -> Result<bool, ActionError> {
         Ok(self.world().guests.contains_key(&node.name))
+    }
+
+    fn clone_class(&self, node: &NodeSpec, host: &str) -> CloneClass {
+        CloneClass {
+            key: format!("{host}/local-lvm"),
+            adaptive: !self
+                .linked
+                .is_some_and(|(prefix, _)| node.name.starts_with(prefix)),
+        }
     }
 }
 

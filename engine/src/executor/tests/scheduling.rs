@@ -120,7 +120,7 @@ async fn clones_per_host_bounds_concurrent_provisions() {
     let m = manifest(&nodes);
     let r = Arc::new(Scripted::new(15));
     let o = RunOptions {
-        clones_per_host: 2,
+        clones_per_host: Some(2),
         ..opts(OnError::Stop, 8)
     };
     let (res, _) = h.run(&m, Verb::Create, &r, o, no_stop()).await;
@@ -164,7 +164,7 @@ async fn waiting_for_a_clone_slot_holds_no_step_slot() {
         w2.next_id = w1.next_id;
     }
     let o = RunOptions {
-        clones_per_host: 1,
+        clones_per_host: Some(1),
         ..opts(OnError::Stop, 2)
     };
     let run = h.run(&m, Verb::Create, &r2, o, no_stop());

@@ -179,7 +179,12 @@ impl<'a> Checker<'a> {
         self.graph_checks(&parsed);
 
         let name = name?;
-        let (nodes, locations) = parsed.into_iter().map(|p| (p.spec, p.loc)).unzip();
+        // The specs are collected in place, into the list's own buffer: no
+        // second copy of 100k nodes while the first is still there.
+        let locations = parsed.iter().map(|p| p.loc.clone()).collect();
+        let mut nodes: Vec<crate::manifest::NodeSpec> =
+            parsed.into_iter().map(|p| p.spec).collect();
+        nodes.shrink_to_fit();
         Some((
             Manifest {
                 schema_version: 2,

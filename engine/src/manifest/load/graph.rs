@@ -2,7 +2,7 @@
 //! that exist and are pve nodes, no cycles along `parent`, and `depends_on`
 //! naming existing siblings without cycles.
 
-use std::collections::HashMap;
+use foldhash::HashMap;
 
 use super::{short, Checker, Parsed};
 use crate::manifest::{NodeKind, Problem};
@@ -11,7 +11,8 @@ use crate::ready_queue::ReadyQueue;
 impl<'a> Checker<'a> {
     /// Names, parents, vmids and depends_on across all nodes.
     pub(super) fn graph_checks(&mut self, nodes: &[Parsed]) {
-        let mut index: HashMap<&str, usize> = HashMap::with_capacity(nodes.len());
+        let mut index: HashMap<&str, usize> =
+            HashMap::with_capacity_and_hasher(nodes.len(), Default::default());
         for (i, p) in nodes.iter().enumerate() {
             let span = p.loc.name.unwrap_or(p.loc.node);
             match index.get(p.spec.name.as_str()) {
@@ -38,7 +39,7 @@ impl<'a> Checker<'a> {
             }
         }
 
-        let mut vmids: HashMap<u32, usize> = HashMap::new();
+        let mut vmids: HashMap<u32, usize> = HashMap::default();
         for (i, p) in nodes.iter().enumerate() {
             let Some(v) = p.spec.vmid else { continue };
             if let Some(&first) = vmids.get(&v) {

@@ -88,6 +88,16 @@ impl<'a> Checker<'a> {
     }
 
     pub(super) fn nodes(&mut self, root: &mut Node) -> Vec<Parsed> {
+        // Converted while parsing (the list in the tree is empty): what was
+        // found in them is reported here, where it would have been.
+        if let Some(st) = self.streamed.take() {
+            if st.count > 0 {
+                let _ = root.take("nodes");
+                self.problems.extend(st.problems);
+                self.warnings.extend(st.warnings);
+                return st.parsed;
+            }
+        }
         let items = self.list(
             root,
             "nodes",
@@ -96,11 +106,25 @@ impl<'a> Checker<'a> {
         );
         let mut out = Vec::with_capacity(items.len());
         for (i, n) in items.into_iter().enumerate() {
+            out.extend(self.node(i, n));
+        }
+        out
+    }
+
+    /// Node `i` of the v2 list, checked and converted.
+    pub(super) fn node(&mut self, i: usize, n: Node) -> Option<Parsed> {
+        {
             let n = &n;
-            let Some(map) = self.mapping(n, &format!("Node {i}")) else {
-                continue;
+            let Some(map) = n.as_map() else {
+                self.wrong_type(&format!("Node {i}"), "a mapping", n);
+                return None;
             };
-            self.check_keys(map, &NODE_KEYS, &format!("node {i}"));
+            if map
+                .iter()
+                .any(|(k, _)| !k.as_str().is_some_and(|k| NODE_KEYS.contains(&k)))
+            {
+                self.check_keys(map, &NODE_KEYS, &format!("node {i}"));
+            }
             let name = self.node_name(n, "name", &format!("Node {i}"));
             let who = match &name {
                 Some((s, _)) => format!("node '{}'", short(s)),
@@ -178,10 +202,8 @@ impl<'a> Checker<'a> {
                     );
                 }
             }
-            let Some((name, name_span)) = name else {
-                continue;
-            };
-            out.push(Parsed {
+            let (name, name_span) = name?;
+            Some(Parsed {
                 kind,
                 loc: NodeLocation {
                     node: n.span,
@@ -210,9 +232,8 @@ impl<'a> Checker<'a> {
                     placement,
                 },
                 depends_spans,
-            });
+            })
         }
-        out
     }
 
     /// A `pve` node in pull mode is refused: seed 001's two-phase self-configure (the node

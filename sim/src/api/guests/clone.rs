@@ -198,6 +198,18 @@ pub(super) async fn clone(
     job.rollback = Box::new(move |st, _| {
         st.guests.remove(&newid);
     });
+    // A full clone allocates its volume under the storage's lock (each
+    // disk's target, the first one's for the queue).
+    if full {
+        let to = target
+            .clone()
+            .or_else(|| first_disk_storage(shared, kind, vmid));
+        if let Some(to) = to {
+            if let Some(hold) = shared.lock().faults.storage_hold(&to) {
+                job.storage_lock = Some((to, hold));
+            }
+        }
+    }
     if let Some(FaultKind::TaskFailure { message }) = f {
         job.fail = Some(message.unwrap_or_else(|| default_failure(kind, Op::Clone, newid)));
     }
@@ -224,6 +236,19 @@ fn uses_local_storage(shared: &Shared, g: &Guest) -> bool {
             None => false,
         }
     })
+}
+
+/// The storage of a guest's first disk (sorted by key), where a full clone
+/// without `storage` allocates.
+fn first_disk_storage(shared: &Shared, kind: GuestKind, vmid: u32) -> Option<String> {
+    let st = shared.lock();
+    let g = st.guests.get(&vmid)?;
+    g.config
+        .iter()
+        .filter(|(k, v)| {
+            is_disk_key(kind, k) && v.as_str().is_some_and(|t| !t.contains("media=cdrom"))
+        })
+        .find_map(|(_, v)| v.as_str()?.split_once(':').map(|(s, _)| s.to_string()))
 }
 
 /// New MACs and volumes for a clone's config: a full clone's volumes on `target` (else
