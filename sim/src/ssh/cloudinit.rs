@@ -17,7 +17,6 @@ use std::path::{Component, Path, PathBuf};
 use yaml_rust2::{Yaml, YamlLoader};
 
 use super::guest::GuestCtx;
-use super::procs;
 
 /// Where the script, the log and the instance record go, in the guest's folder.
 const SCRIPT: &str = "var/lib/cloud/instance/scripts/runcmd";
@@ -212,33 +211,7 @@ pub(super) fn run(ctx: &GuestCtx) {
             return;
         }
     };
-    let Ok(log2) = log.try_clone() else { return };
-    let mut cmd = tokio::process::Command::new("sh");
-    cmd.arg(SCRIPT)
-        .current_dir(dir)
-        .env("HOME", dir)
-        .env("PVESIM_GUEST_IP", ctx.ip().to_string())
-        .env("PVESIM_GUEST_VMID", ctx.vmid.to_string())
-        .env(procs::TAGS_VAR, &ctx.tags)
-        .stdin(std::process::Stdio::null())
-        .stdout(log)
-        .stderr(log2)
-        .process_group(0)
-        .kill_on_drop(false);
-    match cmd.spawn() {
-        Ok(mut child) => {
-            if let Some(pid) = child.id() {
-                ctx.groups.insert(pid as i32);
-            }
-            tokio::spawn(async move {
-                let _ = child.wait().await;
-            });
-        }
-        Err(e) => tracing::warn!(
-            vmid = ctx.vmid,
-            "pvesim: cloud-init runcmd failed to start: {e}"
-        ),
-    }
+    ctx.spawn_script(SCRIPT, log, "cloud-init runcmd");
 }
 
 #[cfg(test)]

@@ -28,6 +28,38 @@ pub(crate) struct GuestCtx {
 }
 
 impl GuestCtx {
+    /// Starts `sh SCRIPT` in the guest's folder (its `$HOME`) as the guest's own background process (its
+    /// boot tag, its own process group: stopped with the guest), output to `log`; `what`
+    /// names it in a warning when it cannot start.
+    pub fn spawn_script(&self, script: &str, log: std::fs::File, what: &str) {
+        let Ok(log2) = log.try_clone() else { return };
+        // Absolute: what the script is handed (`$HOME`) must name the folder from anywhere.
+        let dir = std::path::absolute(&self.dir).unwrap_or_else(|_| self.dir.clone());
+        let mut cmd = tokio::process::Command::new("sh");
+        cmd.arg(script)
+            .current_dir(&dir)
+            .env("HOME", &dir)
+            .env("PVESIM_GUEST_IP", self.ip().to_string())
+            .env("PVESIM_GUEST_VMID", self.vmid.to_string())
+            .env(procs::TAGS_VAR, &self.tags)
+            .stdin(std::process::Stdio::null())
+            .stdout(log)
+            .stderr(log2)
+            .process_group(0)
+            .kill_on_drop(false);
+        match cmd.spawn() {
+            Ok(mut child) => {
+                if let Some(pid) = child.id() {
+                    self.groups.insert(pid as i32);
+                }
+                tokio::spawn(async move {
+                    let _ = child.wait().await;
+                });
+            }
+            Err(e) => tracing::warn!(vmid = self.vmid, "pvesim: {what} failed to start: {e}"),
+        }
+    }
+
     pub fn ip(&self) -> Ipv4Addr {
         *self.ip.lock().unwrap_or_else(|p| p.into_inner())
     }

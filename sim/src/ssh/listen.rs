@@ -14,7 +14,7 @@ use tokio::sync::watch;
 
 use super::error::BootError;
 use super::guest::GuestCtx;
-use super::{procs, session};
+use super::session;
 
 /// How often a server re-checks the `ssh_refused` fault.
 const FAULT_POLL: Duration = Duration::from_millis(200);
@@ -186,33 +186,7 @@ fn run_boot_script(ctx: &GuestCtx) {
             return;
         }
     };
-    let log2 = match log.try_clone() {
-        Ok(f) => f,
-        Err(_) => return,
-    };
-    let mut cmd = tokio::process::Command::new("sh");
-    cmd.arg("etc/rc.local")
-        .current_dir(&ctx.dir)
-        .env("HOME", &ctx.dir)
-        .env("PVESIM_GUEST_IP", ctx.ip().to_string())
-        .env("PVESIM_GUEST_VMID", ctx.vmid.to_string())
-        .env(procs::TAGS_VAR, &ctx.tags)
-        .stdin(std::process::Stdio::null())
-        .stdout(log)
-        .stderr(log2)
-        .process_group(0)
-        .kill_on_drop(false);
-    match cmd.spawn() {
-        Ok(mut child) => {
-            if let Some(pid) = child.id() {
-                ctx.groups.insert(pid as i32);
-            }
-            tokio::spawn(async move {
-                let _ = child.wait().await;
-            });
-        }
-        Err(e) => tracing::warn!(vmid = ctx.vmid, "pvesim: boot script failed to start: {e}"),
-    }
+    ctx.spawn_script("etc/rc.local", log, "boot script");
 }
 
 /// One guest's server: waits for the boot moment, then accepts connections until stopped,
