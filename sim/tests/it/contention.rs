@@ -63,11 +63,17 @@ async fn too_many_full_clones_at_once_time_out_on_the_storage_lock() {
             assert!(r.message().contains("does not exist"), "{}", r.message());
         }
     }
-    assert_eq!(failed, [303], "the fourth waits past the timeout");
+    // One waits past the timeout: the last to reach the lock, which under load need not be
+    // the last submitted.
+    assert_eq!(
+        failed.len(),
+        1,
+        "one clone waits past the timeout: {failed:?}"
+    );
 
     // Once they are done the lock is quick again.
     let st = c
-        .wait_task(NODE, &clone_started(&c, 303, true).await, WAIT)
+        .wait_task(NODE, &clone_started(&c, failed[0], true).await, WAIT)
         .await;
     assert_eq!(st["exitstatus"], "OK", "{st}");
     h.shutdown().await;
