@@ -4,7 +4,7 @@
 
 use std::path::Path;
 use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use crate::common::sim::{sim_driver, sim_guests, sim_run, wait_for_journal, SimRun};
 use serde_json::Value;
@@ -17,20 +17,12 @@ fn sigkill_mid_clone_then_resume_and_destroy_leave_nothing_behind() {
     // Realistic durations: a full clone takes seconds, long enough to kill it mid-way.
     let mut child = r.spawn_slow_create();
     let journal = r.state.path().join("api-only@sim.journal");
-    let deadline = Instant::now() + Duration::from_secs(20);
     // Wait until the state says a clone is in flight for edge (vmid recorded).
-    loop {
-        let text = std::fs::read_to_string(&journal).unwrap_or_default();
-        if text.lines().any(|l| {
-            l.contains("\"name\":\"edge\"")
-                && l.contains("\"action\":\"provision\"")
-                && l.contains("\"vm_id\":99001")
-        }) {
-            break;
-        }
-        assert!(Instant::now() < deadline, "no provision recorded: {text}");
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    wait_for_journal(&journal, "edge's provision", |l| {
+        l.contains("\"name\":\"edge\"")
+            && l.contains("\"action\":\"provision\"")
+            && l.contains("\"vm_id\":99001")
+    });
     std::thread::sleep(Duration::from_millis(300));
 
     // While it runs, a second run of the same manifest on the same host is refused.
