@@ -159,9 +159,10 @@ pub fn apply(a: &ApplyArgs) -> Result<(), Failure> {
         }
     };
     let mut report = node_config::apply(&items, &target, a.dry_run, identity, name);
+    // The playbook runs in check mode when nothing may change on this machine: dry, or
+    // applying inside a folder.
+    let check = a.dry_run || matches!(target, Target::Root(_));
     if let Some(c) = checkout.as_ref().filter(|_| report.success) {
-        // Nothing may change on this machine when dry or inside a folder.
-        let check = a.dry_run || matches!(target, Target::Root(_));
         let rt = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()
@@ -182,7 +183,6 @@ pub fn apply(a: &ApplyArgs) -> Result<(), Failure> {
     if a.json_output {
         crate::render::json::print(&report);
     } else {
-        let check = a.dry_run || matches!(target, Target::Root(_));
         let command = checkout.as_ref().map(|c| c.command(check));
         print(&report, items.len(), command.as_deref());
     }
