@@ -37,7 +37,8 @@ const HEADER_READ: Duration = Duration::from_secs(30);
 
 pub(crate) struct AppState {
     pub specs: RwLock<Arc<Specs>>,
-    pub repos: Vec<Arc<Repo>>,
+    /// The snapshots served now; a reload replaces the list (`swap_repos`).
+    pub repos: RwLock<Vec<Arc<Repo>>>,
     pub repo_token: Option<Digest>,
     /// The driver binary served at `/bin/driver`, if any.
     pub driver: Option<Bytes>,
@@ -54,6 +55,23 @@ impl AppState {
     pub fn swap(&self, fresh: Specs) {
         let fresh = Arc::new(fresh);
         match self.specs.write() {
+            Ok(mut g) => *g = fresh,
+            Err(p) => *p.into_inner() = fresh,
+        }
+    }
+
+    /// The snapshot of repo `name` served now, held for as long as the caller keeps it.
+    pub fn repo(&self, name: &str) -> Option<Arc<Repo>> {
+        let find = |v: &Vec<Arc<Repo>>| v.iter().find(|r| r.name == name).cloned();
+        match self.repos.read() {
+            Ok(g) => find(&g),
+            Err(p) => find(&p.into_inner()),
+        }
+    }
+
+    /// Serves `fresh` from now on; the replaced snapshots go when their last request ends.
+    pub fn swap_repos(&self, fresh: Vec<Arc<Repo>>) {
+        match self.repos.write() {
             Ok(mut g) => *g = fresh,
             Err(p) => *p.into_inner() = fresh,
         }
@@ -298,13 +316,14 @@ async fn repo(
         }
     }
     let name = first.trim_end_matches(".git");
-    let Some(repo) = state.repos.iter().find(|r| r.name == name) else {
+    // Held until the answer is read: a reload meanwhile does not remove it under us.
+    let Some(repo) = state.repo(name) else {
         return refuse(StatusCode::NOT_FOUND);
     };
     let found = if repos::is_protocol_file(rest) {
-        repos::protocol_file(repo, rest).await
+        repos::protocol_file(&repo, rest).await
     } else {
-        repos::raw_file(repo, rest).await
+        repos::raw_file(&repo, rest).await
     };
     match found {
         Some(b) => bytes("application/octet-stream", b),

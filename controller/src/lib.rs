@@ -11,7 +11,8 @@
 //!
 //! This crate owns the server side: TLS material (`tls`), the accept loop, limits and routing
 //! (`http`), path confinement (`paths`), token checks (`auth`), the spec snapshot that a reload
-//! swaps (`specs`) and the temporary repos (`repos`). Resolving a spec is pure logic in
+//! swaps (`specs`), the temporary repos that a reload re-snapshots (`snapshots`) and serving
+//! them (`repos`). Resolving a spec is pure logic in
 //! `engine::site_config::spec`; the command line (`driver serve`) owns signals and printing.
 
 #![forbid(unsafe_code)]
@@ -20,12 +21,13 @@ mod auth;
 mod http;
 mod paths;
 mod repos;
+mod snapshots;
 mod specs;
 mod tls;
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, RwLock};
+use std::sync::{Arc, Mutex, MutexGuard, RwLock};
 use std::time::Duration;
 
 use engine::secrets::{IdentityEnv, Secret};
@@ -93,7 +95,10 @@ pub struct Controller {
     cert_origin: CertOrigin,
     source: SpecSource,
     state: Arc<http::AppState>,
-    repos: Option<repos::RepoSet>,
+    repos: Option<Mutex<snapshots::RepoSet>>,
+    snapshot_dir: Option<PathBuf>,
+    /// One reload at a time (each builds the next generation of snapshots).
+    reloading: tokio::sync::Mutex<()>,
     stop: watch::Sender<bool>,
     server: JoinHandle<()>,
     drain: Duration,
@@ -117,7 +122,7 @@ impl Controller {
             None
         } else {
             Some(
-                tokio::task::spawn_blocking(move || repos::RepoSet::prepare(&wanted))
+                tokio::task::spawn_blocking(move || snapshots::RepoSet::prepare(&wanted))
                     .await
                     .map_err(|e| ControllerError::Internal(e.to_string()))??,
             )
@@ -150,7 +155,7 @@ impl Controller {
         let material = tls::material(config.cert.as_ref(), addr.ip())?;
         let state = Arc::new(http::AppState {
             specs: RwLock::new(Arc::new(loaded)),
-            repos: repos.as_ref().map(|r| r.served()).unwrap_or_default(),
+            repos: RwLock::new(repos.as_ref().map(|r| r.served()).unwrap_or_default()),
             repo_token: config
                 .repo_token
                 .as_ref()
@@ -172,7 +177,9 @@ impl Controller {
             cert_origin: material.origin,
             source,
             state,
-            repos,
+            snapshot_dir: repos.as_ref().map(|r| r.dir().to_path_buf()),
+            repos: repos.map(Mutex::new),
+            reloading: tokio::sync::Mutex::new(()),
             stop,
             server,
             drain: config.drain,
@@ -196,16 +203,17 @@ impl Controller {
         &self.cert_origin
     }
 
+    /// The repos served now (after a reload, their new snapshots).
     pub fn repos(&self) -> Vec<RepoInfo> {
         self.repos
             .as_ref()
-            .map(|r| r.info(&self.url()))
+            .map(|r| lock(r).info(&self.url()))
             .unwrap_or_default()
     }
 
     /// The folder holding the temporary bare repos (removed at shutdown).
     pub fn snapshot_dir(&self) -> Option<&Path> {
-        self.repos.as_ref().map(|r| r.dir())
+        self.snapshot_dir.as_deref()
     }
 
     /// The spec names and node names served now.
@@ -214,15 +222,43 @@ impl Controller {
         (s.names().to_vec(), s.nodes())
     }
 
-    /// Re-reads the site-config and its secrets and swaps them in: requests in flight finish
-    /// with the old snapshot, connections stay open. On error the old snapshot stays.
+    /// Re-reads the site-config and its secrets, re-snapshots every served repo (new commits
+    /// and uncommitted changes), and swaps both in: requests in flight finish with what they
+    /// started with, connections stay open, a clone in progress still finds its objects. On
+    /// error nothing is swapped: the previous site-config and snapshots stay.
     pub async fn reload(&self) -> Result<usize, ControllerError> {
+        let _one = self.reloading.lock().await;
         let source = self.source.clone();
         let fresh = tokio::task::spawn_blocking(move || specs::Specs::load(&source))
             .await
             .map_err(|e| ControllerError::Internal(e.to_string()))??;
+        let rebuilt = match &self.repos {
+            Some(set) => {
+                let next = lock(set).rebuild();
+                let built = tokio::task::spawn_blocking(move || {
+                    let fresh = next.build();
+                    (next, fresh)
+                })
+                .await
+                .map_err(|e| ControllerError::Internal(e.to_string()))?;
+                match built {
+                    (next, Ok(snaps)) => Some((next, snaps)),
+                    (_, Err(e)) => return Err(e),
+                }
+            }
+            None => None,
+        };
         let n = fresh.names().len();
         self.state.swap(fresh);
+        if let (Some(set), Some((next, snaps))) = (&self.repos, rebuilt) {
+            let mut set = lock(set);
+            set.install(next.generation(), snaps);
+            self.state.swap_repos(set.served());
+            tracing::info!(
+                generation = next.generation(),
+                "controller re-snapshotted the repos"
+            );
+        }
         tracing::info!(specs = n, "controller reloaded the site-config");
         Ok(n)
     }
@@ -239,9 +275,14 @@ impl Controller {
             server.abort();
         }
         if let Some(r) = self.repos {
-            r.remove()?;
+            r.into_inner().unwrap_or_else(|p| p.into_inner()).remove()?;
         }
         tracing::info!("controller stopped");
         Ok(())
     }
+}
+
+/// The repo set, even if a panic poisoned its lock (it holds no half-made state).
+fn lock(m: &Mutex<snapshots::RepoSet>) -> MutexGuard<'_, snapshots::RepoSet> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
 }

@@ -1,18 +1,11 @@
-//! The served git repos: at start, a temporary bare clone of each (`{name}.git` in one
-//! `TempDir`), a `_working` branch with a snapshot of the source's uncommitted changes
-//! (tracked and untracked, `.gitignore` respected; the source's index and objects are not
-//! touched), and `git update-server-info` so git's dumb HTTP protocol can read it. Requests
-//! get either a file of that protocol (`HEAD`, `info/refs`, `objects/...`, by strict pattern,
+//! Serving the git repos' snapshots (made and renewed in `snapshots`): a request gets either
+//! a file of git's dumb HTTP protocol (`HEAD`, `info/refs`, `objects/...`, by strict pattern,
 //! read from the bare repo, never through a symlink) or a raw file of `_working` (read with
 //! git from the tree, so nothing outside the repo is reachable; symlinks are not served).
+//! A request holds the [`Repo`] it reads from; the last holder of a replaced snapshot
+//! removes its folder.
 
-use std::path::{Path, PathBuf};
-use std::process::Command;
-use std::sync::Arc;
-
-use engine::site_config::plain_name;
-
-use crate::ControllerError;
+use std::path::PathBuf;
 
 pub const WORKING: &str = "_working";
 
@@ -28,208 +21,35 @@ pub struct RepoInfo {
     pub dirty: bool,
 }
 
+/// One snapshot's bare repo, as requests read it.
 #[derive(Debug)]
 pub(crate) struct Repo {
     pub name: String,
     pub bare: PathBuf,
 }
 
-pub(crate) struct RepoSet {
-    dir: tempfile::TempDir,
-    repos: Vec<(Arc<Repo>, PathBuf, String, bool)>,
-}
-
-/// git with none of the caller's repository environment (GIT_DIR and friends would redirect it).
-fn git() -> Command {
-    let mut c = Command::new("git");
-    for v in [
-        "GIT_DIR",
-        "GIT_WORK_TREE",
-        "GIT_INDEX_FILE",
-        "GIT_OBJECT_DIRECTORY",
-        "GIT_ALTERNATE_OBJECT_DIRECTORIES",
-        "GIT_CEILING_DIRECTORIES",
-    ] {
-        c.env_remove(v);
-    }
-    c.env("GIT_TERMINAL_PROMPT", "0");
-    c
-}
-
-fn run(name: &str, c: &mut Command) -> Result<String, ControllerError> {
-    let err = |message: String| ControllerError::Repo {
-        repo: name.to_string(),
-        message,
-    };
-    let out = c.output().map_err(|e| {
-        err(format!(
-            "cannot run git ({e}); install it: apt-get install git"
-        ))
-    })?;
-    if !out.status.success() {
-        return Err(err(format!(
-            "git failed: {}",
-            String::from_utf8_lossy(&out.stderr).trim()
-        )));
-    }
-    Ok(String::from_utf8_lossy(&out.stdout).trim().to_string())
-}
-
-impl RepoSet {
-    pub fn prepare(wanted: &[(String, PathBuf)]) -> Result<RepoSet, ControllerError> {
-        let dir = tempfile::Builder::new()
-            .prefix("driver-serve-")
-            .tempdir()
-            .map_err(|e| {
-                ControllerError::Internal(format!("cannot make a temporary folder: {e}"))
-            })?;
-        let mut repos = Vec::new();
-        for (name, source) in wanted {
-            if !plain_name(name) || name.ends_with(".git") {
-                return Err(ControllerError::BadRepoName(name.clone()));
+impl Drop for Repo {
+    /// Nobody serves from it any more (a reload replaced it, or the controller stopped).
+    fn drop(&mut self) {
+        match std::fs::remove_dir_all(&self.bare) {
+            Ok(()) => tracing::debug!(repo = %self.name, "removed {}", self.bare.display()),
+            // Already gone with the whole temporary folder at stop.
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => {
+                tracing::warn!(repo = %self.name, "cannot remove {}: {e}", self.bare.display())
             }
-            if repos
-                .iter()
-                .any(|(r, ..): &(Arc<Repo>, _, _, _)| r.name == *name)
-            {
-                return Err(ControllerError::Repo {
-                    repo: name.clone(),
-                    message: "named twice".into(),
-                });
+        }
+        // A later generation's folder (`{n}/`), once its last repo is gone; never the root.
+        if let Some(parent) = self.bare.parent() {
+            let generation = parent
+                .file_name()
+                .and_then(|n| n.to_str())
+                .is_some_and(|n| n.bytes().all(|b| b.is_ascii_digit()));
+            if generation {
+                let _ = std::fs::remove_dir(parent);
             }
-            let (working, dirty) = snapshot(name, source, &dir.path().join(format!("{name}.git")))?;
-            let bare = dir.path().join(format!("{name}.git"));
-            tracing::info!(repo = %name, %working, dirty, "serving {}", source.display());
-            repos.push((
-                Arc::new(Repo {
-                    name: name.clone(),
-                    bare,
-                }),
-                source.clone(),
-                working,
-                dirty,
-            ));
         }
-        Ok(RepoSet { dir, repos })
     }
-
-    pub fn dir(&self) -> &Path {
-        self.dir.path()
-    }
-
-    pub fn served(&self) -> Vec<Arc<Repo>> {
-        self.repos.iter().map(|(r, ..)| r.clone()).collect()
-    }
-
-    pub fn info(&self, url: &str) -> Vec<RepoInfo> {
-        self.repos
-            .iter()
-            .map(|(r, source, working, dirty)| RepoInfo {
-                name: r.name.clone(),
-                source: source.clone(),
-                url: format!("{url}/{}.git", r.name),
-                working: working.clone(),
-                dirty: *dirty,
-            })
-            .collect()
-    }
-
-    pub fn remove(self) -> Result<(), ControllerError> {
-        let path = self.dir.path().to_path_buf();
-        self.dir.close().map_err(|e| {
-            ControllerError::Internal(format!("cannot remove {}: {e}", path.display()))
-        })
-    }
-}
-
-/// Bare clone of `source` at `bare`, `_working` committed in it; returns `_working` and
-/// whether it differs from HEAD.
-fn snapshot(name: &str, source: &Path, bare: &Path) -> Result<(String, bool), ControllerError> {
-    let head = run(
-        name,
-        git()
-            .arg("-C")
-            .arg(source)
-            .args(["rev-parse", "--verify", "--quiet", "HEAD^{commit}"]),
-    )
-    .map_err(|_| ControllerError::Repo {
-        repo: name.to_string(),
-        message: format!(
-            "{} is not a git repo with at least one commit",
-            source.display()
-        ),
-    })?;
-    run(
-        name,
-        git()
-            .args(["clone", "--bare", "--quiet", "--no-hardlinks", "--"])
-            .arg(source)
-            .arg(bare),
-    )?;
-    let is_bare = run(
-        name,
-        git()
-            .arg("-C")
-            .arg(source)
-            .args(["rev-parse", "--is-bare-repository"]),
-    )? == "true";
-    let working = if is_bare {
-        head.clone()
-    } else {
-        let top = run(
-            name,
-            git()
-                .arg("-C")
-                .arg(source)
-                .args(["rev-parse", "--show-toplevel"]),
-        )?;
-        let index = bare.join("working.index");
-        let in_bare = |args: &[&str]| {
-            let mut c = git();
-            c.arg("--git-dir")
-                .arg(bare)
-                .arg("--work-tree")
-                .arg(&top)
-                .env("GIT_INDEX_FILE", &index)
-                .env("GIT_AUTHOR_NAME", "driver serve")
-                .env("GIT_AUTHOR_EMAIL", "driver-serve@localhost")
-                .env("GIT_COMMITTER_NAME", "driver serve")
-                .env("GIT_COMMITTER_EMAIL", "driver-serve@localhost")
-                .args(args);
-            run(name, &mut c)
-        };
-        in_bare(&["read-tree", &head])?;
-        in_bare(&["add", "--all", "--", "."])?;
-        let tree = in_bare(&["write-tree"])?;
-        let head_tree = in_bare(&["rev-parse", &format!("{head}^{{tree}}")])?;
-        let _ = std::fs::remove_file(&index);
-        if tree == head_tree {
-            head.clone()
-        } else {
-            in_bare(&[
-                "commit-tree",
-                &tree,
-                "-p",
-                &head,
-                "-m",
-                "driver serve: uncommitted changes",
-            ])?
-        }
-    };
-    run(
-        name,
-        git().arg("--git-dir").arg(bare).args([
-            "update-ref",
-            &format!("refs/heads/{WORKING}"),
-            &working,
-        ]),
-    )?;
-    run(
-        name,
-        git().arg("--git-dir").arg(bare).arg("update-server-info"),
-    )?;
-    let dirty = working != head;
-    Ok((working, dirty))
 }
 
 fn is_hex(s: &str, len: std::ops::RangeInclusive<usize>) -> bool {

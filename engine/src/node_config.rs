@@ -1,14 +1,16 @@
 //! What applying a resolved spec means on the node (`driver config apply`): the spec's JSON
 //! (as `GET /spec/{identity}` serves it, see `site_config::spec`) turned into a list of
 //! items, each one thing to make true: a package installed, a user present, a file with this
-//! content, a service enabled or disabled. Pure: checking and changing the machine is
+//! content, a service enabled or disabled; and, for the ansible checkout's
+//! `config-apply.yml` playbook where the node has one, the same spec as that playbook's
+//! variables (`ansible_vars`). Pure: checking and changing the machine is
 //! `actions::node_config`.
 //!
 //! What the apply cannot do is refused here, by name, instead of being skipped: a static
 //! `network` (cloud-init sets the address before the node can fetch anything), `run`
 //! (convergence triggers) and `config` keys other than `timezone`.
 
-use serde_json::Value;
+use serde_json::{Map, Value};
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Item {
@@ -196,6 +198,62 @@ pub fn plan(spec: &Value) -> Result<Vec<Item>, PlanError> {
     Ok(items)
 }
 
+/// The spec as the variables of the original's `config-apply.yml` playbook (its
+/// `spec_to_ansible_vars`): `packages`, `timezone`, `local_user` and `user_sudo` (the first
+/// user), `ssh_authorized_keys` (every user's), the posture's `ssh_*`, `sudo_nopasswd` and
+/// `fail2ban_enabled`, `services_enable` / `services_disable`. Empty lists are left out, so
+/// the roles' defaults apply.
+pub fn ansible_vars(spec: &Value) -> Map<String, Value> {
+    let mut v = Map::new();
+    let mut list = |key: &str, items: Vec<String>| {
+        if !items.is_empty() {
+            v.insert(key.into(), Value::from(items));
+        }
+    };
+    list("packages", strings(&spec["platform"]["packages"]));
+    let users = spec["access"]["users"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
+    list(
+        "ssh_authorized_keys",
+        users.iter().flat_map(|u| strings(&u["ssh_keys"])).collect(),
+    );
+    let services = &spec["platform"]["services"];
+    list("services_enable", strings(&services["enable"]));
+    list("services_disable", strings(&services["disable"]));
+    if let Some(tz) = spec["config"]["timezone"].as_str() {
+        v.insert("timezone".into(), Value::from(tz));
+    }
+    if let Some(first) = users.first() {
+        if let Some(name) = first["name"].as_str() {
+            v.insert("local_user".into(), Value::from(name));
+        }
+        if first["sudo"].as_bool() == Some(true) {
+            v.insert("user_sudo".into(), Value::Bool(true));
+        }
+    }
+    let posture = &spec["posture"];
+    for (key, from) in [
+        ("ssh_port", &posture["ssh"]["port"]),
+        (
+            "ssh_permit_root_login",
+            &posture["ssh"]["permit_root_login"],
+        ),
+        (
+            "ssh_password_authentication",
+            &posture["ssh"]["password_authentication"],
+        ),
+        ("sudo_nopasswd", &posture["sudo"]["nopasswd"]),
+        ("fail2ban_enabled", &posture["fail2ban"]["enabled"]),
+    ] {
+        if !from.is_null() {
+            v.insert(key.into(), from.clone());
+        }
+    }
+    v
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -241,5 +299,36 @@ mod tests {
         let mut s = spec;
         s["platform"]["packages"] = json!(["-oAPT::x"]);
         assert!(plan(&s).is_err());
+    }
+
+    #[test]
+    fn a_spec_becomes_the_playbooks_variables_as_the_original_named_them() {
+        let spec = json!({
+            "schema_version": 1,
+            "access": {"users": [
+                {"name": "ops", "sudo": true, "ssh_keys": ["k1"]},
+                {"name": "dev", "ssh_keys": ["k2"]}
+            ]},
+            "posture": {"ssh": {"port": 2222, "permit_root_login": "no"},
+                        "sudo": {"nopasswd": false}, "fail2ban": {"enabled": true}},
+            "platform": {"packages": ["htop"], "services": {"enable": ["ssh"], "disable": []}},
+            "config": {"timezone": "Europe/Oslo"}
+        });
+        assert_eq!(
+            Value::Object(ansible_vars(&spec)),
+            json!({
+                "packages": ["htop"],
+                "ssh_authorized_keys": ["k1", "k2"],
+                "services_enable": ["ssh"],
+                "timezone": "Europe/Oslo",
+                "local_user": "ops",
+                "user_sudo": true,
+                "ssh_port": 2222,
+                "ssh_permit_root_login": "no",
+                "sudo_nopasswd": false,
+                "fail2ban_enabled": true
+            })
+        );
+        assert!(ansible_vars(&json!({"schema_version": 1})).is_empty());
     }
 }

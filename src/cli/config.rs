@@ -22,8 +22,10 @@ pub enum ConfigCmd {
     /// On a node: fetch this node's resolved spec from the controller (`driver serve`)
     /// into ~/.state/config/spec.yaml.
     Fetch(FetchArgs),
-    /// On a node: apply a fetched spec (packages, users, SSH keys, files, services) and
-    /// write ~/.state/config/complete.json with what changed. A second apply changes nothing.
+    /// On a node: apply a fetched spec (packages, users, SSH keys, files, services), then
+    /// the ansible checkout's playbooks/config-apply.yml where there is one (as the original,
+    /// ~/iac/ansible), and write ~/.state/config/complete.json with what changed. A second
+    /// apply changes nothing.
     Apply(ApplyArgs),
 }
 
@@ -66,6 +68,11 @@ pub struct ApplyArgs {
     /// Where spec.yaml and complete.json live (default: ~/.state/config).
     #[arg(long, value_name = "DIR")]
     pub state_dir: Option<PathBuf>,
+    /// The ansible checkout whose playbooks/config-apply.yml runs after the items, with the
+    /// spec as its variables (default: ~/iac/ansible, skipped when that folder is absent).
+    /// With --root or --dry-run it runs in check mode and changes nothing.
+    #[arg(long, value_name = "DIR")]
+    pub ansible_dir: Option<PathBuf>,
     /// Print the report (complete.json's content) as JSON.
     #[arg(long)]
     pub json_output: bool,

@@ -108,8 +108,9 @@ pub enum Command {
     },
     /// The controller daemon: resolved specs for nodes (pull mode) and git repos, over HTTPS.
     ///
-    /// SIGHUP re-reads the site-config and its secrets (connections stay open);
-    /// SIGTERM or Ctrl-C finishes the requests in flight and removes the temporary repos.
+    /// SIGHUP re-reads the site-config and its secrets and re-snapshots the served repos
+    /// (connections stay open, a clone in progress keeps working); SIGTERM or Ctrl-C
+    /// finishes the requests in flight and removes the temporary repos.
     Serve(serve::ServeArgs),
     /// The Proxmox VE simulator (pvesim).
     Sim {

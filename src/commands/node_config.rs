@@ -1,11 +1,12 @@
 //! `driver config fetch` and `driver config apply`: the node's half of pull mode. Fetch
 //! writes the spec the controller resolved for this node to `spec.yaml`; apply makes the
-//! node so and records the outcome in `complete.json` (both in ~/.state/config, or
+//! node so (the spec's items, then the ansible checkout's `config-apply.yml` where the node
+//! has one) and records the outcome in `complete.json` (both in ~/.state/config, or
 //! --state-dir). Those two files are the markers a pull-mode run waits for.
 
 use std::path::{Path, PathBuf};
 
-use actions::node_config::{self, Target};
+use actions::node_config::{self, Checkout, Target};
 use actions::pve::tls::{parse_fingerprint, TlsTrust};
 
 use super::Failure;
@@ -79,6 +80,28 @@ pub fn fetch(a: &FetchArgs) -> Result<(), Failure> {
     Ok(())
 }
 
+/// The ansible checkout to run: `--ansible-dir`, else ~/iac/ansible when it exists.
+fn checkout(a: &ApplyArgs) -> Result<Option<Checkout>, Failure> {
+    let (dir, named) = match &a.ansible_dir {
+        Some(d) => (d.clone(), true),
+        None => match std::env::var_os("HOME").filter(|h| !h.is_empty()) {
+            Some(h) => (PathBuf::from(h).join("iac/ansible"), false),
+            None => return Ok(None),
+        },
+    };
+    let hint = "clone the ansible repo there (a controller serves it as ansible.git), or pass \
+                --ansible-dir DIR";
+    match Checkout::find(&dir) {
+        Ok(None) if named => Err(Failure::usage(miette::miette!(
+            help = hint,
+            "--ansible-dir {}: no such folder",
+            dir.display()
+        ))),
+        Ok(found) => Ok(found),
+        Err(e) => Err(Failure::usage(miette::miette!(help = hint, "{e}"))),
+    }
+}
+
 pub fn apply(a: &ApplyArgs) -> Result<(), Failure> {
     let dir = state_dir(a.state_dir.as_deref())?;
     let spec_path = a.spec.clone().unwrap_or_else(|| dir.join(SPEC_FILE));
@@ -92,6 +115,7 @@ pub fn apply(a: &ApplyArgs) -> Result<(), Failure> {
         )))
         }
     };
+    let checkout = checkout(a)?;
     let text = std::fs::read_to_string(&spec_path).map_err(|e| {
         Failure::usage(miette::miette!(
             help = "`driver config fetch` writes it",
@@ -134,7 +158,24 @@ pub fn apply(a: &ApplyArgs) -> Result<(), Failure> {
             )));
         }
     };
-    let report = node_config::apply(&items, &target, a.dry_run, identity, name);
+    let mut report = node_config::apply(&items, &target, a.dry_run, identity, name);
+    // The playbook runs in check mode when nothing may change on this machine: dry, or
+    // applying inside a folder.
+    let check = a.dry_run || matches!(target, Target::Root(_));
+    if let Some(c) = checkout.as_ref().filter(|_| report.success) {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .map_err(|e| Failure::Run(Some(miette::miette!("{e}"))))?;
+        let vars = engine::node_config::ansible_vars(&spec);
+        let program = crate::env::ansible_program();
+        let (pb, failed) = rt.block_on(c.run(program, vars, &target, check));
+        report.playbook = Some(pb);
+        if failed.is_some() {
+            report.success = false;
+            report.failed = failed;
+        }
+    }
     if !a.dry_run {
         let json = serde_json::to_string_pretty(&report).unwrap_or_default();
         write(&dir.join(COMPLETE_FILE), &(json + "\n"))?;
@@ -142,26 +183,8 @@ pub fn apply(a: &ApplyArgs) -> Result<(), Failure> {
     if a.json_output {
         crate::render::json::print(&report);
     } else {
-        let how = if report.simulated {
-            format!(
-                " (simulated, inside {})",
-                report.root.as_deref().unwrap_or("")
-            )
-        } else {
-            String::new()
-        };
-        for i in report.items.iter().filter(|i| i.outcome != "unchanged") {
-            crate::outln!("  {}: {}", i.item, i.outcome);
-        }
-        match (report.changed, a.dry_run) {
-            _ if !report.success => {}
-            (0, _) => crate::outln!(
-                "spec '{name}' of '{identity}' applied{how}: nothing to change ({} items as wanted)",
-                report.items.len()
-            ),
-            (n, true) => crate::outln!("dry run{how}: {n} of {} item(s) would change", items.len()),
-            (n, false) => crate::outln!("spec '{name}' of '{identity}' applied{how}: {n} item(s) changed"),
-        }
+        let command = checkout.as_ref().map(|c| c.command(check));
+        print(&report, items.len(), command.as_deref());
     }
     match &report.failed {
         None => Ok(()),
@@ -170,6 +193,60 @@ pub fn apply(a: &ApplyArgs) -> Result<(), Failure> {
             f.item,
             f.error
         )))),
+    }
+}
+
+/// The text report; `command`: how the playbook is run, when there is one.
+fn print(report: &node_config::ApplyReport, planned: usize, command: Option<&str>) {
+    let how = match &report.root {
+        Some(r) => format!(" (simulated, inside {r})"),
+        None => String::new(),
+    };
+    for i in report.items.iter().filter(|i| i.outcome != "unchanged") {
+        crate::outln!("  {}: {}", i.item, i.outcome);
+    }
+    if let (Some(c), Some(_)) = (command, &report.playbook) {
+        crate::outln!("  playbook: {c}");
+    }
+    // Tasks the playbook changed (not "would change": check mode changes nothing).
+    let mut played = None;
+    if let Some(pb) = &report.playbook {
+        if let Some(r) = &pb.recap {
+            let check = if pb.check_mode {
+                ", check mode: nothing applied"
+            } else {
+                ""
+            };
+            crate::outln!(
+                "  playbook {}: {} (ok={} changed={}{check})",
+                pb.path,
+                pb.outcome,
+                r.ok,
+                r.changed
+            );
+            if !pb.check_mode {
+                played = Some(r.changed);
+            }
+        }
+    }
+    let (name, identity) = (&report.spec, &report.identity);
+    let tasks = match played {
+        Some(p) => format!(", {p} playbook task(s) changed"),
+        None => String::new(),
+    };
+    match (report.changed, played.unwrap_or(0), report.dry_run) {
+        _ if !report.success => {}
+        (n, _, true) => crate::outln!("dry run{how}: {n} of {planned} item(s) would change"),
+        (0, 0, false) => {
+            crate::outln!(
+            "spec '{name}' of '{identity}' applied{how}: nothing to change ({} items as wanted{})",
+            report.items.len(),
+            if played.is_some() { ", no playbook task changed" } else { "" }
+        )
+        }
+        (n, _, false) => {
+            crate::outln!("spec '{name}' of '{identity}' applied{how}: {n} item(s) changed{tasks}")
+        }
     }
 }
 

@@ -52,8 +52,35 @@ struct Event {
     event: &'static str,
     #[serde(skip_serializing_if = "Option::is_none")]
     specs: Option<usize>,
+    /// After a reload: the repos' new snapshots.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    repos: Option<Vec<RepoOut>>,
     #[serde(skip_serializing_if = "Option::is_none")]
     error: Option<String>,
+}
+
+/// The repos served now, as `listening` and `reloaded` show them.
+fn repos_out(c: &Controller) -> Vec<RepoOut> {
+    c.repos()
+        .into_iter()
+        .map(|r| RepoOut {
+            name: r.name,
+            source: r.source.display().to_string(),
+            url: r.url,
+            working: r.working,
+            dirty: r.dirty,
+        })
+        .collect()
+}
+
+/// `boot.git (_working 0123456789ab, uncommitted changes)`.
+fn repo_line(r: &RepoOut) -> String {
+    format!(
+        "{} (_working {}{})",
+        r.url,
+        &r.working[..r.working.len().min(12)],
+        if r.dirty { ", uncommitted changes" } else { "" }
+    )
 }
 
 fn failure(e: ControllerError) -> Failure {
@@ -108,9 +135,16 @@ async fn serve(config: ServeConfig, json: bool) -> Result<(), Failure> {
     loop {
         tokio::select! {
             _ = hup.recv() => match c.reload().await {
-                Ok(n) => say(json, "reloaded", Some(n), None, &format!("reloaded the site-config: {n} spec(s)")),
-                Err(e) => say(json, "reload_failed", None, Some(e.to_string()),
-                    &format!("reload failed, still serving the previous site-config: {e}")),
+                Ok(n) => {
+                    let repos = repos_out(&c);
+                    let mut text = format!("reloaded the site-config: {n} spec(s)");
+                    for r in &repos {
+                        text.push_str(&format!("\n  repo re-snapshotted: {}", repo_line(r)));
+                    }
+                    say(json, "reloaded", Some(n), Some(repos), None, &text)
+                }
+                Err(e) => say(json, "reload_failed", None, None, Some(e.to_string()),
+                    &format!("reload failed, still serving the previous site-config and repos: {e}")),
             },
             _ = term.recv() => break,
             _ = int.recv() => break,
@@ -122,16 +156,24 @@ async fn serve(config: ServeConfig, json: bool) -> Result<(), Failure> {
         Some(d) => format!("stopped; removed {}", d.display()),
         None => "stopped".to_string(),
     };
-    say(json, "stopped", None, None, &note);
+    say(json, "stopped", None, None, None, &note);
     Ok(())
 }
 
-fn say(json: bool, event: &'static str, specs: Option<usize>, error: Option<String>, text: &str) {
+fn say(
+    json: bool,
+    event: &'static str,
+    specs: Option<usize>,
+    repos: Option<Vec<RepoOut>>,
+    error: Option<String>,
+    text: &str,
+) {
     if json {
         crate::render::json::line(&Event {
             verb: "serve",
             event,
             specs,
+            repos,
             error,
         });
     } else {
@@ -145,17 +187,7 @@ fn announce(c: &Controller, json: bool) {
         CertOrigin::SelfSigned => "self-signed".to_string(),
         CertOrigin::File(f) => f.display().to_string(),
     };
-    let repos: Vec<RepoOut> = c
-        .repos()
-        .into_iter()
-        .map(|r| RepoOut {
-            name: r.name,
-            source: r.source.display().to_string(),
-            url: r.url,
-            working: r.working,
-            dirty: r.dirty,
-        })
-        .collect();
+    let repos = repos_out(c);
     let snapshot_dir = c.snapshot_dir().map(|d| d.display().to_string());
     if json {
         crate::render::json::line(&Listening {
@@ -178,16 +210,12 @@ fn announce(c: &Controller, json: bool) {
         crate::outln!("  nodes:       {}", nodes.join(", "));
     }
     for r in &repos {
-        crate::outln!(
-            "  repo:        {} ({}; _working {}{})",
-            r.url,
-            r.source,
-            &r.working[..r.working.len().min(12)],
-            if r.dirty { ", uncommitted changes" } else { "" }
-        );
+        crate::outln!("  repo:        {} from {}", repo_line(r), r.source);
     }
     if let Some(d) = &snapshot_dir {
         crate::outln!("  snapshots:   {d} (removed at stop)");
     }
-    crate::outln!("SIGHUP reloads the site-config; SIGTERM or Ctrl-C stops.");
+    crate::outln!(
+        "SIGHUP reloads the site-config and re-snapshots the repos; SIGTERM or Ctrl-C stops."
+    );
 }

@@ -9,7 +9,7 @@ use std::path::Path;
 
 use crate::common::fakepve::{FakePve, NODE, SECRET, TOKEN_ID};
 use crate::common::sim::{sim_guests, site_copy, site_driver};
-use crate::common::{repo, Driver, Run};
+use crate::common::{Driver, Run};
 use engine::ownership::Marker;
 use serde_json::{json, Value};
 
@@ -25,7 +25,7 @@ nodes:
 /// A site-config whose spec `base` has a playbook that writes, in the guest, the user
 /// ansible reached it as (the task needs a working SSH connection).
 fn site_with_playbook(d: &Driver) -> std::path::PathBuf {
-    let ansible = ansible();
+    let ansible = crate::common::ansible_playbook();
     assert!(ansible.exists());
     let site = site_copy(
         d.site_path(),
@@ -41,19 +41,10 @@ fn site_with_playbook(d: &Driver) -> std::path::PathBuf {
     site
 }
 
-fn ansible() -> std::path::PathBuf {
-    let path = repo().join(".venv/bin/ansible-playbook");
-    assert!(
-        path.exists(),
-        "ansible-playbook missing: run scripts/install-test-deps.sh (python3 -m venv .venv && .venv/bin/pip install ansible-core)"
-    );
-    path
-}
-
 fn run(site: &Path, state: &Path, args: &[&str]) -> Run {
     Run::from(
         site_driver(site, state)
-            .env("DRIVER_ANSIBLE_PLAYBOOK", ansible())
+            .env("DRIVER_ANSIBLE_PLAYBOOK", crate::common::ansible_playbook())
             .args(args)
             .output()
             .unwrap(),

@@ -1,5 +1,6 @@
 //! Running `ansible-playbook` against guests (the seed's
-//! AnsiblePlaybookAction).
+//! AnsiblePlaybookAction), or against this machine (`local_inventory`,
+//! `--connection local`: a node applying its own spec).
 //!
 //! For each run we write, into a private temporary directory (0700, removed
 //! afterwards): an inventory (hosts, groups, users, keys), an `ssh_config`
@@ -90,6 +91,12 @@ pub struct PlaybookRun {
     /// its host-key policy) before starting; the host keys seen are then
     /// the ones ansible's ssh must find. `None`: no pre-wait.
     pub ssh_wait: Option<Duration>,
+    /// Run on this machine (`--connection local`) with this inventory (a file such as an
+    /// ansible repo's `inventory/local.yml`, or `localhost,`) instead of `hosts` over SSH.
+    pub local_inventory: Option<String>,
+    /// `--check`: ansible reports what would change and changes nothing (tasks marked
+    /// `check_mode: false` excepted; the caller decides whether to allow those).
+    pub check: bool,
 }
 
 impl std::fmt::Debug for PlaybookRun {
@@ -109,6 +116,8 @@ impl std::fmt::Debug for PlaybookRun {
             .field("limit", &self.limit)
             .field("tags", &self.tags)
             .field("ssh_wait", &self.ssh_wait)
+            .field("local_inventory", &self.local_inventory)
+            .field("check", &self.check)
             .finish_non_exhaustive()
     }
 }
@@ -126,6 +135,8 @@ impl PlaybookRun {
             tags: Vec::new(),
             env: Vec::new(),
             ssh_wait: Some(DEFAULT_SSH_TIMEOUT),
+            local_inventory: None,
+            check: false,
         }
     }
 }
@@ -237,10 +248,25 @@ where
     let files = write_run_files(dir.path(), run, &seen)?;
 
     let mut cmd = tokio::process::Command::new(&program);
-    cmd.arg("-i")
-        .arg(&files.inventory)
-        .arg("-e")
+    match &run.local_inventory {
+        Some(inventory) => {
+            cmd.args(["-i", inventory, "--connection", "local"])
+                // Interpreter discovery may pick a shim that does not run (pyenv); the
+                // python running ansible is there. An inventory's own setting still wins.
+                .env(
+                    "ANSIBLE_PYTHON_INTERPRETER",
+                    "{{ ansible_playbook_python }}",
+                );
+        }
+        None => {
+            cmd.arg("-i").arg(&files.inventory);
+        }
+    }
+    cmd.arg("-e")
         .arg(format!("@{}", files.extra_vars.display()));
+    if run.check {
+        cmd.arg("--check");
+    }
     if let Some(l) = &run.limit {
         cmd.arg("--limit").arg(l);
     }
@@ -254,6 +280,9 @@ where
     let tmp = dir.path();
     cmd.env("ANSIBLE_STDOUT_CALLBACK", "default")
         .env("ANSIBLE_CALLBACK_RESULT_FORMAT", "json")
+        // One line per result: an action's failure (`assert`) is otherwise printed as
+        // indented JSON over many lines, and its message lost.
+        .env("ANSIBLE_CALLBACK_FORMAT_PRETTY", "false")
         .env("ANSIBLE_NOCOLOR", "1")
         .env("ANSIBLE_FORCE_COLOR", "0")
         .env("ANSIBLE_RETRY_FILES_ENABLED", "0")

@@ -40,6 +40,8 @@ pub struct ApplyReport {
     pub items: Vec<Applied>,
     pub changed: usize,
     pub failed: Option<Failed>,
+    /// The ansible checkout's playbook, run after the items; `None` when there is none.
+    pub playbook: Option<super::PlaybookReport>,
 }
 
 /// Applies `items` in order; never returns early without a report.
@@ -64,6 +66,7 @@ pub fn apply(
         items: Vec::new(),
         changed: 0,
         failed: None,
+        playbook: None,
     };
     for item in items {
         let result = match target {

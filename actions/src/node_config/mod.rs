@@ -7,12 +7,17 @@
 //! [`Target::Root`] applies everything inside a folder instead (files written there,
 //! packages, users and services recorded there) and reports every item as simulated: what
 //! tests and simulated guests use, so they never touch the machine they run on.
+//!
+//! After the items, the node's ansible checkout's `config-apply.yml` runs where there is one
+//! (`playbook`; with `--check` when applying inside a folder or dry).
 
 mod apply;
 mod fetch;
+mod playbook;
 
 pub use apply::{apply, Applied, ApplyReport, Failed};
 pub use fetch::{fetch, FetchError};
+pub use playbook::{check_mode_opt_outs, Checkout, CheckoutError, PlaybookReport};
 
 use std::path::PathBuf;
 

@@ -12,7 +12,7 @@ use actions::ssh::{HostKeyCheck, Secret, SshAuth};
 use serde_json::json;
 
 /// `.venv/bin/ansible-playbook` (made by scripts/install-test-deps.sh), else PATH.
-fn ansible_playbook() -> PathBuf {
+pub(crate) fn ansible_playbook() -> PathBuf {
     let venv = crate::common::repo_root().join(".venv/bin/ansible-playbook");
     if venv.exists() {
         return venv;

@@ -10,6 +10,7 @@ mod download;
 mod nested_check;
 mod nested_install;
 mod nested_installed;
+mod node_config;
 mod pve_client;
 mod ssh;
 mod templates_ssh;

@@ -205,3 +205,125 @@ fn serve_refuses_repos_without_a_token_and_bad_repo_names() {
         String::from_utf8_lossy(&out.stderr)
     );
 }
+
+/// `git fetch URL SHA` into a fresh repo; the fetched commit's `path`.
+fn fetch_commit(url: &str, sha: &str, dest: &Path, path: &str) -> Result<String, String> {
+    git(
+        dest.parent().unwrap(),
+        &["init", "-q", dest.to_str().unwrap()],
+    );
+    let out = Command::new("git")
+        .arg("-C")
+        .arg(dest)
+        .args([
+            "-c",
+            &format!("http.extraHeader=Authorization: Bearer {TOKEN}"),
+            "-c",
+            "http.sslVerify=false",
+            "fetch",
+            "-q",
+            url,
+            sha,
+        ])
+        .env("GIT_TERMINAL_PROMPT", "0")
+        .output()
+        .unwrap();
+    if !out.status.success() {
+        return Err(String::from_utf8_lossy(&out.stderr).into_owned());
+    }
+    let show = Command::new("git")
+        .arg("-C")
+        .arg(dest)
+        .args(["show", &format!("{sha}:{path}")])
+        .output()
+        .unwrap();
+    Ok(String::from_utf8_lossy(&show.stdout).into_owned())
+}
+
+#[test]
+fn serve_sighup_resnapshots_repos_and_a_clone_in_progress_still_finds_its_objects() {
+    need("git", "apt-get install git");
+    let site = Site::new();
+    let work = tempfile::tempdir().unwrap();
+    let repo = served_repo(work.path());
+    let arg = format!("boot={}", repo.display());
+    let mut d = Daemon::start(site.path(), &["--repo", &arg, "--repo-token", TOKEN]);
+    let url = d.listening["repos"][0]["url"].as_str().unwrap().to_string();
+    let old_working = d.listening["repos"][0]["working"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let snapshots = Path::new(d.listening["snapshot_dir"].as_str().unwrap()).to_path_buf();
+
+    let before = work.path().join("before");
+    assert!(clone(&url, Some(TOKEN), &before, "_working")
+        .status
+        .success());
+    assert_eq!(
+        std::fs::read_to_string(before.join("install.sh")).unwrap(),
+        "echo uncommitted\n"
+    );
+    // A clone that has read the refs (the first request of git's dumb protocol) and will
+    // ask for their objects after the reload.
+    let (code, refs) = d.get("/boot.git/info/refs", Some(TOKEN));
+    assert_eq!(code, 200);
+    assert!(refs.contains(&old_working), "{refs}");
+
+    // The source moves on: the uncommitted change is committed, another one made.
+    git(&repo, &["add", "install.sh"]);
+    git(&repo, &["commit", "-qm", "second"]);
+    std::fs::write(repo.join("install.sh"), "echo third\n").unwrap();
+    d.signal("HUP");
+    let reloaded = d.wait_event("reloaded");
+    let r = &reloaded["repos"][0];
+    assert_eq!(r["name"], "boot");
+    assert_eq!(r["dirty"], true);
+    let new_working = r["working"].as_str().unwrap().to_string();
+    assert_ne!(new_working, old_working);
+
+    // The next clone sees both: main has the new commit, _working the new change.
+    let main = work.path().join("after-main");
+    assert!(clone(&url, Some(TOKEN), &main, "main").status.success());
+    assert_eq!(
+        std::fs::read_to_string(main.join("install.sh")).unwrap(),
+        "echo uncommitted\n"
+    );
+    let after = work.path().join("after");
+    assert!(clone(&url, Some(TOKEN), &after, "_working")
+        .status
+        .success());
+    assert_eq!(
+        std::fs::read_to_string(after.join("install.sh")).unwrap(),
+        "echo third\n"
+    );
+    assert_eq!(
+        d.get("/boot.git/install.sh", Some(TOKEN)),
+        (200, "echo third\n".into())
+    );
+    // The clone in progress gets what its refs named, though no ref names it any more.
+    let late = fetch_commit(&url, &old_working, &work.path().join("late"), "install.sh");
+    assert_eq!(late.as_deref(), Ok("echo uncommitted\n"));
+
+    // The replaced snapshot is gone (no request holds it); the new one is beside where it was.
+    assert!(!snapshots.join("boot.git").exists());
+    assert!(snapshots.join("1/boot.git/info/refs").exists());
+
+    // A source that cannot be snapshotted: nothing swapped, the last snapshot still served.
+    std::fs::rename(&repo, work.path().join("moved")).unwrap();
+    d.signal("HUP");
+    let failed = d.wait_event("reload_failed");
+    assert!(
+        failed["error"].as_str().unwrap().contains("boot"),
+        "{failed}"
+    );
+    assert_eq!(
+        d.get("/boot.git/install.sh", Some(TOKEN)),
+        (200, "echo third\n".into())
+    );
+    assert!(!snapshots.join("2").exists());
+
+    d.signal("TERM");
+    d.wait_event("stopped");
+    assert!(d.child.wait().unwrap().success());
+    assert!(!snapshots.exists());
+}

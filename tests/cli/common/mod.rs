@@ -14,6 +14,16 @@ pub fn repo() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
 }
 
+/// `.venv/bin/ansible-playbook`, for `$DRIVER_ANSIBLE_PLAYBOOK`.
+pub fn ansible_playbook() -> PathBuf {
+    let path = repo().join(".venv/bin/ansible-playbook");
+    assert!(
+        path.exists(),
+        "ansible-playbook missing: run scripts/install-test-deps.sh (python3 -m venv .venv && .venv/bin/pip install ansible-core)"
+    );
+    path
+}
+
 /// A `driver` command that cannot pick up the machine's own site-config or
 /// state: it points $HOMESTAK_SITE_CONFIG at `site` (an empty folder by
 /// default) and $DRIVER_STATE_DIR at `state`.
