@@ -32,6 +32,17 @@ pub enum Mode {
     Recreate,
 }
 
+impl Mode {
+    /// Its `--heal` value (what a parent passes on to nested drivers).
+    pub fn flag(self) -> &'static str {
+        match self {
+            Mode::None => "none",
+            Mode::Restart => "restart",
+            Mode::Recreate => "recreate",
+        }
+    }
+}
+
 /// One repair.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 #[serde(tag = "what", rename_all = "snake_case")]
@@ -94,10 +105,15 @@ pub fn plan(nodes: &[NodeHealth], mode: Mode) -> Vec<Planned> {
                 )),
                 Problem::Locked { lock, seconds, .. } => steps.push((
                     Step::Leave,
-                    format!(
-                        "locked ({lock}{}): `driver tasks` shows what holds it",
-                        seconds.map_or(", no task holds it".into(), |s| format!(" for {s}s"))
-                    ),
+                    match seconds {
+                        Some(s) => {
+                            format!("locked ({lock} for {s}s): `driver tasks` shows what holds it")
+                        }
+                        None => format!(
+                            "locked ({lock}), no task holds it: `driver vm|ct unlock {}` clears it",
+                            n.name
+                        ),
+                    },
                 )),
                 Problem::Drift {
                     key, want, have, ..

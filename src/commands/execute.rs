@@ -128,6 +128,7 @@ pub fn execute(
             action_timeouts: args.action_timeouts.clone(),
             parallelism: Some(args.parallelism.max(1)),
             clones_per_host: args.clones_per_host.map(|n| n.max(1)),
+            heal: super::heal::given(args),
         };
         let mut guests = guests;
         // Pull-mode nodes fetch their specs from the run's own controller (not for destroy).

@@ -38,13 +38,18 @@ const RESTART_ACTIONS: [Action; 4] = [
     Action::Delegate,
 ];
 
+/// `--heal` as given (`None` when not: each driver then heals with its default).
+pub fn given(args: &RunArgs) -> Option<Mode> {
+    args.heal.map(|h| match h {
+        HealArg::Restart => Mode::Restart,
+        HealArg::None => Mode::None,
+        HealArg::Recreate => Mode::Recreate,
+    })
+}
+
 /// The heal mode of a run: `create`'s (default restart); `--heal` on another verb is refused.
 pub fn mode(verb: Verb, args: &RunArgs) -> Result<Option<Mode>, Failure> {
-    let mode = match args.heal {
-        None | Some(HealArg::Restart) => Mode::Restart,
-        Some(HealArg::None) => Mode::None,
-        Some(HealArg::Recreate) => Mode::Recreate,
-    };
+    let mode = given(args).unwrap_or(Mode::Restart);
     match (verb, args.heal) {
         (Verb::Create, _) => Ok(Some(mode)),
         (_, None) => Ok(None),

@@ -8,6 +8,7 @@ mod common;
 mod ansible;
 mod download;
 mod nested_check;
+mod nested_flags;
 mod nested_install;
 mod nested_installed;
 mod pve_client;
