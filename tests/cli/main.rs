@@ -15,6 +15,7 @@ mod cli_heal;
 mod cli_host;
 mod cli_hostile_yaml;
 mod cli_images;
+mod cli_locks;
 mod cli_manifests;
 mod cli_mirror;
 mod cli_ownership;
