@@ -15,3 +15,4 @@ mod pve_client;
 mod ssh;
 mod templates_ssh;
 mod tofu;
+mod unlock_ssh;
