@@ -13,9 +13,8 @@
 use std::future::Future;
 use std::time::Duration;
 
-use engine::ownership::{self, Claim, Owner, Seen};
+use engine::ownership::{Claim, Owner};
 use serde::Serialize;
-use serde_json::Value;
 
 use crate::health::{NodeHealth, Problem};
 use crate::pve::{PveClient, PveError};
@@ -303,17 +302,7 @@ pub async fn remove(
         client.config(row.kind.pve(), vmid)
     })
     .await?;
-    let s = |k: &str| cfg.get(k).and_then(Value::as_str).unwrap_or_default();
-    let seen = Seen {
-        name: if row.kind == res::Kind::Ct {
-            s("hostname")
-        } else {
-            s("name")
-        },
-        tags: s("tags"),
-        description: cfg.get("description").and_then(Value::as_str),
-    };
-    match ownership::judge(owner, node, seen) {
+    match crate::health::claim(owner, node, row.kind, &cfg) {
         Claim::Ours => {}
         Claim::Foreign(m) => {
             return Err(HealError::NotOurs {

@@ -2,15 +2,15 @@
 //! guest's file back, several guests' snapshot is all or nothing, backup / delete / restore
 //! brings the file back, `--keep-last` prunes driver's older backups, and `vm set
 //! --snapshot` rolls back when the change fails. A guest's files are its folder in the
-//! simulator (what its SSH server and SFTP serve); one round trip goes through SSH with the
-//! OpenSSH client, on a whole manifest's tree (`-M`).
+//! simulator (what its SSH server and SFTP serve); the round trips of a manifest's guest
+//! (`-M`) and of a backup write and read the file over SSH with the OpenSSH client.
 
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
 
 use serde_json::Value;
 
-use crate::common::sim::{sim_driver, HeldSim};
+use crate::common::sim::{sim_driver, ssh, ssh_output, ssh_when_up, HeldSim};
 use crate::common::Run;
 
 fn run_env(state: &Path, faults: Option<&str>, args: &[&str]) -> Run {
@@ -321,42 +321,6 @@ fn set_with_snapshot_rolls_back_when_the_change_fails() {
     assert_eq!(snapshots(s, "safe-1").len(), 1);
 }
 
-/// Runs `cmd` in guest `ip` over SSH with the OpenSSH client and driver's own key, as the
-/// user driver's guests are made with.
-fn ssh_output(state: &Path, ip: &str, cmd: &str) -> std::process::Output {
-    let key = state.join("ssh/id_ed25519");
-    std::process::Command::new("ssh")
-        .args(["-i", key.to_str().unwrap(), "-p", "2222"])
-        .args([
-            "-o",
-            "BatchMode=yes",
-            "-o",
-            "IdentitiesOnly=yes",
-            "-o",
-            "ConnectTimeout=5",
-        ])
-        .args([
-            "-o",
-            "StrictHostKeyChecking=no",
-            "-o",
-            "UserKnownHostsFile=/dev/null",
-        ])
-        .args(["-o", "LogLevel=ERROR", &format!("homestak@{ip}"), cmd])
-        .stdin(Stdio::null())
-        .output()
-        .expect("ssh runs (apt-get install openssh-client)")
-}
-
-fn ssh(state: &Path, ip: &str, cmd: &str) -> String {
-    let out = ssh_output(state, ip, cmd);
-    assert!(
-        out.status.success(),
-        "ssh {ip} {cmd}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
-
 /// n1-basic's guest `edge`: its address and vmid, as the run state says.
 fn edge(state: &Path) -> (String, u32) {
     let status = run(
@@ -368,43 +332,6 @@ fn edge(state: &Path) -> (String, u32) {
     let ip = status["nodes"][0]["ip"].as_str().unwrap().to_string();
     let vmid = status["nodes"][0]["vm_id"].as_u64().unwrap() as u32;
     (ip, vmid)
-}
-
-/// Runs `cmd` over SSH in guest `vmid` once it answers, at the address its agent reports
-/// (a restart may give it another); its output.
-fn ssh_when_up(state: &Path, held: &HeldSim, vmid: u32, cmd: &str) -> String {
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
-    loop {
-        let ip = held
-            .call(held.client.guest_ipv4(actions::pve::GuestKind::Qemu, vmid))
-            .ok()
-            .flatten();
-        let out = ip.as_deref().map(|ip| ssh_output(state, ip, cmd));
-        match out {
-            Some(out) if out.status.success() => {
-                return String::from_utf8_lossy(&out.stdout).into_owned()
-            }
-            _ => assert!(
-                std::time::Instant::now() < deadline,
-                "guest {vmid} never answered SSH: {:?}\n{}",
-                out.map(|o| String::from_utf8_lossy(&o.stderr).into_owned()),
-                run(
-                    state,
-                    &[
-                        "describe",
-                        "vm",
-                        &vmid.to_string(),
-                        "-H",
-                        "sim",
-                        "-o",
-                        "json"
-                    ]
-                )
-                .stdout
-            ),
-        }
-        std::thread::sleep(std::time::Duration::from_millis(200));
-    }
 }
 
 #[test]

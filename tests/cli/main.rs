@@ -25,6 +25,7 @@ mod cli_pull_nested;
 mod cli_pull_snippets;
 mod cli_resources;
 mod cli_resources_fakepve;
+mod cli_safe_rerun;
 mod cli_schemas;
 mod cli_serve;
 mod cli_sim;
