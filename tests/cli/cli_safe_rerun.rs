@@ -221,3 +221,70 @@ fn snapshot_is_refused_on_other_verbs() {
         out.stderr
     );
 }
+
+/// Containers too: a VM and a container stopped behind driver's back are started again by
+/// the re-run, under one snapshot of both (taken in the tree's order), which
+/// `--keep-snapshot` keeps.
+#[test]
+fn containers_are_snapshotted_too() {
+    const TREE: &str = "schema_version: 2
+name: guarded
+settings: {verify_ssh: false}
+nodes:
+  - {name: a, type: vm, spec: base, preset: vm-xsmall, image: debian-12}
+  - {name: box, type: ct, spec: base, preset: vm-xsmall, image: debian-12}
+";
+    let state = tempfile::tempdir().unwrap();
+    let s = state.path();
+    std::fs::write(s.join("m.yaml"), TREE).unwrap();
+    let run = |args: &[&str]| -> Run {
+        Run::from(
+            crate::common::sim::sim_driver(s)
+                .args(args)
+                .stdin(Stdio::null())
+                .output()
+                .unwrap(),
+        )
+    };
+    let m = ["--manifest-file", "m.yaml", "-H", "sim"];
+    let verb = |v: &str, extra: &[&str]| -> Run {
+        let a: Vec<&str> = [v].iter().chain(&m).chain(extra).copied().collect();
+        run(&a)
+    };
+    verb("create", &[]).ok();
+    let st = verb("status", &["--json-output"]).ok().json();
+    let id = |i: usize| st["nodes"][i]["vm_id"].as_u64().unwrap() as u32;
+    let held = HeldSim::attach(s);
+    let t = Duration::from_secs(30);
+    held.call(held.client.stop(GuestKind::Qemu, id(0), t))
+        .unwrap();
+    held.call(held.client.stop(GuestKind::Lxc, id(1), t))
+        .unwrap();
+
+    let out = verb(
+        "create",
+        &["--snapshot", "--keep-snapshot", "--json-output"],
+    )
+    .ok();
+    validate("run-output", &out.stdout, false);
+    let v = out.json();
+    let g = &v["snapshot"];
+    assert_eq!(g["result"], "kept", "{v}");
+    let guests: Vec<(&str, u64)> = g["guests"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|x| (x["node"].as_str().unwrap(), x["vmid"].as_u64().unwrap()))
+        .collect();
+    assert_eq!(guests, [("a", u64::from(id(0))), ("box", u64::from(id(1)))]);
+    let name = g["snapshot"].as_str().unwrap();
+    for target in ["a", "box"] {
+        let l = run(&["snapshot", "list", target, "-H", "sim", "-o", "json"])
+            .ok()
+            .json();
+        assert_eq!(l["items"][0]["name"], name, "{target}: {l}");
+    }
+    let back = verb("check", &["--no-ssh", "-o", "json"]).ok().json();
+    assert_eq!(back["healthy"], true, "{back}");
+    verb("destroy", &["--yes"]).ok();
+}
