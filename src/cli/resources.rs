@@ -316,7 +316,7 @@ pub struct CompletionArgs {
 #[command(
     after_help = "Problems: not_created, missing (its guest is gone), replaced (another \
 guest holds its vmid), stopped, locked (a config lock held past --lock-after, or with no task \
-holding it), drift (cores, memory, a disk smaller than asked, the network bridge), agent_silent \
+holding it: `driver vm|ct unlock` clears that), drift (cores, memory, a disk smaller than asked, the network bridge), agent_silent \
 (a running VM whose guest agent gives no address), ssh_failing (no SSH server answers at its \
 recorded address). Nodes inside a nested PVE are checked by the driver there, not here.\n\n\
 Exit codes: 0 every node healthy; 3 at least one node has a problem (the JSON names each); \

@@ -19,7 +19,7 @@ use crate::ssh::{self, SshError, SshTarget};
 #[derive(Clone, Debug)]
 pub enum HostShell {
     /// A real host: as root (or a user allowed to run `qm`), over SSH.
-    Ssh(SshTarget),
+    Ssh(Box<SshTarget>),
     /// The simulator's `/sim/host/exec`.
     Simulator,
 }

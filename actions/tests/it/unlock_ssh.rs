@@ -85,7 +85,7 @@ async fn a_failed_rollbacks_lock_is_cleared_with_qm_unlock_over_ssh() {
         )],
         ..SshdOptions::default()
     });
-    let shell = HostShell::Ssh(sshd.target());
+    let shell = HostShell::Ssh(Box::new(sshd.target()));
 
     let cleared = locks::unlock(&client, &shell, &g, T).await.unwrap();
     assert_eq!(cleared, "rollback");

@@ -69,7 +69,8 @@ impl Conn {
             false => {
                 let key = site.default_str("ssh_key").map(PathBuf::from);
                 let auth = super::hostcheck::host_auth(key.as_deref());
-                target::host_ssh(&checked.host, &state_dir, auth).map(HostShell::Ssh)
+                target::host_ssh(&checked.host, &state_dir, auth)
+                    .map(|t| HostShell::Ssh(Box::new(t)))
             }
         };
         let (t, _) = target::connect(checked, &state_dir).await?;
