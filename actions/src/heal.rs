@@ -13,9 +13,8 @@
 use std::future::Future;
 use std::time::Duration;
 
-use engine::ownership::{self, Claim, Owner, Seen};
+use engine::ownership::{Claim, Owner};
 use serde::Serialize;
-use serde_json::Value;
 
 use crate::health::{NodeHealth, Problem};
 use crate::pve::{PveClient, PveError};
@@ -30,6 +29,17 @@ pub enum Mode {
     Restart,
     /// Also rebuild guests whose problem cannot be repaired in place.
     Recreate,
+}
+
+impl Mode {
+    /// Its `--heal` value (what a parent passes on to nested drivers).
+    pub fn flag(self) -> &'static str {
+        match self {
+            Mode::None => "none",
+            Mode::Restart => "restart",
+            Mode::Recreate => "recreate",
+        }
+    }
 }
 
 /// One repair.
@@ -94,10 +104,15 @@ pub fn plan(nodes: &[NodeHealth], mode: Mode) -> Vec<Planned> {
                 )),
                 Problem::Locked { lock, seconds, .. } => steps.push((
                     Step::Leave,
-                    format!(
-                        "locked ({lock}{}): `driver tasks` shows what holds it",
-                        seconds.map_or(", no task holds it".into(), |s| format!(" for {s}s"))
-                    ),
+                    match seconds {
+                        Some(s) => {
+                            format!("locked ({lock} for {s}s): `driver tasks` shows what holds it")
+                        }
+                        None => format!(
+                            "locked ({lock}), no task holds it: `driver vm|ct unlock {}` clears it",
+                            n.name
+                        ),
+                    },
                 )),
                 Problem::Drift {
                     key, want, have, ..
@@ -287,17 +302,7 @@ pub async fn remove(
         client.config(row.kind.pve(), vmid)
     })
     .await?;
-    let s = |k: &str| cfg.get(k).and_then(Value::as_str).unwrap_or_default();
-    let seen = Seen {
-        name: if row.kind == res::Kind::Ct {
-            s("hostname")
-        } else {
-            s("name")
-        },
-        tags: s("tags"),
-        description: cfg.get("description").and_then(Value::as_str),
-    };
-    match ownership::judge(owner, node, seen) {
+    match crate::health::claim(owner, node, row.kind, &cfg) {
         Claim::Ours => {}
         Claim::Foreign(m) => {
             return Err(HealError::NotOurs {

@@ -103,18 +103,8 @@ pub async fn check(
             (Some(vmid), None) => problems.push(Problem::Missing { vmid }),
             (Some(vmid), Some(g)) => {
                 let cfg = client.config(g.kind.pve(), vmid).await?;
-                let s = |k: &str| cfg.get(k).and_then(Value::as_str).unwrap_or_default();
-                let name = if g.kind == Kind::Ct {
-                    s("hostname")
-                } else {
-                    s("name")
-                };
-                let seen = Seen {
-                    name,
-                    tags: s("tags"),
-                    description: cfg.get("description").and_then(Value::as_str),
-                };
-                match ownership::judge(owner, &n.name, seen) {
+                let name = guest_name(g.kind, &cfg);
+                match claim(owner, &n.name, g.kind, &cfg) {
                     Claim::Ours => {}
                     Claim::Unmarked if name == n.name => {}
                     Claim::Unmarked => problems.push(Problem::Replaced {
@@ -150,6 +140,23 @@ pub async fn check(
         });
     }
     Ok(out)
+}
+
+/// The guest's name in its config (`hostname` of a container).
+fn guest_name(kind: Kind, cfg: &Value) -> &str {
+    let key = if kind == Kind::Ct { "hostname" } else { "name" };
+    cfg.get(key).and_then(Value::as_str).unwrap_or_default()
+}
+
+/// Whose guest this config is for node `node`, by its ownership marker.
+pub fn claim(owner: &Owner, node: &str, kind: Kind, cfg: &Value) -> Claim {
+    let s = |k: &str| cfg.get(k).and_then(Value::as_str).unwrap_or_default();
+    let seen = Seen {
+        name: guest_name(kind, cfg),
+        tags: s("tags"),
+        description: cfg.get("description").and_then(Value::as_str),
+    };
+    ownership::judge(owner, node, seen)
 }
 
 #[allow(clippy::too_many_arguments)] // one call site; each a different fact of the guest

@@ -263,6 +263,19 @@ pub struct RunArgs {
     #[arg(long, value_enum, value_name = "MODE")]
     pub heal: Option<HealArg>,
 
+    /// create, on a tree built before: first snapshot every existing guest the run may
+    /// change (those it resumes, starts or resizes; all or nothing), then run, then check
+    /// the tree as `driver check` does; when the run or the check fails, roll all of them
+    /// back (children first) and fail. The snapshots are deleted afterwards. A guest of a
+    /// nested PVE is covered by its host's snapshot (its disks live there). Nothing to
+    /// snapshot on a first run: it goes on without.
+    #[arg(long)]
+    pub snapshot: bool,
+
+    /// With --snapshot: keep the snapshots after the run (rolled back to or not).
+    #[arg(long, requires = "snapshot")]
+    pub keep_snapshot: bool,
+
     /// Where run state is kept [default: $DRIVER_STATE_DIR, $XDG_STATE_HOME/driver, ~/.local/state/driver].
     #[arg(long, value_name = "PATH")]
     pub state_dir: Option<PathBuf>,

@@ -124,7 +124,7 @@ pub struct VerbArgs {
     /// Show what would be done, do nothing.
     #[arg(long)]
     pub dry_run: bool,
-    /// Do not ask before a destructive verb (stop, reboot, delete).
+    /// Do not ask before a destructive verb (stop, reboot, delete, unlock).
     #[arg(short, long)]
     pub yes: bool,
     /// Time limit per guest, in seconds.
@@ -262,6 +262,17 @@ pub enum GuestCmd {
     /// create` makes it again.
     #[command(after_help = format!("{SELECTORS}\n\n{EXIT_CODES}"))]
     Delete(DeleteArgs),
+    /// Clear a config lock that no task holds any more (a failed rollback leaves `lock:
+    /// rollback`). Asks first unless --yes.
+    ///
+    /// Only guests driver made, and only when no task runs on the guest (a running task's
+    /// lock is its own). PVE clears a lock only on the host itself (`qm unlock` / `pct
+    /// unlock`, as root; an API token may not), so driver runs that command there over SSH,
+    /// as the node file's `ssh_user` at its `ip`. After a failed rollback, roll back again.
+    #[command(after_help = format!("{SELECTORS}\n\nExamples:\n  \
+driver vm unlock web-1 -H father\n  \
+driver vm unlock -l manifest=n2-quick -H father --yes\n\n{EXIT_CODES}"))]
+    Unlock(VerbArgs),
     /// Change a guest's cores, memory, disk size or tags; prints the diff first.
     Set(SetArgs),
     /// Make a guest from a template, from scratch, or from a file.
@@ -305,7 +316,7 @@ pub struct CompletionArgs {
 #[command(
     after_help = "Problems: not_created, missing (its guest is gone), replaced (another \
 guest holds its vmid), stopped, locked (a config lock held past --lock-after, or with no task \
-holding it), drift (cores, memory, a disk smaller than asked, the network bridge), agent_silent \
+holding it: `driver vm|ct unlock` clears that), drift (cores, memory, a disk smaller than asked, the network bridge), agent_silent \
 (a running VM whose guest agent gives no address), ssh_failing (no SSH server answers at its \
 recorded address). Nodes inside a nested PVE are checked by the driver there, not here.\n\n\
 Exit codes: 0 every node healthy; 3 at least one node has a problem (the JSON names each); \

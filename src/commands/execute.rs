@@ -104,30 +104,29 @@ pub fn execute(
             None => lock_state(&state_dir, manifest, args)?,
         };
         let run_id = engine::executor::new_run_id();
-        if let Some(mode) = super::heal::mode(verb, args)? {
-            let setup = super::heal::Setup {
-                manifest: &loaded.manifest,
-                sizes: guests.sizes(),
-                host: &t.host,
-                known_hosts: target::known_hosts(&state_dir, &t.host.name),
-                flag: args.manifest.cli_flag(),
-            };
-            let heals = rt.block_on(super::heal::before_create(
-                &t.client,
-                &setup,
-                mode,
-                &mut previous,
-                &run_id,
-                false,
-            ))?;
-            if !heals.is_empty() {
-                render::err(&super::heal::text(&heals, false));
-            }
-        }
+        let sizes = guests.sizes().clone();
+        let setup = super::heal::Setup {
+            manifest: &loaded.manifest,
+            sizes: &sizes,
+            host: &t.host,
+            known_hosts: target::known_hosts(&state_dir, &t.host.name),
+            flag: args.manifest.cli_flag(),
+        };
+        // Healing's plan, the snapshot (`--snapshot`) of what it and the run may change,
+        // then the heals.
+        let guarding = rt.block_on(super::guard::before_run(
+            &t.client,
+            &setup,
+            verb,
+            args,
+            &mut previous,
+            &run_id,
+        ))?;
         let passed_on = target::PassedOn {
             action_timeouts: args.action_timeouts.clone(),
             parallelism: Some(args.parallelism.max(1)),
             clones_per_host: args.clones_per_host.map(|n| n.max(1)),
+            heal: super::heal::given(args),
         };
         let mut guests = guests;
         // Pull-mode nodes fetch their specs from the run's own controller (not for destroy).
@@ -147,6 +146,19 @@ pub fn execute(
             timeouts,
             limit,
             run_id,
+            guard: guarding.map(|g| {
+                (
+                    g,
+                    super::guard::After {
+                        client: &t.client,
+                        manifest: &loaded.manifest,
+                        sizes: &sizes,
+                        host: &t.host,
+                        state_dir: &state_dir,
+                        flag: args.manifest.cli_flag(),
+                    },
+                )
+            }),
         };
         let ran = rt.block_on(run(runner, args, todo, (store, previous)));
         if let Some(c) = controller {
@@ -166,29 +178,34 @@ pub fn execute(
     outcome
 }
 
-/// `create --dry-run` on a tree built before: what healing it would do (read only; it
-/// connects, unlike the rest of a dry run, and starts a simulated host's simulator under
-/// the state's lock). Nothing when no earlier run completed a node.
+/// `create --dry-run` on a tree built before: what healing it would do, and with
+/// `--snapshot` which guests would be snapshotted (read only; it connects, unlike the rest
+/// of a dry run, and starts a simulated host's simulator under the state's lock). Nothing
+/// when no earlier run left a guest.
 pub fn dry_heal(
     verb: Verb,
     args: &RunArgs,
     loaded: &Loaded,
     ready: Ready,
-) -> Result<Vec<engine::state::Heal>, Failure> {
+) -> Result<
+    (
+        Vec<engine::state::Heal>,
+        Option<engine::state::SnapshotGuard>,
+    ),
+    Failure,
+> {
+    let snapshot = super::guard::wanted(verb, args)?;
     let Some(mode) = super::heal::mode(verb, args)? else {
-        return Ok(Vec::new());
+        return Ok((Vec::new(), None));
     };
     let state_dir = args.state_dir.clone().unwrap_or_else(state::default_dir);
     let manifest = &loaded.manifest.name;
+    let run_id = engine::executor::new_run_id();
     let built = StateStore::peek(&state_dir, manifest, &args.host)
         .map_err(|e| Failure::Run(Some(miette::miette!("{e}"))))?
-        .is_some_and(|st| {
-            st.nodes
-                .iter()
-                .any(|n| n.status == engine::outcome::NodeStatus::Completed)
-        });
+        .is_some_and(|st| st.nodes.iter().any(|n| n.may_exist()));
     if !built {
-        return Ok(Vec::new());
+        return Ok((Vec::new(), snapshot.then(|| super::guard::nothing(&run_id))));
     }
     let checked = ready.checked;
     let lock = match checked.host.simulated {
@@ -205,7 +222,7 @@ pub fn dry_heal(
         .enable_all()
         .build()
         .map_err(|e| Failure::Run(Some(miette::miette!("cannot start the runtime: {e}"))))?;
-    let heals = rt.block_on(async {
+    let found = rt.block_on(async {
         let (t, guests) = target::connect(checked, &state_dir).await?;
         let setup = super::heal::Setup {
             manifest: &loaded.manifest,
@@ -214,18 +231,32 @@ pub fn dry_heal(
             known_hosts: target::known_hosts(&state_dir, &t.host.name),
             flag: args.manifest.cli_flag(),
         };
-        let mut previous = previous;
-        let run_id = engine::executor::new_run_id();
-        let heals =
-            super::heal::before_create(&t.client, &setup, mode, &mut previous, &run_id, true).await;
+        let found = async {
+            let planned = super::heal::inspect(&t.client, &setup, mode, previous.as_ref()).await?;
+            let guard = match snapshot {
+                true => Some(
+                    super::guard::plan(
+                        &t.client,
+                        &loaded.manifest,
+                        previous.as_ref(),
+                        &planned,
+                        &run_id,
+                    )
+                    .await?,
+                ),
+                false => None,
+            };
+            Ok((super::heal::planned_records(&planned, &run_id), guard))
+        }
+        .await;
         if let Some(sim) = t.sim {
             sim.shutdown().await;
         }
-        heals
+        found
     });
     rt.shutdown_timeout(Duration::from_secs(3));
     drop(lock);
-    heals
+    found
 }
 
 /// Per-action time limits: `--action-timeout` over site.yaml's
@@ -299,6 +330,8 @@ struct Todo<'a, 'm> {
     limit: Option<Duration>,
     /// This run's id (its heals carry it).
     run_id: String,
+    /// `create --snapshot`: what was snapshotted, and what checking after needs.
+    guard: Option<(super::guard::Guarding, super::guard::After<'a>)>,
 }
 
 async fn run<R: NodeRunner>(
@@ -315,6 +348,7 @@ async fn run<R: NodeRunner>(
         timeouts,
         limit,
         run_id,
+        guard,
     } = todo;
     let m = &loaded.manifest;
 
@@ -346,9 +380,16 @@ async fn run<R: NodeRunner>(
         ..RunOptions::default()
     };
     let executor = Executor::new(graph, runner, options, Some(ev_tx));
-    let result = executor.run(plan, store, previous, stop).await;
+    let (mut result, store) = executor.run_keeping(plan, store, previous, stop).await;
     drop(executor);
     let _ = rendering.await;
+    match guard {
+        Some((super::guard::Guarding::Taken(t), after)) => {
+            t.finish(&after, &mut result, store).await;
+        }
+        Some((super::guard::Guarding::Nothing(r), _)) => result.snapshot = Some(r),
+        None => {}
+    }
 
     if verb == Verb::Test {
         let r = Report {
@@ -372,6 +413,9 @@ async fn run<R: NodeRunner>(
         super::run::print_output(args, &out);
     } else {
         render::out(&render::summary::text(&out));
+    }
+    if let Some(g) = &out.outcome.snapshot {
+        render::err(&super::guard::text(g));
     }
     let failed_heals: Vec<String> = out
         .outcome

@@ -31,20 +31,25 @@ const REMOVE_TIMEOUT: Duration = Duration::from_secs(300);
 /// Create's steps that run again when a stopped guest is started: the start itself, and
 /// the waits for its address and SSH (a nested PVE's delegation too: its own driver then
 /// heals its guests).
-const RESTART_ACTIONS: [Action; 4] = [
+pub(crate) const RESTART_ACTIONS: [Action; 4] = [
     Action::StartVm,
     Action::WaitIp,
     Action::WaitSsh,
     Action::Delegate,
 ];
 
+/// `--heal` as given (`None` when not: each driver then heals with its default).
+pub fn given(args: &RunArgs) -> Option<Mode> {
+    args.heal.map(|h| match h {
+        HealArg::Restart => Mode::Restart,
+        HealArg::None => Mode::None,
+        HealArg::Recreate => Mode::Recreate,
+    })
+}
+
 /// The heal mode of a run: `create`'s (default restart); `--heal` on another verb is refused.
 pub fn mode(verb: Verb, args: &RunArgs) -> Result<Option<Mode>, Failure> {
-    let mode = match args.heal {
-        None | Some(HealArg::Restart) => Mode::Restart,
-        Some(HealArg::None) => Mode::None,
-        Some(HealArg::Recreate) => Mode::Recreate,
-    };
+    let mode = given(args).unwrap_or(Mode::Restart);
     match (verb, args.heal) {
         (Verb::Create, _) => Ok(Some(mode)),
         (_, None) => Ok(None),
@@ -66,19 +71,15 @@ pub struct Setup<'a> {
     pub flag: String,
 }
 
-/// Checks the completed nodes of `previous` on the host and heals them per `mode`,
-/// recording each repair in `previous.heals` (unless `dry_run`: then nothing is changed
-/// and the plan is returned as `planned` records). Under `Mode::None` a tree with problems
-/// is refused. Returns this run's records.
-pub async fn before_create(
+/// What healing `previous`'s completed nodes would do, read only. Under `Mode::None` a
+/// tree with problems is refused.
+pub async fn inspect(
     client: &PveClient,
     s: &Setup<'_>,
     mode: Mode,
-    previous: &mut Option<RunState>,
-    run_id: &str,
-    dry_run: bool,
-) -> Result<Vec<Heal>, Failure> {
-    let Some(st) = previous.as_mut() else {
+    previous: Option<&RunState>,
+) -> Result<Vec<Planned>, Failure> {
+    let Some(st) = previous else {
         return Ok(Vec::new());
     };
     let nodes = expects(s.manifest, st, s.sizes, &s.host.bridge, true);
@@ -103,19 +104,7 @@ pub async fn before_create(
         )))
     })?;
     let planned = heal::plan(&found, mode);
-    if planned.is_empty() {
-        return Ok(Vec::new());
-    }
-    let record = |p: &Planned, result: HealResult, error: Option<String>| Heal {
-        node: p.node.clone(),
-        what: p.step.name().to_string(),
-        detail: p.reason.clone(),
-        at: engine::clock::now(),
-        run_id: run_id.to_string(),
-        result,
-        error,
-    };
-    if mode == Mode::None {
+    if mode == Mode::None && !planned.is_empty() {
         let bad: Vec<String> = planned
             .iter()
             .map(|p| format!("{} ({})", p.node, p.reason))
@@ -143,14 +132,44 @@ pub async fn before_create(
             bad.join("; ")
         ))));
     }
-    if dry_run {
-        return Ok(planned
-            .iter()
-            .map(|p| record(p, HealResult::Planned, None))
-            .collect());
+    Ok(planned)
+}
+
+fn record(p: &Planned, run_id: &str, result: HealResult, error: Option<String>) -> Heal {
+    Heal {
+        node: p.node.clone(),
+        what: p.step.name().to_string(),
+        detail: p.reason.clone(),
+        at: engine::clock::now(),
+        run_id: run_id.to_string(),
+        result,
+        error,
     }
+}
+
+/// The plan as a dry run reports it.
+pub fn planned_records(planned: &[Planned], run_id: &str) -> Vec<Heal> {
+    planned
+        .iter()
+        .map(|p| record(p, run_id, HealResult::Planned, None))
+        .collect()
+}
+
+/// Makes the repairs [`inspect`] planned, recording each in `previous.heals`; this run's
+/// records.
+pub async fn apply(
+    client: &PveClient,
+    s: &Setup<'_>,
+    planned: &[Planned],
+    previous: &mut Option<RunState>,
+    run_id: &str,
+) -> Vec<Heal> {
+    let Some(st) = previous.as_mut() else {
+        return Vec::new();
+    };
+    let owner = st.owner();
     let mut out = Vec::new();
-    for p in &planned {
+    for p in planned {
         let (result, error) = match (&p.step, p.vmid) {
             (Step::Leave, _) | (_, None) => (HealResult::Skipped, None),
             (Step::Resize { .. }, Some(vmid)) => match heal::resize(client, vmid, &p.step).await {
@@ -180,10 +199,10 @@ pub async fn before_create(
                 }
             }
         };
-        out.push(record(p, result, error));
+        out.push(record(p, run_id, result, error));
     }
     st.heals.extend(out.iter().cloned());
-    Ok(out)
+    out
 }
 
 fn node_mut<'a>(st: &'a mut RunState, name: &str) -> Option<&'a mut NodeState> {

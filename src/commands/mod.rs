@@ -4,6 +4,7 @@
 pub mod config;
 pub mod execute;
 pub mod graph;
+pub mod guard;
 pub mod heal;
 pub mod host;
 pub mod host_node;

@@ -47,8 +47,10 @@ fn run_verb(
     }
     // What the run would refuse, the dry run refuses too.
     let ready = super::execute::prepare(args, &loaded, &site)?;
-    // `--heal` on a verb that does not heal is refused before anything is touched.
+    // `--heal` and `--snapshot` on a verb that does neither are refused before anything is
+    // touched.
     super::heal::mode(verb, args)?;
+    super::guard::wanted(verb, args)?;
     let graph = ManifestGraph::new(&loaded.manifest);
     let mut plan = Plan::build(verb, &graph, &args.host);
     plan.install_pve(&ready.images_with_pve()?);
@@ -71,17 +73,21 @@ fn run_verb(
             _ => ready.placement().to_vec(),
         };
         // A tree built before: what healing it would do comes first.
-        let heals = super::execute::dry_heal(verb, args, &loaded, ready)?;
+        let (heals, guard) = super::execute::dry_heal(verb, args, &loaded, ready)?;
         if args.json_output {
             let mut out = RunOutput {
                 placement,
                 ..dry_run_output(&plan, &graph, started)
             };
             out.outcome.heals = heals;
+            out.outcome.snapshot = guard;
             print_output(args, &out);
         } else {
             if !heals.is_empty() {
                 crate::out!("{}\n", super::heal::text(&heals, true));
+            }
+            if let Some(g) = &guard {
+                crate::out!("{}\n", super::guard::text(g));
             }
             crate::out!("{}", render::plan::text(&plan, &placement));
         }
@@ -180,6 +186,7 @@ fn dry_run_output<'m>(
         rolled_back: false,
         stop: None,
         heals: Vec::new(),
+        snapshot: None,
     };
     RunOutput {
         dry_run: true,

@@ -78,5 +78,26 @@ pub fn run(args: &StatusArgs, site_flag: Option<&Path>) -> Result<(), Failure> {
             );
         }
     }
+    if !st.snapshots.is_empty() {
+        crate::outln!("\n  snapshots around runs (create --snapshot):");
+        for g in &st.snapshots {
+            let guests: Vec<String> = g
+                .guests
+                .iter()
+                .map(|x| format!("{} ({})", x.node, x.vmid))
+                .collect();
+            crate::outln!(
+                "  {}  {}  {:15}  {}{}",
+                g.at,
+                g.snapshot,
+                g.result.as_str(),
+                guests.join(", "),
+                g.reason
+                    .as_ref()
+                    .map(|r| format!(": {r}"))
+                    .unwrap_or_default()
+            );
+        }
+    }
     Ok(())
 }

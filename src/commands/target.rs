@@ -15,7 +15,7 @@ use std::sync::Arc;
 use actions::nested::{InstalledPve, NestedHost, Nesting, SimulatedPve};
 use actions::pve::{tls, PveClient, PveTarget, TlsTrust};
 use actions::runner::{GuestSetup, PveRunner, Sizing, SshSetup};
-use actions::ssh::SshAuth;
+use actions::ssh::{HostKeyCheck, SshAuth, SshTarget};
 use engine::site_config::run::{RunSettings, TofuPlan, TrustSetting};
 use engine::site_config::HostConfig;
 use engine::site_config::{SiteConfig, SiteSecrets};
@@ -102,6 +102,8 @@ pub struct PassedOn {
     pub action_timeouts: Vec<(engine::plan::Action, u64)>,
     pub parallelism: Option<usize>,
     pub clones_per_host: Option<usize>,
+    /// `--heal`, when given (children's `create` heal their own guests).
+    pub heal: Option<actions::heal::Mode>,
 }
 
 /// Reads and checks, offline, everything a run on host `name` needs: the
@@ -456,6 +458,7 @@ impl Guests {
             action_timeouts: passed_on.action_timeouts.clone(),
             parallelism: passed_on.parallelism,
             clones_per_host: passed_on.clones_per_host,
+            heal: passed_on.heal,
             host: nested_host,
             child_auth: super::pull::child_auth(site, secrets.as_ref(), manifest),
         });
@@ -468,6 +471,21 @@ const OUTER_GUEST_NET: [u8; 2] = [127, 77];
 
 /// Guests answer SSH on the standard port.
 pub(crate) const GUEST_SSH_PORT: u16 = 22;
+
+/// The PVE host's own shell over SSH (its node file's `ip:`, `ssh_user:`, `ssh_port:`),
+/// its host key accepted once and pinned after (`known_hosts@HOST-host` in the state
+/// folder); `None` when the file gives no address or the host is simulated.
+pub fn host_ssh(host: &HostConfig, state_dir: &Path, auth: SshAuth) -> Option<SshTarget> {
+    if host.simulated {
+        return None;
+    }
+    host.ssh_host.as_ref().map(|ip| {
+        let known = state_dir.join(format!("known_hosts@{}-host", host.name));
+        SshTarget::new(ip.clone(), &host.ssh_user, auth)
+            .port(host.ssh_port)
+            .host_keys(HostKeyCheck::accept_new(Some(known)))
+    })
+}
 
 /// Where the guests' SSH host keys on `host` are recorded (accepted once, pinned after).
 pub fn known_hosts(state_dir: &Path, host: &str) -> std::path::PathBuf {

@@ -9,7 +9,7 @@ use std::sync::Arc;
 
 use actions::preflight::Check;
 use actions::pve::{GuestKind, PveClient};
-use actions::ssh::{HostKeyCheck, SshAuth, SshTarget};
+use actions::ssh::SshAuth;
 use actions::templates::check::{self, TemplateState};
 use actions::templates::{Ensured, ImageSetup};
 use engine::manifest::NodeKind;
@@ -81,14 +81,7 @@ pub fn image_setup(
             }
         }
     }
-    if !host.simulated {
-        setup.ssh = host.ssh_host.as_ref().map(|ip| {
-            let known = state_dir.join(format!("known_hosts@{}-host", host.name));
-            SshTarget::new(ip.clone(), &host.ssh_user, auth)
-                .port(host.ssh_port)
-                .host_keys(HostKeyCheck::accept_new(Some(known)))
-        });
-    }
+    setup.ssh = super::target::host_ssh(host, state_dir, auth);
     Ok(setup)
 }
 

@@ -161,6 +161,7 @@ mod tests {
             rolled_back: false,
             stop: None,
             heals: Vec::new(),
+            snapshot: None,
         };
         let dir = tempfile::tempdir().unwrap();
         let r = Report {

@@ -59,6 +59,9 @@ pub struct Nesting {
     /// `None`: the child's defaults.
     pub parallelism: Option<usize>,
     pub clones_per_host: Option<usize>,
+    /// `--heal` given to this driver, passed on to children's `create` (a nested PVE's
+    /// guests are healed by its own driver). `None`: the child's default.
+    pub heal: Option<crate::heal::Mode>,
     /// How a guest becomes a PVE host here.
     pub host: NestedHost,
     /// Per `pve` node: the pull-mode tokens its driver is given (see [`auth`]).
@@ -388,6 +391,26 @@ impl Nesting {
         Ok(())
     }
 
+    /// The flags of this driver's own command line that the child's gets too (`--heal`
+    /// only on `create`: the other verbs refuse it), each with a leading space.
+    pub fn passed_on(&self, phase: PhaseKind) -> String {
+        let mut extra: String = self
+            .action_timeouts
+            .iter()
+            .map(|(a, s)| format!(" --action-timeout {}={s}", a.name()))
+            .collect();
+        if let Some(n) = self.parallelism {
+            extra.push_str(&format!(" --parallelism {n}"));
+        }
+        if let Some(n) = self.clones_per_host {
+            extra.push_str(&format!(" --clones-per-host {n}"));
+        }
+        if let (Some(m), PhaseKind::Create) = (self.heal, phase) {
+            extra.push_str(&format!(" --heal {}", m.flag()));
+        }
+        extra
+    }
+
     /// Runs this verb for the subtree on the child driver and relays its
     /// events; the child's node outcomes and context come back.
     pub async fn delegate(
@@ -438,17 +461,7 @@ impl Nesting {
             .as_secs()
             .saturating_sub(self.timeout_buffer)
             .max(60);
-        let mut extra: String = self
-            .action_timeouts
-            .iter()
-            .map(|(a, s)| format!(" --action-timeout {}={s}", a.name()))
-            .collect();
-        if let Some(n) = self.parallelism {
-            extra.push_str(&format!(" --parallelism {n}"));
-        }
-        if let Some(n) = self.clones_per_host {
-            extra.push_str(&format!(" --clones-per-host {n}"));
-        }
+        let extra = self.passed_on(call.phase);
         // A driver still stopping there (its parent's connection was lost)
         // holds the state: the new one waits for it, within the same budget.
         let cmd = self.sh(&format!(

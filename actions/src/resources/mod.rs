@@ -2,11 +2,12 @@
 //! storages and tasks of one PVE node as plain rows (read through the one [`PveClient`]),
 //! selectors that pick guests ([`select`]), and what the verbs do to them ([`ops`]:
 //! power, delete with its ownership rule, config changes as a diff, create), snapshots
-//! ([`snapshots`]) and backups ([`backups`]). Rendering
+//! ([`snapshots`]), backups ([`backups`]) and clearing a stale config lock ([`locks`]). Rendering
 //! these rows is the CLI's business.
 
 pub mod backups;
 pub mod create;
+pub mod locks;
 pub mod ops;
 pub mod select;
 pub mod snapshots;

@@ -129,6 +129,7 @@ impl DebianGuest {
             action_timeouts: Vec::new(),
             parallelism: None,
             clones_per_host: None,
+            heal: None,
             child_auth: Default::default(),
             host: NestedHost::Installed(InstalledPve {
                 dir: self.path("root/var/lib/driver").display().to_string(),

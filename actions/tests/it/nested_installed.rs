@@ -114,6 +114,7 @@ impl PveGuest {
             action_timeouts: Vec::new(),
             parallelism: None,
             clones_per_host: None,
+            heal: None,
             child_auth: Default::default(),
             host: NestedHost::Installed(InstalledPve {
                 dir: self.path("var/lib/driver").display().to_string(),

@@ -167,6 +167,18 @@ impl<'g, 'm, R: NodeRunner> Executor<'g, 'm, R> {
         previous: Option<RunState>,
         stop: StopToken,
     ) -> RunOutcome {
+        self.run_keeping(plan, store, previous, stop).await.0
+    }
+
+    /// [`run`](Self::run), giving the store back (its lock still held) for what the caller
+    /// does after the run under the same lock (`create --snapshot`'s check and rollback).
+    pub async fn run_keeping(
+        &self,
+        plan: &Plan<'m>,
+        store: StateStore,
+        previous: Option<RunState>,
+        stop: StopToken,
+    ) -> (RunOutcome, Option<StateStore>) {
         let started = Instant::now();
         let o = &self.options;
         // A state that never recorded a guest (new, or left by a run that
@@ -298,7 +310,7 @@ impl<'g, 'm, R: NodeRunner> Executor<'g, 'm, R> {
         }
         let final_state = handle.read(Clone::clone);
         handle.close();
-        let _ = writer.join();
+        let store = writer.join();
 
         let timings = std::mem::take(&mut *timings.lock().unwrap_or_else(|p| p.into_inner()));
         let nodes = final_state
@@ -339,7 +351,7 @@ impl<'g, 'm, R: NodeRunner> Executor<'g, 'm, R> {
         let success = error.is_none();
         let seconds = started.elapsed().as_secs_f64();
         self.emit(Event::run(EventKind::RunFinished { success, seconds }));
-        RunOutcome {
+        let outcome = RunOutcome {
             verb: plan.verb,
             success,
             duration_seconds: seconds,
@@ -355,7 +367,9 @@ impl<'g, 'm, R: NodeRunner> Executor<'g, 'm, R> {
                 .filter(|h| h.run_id == o.run_id)
                 .cloned()
                 .collect(),
-        }
+            snapshot: None,
+        };
+        (outcome, store)
     }
 
     /// Brings the state in line with the guests on the host that carry its

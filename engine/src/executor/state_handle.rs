@@ -29,7 +29,7 @@ type Ack = oneshot::Sender<Result<(), RecordError>>;
 
 enum Msg {
     Append(Vec<Record>, Ack),
-    Snapshot(RunState, Ack),
+    Snapshot(Box<RunState>, Ack),
 }
 
 struct Shared {
@@ -162,7 +162,7 @@ impl StateHandle {
         let (ack, done) = oneshot::channel();
         {
             let st = self.lock().clone();
-            self.send(Msg::Snapshot(st, ack));
+            self.send(Msg::Snapshot(Box::new(st), ack));
         }
         done.await.unwrap_or(Err(RecordError::WriterStopped))
     }

@@ -12,6 +12,7 @@
 //! removed without a new [`PROTOCOL`] version.
 
 mod event;
+mod guard;
 mod heal;
 mod path;
 mod stop;
@@ -23,6 +24,7 @@ use serde::{Deserialize, Serialize};
 use crate::action::{Action, PhaseKind, Verb};
 
 pub use event::{Event, EventKind, RESULT_EVENT};
+pub use guard::{GuardResult, GuardedGuest, SnapshotGuard};
 pub use heal::{Heal, HealResult};
 pub use path::{NodePath, NodePathError};
 pub use stop::StopReason;
@@ -175,6 +177,9 @@ pub struct RunOutcome {
     /// What this run repaired on a tree that existed already (`create --heal`).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub heals: Vec<Heal>,
+    /// What `create --snapshot` did around this run.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub snapshot: Option<SnapshotGuard>,
 }
 
 impl RunOutcome {
@@ -191,6 +196,7 @@ impl RunOutcome {
             rolled_back: false,
             stop: None,
             heals: Vec::new(),
+            snapshot: None,
         }
     }
 }

@@ -28,7 +28,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::manifest::Manifest;
 use crate::outcome::NodeStatus;
-pub use crate::outcome::{Heal, HealResult};
+pub use crate::outcome::{GuardResult, GuardedGuest, Heal, HealResult, SnapshotGuard};
 use crate::plan::Action;
 
 pub const STATE_VERSION: u32 = 1;
@@ -106,9 +106,13 @@ pub struct RunState {
     /// [`HEALS_KEPT`] kept across runs.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub heals: Vec<Heal>,
+    /// What `create --snapshot` did around each run that used it, oldest first, the last
+    /// [`HEALS_KEPT`] kept across runs.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub snapshots: Vec<SnapshotGuard>,
 }
 
-/// How many heal records a state keeps.
+/// How many heal (and snapshot guard) records a state keeps.
 pub const HEALS_KEPT: usize = 100;
 
 impl RunState {
@@ -127,6 +131,10 @@ impl RunState {
             .map(|p| p.heals.clone())
             .unwrap_or_default();
         heals.drain(..heals.len().saturating_sub(HEALS_KEPT));
+        let snapshots = previous
+            .as_ref()
+            .map(|p| p.snapshots.clone())
+            .unwrap_or_default();
         let mut old: BTreeMap<String, NodeState> = previous
             .map(|p| p.nodes.into_iter().map(|n| (n.name.clone(), n)).collect())
             .unwrap_or_default();
@@ -153,6 +161,7 @@ impl RunState {
             nodes,
             context: BTreeMap::new(),
             heals,
+            snapshots,
         }
     }
 
@@ -174,6 +183,13 @@ impl RunState {
                 }
             }
         }
+    }
+
+    /// Records what `create --snapshot` did, keeping the last [`HEALS_KEPT`].
+    pub fn record_guard(&mut self, g: SnapshotGuard) {
+        self.snapshots.push(g);
+        let extra = self.snapshots.len().saturating_sub(HEALS_KEPT);
+        self.snapshots.drain(..extra);
     }
 
     pub fn node(&self, name: &str) -> Option<&NodeState> {

@@ -1,6 +1,7 @@
 //! `/sim/...`: the simulator's own control endpoints (not PVE's), authenticated like the API.
 //! `GET /sim/state` (guests, faults, time scale), `GET|POST|DELETE /sim/faults`,
-//! `DELETE /sim/faults/{id}`, `PUT /sim/time-scale` with `{"time_scale": F}`.
+//! `DELETE /sim/faults/{id}`, `PUT /sim/time-scale` with `{"time_scale": F}`, and
+//! `POST /sim/host/exec`: a command on the host's own command line (`super::host_cli`).
 
 use std::sync::Arc;
 
@@ -108,6 +109,7 @@ pub(crate) fn route(
             shared.set_time_scale(f);
             data(TimeScale { time_scale: f })
         }
+        ("POST", ["host", "exec"]) => super::host_cli::exec(shared, body),
         _ => Err(ApiError::new(
             501,
             format!("Method '{method} /sim/{}' not implemented", segs.join("/")),

@@ -5,7 +5,8 @@
 //! `aplinfo` (the appliance index and its downloads), `tasks` (task list,
 //! status, log), `guests` (QEMU and LXC: create, clone, config, resize, power, delete,
 //! agent, migrate, snapshots, restores), `vzdump` (backups and removing file volumes), `admin`
-//! (`/sim/...`: faults, state, time scale); `request` is what they share.
+//! (`/sim/...`: faults, state, time scale), `host_cli` (`/sim/host/exec`: the host's own
+//! `qm|pct unlock`); `request` is what they share.
 //! Answers are serde structs of PVE's JSON shapes, declared beside their handlers.
 
 pub(crate) mod access;
@@ -15,6 +16,7 @@ mod cluster;
 pub(crate) mod content;
 mod download;
 mod guests;
+mod host_cli;
 mod request;
 mod storage;
 mod tasks;

@@ -5,7 +5,7 @@ use std::collections::HashMap;
 use std::path::Path;
 use std::time::Duration;
 
-use actions::health::{self, Expect, NodeHealth, Options};
+use actions::health::{self, Expect, NodeHealth, Options, Problem};
 use actions::resources::Kind;
 use engine::manifest::NodeKind;
 use engine::outcome::NodeStatus;
@@ -45,6 +45,14 @@ impl Columns for Row<'_> {
                 let v = serde_json::to_value(p).unwrap_or_default();
                 let name = v["problem"].as_str().unwrap_or("?").to_string();
                 match (v.get("key"), v.get("want"), v.get("have")) {
+                    _ if name == "locked" => format!(
+                        "locked ({}{})",
+                        v["lock"].as_str().unwrap_or("?"),
+                        match v["seconds"].as_u64() {
+                            Some(s) => format!(", by a task running {s}s"),
+                            None => ", no task holds it".into(),
+                        }
+                    ),
                     (Some(k), Some(w), Some(h)) => format!(
                         "{name} {}: {} (want {})",
                         k.as_str().unwrap_or(""),
@@ -165,12 +173,40 @@ pub fn run(a: &CheckArgs, site_flag: Option<&Path>) -> Result<(), Failure> {
         .filter(|n| !n.healthy)
         .map(|n| n.name.as_str())
         .collect();
+    let mut help = format!(
+        "`driver create {} -H {}` repairs what it can",
+        a.manifest.cli_flag(),
+        a.host.host
+    );
+    // A lock no task holds is never healed: driver clears it only when asked.
+    for n in &doc.nodes {
+        for p in &n.problems {
+            if let Problem::Locked {
+                lock,
+                seconds: None,
+                ..
+            } = p
+            {
+                let kind = expects
+                    .iter()
+                    .find(|e| e.name == n.name)
+                    .map_or("vm", |e| e.kind.name());
+                help.push_str(&format!(
+                    "; {} is locked ({lock}) with no task holding it: `driver {kind} unlock {} -H {}` clears it{}",
+                    n.name,
+                    n.name,
+                    a.host.host,
+                    if lock == "rollback" {
+                        ", then roll back again (a failed rollback leaves this lock)"
+                    } else {
+                        ""
+                    }
+                ));
+            }
+        }
+    }
     Err(Failure::Unhealthy(Some(miette::miette!(
-        help = format!(
-            "`driver create {} -H {}` repairs what it can",
-            a.manifest.cli_flag(),
-            a.host.host
-        ),
+        help = help,
         "{} of {} node(s) of '{}' on {} have problems: {}",
         bad.len(),
         doc.nodes.len(),

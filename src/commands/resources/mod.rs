@@ -1,7 +1,7 @@
 //! The resource verbs (`get`, `describe`, `vm|ct ...`, `tasks`, `completion`, `snapshot`,
-//! `backup`, `restore`): connect to
-//! a host, pick guests with targets and selectors, ask before destroying, and hand the rows
-//! to `render::resources`. The work itself is `actions::resources`.
+//! `backup`, `restore`): connect to a host (and know its own shell, for what PVE offers
+//! only there), pick guests with targets and selectors, ask before destroying, and hand the
+//! rows to `render::resources`. The work itself is `actions::resources`.
 
 pub mod backup;
 pub mod check;
@@ -16,6 +16,7 @@ use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
 
 use actions::pve::{PveClient, PveError};
+use actions::resources::locks::HostShell;
 use actions::resources::select::{Member, Membership, Selector, Target};
 use actions::resources::{self as res, GuestRow, Kind};
 use engine::site_config::SiteConfig;
@@ -42,6 +43,9 @@ pub struct Conn {
     pub client: PveClient,
     pub host: String,
     pub state_dir: PathBuf,
+    /// The host's own command line (`qm unlock`): `None` when its node file gives no
+    /// address to reach it over SSH.
+    pub shell: Option<HostShell>,
     sim: Option<super::simhost::SimLease>,
 }
 
@@ -60,11 +64,21 @@ impl Conn {
             nodes: Vec::new(),
         };
         let checked = target::check(&site, &args.host, &empty)?;
+        let shell = match checked.host.simulated {
+            true => Some(HostShell::Simulator),
+            false => {
+                let key = site.default_str("ssh_key").map(PathBuf::from);
+                let auth = super::hostcheck::host_auth(key.as_deref());
+                target::host_ssh(&checked.host, &state_dir, auth)
+                    .map(|t| HostShell::Ssh(Box::new(t)))
+            }
+        };
         let (t, _) = target::connect(checked, &state_dir).await?;
         Ok(Conn {
             client: t.client,
             host: args.host.clone(),
             state_dir,
+            shell,
             sim: t.sim,
         })
     }

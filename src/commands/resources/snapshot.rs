@@ -98,14 +98,12 @@ pub async fn guests_of(conn: &Conn, g: &Guests) -> Result<Vec<GuestRow>, Failure
     }
 }
 
-/// Refuses (nothing done) when a guest is not driver's, unless `force`.
-pub async fn check_owned(
+/// The guests driver did not make (as `NAME (VMID): who made it`), with their provenance.
+async fn provenance(
     conn: &Conn,
     guests: &[GuestRow],
-    force: bool,
-    what: &str,
-) -> Result<(), Failure> {
-    let mut refused = Vec::new();
+) -> Result<Vec<(String, Provenance)>, Failure> {
+    let mut out = Vec::new();
     for g in guests {
         let cfg = conn
             .client
@@ -114,13 +112,37 @@ pub async fn check_owned(
             .map_err(pve_failure)?;
         match Provenance::of_config(&cfg) {
             p if p.by_driver() => {}
-            p if force && !matches!(p, Provenance::Template) => crate::errln!(
-                "warning: {what} {} ({}), made by {}: --force-unowned",
-                g.name,
-                g.vmid,
+            p => out.push((format!("{} ({})", g.name, g.vmid), p)),
+        }
+    }
+    Ok(out)
+}
+
+/// The guests driver did not make, as `NAME (VMID): who made it`.
+pub async fn unowned(conn: &Conn, guests: &[GuestRow]) -> Result<Vec<String>, Failure> {
+    Ok(provenance(conn, guests)
+        .await?
+        .into_iter()
+        .map(|(g, p)| format!("{g}: {}", p.describe()))
+        .collect())
+}
+
+/// Refuses (nothing done) when a guest is not driver's, unless `force`.
+pub async fn check_owned(
+    conn: &Conn,
+    guests: &[GuestRow],
+    force: bool,
+    what: &str,
+) -> Result<(), Failure> {
+    let mut refused = Vec::new();
+    for (g, p) in provenance(conn, guests).await? {
+        if force && !matches!(p, Provenance::Template) {
+            crate::errln!(
+                "warning: {what} {g}, made by {}: --force-unowned",
                 p.describe()
-            ),
-            p => refused.push(format!("{} ({}): {}", g.name, g.vmid, p.describe())),
+            );
+        } else {
+            refused.push(format!("{g}: {}", p.describe()));
         }
     }
     if refused.is_empty() {

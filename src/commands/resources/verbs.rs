@@ -1,13 +1,14 @@
-//! `driver vm|ct start|stop|shutdown|reboot|delete|set|create`: bulk verbs over the guests
-//! a selection picks (several at once), each guest's outcome reported; destructive verbs
-//! ask first; delete acts only on guests driver made unless told otherwise.
+//! `driver vm|ct start|stop|shutdown|reboot|delete|unlock|set|create`: bulk verbs over the
+//! guests a selection picks (several at once), each guest's outcome reported; destructive
+//! verbs ask first; delete acts only on guests driver made unless told otherwise, unlock
+//! only on those.
 
 use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
 use actions::resources::ops::{self, Change, Power, Provenance};
-use actions::resources::{GuestRow, Kind};
+use actions::resources::{locks, GuestRow, Kind};
 use serde::Serialize;
 
 use super::{confirm, pick, pick_for_verb, pve_failure, run_err, with_conn, Conn, Failure};
@@ -52,6 +53,7 @@ pub fn run(kind: KindArg, cmd: &GuestCmd, site: Option<&Path>) -> Result<(), Fai
         GuestCmd::Shutdown(a) => power(kind, Power::Shutdown, a, site),
         GuestCmd::Reboot(a) => power(kind, Power::Reboot, a, site),
         GuestCmd::Delete(a) => delete(kind, a, site),
+        GuestCmd::Unlock(a) => unlock(kind, a, site),
         GuestCmd::Set(a) => set(kind, a, site),
         GuestCmd::Create(a) => super::create::run(kind, a, site),
     }
@@ -230,6 +232,75 @@ fn delete(kind: Kind, a: &DeleteArgs, site: Option<&Path>) -> Result<(), Failure
         .await)
     })?;
     report(&outcomes, v.output)
+}
+
+fn unlock(kind: Kind, a: &VerbArgs, site: Option<&Path>) -> Result<(), Failure> {
+    let timeout = Duration::from_secs(a.timeout);
+    let outcomes = with_conn(&a.host, site, async |c: &Conn| {
+        let guests = pick_for_verb(c, kind, &a.select).await?;
+        if guests.is_empty() {
+            return Err(nothing_selected(kind, &c.host));
+        }
+        let refused = super::snapshot::unowned(c, &guests).await?;
+        if !refused.is_empty() {
+            return Err(Failure::usage(miette::miette!(
+                help = "driver clears locks only on guests it made (on others: `qm unlock VMID` \
+                        on the host, once sure no task holds the lock)",
+                "refusing to unlock, nothing was done:\n  {}",
+                refused.join("\n  ")
+            )));
+        }
+        let Some(shell) = c.shell.clone() else {
+            return Err(Failure::usage(miette::miette!(
+                help = format!(
+                    "set `ip:` (and `ssh_user:`) in the node file of {}, or run `{}` on the host",
+                    c.host,
+                    locks::unlock_command(kind, guests[0].vmid)
+                ),
+                "PVE clears a lock only on the host itself, and driver has no SSH address for {}",
+                c.host
+            )));
+        };
+        if a.dry_run {
+            return Ok(planned(&guests, "unlock"));
+        }
+        confirm(
+            &format!(
+                "clear the config lock of {} on {} (refused where a task still holds it)",
+                plural(guests.len(), kind),
+                c.host
+            ),
+            a.yes,
+        )?;
+        let (client, host) = (c.client.clone(), c.host.clone());
+        Ok(each(&guests, "unlock", move |g| {
+            let (client, shell, host) = (client.clone(), shell.clone(), host.clone());
+            async move {
+                let lock = locks::unlock(&client, &shell, &g, timeout)
+                    .await
+                    .map_err(|e| e.to_string())?;
+                crate::errln!(
+                    "{} {} ({}): lock '{lock}' cleared{}",
+                    g.kind.name(),
+                    g.name,
+                    g.vmid,
+                    if lock == "rollback" {
+                        format!(
+                            "; the rollback did not complete, so its disks may be part rolled \
+                             back: roll back again (`driver snapshot rollback {} -H {host} --name \
+                             SNAPSHOT`)",
+                            g.name
+                        )
+                    } else {
+                        String::new()
+                    }
+                );
+                Ok(())
+            }
+        })
+        .await)
+    })?;
+    report(&outcomes, a.output)
 }
 
 #[derive(Serialize)]

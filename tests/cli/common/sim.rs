@@ -134,6 +134,79 @@ pub fn wait_for_journal_text(path: &Path, what: &str, found: impl Fn(&str) -> bo
     }
 }
 
+/// Runs `cmd` in guest `ip` over SSH with the OpenSSH client and driver's own key, as the
+/// user driver's guests are made with.
+pub fn ssh_output(state: &Path, ip: &str, cmd: &str) -> std::process::Output {
+    let key = state.join("ssh/id_ed25519");
+    std::process::Command::new("ssh")
+        .args(["-i", key.to_str().unwrap(), "-p", "2222"])
+        .args([
+            "-o",
+            "BatchMode=yes",
+            "-o",
+            "IdentitiesOnly=yes",
+            "-o",
+            "ConnectTimeout=5",
+        ])
+        .args([
+            "-o",
+            "StrictHostKeyChecking=no",
+            "-o",
+            "UserKnownHostsFile=/dev/null",
+        ])
+        .args(["-o", "LogLevel=ERROR", &format!("homestak@{ip}"), cmd])
+        .stdin(Stdio::null())
+        .output()
+        .expect("ssh runs (apt-get install openssh-client)")
+}
+
+pub fn ssh(state: &Path, ip: &str, cmd: &str) -> String {
+    let out = ssh_output(state, ip, cmd);
+    assert!(
+        out.status.success(),
+        "ssh {ip} {cmd}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// Runs `cmd` over SSH in guest `vmid` once it answers, at the address its agent reports
+/// (a restart may give it another); its output.
+pub fn ssh_when_up(state: &Path, held: &HeldSim, vmid: u32, cmd: &str) -> String {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
+    loop {
+        let ip = held
+            .call(held.client.guest_ipv4(actions::pve::GuestKind::Qemu, vmid))
+            .ok()
+            .flatten();
+        let out = ip.as_deref().map(|ip| ssh_output(state, ip, cmd));
+        match out {
+            Some(out) if out.status.success() => {
+                return String::from_utf8_lossy(&out.stdout).into_owned()
+            }
+            _ => assert!(
+                std::time::Instant::now() < deadline,
+                "guest {vmid} never answered SSH: {:?}\n{}",
+                out.map(|o| String::from_utf8_lossy(&o.stderr).into_owned()),
+                sim_run(
+                    state,
+                    &[
+                        "describe",
+                        "vm",
+                        &vmid.to_string(),
+                        "-H",
+                        "sim",
+                        "-o",
+                        "json"
+                    ]
+                )
+                .stdout
+            ),
+        }
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    }
+}
+
 /// The simulator of host `sim` for a state folder, held by the test itself (as a run holds
 /// it), so the test can act on the host behind driver's back through its API while driver
 /// commands come and go. Leaves it when dropped.

@@ -15,6 +15,10 @@ use crate::schema::{validate, ParamSpec};
 use crate::state::{Shared, State};
 use crate::tasks::{self, Job};
 
+/// The one user PVE lets skip a guest's lock or set its `lock` property: `root@pam`
+/// logged in with its password (a ticket), not one of its API tokens.
+pub(super) const ROOT: &str = "root@pam";
+
 /// `VM` or `CT`, as PVE's messages name a guest.
 pub(super) fn type_str(kind: GuestKind) -> &'static str {
     match kind {
@@ -99,6 +103,14 @@ pub(super) fn checked(
     }
     let mut out = validate(&p, spec, config_of)?;
     out.remove("node");
+    // qemu-server and pve-container: `skiplock` is root@pam's alone (an API token of
+    // root@pam is `root@pam!NAME`, another user to this check).
+    if out.contains_key("skiplock") && req.user != ROOT {
+        return Err(ApiError::param(
+            "skiplock",
+            "Only root may use this option.",
+        ));
+    }
     Ok(out)
 }
 

@@ -218,6 +218,13 @@ pub(super) async fn set_config(
     if !errors.is_empty() {
         return Err(ApiError::params(errors));
     }
+    // qemu-server's `check_vm_modify_config_perm`: `lock` falls through to "only root"
+    // (pve-container checks the lock first and offers no `skiplock` at all).
+    let touches_lock = values.contains_key("lock") || delete.iter().any(|d| d == "lock");
+    if kind == GuestKind::Qemu && touches_lock && req.user != super::common::ROOT {
+        return Err(ApiError::internal("only root can set 'lock' config"));
+    }
+    let skiplock = skiplock && kind == GuestKind::Qemu;
     if values.is_empty() && delete.is_empty() {
         return Err(ApiError::internal("no options specified"));
     }

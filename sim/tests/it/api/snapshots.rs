@@ -2,12 +2,14 @@
 //! config, a rollback brings both back (stopping a running guest), snapshot deletion relinks
 //! parents, the `snapshot` lock held by a running snapshot task refuses a second one;
 //! vzdump writes a listed archive with notes, a restore (new vmid, or over the guest with
-//! `force`) brings back config and files, the archive is deleted by an `imgdel` task.
+//! `force`) brings back config and files, the archive is deleted by an `imgdel` task. A
+//! failed rollback leaves its `rollback` lock, which an API token cannot clear (only
+//! root@pam's password login, or `qm unlock` on the host).
 
 use std::time::Duration;
 
-use crate::common::{encode, start};
-use serde_json::Value;
+use crate::common::{encode, start, Auth};
+use serde_json::{json, Value};
 use sim::{Fault, FaultKind, Op};
 
 use super::{cfg, ok_task, NODE, WAIT};
@@ -361,5 +363,102 @@ async fn vzdump_of_a_locked_guest_ends_with_job_errors() {
         "{log:?}"
     );
     c.wait_task(NODE, &snap, Duration::from_secs(120)).await;
+    h.shutdown().await;
+}
+
+/// What `POST /sim/host/exec` answers for `command`: exit code and stderr.
+async fn host(c: &crate::common::Client, command: &str) -> (i64, String) {
+    let r = c
+        .post_json("/sim/host/exec", &json!({ "command": command }))
+        .await;
+    let v = r.ok();
+    (
+        v["exit_code"].as_i64().unwrap(),
+        v["stderr"].as_str().unwrap().to_string(),
+    )
+}
+
+/// A rollback that fails (here: injected) leaves `lock: rollback` on the VM, as PVE does;
+/// everything else is refused while it holds. An API token, root@pam's own too, cannot
+/// clear it: `skiplock` and the `lock` property are root@pam's alone (qemu-server checks
+/// the user, and a token's user is `root@pam!NAME`). The host's `qm unlock` clears it, and
+/// so does root@pam logged in with its password; `pct unlock` dies when there is no lock.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failed_rollback_leaves_a_lock_only_root_or_the_host_clears() {
+    let (h, c) = start(sim::SimConfig {
+        root_password: Some("s3cret".into()),
+        ..cfg()
+    })
+    .await;
+    clone_vm(&c, "100", "locked").await;
+    let snap = c
+        .post("/nodes/pve/qemu/100/snapshot", &[("snapname", "s1")])
+        .await
+        .upid();
+    ok_task(&c, &snap).await;
+    let mut f = Fault::new(FaultKind::TaskFailure { message: None });
+    f.op = Some(Op::Rollback);
+    f.vmid = Some(100);
+    h.inject(f);
+    let fail_rollback = || async {
+        let upid = c
+            .post("/nodes/pve/qemu/100/snapshot/s1/rollback", &[])
+            .await
+            .upid();
+        err_task(&c, &upid).await;
+        let conf = c.get("/nodes/pve/qemu/100/config").await.ok().clone();
+        assert_eq!(conf["lock"], "rollback", "{conf}");
+    };
+    fail_rollback().await;
+    let cfg_path = "/nodes/pve/qemu/100/config";
+    let r = c.put(cfg_path, &[("cores", "2")]).await;
+    assert_eq!((r.status, r.message()), (500, "VM is locked (rollback)\n"));
+
+    let r = c
+        .put(cfg_path, &[("delete", "lock"), ("skiplock", "1")])
+        .await;
+    assert_eq!(r.status, 400, "{r:?}");
+    assert_eq!(
+        r.body["errors"]["skiplock"],
+        "Only root may use this option."
+    );
+    let r = c.put(cfg_path, &[("delete", "lock")]).await;
+    assert_eq!(
+        (r.status, r.message()),
+        (500, "only root can set 'lock' config\n")
+    );
+
+    // On the host: `qm unlock`.
+    assert_eq!(host(&c, "qm unlock 100").await, (0, String::new()));
+    let conf = c.get(cfg_path).await.ok().clone();
+    assert!(conf.get("lock").is_none(), "{conf}");
+    let (code, err) = host(&c, "pct unlock 100").await;
+    assert_eq!(code, 255);
+    assert_eq!(
+        err,
+        "Configuration file 'nodes/pve/lxc/100.conf' does not exist\n"
+    );
+    assert_eq!(host(&c, "qm destroy 100").await.0, 127);
+
+    // root@pam with its password: `skiplock` and `delete=lock`.
+    fail_rollback().await;
+    let t = c
+        .with_auth(Auth::None)
+        .post(
+            "/access/ticket",
+            &[("username", "root@pam"), ("password", "s3cret")],
+        )
+        .await
+        .ok()
+        .clone();
+    let root = c.with_auth(Auth::Ticket {
+        ticket: t["ticket"].as_str().unwrap().to_string(),
+        csrf: t["CSRFPreventionToken"].as_str().map(str::to_string),
+    });
+    root.put(cfg_path, &[("delete", "lock"), ("skiplock", "1")])
+        .await
+        .ok();
+    let conf = c.get(cfg_path).await.ok().clone();
+    assert!(conf.get("lock").is_none(), "{conf}");
     h.shutdown().await;
 }
