@@ -17,9 +17,13 @@
 //! Each step checks first, so a resumed run redoes only what is missing.
 //! Everything the child needs is written as files in the guest (never put
 //! in a command line): its site-config subset, secrets limited to its own
-//! API token and SSH key, and the subtree.
+//! API token, SSH key and the pull-mode tokens of its subtree
+//! (`engine::site_config::pve_config::ChildAuth`), and the subtree.
+//!
+//! A `pve` node in pull mode does the same to itself ([`NestedHost`]'s steps, run on the
+//! node by `crate::node_config::pve`), from what it fetches from the run's controller; the
+//! parent then downloads its images and delegates to it as here.
 
-pub mod auth;
 pub mod installed;
 pub mod simulated;
 
@@ -33,7 +37,9 @@ use engine::executor::{ActionCall, ActionError, ActionErrorKind, ActionOutput, S
 use engine::manifest::Manifest;
 use engine::outcome::NodePath;
 use engine::plan::PhaseKind;
+use engine::site_config::pve_config::{api_token_in, ChildAuth};
 
+use crate::host::{Host, Shell};
 use crate::ssh::{self, shell_quote, Connection, Flag, SshError, StreamOptions};
 
 pub use installed::InstalledPve;
@@ -61,14 +67,111 @@ pub struct Nesting {
     pub clones_per_host: Option<usize>,
     /// How a guest becomes a PVE host here.
     pub host: NestedHost,
-    /// Per `pve` node: the pull-mode tokens its driver is given (see [`auth`]).
-    pub child_auth: std::collections::BTreeMap<String, auth::ChildAuth>,
+    /// Per `pve` node: the pull-mode tokens its driver is given.
+    pub child_auth: std::collections::BTreeMap<String, ChildAuth>,
 }
 
 #[derive(Clone, Debug)]
 pub enum NestedHost {
     Simulated(SimulatedPve),
     Installed(InstalledPve),
+}
+
+/// `cmd` run in folder `dir`.
+pub(crate) fn sh(dir: &str, cmd: &str) -> String {
+    format!("cd {} && {cmd}", shell_quote(dir))
+}
+
+impl NestedHost {
+    /// The folder in the guest that holds the child driver and its files: a simulated
+    /// guest's own folder (where its commands start), or the installed one's.
+    pub fn dir(&self) -> &str {
+        match self {
+            NestedHost::Simulated(_) => ".",
+            NestedHost::Installed(i) => &i.dir,
+        }
+    }
+
+    /// What the host steps see as `/` in the guest (a simulated guest's paths are relative
+    /// to its folder).
+    fn root(&self) -> &str {
+        match self {
+            NestedHost::Simulated(_) => "",
+            NestedHost::Installed(i) => &i.root,
+        }
+    }
+
+    /// The guest, through `shell`, as the steps see it.
+    pub fn host(&self, shell: Shell, name: &str) -> Host {
+        Host {
+            shell,
+            root: self.root().to_string(),
+            label: name.to_string(),
+        }
+    }
+
+    /// PVE is there and answers: the nested simulator started (its service written), or an
+    /// installed PVE's API up and its storage set.
+    pub async fn setup_pve(&self, h: &Host, guest: &Guest<'_>) -> Result<(), ActionError> {
+        match self {
+            NestedHost::Simulated(s) => s.start(h, guest).await,
+            NestedHost::Installed(i) => i.check_pve(h, guest).await,
+        }
+    }
+
+    /// The bridge the child's guests use.
+    pub async fn configure_bridge(&self, h: &Host, guest: &Guest<'_>) -> Result<(), ActionError> {
+        match self {
+            NestedHost::Simulated(s) => s.check_bridge(h, guest).await,
+            NestedHost::Installed(i) => i.ensure_bridge(h, guest).await,
+        }
+    }
+
+    /// The child driver's API token (one whose secret the child's secrets lack is replaced:
+    /// a token's secret is shown only once), written with the child's node file and its
+    /// secrets (the token and `auth`'s), all in [`dir`](Self::dir).
+    pub async fn create_api_token(
+        &self,
+        h: &Host,
+        guest: &Guest<'_>,
+        auth: &ChildAuth,
+    ) -> Result<(), ActionError> {
+        let (token, node_file) = match self {
+            NestedHost::Simulated(s) => s.api_token(h, guest).await?,
+            NestedHost::Installed(i) => i.api_token(h, guest).await?,
+        };
+        let path = |rel: &str| format!("{}/{rel}", self.dir());
+        h.write(
+            &path(&format!("site-config/nodes/{}.yaml", guest.name)),
+            &node_file,
+            0o644,
+        )
+        .await?;
+        // `None`: the child's secrets hold the token that is there (kept, and rewritten
+        // only to carry its subtree's pull-mode tokens).
+        let token = match token {
+            Some(t) => Some(t),
+            None if auth.is_empty() => None,
+            None => {
+                let held = h
+                    .ok(&sh(self.dir(), "cat site-config/secrets.yaml"), SHORT)
+                    .await?;
+                Some(api_token_in(&held, guest.name).ok_or_else(|| {
+                    fail(format!(
+                        "{}'s site-config/secrets.yaml holds its API token in a form this \
+                         driver did not write: remove the file there to have a new token made",
+                        guest.name
+                    ))
+                })?)
+            }
+        };
+        if let Some(token) = token {
+            let secrets = auth.secrets_yaml(guest.name, &token);
+            h.write(&path("site-config/secrets.yaml"), &secrets, 0o600)
+                .await?;
+        }
+        Ok(())
+    }
 }
 
 /// The guest one nested-host step works on.
@@ -143,10 +246,7 @@ const CHILD_TOKEN: &str = "driver-child";
 impl Nesting {
     /// The folder in the guest that holds the child driver and its files.
     fn dir(&self) -> &str {
-        match &self.host {
-            NestedHost::Simulated(_) => ".",
-            NestedHost::Installed(i) => &i.dir,
-        }
+        self.host.dir()
     }
 
     /// `rel` inside [`dir`](Self::dir), for uploads.
@@ -156,7 +256,12 @@ impl Nesting {
 
     /// `cmd` run in [`dir`](Self::dir).
     fn sh(&self, cmd: &str) -> String {
-        format!("cd {} && {cmd}", shell_quote(self.dir()))
+        sh(self.dir(), cmd)
+    }
+
+    /// The guest over `conn`, as the host steps see it.
+    fn on(&self, conn: &Connection, name: &str) -> Host {
+        self.host.host(Shell::Ssh(conn.clone()), name)
     }
 
     /// Runs one create step of the PVE lifecycle on `guest` (reached at
@@ -197,9 +302,13 @@ impl Nesting {
         target: &ssh::SshTarget,
         guest: &Guest<'_>,
     ) -> Result<(), ActionError> {
+        let mut h = self.on(conn, guest.name);
         match &self.host {
-            NestedHost::Simulated(s) => s.install(self, conn, guest).await,
-            NestedHost::Installed(i) => i.install_pve(conn, target, guest).await,
+            NestedHost::Simulated(s) => {
+                self.ensure_binary(conn, guest).await?;
+                s.install(&h, guest).await
+            }
+            NestedHost::Installed(i) => i.install_pve(&mut h, target, guest).await,
         }
     }
 
@@ -232,10 +341,7 @@ impl Nesting {
             )
             .await?;
         }
-        match &self.host {
-            NestedHost::Simulated(s) => s.start(self, conn, guest).await,
-            NestedHost::Installed(i) => i.check_pve(self, conn, guest).await,
-        }
+        self.host.setup_pve(&self.on(conn, guest.name), guest).await
     }
 
     /// This driver in [`dir`](Self::dir), uploaded unless the same build is there.
@@ -283,56 +389,17 @@ impl Nesting {
         Ok(())
     }
 
-    /// The child driver's API token (one whose secret the child's secrets
-    /// lack is replaced: a token's secret is shown only once), written with
-    /// the child's node file.
+    /// The child driver's API token, node file and secrets (its API token and its
+    /// subtree's pull-mode tokens).
     pub async fn create_api_token(
         &self,
         conn: &Connection,
         guest: &Guest<'_>,
     ) -> Result<(), ActionError> {
-        let (token, node_file) = match &self.host {
-            NestedHost::Simulated(s) => s.api_token(self, conn, guest).await?,
-            NestedHost::Installed(i) => i.api_token(self, conn, guest).await?,
-        };
-        conn.upload_bytes(
-            node_file,
-            &self.path(&format!("site-config/nodes/{}.yaml", guest.name)),
-            0o644,
-            SHORT,
-        )
-        .await?;
         let auth = self.child_auth.get(guest.name).cloned().unwrap_or_default();
-        // `None`: the child's secrets hold the token that is there (kept, and rewritten
-        // only to carry its subtree's pull-mode tokens).
-        let token = match token {
-            Some(t) => Some(t),
-            None if auth.is_empty() => None,
-            None => {
-                let held = conn
-                    .exec(&self.sh("cat site-config/secrets.yaml"), SHORT)
-                    .await?
-                    .check()?;
-                Some(auth::api_token_in(&held.stdout, guest.name).ok_or_else(|| {
-                    fail(format!(
-                        "{}'s site-config/secrets.yaml holds its API token in a form this \
-                         driver did not write: remove the file there to have a new token made",
-                        guest.name
-                    ))
-                })?)
-            }
-        };
-        if let Some(token) = token {
-            let secrets = auth.secrets_yaml(guest.name, &token);
-            conn.upload_bytes(
-                secrets,
-                &self.path("site-config/secrets.yaml"),
-                0o600,
-                SHORT,
-            )
-            .await?;
-        }
-        Ok(())
+        self.host
+            .create_api_token(&self.on(conn, guest.name), guest, &auth)
+            .await
     }
 
     pub async fn configure_bridge(
@@ -340,10 +407,9 @@ impl Nesting {
         conn: &Connection,
         guest: &Guest<'_>,
     ) -> Result<(), ActionError> {
-        match &self.host {
-            NestedHost::Simulated(s) => s.check_bridge(self, conn, guest).await,
-            NestedHost::Installed(i) => i.ensure_bridge(self, conn, guest).await,
-        }
+        self.host
+            .configure_bridge(&self.on(conn, guest.name), guest)
+            .await
     }
 
     /// The images the node's own guests are cloned from are there as templates.
@@ -352,9 +418,10 @@ impl Nesting {
         conn: &Connection,
         guest: &Guest<'_>,
     ) -> Result<(), ActionError> {
+        let h = self.on(conn, guest.name);
         match &self.host {
-            NestedHost::Simulated(s) => s.check_images(self, conn, guest).await,
-            NestedHost::Installed(i) => i.ensure_images(self, conn, guest).await,
+            NestedHost::Simulated(s) => s.check_images(&h, guest).await,
+            NestedHost::Installed(i) => i.ensure_images(self, &h, conn, guest).await,
         }
     }
 
@@ -413,7 +480,8 @@ impl Nesting {
         let ip = node_ip(call)?;
         let env = match &self.host {
             NestedHost::Simulated(s) => {
-                s.ensure_running(self, conn, ip, &call.node.name).await?;
+                let h = self.on(conn, &call.node.name);
+                s.ensure_running(&h, ip, &call.node.name).await?;
                 s.child_env()
             }
             NestedHost::Installed(_) => "",
@@ -531,7 +599,7 @@ impl Nesting {
     /// PVE stops its own services on shutdown).
     pub async fn stop_nested(&self, conn: &Connection) -> Result<(), ActionError> {
         match &self.host {
-            NestedHost::Simulated(s) => s.stop(self, conn).await,
+            NestedHost::Simulated(s) => s.stop(&self.on(conn, "nested PVE")).await,
             NestedHost::Installed(_) => Ok(()),
         }
     }
