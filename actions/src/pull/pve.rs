@@ -68,6 +68,8 @@ impl PullSetup {
         );
         let node = &call.node.name;
         let last_step = std::sync::Mutex::new(String::new());
+        // The failure marker says what went wrong; the log is for the other endings.
+        let marked = std::sync::atomic::AtomicBool::new(false);
         let waited = poll::until(call.timeout, POLL, || async {
             let out: ExecOutput = match conn.exec(&probe, SHORT).await {
                 Ok(o) => o,
@@ -75,9 +77,12 @@ impl PullSetup {
             };
             match seen(&out.stdout) {
                 Seen::Done(v) => Poll::Ready(v),
-                Seen::Failed { step, error } => Poll::Fail(ActionError::new(format!(
-                    "'{node}' failed to set itself up as a PVE host at {step}: {error}"
-                ))),
+                Seen::Failed { step, error } => {
+                    marked.store(true, std::sync::atomic::Ordering::SeqCst);
+                    Poll::Fail(ActionError::new(format!(
+                        "'{node}' failed to set itself up as a PVE host at {step}: {error}"
+                    )))
+                }
                 Seen::Stopped(what) => Poll::Fail(ActionError::new(format!(
                     "'{node}' could not set itself up as a PVE host: {what}"
                 ))),
@@ -110,6 +115,9 @@ impl PullSetup {
                     ),
                     false => gave_up.last.to_string(),
                 };
+                if marked.load(std::sync::atomic::Ordering::SeqCst) {
+                    return Err(ActionError::new(why));
+                }
                 Err(ActionError::new(match self.log_tail(conn).await {
                     Some(t) => format!("{why}\n{dir}/pull.log on the guest ends:\n{t}"),
                     None => why,
