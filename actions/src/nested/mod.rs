@@ -26,6 +26,7 @@
 
 pub mod installed;
 pub mod simulated;
+mod steps;
 
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -37,13 +38,14 @@ use engine::executor::{ActionCall, ActionError, ActionErrorKind, ActionOutput, S
 use engine::manifest::Manifest;
 use engine::outcome::NodePath;
 use engine::plan::PhaseKind;
-use engine::site_config::pve_config::{api_token_in, ChildAuth};
+use engine::site_config::pve_config::ChildAuth;
 
 use crate::host::{Host, Shell};
 use crate::ssh::{self, shell_quote, Connection, Flag, SshError, StreamOptions};
 
 pub use installed::InstalledPve;
 pub use simulated::SimulatedPve;
+pub(crate) use steps::sh;
 
 /// What the runner needs to make nested hosts.
 #[derive(Clone, Debug)]
@@ -75,103 +77,6 @@ pub struct Nesting {
 pub enum NestedHost {
     Simulated(SimulatedPve),
     Installed(InstalledPve),
-}
-
-/// `cmd` run in folder `dir`.
-pub(crate) fn sh(dir: &str, cmd: &str) -> String {
-    format!("cd {} && {cmd}", shell_quote(dir))
-}
-
-impl NestedHost {
-    /// The folder in the guest that holds the child driver and its files: a simulated
-    /// guest's own folder (where its commands start), or the installed one's.
-    pub fn dir(&self) -> &str {
-        match self {
-            NestedHost::Simulated(_) => ".",
-            NestedHost::Installed(i) => &i.dir,
-        }
-    }
-
-    /// What the host steps see as `/` in the guest (a simulated guest's paths are relative
-    /// to its folder).
-    fn root(&self) -> &str {
-        match self {
-            NestedHost::Simulated(_) => "",
-            NestedHost::Installed(i) => &i.root,
-        }
-    }
-
-    /// The guest, through `shell`, as the steps see it.
-    pub fn host(&self, shell: Shell, name: &str) -> Host {
-        Host {
-            shell,
-            root: self.root().to_string(),
-            label: name.to_string(),
-        }
-    }
-
-    /// PVE is there and answers: the nested simulator started (its service written), or an
-    /// installed PVE's API up and its storage set.
-    pub async fn setup_pve(&self, h: &Host, guest: &Guest<'_>) -> Result<(), ActionError> {
-        match self {
-            NestedHost::Simulated(s) => s.start(h, guest).await,
-            NestedHost::Installed(i) => i.check_pve(h, guest).await,
-        }
-    }
-
-    /// The bridge the child's guests use.
-    pub async fn configure_bridge(&self, h: &Host, guest: &Guest<'_>) -> Result<(), ActionError> {
-        match self {
-            NestedHost::Simulated(s) => s.check_bridge(h, guest).await,
-            NestedHost::Installed(i) => i.ensure_bridge(h, guest).await,
-        }
-    }
-
-    /// The child driver's API token (one whose secret the child's secrets lack is replaced:
-    /// a token's secret is shown only once), written with the child's node file and its
-    /// secrets (the token and `auth`'s), all in [`dir`](Self::dir).
-    pub async fn create_api_token(
-        &self,
-        h: &Host,
-        guest: &Guest<'_>,
-        auth: &ChildAuth,
-    ) -> Result<(), ActionError> {
-        let (token, node_file) = match self {
-            NestedHost::Simulated(s) => s.api_token(h, guest).await?,
-            NestedHost::Installed(i) => i.api_token(h, guest).await?,
-        };
-        let path = |rel: &str| format!("{}/{rel}", self.dir());
-        h.write(
-            &path(&format!("site-config/nodes/{}.yaml", guest.name)),
-            &node_file,
-            0o644,
-        )
-        .await?;
-        // `None`: the child's secrets hold the token that is there (kept, and rewritten
-        // only to carry its subtree's pull-mode tokens).
-        let token = match token {
-            Some(t) => Some(t),
-            None if auth.is_empty() => None,
-            None => {
-                let held = h
-                    .ok(&sh(self.dir(), "cat site-config/secrets.yaml"), SHORT)
-                    .await?;
-                Some(api_token_in(&held, guest.name).ok_or_else(|| {
-                    fail(format!(
-                        "{}'s site-config/secrets.yaml holds its API token in a form this \
-                         driver did not write: remove the file there to have a new token made",
-                        guest.name
-                    ))
-                })?)
-            }
-        };
-        if let Some(token) = token {
-            let secrets = auth.secrets_yaml(guest.name, &token);
-            h.write(&path("site-config/secrets.yaml"), &secrets, 0o600)
-                .await?;
-        }
-        Ok(())
-    }
 }
 
 /// The guest one nested-host step works on.
