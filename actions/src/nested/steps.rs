@@ -44,6 +44,16 @@ impl NestedHost {
         }
     }
 
+    /// `h` for the child driver's files: [`dir`](Self::dir) is a path on the guest as it
+    /// is, not under the host steps' root (which a test points at a folder).
+    pub(crate) fn files(&self, h: &Host) -> Host {
+        Host {
+            shell: h.shell.clone(),
+            root: String::new(),
+            label: h.label.clone(),
+        }
+    }
+
     /// PVE is there and answers: the nested simulator started (its service written), or an
     /// installed PVE's API up and its storage set.
     pub async fn setup_pve(&self, h: &Host, guest: &Guest<'_>) -> Result<(), ActionError> {
@@ -75,12 +85,14 @@ impl NestedHost {
             NestedHost::Installed(i) => i.api_token(h, guest).await?,
         };
         let path = |rel: &str| format!("{}/{rel}", self.dir());
-        h.write(
-            &path(&format!("site-config/nodes/{}.yaml", guest.name)),
-            &node_file,
-            0o644,
-        )
-        .await?;
+        let files = self.files(h);
+        files
+            .write(
+                &path(&format!("site-config/nodes/{}.yaml", guest.name)),
+                &node_file,
+                0o644,
+            )
+            .await?;
         // `None`: the child's secrets hold the token that is there (kept, and rewritten
         // only to carry its subtree's pull-mode tokens).
         let token = match token {
@@ -101,7 +113,8 @@ impl NestedHost {
         };
         if let Some(token) = token {
             let secrets = auth.secrets_yaml(guest.name, &token);
-            h.write(&path("site-config/secrets.yaml"), &secrets, 0o600)
+            files
+                .write(&path("site-config/secrets.yaml"), &secrets, 0o600)
                 .await?;
         }
         Ok(())

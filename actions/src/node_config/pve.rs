@@ -250,6 +250,7 @@ async fn fetch(o: &PveConfig<'_>, nested: &NestedHost, h: &Host) -> Result<Child
     let files = doc["files"]
         .as_object()
         .ok_or_else(|| fail("the config has no `files`"))?;
+    let h = nested.files(h);
     for (rel, text) in files {
         let (Some(rel), Some(text)) = (site_file(rel), text.as_str()) else {
             return Err(fail(format!(
