@@ -257,10 +257,18 @@ async fn route(state: &AppState, req: Request<Incoming>) -> Response<Body> {
         ["health"] => bytes("application/json", &b"{\"status\":\"ok\"}\n"[..]),
         ["specs"] => {
             let specs = state.current();
-            let body = serde_json::json!({"specs": specs.names(), "nodes": specs.nodes()});
+            let body = serde_json::json!({"specs": specs.names(), "nodes": specs.nodes(),
+                "configs": specs.configs()});
             bytes("application/json", format!("{body}\n"))
         }
-        ["spec", identity] => spec(state, &parts.headers, identity),
+        ["spec", identity] => {
+            let found = state.current().lookup(identity);
+            authenticated(found, &parts.headers, identity, "spec")
+        }
+        ["config", identity] => {
+            let found = state.current().config(identity);
+            authenticated(found, &parts.headers, identity, "config")
+        }
         ["bin", "driver"] => match &state.driver {
             Some(b) => bytes("application/octet-stream", b.clone()),
             None => refuse(StatusCode::NOT_FOUND),
@@ -272,8 +280,15 @@ async fn route(state: &AppState, req: Request<Incoming>) -> Response<Body> {
     }
 }
 
-fn spec(state: &AppState, headers: &hyper::HeaderMap, identity: &str) -> Response<Body> {
-    let served = match state.current().lookup(identity) {
+/// A spec or config found for `identity`, answered when the request authenticates as its
+/// posture wants (`what` names it in the log).
+fn authenticated(
+    found: Lookup,
+    headers: &hyper::HeaderMap,
+    identity: &str,
+    what: &str,
+) -> Response<Body> {
+    let served = match found {
         Lookup::Found(s) => s,
         Lookup::Unknown => return refuse(StatusCode::NOT_FOUND),
         Lookup::Broken => return refuse(StatusCode::INTERNAL_SERVER_ERROR),
@@ -289,7 +304,7 @@ fn spec(state: &AppState, headers: &hyper::HeaderMap, identity: &str) -> Respons
             Verdict::Allowed => {}
             Verdict::Missing => return refuse(StatusCode::UNAUTHORIZED),
             Verdict::Wrong => {
-                tracing::warn!(identity, "spec request with a wrong token");
+                tracing::warn!(identity, "{what} request with a wrong token");
                 return refuse(StatusCode::FORBIDDEN);
             }
         }

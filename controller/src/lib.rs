@@ -3,6 +3,9 @@
 //!
 //! - `GET /health`, `GET /specs` (names only), `GET /spec/{identity}` (posture-authenticated:
 //!   `network`, `site_token`, `node_token`; see `specs` and `auth`).
+//! - `GET /config/{identity}`: for a `pve` node in pull mode, the site-config its own driver
+//!   reads and the secrets scoped to it (`engine::site_config::pve_config`), authenticated
+//!   as its spec is.
 //! - `/{repo}.git/...`: a temporary bare clone of each served repo (with a `_working` branch
 //!   holding the uncommitted changes) over git's dumb HTTP protocol, and raw files of that
 //!   branch, behind a bearer repo token (see `repos`).
@@ -70,6 +73,17 @@ pub struct SpecSource {
     pub identities: IdentityEnv,
     /// Node name → spec name; any other identity is looked up as a spec of that name.
     pub nodes: Vec<(String, String)>,
+    /// The `pve` nodes in pull mode served `GET /config/{identity}`.
+    pub configs: Vec<ConfigGrant>,
+}
+
+/// A `pve` node in pull mode, served its config (seed 001's two-phase self-configure):
+/// authenticated as its spec is, answered the site-config its own driver reads and the
+/// tokens of the pull-mode nodes `below` it (node, spec) whose postures want one.
+#[derive(Clone, Debug)]
+pub struct ConfigGrant {
+    pub node: String,
+    pub below: Vec<(String, String)>,
 }
 
 pub struct ServeConfig {
@@ -220,6 +234,11 @@ impl Controller {
     pub fn spec_names(&self) -> (Vec<String>, Vec<String>) {
         let s = self.state.current();
         (s.names().to_vec(), s.nodes())
+    }
+
+    /// The `pve` nodes served `/config` now.
+    pub fn config_names(&self) -> Vec<String> {
+        self.state.current().configs()
     }
 
     /// Re-reads the site-config and its secrets, re-snapshots every served repo (new commits

@@ -1,5 +1,5 @@
-//! One loaded snapshot of the site-config: its secrets opened, the node → spec bindings, and
-//! the specs resolved so far (each resolved on first request, then kept with its body ready
+//! One loaded snapshot of the site-config: its secrets opened, the node → spec bindings, the
+//! `pve` nodes served a `/config`, and the specs (and configs) resolved so far (each resolved on first request, then kept with its body ready
 //! to send). A reload builds a new snapshot and swaps it in (`http::AppState::swap`); the
 //! old one lives on while requests still hold it.
 
@@ -7,6 +7,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
 use bytes::Bytes;
+use engine::site_config::pve_config::{self, ChildAuth};
 use engine::site_config::resolve::{AuthMethod, Resolver};
 use engine::site_config::{plain_name, ConfigError, Entity, SiteConfig, SiteSecrets};
 
@@ -36,6 +37,9 @@ pub(crate) struct Specs {
     nodes: HashMap<String, String>,
     names: Vec<String>,
     cache: Mutex<HashMap<String, Arc<Served>>>,
+    /// `pve` node → the pull-mode nodes below it (node, spec): its `/config`'s tokens.
+    configs: HashMap<String, Vec<(String, String)>>,
+    config_cache: Mutex<HashMap<String, Arc<Served>>>,
 }
 
 impl Specs {
@@ -50,7 +54,60 @@ impl Specs {
             nodes: source.nodes.iter().cloned().collect(),
             names,
             cache: Mutex::new(HashMap::new()),
+            configs: source
+                .configs
+                .iter()
+                .map(|g| (g.node.clone(), g.below.clone()))
+                .collect(),
+            config_cache: Mutex::new(HashMap::new()),
         })
+    }
+
+    /// The `pve` nodes served a `/config`.
+    pub fn configs(&self) -> Vec<String> {
+        let mut v: Vec<String> = self.configs.keys().cloned().collect();
+        v.sort();
+        v
+    }
+
+    /// `GET /config/{identity}` for a `pve` node in pull mode: authenticated as its spec is
+    /// (its posture), its body the site-config its driver reads and the tokens of the nodes
+    /// below it (`engine::site_config::pve_config`). Any other identity is unknown.
+    pub fn config(&self, identity: &str) -> Lookup {
+        let Some(below) = self.configs.get(identity) else {
+            return Lookup::Unknown;
+        };
+        if let Some(hit) = self
+            .config_cache
+            .lock()
+            .ok()
+            .and_then(|c| c.get(identity).cloned())
+        {
+            return Lookup::Found(hit);
+        }
+        let spec = match self.lookup(identity) {
+            Lookup::Found(s) => s,
+            other => return other,
+        };
+        let auth = ChildAuth::for_nodes(&self.site, self.secrets.as_ref(), below);
+        let doc = match pve_config::config_doc(&self.site, identity, &auth) {
+            Ok(d) => d,
+            Err(e) => {
+                tracing::warn!(identity, "config does not resolve: {e}");
+                return Lookup::Broken;
+            }
+        };
+        let mut body = doc.to_string().into_bytes();
+        body.push(b'\n');
+        let served = Arc::new(Served {
+            auth: spec.auth,
+            token: spec.token,
+            body: Bytes::from(body),
+        });
+        if let Ok(mut c) = self.config_cache.lock() {
+            c.insert(identity.to_string(), served.clone());
+        }
+        Lookup::Found(served)
     }
 
     pub fn names(&self) -> &[String] {

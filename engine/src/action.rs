@@ -44,6 +44,9 @@ pub enum Action {
     Configure,
     /// Pull mode: wait for the guest to report its spec applied.
     AwaitPull,
+    /// Pull mode, `pve` node: wait for the node to report itself set up as a PVE host
+    /// (phase 2 of its self-configure, `driver config pve`, after its spec is applied).
+    AwaitPveConfig,
     /// PVE lifecycle: Proxmox VE onto a `pve` node whose image lacks it
     /// (planned only for those; see `Plan::install_pve`).
     InstallPve,
@@ -61,7 +64,7 @@ pub enum Action {
 }
 
 impl Action {
-    pub const ALL: [Action; 17] = [
+    pub const ALL: [Action; 18] = [
         Action::EnsureImage,
         Action::Provision,
         Action::StartVm,
@@ -69,6 +72,7 @@ impl Action {
         Action::WaitSsh,
         Action::Configure,
         Action::AwaitPull,
+        Action::AwaitPveConfig,
         Action::InstallPve,
         Action::Bootstrap,
         Action::CopySecrets,
@@ -94,6 +98,7 @@ impl Action {
             Action::WaitSsh => "wait_ssh",
             Action::Configure => "configure",
             Action::AwaitPull => "await_pull",
+            Action::AwaitPveConfig => "await_pve_config",
             Action::InstallPve => "install_pve",
             Action::Bootstrap => "bootstrap",
             Action::CopySecrets => "copy_secrets",
@@ -118,6 +123,8 @@ impl Action {
             Action::WaitSsh | Action::VerifySsh => 60,
             Action::Configure => 600,
             Action::AwaitPull => 600,
+            // The original's wait for a PVE node's self-configure (a PVE install is 15-20 min).
+            Action::AwaitPveConfig => 1200,
             // apt: a full upgrade, the Proxmox kernel, a reboot, PVE's packages.
             Action::InstallPve => 2400,
             Action::Bootstrap => 600,

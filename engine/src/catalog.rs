@@ -19,6 +19,10 @@ pub const BUILTIN: &[(&str, &str)] = &[
     ("n2-quick", include_str!("../../manifests/n2-quick.yaml")),
     ("n2-pull", include_str!("../../manifests/n2-pull.yaml")),
     ("n2-push", include_str!("../../manifests/n2-push.yaml")),
+    (
+        "n2-pull-pve",
+        include_str!("../../manifests/n2-pull-pve.yaml"),
+    ),
     ("n3-deep", include_str!("../../manifests/n3-deep.yaml")),
     ("n2-wide", include_str!("../../manifests/n2-wide.yaml")),
     ("wide-50", include_str!("../../manifests/wide-50.yaml")),

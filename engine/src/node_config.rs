@@ -8,7 +8,8 @@
 //!
 //! What the apply cannot do is refused here, by name, instead of being skipped: a static
 //! `network` (cloud-init sets the address before the node can fetch anything), `run`
-//! (convergence triggers) and `config` keys other than `timezone`.
+//! (convergence triggers) and `config` keys other than `timezone` (a `pve` node's
+//! `config.pve` is applied by its own PVE setup, `driver config pve`: [`pve_settings`]).
 
 use serde_json::{Map, Value};
 
@@ -78,9 +79,43 @@ fn safe(name: &str) -> bool {
     crate::site_config::plain_name(name) && !name.starts_with('-')
 }
 
+/// What the node is: a `pve` node's spec may hold `config.pve`, which its own PVE setup
+/// (`driver config pve`, phase 2 of its self-configure) applies, not the spec's apply.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum NodeRole {
+    Guest,
+    Pve,
+}
+
+/// A `pve` node's `config.pve`, applied by its phase 2.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct PveSettings {
+    /// Remove the "no valid subscription" notice of PVE's web UI.
+    pub remove_subscription_nag: bool,
+}
+
+/// The spec's `config.pve` (absent: nothing to do); a key it does not know is refused.
+pub fn pve_settings(spec: &Value) -> Result<PveSettings, PlanError> {
+    let Some(pve) = spec["config"].get("pve") else {
+        return Ok(PveSettings::default());
+    };
+    let obj = pve
+        .as_object()
+        .ok_or_else(|| PlanError::NotASpec("config.pve is not a mapping".into()))?;
+    if let Some(k) = obj.keys().find(|k| *k != "remove_subscription_nag") {
+        return Err(PlanError::Unsupported {
+            key: format!("config.pve.{k}"),
+            why: "a PVE node's own setup applies config.pve.remove_subscription_nag only",
+        });
+    }
+    Ok(PveSettings {
+        remove_subscription_nag: pve["remove_subscription_nag"].as_bool().unwrap_or(false),
+    })
+}
+
 /// The items of a resolved spec, in the order they are applied (packages before the
 /// services they bring, users before their files).
-pub fn plan(spec: &Value) -> Result<Vec<Item>, PlanError> {
+pub fn plan(spec: &Value, role: NodeRole) -> Result<Vec<Item>, PlanError> {
     let obj = spec
         .as_object()
         .ok_or_else(|| PlanError::NotASpec("not a JSON object".into()))?;
@@ -101,11 +136,17 @@ pub fn plan(spec: &Value) -> Result<Vec<Item>, PlanError> {
         });
     }
     let config = spec["config"].as_object();
-    if let Some(k) = config.and_then(|c| c.keys().find(|k| *k != "timezone")) {
+    let applied = |k: &str| k == "timezone" || (k == "pve" && role == NodeRole::Pve);
+    if let Some(k) = config.and_then(|c| c.keys().find(|k| !applied(k))) {
         return Err(PlanError::Unsupported {
             key: format!("config.{k}"),
-            why: "only config.timezone is applied on the node; use push mode for the rest",
+            why: "only config.timezone is applied on the node (and a pve node's own setup \
+                  applies config.pve); use push mode for the rest",
         });
+    }
+    if role == NodeRole::Pve {
+        // Refused here too, before anything is applied.
+        pve_settings(spec)?;
     }
     let bad = |what: &str, name: &str| {
         PlanError::NotASpec(format!("{what} '{name}' is not a plain name"))
@@ -268,7 +309,11 @@ mod tests {
             "platform": {"packages": ["htop"], "services": {"enable": ["ssh"], "disable": ["rpcbind"]}},
             "config": {"timezone": "Europe/Oslo"}
         });
-        let labels: Vec<String> = plan(&spec).unwrap().iter().map(Item::label).collect();
+        let labels: Vec<String> = plan(&spec, NodeRole::Guest)
+            .unwrap()
+            .iter()
+            .map(Item::label)
+            .collect();
         assert_eq!(
             labels,
             [
@@ -288,17 +333,25 @@ mod tests {
         ] {
             let mut s = spec.clone();
             s[key] = v;
-            assert!(plan(&s)
+            assert!(plan(&s, NodeRole::Guest)
                 .unwrap_err()
                 .to_string()
                 .contains(&format!("'{key}'")));
         }
         let mut s = spec.clone();
         s["config"]["pve"] = json!({"remove_subscription_nag": true});
-        assert!(plan(&s).unwrap_err().to_string().contains("config.pve"));
+        let e = plan(&s, NodeRole::Guest).unwrap_err().to_string();
+        assert!(e.contains("config.pve"), "{e}");
+        // A pve node leaves it to its own PVE setup, which knows only what it applies.
+        assert_eq!(plan(&s, NodeRole::Pve).unwrap().len(), 8);
+        assert!(pve_settings(&s).unwrap().remove_subscription_nag);
+        s["config"]["pve"]["ha"] = json!(true);
+        let e = plan(&s, NodeRole::Pve).unwrap_err().to_string();
+        assert!(e.contains("'config.pve.ha'"), "{e}");
+        assert_eq!(pve_settings(&spec).unwrap(), PveSettings::default());
         let mut s = spec;
         s["platform"]["packages"] = json!(["-oAPT::x"]);
-        assert!(plan(&s).is_err());
+        assert!(plan(&s, NodeRole::Guest).is_err());
     }
 
     #[test]

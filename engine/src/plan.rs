@@ -155,7 +155,8 @@ impl<'m> Plan<'m> {
     /// is not one of `images_with_pve` (site-config `images/NAME.yaml`
     /// `pve: true`): a plain Debian guest gets Proxmox VE installed rather
     /// than refused. (The step checks first, so an image that has PVE after
-    /// all costs one probe.)
+    /// all costs one probe.) A `pve` node in pull mode has no `bootstrap`: its
+    /// own self-configure installs PVE (its `ensure_pve`).
     pub fn install_pve(&mut self, images_with_pve: &std::collections::BTreeSet<String>) {
         for s in self.phases.iter_mut().flat_map(|p| p.steps.iter_mut()) {
             let lacks = s.image.is_some_and(|i| !images_with_pve.contains(i));
@@ -273,26 +274,36 @@ fn create_phase<'m>(graph: &ManifestGraph<'m>, host: &'m str, sizes: &[usize]) -
         }
         actions.extend([Action::Provision, Action::StartVm, Action::WaitIp]);
         let pull = n.mode(graph.manifest.default_mode()) == ExecMode::Pull;
+        let pve = n.kind == NodeKind::Pve;
         if pull {
             actions.push(Action::AwaitPull);
-        } else if settings.verify_ssh || n.kind == NodeKind::Pve {
+            // A PVE node in pull mode sets itself up as a PVE host after its spec
+            // (seed 001's two-phase self-configure): what push does over SSH below.
+            if pve {
+                actions.push(Action::AwaitPveConfig);
+            }
+        } else if settings.verify_ssh || pve {
             // A PVE node is set up over SSH, so it must answer SSH either way.
             actions.push(Action::WaitSsh);
         }
         // A guest with a spec is configured over SSH (push mode); a PVE
         // node's spec is what its bootstrap makes of it.
         // (It waits for SSH itself when there is a playbook to run.)
-        if !pull && n.spec.is_some() && n.kind != NodeKind::Pve {
+        if !pull && n.spec.is_some() && !pve {
             actions.push(Action::Configure);
         }
-        if n.kind == NodeKind::Pve {
+        if pve && !pull {
             actions.extend([
                 Action::Bootstrap,
                 Action::CopySecrets,
                 Action::ConfigureBridge,
                 Action::CreateApiToken,
-                Action::DownloadImages,
             ]);
+        }
+        // Its guests' images: the parent knows the subtree (as the original's executor
+        // downloads them after a PVE node's self-configure).
+        if pve {
+            actions.push(Action::DownloadImages);
         }
         let mut s = step(graph, i, host, actions);
         s.makes_guest = Some(Action::Provision);
@@ -454,6 +465,31 @@ mod tests {
         let at = |a| plain.actions.iter().position(|x| *x == a).unwrap();
         assert_eq!(at(Action::InstallPve) + 1, at(Action::Bootstrap));
         assert!(at(Action::WaitSsh) < at(Action::InstallPve));
+    }
+
+    #[test]
+    fn a_pve_node_in_pull_mode_waits_for_its_self_configure_then_delegates() {
+        let y = "schema_version: 2\nname: p\nnodes:\n\
+            - {name: hv, type: pve, image: debian-13, execution: {mode: pull}}\n\
+            - {name: e, type: vm, parent: hv}\n";
+        let m = load(Source::new("t", y)).unwrap().manifest;
+        let g = ManifestGraph::new(&m);
+        let mut p = Plan::build(Verb::Create, &g, "h");
+        // Its own phase 2 installs PVE (`ensure_pve`): no install_pve step over SSH.
+        p.install_pve(&Default::default());
+        assert_eq!(
+            p.phases[0].steps[0].actions,
+            [
+                Action::EnsureImage,
+                Action::Provision,
+                Action::StartVm,
+                Action::WaitIp,
+                Action::AwaitPull,
+                Action::AwaitPveConfig,
+                Action::DownloadImages,
+                Action::Delegate
+            ]
+        );
     }
 
     #[test]

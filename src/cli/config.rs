@@ -27,10 +27,41 @@ pub enum ConfigCmd {
     /// ~/iac/ansible), and write ~/.state/config/complete.json with what changed. A second
     /// apply changes nothing.
     Apply(ApplyArgs),
+    /// On a `pve` node in pull mode, after `config fetch` and `config apply`: fetch this
+    /// node's config from the controller's /config/IDENTITY (the site-config its own driver
+    /// reads, and its subtree's tokens) and set the node up as a PVE host, as a push-mode
+    /// parent does over SSH (seed 001's two-phase self-configure, phase 2). Writes
+    /// ~/.state/pve-config/success.json, or failure.json naming the step that failed.
+    Pve(PveArgs),
 }
 
 #[derive(Debug, Args)]
-pub struct FetchArgs {
+pub struct PveArgs {
+    #[command(flatten)]
+    pub controller: ControllerArgs,
+    /// How this node becomes a PVE host (its image; a nested simulator or Proxmox VE), as
+    /// its parent wrote it in the node's user-data.
+    #[arg(long, value_name = "FILE")]
+    pub host_file: PathBuf,
+    /// The fetched spec, for its `config.pve` (default: ~/.state/config/spec.yaml).
+    #[arg(long, value_name = "FILE")]
+    pub spec: Option<PathBuf>,
+    /// The folder for this node's driver, its site-config and state (where a push-mode
+    /// parent puts them; default /var/lib/driver, on a simulated guest required).
+    #[arg(long, value_name = "DIR")]
+    pub dir: Option<PathBuf>,
+    /// This node's address (default: a simulated guest's, else the one its default route
+    /// uses).
+    #[arg(long, value_name = "IP")]
+    pub address: Option<std::net::Ipv4Addr>,
+    /// Where the markers go (default: ~/.state/pve-config).
+    #[arg(long, value_name = "DIR")]
+    pub state_dir: Option<PathBuf>,
+}
+
+/// How a node reaches the controller (what its cloud-init's env file says).
+#[derive(Debug, Args)]
+pub struct ControllerArgs {
     /// The controller, https://HOST:PORT.
     #[arg(long, value_name = "URL", env = "HOMESTAK_SPEC_SERVER")]
     pub server: String,
@@ -48,6 +79,12 @@ pub struct FetchArgs {
     /// This node's name at the controller (default: the hostname).
     #[arg(long, value_name = "NAME", env = "HOMESTAK_IDENTITY")]
     pub identity: Option<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct FetchArgs {
+    #[command(flatten)]
+    pub controller: ControllerArgs,
     /// Where spec.yaml and complete.json live (default: ~/.state/config).
     #[arg(long, value_name = "DIR")]
     pub state_dir: Option<PathBuf>,
@@ -73,6 +110,10 @@ pub struct ApplyArgs {
     /// With --root or --dry-run it runs in check mode and changes nothing.
     #[arg(long, value_name = "DIR")]
     pub ansible_dir: Option<PathBuf>,
+    /// This node is a `pve` node (in pull mode): its spec's `config.pve` is left to its own
+    /// setup as a PVE host (`driver config pve`), which applies it.
+    #[arg(long)]
+    pub pve: bool,
     /// Print the report (complete.json's content) as JSON.
     #[arg(long)]
     pub json_output: bool,

@@ -35,6 +35,15 @@ pub struct ServeArgs {
     /// of a spec.
     #[arg(long = "node", value_name = "NAME=SPEC")]
     pub nodes: Vec<String>,
+    /// A `pve` node in pull mode called NAME with spec SPEC (repeatable): served its spec,
+    /// and at /config/NAME (authenticated as its spec is) the site-config its own driver
+    /// reads and the tokens of the nodes given below it with --below.
+    #[arg(long = "pve-node", value_name = "NAME=SPEC")]
+    pub pve_nodes: Vec<String>,
+    /// Node NODE (a --node or --pve-node) is inside --pve-node PVE, at any depth
+    /// (repeatable): /config/PVE carries the token NODE's posture wants, and no other node's.
+    #[arg(long = "below", value_name = "PVE=NODE")]
+    pub below: Vec<String>,
     /// Seconds a stop waits for requests in flight.
     #[arg(long, value_name = "SECS", default_value_t = 10)]
     pub drain: u64,

@@ -19,6 +19,7 @@ pub fn run(cmd: &ConfigCmd, site_flag: Option<&Path>) -> Result<(), Failure> {
         ConfigCmd::Resolve(a) => resolve(a, site_flag),
         ConfigCmd::Fetch(a) => super::node_config::fetch(a),
         ConfigCmd::Apply(a) => super::node_config::apply(a),
+        ConfigCmd::Pve(a) => super::node_config::pve(a),
     }
 }
 

@@ -1,8 +1,10 @@
-//! `driver config fetch` and `driver config apply`: the node's half of pull mode. Fetch
-//! writes the spec the controller resolved for this node to `spec.yaml`; apply makes the
-//! node so (the spec's items, then the ansible checkout's `config-apply.yml` where the node
-//! has one) and records the outcome in `complete.json` (both in ~/.state/config, or
-//! --state-dir). Those two files are the markers a pull-mode run waits for.
+//! `driver config fetch`, `driver config apply` and `driver config pve`: the node's half of
+//! pull mode. Fetch writes the spec the controller resolved for this node to `spec.yaml`;
+//! apply makes the node so (the spec's items, then the ansible checkout's `config-apply.yml`
+//! where the node has one) and records the outcome in `complete.json` (both in
+//! ~/.state/config, or --state-dir). Those two files are the markers a pull-mode run waits
+//! for. A `pve` node then sets itself up as a PVE host from its `/config`
+//! (`actions::node_config::pve`), its markers in ~/.state/pve-config.
 
 use std::path::{Path, PathBuf};
 
@@ -10,22 +12,46 @@ use actions::node_config::{self, Checkout, Target};
 use actions::pve::tls::{parse_fingerprint, TlsTrust};
 
 use super::Failure;
-use crate::cli::config::{ApplyArgs, FetchArgs};
+use crate::cli::config::{ApplyArgs, ControllerArgs, FetchArgs, PveArgs};
 
 pub const SPEC_FILE: &str = "spec.yaml";
 pub const COMPLETE_FILE: &str = "complete.json";
 
-fn state_dir(flag: Option<&Path>) -> Result<PathBuf, Failure> {
+/// `flag`, else ~/.state/`name`.
+fn home_state(flag: Option<&Path>, name: &str) -> Result<PathBuf, Failure> {
     if let Some(d) = flag {
         return Ok(d.to_path_buf());
     }
     match std::env::var_os("HOME").filter(|h| !h.is_empty()) {
-        Some(h) => Ok(PathBuf::from(h).join(".state/config")),
+        Some(h) => Ok(PathBuf::from(h).join(".state").join(name)),
         None => Err(Failure::usage(miette::miette!(
             help = "set HOME or pass --state-dir DIR",
-            "no home folder to keep the spec in"
+            "no home folder to keep the markers in"
         ))),
     }
+}
+
+fn state_dir(flag: Option<&Path>) -> Result<PathBuf, Failure> {
+    home_state(flag, "config")
+}
+
+/// The controller's pinned certificate and this node's identity.
+fn reach(c: &ControllerArgs) -> Result<(TlsTrust, String), Failure> {
+    let fp = parse_fingerprint(&c.fingerprint)
+        .map_err(|e| Failure::usage(miette::miette!("--fingerprint: {e}")))?;
+    match c.identity.clone().or_else(hostname) {
+        Some(i) => Ok((TlsTrust::Fingerprint(fp), i)),
+        None => Err(Failure::usage(miette::miette!(
+            "no hostname to ask for: pass --identity NAME"
+        ))),
+    }
+}
+
+fn runtime() -> Result<tokio::runtime::Runtime, Failure> {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| Failure::Run(Some(miette::miette!("{e}"))))
 }
 
 fn write(path: &Path, text: &str) -> Result<(), Failure> {
@@ -50,27 +76,14 @@ fn hostname() -> Option<String> {
 }
 
 pub fn fetch(a: &FetchArgs) -> Result<(), Failure> {
-    let fp = parse_fingerprint(&a.fingerprint)
-        .map_err(|e| Failure::usage(miette::miette!("--fingerprint: {e}")))?;
-    let identity = match a.identity.clone().or_else(hostname) {
-        Some(i) => i,
-        None => {
-            return Err(Failure::usage(miette::miette!(
-                "no hostname to ask for: pass --identity NAME"
-            )))
-        }
-    };
+    let (trust, identity) = reach(&a.controller)?;
     let dir = state_dir(a.state_dir.as_deref())?;
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .map_err(|e| Failure::Run(Some(miette::miette!("{e}"))))?;
-    let text = rt
+    let text = runtime()?
         .block_on(node_config::fetch(
-            &a.server,
+            &a.controller.server,
             &identity,
-            a.token.as_deref(),
-            &TlsTrust::Fingerprint(fp),
+            a.controller.token.as_deref(),
+            &trust,
         ))
         .map_err(|e| Failure::Run(Some(miette::miette!("{e}"))))?;
     // JSON is YAML: the file is what the controller sent, byte for byte.
@@ -123,20 +136,14 @@ pub fn apply(a: &ApplyArgs) -> Result<(), Failure> {
             spec_path.display()
         ))
     })?;
-    let spec: serde_json::Value = engine::yaml::parse(&text)
-        .map(|n| engine::site_config::spec::to_json(&n))
-        .map_err(|e| {
-            Failure::usage(miette::miette!(
-                "{}:{}:{}: {}",
-                spec_path.display(),
-                e.line,
-                e.col,
-                e.message
-            ))
-        })?;
+    let spec = read_spec(&spec_path, &text)?;
     let identity = spec["identity"]["name"].as_str().unwrap_or_default();
     let name = spec["spec"].as_str().unwrap_or_default();
-    let items = match engine::node_config::plan(&spec) {
+    let role = match a.pve {
+        true => engine::node_config::NodeRole::Pve,
+        false => engine::node_config::NodeRole::Guest,
+    };
+    let items = match engine::node_config::plan(&spec, role) {
         Ok(items) => items,
         Err(e) => {
             // The node's result is complete.json whatever went wrong: a run waiting for it
@@ -247,6 +254,113 @@ fn print(report: &node_config::ApplyReport, planned: usize, command: Option<&str
         (n, _, false) => {
             crate::outln!("spec '{name}' of '{identity}' applied{how}: {n} item(s) changed{tasks}")
         }
+    }
+}
+
+/// A fetched spec (JSON is YAML) as JSON.
+fn read_spec(path: &Path, text: &str) -> Result<serde_json::Value, Failure> {
+    engine::yaml::parse(text)
+        .map(|n| engine::site_config::spec::to_json(&n))
+        .map_err(|e| {
+            Failure::usage(miette::miette!(
+                "{}:{}:{}: {}",
+                path.display(),
+                e.line,
+                e.col,
+                e.message
+            ))
+        })
+}
+
+/// `driver config pve`: phase 2 of a `pve` node's self-configure (see
+/// `actions::node_config::pve`); its outcome is the marker in the state folder, and its
+/// failure names the step.
+pub fn pve(a: &PveArgs) -> Result<(), Failure> {
+    use actions::node_config::pve::{self, PveConfig, PveHostFile};
+    let (trust, identity) = reach(&a.controller)?;
+    let state = home_state(a.state_dir.as_deref(), "pve-config")?;
+    let usage = |msg: String| Failure::usage(miette::miette!("{msg}"));
+    let host: PveHostFile = std::fs::read_to_string(&a.host_file)
+        .map_err(|e| e.to_string())
+        .and_then(|t| serde_json::from_str(&t).map_err(|e| e.to_string()))
+        .map_err(|e| usage(format!("--host-file {}: {e}", a.host_file.display())))?;
+    let spec_path = match &a.spec {
+        Some(p) => p.clone(),
+        None => state_dir(None)?.join(SPEC_FILE),
+    };
+    let text = std::fs::read_to_string(&spec_path).map_err(|e| {
+        Failure::usage(miette::miette!(
+            help = "`driver config fetch` writes it",
+            "cannot read {}: {e}",
+            spec_path.display()
+        ))
+    })?;
+    let settings = engine::node_config::pve_settings(&read_spec(&spec_path, &text)?)
+        .map_err(|e| usage(format!("{}: {e}", spec_path.display())))?;
+    let dir = match (&a.dir, pve::default_dir(&host.host)) {
+        (Some(d), _) => d.clone(),
+        (None, Some(d)) => PathBuf::from(d),
+        (None, None) => {
+            return Err(usage(
+                "a simulated guest's PVE lives in its folder: pass --dir DIR".into(),
+            ))
+        }
+    };
+    let binary = std::env::current_exe().map_err(|e| {
+        Failure::Run(Some(miette::miette!(
+            "cannot find this driver's binary: {e}"
+        )))
+    })?;
+    let rt = runtime()?;
+    let address = match (a.address, &host.host) {
+        (Some(ip), _) => ip.to_string(),
+        // The simulator tells its guests their address.
+        (None, pve::HostKind::Simulated(_)) => std::env::var("PVESIM_GUEST_IP").map_err(|_| {
+            usage("no PVESIM_GUEST_IP in this simulated guest: pass --address IP".into())
+        })?,
+        (None, pve::HostKind::Installed) => {
+            let h = actions::host::Host {
+                shell: actions::host::Shell::Local,
+                root: "/".into(),
+                label: identity.clone(),
+            };
+            rt.block_on(h.own_address())
+                .map_err(|e| Failure::Run(Some(miette::miette!("{e}"))))?
+                .map_err(|why| {
+                    usage(format!(
+                        "cannot tell this node's address ({why}): pass --address IP"
+                    ))
+                })?
+        }
+    };
+    let run = PveConfig {
+        server: &a.controller.server,
+        trust,
+        token: a.controller.token.as_deref(),
+        identity: &identity,
+        dir: &dir,
+        binary: &binary,
+        host,
+        settings,
+        address,
+        state_dir: &state,
+        step_timeout: std::time::Duration::from_secs(600),
+    };
+    let log = |line: String| crate::outln!("{line}");
+    match rt.block_on(pve::run(&run, &log)) {
+        Ok(()) => {
+            crate::outln!(
+                "'{identity}' is set up as a PVE host ({})",
+                state.join(pve::SUCCESS).display()
+            );
+            Ok(())
+        }
+        Err(f) => Err(Failure::Run(Some(miette::miette!(
+            help = format!("{} says so too", state.join(pve::FAILURE).display()),
+            "'{identity}' failed to set itself up as a PVE host at {}: {}",
+            f.step,
+            f.message
+        )))),
     }
 }
 

@@ -1,6 +1,8 @@
 //! The run's own controller for its pull-mode nodes (`execution.mode: pull`): started when a
 //! create (or test) has such nodes on this host, serving their specs (node → spec from the
-//! manifest, the tokens their postures want) and this driver's binary, stopped with the run.
+//! manifest, the tokens their postures want), a `pve` node's config (`/config/{identity}`:
+//! the site-config its driver reads and its subtree's tokens) and this driver's binary,
+//! stopped with the run.
 //!
 //! Where it listens, as guests reach it: site.yaml `defaults.spec_server` (`https://ADDR:PORT`)
 //! when set; else on a simulated host a loopback address (its guests are on this machine);
@@ -12,12 +14,12 @@ use std::net::{IpAddr, SocketAddr, ToSocketAddrs, UdpSocket};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use actions::nested::auth::ChildAuth;
 use actions::pull::{PullSetup, SnippetCleanup, SnippetStore};
 use actions::ssh::{HostKeyCheck, SshAuth, SshTarget};
-use controller::{Controller, ServeConfig, SpecSource};
-use engine::manifest::ExecMode;
+use controller::{ConfigGrant, Controller, ServeConfig, SpecSource};
+use engine::manifest::{ExecMode, NodeKind};
 use engine::secrets::IdentityEnv;
+use engine::site_config::pve_config::ChildAuth;
 use engine::site_config::resolve::{AuthMethod, Resolver};
 use engine::site_config::{HostConfig, SiteConfig, SiteSecrets};
 use engine::Manifest;
@@ -46,6 +48,34 @@ pub fn pull_nodes(manifest: &Manifest) -> Vec<&engine::manifest::NodeSpec> {
         .collect()
 }
 
+/// The pull-mode nodes (with a spec) below `pve` node `pve`, at any depth: (node, spec).
+/// Every PVE above such a node runs a driver that passes its token on.
+pub fn pull_below(manifest: &Manifest, pve: &str) -> Vec<(String, String)> {
+    let parent_of = |name: &str| {
+        manifest
+            .nodes
+            .iter()
+            .find(|n| n.name == name)
+            .and_then(|n| n.parent.as_deref())
+    };
+    let below = |n: &engine::manifest::NodeSpec| {
+        let mut up = n.parent.as_deref();
+        while let Some(p) = up {
+            if p == pve {
+                return true;
+            }
+            up = parent_of(p);
+        }
+        false
+    };
+    manifest
+        .nodes
+        .iter()
+        .filter(|n| n.mode(manifest.default_mode()) == ExecMode::Pull && below(n))
+        .filter_map(|n| Some((n.name.clone(), n.spec.clone()?)))
+        .collect()
+}
+
 /// Per `pve` node: the tokens its driver needs for the pull-mode nodes below it (at any
 /// depth), exactly those their postures want. A token that does not resolve is not passed:
 /// the driver below refuses that node, naming the secret it lacks.
@@ -54,44 +84,16 @@ pub fn child_auth(
     secrets: Option<&SiteSecrets>,
     manifest: &Manifest,
 ) -> BTreeMap<String, ChildAuth> {
-    let resolver = Resolver::new(site, secrets);
-    let parent_of = |name: &str| {
-        manifest
-            .nodes
-            .iter()
-            .find(|n| n.name == name)
-            .and_then(|n| n.parent.as_deref())
-    };
-    let mut out: BTreeMap<String, ChildAuth> = BTreeMap::new();
-    for n in &manifest.nodes {
-        if n.mode(manifest.default_mode()) != ExecMode::Pull {
-            continue;
-        }
-        let Some(spec) = n.spec.as_deref() else {
-            continue;
-        };
-        let Ok(resolved) = resolver.resolve_spec(site, secrets, &n.name, spec) else {
-            continue;
-        };
-        if resolved.token.is_empty() {
-            continue;
-        }
-        // Every PVE above it runs a driver that passes the token on.
-        let mut up = n.parent.as_deref();
-        while let Some(pve) = up {
-            let a = out.entry(pve.to_string()).or_default();
-            match resolved.auth {
-                AuthMethod::Network => {}
-                AuthMethod::SiteToken => a.site_token = Some(resolved.token.clone()),
-                AuthMethod::NodeToken => {
-                    a.node_tokens.insert(n.name.clone(), resolved.token.clone());
-                }
-            }
-            up = parent_of(pve);
-        }
-    }
-    out.retain(|_, a| !a.is_empty());
-    out
+    manifest
+        .nodes
+        .iter()
+        .filter(|n| n.kind == NodeKind::Pve)
+        .map(|n| {
+            let below = pull_below(manifest, &n.name);
+            (n.name.clone(), ChildAuth::for_nodes(site, secrets, &below))
+        })
+        .filter(|(_, a)| !a.is_empty())
+        .collect()
 }
 
 /// What the host is, for where snippets go and where the controller listens.
@@ -168,6 +170,15 @@ pub async fn start(
             site: site.dir.clone(),
             identities: IdentityEnv::from_process(),
             nodes: mapping,
+            // A pve node in pull mode fetches its site-config and subtree's tokens too.
+            configs: nodes
+                .iter()
+                .filter(|n| n.kind == NodeKind::Pve)
+                .map(|n| ConfigGrant {
+                    node: n.name.clone(),
+                    below: pull_below(manifest, &n.name),
+                })
+                .collect(),
         },
         drain: Duration::from_secs(5),
         driver_binary: Some(binary),

@@ -202,7 +202,8 @@ pub const SCENARIOS: &[Scenario] = &[
         "pve-config",
         "PVE self-configure from the server's config endpoint",
         "-",
-        "driver host setup -H HOST (push), or driver config apply on the node (pull)",
+        "a pve node in pull mode runs it itself (driver config pve, from its cloud-init; \
+         driver create/test wait for it), or driver host setup -H HOST (push)",
     ),
 ];
 

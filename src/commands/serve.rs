@@ -5,7 +5,7 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use controller::{CertOrigin, Controller, ControllerError, ServeConfig, SpecSource};
+use controller::{CertOrigin, ConfigGrant, Controller, ControllerError, ServeConfig, SpecSource};
 use engine::secrets::{IdentityEnv, Secret};
 use serde::Serialize;
 use tokio::signal::unix::{signal, SignalKind};
@@ -42,6 +42,8 @@ struct Listening<'a> {
     cert: String,
     specs: Vec<String>,
     nodes: Vec<String>,
+    /// The `pve` nodes served `/config`.
+    configs: Vec<String>,
     repos: Vec<RepoOut>,
     snapshot_dir: Option<String>,
 }
@@ -103,6 +105,32 @@ pub fn run(a: &ServeArgs, site_flag: Option<&Path>) -> Result<(), Failure> {
     for n in &a.nodes {
         nodes.push(pair("--node", n)?);
     }
+    let mut configs: Vec<ConfigGrant> = Vec::new();
+    for n in &a.pve_nodes {
+        let (name, spec) = pair("--pve-node", n)?;
+        configs.push(ConfigGrant {
+            node: name.clone(),
+            below: Vec::new(),
+        });
+        nodes.push((name, spec));
+    }
+    for b in &a.below {
+        let (pve, node) = pair("--below", b)?;
+        let spec = nodes
+            .iter()
+            .find(|(n, _)| *n == node)
+            .map(|(_, s)| s.clone())
+            .ok_or_else(|| {
+                Failure::usage(miette::miette!(
+                    "--below {b}: '{node}' is no --node or --pve-node (its spec says which \
+                     token it wants)"
+                ))
+            })?;
+        let grant = configs.iter_mut().find(|g| g.node == pve).ok_or_else(|| {
+            Failure::usage(miette::miette!("--below {b}: '{pve}' is no --pve-node"))
+        })?;
+        grant.below.push((node, spec));
+    }
     let config = ServeConfig {
         bind: SocketAddr::new(a.bind, a.port),
         cert: a.cert.clone().zip(a.key.clone()),
@@ -112,6 +140,7 @@ pub fn run(a: &ServeArgs, site_flag: Option<&Path>) -> Result<(), Failure> {
             site: discover_site(site_flag)?,
             identities: IdentityEnv::from_process(),
             nodes,
+            configs,
         },
         drain: Duration::from_secs(a.drain),
         driver_binary: None,
@@ -198,6 +227,7 @@ fn announce(c: &Controller, json: bool) {
             cert,
             specs,
             nodes,
+            configs: c.config_names(),
             repos,
             snapshot_dir,
         });
@@ -208,6 +238,10 @@ fn announce(c: &Controller, json: bool) {
     crate::outln!("  specs:       {}", specs.join(", "));
     if !nodes.is_empty() {
         crate::outln!("  nodes:       {}", nodes.join(", "));
+    }
+    let configs = c.config_names();
+    if !configs.is_empty() {
+        crate::outln!("  configs:     {} (/config/NAME)", configs.join(", "));
     }
     for r in &repos {
         crate::outln!("  repo:        {} from {}", repo_line(r), r.source);

@@ -64,7 +64,15 @@ fn every_builtin_manifest_validates() {
         .map(|m| m["name"].as_str().unwrap())
         .collect();
     for want in [
-        "n1-basic", "n2-quick", "n3-deep", "n1-push", "n1-pull", "n2-push", "n2-pull", "wide-50",
+        "n1-basic",
+        "n2-quick",
+        "n3-deep",
+        "n1-push",
+        "n1-pull",
+        "n2-push",
+        "n2-pull",
+        "n2-pull-pve",
+        "wide-50",
     ] {
         assert!(names.contains(&want), "{want} missing from {names:?}");
     }

@@ -22,6 +22,7 @@ mod cli_ownership;
 mod cli_placement;
 mod cli_pull;
 mod cli_pull_nested;
+mod cli_pull_pve;
 mod cli_pull_snippets;
 mod cli_resources;
 mod cli_resources_fakepve;

@@ -45,6 +45,7 @@ pub enum HostError {
 }
 
 /// Where the commands run.
+#[derive(Clone)]
 pub enum Shell {
     /// This machine, `sh -c`.
     Local,

@@ -9,6 +9,10 @@
 //!
 //! The child driver, its site-config subset and its state live in one
 //! folder on the guest ([`InstalledPve::dir`]).
+//!
+//! The checks and the token, storage and bridge steps run through a [`Host`]: over SSH from
+//! the parent (push mode), or on the node itself (a `pve` node in pull mode,
+//! `crate::node_config::pve`). `install_pve` and the images stay the parent's, over SSH.
 
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -16,10 +20,10 @@ use std::time::Duration;
 use engine::executor::ActionError;
 use serde_json::Value;
 
-use super::{fail, Guest, Nesting, CHILD_TOKEN, SHORT};
+use super::{fail, sh, Guest, Nesting, CHILD_TOKEN, SHORT};
 use crate::host::install::{self, InstallOptions, Installed, Reconnect};
 use crate::host::pve::{self, BridgePort};
-use crate::host::{setup, Host, Report, Shell};
+use crate::host::{setup, Host, Report};
 use crate::poll::{self, Backoff, GaveUp, Poll};
 use crate::ssh::{shell_quote, Connection, SshTarget};
 
@@ -74,25 +78,15 @@ fn log(guest: &Guest<'_>, r: &Report) {
 }
 
 impl InstalledPve {
-    /// The host steps' view of the guest, over its SSH connection.
-    fn host(&self, conn: &Connection, guest: &Guest<'_>) -> Host {
-        Host {
-            shell: Shell::Ssh(conn.clone()),
-            root: self.root.clone(),
-            label: guest.name.to_string(),
-        }
-    }
-
     /// Proxmox VE onto the guest's Debian 13, as `driver host install-pve`
     /// does (it checks first: a guest that has PVE changes nothing), then its
     /// repositories as `driver host setup` leaves them.
     pub(super) async fn install_pve(
         &self,
-        conn: &Connection,
+        h: &mut Host,
         target: &SshTarget,
         guest: &Guest<'_>,
     ) -> Result<(), ActionError> {
-        let mut h = self.host(conn, guest);
         let o = InstallOptions {
             address: guest.ip.to_string(),
             domain: None,
@@ -100,13 +94,13 @@ impl InstalledPve {
             dry_run: false,
             reboot_timeout: self.reboot_timeout,
         };
-        let mut r = match install::install_pve(&mut h, &o, Reconnect::Ssh(target)).await? {
+        let mut r = match install::install_pve(h, &o, Reconnect::Ssh(target)).await? {
             Installed::Done(r) => r,
             Installed::Rebooting(_) => {
                 return Err(fail("the install asked to be finished after a reboot"))
             }
         };
-        setup::ensure_repos(&h, false, &mut r).await?;
+        setup::ensure_repos(h, false, &mut r).await?;
         if r.changed.is_empty() {
             guest.log("Proxmox VE is installed");
         }
@@ -116,14 +110,9 @@ impl InstalledPve {
 
     /// After the upload: PVE is installed, its API answers, and a storage
     /// takes guest disks and cloud-init snippets.
-    pub(super) async fn check_pve(
-        &self,
-        _n: &Nesting,
-        conn: &Connection,
-        guest: &Guest<'_>,
-    ) -> Result<(), ActionError> {
-        let v = conn.exec("pveversion", SHORT).await?;
-        if !v.status.success() {
+    pub(crate) async fn check_pve(&self, h: &Host, guest: &Guest<'_>) -> Result<(), ActionError> {
+        let v = h.run("pveversion", SHORT).await?;
+        if !v.ok() {
             return Err(fail(format!(
                 "{} does not run Proxmox VE (`pveversion`: {}): its image is said to have PVE \
                  (images/{}.yaml `pve: true`); drop that line to have driver install PVE on it, \
@@ -135,11 +124,11 @@ impl InstalledPve {
         }
         guest.log(v.stdout.trim().to_string());
         let up = poll::until(API_WAIT, API_POLL, || async {
-            match conn
-                .exec("pvesh get /version --output-format json", SHORT)
+            match h
+                .run("pvesh get /version --output-format json", SHORT)
                 .await
             {
-                Ok(up) if up.status.success() => Poll::Ready(()),
+                Ok(up) if up.ok() => Poll::Ready(()),
                 Ok(up) => Poll::Pending(Ok(up.stderr.trim().to_string())),
                 Err(e) => Poll::Fail(Err(e)),
             }
@@ -159,10 +148,9 @@ impl InstalledPve {
                 )))
             }
         }
-        let h = self.host(conn, guest);
-        let node = pve::node_name(&h, Some(guest.name)).await?;
+        let node = pve::node_name(h, Some(guest.name)).await?;
         let mut r = Report::default();
-        pve::ensure_storage(&h, &node, false, &mut r).await?;
+        pve::ensure_storage(h, &node, false, &mut r).await?;
         log(guest, &r);
         Ok(())
     }
@@ -172,31 +160,28 @@ impl InstalledPve {
     /// (`USER@REALM!ID=SECRET`) when new, and the child's node file.
     pub(super) async fn api_token(
         &self,
-        n: &Nesting,
-        conn: &Connection,
+        h: &Host,
         guest: &Guest<'_>,
     ) -> Result<(Option<String>, String), ActionError> {
-        let h = self.host(conn, guest);
-        let node = pve::node_name(&h, Some(guest.name)).await?;
+        let node = pve::node_name(h, Some(guest.name)).await?;
         let mut r = Report::default();
-        let storage = pve::ensure_storage(&h, &node, false, &mut r).await?;
-        let fingerprint = pve::fingerprint(&h, &node)
+        let storage = pve::ensure_storage(h, &node, false, &mut r).await?;
+        let fingerprint = pve::fingerprint(h, &node)
             .await?
             .ok_or_else(|| fail(format!("{} shows no API certificate", guest.name)))?;
         let held = format!("root@pam!{CHILD_TOKEN}=");
-        let known = conn
-            .exec(
-                &n.sh(&format!(
-                    "grep -qF {} site-config/secrets.yaml",
-                    shell_quote(&held)
-                )),
+        let known = h
+            .run(
+                &sh(
+                    &self.dir,
+                    &format!("grep -qF {} site-config/secrets.yaml", shell_quote(&held)),
+                ),
                 SHORT,
             )
             .await?
-            .status
-            .success();
+            .ok();
         let token = pve::ensure_token(
-            &h,
+            h,
             "root@pam",
             CHILD_TOKEN,
             "driver (nested)",
@@ -207,7 +192,7 @@ impl InstalledPve {
         .await?;
         log(guest, &r);
         let node_file = format!(
-            "# Written by the parent driver: this host is a nested PVE.\n\
+            "# Written by driver: this host is a nested PVE.\n\
              node: {node}\napi_endpoint: https://{ip}:8006\nfingerprint: \"{fingerprint}\"\n\
              api_token: {name}\ndatastore: {storage}\nbridge: {BRIDGE}\nip: {ip}\n",
             ip = guest.ip,
@@ -221,15 +206,13 @@ impl InstalledPve {
     /// share the guest's network), applied with PVE's network reload.
     pub(super) async fn ensure_bridge(
         &self,
-        _n: &Nesting,
-        conn: &Connection,
+        h: &Host,
         guest: &Guest<'_>,
     ) -> Result<(), ActionError> {
-        let h = self.host(conn, guest);
-        let node = pve::node_name(&h, Some(guest.name)).await?;
+        let node = pve::node_name(h, Some(guest.name)).await?;
         let mut r = Report::default();
         pve::ensure_bridge(
-            &h,
+            h,
             &node,
             BRIDGE,
             BridgePort::Holding(guest.ip),
@@ -247,6 +230,7 @@ impl InstalledPve {
     pub(super) async fn ensure_images(
         &self,
         n: &Nesting,
+        h: &Host,
         conn: &Connection,
         guest: &Guest<'_>,
     ) -> Result<(), ActionError> {
@@ -254,10 +238,9 @@ impl InstalledPve {
         if images.is_empty() {
             return Ok(());
         }
-        let h = self.host(conn, guest);
-        let node = pve::node_name(&h, Some(guest.name)).await?;
+        let node = pve::node_name(h, Some(guest.name)).await?;
         let resources = pve::json(
-            &h,
+            h,
             "pvesh get /cluster/resources --type vm --output-format json",
         )
         .await?;
@@ -293,7 +276,7 @@ impl InstalledPve {
                 ));
                 conn.exec(&get, guest.timeout).await?.check()?;
             }
-            let storage = pve::ensure_storage(&h, &node, false, &mut Report::default()).await?;
+            let storage = pve::ensure_storage(h, &node, false, &mut Report::default()).await?;
             let id = crate::templates::ssh::next_id(conn)
                 .await
                 .map_err(|e| fail(format!("picking a VM id: {e}")))?;

@@ -17,11 +17,16 @@
 //! Each step checks first, so a resumed run redoes only what is missing.
 //! Everything the child needs is written as files in the guest (never put
 //! in a command line): its site-config subset, secrets limited to its own
-//! API token and SSH key, and the subtree.
+//! API token, SSH key and the pull-mode tokens of its subtree
+//! (`engine::site_config::pve_config::ChildAuth`), and the subtree.
+//!
+//! A `pve` node in pull mode does the same to itself ([`NestedHost`]'s steps, run on the
+//! node by `crate::node_config::pve`), from what it fetches from the run's controller; the
+//! parent then downloads its images and delegates to it as here.
 
-pub mod auth;
 pub mod installed;
 pub mod simulated;
+mod steps;
 
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -33,11 +38,14 @@ use engine::executor::{ActionCall, ActionError, ActionErrorKind, ActionOutput, S
 use engine::manifest::Manifest;
 use engine::outcome::NodePath;
 use engine::plan::PhaseKind;
+use engine::site_config::pve_config::ChildAuth;
 
+use crate::host::{Host, Shell};
 use crate::ssh::{self, shell_quote, Connection, Flag, SshError, StreamOptions};
 
 pub use installed::InstalledPve;
 pub use simulated::SimulatedPve;
+pub(crate) use steps::sh;
 
 /// What the runner needs to make nested hosts.
 #[derive(Clone, Debug)]
@@ -64,8 +72,8 @@ pub struct Nesting {
     pub heal: Option<crate::heal::Mode>,
     /// How a guest becomes a PVE host here.
     pub host: NestedHost,
-    /// Per `pve` node: the pull-mode tokens its driver is given (see [`auth`]).
-    pub child_auth: std::collections::BTreeMap<String, auth::ChildAuth>,
+    /// Per `pve` node: the pull-mode tokens its driver is given.
+    pub child_auth: std::collections::BTreeMap<String, ChildAuth>,
 }
 
 #[derive(Clone, Debug)]
@@ -146,10 +154,7 @@ const CHILD_TOKEN: &str = "driver-child";
 impl Nesting {
     /// The folder in the guest that holds the child driver and its files.
     fn dir(&self) -> &str {
-        match &self.host {
-            NestedHost::Simulated(_) => ".",
-            NestedHost::Installed(i) => &i.dir,
-        }
+        self.host.dir()
     }
 
     /// `rel` inside [`dir`](Self::dir), for uploads.
@@ -159,7 +164,12 @@ impl Nesting {
 
     /// `cmd` run in [`dir`](Self::dir).
     fn sh(&self, cmd: &str) -> String {
-        format!("cd {} && {cmd}", shell_quote(self.dir()))
+        sh(self.dir(), cmd)
+    }
+
+    /// The guest over `conn`, as the host steps see it.
+    fn on(&self, conn: &Connection, name: &str) -> Host {
+        self.host.host(Shell::Ssh(conn.clone()), name)
     }
 
     /// Runs one create step of the PVE lifecycle on `guest` (reached at
@@ -200,9 +210,13 @@ impl Nesting {
         target: &ssh::SshTarget,
         guest: &Guest<'_>,
     ) -> Result<(), ActionError> {
+        let mut h = self.on(conn, guest.name);
         match &self.host {
-            NestedHost::Simulated(s) => s.install(self, conn, guest).await,
-            NestedHost::Installed(i) => i.install_pve(conn, target, guest).await,
+            NestedHost::Simulated(s) => {
+                self.ensure_binary(conn, guest).await?;
+                s.install(&h, guest).await
+            }
+            NestedHost::Installed(i) => i.install_pve(&mut h, target, guest).await,
         }
     }
 
@@ -235,10 +249,7 @@ impl Nesting {
             )
             .await?;
         }
-        match &self.host {
-            NestedHost::Simulated(s) => s.start(self, conn, guest).await,
-            NestedHost::Installed(i) => i.check_pve(self, conn, guest).await,
-        }
+        self.host.setup_pve(&self.on(conn, guest.name), guest).await
     }
 
     /// This driver in [`dir`](Self::dir), uploaded unless the same build is there.
@@ -286,56 +297,17 @@ impl Nesting {
         Ok(())
     }
 
-    /// The child driver's API token (one whose secret the child's secrets
-    /// lack is replaced: a token's secret is shown only once), written with
-    /// the child's node file.
+    /// The child driver's API token, node file and secrets (its API token and its
+    /// subtree's pull-mode tokens).
     pub async fn create_api_token(
         &self,
         conn: &Connection,
         guest: &Guest<'_>,
     ) -> Result<(), ActionError> {
-        let (token, node_file) = match &self.host {
-            NestedHost::Simulated(s) => s.api_token(self, conn, guest).await?,
-            NestedHost::Installed(i) => i.api_token(self, conn, guest).await?,
-        };
-        conn.upload_bytes(
-            node_file,
-            &self.path(&format!("site-config/nodes/{}.yaml", guest.name)),
-            0o644,
-            SHORT,
-        )
-        .await?;
         let auth = self.child_auth.get(guest.name).cloned().unwrap_or_default();
-        // `None`: the child's secrets hold the token that is there (kept, and rewritten
-        // only to carry its subtree's pull-mode tokens).
-        let token = match token {
-            Some(t) => Some(t),
-            None if auth.is_empty() => None,
-            None => {
-                let held = conn
-                    .exec(&self.sh("cat site-config/secrets.yaml"), SHORT)
-                    .await?
-                    .check()?;
-                Some(auth::api_token_in(&held.stdout, guest.name).ok_or_else(|| {
-                    fail(format!(
-                        "{}'s site-config/secrets.yaml holds its API token in a form this \
-                         driver did not write: remove the file there to have a new token made",
-                        guest.name
-                    ))
-                })?)
-            }
-        };
-        if let Some(token) = token {
-            let secrets = auth.secrets_yaml(guest.name, &token);
-            conn.upload_bytes(
-                secrets,
-                &self.path("site-config/secrets.yaml"),
-                0o600,
-                SHORT,
-            )
-            .await?;
-        }
-        Ok(())
+        self.host
+            .create_api_token(&self.on(conn, guest.name), guest, &auth)
+            .await
     }
 
     pub async fn configure_bridge(
@@ -343,10 +315,9 @@ impl Nesting {
         conn: &Connection,
         guest: &Guest<'_>,
     ) -> Result<(), ActionError> {
-        match &self.host {
-            NestedHost::Simulated(s) => s.check_bridge(self, conn, guest).await,
-            NestedHost::Installed(i) => i.ensure_bridge(self, conn, guest).await,
-        }
+        self.host
+            .configure_bridge(&self.on(conn, guest.name), guest)
+            .await
     }
 
     /// The images the node's own guests are cloned from are there as templates.
@@ -355,9 +326,10 @@ impl Nesting {
         conn: &Connection,
         guest: &Guest<'_>,
     ) -> Result<(), ActionError> {
+        let h = self.on(conn, guest.name);
         match &self.host {
-            NestedHost::Simulated(s) => s.check_images(self, conn, guest).await,
-            NestedHost::Installed(i) => i.ensure_images(self, conn, guest).await,
+            NestedHost::Simulated(s) => s.check_images(&h, guest).await,
+            NestedHost::Installed(i) => i.ensure_images(self, &h, conn, guest).await,
         }
     }
 
@@ -436,7 +408,8 @@ impl Nesting {
         let ip = node_ip(call)?;
         let env = match &self.host {
             NestedHost::Simulated(s) => {
-                s.ensure_running(self, conn, ip, &call.node.name).await?;
+                let h = self.on(conn, &call.node.name);
+                s.ensure_running(&h, ip, &call.node.name).await?;
                 s.child_env()
             }
             NestedHost::Installed(_) => "",
@@ -544,7 +517,7 @@ impl Nesting {
     /// PVE stops its own services on shutdown).
     pub async fn stop_nested(&self, conn: &Connection) -> Result<(), ActionError> {
         match &self.host {
-            NestedHost::Simulated(s) => s.stop(self, conn).await,
+            NestedHost::Simulated(s) => s.stop(&self.on(conn, "nested PVE")).await,
             NestedHost::Installed(_) => Ok(()),
         }
     }

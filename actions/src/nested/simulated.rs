@@ -10,6 +10,10 @@
 //! which says so in its log, since no Proxmox VE package can be installed in
 //! a simulator's guest. Without either, the bootstrap refuses, as a real
 //! guest without PVE is refused.
+//!
+//! The steps run through a [`Host`]: over SSH from the parent (push mode), or on the node
+//! itself (a `pve` node in pull mode, `crate::node_config::pve`); either way in the guest's
+//! folder, where its commands start and the child driver runs.
 
 use std::collections::BTreeSet;
 use std::time::Duration;
@@ -18,15 +22,15 @@ use engine::executor::ActionError;
 use reqwest::Method;
 use serde_json::Value;
 
-use super::{fail, Guest, Nesting, CHILD_TOKEN, SHORT};
+use super::{fail, Guest, CHILD_TOKEN, SHORT};
+use crate::host::Host;
 use crate::poll::{self, Backoff, GaveUp, Poll};
 use crate::pve::{tls, PveClient, PveTarget, TlsTrust};
-use crate::ssh::Connection;
 
 /// The nested simulator's state folder, in its guest's folder (where the child driver runs).
 pub const STATE_DIR: &str = "pvesim";
 
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
 pub struct SimulatedPve {
     /// The guest network (first two octets) of the simulator this host is;
     /// a nested simulator takes the next one, so addresses never collide.
@@ -92,35 +96,25 @@ impl SimulatedPve {
 
     /// Is there PVE (its stand-in, the nested simulator's service) on the
     /// guest: from its image, or put there by `install_pve`?
-    async fn has_pve(&self, conn: &Connection, guest: &Guest<'_>) -> Result<bool, ActionError> {
+    async fn has_pve(&self, h: &Host, guest: &Guest<'_>) -> Result<bool, ActionError> {
         if guest
             .image
             .is_some_and(|i| self.images_with_pve.contains(i))
         {
             return Ok(true);
         }
-        Ok(conn
-            .exec(&format!("test -f {SERVICE}"), SHORT)
-            .await?
-            .status
-            .success())
+        Ok(h.run(&format!("test -f {SERVICE}"), SHORT).await?.ok())
     }
 
-    /// `install_pve` on a simulated guest: the nested simulator's service
-    /// (this driver and the boot script that starts it) in place of PVE's
-    /// packages; checked first, like the real install.
-    pub(super) async fn install(
-        &self,
-        n: &Nesting,
-        conn: &Connection,
-        guest: &Guest<'_>,
-    ) -> Result<(), ActionError> {
-        if self.has_pve(conn, guest).await? {
+    /// `install_pve` (push) or `ensure_pve` (pull) on a simulated guest: the nested
+    /// simulator's service (the boot script that starts this driver as one) in place of
+    /// PVE's packages; checked first, like the real install.
+    pub(crate) async fn install(&self, h: &Host, guest: &Guest<'_>) -> Result<(), ActionError> {
+        if self.has_pve(h, guest).await? {
             guest.log("the nested PVE simulator is installed");
             return Ok(());
         }
-        n.ensure_binary(conn, guest).await?;
-        self.write_service(conn, guest).await?;
+        self.write_service(h, guest).await?;
         guest.log(format!(
             "installed the nested PVE simulator as this simulated guest's Proxmox VE \
              ({SERVICE} starts it at each boot; a simulator's guest runs no Proxmox VE packages)"
@@ -129,13 +123,8 @@ impl SimulatedPve {
     }
 
     /// Writes the guest's boot script and starts the nested simulator.
-    pub(super) async fn start(
-        &self,
-        n: &Nesting,
-        conn: &Connection,
-        guest: &Guest<'_>,
-    ) -> Result<(), ActionError> {
-        if !self.has_pve(conn, guest).await? {
+    pub(crate) async fn start(&self, h: &Host, guest: &Guest<'_>) -> Result<(), ActionError> {
+        if !self.has_pve(h, guest).await? {
             let image = guest.image.unwrap_or("(none)");
             return Err(fail(format!(
                 "{} has no PVE: its image {image} has none (images/{image}.yaml has no \
@@ -143,19 +132,18 @@ impl SimulatedPve {
                 guest.name
             )));
         }
-        self.write_service(conn, guest).await?;
+        self.write_service(h, guest).await?;
         let start = format!("PVESIM_GUEST_IP={} sh {SERVICE}", guest.ip);
-        let out = conn.exec(&n.sh(&start), SHORT).await?.check()?;
-        guest.log(format!("nested PVE simulator {}", out.stdout.trim()));
-        self.wait_api(conn, guest.ip, guest.name).await
+        let out = h.ok(&start, SHORT).await?;
+        guest.log(format!("nested PVE simulator {}", out.trim()));
+        self.wait_api(h, guest.ip, guest.name).await
     }
 
     /// The nested PVE's "service": started at every boot of its guest (the
     /// simulator runs `etc/rc.local`), and by [`start`](Self::start).
-    async fn write_service(&self, conn: &Connection, guest: &Guest<'_>) -> Result<(), ActionError> {
+    async fn write_service(&self, h: &Host, guest: &Guest<'_>) -> Result<(), ActionError> {
         if let Some(f) = &self.faults {
-            conn.upload_bytes(f.clone(), "pvesim-faults.json", 0o644, SHORT)
-                .await?;
+            h.write("pvesim-faults.json", f, 0o644).await?;
         }
         let rc_local = format!(
             "#!/bin/sh\n# Written by driver: this guest is a nested PVE (a simulator).\n\
@@ -174,8 +162,7 @@ impl SimulatedPve {
             port = self.guest_ssh_port,
             scale = self.time_scale,
         );
-        conn.exec("mkdir -p etc", SHORT).await?.check()?;
-        conn.upload_bytes(rc_local, SERVICE, 0o755, SHORT).await?;
+        h.write(SERVICE, &rc_local, 0o755).await?;
         Ok(())
     }
 
@@ -183,20 +170,19 @@ impl SimulatedPve {
     /// restarted) and answers.
     pub(super) async fn ensure_running(
         &self,
-        n: &Nesting,
-        conn: &Connection,
+        h: &Host,
         ip: &str,
         name: &str,
     ) -> Result<(), ActionError> {
-        let start = format!("[ -f etc/rc.local ] && PVESIM_GUEST_IP={ip} sh etc/rc.local; true");
-        conn.exec(&n.sh(&start), SHORT).await?.check()?;
-        self.wait_api(conn, ip, name).await
+        let start = format!("[ -f {SERVICE} ] && PVESIM_GUEST_IP={ip} sh {SERVICE}; true");
+        h.ok(&start, SHORT).await?;
+        self.wait_api(h, ip, name).await
     }
 
     /// Waits until the nested PVE's API answers.
-    async fn wait_api(&self, conn: &Connection, ip: &str, name: &str) -> Result<(), ActionError> {
+    async fn wait_api(&self, h: &Host, ip: &str, name: &str) -> Result<(), ActionError> {
         let up = poll::until(SHORT, API_POLL, || async {
-            let answer = match self.root_client(conn, ip, name).await {
+            let answer = match self.root_client(h, ip, name).await {
                 Ok(client) => client
                     .get("/version")
                     .await
@@ -213,7 +199,7 @@ impl SimulatedPve {
         let Err(GaveUp { last, waited, .. }) = up else {
             return Ok(());
         };
-        let log = conn.exec("tail -n 20 pvesim.log", SHORT).await?;
+        let log = h.run("tail -n 20 pvesim.log", SHORT).await?;
         Err(fail(format!(
             "the nested PVE on {name} did not come up after {waited} (last: {last}); its log:\n{}",
             log.stdout
@@ -221,23 +207,14 @@ impl SimulatedPve {
     }
 
     /// A client of the nested PVE with its root token (read from its files).
-    async fn root_client(
-        &self,
-        conn: &Connection,
-        ip: &str,
-        name: &str,
-    ) -> Result<PveClient, ActionError> {
-        let token = conn.exec("cat pvesim/pvesim.token", SHORT).await?.check()?;
-        let fp = conn
-            .exec("cat pvesim/pvesim.fingerprint", SHORT)
-            .await?
-            .check()?;
+    async fn root_client(&self, h: &Host, ip: &str, name: &str) -> Result<PveClient, ActionError> {
+        let token = h.ok("cat pvesim/pvesim.token", SHORT).await?;
+        let fp = h.ok("cat pvesim/pvesim.fingerprint", SHORT).await?;
         let (id, secret) = token
-            .stdout
             .trim()
             .split_once('=')
             .ok_or_else(|| fail("the nested PVE's token file is not USER@REALM!ID=SECRET"))?;
-        let fp = tls::parse_fingerprint(fp.stdout.trim())?;
+        let fp = tls::parse_fingerprint(fp.trim())?;
         PveClient::new(&PveTarget {
             endpoint: format!("https://{ip}:8006"),
             node: name.to_string(),
@@ -252,11 +229,10 @@ impl SimulatedPve {
     /// (`USER@REALM!ID=SECRET`) and the child's node file.
     pub(super) async fn api_token(
         &self,
-        _n: &Nesting,
-        conn: &Connection,
+        h: &Host,
         guest: &Guest<'_>,
     ) -> Result<(Option<String>, String), ActionError> {
-        let root = self.root_client(conn, guest.ip, guest.name).await?;
+        let root = self.root_client(h, guest.ip, guest.name).await?;
         let path = format!("/access/users/root@pam/token/{CHILD_TOKEN}");
         let _ = root.request(Method::DELETE, &path, &[]).await;
         let made = root
@@ -272,18 +248,15 @@ impl SimulatedPve {
             .get("value")
             .and_then(Value::as_str)
             .ok_or_else(|| fail("the nested PVE answered no token value"))?;
-        let fp = conn
-            .exec("cat pvesim/pvesim.fingerprint", SHORT)
-            .await?
-            .check()?;
+        let fp = h.ok("cat pvesim/pvesim.fingerprint", SHORT).await?;
         let node_file = format!(
-            "# Written by the parent driver: this host is a nested PVE (a simulator).\n\
+            "# Written by driver: this host is a nested PVE (a simulator).\n\
              api_endpoint: https://{ip}:8006\nfingerprint: \"{fp}\"\napi_token: {node}\n\
              datastore: local-lvm\nbridge: vmbr0\nip: {ip}\npvesim_guest_net: \"{net}\"\n\
              pvesim_time_scale: {scale}\n",
             ip = guest.ip,
             node = guest.name,
-            fp = fp.stdout.trim(),
+            fp = fp.trim(),
             net = self.child_net(),
             scale = self.time_scale,
         );
@@ -293,11 +266,10 @@ impl SimulatedPve {
     /// A nested simulator always has vmbr0; its absence is a fault.
     pub(super) async fn check_bridge(
         &self,
-        _n: &Nesting,
-        conn: &Connection,
+        h: &Host,
         guest: &Guest<'_>,
     ) -> Result<(), ActionError> {
-        let root = self.root_client(conn, guest.ip, guest.name).await?;
+        let root = self.root_client(h, guest.ip, guest.name).await?;
         let nets = root.get(&format!("/nodes/{}/network", guest.name)).await?;
         let found = nets.as_array().is_some_and(|a| {
             a.iter()
@@ -316,15 +288,14 @@ impl SimulatedPve {
     /// A nested simulator brings its templates along: they are checked.
     pub(super) async fn check_images(
         &self,
-        _n: &Nesting,
-        conn: &Connection,
+        h: &Host,
         guest: &Guest<'_>,
     ) -> Result<(), ActionError> {
         let images = guest.images()?;
         if images.is_empty() {
             return Ok(());
         }
-        let root = self.root_client(conn, guest.ip, guest.name).await?;
+        let root = self.root_client(h, guest.ip, guest.name).await?;
         let guests = root.guests().await?;
         for (node, image) in images {
             if !guests.iter().any(|g| g.template && g.name == image) {
@@ -338,9 +309,9 @@ impl SimulatedPve {
     }
 
     /// Stops the nested simulator (before its guest is shut down).
-    pub(super) async fn stop(&self, n: &Nesting, conn: &Connection) -> Result<(), ActionError> {
+    pub(super) async fn stop(&self, h: &Host) -> Result<(), ActionError> {
         let stop = format!("{OURS_ALIVE} kill \"$pid\"; fi; rm -f pvesim.pid; true");
-        conn.exec(&n.sh(&stop), SHORT).await?;
+        h.run(&stop, SHORT).await?;
         Ok(())
     }
 }

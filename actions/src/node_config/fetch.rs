@@ -1,5 +1,6 @@
-//! `GET /spec/{identity}` from the controller, the certificate pinned by fingerprint
-//! (the controller's is self-signed), the token as a bearer when the posture wants one.
+//! `GET /spec/{identity}` (and, for a `pve` node in pull mode, `GET /config/{identity}`)
+//! from the controller, the certificate pinned by fingerprint (the controller's is
+//! self-signed), the token as a bearer when the posture wants one.
 
 use std::time::Duration;
 
@@ -20,12 +21,20 @@ pub enum FetchError {
     NoToken { url: String },
     #[error("{url}: the controller refused the token (403)")]
     Refused { url: String },
-    #[error("{url}: the controller has no spec for '{identity}' (404)")]
-    Unknown { url: String, identity: String },
+    #[error("{url}: the controller has no {what} for '{identity}' (404)")]
+    Unknown {
+        url: String,
+        what: &'static str,
+        identity: String,
+    },
     #[error("{url}: HTTP {status}")]
     Status { url: String, status: u16 },
-    #[error("{url}: the answer is not a spec: {message}")]
-    NotASpec { url: String, message: String },
+    #[error("{url}: the answer is not a {what}: {message}")]
+    NotASpec {
+        url: String,
+        what: &'static str,
+        message: String,
+    },
 }
 
 /// The spec of `identity` as JSON text, checked to be a JSON object.
@@ -35,7 +44,29 @@ pub async fn fetch(
     token: Option<&str>,
     trust: &TlsTrust,
 ) -> Result<String, FetchError> {
-    let url = format!("{}/spec/{identity}", server.trim_end_matches('/'));
+    get(server, "spec", identity, token, trust).await
+}
+
+/// The config of `pve` node `identity` (`engine::site_config::pve_config::config_doc`'s
+/// shape) as JSON text, checked to be a JSON object.
+pub async fn fetch_config(
+    server: &str,
+    identity: &str,
+    token: Option<&str>,
+    trust: &TlsTrust,
+) -> Result<String, FetchError> {
+    get(server, "config", identity, token, trust).await
+}
+
+/// `GET /{what}/{identity}`.
+async fn get(
+    server: &str,
+    what: &'static str,
+    identity: &str,
+    token: Option<&str>,
+    trust: &TlsTrust,
+) -> Result<String, FetchError> {
+    let url = format!("{}/{what}/{identity}", server.trim_end_matches('/'));
     let http = reqwest::Client::builder()
         .tls_backend_preconfigured(client_config(trust)?)
         .connect_timeout(Duration::from_secs(10))
@@ -69,6 +100,7 @@ pub async fn fetch(
         404 => {
             return Err(FetchError::Unknown {
                 url,
+                what,
                 identity: identity.to_string(),
             })
         }
@@ -82,10 +114,12 @@ pub async fn fetch(
         Ok(v) if v.is_object() => Ok(text),
         Ok(_) => Err(FetchError::NotASpec {
             url,
+            what,
             message: "not a JSON object".into(),
         }),
         Err(e) => Err(FetchError::NotASpec {
             url,
+            what,
             message: e.to_string(),
         }),
     }

@@ -1,7 +1,8 @@
 //! The node side of pull mode: fetching this node's resolved spec from the controller
 //! (`fetch`, TLS pinned to the controller's fingerprint) and applying it (`apply`): each
 //! item of `engine::node_config::plan` checked, then changed only when it is not already
-//! so, with what changed written to `complete.json`.
+//! so, with what changed written to `complete.json`. A `pve` node then sets itself up as a
+//! PVE host from its config (`pve`, phase 2 of its self-configure).
 //!
 //! Applying changes the machine only as root and only when asked to ([`Target::Machine`]).
 //! [`Target::Root`] applies everything inside a folder instead (files written there,
@@ -14,9 +15,10 @@
 mod apply;
 mod fetch;
 mod playbook;
+pub mod pve;
 
 pub use apply::{apply, Applied, ApplyReport, Failed};
-pub use fetch::{fetch, FetchError};
+pub use fetch::{fetch, fetch_config, FetchError};
 pub use playbook::{check_mode_opt_outs, Checkout, CheckoutError, PlaybookReport};
 
 use std::path::PathBuf;

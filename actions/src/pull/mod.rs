@@ -5,10 +5,15 @@
 //! `config/complete.json` (applied, with what changed or the item that failed), both in the
 //! guest's driver folder.
 //!
+//! A `pve` node goes on to set itself up as a PVE host (phase 2 of seed 001's two-phase
+//! self-configure, `driver config pve` on the node from the controller's `/config`), and
+//! `await_pve_config` waits for its marker ([`pve`]).
+//!
 //! The markers are read over SSH rather than reported to the controller: they are the
 //! guest's own record, so a resumed run (with a new controller) still reads how an earlier
 //! boot went, and nothing the guest sends can change what the controller serves.
 
+mod pve;
 mod rerun;
 pub mod snippets;
 pub mod userdata;
@@ -52,6 +57,9 @@ pub struct PullNode<'a> {
     pub user: &'a str,
     pub ssh_keys: &'a [String],
     pub simulated: bool,
+    /// A `pve` node's `pve-host.json` (how it becomes a PVE host: phase 2 of its
+    /// self-configure follows its spec's apply).
+    pub pve_host: Option<&'a str>,
 }
 
 /// How often the guest's markers are read (the original polled every 10 s).
@@ -79,9 +87,18 @@ impl PullSetup {
         format!("driver-pull-{vmid}-{node}.yaml")
     }
 
-    /// The node's user-data.
-    pub fn user_data(&self, node: &str, user: &str, ssh_keys: &[String]) -> String {
-        userdata::render(&self.pull_node(node, user, ssh_keys))
+    /// The node's user-data (`pve_host`: a `pve` node's `pve-host.json`).
+    pub fn user_data(
+        &self,
+        node: &str,
+        user: &str,
+        ssh_keys: &[String],
+        pve_host: Option<&str>,
+    ) -> String {
+        userdata::render(&PullNode {
+            pve_host,
+            ..self.pull_node(node, user, ssh_keys)
+        })
     }
 
     fn pull_node<'a>(
@@ -100,6 +117,7 @@ impl PullSetup {
             user,
             ssh_keys,
             simulated: self.simulated,
+            pve_host: None,
         }
     }
 

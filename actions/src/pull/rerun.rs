@@ -39,7 +39,8 @@ impl PullSetup {
         // The new env comes on stdin (never in a command line: it holds the token).
         let rerun = format!(
             "umask 077; cd {dir} && cat > pull.env.tmp && mv pull.env.tmp pull.env && \
-             rm -f config/spec.yaml config/complete.json pull.status && sh ./pull.sh; exit 0"
+             rm -f config/spec.yaml config/complete.json pull.status pve-config/success.json \
+             pve-config/failure.json && sh ./pull.sh; exit 0"
         );
         conn.exec_with_stdin(&self.as_root(&rerun), want, call.timeout)
             .await?

@@ -4,6 +4,8 @@
 //! driver binary from the run's controller (checked against its SHA-256), then runs
 //! `driver config fetch` and `driver config apply`. Its progress is `pull.status` (`running`,
 //! `done`, or `failed: WHAT`) and its output `pull.log`, beside the markers in `config/`.
+//! A `pve` node's script goes on with its phase 2, `driver config pve` (how it becomes a PVE
+//! host in `pve-host.json`, its markers in `pve-config/`).
 
 use super::PullNode;
 
@@ -51,12 +53,34 @@ pub(crate) fn env_file(n: &PullNode<'_>) -> String {
     env
 }
 
+/// The folder a `pve` node's phase 2 keeps its markers in, in the pull folder.
+pub const PVE_CONFIG_DIR: &str = "pve-config";
+
 /// The boot script. On a simulated guest the folder is under `$HOME` and the apply goes
-/// inside the guest's folder (`--root "$HOME"`, reported as simulated).
+/// inside the guest's folder (`--root "$HOME"`, reported as simulated). A `pve` node's
+/// apply leaves its spec's `config.pve` to its phase 2, which sets it up as a PVE host in
+/// the folder a push-mode parent would use (the guest's own on a simulated host).
 fn script(n: &PullNode<'_>) -> String {
     let (dir, root) = match n.simulated {
         true => (format!("\"$HOME\"/{SIM_DIR}"), " --root \"$HOME\""),
         false => (DIR.to_string(), ""),
+    };
+    let (pve_flag, phase2) = match n.pve_host {
+        None => ("", String::new()),
+        Some(_) => {
+            let home = match n.simulated {
+                true => "\"$HOME\"".to_string(),
+                false => DIR.to_string(),
+            };
+            (
+                " --pve",
+                format!(
+                    "./driver config pve --state-dir {PVE_CONFIG_DIR} --spec config/spec.yaml \
+                     --host-file pve-host.json --dir {home} || {{ status \"failed: pve-config \
+                     (its setup as a PVE host)\"; exit 1; }}\n"
+                ),
+            )
+        }
     };
     format!(
         r#"#!/bin/sh
@@ -80,8 +104,8 @@ if [ ! -x driver ] || [ "$(sum driver)" != "$want" ]; then
   chmod 755 driver.part && mv driver.part driver
 fi
 ./driver config fetch --state-dir config || {{ status "failed: config fetch"; exit 1; }}
-./driver config apply --state-dir config{root} || {{ status "failed: config apply"; exit 1; }}
-status done
+./driver config apply --state-dir config{pve_flag}{root} || {{ status "failed: config apply"; exit 1; }}
+{phase2}status done
 "#,
         sha = n.binary_sha256,
     )
@@ -115,6 +139,12 @@ pub fn render(n: &PullNode<'_>) -> String {
         "  - path: {DIR}/pull.sh\n    permissions: '0755'\n    content: |\n{}",
         block(&script(n), 6)
     ));
+    if let Some(host) = n.pve_host {
+        y.push_str(&format!(
+            "  - path: {DIR}/pve-host.json\n    permissions: '0644'\n    content: |\n{}",
+            block(host, 6)
+        ));
+    }
     y.push_str("runcmd:\n");
     match n.simulated {
         true => y.push_str(&format!("  - sh \"$HOME/{SIM_DIR}/pull.sh\"\n")),
@@ -137,6 +167,7 @@ mod tests {
             user: "homestak",
             ssh_keys: &[],
             simulated,
+            pve_host: None,
         }
     }
 
@@ -155,5 +186,42 @@ mod tests {
         let y = render(&node(true));
         assert!(y.contains("cd \"$HOME\"/var/lib/driver"));
         assert!(y.contains("config apply --state-dir config --root \"$HOME\""));
+        assert!(!y.contains("config pve") && !y.contains("pve-host.json"));
+    }
+
+    #[test]
+    fn a_pve_node_goes_on_with_its_phase_2() {
+        let host = r#"{"image": "pve-9", "host": "installed"}"#;
+        let y = render(&PullNode {
+            pve_host: Some(host),
+            ..node(false)
+        });
+        assert!(
+            y.contains("config apply --state-dir config --pve ||"),
+            "{y}"
+        );
+        assert!(
+            y.contains(
+                "./driver config pve --state-dir pve-config --spec config/spec.yaml \
+                 --host-file pve-host.json --dir /var/lib/driver ||"
+            ),
+            "{y}"
+        );
+        assert!(y.contains(&format!(
+            "  - path: /var/lib/driver/pve-host.json\n    permissions: '0644'\n    \
+             content: |\n      {host}\n"
+        )));
+        let sim = render(&PullNode {
+            pve_host: Some(host),
+            ..node(true)
+        });
+        assert!(
+            sim.contains("--host-file pve-host.json --dir \"$HOME\" ||"),
+            "{sim}"
+        );
+        assert!(
+            sim.contains("--state-dir config --pve --root \"$HOME\""),
+            "{sim}"
+        );
     }
 }

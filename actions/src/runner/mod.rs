@@ -251,6 +251,7 @@ impl NodeRunner for PveRunner {
             call.action,
             Action::Configure
                 | Action::VerifySsh
+                | Action::AwaitPveConfig
                 | Action::InstallPve
                 | Action::Bootstrap
                 | Action::CopySecrets
@@ -359,6 +360,7 @@ impl NodeRunner for PveRunner {
             }
             Action::Configure => self.configure(&call).await,
             Action::AwaitPull => self.await_pull(&call).await,
+            Action::AwaitPveConfig => self.await_pve_config(&call).await,
             Action::VerifySsh => {
                 let (target, _) = self.ssh_target(&call)?;
                 let conn = ssh::connect(&target).await?;

@@ -1,11 +1,14 @@
 //! The runner's pull-mode steps: at provision, the guest's cloud-init snippet written and
 //! named in its `cicustom`; at `await_pull`, SSH awaited (its host key recorded, as
-//! `wait_ssh` does) and the guest's markers read until it reports its spec applied.
+//! `wait_ssh` does) and the guest's markers read until it reports its spec applied; for a
+//! `pve` node, at `await_pve_config`, until it reports itself set up as a PVE host.
 
 use engine::executor::{ActionCall, ActionError, ActionOutput};
 use engine::manifest::NodeKind;
 
 use super::PveRunner;
+use crate::nested::NestedHost;
+use crate::node_config::pve::{HostKind, PveHostFile};
 use crate::pull::PullSetup;
 use crate::ssh;
 
@@ -41,7 +44,16 @@ impl PveRunner {
         vmid: u32,
     ) -> Result<String, ActionError> {
         let name = PullSetup::snippet_name(&call.node.name, vmid);
-        let text = p.user_data(&call.node.name, &self.setup.ci_user, &self.setup.ssh_keys);
+        let pve_host = match call.node.kind {
+            NodeKind::Pve => Some(self.pve_host_file(call)?),
+            _ => None,
+        };
+        let text = p.user_data(
+            &call.node.name,
+            &self.setup.ci_user,
+            &self.setup.ssh_keys,
+            pve_host.as_deref(),
+        );
         p.snippets
             .write(&self.client, &p.storage, &name, &text)
             .await?;
@@ -50,6 +62,37 @@ impl PveRunner {
             p.storage, p.server
         ));
         Ok(format!("user={}:snippets/{name}", p.storage))
+    }
+
+    /// A `pve` node's `pve-host.json`: how it becomes a PVE host, as this runner's nested
+    /// hosts do (a nested simulator on a simulated host).
+    fn pve_host_file(&self, call: &ActionCall) -> Result<String, ActionError> {
+        let host = match &self.nesting(call)?.host {
+            NestedHost::Simulated(s) => HostKind::Simulated(s.clone()),
+            NestedHost::Installed(_) => HostKind::Installed,
+        };
+        let file = PveHostFile {
+            image: call.node.image.clone(),
+            host,
+        };
+        serde_json::to_string(&file).map_err(|e| ActionError::new(e.to_string()).because(e))
+    }
+
+    /// A `pve` node's phase 2: waits for its marker (see `crate::pull`'s `pve`).
+    pub(super) async fn await_pve_config(
+        &self,
+        call: &ActionCall,
+    ) -> Result<ActionOutput, ActionError> {
+        let p = self.pull_for(call)?.ok_or_else(|| {
+            ActionError::new(format!(
+                "'{}' is in pull mode, and this run has no controller for it",
+                call.node.name
+            ))
+        })?;
+        let (target, _) = self.ssh_target(call)?;
+        let conn = ssh::connect(&target).await?;
+        p.await_pve_config(&conn, call).await?;
+        Ok(ActionOutput::default())
     }
 
     pub(super) async fn await_pull(&self, call: &ActionCall) -> Result<ActionOutput, ActionError> {

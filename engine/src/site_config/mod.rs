@@ -2,7 +2,8 @@
 //! defaults, nodes and hosts, presets, templates, envs, postures, specs,
 //! images), its secrets, and resolving them into what tofu and ansible are
 //! given (`resolve`) or checking a manifest's references against it (`refs`);
-//! where containers' templates come from (`ct_template`).
+//! where containers' templates come from (`ct_template`); what a nested PVE's driver is
+//! given (`pve_config`).
 //!
 //! A site-config is a folder on disk or the example built into the binary;
 //! both read through `Files`, so the rest does not care which. Entities are
@@ -16,6 +17,7 @@ pub mod ct_template;
 mod discover;
 mod hosts;
 pub mod images;
+pub mod pve_config;
 pub mod refs;
 pub mod resolve;
 pub mod run;

@@ -262,7 +262,7 @@ impl SiteConfig {
 
     /// The non-secret part of the site-config, for a nested PVE's own
     /// driver: site.yaml and the presets, specs, postures, images and templates.
-    fn child_files(&self) -> Result<Vec<(String, String)>, ConfigError> {
+    pub fn child_files(&self) -> Result<Vec<(String, String)>, ConfigError> {
         let mut files = Vec::new();
         if let Some(t) = self.read_text("site.yaml")? {
             files.push(("site.yaml".to_string(), t));

@@ -1,56 +1,48 @@
-//! A `pve` node in pull mode is refused at load (validate) time with a hint: its pull-mode
-//! self-configure (seed 001's two-phase `pve-config` through `/config/{identity}`) is not
-//! built, and no setting is taken and then ignored.
+//! A `pve` node in pull mode (seed 001's two-phase self-configure): it loads, by its own
+//! `execution.mode` or the manifest's `default_mode`, and its plan waits for the node's own
+//! setup (`await_pull`, then `await_pve_config`) where push mode sets it up over SSH
+//! (`bootstrap` .. `create_api_token`); both then hand its subtree on the same way.
 
 use engine::manifest::{load, ExecMode, Source};
+use engine::plan::Action;
+use engine::{ManifestGraph, Plan, Verb};
 
-/// A problem: (message, line, column, help).
-type Found = (String, Option<usize>, Option<usize>, Option<String>);
-
-/// The problems of `yaml`.
-fn problems(yaml: &str) -> Vec<Found> {
-    match load(Source::new("m.yaml", yaml)) {
-        Ok(_) => panic!("expected problems, manifest loaded:\n{yaml}"),
-        Err(e) => e
-            .problems
-            .into_iter()
-            .map(|p| (p.message, p.line, p.column, p.help))
-            .collect(),
-    }
+fn create_actions(yaml: &str, node: &str) -> Vec<Action> {
+    let m = load(Source::new("m.yaml", yaml))
+        .unwrap_or_else(|e| panic!("{:#?}", e.problems))
+        .manifest;
+    let g = ManifestGraph::new(&m);
+    let p = Plan::build(Verb::Create, &g, "h");
+    let step = p.phases[0].steps.iter().find(|s| s.name == node).unwrap();
+    step.actions.clone()
 }
 
 #[test]
-fn a_pve_node_in_pull_mode_is_refused_with_a_hint() {
-    let ps = problems(
-        "schema_version: 2\nname: t\nnodes:\n  - {name: p, type: pve, execution: {mode: pull}}\n",
-    );
-    assert_eq!(ps.len(), 1, "{ps:#?}");
-    let (msg, line, col, help) = &ps[0];
-    assert_eq!(
-        msg,
-        "node 'p' is a pve node in pull mode (its execution.mode is pull): PVE nodes are set up \
-         over SSH (push); their pull-mode self-configure is not supported"
-    );
-    assert_eq!((*line, *col), (Some(4), Some(5)));
-    assert!(help.as_deref().unwrap().contains("execution: {mode: push}"));
-    let ps = problems(
-        "schema_version: 2\nname: t\nexecution: {default_mode: pull}\nnodes:\n  - {name: p, \
-         type: pve}\n  - {name: v, type: vm, parent: p}\n",
-    );
-    assert_eq!(ps.len(), 1, "{ps:#?}");
-    assert!(
-        ps[0]
-            .0
-            .contains("(the manifest's execution.default_mode is pull)"),
-        "{ps:#?}"
-    );
-    // Forced to push, it loads; the guests below it stay in pull mode.
-    let m = load(Source::new(
-        "m.yaml",
-        "schema_version: 2\nname: t\nexecution: {default_mode: pull}\nnodes:\n  - {name: p, \
-         type: pve, execution: {mode: push}}\n  - {name: v, type: vm, parent: p}\n",
-    ))
-    .unwrap()
-    .manifest;
+fn a_pve_node_in_pull_mode_loads_and_sets_itself_up() {
+    let own = "schema_version: 2\nname: t\nnodes:\n  - {name: p, type: pve, spec: pve, \
+               execution: {mode: pull}}\n  - {name: v, type: vm, parent: p}\n";
+    let by_default = "schema_version: 2\nname: t\nexecution: {default_mode: pull}\nnodes:\n  \
+                      - {name: p, type: pve, spec: pve}\n  - {name: v, type: vm, parent: p}\n";
+    let pulled = [
+        Action::Provision,
+        Action::StartVm,
+        Action::WaitIp,
+        Action::AwaitPull,
+        Action::AwaitPveConfig,
+        Action::DownloadImages,
+        Action::Delegate,
+    ];
+    assert_eq!(create_actions(own, "p"), pulled);
+    assert_eq!(create_actions(by_default, "p"), pulled);
+
+    // Forced to push: set up over SSH; the guests below stay in pull mode.
+    let pushed = "schema_version: 2\nname: t\nexecution: {default_mode: pull}\nnodes:\n  - {name: \
+                  p, type: pve, execution: {mode: push}}\n  - {name: v, type: vm, parent: p}\n";
+    let actions = create_actions(pushed, "p");
+    assert!(!actions.contains(&Action::AwaitPveConfig), "{actions:?}");
+    for a in [Action::WaitSsh, Action::Bootstrap, Action::CreateApiToken] {
+        assert!(actions.contains(&a), "{a:?} in {actions:?}");
+    }
+    let m = load(Source::new("m.yaml", pushed)).unwrap().manifest;
     assert_eq!(m.nodes[1].mode(m.default_mode()), ExecMode::Pull);
 }

@@ -3,8 +3,10 @@
 //! the server as written), openssl for the certificate, git for dumb-HTTP clones. Each test
 //! waits on the daemon's own JSON lines (`listening`, `reloaded`, `stopped`), never on time.
 
+mod configs;
 mod fetch_apply;
 mod lifecycle;
+mod pve_self;
 mod repos;
 mod specs;
 
@@ -44,6 +46,11 @@ pub struct Site {
 pub const SITE_TOKEN: &str = "site-tok-4f9c2a";
 pub const WEB1_TOKEN: &str = "node-tok-web1-77aa";
 pub const WEB2_TOKEN: &str = "node-tok-web2-88bb";
+/// The node token of `hv`, a pve node in pull mode (tests of `/config`).
+pub const HV_TOKEN: &str = "node-tok-hv-99cc";
+/// Secrets no node is served: the site's signing key and a host's API token.
+pub const SIGNING_KEY: &str = "5161aa0000000000000000000000000000000000000000000000000000005161";
+pub const API_SECRET: &str = "api-secret-5e1f";
 
 impl Site {
     pub fn new() -> Site {
@@ -78,7 +85,7 @@ impl Site {
         w(
             "secrets.yaml",
             &format!(
-                "ssh_keys: {{ops: ssh-ed25519 AAAAtestkey ops@example}}\nauth:\n  site_token: {SITE_TOKEN}\n  node_tokens: {{web1: {WEB1_TOKEN}, web2: {WEB2_TOKEN}}}\n"
+                "ssh_keys: {{ops: ssh-ed25519 AAAAtestkey ops@example}}\nauth:\n  site_token: {SITE_TOKEN}\n  signing_key: {SIGNING_KEY}\n  node_tokens: {{web1: {WEB1_TOKEN}, web2: {WEB2_TOKEN}, hv: {HV_TOKEN}}}\napi_tokens: {{father: 'root@pam!driver={API_SECRET}'}}\n"
             ),
         );
         Site { dir }

@@ -171,7 +171,6 @@ impl<'a> Checker<'a> {
             let pattern_span = root.get("pattern").map(|p| p.span);
             let execution = self.execution(root);
             let nodes = self.nodes(root);
-            self.pve_pull(&nodes, execution.default_mode);
             let pattern = self.pattern(given, pattern_span, &nodes);
             (nodes, pattern, execution)
         };

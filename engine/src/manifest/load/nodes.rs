@@ -5,8 +5,7 @@
 
 use super::{short, Checker, Parsed};
 use crate::manifest::{
-    hostname_problem, ExecMode, NodeExecution, NodeKind, NodeLocation, NodePolicy, NodeSpec,
-    Provisioner,
+    hostname_problem, NodeExecution, NodeKind, NodeLocation, NodePolicy, NodeSpec, Provisioner,
 };
 use crate::yaml::{Node, Span, Value};
 
@@ -233,36 +232,6 @@ impl<'a> Checker<'a> {
                 },
                 depends_spans,
             })
-        }
-    }
-
-    /// A `pve` node in pull mode is refused: seed 001's two-phase self-configure (the node
-    /// fetching its scoped site defaults and secrets from the controller's
-    /// `/config/{identity}` and running its own PVE setup at boot) is not built, and a PVE
-    /// node is set up over SSH (push) instead of half of it being pulled.
-    pub(super) fn pve_pull(&mut self, nodes: &[Parsed], default: ExecMode) {
-        for p in nodes {
-            if p.kind != Some(NodeKind::Pve) || p.spec.mode(default) != ExecMode::Pull {
-                continue;
-            }
-            let why = match p.spec.execution {
-                Some(_) => "its execution.mode",
-                None => "the manifest's execution.default_mode",
-            };
-            self.problem(
-                format!(
-                    "node '{}' is a pve node in pull mode ({why} is pull): PVE nodes are set up \
-                     over SSH (push); their pull-mode self-configure is not supported",
-                    short(&p.spec.name)
-                ),
-                p.loc.node,
-                "pve node in pull mode",
-                Some(
-                    "give it `execution: {mode: push}` (the guests below it may still be in \
-                     pull mode)"
-                        .into(),
-                ),
-            );
         }
     }
 
