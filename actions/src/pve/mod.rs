@@ -1,6 +1,6 @@
 //! Proxmox VE: the REST client, TLS trust, guest operations, containers from
 //! templates, and storage (content, downloads, uploads, templates); a cluster's endpoints
-//! tried in turn, its nodes, where each guest is, and placement.
+//! tried in turn (uploads too), its nodes, where each guest is, and placement.
 
 pub(crate) mod client;
 mod cluster;
@@ -10,6 +10,7 @@ mod lxc;
 mod storage;
 mod tasklog;
 pub mod tls;
+mod upload;
 
 pub use client::{encode_path, PveClient, PveError, PveTarget};
 pub use cluster::ClusterNode;

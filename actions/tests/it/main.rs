@@ -11,6 +11,7 @@ mod nested_check;
 mod nested_install;
 mod nested_installed;
 mod pve_client;
+mod pve_cluster;
 mod ssh;
 mod templates_ssh;
 mod tofu;
