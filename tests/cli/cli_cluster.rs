@@ -212,6 +212,48 @@ fn pinned_and_placed_guests_land_on_their_nodes_with_one_endpoint_down() {
     assert!(c.guests().is_empty(), "{:?}", c.guests());
 }
 
+/// How many `GET /cluster/resources` the simulator has answered.
+fn resources_asked(c: &Cluster) -> u64 {
+    let h = c.handle.as_ref().unwrap();
+    h.requests()
+        .get("GET /cluster/resources")
+        .copied()
+        .unwrap_or(0)
+}
+
+#[test]
+fn a_run_asks_the_cluster_where_its_guests_are_a_few_times_not_once_per_call() {
+    let c = Cluster::start();
+    let before = resources_asked(&c);
+    let out = c.run(&["test", "--json-output"]);
+    assert_eq!(
+        out.json()["success"],
+        true,
+        "{}\n{}",
+        out.stdout,
+        out.stderr
+    );
+    let asked = resources_asked(&c) - before;
+    // Every guest call (clone, config, start, status, address polls, shutdown, delete) of
+    // the three guests asked once: 71 for about 60 guest calls. Now placement's node
+    // listings, preflight's storages, and the guest map when a guest is not in it or the
+    // map is older than its validity (a slow run asks it a few times more).
+    let calls: u64 = c
+        .handle
+        .as_ref()
+        .unwrap()
+        .requests()
+        .iter()
+        .filter(|(k, _)| k.contains("/qemu/"))
+        .map(|(_, n)| n)
+        .sum();
+    eprintln!("GET /cluster/resources: {asked}; guest calls: {calls}");
+    assert!(
+        asked <= 20,
+        "{asked} GET /cluster/resources for {calls} guest calls"
+    );
+}
+
 fn node_of_now(c: &Cluster, name: &str) -> String {
     c.guests()
         .into_iter()

@@ -168,6 +168,21 @@ impl PveError {
     pub fn is_missing(&self) -> bool {
         matches!(self, PveError::Api { message, .. } if message.contains("does not exist"))
     }
+
+    /// PVE's answers for a guest whose config is not on the node asked (on another cluster
+    /// node, or nowhere): `Configuration file 'nodes/N/qemu-server/V.conf' does not exist`
+    /// (pve-guest-common `AbstractConfig::load_config`) and `unable to find configuration
+    /// file for VM V on node 'N'` (qemu-server `assert_config_exists_on_node`, before a
+    /// reset, reboot, suspend or clone), sent at once or as the task's exit status.
+    pub fn is_not_on_node(&self) -> bool {
+        let text = match self {
+            PveError::Api { message, .. } => message,
+            PveError::TaskFailed { exitstatus, .. } => exitstatus,
+            _ => return false,
+        };
+        (text.contains("Configuration file 'nodes/") && text.contains("does not exist"))
+            || text.contains("unable to find configuration file for")
+    }
 }
 
 /// An authenticated connection to one PVE API (or a cluster's, through any of its nodes'

@@ -1,7 +1,9 @@
 //! Proxmox VE: the REST client, TLS trust, guest operations, containers from
 //! templates, and storage (content, downloads, uploads, templates); a cluster's endpoints
-//! tried in turn (uploads too), its nodes, where each guest is, and placement.
+//! tried in turn (uploads too), its nodes, where each guest is (kept for a moment, asked
+//! again when PVE says a guest is not where it was), and placement.
 
+mod address;
 pub(crate) mod client;
 mod cluster;
 mod endpoints;

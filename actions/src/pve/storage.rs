@@ -165,7 +165,9 @@ impl PveClient {
         timeout: Duration,
     ) -> Result<(), PveError> {
         let path = format!("/nodes/{}/qemu", self.node());
-        self.run_task(Method::POST, &path, params, timeout).await
+        self.run_task(Method::POST, &path, params, timeout).await?;
+        self.made_on(params, self.node());
+        Ok(())
     }
 
     /// `POST /nodes/{node}/qemu/{vmid}/template`, and waits for the task.

@@ -1,4 +1,6 @@
-//! The client on a simulated 3-node cluster (pvesim `cluster_nodes: 3`): an upload cut off
+//! The client on a simulated 3-node cluster (pvesim `cluster_nodes: 3`): where each guest is
+//! comes from a kept map, asked again when PVE answers that a guest is not on the node asked
+//! (so a guest migrated behind the client's back is still found); and an upload cut off
 //! partway is sent again whole, read from its file, through the next endpoint.
 
 use std::net::SocketAddr;
@@ -6,7 +8,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use actions::pve::{PveClient, PveTarget, TlsTrust};
+use actions::pve::{GuestKind, PveClient, PveTarget, TlsTrust};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{mpsc, oneshot};
@@ -65,6 +67,55 @@ impl Cluster {
     fn asked(&self, what: &str) -> u64 {
         self.h.requests().get(what).copied().unwrap_or(0)
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_guest_migrated_behind_the_clients_back_is_found_where_it_is_now() {
+    let c = Cluster::start(false).await;
+    let ours = c.client(&c.url("pve"), &[]).await;
+    let theirs = c.client(&c.url("pve2"), &[]).await;
+    // The seeded template 9000 is on the shared storage: a linked clone on pve.
+    ours.clone_guest(GuestKind::Qemu, 9000, 150, "moved", None, false, WAIT)
+        .await
+        .unwrap();
+    assert_eq!(c.h.guest(150).unwrap().node, "pve");
+    let resources = "GET /cluster/resources";
+    let asked = c.asked(resources);
+    // The client put it there itself: asking about it needs no listing.
+    assert_eq!(
+        ours.status(GuestKind::Qemu, 150).await.unwrap().as_deref(),
+        Some("stopped")
+    );
+    ours.config(GuestKind::Qemu, 150).await.unwrap();
+    assert_eq!(c.asked(resources), asked, "{:?}", c.h.requests());
+
+    // Someone else moves it to pve2.
+    theirs
+        .migrate_guest(GuestKind::Qemu, 150, "pve2", false, WAIT)
+        .await
+        .unwrap();
+    assert_eq!(c.h.guest(150).unwrap().node, "pve2");
+    let asked = c.asked(resources);
+    let on_pve = "GET /nodes/pve/qemu/150/status/current";
+    let before = c.asked(on_pve);
+    // Our map still says pve: PVE answers that it is not there, the map is asked again, and
+    // the call goes to pve2 (not "does not exist", which would read as gone).
+    assert_eq!(
+        ours.status(GuestKind::Qemu, 150).await.unwrap().as_deref(),
+        Some("stopped")
+    );
+    assert_eq!(c.asked(on_pve), before + 1, "{:?}", c.h.requests());
+    assert_eq!(c.asked(resources), asked + 1, "{:?}", c.h.requests());
+    assert_eq!(ours.guest_node(150).await.unwrap(), "pve2");
+    // From then on, straight to pve2.
+    ours.start(GuestKind::Qemu, 150, WAIT).await.unwrap();
+    ours.stop(GuestKind::Qemu, 150, WAIT).await.unwrap();
+    assert_eq!(c.asked(resources), asked + 1, "{:?}", c.h.requests());
+    ours.delete_guest(GuestKind::Qemu, 150, WAIT).await.unwrap();
+    assert!(c.h.guest(150).is_none());
+    // A guest that is nowhere is still nowhere (asked once, not twice).
+    assert_eq!(ours.status(GuestKind::Qemu, 150).await.unwrap(), None);
+    c.h.shutdown().await;
 }
 
 /// A TCP relay to `to` that cuts the first connection over which the client sends more than
