@@ -26,6 +26,10 @@ pub const BUILTIN: &[(&str, &str)] = &[
     ("n3-deep", include_str!("../../manifests/n3-deep.yaml")),
     ("n2-wide", include_str!("../../manifests/n2-wide.yaml")),
     ("wide-50", include_str!("../../manifests/wide-50.yaml")),
+    (
+        "n3-cluster",
+        include_str!("../../manifests/n3-cluster.yaml"),
+    ),
 ];
 
 /// How the user named the manifest.

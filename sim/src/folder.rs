@@ -78,6 +78,17 @@ pub struct Endpoint {
     pub shared: bool,
     /// A bare host's image mirror (see [`crate::mirror`]).
     pub images_mirror: Option<ImagesMirror>,
+    /// A cluster's nodes with their own endpoints, in node id order (the first is `node`
+    /// at `url`); none for a standalone simulator.
+    pub cluster_nodes: Vec<ClusterNode>,
+}
+
+/// One node of a simulated cluster, from `pvesim.json`.
+#[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
+pub struct ClusterNode {
+    pub name: String,
+    /// `https://IP:PORT`.
+    pub url: String,
 }
 
 /// Where a bare simulator's image mirror listens and what it serves, from `pvesim.json`.
@@ -101,6 +112,8 @@ struct Info {
     shared: bool,
     #[serde(default)]
     images_mirror: Option<ImagesMirror>,
+    #[serde(default)]
+    cluster_nodes: Vec<ClusterNode>,
 }
 
 /// Reads the endpoint the simulator serving `dir` wrote (`None` while it is not there yet).
@@ -121,6 +134,7 @@ fn read_endpoint(dir: &Path) -> Option<Endpoint> {
         time_scale: info.time_scale,
         shared: info.shared,
         images_mirror: info.images_mirror,
+        cluster_nodes: info.cluster_nodes,
     })
 }
 

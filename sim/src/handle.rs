@@ -193,6 +193,14 @@ impl PveSim {
                 "shared": config.shared,
                 "pid": std::process::id(),
             });
+            if let Some(c) = &shared.cluster {
+                // Every node's endpoint, so a client can go on through another one.
+                info["cluster_nodes"] = c
+                    .members
+                    .iter()
+                    .map(|m| json!({"name": m.name, "url": url_of(m.addr)}))
+                    .collect();
+            }
             if let Some((_, a)) = &mirror_listener {
                 info["images_mirror"] = json!({
                     "url": crate::mirror::url_of(*a),
@@ -404,6 +412,12 @@ impl SimHandle {
             .collect()
     }
 
+    /// The API requests served so far on every node, per `METHOD /path` (below
+    /// `/api2/json`, without the query), e.g. `GET /cluster/resources`.
+    pub fn requests(&self) -> std::collections::BTreeMap<String, u64> {
+        self.shared.requests()
+    }
+
     /// Activates a fault now; returns its id.
     pub fn inject(&self, fault: Fault) -> FaultId {
         tracing::info!(?fault, "pvesim: fault injected");
@@ -443,6 +457,11 @@ impl SimHandle {
         if let Some((_, mirror)) = self.mirror.take() {
             let _ = mirror.await;
         }
+        // What clients asked for, in the log (`pvesim.log` of a run's simulator).
+        tracing::info!(
+            "pvesim: API requests served: {}",
+            serde_json::to_string(&self.shared.requests()).unwrap_or_default()
+        );
         {
             let st = self.shared.lock();
             self.shared.snapshot(&st);

@@ -277,6 +277,7 @@ async fn handle(shared: Arc<Shared>, req: Request<Incoming>) -> Response<Full<By
     }
     let segs: Vec<String> = segs[2..].to_vec();
     let rel = format!("/{}", segs.join("/"));
+    shared.count_request(&method, &rel);
 
     // Faults that act like a slow or failing proxy come before anything else.
     let delay_ms = shared
@@ -336,6 +337,7 @@ async fn upload(
         Ok(u) => u,
         Err(e) => return refuse(shared, e).await,
     };
+    shared.count_request(method, &format!("/{}", segs.join("/")));
     let rel = format!("{API_PREFIX}/{}", segs.join("/"));
     if let Some((status, message)) = shared.lock().faults.http_error(method, &rel) {
         let message = message.unwrap_or_else(|| default_http_message(status));

@@ -22,6 +22,8 @@ pub struct Settings<'a> {
     pub guest_ssh_port: u16,
     /// `simulated: bare`: a fresh install instead of a seeded one.
     pub bare: bool,
+    /// `simulated: {cluster_nodes: N}`: a cluster of N nodes (1: a standalone node).
+    pub cluster_nodes: u32,
 }
 
 /// A run's use of its host's simulator. [`SimLease::shutdown`] leaves it (the last run
@@ -73,6 +75,17 @@ pub async fn attach(dir: &Path, settings: &Settings<'_>) -> Result<SimLease, Fai
     .map_err(|e| Failure::Run(Some(miette::miette!("cannot start the PVE simulator: {e}"))))?
     .map_err(|e| Failure::Run(Some(miette::miette!("cannot start the PVE simulator: {e}"))))?;
     let ep = lease.endpoint();
+    let nodes = ep.cluster_nodes.len().max(1);
+    if !lease.started && nodes != settings.cluster_nodes.max(1) as usize {
+        // Another run started it (from the node file as it was then): its nodes hold for both.
+        tracing::warn!(
+            "the simulator in {} (pid {}) has {nodes} node(s), not the {} the node file says: \
+             another run started it; the node file's holds once no run uses it",
+            dir.display(),
+            ep.pid,
+            settings.cluster_nodes.max(1)
+        );
+    }
     if !lease.started && ep.time_scale != settings.time_scale {
         // Another run started it: its settings hold for both.
         tracing::warn!(
@@ -104,6 +117,8 @@ fn serve_command(exe: &Path, dir: &Path, s: &Settings<'_>) -> Command {
     .arg("--guest-ssh-port")
     .arg(s.guest_ssh_port.to_string())
     .args(s.bare.then_some("--bare"))
+    .arg("--cluster-nodes")
+    .arg(s.cluster_nodes.max(1).to_string())
     // Settings of a `driver sim serve` a user runs, not of this one (PVESIM_FAULTS is
     // this run's and goes on).
     .env_remove("PVESIM_TOKEN")

@@ -232,6 +232,7 @@ pub async fn connect(checked: Checked, state_dir: &Path) -> Result<(Target, Gues
                 time_scale: scale,
                 guest_ssh_port: SIM_GUEST_SSH_PORT,
                 bare: host.simulated_bare,
+                cluster_nodes: host.simulated_cluster_nodes,
             };
             let lease = super::simhost::attach(&dir, &settings).await?;
             let Some(ep) = lease.endpoint().cloned() else {
@@ -256,7 +257,11 @@ pub async fn connect(checked: Checked, state_dir: &Path) -> Result<(Target, Gues
                 token_secret: ep.token.secret.clone(),
                 trust: TlsTrust::Fingerprint(fp),
             };
-            let client = PveClient::new(&target).map_err(|e| run_err(e.to_string(), None))?;
+            // A simulated cluster's other nodes' endpoints, tried when one is down.
+            let others: Vec<String> = ep.cluster_nodes.iter().map(|n| n.url.clone()).collect();
+            let client = PveClient::new(&target)
+                .map_err(|e| run_err(e.to_string(), None))?
+                .with_fallbacks(&others);
             (target, client, Some(lease))
         }
     };

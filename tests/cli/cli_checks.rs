@@ -38,7 +38,8 @@ fn dry_runs_refuse_unknown_empty_and_path_like_hosts() {
             }
             let r = d.run(&args).code(2);
             assert!(
-                r.stderr.contains("father, sim, sim-bare, srv1"),
+                r.stderr
+                    .contains("father, sim, sim-bare, sim-cluster, srv1"),
                 "{args:?}: the hint lists the known hosts:\n{}",
                 r.stderr
             );

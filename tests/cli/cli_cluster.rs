@@ -32,6 +32,12 @@ struct Cluster {
 
 impl Cluster {
     fn start() -> Cluster {
+        Cluster::start_with(false)
+    }
+
+    /// `bare`: a cluster like a fresh install, whose templates are made from images
+    /// uploaded from the simulator's image mirror.
+    fn start_with(bare: bool) -> Cluster {
         let rt = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(2)
             .enable_all()
@@ -40,6 +46,7 @@ impl Cluster {
         let handle = rt
             .block_on(sim::PveSim::start(sim::SimConfig {
                 cluster_nodes: 3,
+                bare,
                 guest_ssh_port: 0,
                 faults: vec![sim::Fault::node_down("pve3")],
                 ..sim::SimConfig::default()
@@ -205,6 +212,48 @@ fn pinned_and_placed_guests_land_on_their_nodes_with_one_endpoint_down() {
     assert!(c.guests().is_empty(), "{:?}", c.guests());
 }
 
+/// How many `GET /cluster/resources` the simulator has answered.
+fn resources_asked(c: &Cluster) -> u64 {
+    let h = c.handle.as_ref().unwrap();
+    h.requests()
+        .get("GET /cluster/resources")
+        .copied()
+        .unwrap_or(0)
+}
+
+#[test]
+fn a_run_asks_the_cluster_where_its_guests_are_a_few_times_not_once_per_call() {
+    let c = Cluster::start();
+    let before = resources_asked(&c);
+    let out = c.run(&["test", "--json-output"]);
+    assert_eq!(
+        out.json()["success"],
+        true,
+        "{}\n{}",
+        out.stdout,
+        out.stderr
+    );
+    let asked = resources_asked(&c) - before;
+    // Every guest call (clone, config, start, status, address polls, shutdown, delete) of
+    // the three guests asked once: 71 for about 60 guest calls. Now placement's node
+    // listings, preflight's storages, and the guest map when a guest is not in it or the
+    // map is older than its validity (a slow run asks it a few times more).
+    let calls: u64 = c
+        .handle
+        .as_ref()
+        .unwrap()
+        .requests()
+        .iter()
+        .filter(|(k, _)| k.contains("/qemu/"))
+        .map(|(_, n)| n)
+        .sum();
+    eprintln!("GET /cluster/resources: {asked}; guest calls: {calls}");
+    assert!(
+        asked <= 20,
+        "{asked} GET /cluster/resources for {calls} guest calls"
+    );
+}
+
 fn node_of_now(c: &Cluster, name: &str) -> String {
     c.guests()
         .into_iter()
@@ -315,4 +364,55 @@ fn placement_on_a_standalone_host_is_refused_by_preflight() {
         "{}",
         out.stderr
     );
+}
+
+#[test]
+fn a_template_is_uploaded_through_the_next_endpoint_when_the_first_is_down() {
+    // A fresh cluster: the template of debian-12 is made from the release image, downloaded
+    // here from the simulator's mirror and uploaded to the host (the node file's first
+    // endpoint is down, as for every call).
+    let c = Cluster::start_with(true);
+    let mirror = c.handle.as_ref().unwrap().images_mirror_url().unwrap();
+    let site = c.driver.site_path();
+    std::fs::write(
+        site.join("images/debian-12.yaml"),
+        format!("file: debian-12.qcow2\nrelease: latest\napi_base: {mirror}\n"),
+    )
+    .unwrap();
+    let file = site.join("nodes/lab.yaml");
+    let text = std::fs::read_to_string(&file).unwrap();
+    std::fs::write(
+        &file,
+        text.replace("datastore: ceph-vm", "datastore: local-lvm"),
+    )
+    .unwrap();
+    std::fs::write(
+        site.join("m.yaml"),
+        "schema_version: 2\nname: uploaded\nsettings: {verify_ssh: false}\nnodes:\n  - {name: c, \
+         type: vm, spec: base, preset: vm-xsmall, image: debian-12}\n",
+    )
+    .unwrap();
+    let out = c.run(&["create", "--json-output"]);
+    assert_eq!(
+        out.json()["success"],
+        true,
+        "{}\n{}",
+        out.stdout,
+        out.stderr
+    );
+    assert!(
+        out.stderr.contains("uploading debian-12.qcow2"),
+        "{}",
+        out.stderr
+    );
+    let requests = c.handle.as_ref().unwrap().requests();
+    assert_eq!(
+        requests.get("POST /nodes/pve/storage/local/upload"),
+        Some(&1),
+        "{requests:?}"
+    );
+    let guests = c.guests();
+    assert_eq!(guests.len(), 1, "{guests:?}");
+    assert_eq!(guests[0].2, "pve", "{guests:?}");
+    c.run(&["destroy", "--yes"]).ok();
 }

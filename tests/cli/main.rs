@@ -30,6 +30,7 @@ mod cli_safe_rerun;
 mod cli_schemas;
 mod cli_serve;
 mod cli_sim;
+mod cli_sim_cluster;
 mod cli_snapshots;
 mod cli_tasks_watch;
 mod cli_templates;

@@ -168,6 +168,21 @@ impl PveError {
     pub fn is_missing(&self) -> bool {
         matches!(self, PveError::Api { message, .. } if message.contains("does not exist"))
     }
+
+    /// PVE's answers for a guest whose config is not on the node asked (on another cluster
+    /// node, or nowhere): `Configuration file 'nodes/N/qemu-server/V.conf' does not exist`
+    /// (pve-guest-common `AbstractConfig::load_config`) and `unable to find configuration
+    /// file for VM V on node 'N'` (qemu-server `assert_config_exists_on_node`, before a
+    /// reset, reboot, suspend or clone), sent at once or as the task's exit status.
+    pub fn is_not_on_node(&self) -> bool {
+        let text = match self {
+            PveError::Api { message, .. } => message,
+            PveError::TaskFailed { exitstatus, .. } => exitstatus,
+            _ => return false,
+        };
+        (text.contains("Configuration file 'nodes/") && text.contains("does not exist"))
+            || text.contains("unable to find configuration file for")
+    }
 }
 
 /// An authenticated connection to one PVE API (or a cluster's, through any of its nodes'
@@ -175,8 +190,7 @@ impl PveError {
 #[derive(Clone)]
 pub struct PveClient {
     endpoint: String,
-    pub(super) api: String,
-    endpoints: Arc<Endpoints>,
+    pub(super) endpoints: Arc<Endpoints>,
     /// The cluster's nodes and where its guests are, once asked ([`super::cluster`]).
     pub(super) cluster: Arc<super::cluster::ClusterCell>,
     node: String,
@@ -185,8 +199,8 @@ pub struct PveClient {
     pub(super) auth: String,
     pub(super) http: reqwest::Client,
     /// Attempts for retryable failures, and the first backoff.
-    attempts: u32,
-    backoff: Duration,
+    pub(super) attempts: u32,
+    pub(super) backoff: Duration,
 }
 
 impl fmt::Debug for PveClient {
@@ -200,7 +214,7 @@ impl fmt::Debug for PveClient {
 }
 
 /// What a retry decision needs to know about a failure.
-enum Failure {
+pub(super) enum Failure {
     /// The host's certificate is not the pinned one (the request was not sent).
     Certificate(tls::FingerprintMismatch),
     /// The request never reached the server.
@@ -208,6 +222,8 @@ enum Failure {
     /// Sent, but the answer was lost (reset, timeout).
     Lost(String),
     Status(StatusCode, Value),
+    /// What was to be sent cannot be read here (an upload's file): not the API's doing.
+    Local(String),
 }
 
 impl PveClient {
@@ -230,7 +246,6 @@ impl PveClient {
             })?;
         let endpoint = target.endpoint.trim_end_matches('/').to_string();
         Ok(PveClient {
-            api: format!("{endpoint}/api2/json"),
             endpoints: Arc::new(Endpoints::new(&endpoint, &[])),
             cluster: Arc::default(),
             endpoint,
@@ -281,47 +296,11 @@ impl PveClient {
         path: &str,
         params: &[(&str, String)],
     ) -> Result<Value, PveError> {
-        let mut wait = self.backoff;
-        let mut attempt = 1;
-        let mut unreachable = Vec::new();
-        loop {
-            let (at, base) = self.endpoints.current();
-            let base = base.to_string();
-            let failure = match self.once(&base, &method, path, params).await {
-                Ok(v) => return Ok(v),
-                Err(f) => f,
-            };
-            // Another endpoint of the cluster, at once, when this one was not reached.
-            if let Failure::NotSent(m) = &failure {
-                if !unreachable.iter().any(|(u, _)| *u == base) {
-                    unreachable.push((base.clone(), m.clone()));
-                }
-                if unreachable.len() < self.endpoints.len() {
-                    self.endpoints.failed(at);
-                    continue;
-                }
-            }
-            let mut err = self.to_error(&method, path, failure.as_ref());
-            if let PveError::Connect { endpoint, message } = &mut err {
-                *endpoint = base.clone();
-                if unreachable.len() > 1 {
-                    *message = unreachable
-                        .iter()
-                        .map(|(u, m)| format!("{u}: {m}"))
-                        .collect::<Vec<_>>()
-                        .join("; ");
-                    *endpoint = format!("any of its {} endpoints", unreachable.len());
-                }
-            }
-            if !failure.retryable(method == Method::GET, &err) || attempt >= self.attempts {
-                return Err(err);
-            }
-            tracing::debug!("{method} {path}: {err}; retrying in {wait:?}");
-            tokio::time::sleep(wait).await;
-            wait *= 2;
-            attempt += 1;
-            unreachable.clear();
-        }
+        let (m, repeatable) = (&method, method == Method::GET);
+        self.across_endpoints(m, path, repeatable, |base| async move {
+            self.once(&base, m, path, params).await
+        })
+        .await
     }
 
     async fn once(
@@ -354,6 +333,11 @@ impl PveClient {
                 .header("Content-Type", "application/x-www-form-urlencoded")
                 .body(encoded);
         }
+        self.send(req).await
+    }
+
+    /// Sends a request and reads PVE's answer: its `data`, or the failure.
+    pub(super) async fn send(&self, req: reqwest::RequestBuilder) -> Result<Value, Failure> {
         let resp = req.send().await.map_err(|e| {
             if let Some(m) = tls::FingerprintMismatch::find(&e) {
                 Failure::Certificate(m)
@@ -385,19 +369,12 @@ impl PveClient {
         }
     }
 
-    /// The error of an answer with a failure status (for calls made outside `request`).
-    pub(super) fn status_error(
-        &self,
-        method: &Method,
-        path: &str,
-        status: StatusCode,
-        body: &Value,
-    ) -> PveError {
-        self.to_error(method, path, FailureRef::Status(status, body))
-    }
-
-    fn to_error(&self, method: &Method, path: &str, f: FailureRef<'_>) -> PveError {
+    pub(super) fn to_error(&self, method: &Method, path: &str, f: FailureRef<'_>) -> PveError {
         match f {
+            FailureRef::Local(m) => PveError::Shape {
+                path: path.to_string(),
+                message: m.to_string(),
+            },
             FailureRef::Certificate(m) => PveError::Fingerprint {
                 endpoint: self.endpoint.clone(),
                 got: m.got.clone(),
@@ -524,29 +501,32 @@ impl PveClient {
 }
 
 /// Borrowed view of a failure, for building the error without moving it.
-enum FailureRef<'a> {
+pub(super) enum FailureRef<'a> {
     Certificate(&'a tls::FingerprintMismatch),
     NotSent(&'a str),
     Lost(&'a str),
     Status(StatusCode, &'a Value),
+    Local(&'a str),
 }
 
 impl Failure {
-    /// Whether trying again can help and cannot repeat a write.
-    fn retryable(&self, read: bool, err: &PveError) -> bool {
+    /// Whether trying again can help and cannot repeat a write. `repeatable`: the call may
+    /// be made twice (a read, or a write whose second time changes nothing more).
+    pub(super) fn retryable(&self, repeatable: bool, err: &PveError) -> bool {
         match self {
             // The same certificate will be there next time.
-            Failure::Certificate(_) => false,
+            Failure::Certificate(_) | Failure::Local(_) => false,
             Failure::NotSent(_) => true,
-            Failure::Lost(_) => read,
+            Failure::Lost(_) => repeatable,
             Failure::Status(s, _) => {
-                (read && matches!(s.as_u16(), 502..=504)) || err.is_lock_timeout()
+                (repeatable && matches!(s.as_u16(), 502..=504)) || err.is_lock_timeout()
             }
         }
     }
 
-    fn as_ref(&self) -> FailureRef<'_> {
+    pub(super) fn as_ref(&self) -> FailureRef<'_> {
         match self {
+            Failure::Local(m) => FailureRef::Local(m),
             Failure::Certificate(m) => FailureRef::Certificate(m),
             Failure::NotSent(m) => FailureRef::NotSent(m),
             Failure::Lost(m) => FailureRef::Lost(m),

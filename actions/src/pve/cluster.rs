@@ -1,19 +1,31 @@
 //! A PVE cluster as the client sees it: whether the host is a cluster member
 //! (`/cluster/status` has a `cluster` entry), its nodes with their free memory and CPU
-//! (`/cluster/status` + `/cluster/resources`), the node that holds a guest now (asked of
-//! `/cluster/resources` each time, so a guest migrated meanwhile is still found), the node
-//! a placement policy picks, and migration. A standalone host is none of this: every call
+//! (`/cluster/status` + `/cluster/resources`), the node that holds a guest, the node a
+//! placement policy picks, and migration. A standalone host is none of this: every call
 //! goes to the node file's node, as before.
+//!
+//! Where each guest is comes from one `GET /cluster/resources?type=vm`, kept for
+//! [`GUEST_MAP_VALIDITY`] and amended by what this client does itself (clones, creates,
+//! migrations, deletes). A guest the map does not hold, or a map too old, asks again; and
+//! a call PVE answers with "not on this node" ([`PveError::is_not_on_node`]) asks again
+//! and goes to where the guest is now ([`PveClient::on_guest`]), so a guest migrated by
+//! someone else meanwhile is still found.
 
 use std::collections::HashMap;
+use std::future::Future;
 use std::sync::{Mutex, OnceLock};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use reqwest::Method;
 use serde_json::Value;
 
 use super::client::{PveClient, PveError};
 use super::guests::GuestKind;
+
+/// How long the guest→node map is used before it is asked for again. Short: a guest moved
+/// by someone else costs one call answered "not on this node" and one asking again, and
+/// nothing else depends on it.
+const GUEST_MAP_VALIDITY: Duration = Duration::from_secs(10);
 
 /// What a client knows of its cluster (shared by its clones).
 #[derive(Debug, Default)]
@@ -22,6 +34,63 @@ pub(crate) struct ClusterCell {
     member: OnceLock<bool>,
     /// Memory (bytes) this run placed on each node and PVE may not show yet.
     placed: Mutex<HashMap<String, u64>>,
+    /// Where each guest is, as last asked.
+    guests: Mutex<Option<GuestMap>>,
+    /// Held while the map is asked for, so guests missed at once wait for one answer.
+    asking: tokio::sync::Mutex<()>,
+}
+
+/// Each guest's node, from `/cluster/resources` at `at`.
+#[derive(Debug)]
+struct GuestMap {
+    at: Instant,
+    nodes: HashMap<u32, String>,
+}
+
+impl ClusterCell {
+    fn map(&self) -> std::sync::MutexGuard<'_, Option<GuestMap>> {
+        self.guests.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Guest `vmid`'s node, when the map holds it and is young enough.
+    fn cached(&self, vmid: u32) -> Option<String> {
+        let map = self.map();
+        let m = map
+            .as_ref()
+            .filter(|m| m.at.elapsed() < GUEST_MAP_VALIDITY)?;
+        m.nodes.get(&vmid).cloned()
+    }
+
+    /// Whether the map was asked for after `since`.
+    fn asked_since(&self, since: Instant) -> bool {
+        self.map().as_ref().is_some_and(|m| m.at >= since)
+    }
+
+    /// The map from a `/cluster/resources` listing of guests.
+    fn learn(&self, list: &Value, at: Instant) {
+        let nodes = list
+            .as_array()
+            .map(|a| {
+                a.iter()
+                    .filter_map(|r| {
+                        let vmid = u32::try_from(r["vmid"].as_u64()?).ok()?;
+                        Some((vmid, r["node"].as_str()?.to_string()))
+                    })
+                    .collect()
+            })
+            .unwrap_or_default();
+        *self.map() = Some(GuestMap { at, nodes });
+    }
+
+    /// This client put guest `vmid` on `node` (or, `None`, removed it).
+    fn moved(&self, vmid: u32, node: Option<&str>) {
+        if let Some(m) = self.map().as_mut() {
+            match node {
+                Some(n) => m.nodes.insert(vmid, n.to_string()),
+                None => m.nodes.remove(&vmid),
+            };
+        }
+    }
 }
 
 /// One node of the cluster.
@@ -106,25 +175,96 @@ impl PveClient {
         Ok(out)
     }
 
-    /// The node that holds guest `vmid` now: the node file's node on a standalone host; in
-    /// a cluster, where `/cluster/resources` lists it (the node file's node when it is not
-    /// listed, so PVE's own "does not exist" answers).
-    pub async fn guest_node(&self, vmid: u32) -> Result<String, PveError> {
-        if !self.is_cluster() {
-            return Ok(self.node().to_string());
-        }
-        let res = self
+    /// Every guest of the cluster (`/cluster/resources?type=vm`), which the guest→node map
+    /// is then made from.
+    pub(super) async fn cluster_guests(&self) -> Result<Value, PveError> {
+        let at = Instant::now();
+        let list = self
             .get_with("/cluster/resources", &[("type", "vm".into())])
             .await?;
-        Ok(res
-            .as_array()
-            .and_then(|a| {
-                a.iter()
-                    .find(|r| r["vmid"].as_u64() == Some(u64::from(vmid)))
-                    .and_then(|r| r["node"].as_str())
-            })
-            .unwrap_or(self.node())
-            .to_string())
+        self.cluster.learn(&list, at);
+        Ok(list)
+    }
+
+    /// The node that holds guest `vmid`, and whether it was asked for just now: the node
+    /// file's node on a standalone host; in a cluster, where the guest→node map says, asked
+    /// again when it does not hold the guest or is too old (the node file's node when PVE
+    /// lists no such guest, so PVE's own "does not exist" answers).
+    async fn locate(&self, vmid: u32) -> Result<(String, bool), PveError> {
+        if !self.is_cluster() {
+            return Ok((self.node().to_string(), true));
+        }
+        if let Some(n) = self.cluster.cached(vmid) {
+            return Ok((n, false));
+        }
+        let missed = Instant::now();
+        let _one = self.cluster.asking.lock().await;
+        // Another call asked while this one waited: its answer is as new.
+        if !self.cluster.asked_since(missed) {
+            self.cluster_guests().await?;
+        }
+        let node = self
+            .cluster
+            .map()
+            .as_ref()
+            .and_then(|m| m.nodes.get(&vmid).cloned());
+        Ok((node.unwrap_or_else(|| self.node().to_string()), true))
+    }
+
+    /// The node that holds guest `vmid` (see [`PveClient::on_guest`] for calls to it).
+    pub async fn guest_node(&self, vmid: u32) -> Result<String, PveError> {
+        Ok(self.locate(vmid).await?.0)
+    }
+
+    /// Runs `call` on guest `vmid`'s API path (`/nodes/N/qemu/V`; the node is in
+    /// [`GuestAt`]) on the node that holds it. When PVE answers that the guest is not on that
+    /// node and the node came from the kept map, the map is asked for again and the call
+    /// made once more where the guest is now (the first did nothing).
+    pub(crate) async fn on_guest<T, F, Fut>(
+        &self,
+        kind: GuestKind,
+        vmid: u32,
+        call: F,
+    ) -> Result<T, PveError>
+    where
+        F: Fn(GuestAt) -> Fut,
+        Fut: Future<Output = Result<T, PveError>>,
+    {
+        let at = |node: String| GuestAt {
+            path: format!("/nodes/{node}/{}/{vmid}", kind.segment()),
+            node,
+        };
+        let (node, fresh) = self.locate(vmid).await?;
+        match call(at(node.clone())).await {
+            Err(e) if !fresh && e.is_not_on_node() => {
+                self.cluster.moved(vmid, None);
+                let (now, _) = self.locate(vmid).await?;
+                if now == node {
+                    return Err(e);
+                }
+                tracing::debug!("guest {vmid} is on {now} now, not {node}");
+                call(at(now)).await
+            }
+            r => r,
+        }
+    }
+
+    /// This client made guest `vmid` on `node`, or moved it there.
+    pub(super) fn guest_now_on(&self, vmid: u32, node: &str) {
+        self.cluster.moved(vmid, Some(node));
+    }
+
+    /// This client created a guest (its `vmid` among `params`) on `node`.
+    pub(super) fn made_on(&self, params: &[(&str, String)], node: &str) {
+        let vmid = params.iter().find(|(k, _)| *k == "vmid");
+        if let Some(vmid) = vmid.and_then(|(_, v)| v.parse().ok()) {
+            self.guest_now_on(vmid, node);
+        }
+    }
+
+    /// This client deleted guest `vmid`.
+    pub(super) fn guest_gone(&self, vmid: u32) {
+        self.cluster.moved(vmid, None);
     }
 
     /// The online node `policy` picks for a guest of `memory_mb`: `spread` the one with
@@ -187,12 +327,24 @@ impl PveClient {
         online: bool,
         timeout: Duration,
     ) -> Result<(), PveError> {
-        let node = self.guest_node(vmid).await?;
-        let path = format!("/nodes/{node}/{}/{vmid}/migrate", kind.segment());
         let mut params = vec![("target", target.to_string())];
         if online {
             params.push(("online", "1".into()));
         }
-        self.run_task(Method::POST, &path, &params, timeout).await
+        let params = &params;
+        self.on_guest(kind, vmid, |at| async move {
+            let path = format!("{}/migrate", at.path);
+            self.run_task(Method::POST, &path, params, timeout).await
+        })
+        .await?;
+        self.guest_now_on(vmid, target);
+        Ok(())
     }
+}
+
+/// Where a guest is, for a call to it: its node, and its API path there.
+pub(crate) struct GuestAt {
+    pub node: String,
+    /// `/nodes/{node}/{qemu|lxc}/{vmid}`.
+    pub path: String,
 }

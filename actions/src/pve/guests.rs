@@ -1,6 +1,6 @@
 //! Guest operations on a PVE node, for VMs (qemu) and containers (lxc):
-//! list, next free id, clone, configure, resize, start, agent IP, shutdown,
-//! stop, delete. Each waits for its task.
+//! list, next free id, clone, configure, resize, start, shutdown, stop,
+//! delete (a guest's address is `address`'s). Each waits for its task.
 
 use std::time::Duration;
 
@@ -10,10 +10,8 @@ use serde_json::Value;
 use super::client::{PveClient, PveError};
 use crate::poll::{self, Backoff, GaveUp, Poll};
 
-/// Polls for a guest's address: 0.1 s doubling to 3 s.
-const ADDRESS_POLL: Backoff = Backoff::new(Duration::from_millis(100), 2, Duration::from_secs(3));
-/// Polls for a config lock to go: the same.
-const LOCK_POLL: Backoff = ADDRESS_POLL;
+/// Polls for a config lock to go: 0.1 s doubling to 3 s.
+const LOCK_POLL: Backoff = Backoff::new(Duration::from_millis(100), 2, Duration::from_secs(3));
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum GuestKind {
@@ -67,20 +65,17 @@ fn truthy(v: Option<&Value>) -> bool {
 }
 
 impl PveClient {
-    /// The one way to a guest's API path: on the node that holds it now
-    /// ([`PveClient::guest_node`]).
-    async fn guest_path(&self, kind: GuestKind, vmid: u32) -> Result<String, PveError> {
-        let node = self.guest_node(vmid).await?;
-        Ok(format!("/nodes/{node}/{}/{vmid}", kind.segment()))
-    }
-
     /// Every VM and container on this node (in a cluster: on every node).
     pub async fn guests(&self) -> Result<Vec<Guest>, PveError> {
         let mut out = Vec::new();
+        // In a cluster one listing has both kinds (and tells where each guest is).
+        let everywhere = match self.is_cluster() {
+            true => Some(self.cluster_guests().await?),
+            false => None,
+        };
         for kind in [GuestKind::Qemu, GuestKind::Lxc] {
-            let (path, list) = if self.is_cluster() {
+            let (path, list) = if let Some(all) = &everywhere {
                 let path = "/cluster/resources".to_string();
-                let all = self.get_with(&path, &[("type", "vm".into())]).await?;
                 let mine: Vec<Value> = all
                     .as_array()
                     .map(|a| {
@@ -226,8 +221,6 @@ impl PveClient {
         to: Option<&str>,
         timeout: Duration,
     ) -> Result<(), PveError> {
-        let from = self.guest_node(template).await?;
-        let path = format!("/nodes/{from}/{}/{template}/clone", kind.segment());
         let name_key = match kind {
             GuestKind::Qemu => "name",
             GuestKind::Lxc => "hostname",
@@ -245,12 +238,22 @@ impl PveClient {
         if let Some(d) = description {
             params.push(("description", d.to_string()));
         }
-        if let Some(t) = to.filter(|t| *t != from) {
-            params.push(("target", t.to_string()));
-        }
-        // A lock timeout is the clone limit's to act on (see `run_task_once`).
-        self.run_task_once(Method::POST, &path, &params, timeout)
-            .await
+        let params = &params;
+        let from = self
+            .on_guest(kind, template, |at| async move {
+                let mut params = params.clone();
+                if let Some(t) = to.filter(|t| *t != at.node) {
+                    params.push(("target", t.to_string()));
+                }
+                // A lock timeout is the clone limit's to act on (see `run_task_once`).
+                let path = format!("{}/clone", at.path);
+                self.run_task_once(Method::POST, &path, &params, timeout)
+                    .await
+                    .map(|()| at.node)
+            })
+            .await?;
+        self.guest_now_on(newid, to.unwrap_or(&from));
+        Ok(())
     }
 
     /// [`run_task`](Self::run_task), but a task that failed to take a lock
@@ -277,8 +280,10 @@ impl PveClient {
 
     /// A guest's current config.
     pub async fn config(&self, kind: GuestKind, vmid: u32) -> Result<Value, PveError> {
-        self.get(&format!("{}/config", self.guest_path(kind, vmid).await?))
-            .await
+        self.on_guest(kind, vmid, |at| async move {
+            self.get(&format!("{}/config", at.path)).await
+        })
+        .await
     }
 
     /// Sets config keys (synchronously, as PUT does in PVE).
@@ -291,9 +296,12 @@ impl PveClient {
         if params.is_empty() {
             return Ok(());
         }
-        let path = format!("{}/config", self.guest_path(kind, vmid).await?);
-        self.run_task(Method::PUT, &path, params, Duration::from_secs(120))
-            .await
+        self.on_guest(kind, vmid, |at| async move {
+            let path = format!("{}/config", at.path);
+            self.run_task(Method::PUT, &path, params, Duration::from_secs(120))
+                .await
+        })
+        .await
     }
 
     /// Grows a disk to `size_gb` (PVE refuses to shrink).
@@ -304,12 +312,13 @@ impl PveClient {
         disk: &str,
         size_gb: u32,
     ) -> Result<(), PveError> {
-        let path = format!("{}/resize", self.guest_path(kind, vmid).await?);
-        let params = [("disk", disk.to_string()), ("size", format!("{size_gb}G"))];
-        match self
-            .run_task(Method::PUT, &path, &params, Duration::from_secs(300))
-            .await
-        {
+        let params = &[("disk", disk.to_string()), ("size", format!("{size_gb}G"))];
+        let resized = self.on_guest(kind, vmid, |at| async move {
+            let path = format!("{}/resize", at.path);
+            self.run_task(Method::PUT, &path, params, Duration::from_secs(300))
+                .await
+        });
+        match resized.await {
             // A container's disk already that size (a resumed run): pve-container's
             // `resize_vm` refuses before forking (qemu-server's ends its task OK instead).
             Err(PveError::Api {
@@ -329,9 +338,9 @@ impl PveClient {
         vmid: u32,
         timeout: Duration,
     ) -> Result<(), PveError> {
-        let path = format!("{}/config", self.guest_path(kind, vmid).await?);
         let r = poll::until(timeout, LOCK_POLL, || async {
-            match self.get(&path).await {
+            let config = self.config(kind, vmid).await;
+            match config {
                 Ok(cfg) => match cfg.get("lock").and_then(Value::as_str) {
                     None => Poll::Ready(()),
                     Some(lock) => Poll::Pending(Ok(lock.to_string())),
@@ -348,7 +357,7 @@ impl PveClient {
                 waited,
                 ..
             }) => Err(PveError::Shape {
-                path,
+                path: format!("{}/{vmid}/config", kind.segment()),
                 message: format!(
                     "guest {vmid} is still locked ({lock}) after {waited}; if no task runs for it \
                      on the host, unlock it there with `qm unlock {vmid}`"
@@ -359,8 +368,10 @@ impl PveClient {
 
     /// `running`, `stopped`, ..., or `None` when the guest does not exist.
     pub async fn status(&self, kind: GuestKind, vmid: u32) -> Result<Option<String>, PveError> {
-        let path = format!("{}/status/current", self.guest_path(kind, vmid).await?);
-        match self.get(&path).await {
+        let current = self.on_guest(kind, vmid, |at| async move {
+            self.get(&format!("{}/status/current", at.path)).await
+        });
+        match current.await {
             Ok(v) => Ok(v.get("status").and_then(Value::as_str).map(str::to_string)),
             Err(e) if e.is_missing() => Ok(None),
             Err(e) => Err(e),
@@ -376,8 +387,11 @@ impl PveClient {
         if self.status(kind, vmid).await?.as_deref() == Some("running") {
             return Ok(());
         }
-        let path = format!("{}/status/start", self.guest_path(kind, vmid).await?);
-        match self.run_task(Method::POST, &path, &[], timeout).await {
+        let started = self.on_guest(kind, vmid, |at| async move {
+            let path = format!("{}/status/start", at.path);
+            self.run_task(Method::POST, &path, &[], timeout).await
+        });
+        match started.await {
             // A start still in flight from a stopped run (resumed) won the race: it is up.
             Err(e) if self.status(kind, vmid).await?.as_deref() == Some("running") => {
                 tracing::debug!("start of {vmid} found it started meanwhile: {e}");
@@ -399,13 +413,14 @@ impl PveClient {
             None | Some("stopped") => return Ok(()),
             _ => {}
         }
-        let path = format!("{}/status/shutdown", self.guest_path(kind, vmid).await?);
         let secs = timeout.as_secs().max(1) / 2;
-        let params = [("timeout", secs.max(1).to_string())];
-        match self
-            .run_task(Method::POST, &path, &params, Duration::from_secs(secs + 10))
-            .await
-        {
+        let params = &[("timeout", secs.max(1).to_string())];
+        let asked = self.on_guest(kind, vmid, |at| async move {
+            let path = format!("{}/status/shutdown", at.path);
+            self.run_task(Method::POST, &path, params, Duration::from_secs(secs + 10))
+                .await
+        });
+        match asked.await {
             Ok(()) if self.status(kind, vmid).await?.as_deref() != Some("running") => Ok(()),
             Ok(()) | Err(_) => self.stop(kind, vmid, timeout / 2).await,
         }
@@ -417,13 +432,16 @@ impl PveClient {
         vmid: u32,
         timeout: Duration,
     ) -> Result<(), PveError> {
-        let path = format!("{}/status/stop", self.guest_path(kind, vmid).await?);
-        self.run_task(
-            Method::POST,
-            &path,
-            &[],
-            timeout.max(Duration::from_secs(5)),
-        )
+        self.on_guest(kind, vmid, |at| async move {
+            let path = format!("{}/status/stop", at.path);
+            self.run_task(
+                Method::POST,
+                &path,
+                &[],
+                timeout.max(Duration::from_secs(5)),
+            )
+            .await
+        })
         .await
     }
 
@@ -434,141 +452,19 @@ impl PveClient {
         vmid: u32,
         timeout: Duration,
     ) -> Result<(), PveError> {
-        let path = self.guest_path(kind, vmid).await?;
-        let params = [
+        let params = &[
             ("purge", "1".to_string()),
             ("destroy-unreferenced-disks", "1".to_string()),
         ];
-        match self.run_task(Method::DELETE, &path, &params, timeout).await {
-            Err(e) if e.is_missing() => Ok(()),
-            r => r,
+        let deleted = self.on_guest(kind, vmid, |at| async move {
+            self.run_task(Method::DELETE, &at.path, params, timeout)
+                .await
+        });
+        match deleted.await {
+            Err(e) if e.is_missing() => {}
+            r => r?,
         }
-    }
-
-    /// The guest's first non-loopback IPv4, from the guest agent (VMs) or
-    /// the container's interfaces; `None` while it has none (or the agent is
-    /// not up yet).
-    pub async fn guest_ipv4(&self, kind: GuestKind, vmid: u32) -> Result<Option<String>, PveError> {
-        Ok(self.ipv4_answer(kind, vmid).await?.ok())
-    }
-
-    /// The guest's IPv4, or what PVE answered instead (for a wait's report).
-    async fn ipv4_answer(
-        &self,
-        kind: GuestKind,
-        vmid: u32,
-    ) -> Result<Result<String, String>, PveError> {
-        let (path, list_key) = match kind {
-            GuestKind::Qemu => (
-                format!(
-                    "{}/agent/network-get-interfaces",
-                    self.guest_path(kind, vmid).await?
-                ),
-                Some("result"),
-            ),
-            GuestKind::Lxc => (
-                format!("{}/interfaces", self.guest_path(kind, vmid).await?),
-                None,
-            ),
-        };
-        let v = match self.get(&path).await {
-            Ok(v) => v,
-            Err(PveError::Api { message, .. })
-                if message.contains("guest agent is not running")
-                    || message.contains("not running") =>
-            {
-                return Ok(Err(message))
-            }
-            Err(e) => return Err(e),
-        };
-        let ifaces = match list_key {
-            Some(k) => v.get(k).cloned().unwrap_or(Value::Null),
-            None => v,
-        };
-        Ok(first_ipv4(&ifaces).ok_or_else(|| {
-            let all = ifaces.to_string();
-            let mut shown: String = all.chars().take(200).collect();
-            if shown.len() < all.len() {
-                shown.push_str("...");
-            }
-            format!("no usable IPv4 in {shown}")
-        }))
-    }
-
-    /// Polls for the guest's IPv4 until `timeout` (a last time at it).
-    pub async fn wait_ipv4(
-        &self,
-        kind: GuestKind,
-        vmid: u32,
-        timeout: Duration,
-    ) -> Result<String, PveError> {
-        let r = poll::until(timeout, ADDRESS_POLL, || async {
-            match self.ipv4_answer(kind, vmid).await {
-                Ok(Ok(ip)) => Poll::Ready(ip),
-                Ok(Err(answer)) => Poll::Pending(Ok(answer)),
-                Err(e) => Poll::Fail(Err(e)),
-            }
-        })
-        .await;
-        match r {
-            Ok((ip, _)) => Ok(ip),
-            Err(GaveUp { last: Err(e), .. }) => Err(e),
-            Err(GaveUp {
-                last: Ok(last),
-                waited,
-                ..
-            }) => Err(PveError::NoAddress { vmid, waited, last }),
-        }
-    }
-}
-
-/// The first IPv4 of an interface other than `lo` that is not link-local
-/// (a simulated guest's address is in 127.0.0.0/8 on its `eth0`), from either PVE shape:
-/// agent `[{"ip-addresses": [{"ip-address-type": "ipv4", "ip-address": ..}]}]`
-/// or lxc `[{"inet": "10.0.0.5/24"}]`.
-fn first_ipv4(ifaces: &Value) -> Option<String> {
-    let usable = |ip: &str| {
-        let ip = ip.split('/').next().unwrap_or(ip);
-        match ip.parse::<std::net::Ipv4Addr>() {
-            Ok(a) if !a.is_link_local() && !a.is_unspecified() => Some(a.to_string()),
-            _ => None,
-        }
-    };
-    for iface in ifaces.as_array()? {
-        if iface.get("name").and_then(Value::as_str) == Some("lo") {
-            continue;
-        }
-        if let Some(addrs) = iface.get("ip-addresses").and_then(Value::as_array) {
-            for a in addrs {
-                if a.get("ip-address-type").and_then(Value::as_str) == Some("ipv4") {
-                    if let Some(ip) = a.get("ip-address").and_then(Value::as_str).and_then(usable) {
-                        return Some(ip);
-                    }
-                }
-            }
-        }
-        if let Some(ip) = iface.get("inet").and_then(Value::as_str).and_then(usable) {
-            return Some(ip);
-        }
-    }
-    None
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn ipv4_from_agent_and_lxc_shapes() {
-        let agent = serde_json::json!([
-            {"name": "lo", "ip-addresses": [{"ip-address-type": "ipv4", "ip-address": "127.0.0.1"}]},
-            {"name": "eth0", "ip-addresses": [
-                {"ip-address-type": "ipv6", "ip-address": "fe80::1"},
-                {"ip-address-type": "ipv4", "ip-address": "10.0.12.155", "prefix": 24}]}
-        ]);
-        assert_eq!(first_ipv4(&agent).as_deref(), Some("10.0.12.155"));
-        let lxc = serde_json::json!([{"name": "lo", "inet": "127.0.0.1/8"}, {"name": "eth0", "inet": "10.0.0.5/24"}]);
-        assert_eq!(first_ipv4(&lxc).as_deref(), Some("10.0.0.5"));
-        assert_eq!(first_ipv4(&serde_json::json!([])), None);
+        self.guest_gone(vmid);
+        Ok(())
     }
 }

@@ -111,7 +111,10 @@ impl PveClient {
         params: &[(&str, String)],
         timeout: Duration,
     ) -> Result<(), PveError> {
-        let path = format!("/nodes/{}/lxc", on.unwrap_or(self.node()));
-        self.run_task(Method::POST, &path, params, timeout).await
+        let node = on.unwrap_or(self.node());
+        let path = format!("/nodes/{node}/lxc");
+        self.run_task(Method::POST, &path, params, timeout).await?;
+        self.made_on(params, node);
+        Ok(())
     }
 }

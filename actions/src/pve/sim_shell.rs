@@ -5,6 +5,7 @@
 use reqwest::{Method, StatusCode};
 use serde_json::Value;
 
+use super::client::FailureRef;
 use super::{PveClient, PveError};
 
 /// What a command run on the host gave back.
@@ -37,7 +38,7 @@ impl PveClient {
         let json: Value = serde_json::from_slice(&bytes)
             .unwrap_or_else(|_| Value::String(String::from_utf8_lossy(&bytes).trim().to_string()));
         if !status.is_success() {
-            return Err(self.status_error(&Method::POST, path, status, &json));
+            return Err(self.to_error(&Method::POST, path, FailureRef::Status(status, &json)));
         }
         let d = &json["data"];
         let s = |k: &str| {

@@ -1,13 +1,12 @@
 //! Storage calls: which storages take what content, what they hold, the host fetching a
-//! file itself (`download-url`), a file sent to it (`upload`, streamed multipart with a
-//! `Content-Length`, as pveproxy wants), a VM created from parameters, a VM made a
-//! template, the PVE version, and following a task with its log lines as they come.
+//! file itself (`download-url`; a file sent to it is `upload`'s), a VM created from
+//! parameters, a VM made a template, the PVE version, and following a task with its log
+//! lines as they come.
 
-use std::path::Path;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
-use reqwest::{Method, StatusCode};
+use reqwest::Method;
 use serde::Deserialize;
 use serde_json::Value;
 
@@ -49,7 +48,7 @@ pub struct Volume {
     pub size: u64,
 }
 
-fn shape(path: &str, e: impl std::fmt::Display) -> PveError {
+pub(super) fn shape(path: &str, e: impl std::fmt::Display) -> PveError {
     PveError::Shape {
         path: path.to_string(),
         message: e.to_string(),
@@ -114,94 +113,6 @@ impl PveClient {
             .ok_or_else(|| shape(&path, format!("no UPID: {v}")))
     }
 
-    /// `POST .../storage/{storage}/upload` of the local file `file` as `filename`,
-    /// streamed; `on_bytes` gets the bytes sent so far. Returns the UPID.
-    pub async fn upload(
-        &self,
-        storage: &str,
-        content: &str,
-        file: &Path,
-        filename: &str,
-        checksum: Option<(&str, &str)>,
-        on_bytes: impl Fn(u64) + Send + Sync + 'static,
-    ) -> Result<String, PveError> {
-        use futures_util::StreamExt;
-        let rel = format!("/nodes/{}/storage/{storage}/upload", self.node());
-        let io = |e: std::io::Error| shape(&rel, format!("{}: {e}", file.display()));
-        let f = tokio::fs::File::open(file).await.map_err(io)?;
-        let size = f.metadata().await.map_err(io)?.len();
-        // Unlikely in any file's bytes, and different per call.
-        let boundary = format!(
-            "----driver{:x}{:x}",
-            std::process::id(),
-            std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .map_or(0, |d| d.as_nanos())
-        );
-        let mut head = String::new();
-        let mut field = |name: &str, value: &str| {
-            head.push_str(&format!(
-                "--{boundary}\r\nContent-Disposition: form-data; name=\"{name}\"\r\n\r\n{value}\r\n"
-            ));
-        };
-        field("content", content);
-        if let Some((alg, sum)) = checksum {
-            field("checksum-algorithm", alg);
-            field("checksum", sum);
-        }
-        head.push_str(&format!(
-            "--{boundary}\r\nContent-Disposition: form-data; name=\"filename\"; \
-             filename=\"{filename}\"\r\nContent-Type: application/octet-stream\r\n\r\n"
-        ));
-        let tail = format!("\r\n--{boundary}--\r\n");
-        let length = head.len() as u64 + size + tail.len() as u64;
-        let mut sent = 0u64;
-        let body = futures_util::stream::iter([Ok::<_, std::io::Error>(bytes::Bytes::from(head))])
-            .chain(
-                tokio_util::io::ReaderStream::with_capacity(f, 256 * 1024).map(move |chunk| {
-                    if let Ok(c) = &chunk {
-                        sent += c.len() as u64;
-                        on_bytes(sent);
-                    }
-                    chunk
-                }),
-            )
-            .chain(futures_util::stream::iter([Ok(bytes::Bytes::from(tail))]));
-        let resp = self
-            .http
-            .post(format!("{}{rel}", self.api))
-            .header("Authorization", &self.auth)
-            .header(
-                "Content-Type",
-                format!("multipart/form-data; boundary={boundary}"),
-            )
-            // pveproxy reads uploads by their length.
-            .header("Content-Length", length.to_string())
-            // The client's 60 s limit is for API calls, not for gigabytes.
-            .timeout(Duration::from_secs(24 * 3600))
-            .body(reqwest::Body::wrap_stream(body))
-            .send()
-            .await
-            .map_err(|e| PveError::Connect {
-                endpoint: self.endpoint().to_string(),
-                message: e.to_string(),
-            })?;
-        let status: StatusCode = resp.status();
-        let bytes = resp.bytes().await.map_err(|e| PveError::Connect {
-            endpoint: self.endpoint().to_string(),
-            message: e.to_string(),
-        })?;
-        let json: Value = serde_json::from_slice(&bytes)
-            .unwrap_or_else(|_| Value::String(String::from_utf8_lossy(&bytes).trim().to_string()));
-        if !status.is_success() {
-            return Err(self.status_error(&Method::POST, &rel, status, &json));
-        }
-        json.get("data")
-            .and_then(Value::as_str)
-            .map(str::to_string)
-            .ok_or_else(|| shape(&rel, format!("no UPID: {json}")))
-    }
-
     /// Waits for a task like [`PveClient::wait_task`], handing each new log line to
     /// `on_line` as it appears.
     pub async fn follow_task(
@@ -254,7 +165,9 @@ impl PveClient {
         timeout: Duration,
     ) -> Result<(), PveError> {
         let path = format!("/nodes/{}/qemu", self.node());
-        self.run_task(Method::POST, &path, params, timeout).await
+        self.run_task(Method::POST, &path, params, timeout).await?;
+        self.made_on(params, self.node());
+        Ok(())
     }
 
     /// `POST /nodes/{node}/qemu/{vmid}/template`, and waits for the task.

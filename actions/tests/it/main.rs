@@ -13,6 +13,7 @@ mod nested_install;
 mod nested_installed;
 mod node_config;
 mod pve_client;
+mod pve_cluster;
 mod ssh;
 mod templates_ssh;
 mod tofu;

@@ -46,6 +46,10 @@ pub const FILES: &[(&str, &str)] = &[
         include_str!("../../../site-config-example/nodes/sim-bare.yaml"),
     ),
     (
+        "nodes/sim-cluster.yaml",
+        include_str!("../../../site-config-example/nodes/sim-cluster.yaml"),
+    ),
+    (
         "nodes/sim.yaml",
         include_str!("../../../site-config-example/nodes/sim.yaml"),
     ),

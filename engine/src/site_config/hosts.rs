@@ -23,6 +23,10 @@ pub struct HostConfig {
     /// `simulated: bare`: the simulator starts like a fresh PVE install (no
     /// templates, empty storages) instead of seeded with templates.
     pub simulated_bare: bool,
+    /// `simulated: {cluster_nodes: N}`: the simulator is a PVE cluster of N nodes (the node
+    /// file's node, then NODE2 ... NODEN), each with its own API endpoint; 1 is a standalone
+    /// node (and what a real host has).
+    pub simulated_cluster_nodes: u32,
     /// `images_mirror: sim`: the simulator's built-in image mirror replaces the images'
     /// download locations (only on a `simulated: bare` host).
     pub images_mirror: Option<ImagesMirror>,
@@ -71,7 +75,7 @@ fn images_mirror_of(
         Some(Value::Str(s)) if s == "sim" => match (simulated, bare) {
             (true, true) => Ok(Some(ImagesMirror::Sim)),
             (true, false) => Err(invalid(
-                "images_mirror: sim needs `simulated: bare` (the seeded simulator has its templates and serves no image mirror)"
+                "images_mirror: sim needs `simulated: bare` (or `bare: true` in a `simulated:` map; the seeded simulator has its templates and serves no image mirror)"
                     .into(),
             )),
             (false, _) => Err(invalid(
@@ -97,20 +101,80 @@ fn port(n: Option<&Node>) -> Option<u16> {
     }
 }
 
+/// What `simulated:` of a node file says.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Simulated {
+    on: bool,
+    bare: bool,
+    cluster_nodes: u32,
+}
+
+/// The keys of `simulated:` written as a map.
+const SIMULATED_KEYS: &[&str] = &["cluster_nodes", "bare"];
+
+/// The largest simulated cluster (`driver sim serve --cluster-nodes`' limit).
+const MAX_SIMULATED_NODES: i64 = 16;
+
 /// `simulated:` of a node file: absent or `false` (a real host), `true` (the
-/// simulator, seeded with templates) or `bare` (the simulator as a fresh
-/// install); anything else is refused.
-fn simulated_of(file: &str, n: Option<&Node>) -> Result<(bool, bool), ConfigError> {
+/// simulator, seeded with templates), `bare` (the simulator as a fresh install), or a
+/// map of `cluster_nodes: N` (a simulated cluster of N nodes) and `bare: true|false`;
+/// anything else is refused.
+fn simulated_of(file: &str, n: Option<&Node>) -> Result<Simulated, ConfigError> {
     use crate::yaml::Value;
+    let invalid = |message: String| ConfigError::Invalid {
+        file: file.to_string(),
+        message,
+    };
+    let sim = |bare| Simulated {
+        on: true,
+        bare,
+        cluster_nodes: 1,
+    };
     match n.map(|n| &n.value) {
-        None | Some(Value::Null) | Some(Value::Bool(false)) => Ok((false, false)),
-        Some(Value::Bool(true)) => Ok((true, false)),
-        Some(Value::Str(s)) if s == "bare" => Ok((true, true)),
-        Some(_) => Err(ConfigError::Invalid {
-            file: file.to_string(),
-            message: "simulated: must be true (a simulator seeded with templates), bare (a simulator like a fresh PVE install) or false"
-                .into(),
+        None | Some(Value::Null) | Some(Value::Bool(false)) => Ok(Simulated {
+            on: false,
+            ..sim(false)
         }),
+        Some(Value::Bool(true)) => Ok(sim(false)),
+        Some(Value::Str(s)) if s == "bare" => Ok(sim(true)),
+        Some(Value::Map(entries)) => {
+            let mut out = sim(false);
+            for (k, v) in entries {
+                match (k.as_str().unwrap_or("?"), &v.value) {
+                    ("cluster_nodes", Value::Int(i)) if (1..=MAX_SIMULATED_NODES).contains(i) => {
+                        out.cluster_nodes = *i as u32;
+                    }
+                    ("cluster_nodes", _) => {
+                        return Err(invalid(format!(
+                            "simulated: cluster_nodes: must be a number of nodes from 1 to \
+                             {MAX_SIMULATED_NODES} (e.g. `simulated: {{cluster_nodes: 3}}`: a \
+                             simulated cluster of 3 nodes)"
+                        )))
+                    }
+                    ("bare", Value::Bool(b)) => out.bare = *b,
+                    ("bare", _) => {
+                        return Err(invalid(
+                            "simulated: bare: must be true (a simulator like a fresh PVE install) or false (seeded with templates)".into(),
+                        ))
+                    }
+                    (other, _) => {
+                        let guess = crate::manifest::did_you_mean(other, SIMULATED_KEYS)
+                            .map(|g| format!("did you mean '{g}'? "))
+                            .unwrap_or_default();
+                        return Err(invalid(format!(
+                            "simulated: unknown key '{}' ({guess}it knows: {})",
+                            crate::yaml::shorten(other, 60),
+                            SIMULATED_KEYS.join(", ")
+                        )));
+                    }
+                }
+            }
+            Ok(out)
+        }
+        Some(_) => Err(invalid(
+            "simulated: must be true (a simulator seeded with templates), bare (a simulator like a fresh PVE install), a map such as {cluster_nodes: 3, bare: false} (a simulated cluster), or false"
+                .into(),
+        )),
     }
 }
 
@@ -221,19 +285,16 @@ impl SiteConfig {
                     url_host(ep)
                 }
             });
-            let (simulated, simulated_bare) = simulated_of(&node.file, d.get("simulated"))?;
-            let images_mirror = images_mirror_of(
-                &node.file,
-                d.get("images_mirror"),
-                simulated,
-                simulated_bare,
-            )?;
+            let sim = simulated_of(&node.file, d.get("simulated"))?;
+            let images_mirror =
+                images_mirror_of(&node.file, d.get("images_mirror"), sim.on, sim.bare)?;
             return Ok(HostConfig {
                 name: name.to_string(),
                 file: node.file.clone(),
                 is_host_only: false,
-                simulated,
-                simulated_bare,
+                simulated: sim.on,
+                simulated_bare: sim.bare,
+                simulated_cluster_nodes: sim.cluster_nodes,
                 images_mirror,
                 node_name: s(d, "node").unwrap_or_else(|| name.to_string()),
                 api_endpoint,
@@ -270,6 +331,7 @@ impl SiteConfig {
                 is_host_only: true,
                 simulated: false,
                 simulated_bare: false,
+                simulated_cluster_nodes: 1,
                 images_mirror: None,
                 node_name: name.to_string(),
                 api_endpoint: None,

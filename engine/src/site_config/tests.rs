@@ -144,7 +144,7 @@ fn host_names_that_are_paths_are_refused_with_the_known_hosts() {
         assert!(matches!(e, ConfigError::BadName { .. }), "{bad:?}: {e}");
         assert_eq!(
             e.help().as_deref(),
-            Some("available: sim, sim-bare, srv1"),
+            Some("available: sim, sim-bare, sim-cluster, srv1"),
             "{bad:?}"
         );
     }
@@ -217,6 +217,47 @@ fn simulated_bare_and_bad_simulated_values() {
         std::fs::write(dir.path().join("nodes/x.yaml"), file).unwrap();
         let site = SiteConfig::at(dir.path()).unwrap();
         let e = site.host("x", None).unwrap_err().to_string();
+        assert!(e.contains(says), "{file}: {e}");
+    }
+}
+
+#[test]
+fn simulated_clusters_and_bad_simulated_maps() {
+    let site = SiteConfig::builtin();
+    let cluster = site.host("sim-cluster", None).unwrap();
+    assert!(cluster.simulated && !cluster.simulated_bare);
+    assert_eq!(cluster.simulated_cluster_nodes, 3);
+    assert_eq!(cluster.node_name, "pve");
+    assert_eq!(site.host("sim", None).unwrap().simulated_cluster_nodes, 1);
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir_all(dir.path().join("nodes")).unwrap();
+    let host = |text: &str| {
+        std::fs::write(dir.path().join("nodes/x.yaml"), text).unwrap();
+        SiteConfig::at(dir.path()).unwrap().host("x", None)
+    };
+    let bare = host("simulated: {cluster_nodes: 2, bare: true}\nimages_mirror: sim\n").unwrap();
+    assert!(bare.simulated && bare.simulated_bare);
+    assert_eq!(bare.simulated_cluster_nodes, 2);
+    assert_eq!(bare.images_mirror, Some(super::ImagesMirror::Sim));
+    let plain = host("simulated: {}\n").unwrap();
+    assert!(plain.simulated && !plain.simulated_bare);
+    assert_eq!(plain.simulated_cluster_nodes, 1);
+    for (file, says) in [
+        ("simulated: {cluster_nodes: 0}\n", "from 1 to 16"),
+        ("simulated: {cluster_nodes: 17}\n", "from 1 to 16"),
+        ("simulated: {cluster_nodes: three}\n", "from 1 to 16"),
+        ("simulated: {bare: yes please}\n", "bare: must be true"),
+        (
+            "simulated: {cluster_node: 3}\n",
+            "unknown key 'cluster_node' (did you mean 'cluster_nodes'?",
+        ),
+        ("simulated: [3]\n", "a map such as {cluster_nodes: 3"),
+        (
+            "simulated: {cluster_nodes: 3}\nimages_mirror: sim\n",
+            "needs `simulated: bare` (or `bare: true`",
+        ),
+    ] {
+        let e = host(file).unwrap_err().to_string();
         assert!(e.contains(says), "{file}: {e}");
     }
 }

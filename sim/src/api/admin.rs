@@ -1,6 +1,7 @@
 //! `/sim/...`: the simulator's own control endpoints (not PVE's), authenticated like the API.
 //! `GET /sim/state` (guests, faults, time scale), `GET|POST|DELETE /sim/faults`,
-//! `DELETE /sim/faults/{id}`, `PUT /sim/time-scale` with `{"time_scale": F}`, and
+//! `DELETE /sim/faults/{id}`, `PUT /sim/time-scale` with `{"time_scale": F}`, `GET
+//! /sim/requests` (the API requests served so far, per `METHOD /path`), and
 //! `POST /sim/host/exec`: a command on the host's own command line (`super::host_cli`).
 
 use std::sync::Arc;
@@ -77,6 +78,7 @@ pub(crate) fn route(
             })
         }
         ("GET", ["faults"]) => data(faults(shared)),
+        ("GET", ["requests"]) => data(shared.requests()),
         ("POST", ["faults"]) => {
             let fault: Fault = serde_json::from_slice(body)
                 .map_err(|e| ApiError::new(400, format!("invalid fault: {e}")))?;

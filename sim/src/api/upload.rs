@@ -150,12 +150,9 @@ async fn import(
         upid,
         format!("file size is: {size} ({})", human(size)),
     );
-    if target.path.exists() {
-        return Err(format!(
-            "refusing to override existing file '{}'",
-            target.path.display()
-        ));
-    }
+    // pve-storage's upload overwrites a file of the same name ("we simply overwrite the
+    // destination file if it already exists", `PVE/API2/Storage/Status.pm`); only
+    // `download-url` refuses to.
     tokio::fs::create_dir_all(&target.dir)
         .await
         .map_err(|e| format!("unable to create {}: {e}", target.dir.display()))?;

@@ -58,6 +58,9 @@ pub(crate) struct Common {
     _storage_tmp: Option<TempRoot>,
     /// The storages' allocation locks, for the `contended_storage` fault.
     pub storage_locks: crate::contention::StorageLocks,
+    /// API requests served, per `METHOD /path` (below `/api2/json`, without the query), on
+    /// every node: what `GET /sim/requests` reports (how many calls a client makes).
+    requests: std::sync::Mutex<std::collections::BTreeMap<String, u64>>,
 }
 
 /// A folder removed when dropped.
@@ -101,6 +104,7 @@ impl Shared {
             storage_root,
             _storage_tmp: storage_tmp,
             storage_locks: Default::default(),
+            requests: Default::default(),
             ssh: GuestSsh::new(
                 config.guest_ssh_port,
                 config.effective_guest_net(),
@@ -146,6 +150,20 @@ impl Shared {
     /// Whether `node` is down (a `node_down` fault): its API refuses connections.
     pub fn node_down(&self, node: &str) -> bool {
         self.cluster.is_some() && self.lock().faults.node_down(node)
+    }
+
+    /// Counts an API request (`rel`: its path below `/api2/json`, without the query).
+    pub fn count_request(&self, method: &str, rel: &str) {
+        let mut r = self.requests.lock().unwrap_or_else(|p| p.into_inner());
+        *r.entry(format!("{method} {rel}")).or_default() += 1;
+    }
+
+    /// The API requests served so far, per `METHOD /path`.
+    pub fn requests(&self) -> std::collections::BTreeMap<String, u64> {
+        self.requests
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
     }
 
     /// The state; a panic in another holder does not make it unusable.

@@ -384,6 +384,25 @@ async fn an_upload_larger_than_the_body_limit_is_streamed_into_storage() {
         log.iter().any(|l| l.contains("checksum verified")),
         "{log:?}"
     );
+    // The same name again: pve-storage's upload overwrites the file (only download-url
+    // refuses to), so an upload sent twice ends as the second.
+    let body = format!(
+        "--{boundary}\r\nContent-Disposition: form-data; name=\"content\"\r\n\r\nimport\r\n\
+         --{boundary}\r\nContent-Disposition: form-data; name=\"filename\"; filename=\"up.raw\"\r\n\
+         Content-Type: application/octet-stream\r\n\r\nshorter\r\n--{boundary}--\r\n"
+    );
+    let r = c
+        .request(
+            "POST",
+            &format!("/nodes/{NODE}/storage/local/upload"),
+            Some((&format!("multipart/form-data; boundary={boundary}"), body)),
+        )
+        .await;
+    let st = c.wait_task(NODE, &r.upid(), WAIT).await;
+    assert_eq!(st["exitstatus"], "OK", "{st}");
+    let vols = content(&c, "import").await;
+    assert_eq!(vols.len(), 1, "{vols:?}");
+    assert_eq!(vols[0]["size"], 7, "{vols:?}");
     // No content type given: refused, the temporary file removed.
     let body = format!(
         "--{boundary}\r\nContent-Disposition: form-data; name=\"filename\"; filename=\"b.raw\"\r\n\r\nxyz\r\n--{boundary}--\r\n"

@@ -218,18 +218,17 @@ pub struct HeldSim {
 
 impl HeldSim {
     pub fn attach(state: &Path) -> HeldSim {
-        let dir = state.join("pvesim-sim");
+        HeldSim::attach_host(state, "sim", &["--node", "sim"])
+    }
+
+    /// The simulator of the built-in host `host`, started (when no run serves it) with
+    /// `serve_args` as the host's node file would start it (`--node NAME`, ...).
+    pub fn attach_host(state: &Path, host: &str, serve_args: &[&str]) -> HeldSim {
+        let dir = state.join(format!("pvesim-{host}"));
         let lease = sim::folder::attach(&dir, Duration::from_secs(120), || {
             Command::new(super::BIN)
-                .args([
-                    "sim",
-                    "serve",
-                    "--shared",
-                    "--bind",
-                    "127.0.0.1:0",
-                    "--node",
-                    "sim",
-                ])
+                .args(["sim", "serve", "--shared", "--bind", "127.0.0.1:0"])
+                .args(serve_args)
                 .arg("--state-dir")
                 .arg(&dir)
                 .args(["--time-scale", "0", "--guest-ssh-port", "2222"])

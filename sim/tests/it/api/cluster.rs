@@ -1,8 +1,8 @@
 //! A simulated cluster (`SimConfig::cluster_nodes`): every node's own endpoint answers for
 //! every node (as pveproxy proxies), `/cluster/status` and `/cluster/resources` list the
 //! members and where each guest is, a clone with `target` lands on that node (only from
-//! shared storage), migration moves a guest, and a node that is down refuses connections
-//! while the others still answer.
+//! shared storage), migration moves a guest, a node that is down refuses connections
+//! while the others still answer, and the folder names every node's endpoint.
 
 use std::time::{Duration, Instant};
 
@@ -311,5 +311,36 @@ async fn a_node_that_is_down_refuses_connections_and_shows_offline() {
         assert!(Instant::now() < deadline, "pve2 never came back");
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
+    h.shutdown().await;
+}
+
+#[tokio::test]
+async fn its_folder_names_every_nodes_endpoint_and_it_counts_the_requests_each_serves() {
+    let dir = tempfile::tempdir().unwrap();
+    let (h, _) = crate::common::start(SimConfig {
+        state_dir: Some(dir.path().to_path_buf()),
+        ..cluster(3)
+    })
+    .await;
+    // A client of the folder (as a run is) learns every node's endpoint from it.
+    let lease = sim::folder::attach(dir.path(), WAIT, || -> std::io::Result<_> {
+        panic!("the folder is served: nothing to start")
+    })
+    .unwrap();
+    let nodes: Vec<(String, String)> = lease
+        .endpoint()
+        .cluster_nodes
+        .iter()
+        .map(|n| (n.name.clone(), n.url.clone()))
+        .collect();
+    assert_eq!(nodes, h.node_urls());
+    lease.release(WAIT).unwrap();
+
+    // Requests are counted per method and path (without the query) on every node.
+    at(&h, 1).get("/cluster/resources?type=vm").await.ok();
+    at(&h, 2).get("/cluster/resources").await.ok();
+    let counted = at(&h, 0).get("/sim/requests").await.ok().clone();
+    assert_eq!(counted["GET /cluster/resources"], 2, "{counted}");
+    assert_eq!(h.requests().get("GET /cluster/resources"), Some(&2));
     h.shutdown().await;
 }
