@@ -463,14 +463,7 @@ fn restore(
 
 /// A rollback that stopped part way: which guests are back, which not, and what to do.
 fn rollback_failed(a: &After<'_>, steps: &[snaps::Step], name: &str) -> String {
-    let by = |r: &str| {
-        steps
-            .iter()
-            .filter(|s| s.result == r)
-            .map(|s| format!("{} ({})", s.guest, s.vmid))
-            .collect::<Vec<_>>()
-            .join(", ")
-    };
+    let by = |r: &str| snaps::guests_with(steps, r);
     let why = steps
         .iter()
         .find(|s| s.result == "failed")

@@ -122,6 +122,16 @@ pub struct Step {
     pub error: Option<String>,
 }
 
+/// The guests of `steps` whose result is `result`, as `name (vmid), ...` for a message.
+pub fn guests_with(steps: &[Step], result: &str) -> String {
+    steps
+        .iter()
+        .filter(|s| s.result == result)
+        .map(|s| format!("{} ({})", s.guest, s.vmid))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
 fn step(g: &GuestRow, result: &'static str, error: Option<String>) -> Step {
     Step {
         vmid: g.vmid,

@@ -196,14 +196,7 @@ fn report(r: Result<Vec<Step>, Vec<Step>>, verb: &str, output: Output) -> Result
     if ok {
         return Ok(());
     }
-    let by = |r: &str| {
-        steps
-            .iter()
-            .filter(|s| s.result == r)
-            .map(|s| format!("{} ({})", s.guest, s.vmid))
-            .collect::<Vec<_>>()
-            .join(", ")
-    };
+    let by = |r: &str| snaps::guests_with(&steps, r);
     let mut lines = vec![format!("failed: {}", by("failed"))];
     for (r, label) in [
         ("done", "done"),
