@@ -181,7 +181,7 @@ pub fn execute(
 /// `create --dry-run` on a tree built before: what healing it would do, and with
 /// `--snapshot` which guests would be snapshotted (read only; it connects, unlike the rest
 /// of a dry run, and starts a simulated host's simulator under the state's lock). Nothing
-/// when no earlier run left a guest.
+/// when no earlier run completed a node (or, with `--snapshot`, left a guest).
 pub fn dry_heal(
     verb: Verb,
     args: &RunArgs,
@@ -203,7 +203,11 @@ pub fn dry_heal(
     let run_id = engine::executor::new_run_id();
     let built = StateStore::peek(&state_dir, manifest, &args.host)
         .map_err(|e| Failure::Run(Some(miette::miette!("{e}"))))?
-        .is_some_and(|st| st.nodes.iter().any(|n| n.may_exist()));
+        .is_some_and(|st| {
+            st.nodes.iter().any(|n| {
+                n.status == engine::outcome::NodeStatus::Completed || snapshot && n.may_exist()
+            })
+        });
     if !built {
         return Ok((Vec::new(), snapshot.then(|| super::guard::nothing(&run_id))));
     }
