@@ -461,7 +461,14 @@ fn list_manifests_shows_site_then_builtin() {
     .unwrap();
     let out = d.run(&["list", "manifests"]).ok().stdout;
     assert!(out.contains("(replaces the built-in one)"), "{out}");
-    assert!(out.contains("n3-deep   built-in"), "{out}");
+    // Names are padded to the longest one's width.
+    assert!(
+        out.lines().any(|l| {
+            let cols: Vec<&str> = l.split_whitespace().collect();
+            cols == ["n3-deep", "built-in"]
+        }),
+        "{out}"
+    );
     let r = d
         .run(&["validate", "-M", "n1-basic", "--json-output"])
         .ok()

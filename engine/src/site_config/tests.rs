@@ -23,7 +23,10 @@ fn builtin_example_loads_and_lists() {
         ["dev", "local", "prod", "stage"]
     );
     assert_eq!(site.names(Entity::Spec), ["base", "pve"]);
-    assert_eq!(site.host_names(), ["sim", "sim-bare", "srv1"]);
+    assert_eq!(
+        site.host_names(),
+        ["sim", "sim-bare", "sim-cluster", "srv1"]
+    );
     assert_eq!(site.default_str("bridge"), Some("vmbr0"));
 }
 
