@@ -28,7 +28,10 @@ pub struct ManifestGraph<'m> {
     pub manifest: &'m Manifest,
     graph: DiGraph<(), Edge, u32>,
     parent: Vec<Option<usize>>,
-    children: Vec<Vec<usize>>,
+    /// Each node's children in manifest order: `child_list[child_start[i]..child_start[i + 1]]`
+    /// (one list for all: a `Vec` per node was 100k small allocations).
+    child_start: Vec<usize>,
+    child_list: Vec<usize>,
     depth: Vec<usize>,
     /// Each node's ancestor on the target host (itself for local nodes).
     local_root: Vec<usize>,
@@ -75,11 +78,9 @@ impl<'m> ManifestGraph<'m> {
             graph.add_node(());
         }
         let mut parent = vec![None; n];
-        let mut children = vec![Vec::new(); n];
         for (i, node) in manifest.nodes.iter().enumerate() {
             if let Some(&p) = node.parent.as_deref().and_then(|p| by_name.get(p)) {
                 parent[i] = Some(p);
-                children[p].push(i);
                 graph.add_edge(NodeIndex::new(p), NodeIndex::new(i), Edge::Contains);
             }
             for dep in &node.depends_on {
@@ -88,6 +89,22 @@ impl<'m> ManifestGraph<'m> {
                 }
             }
         }
+        let mut child_start = vec![0; n + 1];
+        for &p in parent.iter().flatten() {
+            child_start[p + 1] += 1;
+        }
+        for i in 0..n {
+            child_start[i + 1] += child_start[i];
+        }
+        let mut next = child_start.clone();
+        let mut child_list = vec![0; child_start[n]];
+        for (i, p) in parent.iter().enumerate() {
+            if let Some(p) = *p {
+                child_list[next[p]] = i;
+                next[p] += 1;
+            }
+        }
+        drop(next);
         let order = kahn_order(&graph);
         let mut depth = vec![0; n];
         let mut local_root: Vec<usize> = (0..n).collect();
@@ -101,7 +118,8 @@ impl<'m> ManifestGraph<'m> {
             manifest,
             graph,
             parent,
-            children,
+            child_start,
+            child_list,
             depth,
             local_root,
             order,
@@ -130,7 +148,7 @@ impl<'m> ManifestGraph<'m> {
     }
 
     pub fn children(&self, i: usize) -> &[usize] {
-        &self.children[i]
+        &self.child_list[self.child_start[i]..self.child_start[i + 1]]
     }
 
     /// 0 for nodes on the target host, 1 for nodes inside them, ...
@@ -179,7 +197,7 @@ impl<'m> ManifestGraph<'m> {
 
     /// Does node `i` hand a subtree to a driver running on it?
     pub fn delegates(&self, i: usize) -> bool {
-        self.node(i).kind == NodeKind::Pve && !self.children[i].is_empty()
+        self.node(i).kind == NodeKind::Pve && !self.children(i).is_empty()
     }
 
     /// The chain of PVE nodes from the target host down to the one that runs `i`
@@ -209,10 +227,10 @@ impl<'m> ManifestGraph<'m> {
     /// Every node below `i`, in manifest order.
     pub fn descendants(&self, i: usize) -> Vec<usize> {
         let mut below = vec![false; self.len()];
-        let mut stack = self.children[i].clone();
+        let mut stack = self.children(i).to_vec();
         while let Some(c) = stack.pop() {
             below[c] = true;
-            stack.extend_from_slice(&self.children[c]);
+            stack.extend_from_slice(self.children(c));
         }
         (0..self.len()).filter(|&j| below[j]).collect()
     }

@@ -92,7 +92,10 @@ pub fn run(args: &ValidateArgs, site_flag: Option<&Path>) -> Result<(), Failure>
             }
         });
         match checked {
-            Ok(loaded) => {
+            Ok(mut loaded) => {
+                // Nothing points into a valid manifest's text again: freed
+                // before the plan is built (a 100k-node file is 11 MB).
+                loaded.source.text = Default::default();
                 let g = ManifestGraph::new(&loaded.manifest);
                 // Planning is part of validity: what cannot be planned cannot run.
                 let plan = Plan::build(Verb::Create, &g, "(validate)");
@@ -127,6 +130,12 @@ pub fn run(args: &ValidateArgs, site_flag: Option<&Path>) -> Result<(), Failure>
                     problems: Vec::new(),
                     warnings: loaded.warnings.clone(),
                 });
+                // The process ends soon: freeing a 100k-node manifest's
+                // nodes, graph and plan piece by piece took a tenth of
+                // `validate`'s time. The exit hands their memory back whole.
+                std::mem::forget(plan);
+                std::mem::forget(g);
+                std::mem::forget(loaded);
             }
             Err(invalid) => {
                 results.push(Checked {

@@ -174,13 +174,24 @@ fn earlier_key(
     index: &Option<HashMap<KeyId, Span>>,
     key: &Value,
 ) -> Option<Span> {
-    let id = KeyId::of(key)?;
     match index {
-        Some(index) => index.get(&id).copied(),
+        Some(index) => index.get(&KeyId::of(key)?).copied(),
         None => entries
             .iter()
-            .find(|(k, _)| KeyId::of(&k.value).as_ref() == Some(&id))
+            .find(|(k, _)| same_key(&k.value, key))
             .map(|(k, _)| k.span),
+    }
+}
+
+/// `KeyId::of(a) == KeyId::of(b)`, without copying the strings.
+fn same_key(a: &Value, b: &Value) -> bool {
+    match (a, b) {
+        (Value::Null, Value::Null) => true,
+        (Value::Bool(x), Value::Bool(y)) => x == y,
+        (Value::Int(x), Value::Int(y)) => x == y,
+        (Value::Float(x), Value::Float(y)) => x.to_bits() == y.to_bits(),
+        (Value::Str(x), Value::Str(y)) => x == y,
+        _ => false,
     }
 }
 
@@ -221,7 +232,9 @@ pub type Ready = dyn Fn(&[(Node, Node)]) -> bool;
 pub struct Stream<'f> {
     pub key: &'f str,
     pub ready: &'f Ready,
-    /// Each item with its index in the list.
+    /// Each item with its index in the list. Index 0 a second time means
+    /// the list is read again from its start (the fast reader gave up on
+    /// the document): forget the items handed on before.
     pub item: &'f mut dyn FnMut(usize, Node),
 }
 
@@ -230,7 +243,15 @@ pub fn parse_streaming(src: &str, stream: Stream<'_>) -> Result<Node, SyntaxErro
     parse_inner(src, Some(stream))
 }
 
-fn parse_inner(src: &str, stream: Option<Stream<'_>>) -> Result<Node, SyntaxError> {
+fn parse_inner(src: &str, mut stream: Option<Stream<'_>>) -> Result<Node, SyntaxError> {
+    match fast::parse(src, stream.as_mut()) {
+        Ok(root) => Ok(root),
+        Err(fast::Unsupported) => parse_events(src, stream),
+    }
+}
+
+/// The whole of YAML, through yaml-rust2's events (see `builder`).
+fn parse_events(src: &str, stream: Option<Stream<'_>>) -> Result<Node, SyntaxError> {
     let mut builder = Builder {
         stream,
         stack: Vec::new(),
@@ -285,8 +306,11 @@ fn parse_inner(src: &str, stream: Option<Stream<'_>>) -> Result<Node, SyntaxErro
 }
 
 mod builder;
+mod fast;
 
 use builder::{Builder, Offsets};
 
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod tests_fast;

@@ -58,6 +58,11 @@ pub fn load(source: Source) -> Result<Loaded, InvalidManifest> {
             .any(|(k, v)| k.as_str() == Some("schema_version") && v.value == Value::Int(2))
     };
     let mut item = |i: usize, n: Node| {
+        if i == 0 {
+            // Read again from the start (see `yaml::Stream`).
+            streamed.parsed.clear();
+            nodes = Checker::new(&source);
+        }
         streamed.count = i + 1;
         streamed.parsed.extend(nodes.node(i, n));
     };
