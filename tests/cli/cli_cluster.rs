@@ -254,6 +254,61 @@ fn a_run_asks_the_cluster_where_its_guests_are_a_few_times_not_once_per_call() {
     );
 }
 
+/// The day-two verbs in a cluster: `get vms` lists every node's guests with their nodes,
+/// and a snapshot, a reboot and a backup of a guest on another node than the node file's
+/// go to the node that holds it (each answered "not on this node" before).
+#[test]
+fn day_two_verbs_reach_a_guest_on_another_node() {
+    let c = Cluster::start();
+    let out = c.run(&["create", "--json-output"]);
+    assert_eq!(
+        out.json()["success"],
+        true,
+        "{}\n{}",
+        out.stdout,
+        out.stderr
+    );
+    let verb = |args: &[&str]| {
+        let mut all = args.to_vec();
+        all.extend(["-H", "lab"]);
+        Run::from(
+            c.driver
+                .cmd()
+                .args(&all)
+                .stdin(Stdio::null())
+                .output()
+                .unwrap(),
+        )
+        .ok()
+    };
+    let v = verb(&["get", "vms", "-o", "json"]).json();
+    let rows: Vec<(String, String)> = v["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|g| g["template"] != true)
+        .map(|g| {
+            (
+                g["name"].as_str().unwrap_or_default().to_string(),
+                g["node"].as_str().unwrap_or_default().to_string(),
+            )
+        })
+        .collect();
+    assert!(rows.contains(&("a".into(), "pve2".into())), "{rows:?}");
+    assert!(rows.contains(&("c".into(), "pve".into())), "{rows:?}");
+    assert_eq!(rows.len(), 3, "{rows:?}");
+
+    verb(&["snapshot", "create", "a", "--name", "before"]);
+    let v = verb(&["snapshot", "list", "a", "-o", "json"]).json();
+    assert_eq!(v["items"][0]["name"], "before", "{v}");
+    verb(&["vm", "reboot", "a", "--yes"]);
+    let b = verb(&["backup", "a", "-o", "json"]).json();
+    let volid = b["items"][0]["volid"].as_str().unwrap_or_default();
+    assert!(volid.contains("vzdump-qemu-"), "{b}");
+    assert_eq!(node_of_now(&c, "a"), "pve2");
+    c.run(&["destroy", "--yes"]).ok();
+}
+
 fn node_of_now(c: &Cluster, name: &str) -> String {
     c.guests()
         .into_iter()

@@ -177,7 +177,7 @@ impl PveClient {
 
     /// Every guest of the cluster (`/cluster/resources?type=vm`), which the guest→node map
     /// is then made from.
-    pub(super) async fn cluster_guests(&self) -> Result<Value, PveError> {
+    pub(crate) async fn cluster_guests(&self) -> Result<Value, PveError> {
         let at = Instant::now();
         let list = self
             .get_with("/cluster/resources", &[("type", "vm".into())])

@@ -55,13 +55,15 @@ pub async fn backup_storages(client: &PveClient) -> Result<Vec<String>, PveError
         .collect())
 }
 
-/// The backups on `storage` (of `vmid` when given), oldest first.
+/// The backups on `storage` as `node` sees it (of `vmid` when given), oldest first. A
+/// guest's: on its own node (in a cluster a node-local storage is that node's).
 pub async fn list(
     client: &PveClient,
+    node: &str,
     storage: &str,
     vmid: Option<u32>,
 ) -> Result<Vec<BackupRow>, PveError> {
-    let path = format!("/nodes/{}/storage/{storage}/content", client.node());
+    let path = format!("/nodes/{node}/storage/{storage}/content");
     let mut params = vec![("content", "backup".to_string())];
     if let Some(v) = vmid {
         params.push(("vmid", v.to_string()));
@@ -103,12 +105,13 @@ pub async fn backup(
     storage: &str,
     timeout: Duration,
 ) -> Result<String, PveError> {
-    let before: Vec<String> = list(client, storage, Some(g.vmid))
+    let before: Vec<String> = list(client, &g.node, storage, Some(g.vmid))
         .await?
         .into_iter()
         .map(|b| b.volid)
         .collect();
-    let path = format!("/nodes/{}/vzdump", client.node());
+    // vzdump runs on the node that holds the guest.
+    let path = format!("/nodes/{}/vzdump", g.node);
     let params = [
         ("vmid", g.vmid.to_string()),
         ("storage", storage.to_string()),
@@ -119,7 +122,7 @@ pub async fn backup(
     client
         .run_task(Method::POST, &path, &params, timeout)
         .await?;
-    list(client, storage, Some(g.vmid))
+    list(client, &g.node, storage, Some(g.vmid))
         .await?
         .into_iter()
         .rev()
@@ -134,12 +137,16 @@ pub async fn backup(
         })
 }
 
-/// Deletes one backup archive.
-pub async fn delete(client: &PveClient, volid: &str, timeout: Duration) -> Result<(), PveError> {
+/// Deletes one backup archive, through `node` (see [`list`]).
+pub async fn delete(
+    client: &PveClient,
+    node: &str,
+    volid: &str,
+    timeout: Duration,
+) -> Result<(), PveError> {
     let storage = volid.split(':').next().unwrap_or_default();
     let path = format!(
-        "/nodes/{}/storage/{storage}/content/{}",
-        client.node(),
+        "/nodes/{node}/storage/{storage}/content/{}",
         crate::pve::encode_path(volid)
     );
     client.run_task(Method::DELETE, &path, &[], timeout).await

@@ -143,15 +143,37 @@ pub fn split_tags(tags: &str) -> Vec<String> {
         .collect()
 }
 
-/// Every VM and container of the client's node: two calls, one per kind.
+/// Every VM and container of the client's node: two calls, one per kind. In a cluster,
+/// of every node: one `/cluster/resources` listing, which says where each guest is (so
+/// the calls made for a row go to its node).
 pub async fn guests(client: &PveClient) -> Result<Vec<GuestRow>, PveError> {
+    // A host that cannot say is taken as standalone: its own listing reports the error.
+    let listings: Vec<(String, Value, Option<GuestKind>)> =
+        if client.detect_cluster().await.unwrap_or(false) {
+            let all = client.cluster_guests().await?;
+            vec![("/cluster/resources".into(), all, None)]
+        } else {
+            let mut v = Vec::new();
+            for kind in [GuestKind::Qemu, GuestKind::Lxc] {
+                let path = format!("/nodes/{}/{}", client.node(), kind.segment());
+                let list = client.get(&path).await?;
+                v.push((path, list, Some(kind)));
+            }
+            v
+        };
     let mut out = Vec::new();
-    for kind in [GuestKind::Qemu, GuestKind::Lxc] {
-        let path = format!("/nodes/{}/{}", client.node(), kind.segment());
-        let v = client.get(&path).await?;
-        for g in list(&v, &path)? {
+    for (path, v, kind) in &listings {
+        for g in list(v, path)? {
             let Some(vmid) = num(g, "vmid").and_then(|n| u32::try_from(n).ok()) else {
                 continue;
+            };
+            let (kind, node) = match kind {
+                Some(k) => (*k, client.node().to_string()),
+                None => match g["type"].as_str() {
+                    Some("qemu") => (GuestKind::Qemu, str_of(g, "node")),
+                    Some("lxc") => (GuestKind::Lxc, str_of(g, "node")),
+                    _ => continue,
+                },
             };
             let tags = split_tags(&str_of(g, "tags"));
             let driver_state = engine::ownership::state_in_tags(&tags.join(";")).map(String::from);
@@ -160,9 +182,10 @@ pub async fn guests(client: &PveClient) -> Result<Vec<GuestRow>, PveError> {
                 vmid,
                 name: str_of(g, "name"),
                 kind: Kind::of(kind),
-                node: client.node().to_string(),
+                node,
                 status: str_of(g, "status"),
-                cores: num(g, "cpus"),
+                // The cluster listing says `maxcpu` where a node's says `cpus`.
+                cores: num(g, "cpus").or_else(|| num(g, "maxcpu")),
                 memory_mb: num(g, "maxmem").map(|m| m / MIB),
                 disk_gb: num(g, "maxdisk").map(|d| d / GIB),
                 uptime_s: num(g, "uptime"),

@@ -62,7 +62,7 @@ pub async fn power(
             }
             let path = format!(
                 "/nodes/{}/{}/{}/status/reboot",
-                client.node(),
+                g.node,
                 kind.segment(),
                 g.vmid
             );

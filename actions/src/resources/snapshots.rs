@@ -28,10 +28,12 @@ pub struct SnapshotRow {
     pub current: bool,
 }
 
-fn base(client: &PveClient, g: &GuestRow) -> String {
+/// The guest's snapshots on the node that holds it (the row's node: in a cluster the
+/// listing says which).
+fn base(g: &GuestRow) -> String {
     format!(
         "/nodes/{}/{}/{}/snapshot",
-        client.node(),
+        g.node,
         g.kind.pve().segment(),
         g.vmid
     )
@@ -39,7 +41,7 @@ fn base(client: &PveClient, g: &GuestRow) -> String {
 
 /// The guest's snapshots, oldest first (PVE's `current` entry left out).
 pub async fn list(client: &PveClient, g: &GuestRow) -> Result<Vec<SnapshotRow>, PveError> {
-    let path = base(client, g);
+    let path = base(g);
     let v = client.get(&path).await?;
     let items = super::list(&v, &path)?;
     let here = items
@@ -80,7 +82,7 @@ pub async fn create(
         params.push(("description", d.to_string()));
     }
     client
-        .run_task(Method::POST, &base(client, g), &params, timeout)
+        .run_task(Method::POST, &base(g), &params, timeout)
         .await
 }
 
@@ -92,7 +94,7 @@ pub async fn rollback(
     start: bool,
     timeout: Duration,
 ) -> Result<(), PveError> {
-    let path = format!("{}/{}/rollback", base(client, g), name);
+    let path = format!("{}/{}/rollback", base(g), name);
     let params = if start {
         vec![("start", "1".to_string())]
     } else {
@@ -108,7 +110,7 @@ pub async fn delete(
     name: &str,
     timeout: Duration,
 ) -> Result<(), PveError> {
-    let path = format!("{}/{}", base(client, g), name);
+    let path = format!("{}/{}", base(g), name);
     client.run_task(Method::DELETE, &path, &[], timeout).await
 }
 

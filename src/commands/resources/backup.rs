@@ -86,11 +86,11 @@ pub fn backup(a: &BackupArgs, site: Option<&Path>) -> Result<(), Failure> {
                 }
             }
             if let (Some(n), Some(_)) = (a.keep_last, &o.volid) {
-                let all = bk::list(&c.client, storage, Some(g.vmid))
+                let all = bk::list(&c.client, &g.node, storage, Some(g.vmid))
                     .await
                     .map_err(pve_failure)?;
                 for old in bk::to_prune(&all, g.vmid, n) {
-                    match bk::delete(&c.client, &old.volid, timeout).await {
+                    match bk::delete(&c.client, &g.node, &old.volid, timeout).await {
                         Ok(()) => o.pruned.push(old.volid),
                         Err(e) => {
                             o.result = "failed";
@@ -176,7 +176,11 @@ pub fn restore(a: &RestoreArgs, site: Option<&Path>) -> Result<(), Failure> {
         let existing = existing.first().map(|g| (*g).clone());
         let mut all = Vec::new();
         for s in storage_for(c, a.storage.as_deref()).await? {
-            all.extend(bk::list(&c.client, &s, None).await.map_err(pve_failure)?);
+            all.extend(
+                bk::list(&c.client, c.client.node(), &s, None)
+                    .await
+                    .map_err(pve_failure)?,
+            );
         }
         let candidates = of_target(&all, &a.target, existing.as_ref().map(|g| g.vmid));
         let chosen = match &a.from {
