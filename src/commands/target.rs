@@ -399,6 +399,20 @@ impl Guests {
             ansible_program: crate::env::ansible_program(),
             ct_templates: settings.ct_templates.clone(),
         };
+        // Guests placed by policy are chosen while their siblings are being made: the
+        // siblings whose node is fixed count on it from the start, whichever goes first.
+        if manifest.nodes.iter().any(|n| n.placement.is_some()) {
+            for n in manifest.nodes.iter().filter(|n| n.parent.is_none()) {
+                let on = match (&n.target_node, n.placement) {
+                    (_, Some(_)) => continue,
+                    (Some(t), None) => t.as_str(),
+                    (None, None) => t.client.node(),
+                };
+                if let Some(s) = settings.sizes.get(&n.name) {
+                    t.client.reserve(&n.name, on, u64::from(s.memory_mb));
+                }
+            }
+        }
         let sizes = settings.sizes.clone();
         let size_for: actions::runner::SizeFor = Arc::new(move |node| {
             sizes

@@ -32,8 +32,10 @@ const GUEST_MAP_VALIDITY: Duration = Duration::from_secs(10);
 pub(crate) struct ClusterCell {
     /// Set once `/cluster/status` was read: whether it is a cluster.
     member: OnceLock<bool>,
-    /// Memory (bytes) this run placed on each node and PVE may not show yet.
-    placed: Mutex<HashMap<String, u64>>,
+    /// This run's guests by name, with their node and memory (bytes): counted as used on
+    /// that node by placement until PVE shows the guest running there (then the node's
+    /// own figure has it).
+    placed: Mutex<HashMap<String, (String, u64)>>,
     /// Where each guest is, as last asked.
     guests: Mutex<Option<GuestMap>>,
     /// Held while the map is asked for, so guests missed at once wait for one answer.
@@ -267,23 +269,44 @@ impl PveClient {
         self.cluster.moved(vmid, None);
     }
 
-    /// The online node `policy` picks for a guest of `memory_mb`: `spread` the one with
+    /// The online node `policy` picks for guest `name` of `memory_mb`: `spread` the one with
     /// the most free memory (then the least CPU in use), `pack` the one with the least free
-    /// memory that still holds it. Memory placed by this client counts as used, so guests
-    /// placed at once spread too.
+    /// memory that still holds it. This run's guests that PVE does not show running yet
+    /// count as used on their nodes (see [`PveClient::reserve`]), so guests placed while
+    /// their siblings are being made spread too, whichever is made first.
     pub async fn choose_node(
         &self,
         policy: engine::manifest::NodePolicy,
+        name: &str,
         memory_mb: u64,
     ) -> Result<String, PveError> {
         let nodes = self.cluster_nodes().await?;
+        let guests = self.cluster_guests().await?;
+        let running: std::collections::HashSet<(&str, &str)> = guests
+            .as_array()
+            .map(|a| {
+                a.iter()
+                    .filter(|g| g["status"] == "running")
+                    .filter_map(|g| Some((g["name"].as_str()?, g["node"].as_str()?)))
+                    .collect()
+            })
+            .unwrap_or_default();
         let want = memory_mb.saturating_mul(1 << 20);
         let mut placed = self
             .cluster
             .placed
             .lock()
             .unwrap_or_else(|p| p.into_inner());
-        let free = |n: &ClusterNode| n.free().saturating_sub(*placed.get(&n.name).unwrap_or(&0));
+        let mut pending: HashMap<&str, u64> = HashMap::new();
+        for (guest, (node, bytes)) in placed.iter() {
+            if guest != name && !running.contains(&(guest.as_str(), node.as_str())) {
+                *pending.entry(node.as_str()).or_default() += bytes;
+            }
+        }
+        let free = |n: &ClusterNode| {
+            n.free()
+                .saturating_sub(*pending.get(n.name.as_str()).unwrap_or(&0))
+        };
         let online = nodes.iter().filter(|n| n.online);
         let pick = match policy {
             engine::manifest::NodePolicy::Spread => online.max_by(|a, b| {
@@ -314,8 +337,25 @@ impl PveClient {
                 ),
             });
         };
-        *placed.entry(pick.name.clone()).or_default() += want;
-        Ok(pick.name.clone())
+        let chosen = pick.name.clone();
+        drop(pending);
+        placed.insert(name.to_string(), (chosen.clone(), want));
+        Ok(chosen)
+    }
+
+    /// Guest `name` of this run goes on `node` (pinned, or the node file's): placement
+    /// counts its `memory_mb` there until PVE shows it running (see
+    /// [`PveClient::choose_node`]).
+    pub fn reserve(&self, name: &str, node: &str, memory_mb: u64) {
+        let mut placed = self
+            .cluster
+            .placed
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        placed.insert(
+            name.to_string(),
+            (node.to_string(), memory_mb.saturating_mul(1 << 20)),
+        );
     }
 
     /// Migrates a guest to node `target` (`online`: a running VM live) and waits.

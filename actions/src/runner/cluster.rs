@@ -52,7 +52,7 @@ impl PveRunner {
                 let mem = (self.size_for)(node)
                     .map(|s| u64::from(s.memory_mb))
                     .map_err(ActionError::new)?;
-                self.client.choose_node(p, mem).await?
+                self.client.choose_node(p, &node.name, mem).await?
             }
             (None, None) => return Ok(None),
         };

@@ -69,6 +69,34 @@ impl Cluster {
     }
 }
 
+/// Placement counts this run's guests whose node is fixed from the start (so a guest placed
+/// before its pinned siblings are made does not take their room), and counts each once:
+/// its reservation until PVE shows it running, then the node's own figure.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn placement_counts_the_runs_fixed_guests_once_whichever_is_made_first() {
+    use engine::manifest::NodePolicy::Spread;
+    let c = Cluster::start(false).await;
+    let ours = c.client(&c.url("pve"), &[]).await;
+    ours.clone_guest(GuestKind::Qemu, 9000, 151, "c", None, false, WAIT)
+        .await
+        .unwrap();
+    ours.set_config(GuestKind::Qemu, 151, &[("memory", "2048".into())])
+        .await
+        .unwrap();
+    // `c` stays on pve (the node file's), `a` is pinned to pve2 and `d` to pve3, each a
+    // little bigger: pve has the most room left, before anything runs and once `c` runs.
+    ours.reserve("c", "pve", 2048);
+    ours.reserve("a", "pve2", 2048 + 512);
+    ours.reserve("d", "pve3", 2048 + 1024);
+    assert_eq!(ours.choose_node(Spread, "b", 256).await.unwrap(), "pve");
+    ours.start(GuestKind::Qemu, 151, WAIT).await.unwrap();
+    // Counted twice (its reservation and pve's own figure), pve would have the least room.
+    assert_eq!(ours.choose_node(Spread, "b2", 256).await.unwrap(), "pve");
+    // Without the reservations, pve is the one node with a guest running.
+    let fresh = c.client(&c.url("pve"), &[]).await;
+    assert_ne!(fresh.choose_node(Spread, "b3", 256).await.unwrap(), "pve");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_guest_migrated_behind_the_clients_back_is_found_where_it_is_now() {
     let c = Cluster::start(false).await;
