@@ -94,10 +94,18 @@ impl Cluster {
         }
     }
 
+    /// `driver ARGS --manifest-file m.yaml -H lab`.
     fn run(&self, args: &[&str]) -> Run {
         let m = self.driver.site_path().join("m.yaml");
         let mut all = args.to_vec();
-        all.extend(["--manifest-file", m.to_str().unwrap(), "-H", "lab"]);
+        all.extend(["--manifest-file", m.to_str().unwrap()]);
+        self.verb(&all)
+    }
+
+    /// `driver ARGS -H lab`.
+    fn verb(&self, args: &[&str]) -> Run {
+        let mut all = args.to_vec();
+        all.extend(["-H", "lab"]);
         Run::from(
             self.driver
                 .cmd()
@@ -268,19 +276,7 @@ fn day_two_verbs_reach_a_guest_on_another_node() {
         out.stdout,
         out.stderr
     );
-    let verb = |args: &[&str]| {
-        let mut all = args.to_vec();
-        all.extend(["-H", "lab"]);
-        Run::from(
-            c.driver
-                .cmd()
-                .args(&all)
-                .stdin(Stdio::null())
-                .output()
-                .unwrap(),
-        )
-        .ok()
-    };
+    let verb = |args: &[&str]| c.verb(args).ok();
     let v = verb(&["get", "vms", "-o", "json"]).json();
     let rows: Vec<(String, String)> = v["items"]
         .as_array()
