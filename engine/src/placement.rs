@@ -91,7 +91,7 @@ impl Placement {
         let what = match (&self.target_node, self.policy) {
             (Some(n), _) => format!("{what}; on cluster node {n} (target_node:)"),
             (None, Some(p)) => format!(
-                "{what}; cluster node chosen when it is made by placement: {} (free memory and CPU in /cluster/resources)",
+                "{what}; cluster node chosen when it is made by placement: {} (memory not committed to guests, then CPU, in /cluster/resources)",
                 p.as_str()
             ),
             (None, None) => what,

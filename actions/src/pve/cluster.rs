@@ -1,7 +1,7 @@
 //! A PVE cluster as the client sees it: whether the host is a cluster member
-//! (`/cluster/status` has a `cluster` entry), its nodes with their free memory and CPU
+//! (`/cluster/status` has a `cluster` entry), its nodes with their memory and CPU
 //! (`/cluster/status` + `/cluster/resources`), the node that holds a guest, the node a
-//! placement policy picks, and migration. A standalone host is none of this: every call
+//! placement policy picks (from the memory committed to guests), and migration. A standalone host is none of this: every call
 //! goes to the node file's node, as before.
 //!
 //! Where each guest is comes from one `GET /cluster/resources?type=vm`, kept for
@@ -32,9 +32,8 @@ const GUEST_MAP_VALIDITY: Duration = Duration::from_secs(10);
 pub(crate) struct ClusterCell {
     /// Set once `/cluster/status` was read: whether it is a cluster.
     member: OnceLock<bool>,
-    /// This run's guests by name, with their node and memory (bytes): counted as used on
-    /// that node by placement until PVE shows the guest running there (then the node's
-    /// own figure has it).
+    /// This run's guests by name, with their node and memory (bytes): counted as committed
+    /// on that node by placement, made yet or not.
     placed: Mutex<HashMap<String, (String, u64)>>,
     /// Where each guest is, as last asked.
     guests: Mutex<Option<GuestMap>>,
@@ -106,12 +105,6 @@ pub struct ClusterNode {
     /// CPU in use (a fraction of all) and the number of CPUs.
     pub cpu: f64,
     pub maxcpu: u64,
-}
-
-impl ClusterNode {
-    fn free(&self) -> u64 {
-        self.maxmem.saturating_sub(self.mem)
-    }
 }
 
 fn as_u64(v: &Value) -> u64 {
@@ -271,9 +264,14 @@ impl PveClient {
 
     /// The online node `policy` picks for guest `name` of `memory_mb`: `spread` the one with
     /// the most free memory (then the least CPU in use), `pack` the one with the least free
-    /// memory that still holds it. This run's guests that PVE does not show running yet
-    /// count as used on their nodes (see [`PveClient::reserve`]), so guests placed while
-    /// their siblings are being made spread too, whichever is made first.
+    /// memory that still holds it.
+    ///
+    /// Free memory is the node's memory less what is committed on it, as PVE's HA `static`
+    /// scheduler counts it: the configured memory of the guests running there, and this
+    /// run's guests placed or reserved there (see [`PveClient::reserve`]) whether made yet or
+    /// not. Not the node's `mem` figure: that is read apart from the guest listing and lags
+    /// it (rrd), so a guest starting between the two reads was counted twice or not at all,
+    /// and siblings made at the same time tied and took the same node.
     pub async fn choose_node(
         &self,
         policy: engine::manifest::NodePolicy,
@@ -282,30 +280,16 @@ impl PveClient {
     ) -> Result<String, PveError> {
         let nodes = self.cluster_nodes().await?;
         let guests = self.cluster_guests().await?;
-        let running: std::collections::HashSet<(&str, &str)> = guests
-            .as_array()
-            .map(|a| {
-                a.iter()
-                    .filter(|g| g["status"] == "running")
-                    .filter_map(|g| Some((g["name"].as_str()?, g["node"].as_str()?)))
-                    .collect()
-            })
-            .unwrap_or_default();
         let want = memory_mb.saturating_mul(1 << 20);
         let mut placed = self
             .cluster
             .placed
             .lock()
             .unwrap_or_else(|p| p.into_inner());
-        let mut pending: HashMap<&str, u64> = HashMap::new();
-        for (guest, (node, bytes)) in placed.iter() {
-            if guest != name && !running.contains(&(guest.as_str(), node.as_str())) {
-                *pending.entry(node.as_str()).or_default() += bytes;
-            }
-        }
+        let committed = committed_memory(&guests, &placed, name);
         let free = |n: &ClusterNode| {
-            n.free()
-                .saturating_sub(*pending.get(n.name.as_str()).unwrap_or(&0))
+            n.maxmem
+                .saturating_sub(committed.get(&n.name).copied().unwrap_or(0))
         };
         let online = nodes.iter().filter(|n| n.online);
         let pick = match policy {
@@ -338,14 +322,12 @@ impl PveClient {
             });
         };
         let chosen = pick.name.clone();
-        drop(pending);
         placed.insert(name.to_string(), (chosen.clone(), want));
         Ok(chosen)
     }
 
     /// Guest `name` of this run goes on `node` (pinned, or the node file's): placement
-    /// counts its `memory_mb` there until PVE shows it running (see
-    /// [`PveClient::choose_node`]).
+    /// counts its `memory_mb` there (see [`PveClient::choose_node`]).
     pub fn reserve(&self, name: &str, node: &str, memory_mb: u64) {
         let mut placed = self
             .cluster
@@ -382,9 +364,68 @@ impl PveClient {
     }
 }
 
+/// Memory committed on each node (bytes), for placing guest `name`: the configured memory
+/// (`maxmem`) of each guest `guests` lists running, and `placed`'s (this run's guests but
+/// `name`) on their nodes. One of ours that runs is counted once, as ours: by name, on the
+/// node it was put on (a guest of that name elsewhere is someone else's).
+fn committed_memory(
+    guests: &Value,
+    placed: &HashMap<String, (String, u64)>,
+    name: &str,
+) -> HashMap<String, u64> {
+    let mut out: HashMap<String, u64> = HashMap::new();
+    for (_, (node, bytes)) in placed.iter().filter(|(g, _)| *g != name) {
+        *out.entry(node.clone()).or_default() += bytes;
+    }
+    for g in guests.as_array().into_iter().flatten() {
+        let Some(node) = g["node"].as_str() else {
+            continue;
+        };
+        let ours = g["name"]
+            .as_str()
+            .and_then(|n| placed.get(n))
+            .is_some_and(|(on, _)| on == node);
+        if g["status"] == "running" && !ours {
+            *out.entry(node.to_string()).or_default() += as_u64(&g["maxmem"]);
+        }
+    }
+    out
+}
+
 /// Where a guest is, for a call to it: its node, and its API path there.
 pub(crate) struct GuestAt {
     pub node: String,
     /// `/nodes/{node}/{qemu|lxc}/{vmid}`.
     pub path: String,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    const GIB: u64 = 1 << 30;
+
+    /// A guest of ours counts once on its node, made or not, running or not; someone
+    /// else's counts while it runs; the guest being placed does not count itself.
+    #[test]
+    fn committed_memory_counts_ours_once_and_others_while_they_run() {
+        let placed: HashMap<String, (String, u64)> =
+            [("a", "pve2", 2 * GIB), ("b", "pve", GIB), ("c", "pve", GIB)]
+                .into_iter()
+                .map(|(g, n, b)| (g.to_string(), (n.to_string(), b)))
+                .collect();
+        let listing = json!([
+            {"type": "node", "node": "pve", "status": "online", "maxmem": 64 * GIB},
+            {"type": "qemu", "vmid": 100, "name": "c", "node": "pve", "status": "running", "maxmem": GIB},
+            {"type": "qemu", "vmid": 101, "name": "a", "node": "pve2", "status": "stopped", "maxmem": 2 * GIB},
+            {"type": "qemu", "vmid": 102, "name": "theirs", "node": "pve2", "status": "running", "maxmem": 4 * GIB},
+            {"type": "qemu", "vmid": 103, "name": "idle", "node": "pve3", "status": "stopped", "maxmem": 8 * GIB},
+            {"type": "qemu", "vmid": 104, "name": "c", "node": "pve3", "status": "running", "maxmem": 3 * GIB},
+        ]);
+        let c = committed_memory(&listing, &placed, "b");
+        assert_eq!(c.get("pve"), Some(&GIB), "{c:?}");
+        assert_eq!(c.get("pve2"), Some(&(6 * GIB)), "{c:?}");
+        assert_eq!(c.get("pve3"), Some(&(3 * GIB)), "{c:?}");
+    }
 }

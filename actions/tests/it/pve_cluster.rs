@@ -70,8 +70,8 @@ impl Cluster {
 }
 
 /// Placement counts this run's guests whose node is fixed from the start (so a guest placed
-/// before its pinned siblings are made does not take their room), and counts each once:
-/// its reservation until PVE shows it running, then the node's own figure.
+/// before its pinned siblings are made does not take their room), and counts each once,
+/// made or not, running or not.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn placement_counts_the_runs_fixed_guests_once_whichever_is_made_first() {
     use engine::manifest::NodePolicy::Spread;
@@ -90,7 +90,7 @@ async fn placement_counts_the_runs_fixed_guests_once_whichever_is_made_first() {
     ours.reserve("d", "pve3", 2048 + 1024);
     assert_eq!(ours.choose_node(Spread, "b", 256).await.unwrap(), "pve");
     ours.start(GuestKind::Qemu, 151, WAIT).await.unwrap();
-    // Counted twice (its reservation and pve's own figure), pve would have the least room.
+    // Counted twice (its reservation and as a running guest), pve would have the least room.
     assert_eq!(ours.choose_node(Spread, "b2", 256).await.unwrap(), "pve");
     // Without the reservations, pve is the one node with a guest running.
     let fresh = c.client(&c.url("pve"), &[]).await;

@@ -177,7 +177,8 @@ pub struct NodeSpec {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub target_node: Option<String>,
     /// Our addition to the schema: the cluster node chosen at run time by a policy
-    /// (`placement: spread|pack`), from the nodes' free memory and CPU.
+    /// (`placement: spread|pack`), from the nodes' free memory (less what running guests and
+    /// the run's own are configured with) and CPU.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub placement: Option<NodePolicy>,
 }
