@@ -102,6 +102,17 @@ impl Node {
             .map(|(_, v)| v)
     }
 
+    /// Looks a key up in a mapping, to change its value.
+    pub fn get_mut(&mut self, key: &str) -> Option<&mut Node> {
+        let Value::Map(entries) = &mut self.value else {
+            return None;
+        };
+        entries
+            .iter_mut()
+            .find(|(k, _)| k.as_str() == Some(key))
+            .map(|(_, v)| v)
+    }
+
     /// Moves a value out of a mapping (leaving null in its place), so big
     /// subtrees can be consumed and freed piece by piece.
     pub fn take(&mut self, key: &str) -> Option<Node> {

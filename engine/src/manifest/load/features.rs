@@ -15,7 +15,7 @@ impl Checker<'_> {
         &mut self,
         n: &Node,
         kind: Option<NodeKind>,
-        who: &str,
+        who: impl std::fmt::Display,
     ) -> Option<CtFeatures> {
         let f = n.get("features")?;
         let what = format!("features of {who}");

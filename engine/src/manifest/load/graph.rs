@@ -66,7 +66,8 @@ impl<'a> Checker<'a> {
             }
         }
 
-        let names: Vec<&str> = index.keys().copied().collect();
+        // Every name, for suggestions: collected at the first unknown one.
+        let mut names: Option<Vec<&str>> = None;
         for p in nodes {
             let Some(parent) = &p.spec.parent else {
                 continue;
@@ -74,7 +75,8 @@ impl<'a> Checker<'a> {
             let span = p.parent_span.unwrap_or(p.loc.node);
             match index.get(parent.as_str()) {
                 None => {
-                    let help = self.suggest(parent, &names);
+                    let names = names.get_or_insert_with(|| index.keys().copied().collect());
+                    let help = self.suggest(parent, names);
                     self.problem(
                         format!(
                             "Node '{}' references unknown parent '{}'",
@@ -161,13 +163,15 @@ impl<'a> Checker<'a> {
     fn depends_checks(&mut self, nodes: &[Parsed], index: &HashMap<&str, usize>) {
         let mut edges: Vec<(usize, usize)> = Vec::new();
         let mut any = false;
-        let names: Vec<&str> = index.keys().copied().collect();
+        // Every name, for suggestions: collected at the first unknown one.
+        let mut names: Option<Vec<&str>> = None;
         for (i, p) in nodes.iter().enumerate() {
             for (dep, span) in p.spec.depends_on.iter().zip(&p.depends_spans) {
                 any = true;
                 match index.get(dep.as_str()) {
                     None => {
-                        let help = self.suggest(dep, &names);
+                        let names = names.get_or_insert_with(|| index.keys().copied().collect());
+                        let help = self.suggest(dep, names);
                         self.problem(
                             format!(
                                 "Node '{}' depends on unknown node '{}'",

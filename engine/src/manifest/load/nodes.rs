@@ -3,11 +3,12 @@
 //! provisioner, storage, features, target_node, placement), with the per-field checks. The readers shared with the v1
 //! conversion (the list itself, vmids, hostname-valid names) live here too.
 
-use super::{short, Checker, Parsed};
+use super::{short, Checker, Parsed, Who};
 use crate::manifest::{
     hostname_problem, NodeExecution, NodeKind, NodeLocation, NodePolicy, NodeSpec, Provisioner,
 };
 use crate::yaml::{Node, Span, Value};
+use std::fmt::Display;
 
 pub(super) const NODE_KEYS: [&str; 15] = [
     "name",
@@ -63,7 +64,12 @@ impl<'a> Checker<'a> {
         }
     }
 
-    pub(super) fn vmid(&mut self, node: &Node, key: &str, who: &str) -> Option<(u32, Span)> {
+    pub(super) fn vmid(
+        &mut self,
+        node: &Node,
+        key: &str,
+        who: impl Display + Copy,
+    ) -> Option<(u32, Span)> {
         let (v, span) = self.int(node, key, who)?;
         if v < 100 {
             self.problem(
@@ -111,9 +117,9 @@ impl<'a> Checker<'a> {
     }
 
     /// Node `i` of the v2 list, checked and converted.
-    pub(super) fn node(&mut self, i: usize, n: Node) -> Option<Parsed> {
+    pub(super) fn node(&mut self, i: usize, mut n: Node) -> Option<Parsed> {
         {
-            let n = &n;
+            let n = &mut n;
             let Some(map) = n.as_map() else {
                 self.wrong_type(&format!("Node {i}"), "a mapping", n);
                 return None;
@@ -122,12 +128,12 @@ impl<'a> Checker<'a> {
                 .iter()
                 .any(|(k, _)| !k.as_str().is_some_and(|k| NODE_KEYS.contains(&k)))
             {
-                self.check_keys(map, &NODE_KEYS, &format!("node {i}"));
+                self.check_keys(map, &NODE_KEYS, Who::Nth("node", i));
             }
-            let name = self.node_name(n, "name", &format!("Node {i}"));
+            let name = self.node_name(n, "name", Who::Nth("Node", i));
             let who = match &name {
-                Some((s, _)) => format!("node '{}'", short(s)),
-                None => format!("node {i}"),
+                Some((s, _)) => Who::Named("node", s),
+                None => Who::Nth("node", i),
             };
             let kind = match n.get("type") {
                 None => {
@@ -238,7 +244,12 @@ impl<'a> Checker<'a> {
     /// A required node/level name that must be a valid hostname. A name that
     /// is not a hostname is reported and still returned, so the duplicate
     /// and parent checks can use it.
-    pub(super) fn node_name(&mut self, n: &Node, key: &str, who: &str) -> Option<(String, Span)> {
+    pub(super) fn node_name(
+        &mut self,
+        n: &mut Node,
+        key: &str,
+        who: impl Display + Copy,
+    ) -> Option<(String, Span)> {
         if n.get(key).is_none() {
             self.problem(
                 format!("{who} missing required field: name"),
@@ -266,7 +277,7 @@ impl<'a> Checker<'a> {
 
     /// `storage:` (our addition): a PVE storage ID, checked as PVE checks
     /// one (`pve-storage-id`), so a typo is caught before anything runs.
-    fn storage_id(&mut self, n: &Node, who: &str) -> Option<String> {
+    fn storage_id(&mut self, n: &mut Node, who: impl Display + Copy) -> Option<String> {
         let (id, span) = self.string(n, "storage", who)?;
         let b = id.as_bytes();
         let ok = b.len() >= 2
@@ -287,7 +298,7 @@ impl<'a> Checker<'a> {
     }
 
     /// `target_node:` (our addition): a PVE node name (`pve-node`: a hostname).
-    fn target_node(&mut self, n: &Node, who: &str) -> Option<String> {
+    fn target_node(&mut self, n: &mut Node, who: impl Display + Copy) -> Option<String> {
         let (name, span) = self.string(n, "target_node", who)?;
         if hostname_problem(&name).is_none() {
             return Some(name);
@@ -304,7 +315,7 @@ impl<'a> Checker<'a> {
         None
     }
 
-    fn depends_on(&mut self, n: &Node, who: &str) -> (Vec<String>, Vec<Span>) {
+    fn depends_on(&mut self, n: &Node, who: impl Display + Copy) -> (Vec<String>, Vec<Span>) {
         let Some(d) = n.get("depends_on") else {
             return (Vec::new(), Vec::new());
         };

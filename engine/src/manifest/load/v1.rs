@@ -29,8 +29,8 @@ impl<'a> Checker<'a> {
         );
         let mut out: Vec<Parsed> = Vec::with_capacity(items.len());
         let last = items.len().saturating_sub(1);
-        for (i, l) in items.into_iter().enumerate() {
-            let l = &l;
+        for (i, mut l) in items.into_iter().enumerate() {
+            let l = &mut l;
             let Some(map) = self.mapping(l, &format!("Level {i}")) else {
                 continue;
             };
