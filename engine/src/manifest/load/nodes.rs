@@ -146,13 +146,13 @@ impl<'a> Checker<'a> {
                     );
                     None
                 }
-                Some(_) => self.choice(n, "type", &who, &NodeKind::NAMES, NodeKind::parse),
+                Some(_) => self.choice(n, "type", who, &NodeKind::NAMES, NodeKind::parse),
             };
-            let spec = self.string(n, "spec", &who);
-            let preset = self.string(n, "preset", &who);
-            let image = self.string(n, "image", &who);
-            let vmid = self.vmid(n, "vmid", &who);
-            let disk = match self.int(n, "disk", &who) {
+            let spec = self.string(n, "spec", who);
+            let preset = self.string(n, "preset", who);
+            let image = self.string(n, "image", who);
+            let vmid = self.vmid(n, "vmid", who);
+            let disk = match self.int(n, "disk", who) {
                 Some((d, span)) if !(1..=u32::MAX as i64).contains(&d) => {
                     self.problem(
                         format!("disk of {who} must be at least 1 (GB), found {d}"),
@@ -169,7 +169,7 @@ impl<'a> Checker<'a> {
                     value: Value::Null, ..
                 })
                 | None => None,
-                Some(_) => self.string(n, "parent", &who),
+                Some(_) => self.string(n, "parent", who),
             };
             let mode = match n.get("execution") {
                 Some(e) => {
@@ -184,7 +184,7 @@ impl<'a> Checker<'a> {
                 }
                 None => None,
             };
-            let (depends_on, depends_spans) = self.depends_on(n, &who);
+            let (depends_on, depends_spans) = self.depends_on(n, who);
             let provisioner = self.choice(
                 n,
                 "provisioner",
@@ -192,11 +192,10 @@ impl<'a> Checker<'a> {
                 &Provisioner::NAMES,
                 Provisioner::parse,
             );
-            let storage = self.storage_id(n, &who);
-            let features = self.features(n, kind, &who);
-            let target_node = self.target_node(n, &who);
-            let placement =
-                self.choice(n, "placement", &who, &NodePolicy::NAMES, NodePolicy::parse);
+            let storage = self.storage_id(n, who);
+            let features = self.features(n, kind, who);
+            let target_node = self.target_node(n, who);
+            let placement = self.choice(n, "placement", who, &NodePolicy::NAMES, NodePolicy::parse);
             if let (Some(_), Some(_)) = (&target_node, &placement) {
                 if let Some(p) = n.get("placement") {
                     self.problem(
