@@ -188,7 +188,7 @@ impl<'a> Checker<'a> {
             let provisioner = self.choice(
                 n,
                 "provisioner",
-                &who,
+                who,
                 &Provisioner::NAMES,
                 Provisioner::parse,
             );

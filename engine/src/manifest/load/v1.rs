@@ -2,7 +2,7 @@
 //! one before) into schema v2 nodes, refusing what v2 cannot express and
 //! warning about what driver does not run.
 
-use super::{short, Checker, Parsed};
+use super::{short, Checker, Parsed, Who};
 use crate::manifest::{NodeKind, NodeLocation, NodeSpec};
 use crate::yaml::Node;
 
@@ -31,11 +31,11 @@ impl<'a> Checker<'a> {
         let last = items.len().saturating_sub(1);
         for (i, mut l) in items.into_iter().enumerate() {
             let l = &mut l;
-            let Some(map) = self.mapping(l, &format!("Level {i}")) else {
+            let Some(map) = self.mapping(l, Who::Nth("Level", i)) else {
                 continue;
             };
-            self.check_keys(map, &LEVEL_KEYS, &format!("level {i}"));
-            let name = self.node_name(l, "name", &format!("Level {i}"));
+            self.check_keys(map, &LEVEL_KEYS, Who::Nth("level", i));
+            let name = self.node_name(l, "name", Who::Nth("Level", i));
             let label = name
                 .as_ref()
                 .map_or("unnamed".into(), |n| short(&n.0).into_owned());
