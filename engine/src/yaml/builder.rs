@@ -250,23 +250,36 @@ pub(super) fn scalar(text: String, style: TScalarStyle) -> Value {
     if style != TScalarStyle::Plain {
         return Value::Str(text);
     }
+    plain(&text).unwrap_or(Value::Str(text))
+}
+
+/// What a plain scalar resolves to when it is not a string (null, a
+/// boolean, a number), as yaml-rust2 resolves it; `None`: a string.
+pub(super) fn plain(text: &str) -> Option<Value> {
     // Most plain scalars are names and words: one starting with a letter is
     // a string unless it is a boolean or null (yaml-rust2's resolution,
     // which would copy the text to say so; numbers start otherwise).
     if text.as_bytes().first().is_some_and(u8::is_ascii_alphabetic) {
-        return match text.as_str() {
-            "null" => Value::Null,
-            "true" | "True" | "TRUE" => Value::Bool(true),
-            "false" | "False" | "FALSE" => Value::Bool(false),
-            _ => Value::Str(text),
+        return match text {
+            "null" => Some(Value::Null),
+            "true" | "True" | "TRUE" => Some(Value::Bool(true)),
+            "false" | "False" | "FALSE" => Some(Value::Bool(false)),
+            _ => None,
         };
     }
-    match Yaml::from_str(&text) {
-        Yaml::Integer(i) => Value::Int(i),
-        Yaml::Real(r) => r.parse().map(Value::Float).unwrap_or(Value::Str(r)),
-        Yaml::Boolean(b) => Value::Bool(b),
-        Yaml::Null => Value::Null,
-        _ => Value::Str(text),
+    // Decimal digits are what yaml-rust2 makes an integer of when they fit
+    // (`str::parse`), without its copy.
+    if !text.is_empty() && text.bytes().all(|b| b.is_ascii_digit()) {
+        if let Ok(i) = text.parse() {
+            return Some(Value::Int(i));
+        }
+    }
+    match Yaml::from_str(text) {
+        Yaml::Integer(i) => Some(Value::Int(i)),
+        Yaml::Real(r) => r.parse().map(Value::Float).ok(),
+        Yaml::Boolean(b) => Some(Value::Bool(b)),
+        Yaml::Null => Some(Value::Null),
+        _ => None,
     }
 }
 

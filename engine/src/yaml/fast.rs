@@ -15,7 +15,7 @@
 
 use std::borrow::Cow;
 
-use super::builder::scalar;
+use super::builder::plain;
 use super::*;
 
 /// The document is outside the subset (or broken): read it with yaml-rust2.
@@ -304,8 +304,12 @@ impl Reader<'_, '_, '_> {
             None => (s.text.len(), TScalarStyle::Plain),
         };
         let span = self.span(s.at, len);
+        let value = match style {
+            TScalarStyle::Plain => plain(&s.text),
+            _ => None,
+        };
         Node {
-            value: scalar(s.text.into_owned(), style),
+            value: value.unwrap_or_else(|| Value::Str(s.text.into_owned())),
             span,
         }
     }

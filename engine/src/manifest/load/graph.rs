@@ -39,7 +39,8 @@ impl<'a> Checker<'a> {
             }
         }
 
-        let mut vmids: HashMap<u32, usize> = HashMap::default();
+        let mut vmids: HashMap<u32, usize> =
+            HashMap::with_capacity_and_hasher(nodes.len(), Default::default());
         for (i, p) in nodes.iter().enumerate() {
             let Some(v) = p.spec.vmid else { continue };
             if let Some(&first) = vmids.get(&v) {
