@@ -1,8 +1,8 @@
 //! A PVE cluster as the client sees it: whether the host is a cluster member
 //! (`/cluster/status` has a `cluster` entry), its nodes with their memory and CPU
 //! (`/cluster/status` + `/cluster/resources`), the node that holds a guest, the node a
-//! placement policy picks (from the memory committed to guests), and migration. A standalone host is none of this: every call
-//! goes to the node file's node, as before.
+//! placement policy picks (from the memory committed to guests), and migration. A
+//! standalone host is none of this: every call goes to the node file's node, as before.
 //!
 //! Where each guest is comes from one `GET /cluster/resources?type=vm`, kept for
 //! [`GUEST_MAP_VALIDITY`] and amended by what this client does itself (clones, creates,

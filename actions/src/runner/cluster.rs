@@ -1,6 +1,7 @@
 //! Which PVE cluster node a new guest goes on: the manifest node's `target_node:` (which
 //! must be an online node of the cluster), or the node its `placement:` policy picks from
-//! the memory not committed to guests on each node, then CPU; neither: the node file's node, as on a standalone host.
+//! the memory not committed to guests on each node, then CPU; neither: the node file's
+//! node, as on a standalone host.
 
 use engine::executor::{ActionCall, ActionError};
 
