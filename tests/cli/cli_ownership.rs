@@ -11,7 +11,8 @@ use std::path::{Path, PathBuf};
 use std::process::Stdio;
 
 use crate::common::sim::{
-    sim_driver, sim_guests, sim_run, wait_for_journal, wait_for_journal_text, SimRun,
+    sim_driver, sim_guests, sim_run, wait_for_journal, wait_for_journal_text,
+    wait_until_sim_stopped, SimRun,
 };
 
 /// Eight VMs without vmids: PVE picks them, so only the state (or the
@@ -115,11 +116,30 @@ fn crash_and_recover(at: KillAt, damage: Damage) {
     let dir = r.state.path().to_path_buf();
     let snapshot = dir.join("auto8@sim.json");
     let journal = dir.join("auto8@sim.journal");
-    let mut child = r.spawn_slow_create();
+    // v8 never finishes, so the run is still going whenever the kill point comes.
+    let child = std::cell::RefCell::new(r.spawn_slow_create_holding("v8"));
     let sim = dir.join("pvesim-sim");
-    wait_for_journal_text(&journal, &format!("{at:?}"), |text| reached(at, text, &sim));
+    wait_for_journal_text(&journal, &format!("{at:?}"), |text| {
+        if let Ok(Some(status)) = child.borrow_mut().try_wait() {
+            panic!(
+                "the create ended ({status}) before {at:?}: {}",
+                fs::read_to_string(r.slow_create_log()).unwrap_or_default()
+            );
+        }
+        reached(at, text, &sim)
+    });
+    let mut child = child.into_inner();
     child.kill().unwrap();
     child.wait().unwrap();
+    let text = fs::read_to_string(&journal).unwrap_or_default();
+    assert!(
+        !text
+            .lines()
+            .any(|l| l.contains("\"name\":\"v8\"") && l.contains("\"status\":\"completed\"")),
+        "v8 was held, yet completed: {text}"
+    );
+    // The next run must start a simulator without the held node's fault.
+    wait_until_sim_stopped(&sim);
 
     damage_state(damage, &snapshot, &journal);
     let mf = r.manifest.to_str().unwrap().to_string();

@@ -84,16 +84,41 @@ impl SimRun {
         super::Run::from(self.cmd(verb, extra).stdin(Stdio::null()).output().unwrap())
     }
 
-    /// `create` in the background, quiet, with realistic durations (a full
-    /// clone takes seconds: long enough to act on it mid-way).
+    /// `create` in the background, with realistic durations (a full clone takes
+    /// seconds: long enough to act on it mid-way). Its stderr goes to
+    /// [`SimRun::slow_create_log`].
     pub fn spawn_slow_create(&self) -> std::process::Child {
-        self.cmd("create", &[])
-            .env("PVESIM_TIME_SCALE", "0.5")
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
+        self.slow_create().spawn().unwrap()
+    }
+
+    /// [`SimRun::spawn_slow_create`] with node `held`'s guest agent never answering
+    /// (a simulator fault), so the run cannot end before the test kills it: a test that
+    /// waits for a moment near the end must not miss it on a loaded machine. The fault
+    /// lives in the simulator this run starts: see [`wait_until_sim_stopped`].
+    pub fn spawn_slow_create_holding(&self, held: &str) -> std::process::Child {
+        let fault = format!(r#"[{{"kind":"agent_never_answers","name":"{held}"}}]"#);
+        self.slow_create()
+            .args(["--action-timeout", "wait_ip=3600"])
+            .env("PVESIM_FAULTS", fault)
             .spawn()
             .unwrap()
+    }
+
+    fn slow_create(&self) -> Command {
+        let mut c = self.cmd("create", &[]);
+        c.env("PVESIM_TIME_SCALE", "0.5")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null());
+        match std::fs::File::create(self.slow_create_log()) {
+            Ok(log) => c.stderr(log),
+            Err(_) => c.stderr(Stdio::null()),
+        };
+        c
+    }
+
+    /// Where the background create's stderr goes (next to the manifest, out of the state).
+    pub fn slow_create_log(&self) -> std::path::PathBuf {
+        self.manifest.with_file_name("slow-create.log")
     }
 
     /// Non-template guests in the simulator's saved state: (vmid, name).
@@ -111,6 +136,23 @@ pub fn sim_guests(dir: &Path) -> Vec<(u64, String)> {
         .collect();
     out.sort();
     out
+}
+
+/// Waits until no simulator serves folder `dir`: after its last run was killed, the
+/// simulator stops on its own (it finds no client left), and the next run starts a fresh one
+/// without the killed run's faults.
+pub fn wait_until_sim_stopped(dir: &Path) {
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while sim::folder::is_served(dir)
+        .unwrap_or_else(|e| panic!("the simulator's folder {}: {e}", dir.display()))
+    {
+        assert!(
+            Instant::now() < deadline,
+            "the simulator in {} is still up 120 s after its last run ended",
+            dir.display()
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
 }
 
 /// Waits until the journal at `path` has a line that `found` accepts (see
