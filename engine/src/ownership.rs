@@ -277,8 +277,9 @@ pub fn reconcile(
     out.foreign = foreign;
 
     // A vmid recorded for a node whose guest there is marked for another of
-    // our nodes was a pick that lost a race: it is not this node's.
-    for n in st.nodes.iter_mut() {
+    // our nodes was a pick that lost a race: it is not this node's. (A nested
+    // node's vmid is its nested host's: the same number here says nothing.)
+    for n in st.nodes.iter_mut().filter(|n| n.inside.is_none()) {
         let taken = n
             .vm_id
             .is_some_and(|id| mine.iter().any(|g| g.vmid == id && g.marker.node != n.name));
@@ -457,6 +458,17 @@ mod tests {
         reconcile(&mut st, &[marked(100, "a", "s1")], false, false).unwrap();
         assert_eq!(st.nodes[0].vm_id, Some(100));
         assert_eq!(st.nodes[1].vm_id, None);
+    }
+
+    #[test]
+    fn a_nested_nodes_vmid_is_not_judged_by_the_guests_here() {
+        // b lives on a nested PVE, which picked the number 100 for it too.
+        let mut st = state("s1");
+        st.nodes[0].vm_id = Some(100);
+        st.nodes[1].vm_id = Some(100);
+        st.nodes[1].inside = Some("a".into());
+        reconcile(&mut st, &[marked(100, "a", "s1")], false, false).unwrap();
+        assert_eq!(st.nodes[1].vm_id, Some(100));
     }
 
     #[test]

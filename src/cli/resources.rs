@@ -206,18 +206,22 @@ pub struct CreateArgs {
     /// VM from scratch: an ISO (`local:iso/...`) in its CD drive.
     #[arg(long, value_name = "VOLID")]
     pub iso: Option<String>,
+    /// Its vmid (default: the next free one the host gives).
     #[arg(long, value_name = "ID")]
     pub vmid: Option<u32>,
+    /// CPU cores (default: the template's; from scratch 1).
     #[arg(long, value_name = "N")]
     pub cores: Option<u32>,
-    /// MiB.
+    /// Memory in MiB (default: the template's; from scratch 512).
     #[arg(long, value_name = "MIB")]
     pub memory: Option<u64>,
-    /// GiB.
+    /// Root disk in GiB (a clone's disk only grows; from scratch default 8).
     #[arg(long, value_name = "GIB")]
     pub disk: Option<u32>,
+    /// Storage of its disk (a full clone's target; from scratch default local-lvm).
     #[arg(long, value_name = "STORAGE")]
     pub storage: Option<String>,
+    /// Bridge of its network card (from scratch; default vmbr0).
     #[arg(long, value_name = "BRIDGE")]
     pub bridge: Option<String>,
     /// A tag (repeatable).
@@ -235,6 +239,7 @@ pub struct CreateArgs {
     /// Time limit, in seconds.
     #[arg(long, value_name = "SECONDS", default_value_t = 600)]
     pub timeout: u64,
+    /// Output format.
     #[arg(short, long, value_enum, default_value_t = Output::Table)]
     pub output: Output,
 }
@@ -299,6 +304,7 @@ pub struct TasksArgs {
     /// How many of the newest.
     #[arg(long, value_name = "N", default_value_t = 50)]
     pub limit: u32,
+    /// Output format.
     #[arg(short, long, value_enum, default_value_t = Output::Table)]
     pub output: Output,
 }
@@ -333,6 +339,7 @@ pub struct CheckArgs {
     /// Do not try SSH.
     #[arg(long)]
     pub no_ssh: bool,
+    /// Output format.
     #[arg(short, long, value_enum, default_value_t = Output::Table)]
     pub output: Output,
 }

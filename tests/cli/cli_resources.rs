@@ -7,7 +7,7 @@ use std::process::Stdio;
 use serde_json::Value;
 
 use crate::common::sim::{sim_driver, HeldSim};
-use crate::common::Run;
+use crate::common::{flat, Run};
 
 fn run(state: &std::path::Path, args: &[&str]) -> Run {
     Run::from(
@@ -56,6 +56,32 @@ fn list_describe_start_stop_set_delete_in_each_format() {
     )
     .ok();
     assert!(made.stdout.contains("vm/web-1 created"), "{}", made.stdout);
+    // What a clone would not use is refused, nothing made.
+    for (flag, value, says) in [
+        (
+            "--bridge",
+            "vmbr1",
+            "a clone keeps its template's network card",
+        ),
+        ("--storage", "local", "needs a full clone"),
+    ] {
+        let refused = run(
+            s,
+            &[
+                "vm",
+                "create",
+                "web-2",
+                "-H",
+                "sim",
+                "--template",
+                "debian-12",
+                flag,
+                value,
+            ],
+        )
+        .code(1);
+        assert!(flat(&refused.stderr).contains(says), "{}", refused.stderr);
+    }
 
     // Every format says the same.
     let items = vms(s, &[]);

@@ -369,3 +369,77 @@ fn a_manifests_snapshot_round_trip_over_ssh() {
     assert_eq!(out, "version=1\napp.conf\n");
     run(s, &["destroy", "-M", "n1-basic", "-H", "sim", "--yes"]).ok();
 }
+
+/// A nested tree's snapshot takes the guests on the host: a nested PVE's guests go with
+/// their PVE node's disk (named in a note), and a guest here that happens to have a nested
+/// guest's vmid is not the tree's.
+#[test]
+fn a_nested_trees_snapshot_takes_its_pve_node_and_leaves_a_same_vmid_guest_alone() {
+    let state = tempfile::tempdir().unwrap();
+    let s = state.path();
+    // n2-quick's edge is 99021 on root-pve's nested PVE; this one is 99021 on the host.
+    run(
+        s,
+        &[
+            "vm",
+            "create",
+            "other",
+            "-H",
+            "sim",
+            "--template",
+            "debian-12",
+            "--vmid",
+            "99021",
+        ],
+    )
+    .ok();
+    run(s, &["create", "-M", "n2-quick", "-H", "sim"]).ok();
+    let taken = run(
+        s,
+        &[
+            "snapshot", "create", "-M", "n2-quick", "-H", "sim", "--name", "s1",
+        ],
+    )
+    .ok();
+    assert!(
+        taken.stderr.contains("edge (inside root-pve)"),
+        "{}",
+        taken.stderr
+    );
+    assert_eq!(snapshots(s, "root-pve"), ["s1"]);
+    assert!(snapshots(s, "other").is_empty());
+    let member = run(
+        s,
+        &[
+            "get",
+            "vms",
+            "-l",
+            "manifest=n2-quick",
+            "-H",
+            "sim",
+            "-o",
+            "json",
+        ],
+    )
+    .ok()
+    .json();
+    let names: Vec<&str> = member["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|g| g["name"].as_str())
+        .collect();
+    assert_eq!(names, ["root-pve"], "{member}");
+    run(
+        s,
+        &[
+            "snapshot", "delete", "-M", "n2-quick", "-H", "sim", "--name", "s1", "--yes",
+        ],
+    )
+    .ok();
+    assert!(snapshots(s, "root-pve").is_empty());
+    run(s, &["destroy", "-M", "n2-quick", "-H", "sim", "--yes"]).ok();
+    // The destroy left `other` alone: it is still there to delete.
+    let gone = run(s, &["vm", "delete", "other", "-H", "sim", "--yes"]).ok();
+    assert!(gone.stdout.contains("other"), "{}", gone.stdout);
+}

@@ -44,7 +44,7 @@ pub struct CreateSpec {
     /// Where a new guest's (or a full clone's) disk goes.
     #[serde(default)]
     pub storage: Option<String>,
-    /// The bridge of a new guest's network card (default vmbr0).
+    /// The bridge of a new guest's network card (default vmbr0); refused for a clone.
     #[serde(default)]
     pub bridge: Option<String>,
     #[serde(default)]
@@ -69,6 +69,12 @@ pub enum CreateError {
     NoOstemplate,
     #[error("`{0}` is for the other kind of guest")]
     WrongKind(&'static str),
+    /// A setting the chosen way of making the guest would not use.
+    #[error("`{key}` {why}")]
+    NotUsed {
+        key: &'static str,
+        why: &'static str,
+    },
     #[error("a guest named '{name}' exists already (vmid {vmid})")]
     Exists { name: String, vmid: u32 },
     #[error(transparent)]
@@ -98,6 +104,22 @@ pub async fn create(
         Kind::Vm if spec.ostemplate.is_some() => return Err(CreateError::WrongKind("ostemplate")),
         Kind::Ct if spec.iso.is_some() => return Err(CreateError::WrongKind("iso")),
         _ => {}
+    }
+    if spec.template.is_some() {
+        if spec.bridge.is_some() {
+            return Err(CreateError::NotUsed {
+                key: "bridge",
+                why: "is for a guest made from scratch: a clone keeps its template's network \
+                      card (change it on the template, or make the guest without `template`)",
+            });
+        }
+        if spec.storage.is_some() && !spec.full {
+            return Err(CreateError::NotUsed {
+                key: "storage",
+                why: "needs a full clone (`full`): a linked clone's disk stays on its template's \
+                      storage",
+            });
+        }
     }
     let all = super::guests(client).await?;
     if let Some(g) = all.iter().find(|g| g.name == spec.name && !g.template) {

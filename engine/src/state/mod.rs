@@ -59,6 +59,11 @@ pub struct NodeState {
     /// reached and pinned from then on: a changed key is refused.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub host_key: Option<String>,
+    /// The `pve` node whose nested PVE holds this node's guest (its parent); absent: the
+    /// guest is on the run's host. A nested guest's `vm_id` is its nested host's, and its
+    /// disk lives inside its PVE node's, so host-side verbs leave it to that node.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub inside: Option<String>,
 }
 
 impl NodeState {
@@ -75,6 +80,7 @@ impl NodeState {
             done: Vec::new(),
             created_by: None,
             host_key: None,
+            inside: None,
         }
     }
 
@@ -141,8 +147,10 @@ impl RunState {
         let mut nodes: Vec<NodeState> = manifest
             .nodes
             .iter()
-            .map(|n| {
-                old.remove(&n.name)
+            .map(|n| NodeState {
+                inside: n.parent.clone(),
+                ..old
+                    .remove(&n.name)
                     .unwrap_or_else(|| NodeState::pending(&n.name))
             })
             .collect();

@@ -113,6 +113,26 @@ fn carried_over_and_orphaned_nodes() {
     assert_eq!(st.nodes[0].vm_id, Some(101));
 }
 
+#[test]
+fn nested_nodes_say_which_pve_node_holds_them() {
+    let m = load_manifest(Source::new(
+        "m",
+        "schema_version: 2\nname: m\nnodes:\n  - {name: p, type: pve}\n  - {name: e, type: vm, parent: p}\n",
+    ))
+    .unwrap()
+    .manifest;
+    let st = RunState::for_manifest(&m, "h", "r0", "create", None);
+    assert_eq!(st.nodes[0].inside, None);
+    assert_eq!(st.nodes[1].inside.as_deref(), Some("p"));
+    // A state written before the field: read as on the host, then set by the next run.
+    let mut old = serde_json::to_value(&st).unwrap();
+    old["nodes"][1].as_object_mut().unwrap().remove("inside");
+    let old: RunState = serde_json::from_value(old).unwrap();
+    assert_eq!(old.nodes[1].inside, None);
+    let next = RunState::for_manifest(&m, "h", "r1", "create", Some(old));
+    assert_eq!(next.nodes[1].inside.as_deref(), Some("p"));
+}
+
 fn journal_of(dir: &Path) -> PathBuf {
     StateStore::path(dir, "m", "h").with_extension("journal")
 }

@@ -99,7 +99,13 @@ impl Conn {
                     m.to_string(),
                     Member {
                         state_id: st.state_id.clone(),
-                        vmids: st.nodes.iter().filter_map(|n| n.vm_id).collect(),
+                        // Nested guests' vmids are their nested hosts'.
+                        vmids: st
+                            .nodes
+                            .iter()
+                            .filter(|n| n.inside.is_none())
+                            .filter_map(|n| n.vm_id)
+                            .collect(),
                     },
                 );
             } else {

@@ -60,7 +60,8 @@ impl Columns for Step {
     }
 }
 
-/// The guests TARGETs or `-M` name, in order (a manifest's: its tree order).
+/// The guests TARGETs or `-M` name, in order (a manifest's: its tree order, only the
+/// guests on this host: a nested PVE's guests go with their PVE node's disk).
 pub async fn guests_of(conn: &Conn, g: &Guests) -> Result<Vec<GuestRow>, Failure> {
     match &g.manifest {
         Some(m) => {
@@ -76,8 +77,14 @@ pub async fn guests_of(conn: &Conn, g: &Guests) -> Result<Vec<GuestRow>, Failure
                 })?;
             let all = res::guests(&conn.client).await.map_err(pve_failure)?;
             let mut out = Vec::new();
+            let mut nested = Vec::new();
             for n in &st.nodes {
                 let Some(id) = n.vm_id else { continue };
+                // Its vmid is the nested host's: a guest here with that vmid is another.
+                if let Some(pve) = &n.inside {
+                    nested.push(format!("{} (inside {pve})", n.name));
+                    continue;
+                }
                 match all.iter().find(|r| r.vmid == id) {
                     Some(r) => out.push(r.clone()),
                     None => {
@@ -87,6 +94,13 @@ pub async fn guests_of(conn: &Conn, g: &Guests) -> Result<Vec<GuestRow>, Failure
                         )))
                     }
                 }
+            }
+            if !nested.is_empty() {
+                crate::errln!(
+                    "note: {} on a nested PVE: each guest's disk is inside its PVE node's, \
+                     which this covers",
+                    nested.join(", ")
+                );
             }
             Ok(out)
         }
