@@ -35,6 +35,17 @@ pub(crate) async fn upload(
 ) -> ApiResult<Value> {
     let (node, storage) = (&segs[1], &segs[3]);
     super::check_node(shared, node)?;
+    // As any call for another cluster node: that node takes it (and a down one cannot).
+    let there;
+    let shared = if *node != shared.node {
+        if shared.node_down(node) {
+            return Err(ApiError::new(595, "Connection refused"));
+        }
+        there = Arc::new(shared.at(node));
+        &there
+    } else {
+        shared
+    };
     let boundary = content_type
         .filter(|c| c.to_ascii_lowercase().starts_with("multipart/form-data"))
         .and_then(|c| {

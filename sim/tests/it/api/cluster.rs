@@ -303,6 +303,9 @@ async fn a_node_that_is_down_refuses_connections_and_shows_offline() {
     assert_eq!(n2["status"], "offline", "{res}");
     let r = c.get("/nodes/pve2/qemu").await;
     assert_eq!(r.status, 595, "{r:?}");
+    // An upload is a call for that node too (streamed apart from the others).
+    let r = upload(&c, "pve2").await;
+    assert_eq!(r.status, 595, "{r:?}");
     // The others answer; and once up again it does too.
     at(&h, 2).get("/nodes/pve/qemu").await.ok();
     assert!(h.remove_fault(id));
@@ -311,7 +314,28 @@ async fn a_node_that_is_down_refuses_connections_and_shows_offline() {
         assert!(Instant::now() < deadline, "pve2 never came back");
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
+    // Up again, it takes the upload: its own task, asked of it through the primary.
+    let upid = upload(&c, "pve2").await.upid();
+    assert!(upid.starts_with("UPID:pve2:"), "{upid}");
+    let st = c.wait_task("pve2", &upid, WAIT).await;
+    assert_eq!(st["exitstatus"], "OK", "{st}");
     h.shutdown().await;
+}
+
+/// A small ISO uploaded to `node`'s `local` storage through `c`.
+async fn upload(c: &Client, node: &str) -> crate::common::Resp {
+    let boundary = "----pvesimcluster1";
+    let body = format!(
+        "--{boundary}\r\nContent-Disposition: form-data; name=\"content\"\r\n\r\niso\r\n\
+         --{boundary}\r\nContent-Disposition: form-data; name=\"filename\"; filename=\"x.iso\"\r\n\
+         Content-Type: application/octet-stream\r\n\r\nISO\r\n--{boundary}--\r\n"
+    );
+    c.request(
+        "POST",
+        &format!("/nodes/{node}/storage/local/upload"),
+        Some((&format!("multipart/form-data; boundary={boundary}"), body)),
+    )
+    .await
 }
 
 #[tokio::test]
