@@ -25,6 +25,8 @@ pub struct GuestInfo {
     pub ip: Ipv4Addr,
     /// PVE's `lock` property (`clone`, `create`, ...).
     pub lock: Option<String>,
+    /// The task that holds its config lock file now (`lock-{vmid}.conf`), if any.
+    pub busy: Option<String>,
     /// Whether the guest agent answers now.
     pub agent_up: bool,
     /// The config as `GET .../config` shows it.
@@ -103,6 +105,7 @@ pub(crate) fn guest_info(shared: &Shared, g: &Guest, st: &State) -> GuestInfo {
         template: g.template(),
         ip: g.ip,
         lock: g.lock_prop(),
+        busy: g.busy.clone(),
         agent_up: g.running
             && g.agent_configured()
             && g.agent_up()

@@ -14,8 +14,13 @@ use super::API_ONLY;
 #[test]
 fn sigkill_mid_clone_then_resume_and_destroy_leave_nothing_behind() {
     let r = SimRun::new(API_ONLY);
-    // Realistic durations: a full clone takes seconds, long enough to kill it mid-way.
-    let mut child = r.spawn_slow_create();
+    // Real durations: a full clone takes 6 s, long enough to kill it mid-way on a loaded
+    // machine after a second run's refusal.
+    let mut child = r
+        .slow_create()
+        .env("PVESIM_TIME_SCALE", "1")
+        .spawn()
+        .unwrap();
     let journal = r.state.path().join("api-only@sim.journal");
     // Wait until the state says a clone is in flight for edge (vmid recorded).
     wait_for_journal(&journal, "edge's provision", |l| {
@@ -73,8 +78,9 @@ fn sigkill_mid_clone_then_resume_and_destroy_leave_nothing_behind() {
 /// Returns its exit code, its stderr (empty when closed) and its state folder.
 fn signal_mid_clone(signal: &str, close_output: bool) -> (Option<i32>, String, tempfile::TempDir) {
     let state = tempfile::tempdir().unwrap();
+    // Real durations: the clone takes 6 s, so the signal lands in it on a loaded machine.
     let mut child = sim_driver(state.path())
-        .env("PVESIM_TIME_SCALE", "0.3")
+        .env("PVESIM_TIME_SCALE", "1")
         .args(["create", "-M", "n1-basic", "-H", "sim"])
         .stdin(Stdio::null())
         .stdout(Stdio::piped())

@@ -104,7 +104,8 @@ impl SimRun {
             .unwrap()
     }
 
-    fn slow_create(&self) -> Command {
+    /// The command [`SimRun::spawn_slow_create`] runs (time scale 0.5).
+    pub fn slow_create(&self) -> Command {
         let mut c = self.cmd("create", &[]);
         c.env("PVESIM_TIME_SCALE", "0.5")
             .stdin(Stdio::null())

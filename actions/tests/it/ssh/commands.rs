@@ -193,8 +193,11 @@ async fn a_connection_lost_mid_command_is_reported_as_lost() {
     let sshd = Sshd::start();
     let c = ssh::connect(&sshd.target()).await.expect("connect");
     let port = sshd.port;
+    let (seen, started) = tokio::sync::oneshot::channel::<()>();
+    let mut seen = Some(seen);
     let cut = tokio::spawn(async move {
-        tokio::time::sleep(Duration::from_millis(500)).await;
+        // Once the command's first line is here: it runs and its output is being read.
+        let _ = started.await;
         // Only our client's socket: its peer is the test sshd's port.
         std::process::Command::new("ss")
             .args(["-K", "dst", "127.0.0.1", "dport", "=", &port.to_string()])
@@ -203,7 +206,18 @@ async fn a_connection_lost_mid_command_is_reported_as_lost() {
     });
     let start = Instant::now();
     let e = c
-        .exec_streaming("echo started; sleep 30", StreamOptions::pty(), T, |_, _| {})
+        .exec_streaming(
+            "echo started; sleep 30",
+            StreamOptions::pty(),
+            T,
+            move |_, line| {
+                if line.contains("started") {
+                    if let Some(s) = seen.take() {
+                        let _ = s.send(());
+                    }
+                }
+            },
+        )
         .await
         .expect_err("the connection is gone");
     let cut = cut.await.expect("ss task");

@@ -202,7 +202,8 @@ async fn ssh_listens_from_the_boot_moment_like_the_agent() {
         config: z,
         resize: z,
         start: z,
-        agent_delay: Duration::from_millis(800),
+        // Long enough that a loaded machine still sees the guest booting.
+        agent_delay: Duration::from_secs(3),
         stop: z,
         shutdown: z,
         delete: z,
