@@ -378,21 +378,10 @@ fn a_nested_trees_snapshot_takes_its_pve_node_and_leaves_a_same_vmid_guest_alone
     let state = tempfile::tempdir().unwrap();
     let s = state.path();
     // n2-quick's edge is 99021 on root-pve's nested PVE; this one is 99021 on the host.
-    run(
-        s,
-        &[
-            "vm",
-            "create",
-            "other",
-            "-H",
-            "sim",
-            "--template",
-            "debian-12",
-            "--vmid",
-            "99021",
-        ],
-    )
-    .ok();
+    let make: Vec<&str> = "vm create other -H sim --template debian-12 --vmid 99021"
+        .split(' ')
+        .collect();
+    run(s, &make).ok();
     run(s, &["create", "-M", "n2-quick", "-H", "sim"]).ok();
     let taken = run(
         s,
@@ -408,21 +397,10 @@ fn a_nested_trees_snapshot_takes_its_pve_node_and_leaves_a_same_vmid_guest_alone
     );
     assert_eq!(snapshots(s, "root-pve"), ["s1"]);
     assert!(snapshots(s, "other").is_empty());
-    let member = run(
-        s,
-        &[
-            "get",
-            "vms",
-            "-l",
-            "manifest=n2-quick",
-            "-H",
-            "sim",
-            "-o",
-            "json",
-        ],
-    )
-    .ok()
-    .json();
+    let members: Vec<&str> = "get vms -l manifest=n2-quick -H sim -o json"
+        .split(' ')
+        .collect();
+    let member = run(s, &members).ok().json();
     let names: Vec<&str> = member["items"]
         .as_array()
         .unwrap()
