@@ -391,7 +391,7 @@ fn a_nested_trees_snapshot_takes_its_pve_node_and_leaves_a_same_vmid_guest_alone
     )
     .ok();
     assert!(
-        taken.stderr.contains("edge (inside root-pve)"),
+        taken.stderr.contains("edge (on root-pve)"),
         "{}",
         taken.stderr
     );

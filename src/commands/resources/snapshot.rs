@@ -82,7 +82,7 @@ pub async fn guests_of(conn: &Conn, g: &Guests) -> Result<Vec<GuestRow>, Failure
                 let Some(id) = n.vm_id else { continue };
                 // Its vmid is the nested host's: a guest here with that vmid is another.
                 if let Some(pve) = &n.inside {
-                    nested.push(format!("{} (inside {pve})", n.name));
+                    nested.push(format!("{} (on {pve})", n.name));
                     continue;
                 }
                 match all.iter().find(|r| r.vmid == id) {
@@ -97,8 +97,8 @@ pub async fn guests_of(conn: &Conn, g: &Guests) -> Result<Vec<GuestRow>, Failure
             }
             if !nested.is_empty() {
                 crate::errln!(
-                    "note: {} on a nested PVE: each guest's disk is inside its PVE node's, \
-                     which this covers",
+                    "note: guests on a nested PVE go with their PVE node, whose disk holds \
+                     theirs: {}",
                     nested.join(", ")
                 );
             }
