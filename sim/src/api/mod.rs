@@ -45,6 +45,19 @@ pub(crate) fn check_node(shared: &Shared, node: &str) -> ApiResult<()> {
     }
 }
 
+/// The node that answers a call for `node`: this one, or (as pveproxy passes it on)
+/// another member of the cluster, which cannot while it is down.
+pub(crate) fn answering(shared: &Arc<Shared>, node: &str) -> ApiResult<Arc<Shared>> {
+    check_node(shared, node)?;
+    if node == shared.node {
+        return Ok(shared.clone());
+    }
+    if shared.node_down(node) {
+        return Err(ApiError::new(595, "Connection refused"));
+    }
+    Ok(Arc::new(shared.at(node)))
+}
+
 /// Routes a request that reached node `shared.node`'s endpoint; a `/nodes/{other}/...`
 /// path is answered as `other` (pveproxy's `proxyto => 'node'`).
 pub(crate) async fn route(shared: &Arc<Shared>, req: &mut ApiRequest) -> ApiResult<Value> {
@@ -86,16 +99,8 @@ pub(crate) async fn route(shared: &Arc<Shared>, req: &mut ApiRequest) -> ApiResu
             ))
         }
         (_, ["nodes", node, rest @ ..]) => {
-            check_node(shared, node)?;
-            // As pveproxy does, a call for another cluster node is answered by that node.
-            if *node != shared.node {
-                if shared.node_down(node) {
-                    return Err(ApiError::new(595, "Connection refused"));
-                }
-                let there = Arc::new(shared.at(node));
-                return node_route(&there, req, &m, rest).await;
-            }
-            node_route(shared, req, &m, rest).await
+            let there = answering(shared, node)?;
+            node_route(&there, req, &m, rest).await
         }
         _ => Err(not_implemented(req)),
     }

@@ -34,18 +34,8 @@ pub(crate) async fn upload(
     body: hyper::body::Incoming,
 ) -> ApiResult<Value> {
     let (node, storage) = (&segs[1], &segs[3]);
-    super::check_node(shared, node)?;
-    // As any call for another cluster node: that node takes it (and a down one cannot).
-    let there;
-    let shared = if *node != shared.node {
-        if shared.node_down(node) {
-            return Err(ApiError::new(595, "Connection refused"));
-        }
-        there = Arc::new(shared.at(node));
-        &there
-    } else {
-        shared
-    };
+    // As any call for a node: a call for another cluster member is that member's.
+    let shared = &super::answering(shared, node)?;
     let boundary = content_type
         .filter(|c| c.to_ascii_lowercase().starts_with("multipart/form-data"))
         .and_then(|c| {
